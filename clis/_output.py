@@ -1,0 +1,81 @@
+"""Rendering shared by every command: compact text or one JSON document, and errors as one line.
+
+Contract (ARCHITECTURE.md, "CLI contract"): text by default, ``--json`` prints one document with a stable
+``schema`` field; errors print ``error: <message>`` then ``hint: <what to do>`` on stderr (and, for a
+failing service, its last log lines) and exit with the code of :mod:`legible._errors`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn, TypeVar
+
+import typer
+
+from legible._errors import LegibleError
+
+T = TypeVar("T")
+
+#: Default cap on rows printed by list-like commands before a "cut" line.
+DEFAULT_LIMIT = 40
+
+
+def emit_json(doc: dict[str, Any]) -> None:
+    """Print ``doc`` (which must have a ``schema`` key) as one JSON document on stdout."""
+    assert "schema" in doc, "every --json document carries a schema"
+    sys.stdout.write(json.dumps(doc, indent=1, default=str) + "\n")
+
+
+def fail(err: LegibleError, as_json: bool = False) -> NoReturn:
+    """Print ``err`` (one line, a hint, the log tail) and exit with its exit code."""
+    if as_json:
+        emit_json({"schema": "legible.error/v1", **err.to_dict()})
+    else:
+        lines = [f"error: {err.message}"]
+        if err.log_tail:
+            lines.append(f"last {len(err.log_tail)} log lines:")
+            lines.extend(f"  {line}" for line in err.log_tail)
+        if err.hint:
+            lines.append(f"hint: {err.hint}")
+        sys.stderr.write("\n".join(lines) + "\n")
+    raise typer.Exit(err.exit_code)
+
+
+@contextmanager
+def errors_to_exit(as_json: bool = False) -> Iterator[None]:
+    """Turn a :class:`LegibleError` raised inside the block into :func:`fail`."""
+    try:
+        yield
+    except LegibleError as err:
+        fail(err, as_json)
+
+
+def run(fn: Callable[[], T], as_json: bool = False) -> T:
+    """Call ``fn`` and turn a :class:`LegibleError` into :func:`fail`."""
+    with errors_to_exit(as_json):
+        return fn()
+    raise AssertionError("unreachable")
+
+
+def fmt_ms(ms: float | None) -> str:
+    """``1234.5`` -> ``"1.23 s"``, ``87.2`` -> ``"87 ms"``, ``None`` -> ``"-"``."""
+    if ms is None:
+        return "-"
+    if ms >= 1000:
+        return f"{ms / 1000:.2f} s"
+    return f"{ms:.0f} ms"
+
+
+def table(rows: list[list[str]], header: list[str] | None = None) -> str:
+    """Left-aligned columns separated by two spaces; no borders, no colour (cheap for an agent)."""
+    all_rows = ([header] if header else []) + rows
+    if not all_rows:
+        return ""
+    widths = [max(len(r[i]) for r in all_rows) for i in range(len(all_rows[0]))]
+    out = []
+    for r in all_rows:
+        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return "\n".join(out)

@@ -1,0 +1,25 @@
+"""Machine-wide directories (XDG Base Directory spec): the lease registry and the tool cache.
+
+``$XDG_STATE_HOME/legible`` (default ``~/.local/state/legible``) holds ``leases.json`` and its lock;
+``$XDG_CACHE_HOME/legible/tools`` (default ``~/.cache/legible/tools``) holds binaries that
+``legible doctor --install`` unpacked without root. Tests point both variables at temporary directories.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def state_home() -> Path:
+    """Return ``$XDG_STATE_HOME/legible``, creating it."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    path = Path(base) / "legible"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def tool_cache() -> Path:
+    """Return ``$XDG_CACHE_HOME/legible/tools`` (not created)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "legible" / "tools"

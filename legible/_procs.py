@@ -1,0 +1,129 @@
+"""Process identity and process-group signalling: the one place that knows about PIDs, groups and Linux.
+
+A PID alone is not an identity (PIDs are reused), so every process legible records is a
+:class:`ProcRef` of ``(pid, create_time)`` and is only signalled when both still match.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import psutil
+
+#: Environment variable set on every service process; its value is the worktree key. ``legible gc``
+#: finds orphans (even grandchildren of a dead supervisor) by it.
+STACK_ENV = "LEGIBLE_STACK"
+
+
+@dataclass(frozen=True)
+class ProcRef:
+    """A process identity that survives PID reuse.
+
+    Attributes:
+        pid: process id.
+        create_time: ``psutil.Process.create_time()``, seconds since the epoch.
+    """
+
+    pid: int
+    create_time: float
+
+    @classmethod
+    def of(cls, pid: int) -> ProcRef | None:
+        """Return the identity of the live process ``pid``, or ``None`` if it is gone."""
+        try:
+            return cls(pid, psutil.Process(pid).create_time())
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            return None
+
+    def alive(self) -> bool:
+        """True while the same process (same pid and start time) runs and is not a zombie."""
+        try:
+            p = psutil.Process(self.pid)
+            return abs(p.create_time() - self.create_time) < 0.05 and p.status() != psutil.STATUS_ZOMBIE
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            return False
+
+    def to_dict(self) -> dict[str, float]:
+        """``{"pid": int, "create_time": float}`` for state.json."""
+        return {"pid": self.pid, "create_time": self.create_time}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, float] | None) -> ProcRef | None:
+        """Inverse of :meth:`to_dict`; ``None`` passes through."""
+        if not d:
+            return None
+        return cls(int(d["pid"]), float(d["create_time"]))
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to process group ``pgid``; False if the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any non-zombie process is in group ``pgid``."""
+    for p in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(p.pid) == pgid and p.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            continue
+    return False
+
+
+def stack_processes(key: str | None = None) -> Iterator[psutil.Process]:
+    """Yield live processes whose environment has ``LEGIBLE_STACK`` (equal to ``key`` when given).
+
+    Only this user's processes are readable; others are skipped silently.
+    """
+    me = os.getpid()
+    for p in psutil.process_iter(["pid"]):
+        if p.pid == me:
+            continue
+        try:
+            value = p.environ().get(STACK_ENV)
+            if value is None or (key is not None and value != key):
+                continue
+            if p.status() == psutil.STATUS_ZOMBIE:
+                continue
+            yield p
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+
+
+def terminate(procs: Iterable[psutil.Process], timeout: float = 3.0) -> list[int]:
+    """SIGTERM each process, SIGKILL those still alive after ``timeout`` seconds; return the pids signalled."""
+    procs = list(procs)
+    for p in procs:
+        try:
+            p.send_signal(signal.SIGTERM)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for p in alive:
+        try:
+            p.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    psutil.wait_procs(alive, timeout=1.0)
+    return [p.pid for p in procs]
+
+
+def wait_gone(ref: ProcRef, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``ref`` to exit; True if it did."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not ref.alive():
+            return True
+        time.sleep(0.02)
+    return not ref.alive()

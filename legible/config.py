@@ -1,0 +1,289 @@
+"""``legible.toml``: what the stack runs for a worktree, validated into plain data.
+
+The file sits at the worktree root; ``[tool.legible]`` in ``pyproject.toml`` is read when there is no
+``legible.toml``. Shape (every key optional except ``app.command``)::
+
+    [app]
+    command = "python app.py --port $PORT"   # a string (split like a shell would) or a list
+    cwd = "."                                 # relative to the worktree root
+    env = { FEATURE_X = "1" }                 # extra environment; $VARS are substituted
+    ready = { http = "/healthz" }             # or { tcp = true } (the default) or { log = "regex" }
+    ready_timeout = 30                        # seconds until the app must be ready
+    metrics_path = "/metrics"                 # Prometheus endpoint scraped by VictoriaMetrics
+    instrument = false                        # true: run under `opentelemetry-instrument`
+
+    [services.worker]                         # extra services, started after what they depend on
+    command = "python worker.py"
+    depends_on = ["app"]
+    port = true                               # lease a port for it: $PORT inside, $WORKER_PORT for all
+
+    [stack]
+    scrape_interval = "5s"                    # how often VictoriaMetrics scrapes metrics_path
+
+In commands, ``$PORT``/``${PORT}`` and every variable of the stack's environment (``$VICTORIA_METRICS_PORT``,
+``$OTEL_EXPORTER_OTLP_ENDPOINT``, ...) are substituted (``string.Template`` rules; unknown names stay).
+Validation is pydantic with unknown keys forbidden, so a typo is an error that names the key and file.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from legible._errors import ConfigError
+
+CONFIG_FILENAME = "legible.toml"
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+RESERVED_SERVICES = frozenset({"victoria-metrics", "collector", "chromium", "vector", "grafana", "supervisor"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ReadyProbe(_Strict):
+    """How the supervisor decides a service is ready; exactly one of the three fields is set.
+
+    Attributes:
+        http: a path (``/healthz``, requested on the service's port) or a full ``http://127.0.0.1...``
+            URL; ready when it answers with a status below 500.
+        tcp: ``True`` for the service's own port, or a port number; ready when a connect succeeds.
+        log: a regular expression; ready when a line of the service's log matches it.
+    """
+
+    http: str | None = None
+    tcp: bool | int | None = None
+    log: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ReadyProbe:
+        chosen = [k for k in ("http", "tcp", "log") if getattr(self, k) not in (None, False)]
+        if len(chosen) != 1:
+            raise ValueError("set exactly one of http, tcp, log")
+        if self.log is not None:
+            try:
+                re.compile(self.log)
+            except re.error as exc:
+                raise ValueError(f"log is not a valid regular expression: {exc}") from exc
+        return self
+
+    @property
+    def kind(self) -> Literal["http", "tcp", "log"]:
+        """Which probe this is: ``"http"``, ``"tcp"`` or ``"log"``."""
+        if self.http is not None:
+            return "http"
+        if self.log is not None:
+            return "log"
+        return "tcp"
+
+
+class ServiceConfig(_Strict):
+    """One process the user declares: the app, or an extra service (a worker, a database).
+
+    Attributes:
+        command: argv, or a string split with ``shlex`` (no shell runs unless ``shell = true``).
+        cwd: working directory, relative to the worktree root.
+        env: extra environment variables (values are substituted like the command).
+        ready: the readiness probe; ``None`` means ready once started (extra services without a port).
+        ready_timeout: seconds the service has to become ready.
+        metrics_path: a Prometheus exposition path on the service's port, scraped by VictoriaMetrics.
+        depends_on: services that must be ready first (``app`` or other extra services).
+        port: lease a port for this service (always true for the app).
+        shell: run ``command`` with ``/bin/sh -c``.
+        instrument: prefix the command with ``opentelemetry-instrument`` (zero-code instrumentation).
+        restart: restart after a crash (with backoff, at most ``max_restarts`` times).
+        max_restarts: the restart cap; after it the service is marked ``failed``.
+    """
+
+    command: str | list[str]
+    cwd: str = "."
+    env: dict[str, str] = Field(default_factory=dict)
+    ready: ReadyProbe | None = None
+    ready_timeout: float = Field(default=30.0, gt=0, le=3600)
+    metrics_path: str | None = None
+    depends_on: list[str] = Field(default_factory=list)
+    port: bool = False
+    shell: bool = False
+    instrument: bool = False
+    restart: bool = True
+    max_restarts: int = Field(default=5, ge=0, le=1000)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+    @field_validator("command")
+    @classmethod
+    def _non_empty(cls, v: str | list[str]) -> str | list[str]:
+        if (isinstance(v, str) and not v.strip()) or (isinstance(v, list) and not v):
+            raise ValueError("must not be empty")
+        if isinstance(v, str):
+            try:
+                shlex.split(v)
+            except ValueError as exc:
+                raise ValueError(f"cannot be split like a shell command: {exc}") from exc
+        return v
+
+    @field_validator("metrics_path")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("/"):
+            raise ValueError("must start with / (for example /metrics)")
+        return v
+
+
+class StackConfig(_Strict):
+    """Stack-wide settings.
+
+    Attributes:
+        scrape_interval: how often VictoriaMetrics scrapes ``metrics_path`` targets, as ``"5s"`` or ``"1m"``.
+        retention: how long VictoriaMetrics keeps samples, in its ``-retentionPeriod`` syntax (``"7d"``).
+        browser: also start Chromium (issue 4); ``legible up --browser`` sets it for one run.
+    """
+
+    scrape_interval: str = Field(default="5s", pattern=r"^\d+(ms|s|m)$")
+    retention: str = Field(default="7d", pattern=r"^\d+[hdwy]?$")
+    browser: bool = False
+
+
+class LegibleConfig(_Strict):
+    """The whole file: ``[app]``, ``[services.*]``, ``[stack]``.
+
+    Attributes:
+        app: the app under development; it always gets a port (``$PORT``) and defaults to a TCP probe.
+        services: extra services by name (lowercase, ``a-z0-9-``).
+        stack: stack-wide settings.
+        source: the file this came from (for messages); not a TOML key.
+    """
+
+    app: ServiceConfig
+    services: dict[str, ServiceConfig] = Field(default_factory=dict)
+    stack: StackConfig = Field(default_factory=StackConfig)
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _graph(self) -> LegibleConfig:
+        names = {"app", *self.services}
+        for name in self.services:
+            if not _NAME_RE.match(name) or name in RESERVED_SERVICES or name == "app":
+                raise ValueError(
+                    f"services.{name}: a service name is lowercase a-z, 0-9 and '-', at most 31 characters,"
+                    f" and not one of app, {', '.join(sorted(RESERVED_SERVICES))}"
+                )
+        for name, svc in [("app", self.app), *self.services.items()]:
+            for dep in svc.depends_on:
+                if dep not in names:
+                    where = "app" if name == "app" else f"services.{name}"
+                    raise ValueError(f"{where}.depends_on: unknown service {dep!r} (known: {sorted(names)})")
+        order_services(self)  # raises ValueError on a cycle
+        return self
+
+
+def order_services(cfg: LegibleConfig) -> list[str]:
+    """Return the user services (``app`` and extras) in start order: dependencies first, then by name.
+
+    Raises:
+        ValueError: the ``depends_on`` graph has a cycle (the message lists it).
+    """
+    graph = {"app": list(cfg.app.depends_on), **{n: list(s.depends_on) for n, s in cfg.services.items()}}
+    done: list[str] = []
+    visiting: list[str] = []
+
+    def visit(n: str) -> None:
+        if n in done:
+            return
+        if n in visiting:
+            cycle = visiting[visiting.index(n) :] + [n]
+            raise ValueError(f"depends_on has a cycle: {' -> '.join(cycle)}")
+        visiting.append(n)
+        for d in sorted(graph[n]):
+            visit(d)
+        visiting.pop()
+        done.append(n)
+
+    for n in sorted(graph):
+        visit(n)
+    return done
+
+
+def find_config_file(root: Path) -> tuple[Path, str] | None:
+    """Return ``(path, "legible.toml" | "pyproject.toml")`` for the worktree at ``root``, or ``None``."""
+    toml = root / CONFIG_FILENAME
+    if toml.is_file():
+        return toml, CONFIG_FILENAME
+    py = root / "pyproject.toml"
+    if py.is_file():
+        try:
+            data = tomllib.loads(py.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+            return None
+        if isinstance(data.get("tool"), dict) and "legible" in data["tool"]:
+            return py, "pyproject.toml"
+    return None
+
+
+def load_config(root: Path) -> LegibleConfig:
+    """Read and validate the worktree's configuration.
+
+    Raises:
+        ConfigError: no configuration, a TOML syntax error (with line and column), or a key that is unknown
+            or of the wrong type; the message names the file and the dotted key.
+    """
+    found = find_config_file(root)
+    if found is None:
+        raise ConfigError(
+            f"no {CONFIG_FILENAME} in {root}",
+            hint="run `legible init` to write one, or add [tool.legible] to pyproject.toml",
+        )
+    path, kind = found
+    try:
+        data: Any = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path.name}: invalid TOML: {exc}", hint=f"fix the syntax in {path}") from exc
+    if kind == "pyproject.toml":
+        data = data["tool"]["legible"]
+        prefix = "tool.legible."
+    else:
+        prefix = ""
+    return parse_config(data, source=str(path), prefix=prefix)
+
+
+def parse_config(data: Any, *, source: str = CONFIG_FILENAME, prefix: str = "") -> LegibleConfig:
+    """Validate already-parsed TOML data (a dict) into a :class:`LegibleConfig`.
+
+    Raises:
+        ConfigError: see :func:`load_config`.
+    """
+    name = Path(source).name
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name}: expected a table of settings", hint=f"see `legible init` for an example")
+    if "source" in data:
+        raise ConfigError(f"{name}: {prefix}source: unknown key", hint=f"remove it from {source}")
+    try:
+        return LegibleConfig.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        errors = exc.errors()
+        err = errors[0]
+        base = _dotted(err["loc"])
+        same = [e for e in errors if _dotted(e["loc"]) == base]
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif len(same) > 1:  # a union (str | list[str], bool | int): say what was given instead
+            msg = f"wrong type ({type(err['input']).__name__}): see the docs of this key"
+        key = f"{prefix}{base}" if base else ""
+        rest = len({_dotted(e["loc"]) for e in errors}) - 1
+        more = f" (and {rest} more problem{'s' if rest > 1 else ''})" if rest else ""
+        where = f"{key}: " if key else ""
+        raise ConfigError(f"{name}: {where}{msg}{more}", hint=f"edit {source}") from None
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    """Join a pydantic error location, dropping union-member tags such as ``str`` or ``list[str]``."""
+    keep = [str(p) for p in loc if not re.fullmatch(r"(str|int|bool|float|list\[.*\]|dict\[.*\])", str(p))]
+    return ".".join(p for p in keep if not p.startswith("function-"))

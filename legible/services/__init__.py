@@ -1,0 +1,16 @@
+"""Service kinds: the one place where built-in services are registered.
+
+:data:`BUILTIN` lists the infrastructure kinds in start order; user services (the app and extras from
+``legible.toml``) are planned by :mod:`legible.plan` from the config. See :mod:`legible.services.base`
+for the interface.
+"""
+
+from __future__ import annotations
+
+from legible.services.base import Component, Probe, ServiceKind, ServicePlan
+from legible.services.victoria_metrics import VictoriaMetrics
+
+#: Built-in service kinds, in start order.
+BUILTIN: list[ServiceKind] = [VictoriaMetrics()]
+
+__all__ = ["BUILTIN", "Component", "Probe", "ServiceKind", "ServicePlan"]

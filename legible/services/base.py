@@ -1,0 +1,113 @@
+"""The seam every service kind implements, and the plain-data plan of one service.
+
+A built-in service kind (victoria-metrics, collector, chromium; later vector, grafana) is one class with
+two duties: :meth:`ServiceKind.detect` tells ``legible doctor`` whether its binary is here, and
+:meth:`ServiceKind.plan` returns the :class:`ServicePlan` to run (or ``None`` when the stack does not use
+it). Kinds are registered in one place, :data:`legible.services.BUILTIN`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from legible.plan import PlanContext
+
+ProbeKind = Literal["http", "tcp", "log", "none"]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A resolved readiness probe.
+
+    Attributes:
+        kind: ``http`` (GET ``target``, ready below status 500), ``tcp`` (connect to ``127.0.0.1:target``),
+            ``log`` (``target`` is a regex matched against new lines of the service log), ``none``.
+        target: URL, port number as a string, or regex.
+    """
+
+    kind: ProbeKind
+    target: str = ""
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    """Everything needed to start and supervise one process; JSON-serialisable.
+
+    Attributes:
+        name: service name (``app``, ``victoria-metrics``, ...).
+        role: ``store`` | ``collector`` | ``app`` | ``browser``; stores start first, browser last.
+        argv: the command, already substituted.
+        cwd: working directory.
+        env: the full environment of the process.
+        probe: the readiness probe.
+        ready_timeout: seconds to become ready.
+        depends_on: services that must be ready before this one starts.
+        port: the service's own leased port, or 0.
+        log: path of ``logs/<name>.log``.
+        restart: restart after a crash (with backoff).
+        max_restarts: restart cap before the service is marked failed.
+        stop_timeout: seconds between SIGTERM and SIGKILL.
+    """
+
+    name: str
+    role: str
+    argv: list[str]
+    cwd: str
+    env: dict[str, str]
+    probe: Probe
+    ready_timeout: float
+    depends_on: list[str] = field(default_factory=list)
+    port: int = 0
+    log: str = ""
+    restart: bool = True
+    max_restarts: int = 5
+    stop_timeout: float = 3.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (see :meth:`from_dict`)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ServicePlan:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{**d, "probe": Probe(**d["probe"])})
+
+
+@dataclass(frozen=True)
+class Component:
+    """What ``legible doctor`` reports for one external binary.
+
+    Attributes:
+        name: component name (``victoria-metrics``).
+        path: the binary found, or ``None``.
+        version: its version string, or ``""``.
+        install: the exact command that installs it when missing.
+        required: the default stack cannot run without it.
+    """
+
+    name: str
+    path: Path | None
+    version: str
+    install: str
+    required: bool = True
+
+
+class ServiceKind(Protocol):
+    """One built-in service kind. See the module docstring."""
+
+    name: str
+
+    def detect(self) -> Component:
+        """Find the binary (PATH, then legible's tool cache) and its version."""
+        ...
+
+    def plan(self, ctx: PlanContext) -> ServicePlan | None:
+        """Return this service's plan for the stack in ``ctx``, or ``None`` if the stack does not run it.
+
+        Raises:
+            PrerequisiteMissing: the stack needs this service and its binary is missing.
+        """
+        ...

@@ -1,0 +1,91 @@
+"""VictoriaMetrics single-node: the stack's metrics store, scraping ``/metrics`` targets.
+
+Flags are from ``victoria-metrics -help`` (1.79, Debian's package): the HTTP API and vmui on one loopback
+port, ``-search.latencyOffset=1s`` so samples are queryable about a second after they arrive (the default,
+30 s, hides fresh data from an agent that just acted), and ``-memory.allowedBytes`` so dozens of stacks fit.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from legible._errors import PrerequisiteMissing
+from legible._paths import tool_cache
+from legible.services.base import Component, Probe, ServicePlan
+
+if TYPE_CHECKING:
+    from legible.plan import PlanContext
+
+BINARY_NAMES = ("victoria-metrics", "victoria-metrics-prod")
+INSTALL = "legible doctor --install  (or: sudo apt-get install victoria-metrics)"
+
+
+def find_binary() -> Path | None:
+    """Return the VictoriaMetrics binary on PATH, else in legible's tool cache, else ``None``."""
+    for name in BINARY_NAMES:
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    for name in BINARY_NAMES:
+        cached = tool_cache() / "victoria-metrics" / "usr" / "bin" / name
+        if cached.is_file():
+            return cached
+    return None
+
+
+class VictoriaMetrics:
+    """The ``victoria-metrics`` service kind (role ``store``)."""
+
+    name = "victoria-metrics"
+
+    def detect(self) -> Component:
+        """Find the binary and ask it for ``-version``."""
+        path = find_binary()
+        version = ""
+        if path is not None:
+            out = subprocess.run([str(path), "-version"], capture_output=True, text=True, timeout=10, check=False)
+            version = (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else ""
+        return Component(self.name, path, version, INSTALL)
+
+    def plan(self, ctx: PlanContext) -> ServicePlan:
+        """Plan VictoriaMetrics on the ``victoria-metrics`` port with data under ``.legible/data/``.
+
+        Raises:
+            PrerequisiteMissing: no VictoriaMetrics binary.
+        """
+        binary = find_binary()
+        if binary is None:
+            raise PrerequisiteMissing("victoria-metrics is not installed", hint=f"run: {INSTALL}")
+        port = ctx.ports[self.name]
+        scrape = ctx.render(
+            "victoria-metrics/prometheus.yml.j2",
+            "prometheus.yml",
+            scrape_interval=ctx.config.stack.scrape_interval,
+            supervisor_port=ctx.ports["supervisor"],
+            targets=ctx.scrape_targets(),
+        )
+        argv = [
+            str(binary),
+            f"-httpListenAddr=127.0.0.1:{port}",
+            f"-storageDataPath={ctx.worktree.data_dir / 'victoria-metrics'}",
+            f"-retentionPeriod={ctx.config.stack.retention}",
+            f"-promscrape.config={scrape}",
+            "-search.latencyOffset=1s",
+            "-memory.allowedBytes=256MiB",
+            "-loggerLevel=WARN",
+        ]
+        return ServicePlan(
+            name=self.name,
+            role="store",
+            argv=argv,
+            cwd=str(ctx.worktree.root),
+            env=ctx.env_for(self.name, port),
+            probe=Probe("http", f"http://127.0.0.1:{port}/health"),
+            ready_timeout=15.0,
+            port=port,
+            log=str(ctx.worktree.logs_dir / f"{self.name}.log"),
+            stop_timeout=5.0,
+        )

@@ -1,0 +1,118 @@
+"""Worktree identity: the git worktree root, its key, and its ``.legible/`` state directory.
+
+The key is ``<basename>-<first 8 hex of sha256(realpath)>`` (ARCHITECTURE.md, "Words"): stable for a path,
+different for two worktrees of one repository, readable in ``legible ps``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from legible._errors import UsageError
+
+STATE_DIRNAME = ".legible"
+
+
+def worktree_key(root: Path) -> str:
+    """Return the key of the worktree at ``root``: ``<basename>-<8 hex of sha256(realpath)>``."""
+    real = os.path.realpath(root)
+    digest = hashlib.sha256(real.encode()).hexdigest()[:8]
+    return f"{os.path.basename(real)}-{digest}"
+
+
+@dataclass(frozen=True)
+class Worktree:
+    """One git worktree and the paths legible keeps inside it.
+
+    Attributes:
+        root: the worktree root (``git rev-parse --show-toplevel``), resolved.
+        key: see :func:`worktree_key`.
+    """
+
+    root: Path
+    key: str
+
+    @property
+    def state_dir(self) -> Path:
+        """``<root>/.legible``: state.json, env, logs/, data/, browser/, proof/."""
+        return self.root / STATE_DIRNAME
+
+    @property
+    def logs_dir(self) -> Path:
+        """``<root>/.legible/logs``: one ``<service>.log`` per service."""
+        return self.state_dir / "logs"
+
+    @property
+    def data_dir(self) -> Path:
+        """``<root>/.legible/data``: the stores (VictoriaMetrics data, the DuckDB file)."""
+        return self.state_dir / "data"
+
+    @property
+    def state_file(self) -> Path:
+        """``<root>/.legible/state.json``, written by the supervisor."""
+        return self.state_dir / "state.json"
+
+    @property
+    def env_file(self) -> Path:
+        """``<root>/.legible/env``: a dotenv of the stack's endpoints for the agent's shell."""
+        return self.state_dir / "env"
+
+    def ensure_state_dir(self) -> Path:
+        """Create ``.legible/`` and list it in the repository's ``info/exclude`` so it is never committed."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        _exclude_from_git(self.root)
+        return self.state_dir
+
+
+def find_worktree(start: Path | None = None) -> Worktree:
+    """Return the git worktree that contains ``start`` (default: the current directory).
+
+    Raises:
+        UsageError: ``start`` is not inside a git worktree (or git is missing).
+    """
+    start = Path(start or Path.cwd())
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=start,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise UsageError("git is not installed", hint="install git (apt-get install git)") from exc
+    if out.returncode != 0 or not out.stdout.strip():
+        raise UsageError(
+            f"{start} is not inside a git worktree",
+            hint="cd into your repository, or run `git init` first",
+        )
+    root = Path(os.path.realpath(out.stdout.strip()))
+    return Worktree(root=root, key=worktree_key(root))
+
+
+def _exclude_from_git(root: Path) -> None:
+    out = subprocess.run(
+        ["git", "rev-parse", "--git-path", "info/exclude"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        return
+    exclude = Path(out.stdout.strip())
+    if not exclude.is_absolute():
+        exclude = root / exclude
+    line = f"/{STATE_DIRNAME}/"
+    existing = exclude.read_text().splitlines() if exclude.exists() else []
+    if line in existing:
+        return
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    with exclude.open("a") as fh:
+        if existing and existing[-1] != "":
+            fh.write("\n")
+        fh.write(f"{line}\n")
