@@ -1,0 +1,418 @@
+"""The worktree's signal store: a DuckDB file of logs and spans, its schema, and a read-only query API.
+
+One file per worktree, ``<worktree>/.legible/data/signals.duckdb`` (:func:`store_path`). The collector
+(:mod:`legible.collector`) is its only writer; everything else reads through :class:`Store`:
+
+* DuckDB lets one process hold a database file open for writing and then no other process may open it,
+  not even read-only. So while the collector runs, :meth:`Store.query` sends the SQL to the collector's
+  loopback endpoint (``POST /query`` on its OTLP/HTTP port); when no collector answers (after
+  ``legible down``), it opens the file with ``read_only=True``.
+* Only one ``SELECT`` / ``WITH`` / ``EXPLAIN`` / ``DESCRIBE`` / ``SHOW`` / ``SUMMARIZE`` statement is
+  accepted (checked with :func:`duckdb.extract_statements`); anything else raises :class:`UsageError`.
+* At most :data:`MAX_ROWS` rows come back; :attr:`QueryResult.truncated` says when more existed.
+* Values are JSON-compatible whichever path answered (see :func:`jsonable`): ``TIMESTAMP`` becomes an
+  ISO 8601 string, ``JSON`` columns stay strings, ``DECIMAL`` becomes ``float``, ``BLOB`` becomes hex.
+
+The tables and columns are documented in ``docs/store.md``; the schema is the numbered list
+:data:`MIGRATIONS`, each applied once and recorded in ``_migrations`` (the llm ``migrations.py`` way).
+Times are ``BIGINT`` nanoseconds since the Unix epoch (UTC), exact and timezone-free, with virtual
+``TIMESTAMP`` columns (``ts``, ``start_ts``) for readable SQL. Rows are appended in arrival order, so
+DuckDB's per-row-group min/max (zone maps) prune time filters without a secondary index.
+
+Example::
+
+    from legible.store import open_store
+    store = open_store(worktree.state_dir, collector_url="http://127.0.0.1:41234")
+    cols, rows = store.query("SELECT service, level, count(*) FROM logs GROUP BY ALL ORDER BY 3 DESC")
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import json
+import math
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from legible._errors import NotRunning, UsageError
+
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = [
+    "ALLOWED_STATEMENTS",
+    "LEVELS",
+    "MAX_ROWS",
+    "MIGRATIONS",
+    "QueryResult",
+    "Store",
+    "check_read_only",
+    "jsonable",
+    "migrate",
+    "open_store",
+    "run_query",
+    "store_path",
+]
+
+#: Hard cap on the rows one query returns.
+MAX_ROWS = 10_000
+#: Normalised log levels, lowest first (OpenTelemetry severity ranges 1-4, 5-8, ..., 21-24).
+LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
+#: Statement types :meth:`Store.query` accepts (names of ``duckdb.StatementType``).
+ALLOWED_STATEMENTS = frozenset({"SELECT", "EXPLAIN"})
+STORE_FILENAME = "signals.duckdb"
+
+# The folding used for logs.template: ids, hex and numbers become placeholders so similar lines group.
+# RE2 syntax (DuckDB's regexp_replace). Applied to the headline (first line, or the last line of a
+# Python traceback), cut to 300 characters.
+_TEMPLATE_SQL = r"""
+regexp_replace(regexp_replace(regexp_replace(regexp_replace(
+  left(CASE WHEN starts_with(body, 'Traceback (most recent call last):')
+            THEN regexp_extract(rtrim(body, e'\n '), '([^\n]*)$', 1)
+            ELSE split_part(body, e'\n', 1) END, 300),
+  '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}', '<uuid>', 'g'),
+  '\b(0x)?[0-9a-fA-F]{8,}\b', '<hex>', 'g'),
+  '\b\d+(\.\d+)?', '<n>', 'g'),
+  '"[^"]{24,}"', '"<s>"', 'g')
+"""
+
+
+def template_sql() -> str:
+    """Return the SQL expression over ``body`` that computes ``logs.template`` (see ``docs/store.md``)."""
+    return _TEMPLATE_SQL.strip()
+
+
+def _m001_initial(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE IF NOT EXISTS logs (
+            seq             BIGINT NOT NULL,
+            time_ns         BIGINT NOT NULL,
+            observed_ns     BIGINT NOT NULL,
+            ts              TIMESTAMP GENERATED ALWAYS AS (make_timestamp(time_ns // 1000)) VIRTUAL,
+            service         VARCHAR NOT NULL,
+            level           VARCHAR NOT NULL,
+            severity_number SMALLINT NOT NULL,
+            severity_text   VARCHAR,
+            body            VARCHAR NOT NULL,
+            template        VARCHAR,
+            attributes      JSON,
+            resource        JSON,
+            scope           VARCHAR,
+            trace_id        VARCHAR,
+            span_id         VARCHAR,
+            source          VARCHAR NOT NULL
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE IF NOT EXISTS spans (
+            seq             BIGINT NOT NULL,
+            trace_id        VARCHAR NOT NULL,
+            span_id         VARCHAR NOT NULL,
+            parent_span_id  VARCHAR,
+            trace_state     VARCHAR,
+            service         VARCHAR NOT NULL,
+            name            VARCHAR NOT NULL,
+            kind            VARCHAR NOT NULL,
+            start_ns        BIGINT NOT NULL,
+            end_ns          BIGINT NOT NULL,
+            start_ts        TIMESTAMP GENERATED ALWAYS AS (make_timestamp(start_ns // 1000)) VIRTUAL,
+            duration_ms     DOUBLE NOT NULL,
+            status_code     VARCHAR NOT NULL,
+            status_message  VARCHAR,
+            attributes      JSON,
+            resource        JSON,
+            scope           VARCHAR,
+            events          JSON,
+            links           JSON,
+            exception_type    VARCHAR,
+            exception_message VARCHAR,
+            received_ns     BIGINT NOT NULL
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE IF NOT EXISTS tail_offsets (
+            path        VARCHAR PRIMARY KEY,
+            inode       BIGINT NOT NULL,
+            "offset"    BIGINT NOT NULL,
+            updated_ns  BIGINT NOT NULL
+        )
+        """
+    )
+
+
+#: The schema, as ``(name, function)`` pairs applied in order, each once.
+MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
+    ("m001_initial", _m001_initial),
+]
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply the migrations ``con``'s database has not seen yet; return their names.
+
+    Each migration runs in its own transaction together with its ``_migrations`` row, so a crash leaves
+    the database at a migration boundary.
+
+    Args:
+        con: a writable connection.
+
+    """
+    con.execute("CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
+    done = {r[0] for r in con.execute("SELECT name FROM _migrations").fetchall()}
+    applied = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            fn(con)
+            con.execute("INSERT INTO _migrations VALUES (?, now()::TIMESTAMP)", [name])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
+
+
+def store_path(state_dir: Path | str) -> Path:
+    """Return ``<state_dir>/data/signals.duckdb`` (``state_dir`` is the worktree's ``.legible``)."""
+    return Path(state_dir) / "data" / STORE_FILENAME
+
+
+def check_read_only(sql: str) -> None:
+    """Accept exactly one read-only statement (see :data:`ALLOWED_STATEMENTS`).
+
+    ``WITH``, ``DESCRIBE``, ``SHOW`` and ``SUMMARIZE`` parse as ``SELECT`` in DuckDB and are accepted.
+
+    Raises:
+        UsageError: a parse error, several statements, or a statement that is not read-only.
+
+    """
+    import duckdb
+
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as e:
+        raise UsageError(f"SQL: {_one_line(e)}", hint="see docs/store.md for the tables") from None
+    if len(statements) != 1:
+        raise UsageError(f"SQL: expected one statement, got {len(statements)}", hint="send one SELECT")
+    kind = statements[0].type.name
+    if kind not in ALLOWED_STATEMENTS:
+        raise UsageError(f"SQL: only SELECT/WITH/EXPLAIN are allowed, not {kind}", hint="read-only store")
+
+
+def jsonable(value: Any) -> Any:
+    """Convert one DuckDB result value to its JSON-compatible form (see the module docstring)."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, _dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return str(value)
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:500]
+
+
+def run_query(
+    con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | dict[str, Any] | None = None,
+    max_rows: int = MAX_ROWS,
+) -> tuple[list[str], list[tuple[Any, ...]], bool]:
+    """Check and run one read-only query on ``con``; the shared core of both :class:`Store` paths.
+
+    Args:
+        con: a connection or cursor.
+        sql: one read-only statement.
+        params: positional (``?``/``$1``) or named (``$name``) parameters.
+        max_rows: row cap (at most :data:`MAX_ROWS`).
+
+    Returns:
+        ``(columns, rows, truncated)`` with :func:`jsonable` values.
+
+    Raises:
+        UsageError: the statement is not allowed, or DuckDB rejected it (the message is DuckDB's).
+
+    """
+    import duckdb
+
+    check_read_only(sql)
+    cap = max(0, min(max_rows, MAX_ROWS))
+    try:
+        rel = con.execute(sql, params) if params else con.execute(sql)
+        columns = [d[0] for d in rel.description or []]
+        raw = rel.fetchmany(cap + 1)
+    except duckdb.Error as e:
+        raise UsageError(f"SQL: {_one_line(e)}", hint="see docs/store.md for the tables") from None
+    truncated = len(raw) > cap
+    rows = [tuple(jsonable(v) for v in r) for r in raw[:cap]]
+    return columns, rows, truncated
+
+
+@dataclass
+class QueryResult:
+    """The answer of :meth:`Store.query`; unpacks as ``columns, rows = result``.
+
+    Attributes:
+        columns: column names.
+        rows: at most ``max_rows`` tuples of JSON-compatible values.
+        truncated: more rows existed than were returned.
+        source: ``"collector"`` (answered over HTTP) or ``"file"`` (read the DuckDB file).
+
+    """
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    truncated: bool = False
+    source: str = "file"
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.columns, self.rows))
+
+    def dicts(self) -> list[dict[str, Any]]:
+        """Return the rows as ``{column: value}`` dicts."""
+        return [dict(zip(self.columns, r, strict=True)) for r in self.rows]
+
+
+@dataclass
+class Store:
+    """Read access to one worktree's store; see the module docstring for how a query is routed.
+
+    Attributes:
+        path: the DuckDB file.
+        collector_url: base URL of the running collector's HTTP endpoint, or ``None``.
+        worktree: worktree key the collector must report, so a port reused by another worktree's
+            collector is never asked (it answers 409 and the file is read instead).
+        timeout: seconds to wait for the collector.
+
+    """
+
+    path: Path
+    collector_url: str | None = None
+    worktree: str | None = None
+    timeout: float = 30.0
+    _con: Any = field(default=None, repr=False)
+
+    def query(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None, max_rows: int = MAX_ROWS
+    ) -> QueryResult:
+        """Run one read-only statement.
+
+        Args:
+            sql: ``SELECT`` / ``WITH`` / ``EXPLAIN`` over the tables of ``docs/store.md``.
+            params: positional or named parameters (JSON-compatible values).
+            max_rows: row cap, at most :data:`MAX_ROWS`.
+
+        Returns:
+            A :class:`QueryResult`.
+
+        Raises:
+            UsageError: the statement is not read-only or DuckDB rejected it.
+            NotRunning: no collector answers and there is no store file (nothing ever ran here), or the
+                file is locked by a collector that did not answer.
+
+        """
+        if self._con is None and self.collector_url:
+            answer = self._query_collector(sql, params, max_rows)
+            if answer is not None:
+                return answer
+        con = self._file_connection()
+        columns, rows, truncated = run_query(con, sql, params, max_rows)
+        return QueryResult(columns, rows, truncated, "file")
+
+    def _query_collector(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] | None, max_rows: int
+    ) -> QueryResult | None:
+        body = json.dumps({"sql": sql, "params": params, "max_rows": max_rows, "worktree": self.worktree})
+        url = f"{self.collector_url.rstrip('/')}/query"  # type: ignore[union-attr]
+        req = urllib.request.Request(  # noqa: S310 - loopback URL from our own state
+            url, data=body.encode(), headers={"Content-Type": "application/json"}, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+                doc = json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            if e.code == 400:
+                doc = json.loads(e.read() or b"{}")
+                raise UsageError(doc.get("error", "SQL: rejected"), hint=doc.get("hint", "")) from None
+            return None  # 404/409: not our collector, or too old; read the file
+        except (OSError, ValueError):
+            return None
+        return QueryResult(
+            list(doc["columns"]), [tuple(r) for r in doc["rows"]], bool(doc.get("truncated")), "collector"
+        )
+
+    def _file_connection(self) -> duckdb.DuckDBPyConnection:
+        if self._con is not None:
+            return self._con  # type: ignore[no-any-return]
+        import duckdb
+
+        if not self.path.exists():
+            raise NotRunning(f"no store at {self.path}", hint="run `legible up` and let the app emit signals")
+        try:
+            self._con = duckdb.connect(str(self.path), read_only=True)
+        except duckdb.Error as e:
+            raise NotRunning(
+                f"the store is held by a running collector that did not answer: {_one_line(e)}",
+                hint="check `legible status`; the collector may be busy or restarting",
+            ) from None
+        return self._con  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Close the file connection, if one was opened."""
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_store(state_dir: Path | str, collector_url: str | None = None, worktree: str | None = None) -> Store:
+    """Return the :class:`Store` of the worktree whose state directory is ``state_dir``.
+
+    Args:
+        state_dir: the worktree's ``.legible`` directory.
+        collector_url: the collector's HTTP base URL (``endpoints["otlp-http"]`` of the plan), or ``None``
+            to read the file only.
+        worktree: the worktree key the collector must report; default: derived from ``state_dir``'s parent
+            (:func:`legible.worktree.worktree_key`).
+
+    Raises:
+        Nothing; errors surface on :meth:`Store.query`.
+
+    """
+    state_dir = Path(state_dir)
+    if worktree is None:
+        from legible.worktree import worktree_key
+
+        worktree = worktree_key(state_dir.parent)
+    return Store(path=store_path(state_dir), collector_url=collector_url, worktree=worktree)
+
