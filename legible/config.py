@@ -265,7 +265,8 @@ def parse_config(data: Any, *, source: str = CONFIG_FILENAME, prefix: str = "") 
     try:
         return LegibleConfig.model_validate({**data, "source": source})
     except ValidationError as exc:
-        errors = exc.errors()
+        # unknown keys first: a typo ("comand") also shows up as a missing key, and the typo is the cause
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         err = errors[0]
         base = _dotted(err["loc"])
         same = [e for e in errors if _dotted(e["loc"]) == base]

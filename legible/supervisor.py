@@ -1,0 +1,557 @@
+"""The supervisor: one detached process per stack that owns every service process of it.
+
+``legible up`` writes the plan (``.legible/plan.json``) and starts ``python -m legible.supervisor PLAN``
+in a new session; the supervisor then:
+
+* starts services in plan order, each once its ``depends_on`` are ready, and gates on its readiness probe;
+  the time from spawn to ready is recorded per service in ms (``ready_ms``);
+* sends each service's stdout and stderr to ``.legible/logs/<service>.log`` (the collector tails them);
+* restarts a service that crashes after it was ready, with exponential backoff (0.25 s doubling to 8 s)
+  and a cap (``max_restarts`` crashes in a row); past the cap the service is ``failed`` and the stack
+  ``degraded``. A service that exits or misses its ``ready_timeout`` while the stack is starting fails the
+  whole start (fail fast: no restart loop hides a broken command);
+* stops everything on SIGTERM/SIGINT/SIGHUP: user services first, then collector, then stores, each
+  process group SIGTERM then SIGKILL after ``stop_timeout`` seconds (the honcho shutdown rule);
+* makes services die with it: each child gets ``PR_SET_PDEATHSIG`` = SIGTERM (prctl(2)), so a
+  ``kill -9`` of the supervisor does not leave them running; grandchildren carry ``LEGIBLE_STACK`` in
+  their environment for ``legible gc``;
+* serves its own Prometheus metrics on the ``supervisor`` port (scraped by VictoriaMetrics), and pushes
+  them to VictoriaMetrics' ``/api/v1/import/prometheus`` the moment a service becomes ready, so
+  ``legible_service_ready_seconds{service="app"}`` is queryable as soon as ``legible up --wait`` returns;
+* writes ``.legible/state.json`` (schema ``legible.state/v1``) atomically on every change, and releases
+  the port lease when it exits.
+
+The decision logic lives in :class:`Supervisor` with the clock, process spawner and probe injected, so it
+is unit-tested without processes; :func:`main` wires the real ones.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from legible._procs import ProcRef, signal_group
+from legible.plan import StackPlan
+from legible.services.base import Probe, ServicePlan
+
+STATE_SCHEMA = "legible.state/v1"
+BACKOFF_FIRST_S = 0.25
+BACKOFF_MAX_S = 8.0
+#: A service up this long has its crash streak (for backoff and the cap) reset.
+STABLE_AFTER_S = 30.0
+ROLE_TIER = {"store": 0, "collector": 1, "app": 2, "browser": 3}
+
+
+class Proc(Protocol):
+    """What the supervisor needs of a running process (``subprocess.Popen`` satisfies it)."""
+
+    pid: int
+
+    def poll(self) -> int | None:
+        """Exit code, or ``None`` while running."""
+        ...
+
+
+Spawner = Callable[[ServicePlan], Proc]
+ProbeFn = Callable[[ServicePlan, int], bool]
+
+
+@dataclass
+class ServiceRun:
+    """The live record of one service (what ``state.json`` shows under ``services``).
+
+    Attributes:
+        plan: the service's plan.
+        status: ``pending`` | ``starting`` | ``ready`` | ``backoff`` | ``failed`` | ``stopped``.
+        proc: the running process, if any.
+        started_at: monotonic seconds of the last spawn.
+        ready_ms: time from the last spawn to ready, in ms.
+        first_ready_ms: the same for the first start (the app's startup time).
+        restarts: restarts so far (crashes after ready that were followed by a new start).
+        streak: crashes in a row (reset once the service stays up ``STABLE_AFTER_S``).
+        next_start: monotonic seconds when a backoff ends.
+        exit_code: the last exit code, if it exited.
+        error: why it failed, one line.
+        log_offset: size of the log when last spawned (the ``log`` probe reads from here).
+    """
+
+    plan: ServicePlan
+    status: str = "pending"
+    proc: Proc | None = None
+    ref: ProcRef | None = None
+    started_at: float = 0.0
+    ready_at: float = 0.0
+    ready_ms: float | None = None
+    first_ready_ms: float | None = None
+    restarts: int = 0
+    streak: int = 0
+    next_start: float = 0.0
+    exit_code: int | None = None
+    error: str = ""
+    log_offset: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary for state.json."""
+        return {
+            "status": self.status,
+            "role": self.plan.role,
+            "pid": self.proc.pid if self.proc else None,
+            "create_time": self.ref.create_time if self.ref else None,
+            "port": self.plan.port,
+            "ready_ms": None if self.ready_ms is None else round(self.ready_ms, 1),
+            "first_ready_ms": None if self.first_ready_ms is None else round(self.first_ready_ms, 1),
+            "restarts": self.restarts,
+            "exit_code": self.exit_code,
+            "error": self.error,
+            "log": self.plan.log,
+            "argv": self.plan.argv,
+        }
+
+
+@dataclass
+class Supervisor:
+    """Runs one :class:`StackPlan`; see the module docstring for the rules.
+
+    Args:
+        plan: the stack plan.
+        state_path: where to write ``state.json``; ``None`` to not write it (unit tests).
+        spawn: starts a service (default :func:`spawn_service`).
+        probe: True once a service is ready (default :func:`probe_ready`).
+        clock: monotonic seconds (default ``time.monotonic``).
+        on_ready: called with ``(service, ready_ms)`` each time a service becomes ready.
+    """
+
+    plan: StackPlan
+    state_path: Path | None = None
+    spawn: Spawner = field(default=lambda sp: spawn_service(sp))
+    probe: ProbeFn = field(default=lambda sp, off: probe_ready(sp, off))
+    clock: Callable[[], float] = time.monotonic
+    on_ready: Callable[[str, float], None] = lambda name, ms: None
+    on_change: Callable[[Supervisor], None] = lambda sup: None
+
+    def __post_init__(self) -> None:
+        self.services: dict[str, ServiceRun] = {s.name: ServiceRun(s) for s in self.plan.services}
+        self.status = "starting"
+        self.error = ""
+        self.error_service = ""
+        self.started_wall = time.time()
+        self.started = self.clock()
+        self.ready_ms: float | None = None
+        self.stopping = False
+
+    # -- decisions -------------------------------------------------------------------------------------
+    def step(self) -> None:
+        """Advance every service by one tick: spawn, probe, notice exits, restart. Never blocks long."""
+        now = self.clock()
+        changed = False
+        for run in self.services.values():
+            changed |= self._step_one(run, now)
+        if self.status == "starting":
+            if all(r.status == "ready" for r in self.services.values()):
+                self.status = "ready"
+                self.ready_ms = (now - self.started) * 1000
+                changed = True
+        elif self.status in ("ready", "degraded"):
+            new = "degraded" if any(r.status in ("failed", "backoff", "starting") for r in self.services.values()) else "ready"
+            if new != self.status:
+                self.status, changed = new, True
+        if changed:
+            self.on_change(self)
+
+    def _deps_ready(self, run: ServiceRun) -> bool:
+        return all(self.services[d].status == "ready" for d in run.plan.depends_on if d in self.services)
+
+    def _start(self, run: ServiceRun, now: float) -> None:
+        run.exit_code = None
+        try:
+            run.log_offset = os.path.getsize(run.plan.log) if run.plan.log else 0
+        except OSError:
+            run.log_offset = 0
+        try:
+            run.proc = self.spawn(run.plan)
+        except OSError as exc:
+            run.proc, run.status = None, "failed"
+            run.error = f"{run.plan.name} could not start {run.plan.argv[0]!r}: {exc.strerror or exc}"
+            return
+        run.ref = ProcRef.of(run.proc.pid)
+        run.started_at = now
+        run.status = "starting"
+
+    def _step_one(self, run: ServiceRun, now: float) -> bool:
+        st = run.status
+        if st == "pending" and self.status == "starting" and self._deps_ready(run):
+            self._start(run, now)
+            if run.status == "failed":
+                self._fail(run, run.error)
+            return True
+        if st == "backoff" and now >= run.next_start:
+            self._start(run, now)
+            return True
+        if st not in ("starting", "ready") or run.proc is None:
+            return False
+        code = run.proc.poll()
+        if code is not None:
+            run.exit_code = code
+            return self._exited(run, now, code)
+        if st == "starting":
+            if self.probe(run.plan, run.log_offset):
+                run.status = "ready"
+                run.ready_at = now
+                run.ready_ms = (now - run.started_at) * 1000
+                if run.first_ready_ms is None:
+                    run.first_ready_ms = run.ready_ms
+                self.on_ready(run.plan.name, run.ready_ms)
+                return True
+            if now - run.started_at > run.plan.ready_timeout:
+                msg = f"{run.plan.name} was not ready after {run.plan.ready_timeout:g} s ({_describe(run.plan.probe)})"
+                if self.status == "starting":
+                    self._fail(run, msg)
+                else:
+                    kill_service(run, 0.5)
+                    self._crashed(run, now, msg)
+                return True
+            return False
+        if now - run.ready_at > STABLE_AFTER_S:
+            run.streak = 0
+        return False
+
+    def _exited(self, run: ServiceRun, now: float, code: int) -> bool:
+        if self.status == "starting":  # fail fast: a restart loop would hide a broken command
+            self._fail(run, f"{run.plan.name} exited with code {code} while the stack was starting")
+        else:
+            self._crashed(run, now, f"{run.plan.name} exited with code {code}")
+        return True
+
+    def _crashed(self, run: ServiceRun, now: float, why: str) -> None:
+        run.proc = None
+        run.error = why
+        run.streak += 1
+        if not run.plan.restart or run.streak > run.plan.max_restarts:
+            run.status = "failed"
+            if run.plan.restart:
+                run.error = f"{why}; gave up after {run.plan.max_restarts} restarts"
+            return
+        run.restarts += 1
+        run.status = "backoff"
+        run.next_start = now + min(BACKOFF_FIRST_S * 2 ** (run.streak - 1), BACKOFF_MAX_S)
+
+    def _fail(self, run: ServiceRun, why: str) -> None:
+        run.status = "failed"
+        run.error = why
+        self.status = "failed"
+        self.error = why
+        self.error_service = run.plan.name
+
+    # -- state -----------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """The ``state.json`` document."""
+        me = ProcRef.of(os.getpid())
+        return {
+            "schema": STATE_SCHEMA,
+            "key": self.plan.key,
+            "worktree": self.plan.worktree,
+            "status": self.status,
+            "error": self.error,
+            "error_service": self.error_service,
+            "supervisor": me.to_dict() if me else None,
+            "started_at": self.started_wall,
+            "ready_ms": None if self.ready_ms is None else round(self.ready_ms, 1),
+            "lease_base": self.plan.lease_base,
+            "ports": self.plan.ports,
+            "endpoints": self.plan.endpoints,
+            "config_hash": self.plan.config_hash,
+            "services": {n: r.to_dict() for n, r in self.services.items()},
+        }
+
+    def write_state(self) -> None:
+        """Write :meth:`state` to ``state_path`` atomically (temp file + rename)."""
+        if self.state_path is None:
+            return
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state(), indent=1))
+        os.replace(tmp, self.state_path)
+
+    # -- shutdown --------------------------------------------------------------------------------------
+    def stop_all(self) -> None:
+        """Stop every service, highest tier first (browser, app, collector, store), tier by tier."""
+        self.stopping = True
+        tiers = sorted({ROLE_TIER.get(r.plan.role, 2) for r in self.services.values()}, reverse=True)
+        for tier in tiers:
+            group = [r for r in self.services.values() if ROLE_TIER.get(r.plan.role, 2) == tier]
+            stop_services(group)
+            for r in group:
+                if r.status != "failed":
+                    r.status = "stopped"
+
+
+# -- the real effects ----------------------------------------------------------------------------------
+_PR_SET_PDEATHSIG = 1
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux: gc is the only backstop
+    _prctl = None
+
+
+def _die_with_parent() -> None:
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def spawn_service(sp: ServicePlan) -> subprocess.Popen[bytes]:
+    """Start ``sp`` in its own session and process group, output appended to its log.
+
+    Raises:
+        OSError: the command cannot be executed (not found, not executable).
+    """
+    Path(sp.log).parent.mkdir(parents=True, exist_ok=True)
+    with open(sp.log, "ab") as log:
+        return subprocess.Popen(
+            sp.argv,
+            cwd=sp.cwd,
+            env=sp.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only a prctl call; the supervisor is single-threaded when spawning
+            close_fds=True,
+        )
+
+
+def probe_ready(sp: ServicePlan, log_offset: int = 0) -> bool:
+    """Run ``sp``'s readiness probe once; True if ready. Never raises, returns within about 0.5 s."""
+    p = sp.probe
+    try:
+        if p.kind == "none":
+            return True
+        if p.kind == "tcp":
+            with socket.create_connection(("127.0.0.1", int(p.target)), timeout=0.25):
+                return True
+        if p.kind == "http":
+            u = urllib.parse.urlsplit(p.target)
+            conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 80, timeout=0.5)
+            try:
+                conn.request("GET", (u.path or "/") + (f"?{u.query}" if u.query else ""))
+                return conn.getresponse().status < 500
+            finally:
+                conn.close()
+        if p.kind == "log":
+            with open(sp.log, "rb") as fh:
+                fh.seek(log_offset)
+                text = fh.read(4 * 1024 * 1024).decode("utf-8", "replace")
+            return re.search(p.target, text, re.MULTILINE) is not None
+    except (OSError, http.client.HTTPException, ValueError):
+        return False
+    return False
+
+
+def _describe(p: Probe) -> str:
+    return {"tcp": f"tcp probe on 127.0.0.1:{p.target}", "http": f"http probe {p.target}", "log": f"log probe /{p.target}/"}.get(
+        p.kind, "no probe"
+    )
+
+
+def kill_service(run: ServiceRun, timeout: float) -> None:
+    """SIGTERM ``run``'s process group, SIGKILL it after ``timeout`` seconds."""
+    stop_services([run], timeout)
+
+
+def stop_services(runs: list[ServiceRun], timeout: float | None = None) -> None:
+    """SIGTERM the process groups of ``runs`` together, then SIGKILL whatever is left after the timeout.
+
+    The timeout is each service's ``stop_timeout`` (or ``timeout`` when given), in seconds.
+    """
+    live = [r for r in runs if r.proc is not None]
+    for r in live:
+        assert r.proc is not None
+        signal_group(r.proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + max((timeout if timeout is not None else r.plan.stop_timeout) for r in live) if live else 0
+    pending = list(live)
+    while pending and time.monotonic() < deadline:
+        pending = [r for r in pending if not _group_gone(r)]
+        if pending:
+            time.sleep(0.01)
+    for r in pending:
+        assert r.proc is not None
+        signal_group(r.proc.pid, signal.SIGKILL)
+    for r in live:
+        assert r.proc is not None
+        if isinstance(r.proc, subprocess.Popen):
+            try:
+                r.exit_code = r.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
+        r.proc = None
+
+
+def _group_gone(run: ServiceRun) -> bool:
+    assert run.proc is not None
+    run.proc.poll()  # reap the leader so it does not count as alive
+    try:
+        os.killpg(run.proc.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def log_tail(path: str, lines: int = 10, max_bytes: int = 64 * 1024) -> list[str]:
+    """Return the last ``lines`` lines of the file at ``path`` (each cut to 300 characters); ``[]`` if none."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    tail = deque((ln.rstrip() for ln in text.splitlines() if ln.strip()), maxlen=lines)
+    return [ln if len(ln) <= 300 else ln[:297] + "..." for ln in tail]
+
+
+class _Metrics:
+    """The supervisor's Prometheus metrics: served on its port and pushed to VictoriaMetrics on change."""
+
+    def __init__(self, plan: StackPlan) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+        self.registry = CollectorRegistry()
+        self.ready = Gauge(
+            "legible_service_ready_seconds", "Time from spawn to ready of the last start, in seconds.",
+            ["service"], registry=self.registry,
+        )
+        self.first_ready = Gauge(
+            "legible_service_first_ready_seconds", "Time from spawn to ready of the first start, in seconds.",
+            ["service"], registry=self.registry,
+        )
+        self.restarts = Counter(
+            "legible_service_restarts", "Restarts after a crash.", ["service"], registry=self.registry,
+        )
+        self.up = Gauge("legible_service_up", "1 while the service is ready.", ["service"], registry=self.registry)
+        self.stack_ready = Gauge(
+            "legible_stack_ready_seconds", "Time from supervisor start to every service ready, in seconds.",
+            registry=self.registry,
+        )
+        for s in plan.services:
+            self.restarts.labels(s.name)
+            self.up.labels(s.name).set(0)
+        self._restarts_seen: dict[str, int] = {}
+        self.port = plan.ports["supervisor"]
+        self.vm = plan.endpoints["victoria-metrics"]
+        self.key = plan.key
+        try:
+            self.server, self.thread = start_http_server(self.port, addr="127.0.0.1", registry=self.registry)
+        except OSError as exc:  # the port was taken between lease and now: metrics are pushed only
+            print(f"supervisor: cannot serve metrics on 127.0.0.1:{self.port}: {exc}", file=sys.stderr)
+            self.server = None
+
+    def update(self, sup: Supervisor) -> None:
+        for name, run in sup.services.items():
+            if run.ready_ms is not None:
+                self.ready.labels(name).set(run.ready_ms / 1000)
+            if run.first_ready_ms is not None:
+                self.first_ready.labels(name).set(run.first_ready_ms / 1000)
+            self.up.labels(name).set(1 if run.status == "ready" else 0)
+            seen = self._restarts_seen.get(name, 0)
+            if run.restarts > seen:
+                self.restarts.labels(name).inc(run.restarts - seen)
+                self._restarts_seen[name] = run.restarts
+        if sup.ready_ms is not None:
+            self.stack_ready.set(sup.ready_ms / 1000)
+
+    def push(self) -> None:
+        """POST the current values to VictoriaMetrics' import API with the labels a scrape would add."""
+        from prometheus_client import generate_latest
+
+        labels = {"job": "legible-supervisor", "instance": f"127.0.0.1:{self.port}", "worktree": self.key}
+        query = "&".join(f"extra_label={urllib.parse.quote(f'{k}={v}')}" for k, v in labels.items())
+        u = urllib.parse.urlsplit(self.vm)
+        conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 80, timeout=1.0)
+        try:
+            conn.request("POST", f"/api/v1/import/prometheus?{query}", body=generate_latest(self.registry))
+            conn.getresponse().read()
+        except (OSError, http.client.HTTPException) as exc:
+            print(f"supervisor: push to VictoriaMetrics failed: {exc}", file=sys.stderr)
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m legible.supervisor PLAN_JSON``; returns 0 after a clean stop, 1 if the start failed."""
+    args = argv if argv is not None else sys.argv[1:]
+    plan_path = Path(args[0])
+    plan = StackPlan.from_dict(json.loads(plan_path.read_text()))
+    state_path = plan_path.parent / "state.json"
+    stop = {"flag": False}
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop["flag"] = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+
+    from legible.lease import LeaseRegistry
+
+    registry = LeaseRegistry()
+    me = ProcRef.of(os.getpid())
+    assert me is not None
+    registry.transfer(plan.key, me)
+    metrics = _Metrics(plan)
+    pushed_store = {"ready": False}
+
+    def on_ready(name: str, ms: float) -> None:
+        if name == "victoria-metrics":
+            pushed_store["ready"] = True
+
+    def on_change(s: Supervisor) -> None:
+        metrics.update(s)
+        s.write_state()
+        if pushed_store["ready"]:
+            metrics.push()
+
+    sup = Supervisor(plan, state_path, on_ready=on_ready, on_change=on_change)
+    sup.write_state()
+    code = 0
+    try:
+        while not stop["flag"]:
+            sup.step()
+            if sup.status == "failed":
+                code = 1
+                break
+            busy = sup.status == "starting" or any(r.status in ("starting", "backoff") for r in sup.services.values())
+            time.sleep(0.01 if busy else 0.1)
+    finally:
+        if sup.status != "failed":
+            sup.status = "stopping"
+        sup.write_state()
+        sup.stop_all()
+        if sup.status != "failed":
+            sup.status = "stopped"
+        sup.write_state()
+        metrics.close()
+        registry.release(plan.key, me)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
