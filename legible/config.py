@@ -113,7 +113,7 @@ class ServiceConfig(_Strict):
     restart: bool = True
     max_restarts: int = Field(default=5, ge=0, le=1000)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     @field_validator("command")
     @classmethod

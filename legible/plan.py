@@ -276,7 +276,7 @@ def _user_service_plan(ctx: PlanContext, name: str, svc: ServiceConfig) -> Servi
         probe = Probe("none")
     if probe.kind == "tcp" and probe.target in ("", "0"):
         raise ConfigError(f"{src}: {where}.ready: tcp = true needs port = true", hint=f"set {where}.port = true")
-    deps = list(svc.depends_on) or ([] if name == "app" else ["app"])
+    deps = list(svc.depends_on)  # no implicit order among user services: say depends_on
     return ServicePlan(
         name=name,
         role="app",
