@@ -496,6 +496,22 @@ class _Metrics:
             self.server.server_close()
 
 
+def vmui_url(vm: str) -> str:
+    """Return VictoriaMetrics' vmui URL if this build bundles it, else its home page (which links the
+    targets, config and flags pages). Debian's ``victoria-metrics`` package is built without vmui's assets,
+    so ``/vmui/`` answers 404 there."""
+    u = urllib.parse.urlsplit(vm)
+    conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 80, timeout=1.0)
+    try:
+        conn.request("GET", "/vmui/")
+        ok = conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        ok = False
+    finally:
+        conn.close()
+    return f"{vm}/vmui/" if ok else f"{vm}/"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``python -m legible.supervisor PLAN_JSON``; returns 0 after a clean stop, 1 if the start failed."""
     args = argv if argv is not None else sys.argv[1:]
@@ -522,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     def on_ready(name: str, ms: float) -> None:
         if name == "victoria-metrics":
             pushed_store["ready"] = True
+            plan.endpoints["vmui"] = vmui_url(plan.endpoints["victoria-metrics"])
 
     def on_change(s: Supervisor) -> None:
         metrics.update(s)

@@ -1,0 +1,232 @@
+"""End to end: real supervisor, real VictoriaMetrics, real app processes on loopback, driven by the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from .conftest import REPO, cli, cli_json, git, listening_ports, make_repo, stack_pids
+
+SHOP_TOML = """\
+[app]
+command = "python app.py"
+ready = { http = "/healthz" }
+metrics_path = "/metrics"
+
+[stack]
+scrape_interval = "1s"
+"""
+
+
+def shop_repo(path: Path, toml: str = SHOP_TOML) -> Path:
+    """A git repository holding a copy of the example shop, as an agent's worktree would."""
+    files = {}
+    src = REPO / "examples" / "shop"
+    for f in src.rglob("*"):
+        if f.is_file() and "__pycache__" not in f.parts and f.name != "legible.toml":
+            files[str(f.relative_to(src))] = f.read_text()
+    return make_repo(path, toml, files)
+
+
+def wait_until(fn, timeout: float = 10.0, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"condition not met in {timeout} s (last value: {last!r})")
+
+
+def promql(vm: str, query: str) -> list[dict]:
+    from prometheus_api_client import PrometheusConnect
+
+    return PrometheusConnect(vm, disable_ssl=True).custom_query(query)
+
+
+def test_up_example_app_answers_and_down_leaves_nothing(tmp_path: Path, down_after: list[Path]) -> None:
+    root = shop_repo(tmp_path / "shop")
+    down_after.append(root)
+    code, doc = cli_json(root, "up", "--wait", "--timeout", "60")
+    assert code == 0, doc
+    assert doc["schema"] == "legible.up/v1" and doc["status"] == "ready" and not doc["already_running"]
+    key, ep = doc["key"], doc["endpoints"]
+    assert doc["services"]["app"]["first_ready_ms"] > 0
+    assert requests.get(ep["app"] + "/", timeout=5).status_code == 200
+    assert requests.get(ep["vmui"], timeout=5).status_code == 200  # vmui, or VM's home page where not bundled
+    targets = requests.get(ep["victoria-metrics"] + "/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+    assert {t["labels"]["job"] for t in targets} == {"legible-supervisor", "app"}
+    ready = wait_until(lambda: promql(ep["victoria-metrics"], 'legible_service_ready_seconds{service="app"}'))
+    assert 0 < float(ready[0]["value"][1]) < 60
+    assert ready[0]["metric"]["worktree"] == key
+    # the app's own /metrics is scraped
+    requests.get(ep["app"] + "/api/products", timeout=5)
+    assert wait_until(lambda: promql(ep["victoria-metrics"], "shop_http_requests_total"), timeout=15)
+    # idempotent: a second up reports the running stack
+    code, again = cli_json(root, "up", "--wait")
+    assert code == 0 and again["already_running"] and again["endpoints"] == ep
+    # state on disk: env file, excluded from git
+    env = (root / ".legible" / "env").read_text()
+    assert f"LEGIBLE_APP_URL={ep['app']}" in env
+    assert "/.legible/" in (root / ".git" / "info" / "exclude").read_text()
+    assert git(root, "status", "--porcelain") == ""
+    # every listener of the stack is on loopback
+    pids = stack_pids(key)
+    assert pids
+    for c in psutil.net_connections("tcp"):
+        if c.status == "LISTEN" and c.pid in pids:
+            assert c.laddr.ip in ("127.0.0.1", "::1"), c
+    ports = range(int(ep["app"].rsplit(":", 1)[1]), int(ep["app"].rsplit(":", 1)[1]) + 16)
+    assert listening_ports(ports)
+
+    res = cli(root, "down")
+    assert res.returncode == 0 and "stopped" in res.stdout
+    assert stack_pids(key) == []
+    assert listening_ports(ports) == []
+    code, ps = cli_json(root, "ps")
+    assert ps["stacks"] == []
+    code, st = cli_json(root, "status")
+    assert st["status"] == "stopped" and not st["alive"]
+    assert (root / ".legible" / "logs" / "app.log").read_text()  # data kept for post-mortem
+    cli(root, "down", "--purge")
+    assert not (root / ".legible").exists()
+
+
+def test_kill_9_of_the_app_is_restarted_and_status_shows_it(tmp_path: Path, down_after: list[Path]) -> None:
+    root = shop_repo(tmp_path / "shop")
+    down_after.append(root)
+    code, doc = cli_json(root, "up", "--wait")
+    assert code == 0, doc
+    old = doc["services"]["app"]["pid"]
+    os.kill(old, signal.SIGKILL)
+
+    def restarted():
+        _, st = cli_json(root, "status")
+        app = st["services"]["app"]
+        return st if app["restarts"] == 1 and app["status"] == "ready" else None
+
+    st = wait_until(restarted, timeout=20)
+    assert st["services"]["app"]["pid"] != old
+    assert requests.get(st["endpoints"]["app"] + "/healthz", timeout=5).status_code == 200
+    text = cli(root, "status").stdout
+    assert "restarts=1" in text
+    assert wait_until(lambda: promql(st["endpoints"]["victoria-metrics"], 'legible_service_restarts_total{service="app"} == 1'))
+
+
+def test_kill_9_of_the_supervisor_leaves_no_service_after_gc(tmp_path: Path, down_after: list[Path]) -> None:
+    toml = SHOP_TOML + '\n[services.worker]\ncommand = "sh -c \'trap \\"\\" TERM; sleep 300\'"\n'
+    root = shop_repo(tmp_path / "shop", toml)
+    down_after.append(root)
+    code, doc = cli_json(root, "up", "--wait")
+    assert code == 0, doc
+    key = doc["key"]
+    sup = json.loads((root / ".legible" / "state.json").read_text())["supervisor"]["pid"]
+    os.kill(sup, signal.SIGKILL)
+    # direct children get SIGTERM from the kernel (PR_SET_PDEATHSIG); the worker ignores it on purpose
+    wait_until(lambda: [p for p in stack_pids(key) if psutil.Process(p).name() != "sh" and "sleep" not in psutil.Process(p).name()] == [], timeout=10)
+    code, st = cli_json(root, "status")
+    assert st["status"] == "dead"
+    code, dry = cli_json(root, "gc", "--dry-run")
+    assert [lease["key"] for lease in dry["leases"]] == [key]
+    assert dry["orphans"], "the TERM-ignoring worker must be found as an orphan"
+    assert stack_pids(key)  # dry run killed nothing
+    code, done = cli_json(root, "gc")
+    assert code == 0
+    wait_until(lambda: stack_pids(key) == [], timeout=10)
+    assert cli_json(root, "ps")[1]["stacks"] == []
+
+
+def test_two_worktrees_of_one_repo_run_side_by_side(tmp_path: Path, down_after: list[Path]) -> None:
+    main = shop_repo(tmp_path / "shop")
+    second = tmp_path / "shop-feature"
+    git(main, "worktree", "add", "-q", "-b", "feature", str(second))
+    down_after.extend([main, second])
+    procs = [subprocess.Popen(["python", "-m", "clis.main", "up", "--wait", "--json"], cwd=w, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(REPO)}) for w in (main, second)]
+    docs = [json.loads(p.communicate(timeout=90)[0]) for p in procs]
+    assert [d["status"] for d in docs] == ["ready", "ready"]
+    assert docs[0]["key"] != docs[1]["key"]
+    ports = [set(d["services"][s]["port"] for s in d["services"]) for d in docs]
+    assert not ports[0] & ports[1]
+    for d in docs:
+        assert requests.get(d["endpoints"]["app"] + "/healthz", timeout=5).text == "ok"
+    assert {s["key"] for s in cli_json(main, "ps")[1]["stacks"]} == {docs[0]["key"], docs[1]["key"]}
+    cli(second, "down")
+    assert stack_pids(docs[1]["key"]) == []
+    assert requests.get(docs[0]["endpoints"]["app"] + "/healthz", timeout=5).text == "ok"
+    assert stack_pids(docs[0]["key"])
+    assert (second / ".legible").is_dir() and not (main / ".legible" / "plan.json").read_text() == (second / ".legible" / "plan.json").read_text()
+
+
+def test_broken_config_is_exit_2_with_one_line_and_nothing_started(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", '[app]\ncommand = "python app.py"\nready_timout = 3\n')
+    res = cli(root, "up", "--wait")
+    assert res.returncode == 2
+    assert res.stderr.splitlines()[0] == "error: legible.toml: app.ready_timout: unknown key"
+    assert cli_json(root, "ps")[1]["stacks"] == []
+
+
+def test_missing_app_binary_is_exit_3_naming_it(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", '[app]\ncommand = "no-such-server --port $PORT"\n')
+    res = cli(root, "up", "--wait")
+    assert res.returncode == 3
+    assert res.stderr.splitlines()[0] == "error: app: command not found: no-such-server"
+    assert cli_json(root, "ps")[1]["stacks"] == []
+
+
+def test_app_that_never_becomes_ready_is_exit_4_with_its_log_and_nothing_left(tmp_path: Path) -> None:
+    app = "import time\nprint('connecting to database db.internal:5432', flush=True)\ntime.sleep(300)\n"
+    root = make_repo(tmp_path / "r", '[app]\ncommand = "python app.py"\nready_timeout = 2\n', {"app.py": app})
+    t0 = time.monotonic()
+    res = cli(root, "up", "--wait")
+    assert res.returncode == 4
+    lines = res.stderr.splitlines()
+    assert lines[0] == "error: app was not ready after 2 s (tcp probe on 127.0.0.1:" + lines[0].rsplit(":", 1)[1]
+    assert "  connecting to database db.internal:5432" in lines
+    assert time.monotonic() - t0 < 15
+    key = json.loads((root / ".legible" / "state.json").read_text())["key"]
+    assert stack_pids(key) == []
+    assert cli_json(root, "ps")[1]["stacks"] == []
+
+
+def test_app_that_crashes_at_start_fails_fast_with_exit_code_and_log(tmp_path: Path) -> None:
+    app = "import sys\nprint('KeyError: DATABASE_URL is not set', file=sys.stderr)\nsys.exit(3)\n"
+    root = make_repo(tmp_path / "r", '[app]\ncommand = "python app.py"\n', {"app.py": app})
+    code, err = cli_json(root, "up", "--wait")
+    assert code == 4
+    assert err["schema"] == "legible.error/v1"
+    assert err["message"] == "app exited with code 3 while the stack was starting"
+    assert err["log_tail"] == ["KeyError: DATABASE_URL is not set"]
+
+
+def test_up_timeout_stops_the_stack_and_exits_4(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", '[app]\ncommand = "sleep 300"\nready_timeout = 100\n')
+    res = cli(root, "up", "--wait", "--timeout", "2")
+    assert res.returncode == 4
+    assert "app was not ready within --timeout 2 s" in res.stderr
+    assert cli_json(root, "ps")[1]["stacks"] == []
+
+
+@pytest.mark.skipif(shutil.which("opentelemetry-instrument") is None, reason="needs legible[example]")
+def test_unmodified_third_party_app_under_opentelemetry_instrument(tmp_path: Path, down_after: list[Path]) -> None:
+    toml = '[app]\ncommand = "python -m httpbin.core --port $PORT --host 127.0.0.1"\ninstrument = true\nready = { http = "/get" }\n'
+    root = make_repo(tmp_path / "thirdparty", toml)
+    down_after.append(root)
+    code, doc = cli_json(root, "up", "--wait", "--timeout", "60")
+    assert code == 0, doc
+    assert requests.get(doc["endpoints"]["app"] + "/get", timeout=5).json()["url"].endswith("/get")
+    env = psutil.Process(doc["services"]["app"]["pid"]).environ()
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == doc["endpoints"]["otlp-http"]
+    assert env["OTEL_SERVICE_NAME"] == "app"
+    assert psutil.Process(doc["services"]["app"]["pid"]).cmdline()[0].endswith("python") or "opentelemetry" in " ".join(
+        psutil.Process(doc["services"]["app"]["pid"]).cmdline())
