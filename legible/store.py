@@ -240,7 +240,9 @@ def _one_line(e: BaseException) -> str:
 
 
 def run_query(
-    con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | dict[str, Any] | None = None,
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: Sequence[Any] | dict[str, Any] | None = None,
     max_rows: int = MAX_ROWS,
 ) -> tuple[list[str], list[tuple[Any, ...]], bool]:
     """Check and run one read-only query on ``con``; the shared core of both :class:`Store` paths.
@@ -268,6 +270,11 @@ def run_query(
         raw = rel.fetchmany(cap + 1)
     except duckdb.Error as e:
         raise UsageError(f"SQL: {_one_line(e)}", hint="see docs/store.md for the tables") from None
+    finally:
+        try:
+            con.abort()  # DuckDB 2: drop the rest of the result so the connection can be reused
+        except (duckdb.Error, AttributeError):
+            pass
     truncated = len(raw) > cap
     rows = [tuple(jsonable(v) for v in r) for r in raw[:cap]]
     return columns, rows, truncated
@@ -415,4 +422,3 @@ def open_store(state_dir: Path | str, collector_url: str | None = None, worktree
 
         worktree = worktree_key(state_dir.parent)
     return Store(path=store_path(state_dir), collector_url=collector_url, worktree=worktree)
-

@@ -1,0 +1,472 @@
+"""Turn a service's stdout/stderr lines into log records: JSON, logfmt or plain text, multi-line aware.
+
+One line is parsed by :func:`parse_line`:
+
+* **JSON** (a line that is one JSON object): message from ``msg``/``message``/``event``/``body``, level
+  from ``level``/``severity``/``lvl``/``levelname``/... (names, or pino/bunyan numbers 10..60), time from
+  ``ts``/``time``/``timestamp``/``@timestamp``/... (epoch s/ms/us/ns by magnitude, or ISO 8601), trace and
+  span ids from ``trace_id``/``traceId``/``otelTraceID``/..., an exception or stack field appended to the
+  body; the other keys become attributes.
+* **logfmt** (https://brandur.org/logfmt: the line is all ``key=value`` pairs, values optionally quoted):
+  the same keys.
+* **plain text**: the level is the first level word (``ERROR``, ``WARNING``, ``[error]``, ...) in the
+  first 256 characters, else ``info``; a leading ISO 8601 time is used as the event time; ``trace_id=<32
+  hex>`` and ``span_id=<16 hex>`` anywhere (the OpenTelemetry logging format) are picked up.
+
+:class:`RecordAssembler` keeps multi-line records together: a Python traceback (with chained exceptions,
+and attached to the error line before it that ``logger.exception`` writes), indented continuation lines,
+Java ``at ...``/``Caused by:``/``... N more`` lines. A record containing a traceback is at least
+``error``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+try:  # orjson is several times faster on the hot path; the stdlib is the fallback
+    import orjson
+
+    _loads = orjson.loads
+
+    def _dumps(obj: Any) -> str:
+        return orjson.dumps(obj, default=str).decode()
+
+except ImportError:  # pragma: no cover - depends on the environment
+    _loads = json.loads
+
+    def _dumps(obj: Any) -> str:
+        return json.dumps(obj, ensure_ascii=False, default=str)
+
+
+#: Longest log body kept, in bytes-ish characters; longer bodies are cut with a ``…[cut N bytes]`` marker.
+MAX_LINE = 16 * 1024
+#: Most lines one multi-line record may hold.
+MAX_RECORD_LINES = 1000
+#: Longest attribute value kept (characters), and most attributes per record.
+MAX_ATTR_VALUE = 4096
+MAX_ATTRS = 128
+
+#: Normalised level -> OpenTelemetry severity number (the first of each range).
+SEVERITY = {"trace": 1, "debug": 5, "info": 9, "warn": 13, "error": 17, "fatal": 21}
+_RANK = {"trace": 0, "debug": 1, "info": 2, "warn": 3, "error": 4, "fatal": 5}
+
+_LEVEL_NAMES = {
+    "trace": "trace",
+    "trc": "trace",
+    "finest": "trace",
+    "finer": "trace",
+    "verbose": "trace",
+    "debug": "debug",
+    "dbg": "debug",
+    "fine": "debug",
+    "d": "debug",
+    "info": "info",
+    "inf": "info",
+    "information": "info",
+    "notice": "info",
+    "i": "info",
+    "log": "info",
+    "warn": "warn",
+    "warning": "warn",
+    "wrn": "warn",
+    "w": "warn",
+    "error": "error",
+    "err": "error",
+    "eror": "error",
+    "severe": "error",
+    "e": "error",
+    "exception": "error",
+    "fatal": "fatal",
+    "critical": "fatal",
+    "crit": "fatal",
+    "panic": "fatal",
+    "emerg": "fatal",
+    "emergency": "fatal",
+    "alert": "fatal",
+    "dpanic": "fatal",
+    "f": "fatal",
+}
+
+_MSG_KEYS = ("msg", "message", "event", "body", "log", "text")
+_LEVEL_KEYS = ("level", "severity", "lvl", "levelname", "log.level", "loglevel", "severity_text", "status")
+_TIME_KEYS = ("ts", "time", "timestamp", "@timestamp", "asctime", "t", "datetime", "date")
+_TRACE_KEYS = ("trace_id", "traceId", "traceid", "otelTraceID", "trace.id", "traceID")
+_SPAN_KEYS = ("span_id", "spanId", "spanid", "otelSpanID", "span.id", "spanID")
+_EXC_KEYS = ("exc_info", "exception", "stack", "stacktrace", "stack_trace", "error.stack", "exc_text")
+
+_LEVEL_RE = re.compile(
+    r"\b(TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|SEVERE|CRITICAL|CRIT|FATAL|PANIC|EMERG)\b"
+    r"|[\[<(|](trace|debug|info|notice|warn|warning|error|err|crit|critical|fatal|panic|emerg)[\]>):|]"
+    r"|\blevel=\"?(\w+)"
+)
+_ISO_PREFIX = re.compile(r"\[?(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)")
+_TRACE_RE = re.compile(r"trace_?id[=:]\s*\"?([0-9a-fA-F]{32})\b", re.IGNORECASE)
+_SPAN_RE = re.compile(r"span_?id[=:]\s*\"?([0-9a-fA-F]{16})\b", re.IGNORECASE)
+_HEX32 = re.compile(r"[0-9a-fA-F]{32}")
+_HEX16 = re.compile(r"[0-9a-fA-F]{16}")
+_LOGFMT_LINE = re.compile(r'(?:\s*[A-Za-z_@][\w.\-/@]*=(?:"(?:[^"\\]|\\.)*"|[^\s"]*))+\s*')
+_LOGFMT_PAIR = re.compile(r'([A-Za-z_@][\w.\-/@]*)=("(?:[^"\\]|\\.)*"|[^\s"]*)')
+_JAVA_CONT = re.compile(r"(?:Caused by: |Suppressed: |\.\.\. \d+ (?:more|common frames omitted))")
+_TB_HEAD = "Traceback (most recent call last):"
+_TB_CHAIN = (
+    "During handling of the above exception, another exception occurred:",
+    "The above exception was the direct cause of the following exception:",
+)
+
+
+def cut(text: str, limit: int = MAX_LINE) -> str:
+    """Return ``text`` cut to ``limit`` characters with a ``…[cut N bytes]`` marker (N counts UTF-8 bytes)."""
+    if len(text) <= limit:
+        return text
+    rest = len(text[limit:].encode("utf-8", "replace"))
+    return f"{text[:limit]}…[cut {rest} bytes]"
+
+
+def level_from_name(value: Any) -> str | None:
+    """Map a level name (``WARNING``, ``err``) or a pino/bunyan number (10..60) to a level, or ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        n = int(value)
+        if n >= 60:
+            return "fatal"
+        if n >= 50:
+            return "error"
+        if n >= 40:
+            return "warn"
+        if n >= 30:
+            return "info"
+        if n >= 20:
+            return "debug"
+        return "trace" if n >= 10 else None
+    if isinstance(value, str):
+        return _LEVEL_NAMES.get(value.strip().lower())
+    return None
+
+
+def parse_time(value: Any) -> int | None:
+    """Return epoch nanoseconds from a number (s/ms/us/ns by magnitude) or an ISO 8601 string, else ``None``.
+
+    Naive ISO times are taken as local time, as Python's ``logging`` writes them.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        v = float(value)
+        if v <= 0:
+            return None
+        if v < 1e11:
+            return int(v * 1e9)
+        if v < 1e14:
+            return int(v * 1e6)
+        if v < 1e17:
+            return int(v * 1e3)
+        return int(v)
+    if isinstance(value, str) and len(value) >= 10 and value[:4].isdigit():
+        try:
+            d = _dt.datetime.fromisoformat(value.strip().replace(",", "."))
+        except ValueError:
+            return None
+        return int(d.timestamp() * 1e9)
+    return None
+
+
+def _sane(ns: int | None, now_ns: int) -> int | None:
+    # Reject times before 2000 or more than a day ahead: a misparsed field, not an event time.
+    if ns is None or ns < 946_684_800_000_000_000 or ns > now_ns + 86_400_000_000_000:
+        return None
+    return ns
+
+
+def _attr(value: Any) -> Any:
+    if isinstance(value, str):
+        return cut(value, MAX_ATTR_VALUE)
+    if isinstance(value, (dict, list)):
+        text = _dumps(value)
+        return value if len(text) <= MAX_ATTR_VALUE else cut(text, MAX_ATTR_VALUE)
+    return value
+
+
+def _hex_id(value: Any, pattern: re.Pattern[str]) -> str | None:
+    if isinstance(value, str) and pattern.fullmatch(value):
+        return value.lower()
+    return None
+
+
+@dataclass
+class Parsed:
+    """One parsed line (or the head line of a multi-line record).
+
+    Attributes:
+        body: the message.
+        level: normalised level.
+        severity_text: the level as written, or ``None``.
+        time_ns: event time, or ``None`` to use the observed time.
+        attributes: extra fields (``{}`` for plain text).
+        trace_id: 32 lower-case hex, or ``None``.
+        span_id: 16 lower-case hex, or ``None``.
+        structured: JSON or logfmt (never the head of a continuation).
+        explicit_level: the level came from the line rather than the default.
+
+    """
+
+    body: str
+    level: str = "info"
+    severity_text: str | None = None
+    time_ns: int | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    trace_id: str | None = None
+    span_id: str | None = None
+    structured: bool = False
+    explicit_level: bool = False
+
+
+def _from_fields(obj: dict[str, Any], line: str, now_ns: int) -> Parsed:
+    body: Any = None
+    for k in _MSG_KEYS:
+        if k in obj and isinstance(obj[k], (str, int, float)):
+            body = str(obj.pop(k))
+            break
+    level = None
+    sev_text = None
+    for k in _LEVEL_KEYS:
+        if k in obj:
+            level = level_from_name(obj[k])
+            if level is not None:
+                v = obj.pop(k)
+                sev_text = str(v)
+                break
+    time_ns = None
+    for k in _TIME_KEYS:
+        if k in obj:
+            time_ns = _sane(parse_time(obj[k]), now_ns)
+            if time_ns is not None:
+                obj.pop(k)
+                break
+    trace_id = span_id = None
+    for k in _TRACE_KEYS:
+        if k in obj and (trace_id := _hex_id(obj[k], _HEX32)):
+            obj.pop(k)
+            break
+    for k in _SPAN_KEYS:
+        if k in obj and (span_id := _hex_id(obj[k], _HEX16)):
+            obj.pop(k)
+            break
+    if body is None:
+        body = line
+    exc = None
+    for k in _EXC_KEYS:
+        v = obj.get(k)
+        if isinstance(v, str) and v.strip():
+            exc = obj.pop(k)
+            break
+    if exc:
+        body = f"{body}\n{exc.rstrip()}"
+        if level is None and _TB_HEAD in exc:
+            level = "error"
+    attrs: dict[str, Any] = {}
+    for k, v in obj.items():
+        if len(attrs) >= MAX_ATTRS:
+            break
+        attrs[str(k)[:256]] = _attr(v)
+    return Parsed(
+        body=body,
+        level=level or "info",
+        severity_text=sev_text,
+        time_ns=time_ns,
+        attributes=attrs,
+        trace_id=trace_id,
+        span_id=span_id,
+        structured=True,
+        explicit_level=level is not None,
+    )
+
+
+def _unquote(v: str) -> str:
+    if len(v) >= 2 and v[0] == '"' and v[-1] == '"':
+        inner = v[1:-1]
+        if "\\" in inner:
+            try:
+                return str(json.loads(v))
+            except ValueError:
+                return inner
+        return inner
+    return v
+
+
+def parse_line(line: str, now_ns: int) -> Parsed:
+    """Parse one line (no trailing newline) as JSON, logfmt or plain text; see the module docstring.
+
+    Args:
+        line: the line, already decoded and cut to :data:`MAX_LINE`.
+        now_ns: the observed time (epoch ns), used to reject absurd parsed times.
+
+    """
+    c = line[:1]
+    if c == "{" and line.rstrip().endswith("}"):
+        try:
+            obj = _loads(line)
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict):
+            return _from_fields(obj, line, now_ns)
+    elif "=" in line and (c.isalpha() or c == "_") and _LOGFMT_LINE.fullmatch(line):
+        pairs = {k: _unquote(v) for k, v in _LOGFMT_PAIR.findall(line)}
+        if len(pairs) >= 2 or "msg" in pairs or "level" in pairs:
+            return _from_fields(pairs, line, now_ns)
+    p = Parsed(body=line)
+    head = line[:256]
+    m = _LEVEL_RE.search(head)
+    if m:
+        word = m.group(1) or m.group(2) or m.group(3)
+        lvl = level_from_name(word)
+        if lvl:
+            p.level, p.severity_text, p.explicit_level = lvl, word, True
+    if c.isdigit() or c == "[":
+        t = _ISO_PREFIX.match(line)
+        if t:
+            p.time_ns = _sane(parse_time(t.group(1)), now_ns)
+    if "_id" in line or "Id" in line or "ID" in line:
+        t = _TRACE_RE.search(line)
+        if t:
+            p.trace_id = t.group(1).lower()
+            s = _SPAN_RE.search(line)
+            if s:
+                p.span_id = s.group(1).lower()
+    return p
+
+
+@dataclass
+class Record:
+    """A finished log record from a file, ready for the store.
+
+    Attributes:
+        parsed: the head line's fields; ``parsed.body`` holds the whole record.
+        observed_ns: when its first line was read.
+        end_offset: byte offset just past its last line in the file.
+
+    """
+
+    parsed: Parsed
+    observed_ns: int
+    end_offset: int
+
+
+class RecordAssembler:
+    """Group the lines of one file into records (see the module docstring); one instance per file.
+
+    Feed lines with :meth:`feed`, which returns the records that the line finished; :meth:`flush` ends the
+    pending record (on idle or shutdown). :attr:`safe_offset` is the file offset up to which every byte
+    belongs to a returned record: the offset to persist.
+    """
+
+    def __init__(self, start_offset: int = 0) -> None:
+        self.safe_offset = start_offset
+        self._head: Parsed | None = None
+        self._lines: list[str] = []
+        self._size = 0
+        self._observed = 0
+        self._end = start_offset
+        self._in_tb = False  # inside traceback frames, waiting for the exception line
+        self._after_exc = False  # just saw an exception line: a chain may follow
+        self._blank = 0  # blank lines held while deciding
+        self._has_tb = False
+
+    @property
+    def pending(self) -> bool:
+        """A record is open."""
+        return self._head is not None
+
+    def _continues(self, line: str) -> bool:
+        if self._head is None:
+            return False
+        if self._in_tb:
+            return True
+        c = line[:1]
+        if c == " " or c == "\t":
+            return True
+        if line.startswith(_TB_HEAD):
+            return not self._has_tb and (self._after_exc or _RANK[self._head.level] >= _RANK["warn"])
+        if self._after_exc and line.startswith(_TB_CHAIN):
+            return True
+        return bool(self._lines) and _JAVA_CONT.match(line) is not None
+
+    def feed(self, line: str, end_offset: int, now_ns: int) -> list[Record]:
+        """Add one line that ends at ``end_offset``; return the records it finished (zero or one).
+
+        Args:
+            line: the line without its newline, decoded, cut to :data:`MAX_LINE`.
+            end_offset: byte offset just past the line's newline.
+            now_ns: the time it was read (epoch ns).
+
+        """
+        out: list[Record] = []
+        if not line.strip():
+            if self._head is not None and (self._in_tb or self._after_exc):
+                self._blank += 1
+            self._end = end_offset
+            if self._head is None:
+                self.safe_offset = end_offset
+            return out
+        if self._continues(line) and len(self._lines) < MAX_RECORD_LINES and self._size < MAX_LINE:
+            if self._blank and not self._in_tb:
+                self._lines.extend([""] * self._blank)
+            self._blank = 0
+            self._lines.append(line)
+            self._size += len(line) + 1
+            self._end = end_offset
+            self._advance_tb(line)
+            return out
+        if self._head is not None:
+            out.append(self._finish())
+        self.safe_offset = self._end if self._head is None else self.safe_offset
+        self._start(line, end_offset, now_ns)
+        return out
+
+    def _advance_tb(self, line: str) -> None:
+        if line.startswith(_TB_HEAD):
+            self._in_tb, self._after_exc, self._has_tb = True, False, True
+        elif line.startswith(_TB_CHAIN):
+            self._in_tb, self._after_exc, self._has_tb = False, True, False
+        elif self._in_tb and line[:1] not in (" ", "\t"):
+            self._in_tb, self._after_exc = False, True
+        elif not self._in_tb and line[:1] not in (" ", "\t"):
+            self._after_exc = False
+
+    def _start(self, line: str, end_offset: int, now_ns: int) -> None:
+        self._head = parse_line(line, now_ns)
+        self._lines = []
+        self._size = len(self._head.body)
+        self._observed = now_ns
+        self._end = end_offset
+        self._blank = 0
+        self._in_tb = self._after_exc = self._has_tb = False
+        if line.startswith(_TB_HEAD):
+            self._in_tb = self._has_tb = True
+            self._head.level = "error"
+
+    def _finish(self) -> Record:
+        head = self._head
+        assert head is not None
+        if self._lines:
+            head.body = cut(head.body + "\n" + "\n".join(self._lines))
+            if (self._has_tb or self._after_exc) and _RANK[head.level] < _RANK["error"]:
+                head.level = "error"
+            elif not head.explicit_level and any(ln.lstrip().startswith("at ") for ln in self._lines[:3]):
+                head.level = "error"
+        rec = Record(head, self._observed, self._end)
+        self._head = None
+        self._lines = []
+        self._blank = 0
+        self.safe_offset = self._end
+        return rec
+
+    def flush(self) -> list[Record]:
+        """End the pending record (idle or shutdown); return it, or ``[]``."""
+        if self._head is None:
+            return []
+        return [self._finish()]

@@ -1,0 +1,255 @@
+"""Derived metrics pushed to VictoriaMetrics, and the collector's own counters.
+
+Derived (all with ``worktree=<key>``), pushed about every second as Prometheus text exposition to
+``<vm-url>/api/v1/import/prometheus`` (VictoriaMetrics' import API; 1.79 has no OTLP ingestion):
+
+* ``legible_span_duration_seconds`` histogram and ``legible_spans_total`` counter by ``service``,
+  ``span_name``, ``status_code`` (``unset``/``ok``/``error``), ``span_kind``, with the default buckets of
+  the OpenTelemetry Collector's spanmetrics connector (2 ms .. 15 s, :data:`SPAN_BUCKETS`). At most
+  :data:`MAX_SERIES` label sets; later ones are counted under ``span_name="_other_"``.
+* ``legible_log_lines_total`` by ``service`` and ``level``.
+* OTLP metrics converted by :func:`legible.collector._otlp.metric_samples`, with their own timestamps.
+
+The text is produced by ``prometheus_client``'s exposition (``generate_latest``) over metric families,
+so names, label escaping and timestamps follow the format. A VictoriaMetrics that is down or slow never
+blocks ingestion: the push runs in its own thread with a short timeout; OTLP samples that could not be
+pushed are dropped and counted (``legible_collector_dropped_total{reason="vm_unavailable"}``); the
+cumulative span and log series are re-sent on the next push.
+"""
+
+from __future__ import annotations
+
+import bisect
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+
+from legible.collector._otlp import Sample
+
+#: Span duration buckets in seconds: the spanmetrics connector defaults (2ms ... 15s).
+SPAN_BUCKETS = (0.002, 0.004, 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.4, 2.0, 5.0, 10.0, 15.0)
+MAX_SERIES = 5000
+MAX_SAMPLES = 100_000
+PUSH_EVERY_S = 1.0
+
+
+class SelfMetrics:
+    """The collector's own counters, exposed on ``GET /metrics`` (Prometheus text format).
+
+    Attributes:
+        received: ``legible_collector_received_total{signal}``: items accepted (spans, log records, metric
+            data points, stdout records).
+        rejected: ``legible_collector_rejected_total{signal,reason}``: items or requests refused.
+        written: ``legible_collector_written_rows_total{table}``: rows committed to the store.
+        dropped: ``legible_collector_dropped_total{reason}``: derived samples not delivered.
+        pushes: ``legible_collector_vm_pushes_total{result}``.
+        pending: ``legible_collector_pending_rows``: rows waiting for the next flush.
+        db_bytes: ``legible_collector_store_bytes``: used size of the DuckDB file.
+        pruned: ``legible_collector_pruned_rows_total{table}``: rows deleted by the size cap.
+
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        r = self.registry
+        self.received = Counter("legible_collector_received", "Items accepted", ["signal"], registry=r)
+        self.rejected = Counter(
+            "legible_collector_rejected", "Items or requests refused", ["signal", "reason"], registry=r
+        )
+        self.written = Counter("legible_collector_written_rows", "Rows committed", ["table"], registry=r)
+        self.dropped = Counter(
+            "legible_collector_dropped", "Derived samples not delivered", ["reason"], registry=r
+        )
+        self.pushes = Counter(
+            "legible_collector_vm_pushes", "Pushes to VictoriaMetrics", ["result"], registry=r
+        )
+        self.pending = Gauge("legible_collector_pending_rows", "Rows waiting for a flush", registry=r)
+        self.db_bytes = Gauge("legible_collector_store_bytes", "Used bytes of the store", registry=r)
+        self.pruned = Counter(
+            "legible_collector_pruned_rows", "Rows deleted by the size cap", ["table"], registry=r
+        )
+
+    def exposition(self) -> bytes:
+        """Return the text exposition of the counters."""
+        return generate_latest(self.registry)
+
+
+class Derived:
+    """Aggregates for the derived series, and the queue of converted OTLP samples; thread-safe.
+
+    Args:
+        worktree: value of the ``worktree`` label.
+
+    """
+
+    def __init__(self, worktree: str) -> None:
+        self.worktree = worktree
+        self._lock = threading.Lock()
+        self._spans: dict[tuple[str, str, str, str], list[float]] = {}
+        self._logs: dict[tuple[str, str], int] = {}
+        self._samples: deque[Sample] = deque()
+        self.dropped = 0
+
+    def observe_spans(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Count ``spans`` rows (store column order) into the histogram."""
+        nb = len(SPAN_BUCKETS)
+        with self._lock:
+            agg = self._spans
+            for r in rows:
+                key = (r[4], r[5], r[10], r[6])  # service, name, status_code, kind
+                a = agg.get(key)
+                if a is None:
+                    if len(agg) >= MAX_SERIES:
+                        key = (r[4], "_other_", r[10], r[6])
+                        a = agg.get(key)
+                    if a is None:
+                        a = agg[key] = [0.0] * (nb + 3)  # buckets..., +Inf, sum, count
+                secs = r[9] / 1000.0
+                a[bisect.bisect_left(SPAN_BUCKETS, secs)] += 1
+                a[nb + 1] += secs
+                a[nb + 2] += 1
+
+    def count_logs(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Count ``logs`` rows (store column order) by service and level."""
+        with self._lock:
+            agg = self._logs
+            for r in rows:
+                key = (r[2], r[3])
+                agg[key] = agg.get(key, 0) + 1
+
+    def add_samples(self, samples: list[Sample]) -> int:
+        """Queue converted OTLP samples for the next push; return how many were dropped (queue full)."""
+        with self._lock:
+            room = MAX_SAMPLES - len(self._samples)
+            take = samples[: max(room, 0)]
+            self._samples.extend(take)
+            return len(samples) - len(take)
+
+    def take(self) -> tuple[list[Metric], int]:
+        """Return the families to push now and the number of OTLP samples in them (taken off the queue)."""
+        wt = self.worktree
+        fams: list[Metric] = []
+        with self._lock:
+            spans = [(k, list(v)) for k, v in self._spans.items()]
+            logs = list(self._logs.items())
+            samples = list(self._samples)
+            self._samples.clear()
+        if spans:
+            labels = ["service", "span_name", "status_code", "span_kind", "worktree"]
+            h = HistogramMetricFamily(
+                "legible_span_duration_seconds", "Span durations (spanmetrics-style)", labels=labels
+            )
+            c = CounterMetricFamily("legible_spans", "Spans received", labels=labels)
+            nb = len(SPAN_BUCKETS)
+            for (svc, name, status, kind), a in spans:
+                cum = 0.0
+                buckets = []
+                for i, le in enumerate(SPAN_BUCKETS):
+                    cum += a[i]
+                    buckets.append((repr(le), cum))
+                buckets.append(("+Inf", cum + a[nb]))
+                lv = [svc, name, status, kind, wt]
+                h.add_metric(lv, buckets, a[nb + 1])
+                c.add_metric(lv, a[nb + 2])
+            fams += [h, c]
+        if logs:
+            c = CounterMetricFamily(
+                "legible_log_lines", "Log records by level", labels=["service", "level", "worktree"]
+            )
+            for (svc, level), n in logs:
+                c.add_metric([svc, level, wt], n)
+            fams.append(c)
+        by_family: dict[str, Metric] = {}
+        for s in samples:
+            m = by_family.get(s.family)
+            if m is None:
+                m = by_family[s.family] = Metric(s.family, s.help or s.family, s.kind)
+            m.add_sample(
+                s.name, s.labels, s.value, timestamp=s.timestamp_ms / 1000.0 if s.timestamp_ms else None
+            )
+        fams.extend(by_family.values())
+        return fams, len(samples)
+
+
+class _Families:
+    def __init__(self, fams: list[Metric]) -> None:
+        self.fams = fams
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.fams
+
+
+def render(fams: list[Metric]) -> bytes:
+    """Return Prometheus text exposition of ``fams`` (via ``prometheus_client.generate_latest``)."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(_Families(fams))  # type: ignore[arg-type]
+    return generate_latest(reg)
+
+
+class Pusher:
+    """Push :class:`Derived` to VictoriaMetrics every :data:`PUSH_EVERY_S` seconds in a daemon thread.
+
+    Args:
+        vm_url: VictoriaMetrics base URL (``http://127.0.0.1:PORT``), or ``""`` to only count drops.
+        derived: the aggregates.
+        stats: the collector's own counters.
+        timeout: seconds per push.
+
+    """
+
+    def __init__(self, vm_url: str, derived: Derived, stats: SelfMetrics, timeout: float = 2.0) -> None:
+        self.url = f"{vm_url.rstrip('/')}/api/v1/import/prometheus" if vm_url else ""
+        self.derived = derived
+        self.stats = stats
+        self.timeout = timeout
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vm-pusher", daemon=True)
+        self._last_error = 0.0
+
+    def start(self) -> None:
+        """Start pushing."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Push once more (best effort, short timeout) and stop."""
+        self._stop.set()
+        self._thread.join(self.timeout + 0.5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(PUSH_EVERY_S):
+            self.push_once()
+        self.timeout = min(self.timeout, 0.5)
+        self.push_once()
+
+    def push_once(self) -> bool:
+        """Push what is pending now; return True on success."""
+        fams, n_samples = self.derived.take()
+        if not fams:
+            return True
+        if not self.url:
+            self.stats.dropped.labels("vm_unavailable").inc(n_samples)
+            return False
+        body = render(fams)
+        req = urllib.request.Request(self.url, data=body, method="POST")  # noqa: S310 - loopback VM
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+                resp.read()
+            self.stats.pushes.labels("ok").inc()
+            return True
+        except (OSError, urllib.error.HTTPError) as e:
+            self.stats.pushes.labels("error").inc()
+            if n_samples:
+                self.stats.dropped.labels("vm_unavailable").inc(n_samples)
+            now = time.monotonic()
+            if now - self._last_error > 30:
+                self._last_error = now
+                print(f"collector: push to VictoriaMetrics failed: {e}", file=sys.stderr)
+            return False

@@ -1,0 +1,230 @@
+"""Follow the supervisor's ``<logs-dir>/<service>.log`` files and turn new lines into log rows.
+
+Every file ending in ``.log`` except ``collector.log`` is followed; the service is the file's stem; new
+files are picked up on the next directory scan. A changed inode (the file was replaced) restarts at 0
+after draining the old handle; a size below our offset (truncation) restarts at 0. The offset persisted
+with each batch (``tail_offsets``) is the end of the last complete record, committed in the same
+transaction as the rows, so a restart neither loses nor repeats lines. Lines are bounded: a line longer
+than :data:`~legible.collector._lines.MAX_LINE` is cut with a marker while the rest is skipped without
+buffering it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from legible.collector._lines import MAX_LINE, SEVERITY, Record, RecordAssembler, _dumps
+
+LogRow = tuple[Any, ...]
+#: Read at most this many bytes per file per pass.
+CHUNK = 1 << 20
+#: A pending record or a line without newline is complete after this many seconds without new data.
+IDLE_S = 0.3
+SCAN_EVERY_S = 0.5
+IGNORED = {"collector.log"}
+
+
+def record_row(service: str, rec: Record) -> LogRow:
+    """Return the ``logs`` row (without ``seq``/``template``) of one file record, source ``stdout``."""
+    p = rec.parsed
+    return (
+        p.time_ns or rec.observed_ns,
+        rec.observed_ns,
+        service,
+        p.level,
+        SEVERITY[p.level],
+        p.severity_text,
+        p.body,
+        _dumps(p.attributes) if p.attributes else "{}",
+        "{}",
+        None,
+        p.trace_id,
+        p.span_id,
+        "stdout",
+    )
+
+
+@dataclass
+class _File:
+    path: Path
+    service: str
+    fh: Any
+    inode: int
+    pos: int  # offset of the next byte to read
+    asm: RecordAssembler
+    buf: bytes = b""
+    skipped: int = 0  # bytes dropped from the current over-long line
+    last_data: float = 0.0
+
+
+class Tailer:
+    """Follow the log files of one directory and hand records to ``sink``.
+
+    Args:
+        logs_dir: the supervisor's logs directory.
+        offsets: ``{path: (inode, offset)}`` as persisted in ``tail_offsets``.
+        sink: ``sink(rows, offsets)`` stores rows together with the new ``{path: (inode, offset)}``; it
+            may block (back-pressure) and returns when the rows are accepted.
+        clock: returns epoch nanoseconds (a seam for tests).
+
+    """
+
+    def __init__(
+        self,
+        logs_dir: Path,
+        offsets: dict[str, tuple[int, int]],
+        sink: Callable[[list[LogRow], dict[str, tuple[int, int]]], None],
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.logs_dir = logs_dir
+        self._saved = dict(offsets)
+        self._sink = sink
+        self._clock = clock
+        self._files: dict[str, _File] = {}
+        self._last_scan = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Run :meth:`run` in a daemon thread."""
+        self._thread = threading.Thread(target=self.run, name="tailer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop the thread; pending records are handed to the sink before it returns."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        """Poll until stopped: scan the directory, read what is new, sleep briefly when idle."""
+        while not self._stop.is_set():
+            try:
+                busy = self.poll()
+            except Exception as e:  # never let one bad file stop tailing
+                print(f"collector: tail error: {type(e).__name__}: {e}", file=sys.stderr)
+                busy = False
+            if not busy:
+                self._stop.wait(0.05)
+        try:
+            self.poll(final=True)
+        except Exception as e:
+            print(f"collector: tail error at stop: {type(e).__name__}: {e}", file=sys.stderr)
+        for f in self._files.values():
+            f.fh.close()
+
+    def _scan(self) -> None:
+        try:
+            entries = list(os.scandir(self.logs_dir))
+        except FileNotFoundError:
+            return
+        for e in entries:
+            if not e.name.endswith(".log") or e.name in IGNORED or not e.is_file():
+                continue
+            key = str(Path(e.path))
+            if key in self._files:
+                continue
+            try:
+                fh = open(e.path, "rb")  # noqa: SIM115 - kept open while following
+                st = os.fstat(fh.fileno())
+            except OSError:
+                continue
+            pos = 0
+            saved = self._saved.get(key)
+            if saved and saved[0] == st.st_ino and saved[1] <= st.st_size:
+                pos = saved[1]
+            fh.seek(pos)
+            self._files[key] = _File(Path(e.path), e.name[:-4], fh, st.st_ino, pos, RecordAssembler(pos))
+
+    def poll(self, final: bool = False) -> bool:
+        """Read each file once; return True when anything was read (call again soon)."""
+        now = time.monotonic()
+        if now - self._last_scan >= SCAN_EVERY_S or final:
+            self._last_scan = now
+            self._scan()
+        busy = False
+        for key, f in list(self._files.items()):
+            rows: list[LogRow] = []
+            got = self._read(f, rows, final)
+            busy = busy or got
+            mark = (f.inode, f.asm.safe_offset)
+            if rows or self._saved.get(key) != mark:
+                self._sink(rows, {key: mark})
+                self._saved[key] = mark
+        return busy
+
+    def _reopen_if_needed(self, f: _File, rows: list[LogRow]) -> None:
+        try:
+            st = os.stat(f.path)
+        except FileNotFoundError:
+            return
+        if st.st_ino != f.inode:  # replaced (rotation): drain the old handle, then follow the new file
+            self._consume(f, f.fh.read(), rows, self._clock())
+            for rec in f.asm.flush():
+                rows.append(record_row(f.service, rec))
+            f.fh.close()
+            f.fh = open(f.path, "rb")  # noqa: SIM115
+            f.inode = os.fstat(f.fh.fileno()).st_ino
+            f.pos, f.buf, f.skipped = 0, b"", 0
+            f.asm = RecordAssembler(0)
+        elif st.st_size < f.pos:  # truncated in place
+            for rec in f.asm.flush():
+                rows.append(record_row(f.service, rec))
+            f.fh.seek(0)
+            f.pos, f.buf, f.skipped = 0, b"", 0
+            f.asm = RecordAssembler(0)
+
+    def _read(self, f: _File, rows: list[LogRow], final: bool) -> bool:
+        self._reopen_if_needed(f, rows)
+        data = f.fh.read(CHUNK)
+        now_ns = self._clock()
+        mono = time.monotonic()
+        if data:
+            f.last_data = mono
+            self._consume(f, data, rows, now_ns)
+        elif final or mono - f.last_data >= IDLE_S:
+            if f.buf or f.skipped:  # a line without its newline: complete after the idle time
+                end = f.pos
+                self._line(f, f.buf, end, rows, now_ns)
+                f.buf = b""
+            for rec in f.asm.flush():
+                rows.append(record_row(f.service, rec))
+        return bool(data)
+
+    def _consume(self, f: _File, data: bytes, rows: list[LogRow], now_ns: int) -> None:
+        f.pos += len(data)
+        combined = f.buf + data if f.buf else data
+        f.buf = b""
+        # file offset of combined[0]; skipped bytes of an over-long line sit between buf and data
+        off = f.pos - len(combined) - f.skipped
+        lines = combined.split(b"\n")
+        tail = lines.pop()
+        for raw in lines:
+            off += len(raw) + 1 + f.skipped
+            self._line(f, raw, off, rows, now_ns)
+        if len(tail) > MAX_LINE + 1:  # bound memory: keep a prefix of an endless line, count the rest
+            f.skipped += len(tail) - (MAX_LINE + 1)
+            tail = tail[: MAX_LINE + 1]
+        f.buf = tail
+
+    def _line(self, f: _File, raw: bytes, end: int, rows: list[LogRow], now_ns: int) -> None:
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        extra = f.skipped
+        f.skipped = 0
+        if len(raw) > MAX_LINE or extra:
+            total = len(raw) + extra
+            text = (
+                raw[:MAX_LINE].decode("utf-8", "replace") + f"…[cut {total - min(len(raw), MAX_LINE)} bytes]"
+            )
+        else:
+            text = raw.decode("utf-8", "replace")
+        for rec in f.asm.feed(text, end, now_ns):
+            rows.append(record_row(f.service, rec))

@@ -1,0 +1,320 @@
+"""The store's only writer: batches rows in memory and appends them to DuckDB from one thread.
+
+Rows are buffered per table and flushed every :data:`FLUSH_EVERY_S` seconds or as soon as
+:data:`FLUSH_ROWS` are waiting, as Arrow tables inserted with one ``INSERT ... SELECT`` each (the
+``logs.template`` column is computed there by DuckDB, see :func:`legible.store.template_sql`), in one
+transaction with the tail offsets the rows came from. At most :data:`MAX_PENDING` rows wait; beyond that
+:meth:`Writer.add` refuses (OTLP answers 503 so the sender retries) or blocks (the file tailer).
+
+Size cap: every :data:`PRUNE_EVERY_S` seconds, when the used size of the file (``pragma_database_size``:
+used blocks times block size, plus the WAL) exceeds ``max_bytes``, the oldest 20 % of each table
+(lowest ``seq``) are deleted and the database is checkpointed, until it fits.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from legible.store import migrate, run_query, template_sql
+
+FLUSH_EVERY_S = 0.2
+FLUSH_ROWS = 5000
+MAX_PENDING = 200_000
+PRUNE_EVERY_S = 5.0
+
+LOG_COLUMNS = (
+    ("time_ns", pa.int64()),
+    ("observed_ns", pa.int64()),
+    ("service", pa.string()),
+    ("level", pa.string()),
+    ("severity_number", pa.int16()),
+    ("severity_text", pa.string()),
+    ("body", pa.string()),
+    ("attributes", pa.string()),
+    ("resource", pa.string()),
+    ("scope", pa.string()),
+    ("trace_id", pa.string()),
+    ("span_id", pa.string()),
+    ("source", pa.string()),
+)
+SPAN_COLUMNS = (
+    ("trace_id", pa.string()),
+    ("span_id", pa.string()),
+    ("parent_span_id", pa.string()),
+    ("trace_state", pa.string()),
+    ("service", pa.string()),
+    ("name", pa.string()),
+    ("kind", pa.string()),
+    ("start_ns", pa.int64()),
+    ("end_ns", pa.int64()),
+    ("duration_ms", pa.float64()),
+    ("status_code", pa.string()),
+    ("status_message", pa.string()),
+    ("attributes", pa.string()),
+    ("resource", pa.string()),
+    ("scope", pa.string()),
+    ("events", pa.string()),
+    ("links", pa.string()),
+    ("exception_type", pa.string()),
+    ("exception_message", pa.string()),
+    ("received_ns", pa.int64()),
+)
+_JSON_COLS = {"attributes", "resource", "events", "links"}
+
+
+def _insert_sql(table: str, columns: Sequence[tuple[str, Any]]) -> str:
+    names = ["seq", *(c for c, _ in columns)]
+    sel = [f"{c}::JSON" if c in _JSON_COLS else c for c in names]
+    if table == "logs":
+        names.append("template")
+        sel.append(template_sql())
+    return f"INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(sel)} FROM _batch_{table}"  # noqa: S608
+
+
+def _arrow(columns: Sequence[tuple[str, Any]], rows: list[tuple[Any, ...]], first_seq: int) -> pa.Table:
+    cols = list(zip(*rows, strict=True))
+    arrays = [pa.array(range(first_seq, first_seq + len(rows)), pa.int64())]
+    arrays += [pa.array(col, typ) for col, (_, typ) in zip(cols, columns, strict=True)]
+    return pa.Table.from_arrays(arrays, names=["seq", *(c for c, _ in columns)])
+
+
+class Writer:
+    """Own the DuckDB file: migrate it, batch rows into it, prune it, and answer read-only queries.
+
+    Args:
+        path: the DuckDB file (created with its directory).
+        max_bytes: size cap of the store in bytes (0: none).
+        on_logs: called with each committed batch of log rows (for derived metrics).
+        on_spans: called with each committed batch of span rows.
+        on_written: called with ``(table, n)`` after each commit.
+        on_pruned: called with ``(table, n)`` after the size cap deleted rows.
+
+    Raises:
+        duckdb.Error: the file cannot be opened (e.g. another process holds it).
+
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int = 0,
+        on_logs: Callable[[list[tuple[Any, ...]]], None] | None = None,
+        on_spans: Callable[[list[tuple[Any, ...]]], None] | None = None,
+        on_written: Callable[[str, int], None] | None = None,
+        on_pruned: Callable[[str, int], None] | None = None,
+    ) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.max_bytes = max_bytes
+        self.con = duckdb.connect(str(path))
+        migrate(self.con)
+        self._on_logs = on_logs
+        self._on_spans = on_spans
+        self._on_written = on_written
+        self._on_pruned = on_pruned
+        self._cv = threading.Condition()
+        self._logs: list[tuple[Any, ...]] = []
+        self._spans: list[tuple[Any, ...]] = []
+        self._offsets: dict[str, tuple[int, int]] = {}
+        self._stop = False
+        self._seq = {
+            t: int(self.con.execute(f"SELECT coalesce(max(seq), -1) + 1 FROM {t}").fetchone()[0])  # type: ignore[index]  # noqa: S608
+            for t in ("logs", "spans")
+        }
+        self._insert = {"logs": _insert_sql("logs", LOG_COLUMNS), "spans": _insert_sql("spans", SPAN_COLUMNS)}
+        self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
+        self._last_prune = time.monotonic()
+        self.used_bytes = self._used_bytes()
+        self.flush_error = ""
+
+    def offsets(self) -> dict[str, tuple[int, int]]:
+        """Return the persisted ``{path: (inode, offset)}`` of the tailed files."""
+        rows = self.con.execute('SELECT path, inode, "offset" FROM tail_offsets').fetchall()
+        return {p: (int(i), int(o)) for p, i, o in rows}
+
+    def start(self) -> None:
+        """Start the flush thread."""
+        self._thread.start()
+
+    @property
+    def pending(self) -> int:
+        """Rows waiting for the next flush."""
+        return len(self._logs) + len(self._spans)
+
+    def add(
+        self,
+        table: str,
+        rows: list[tuple[Any, ...]],
+        offsets: dict[str, tuple[int, int]] | None = None,
+        block: bool = False,
+    ) -> bool:
+        """Queue rows of ``logs`` or ``spans`` (store column order, without ``seq``) and tail offsets.
+
+        Args:
+            table: ``logs`` or ``spans``.
+            rows: the rows.
+            offsets: ``{path: (inode, offset)}`` to commit with these rows.
+            block: wait for room instead of refusing when :data:`MAX_PENDING` rows wait.
+
+        Returns:
+            False when refused for lack of room (nothing was queued).
+
+        """
+        with self._cv:
+            while self.pending + len(rows) > MAX_PENDING and self.pending and not self._stop:
+                if not block:
+                    return False
+                self._cv.wait(0.5)
+            (self._logs if table == "logs" else self._spans).extend(rows)
+            if offsets:
+                self._offsets.update(offsets)
+            if self.pending >= FLUSH_ROWS:
+                self._cv.notify_all()
+        return True
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                if not self._stop and self.pending < FLUSH_ROWS:
+                    self._cv.wait(FLUSH_EVERY_S)
+                stopping = self._stop
+            self.flush()
+            if stopping:
+                return
+            if self.max_bytes and time.monotonic() - self._last_prune >= PRUNE_EVERY_S:
+                self._last_prune = time.monotonic()
+                try:
+                    self.prune()
+                except duckdb.Error as e:
+                    print(f"collector: prune failed: {e}", file=sys.stderr)
+
+    def flush(self) -> None:
+        """Commit everything queued now, in one transaction; on failure the rows stay queued."""
+        with self._cv:
+            logs, spans, offsets = self._logs, self._spans, self._offsets
+            self._logs, self._spans, self._offsets = [], [], {}
+            self._cv.notify_all()
+        if not (logs or spans or offsets):
+            return
+        con = self.con
+        try:
+            con.execute("BEGIN TRANSACTION").fetchall()
+            for table, rows, columns in (("logs", logs, LOG_COLUMNS), ("spans", spans, SPAN_COLUMNS)):
+                if rows:
+                    con.register(f"_batch_{table}", _arrow(columns, rows, self._seq[table]))
+                    con.execute(self._insert[table]).fetchall()
+                    con.unregister(f"_batch_{table}")
+            if offsets:
+                now = time.time_ns()
+                con.executemany(
+                    'INSERT OR REPLACE INTO tail_offsets VALUES (?,?,?,?)',
+                    [(p, i, o, now) for p, (i, o) in offsets.items()],
+                )
+            con.execute("COMMIT").fetchall()
+        except Exception as e:
+            try:
+                con.execute("ROLLBACK").fetchall()
+            except duckdb.Error:
+                pass
+            self.flush_error = " ".join(str(e).split())[:300]
+            print(f"collector: flush failed, will retry: {self.flush_error}", file=sys.stderr)
+            with self._cv:  # put them back in front, keep newer offsets
+                self._logs[:0] = logs
+                self._spans[:0] = spans
+                self._offsets = {**offsets, **self._offsets}
+            time.sleep(0.2)
+            return
+        self._seq["logs"] += len(logs)
+        self._seq["spans"] += len(spans)
+        for table, rows, cb in (("logs", logs, self._on_logs), ("spans", spans, self._on_spans)):
+            if rows:
+                if self._on_written:
+                    self._on_written(table, len(rows))
+                if cb:
+                    cb(rows)
+
+    def _used_bytes(self) -> int:
+        row = self.con.execute(
+            "SELECT block_size * used_blocks, wal_size FROM pragma_database_size()"
+        ).fetchone()
+        if row is None:
+            return 0
+        wal = row[1]
+        wal_bytes = _parse_size(wal) if isinstance(wal, str) else int(wal or 0)
+        return int(row[0] or 0) + wal_bytes
+
+    def prune(self) -> int:
+        """Delete the oldest rows until the store fits ``max_bytes``; return rows deleted."""
+        self.used_bytes = self._used_bytes()
+        deleted = 0
+        for _ in range(10):
+            if not self.max_bytes or self.used_bytes <= self.max_bytes:
+                break
+            for table in ("logs", "spans"):
+                lo, n = self.con.execute(f"SELECT min(seq), count(*) FROM {table}").fetchone()  # type: ignore[misc]  # noqa: S608
+                if not n:
+                    continue
+                cut_seq = lo + max(1, n // 5)
+                gone = self.con.execute(f"DELETE FROM {table} WHERE seq < ?", [cut_seq]).fetchone()  # noqa: S608
+                k = int(gone[0]) if gone else 0
+                deleted += k
+                if self._on_pruned:
+                    self._on_pruned(table, k)
+            self.con.execute("CHECKPOINT").fetchall()
+            self.used_bytes = self._used_bytes()
+        return deleted
+
+    def query(
+        self, sql: str, params: Any = None, max_rows: int = 10_000
+    ) -> tuple[list[str], list[tuple[Any, ...]], bool]:
+        """Run one read-only query on a fresh cursor (see :func:`legible.store.run_query`).
+
+        Raises:
+            UsageError: not read-only, or rejected by DuckDB.
+
+        """
+        cur = self.con.cursor()
+        try:
+            return run_query(cur, sql, params, max_rows)
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        """Stop the flush thread after a last flush, checkpoint and close the file."""
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        else:
+            self.flush()
+        try:
+            self.con.execute("CHECKPOINT").fetchall()
+        except duckdb.Error:
+            pass
+        self.con.close()
+
+
+def _parse_size(text: str) -> int:
+    units = {
+        "bytes": 1,
+        "KiB": 1 << 10,
+        "MiB": 1 << 20,
+        "GiB": 1 << 30,
+        "TiB": 1 << 40,
+        "KB": 1000,
+        "MB": 10**6,
+    }
+    parts = text.split()
+    try:
+        return int(float(parts[0]) * units.get(parts[1], 1)) if len(parts) == 2 else int(float(parts[0]))
+    except (ValueError, IndexError):
+        return 0
