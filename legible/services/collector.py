@@ -1,0 +1,80 @@
+"""The collector service kind: legible's own OTLP receiver, log tailer and store writer (role ``collector``).
+
+It runs this Python (``sys.executable -m legible.collector``), so :meth:`CollectorService.detect` only checks
+that the package imports. Ports: ``otlp-http`` (also ``/health``, ``/metrics``, ``/query``) and ``otlp-grpc``
+from the lease; the store is ``.legible/data/signals.duckdb`` (:func:`legible.store.store_path`); it tails
+``.legible/logs/`` and pushes derived metrics to the stack's VictoriaMetrics, so it depends on it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from legible.services.base import Component, Probe, ServicePlan
+from legible.store import store_path
+
+if TYPE_CHECKING:
+    from legible.plan import PlanContext
+
+#: Default store size cap in MiB.
+DEFAULT_MAX_DB_MB = 512
+
+
+class CollectorService:
+    """The ``collector`` service kind (see the module docstring)."""
+
+    name = "collector"
+
+    def detect(self) -> Component:
+        """Report the Python that runs the collector; it needs no external binary."""
+        try:
+            import duckdb  # noqa: F401
+            import grpc  # noqa: F401
+            import pyarrow  # noqa: F401
+        except ImportError as e:
+            return Component(self.name, None, "", f"pip install {e.name}")
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            ver = version("legible")
+        except PackageNotFoundError:
+            ver = ""
+        return Component(self.name, Path(sys.executable), ver, "pip install legible")
+
+    def plan(self, ctx: PlanContext) -> ServicePlan:
+        """Plan ``python -m legible.collector`` on the ``otlp-http``/``otlp-grpc`` ports."""
+        http_port = ctx.ports["otlp-http"]
+        grpc_port = ctx.ports["otlp-grpc"]
+        vm_port = ctx.ports["victoria-metrics"]
+        argv = [
+            sys.executable,
+            "-m",
+            "legible.collector",
+            f"--http-port={http_port}",
+            f"--grpc-port={grpc_port}",
+            f"--db={store_path(ctx.worktree.state_dir)}",
+            f"--logs-dir={ctx.worktree.logs_dir}",
+            f"--vm-url=http://127.0.0.1:{vm_port}",
+            f"--worktree={ctx.worktree.key}",
+            f"--max-db-mb={DEFAULT_MAX_DB_MB}",
+        ]
+        env = ctx.env_for(self.name, http_port)
+        # The collector must not export its own telemetry to itself.
+        for k in [k for k in env if k.startswith("OTEL_")]:
+            del env[k]
+        env["OTEL_SDK_DISABLED"] = "true"
+        return ServicePlan(
+            name=self.name,
+            role="collector",
+            argv=argv,
+            cwd=str(ctx.worktree.root),
+            env=env,
+            probe=Probe("http", f"http://127.0.0.1:{http_port}/health"),
+            ready_timeout=15.0,
+            depends_on=["victoria-metrics"],
+            port=http_port,
+            log=str(ctx.worktree.logs_dir / f"{self.name}.log"),
+            stop_timeout=3.0,
+        )
