@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -151,7 +152,7 @@ def test_two_worktrees_of_one_repo_run_side_by_side(tmp_path: Path, down_after: 
     second = tmp_path / "shop-feature"
     git(main, "worktree", "add", "-q", "-b", "feature", str(second))
     down_after.extend([main, second])
-    procs = [subprocess.Popen(["python", "-m", "clis.main", "up", "--wait", "--json"], cwd=w, stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, "-m", "clis.main", "up", "--wait", "--json"], cwd=w, stdout=subprocess.PIPE,
                               text=True, env={**os.environ, "PYTHONPATH": str(REPO)}) for w in (main, second)]
     docs = [json.loads(p.communicate(timeout=90)[0]) for p in procs]
     assert [d["status"] for d in docs] == ["ready", "ready"]

@@ -1,0 +1,22 @@
+# The README's commands. `make demo` and `make test` each set up a fresh Debian machine first.
+.PHONY: setup demo test lint bench clean
+
+setup:
+	./scripts/setup.sh
+
+demo: setup
+	./scripts/demo.sh
+
+test: setup
+	PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/python -m pytest -q -p no:cacheprovider
+
+lint: setup
+	.venv/bin/ruff check legible clis stacks tests benchmarks examples
+	.venv/bin/mypy
+
+bench: setup
+	.venv/bin/python benchmarks/run.py
+
+clean:
+	-.venv/bin/legible down --purge
+	rm -rf .venv build *.egg-info

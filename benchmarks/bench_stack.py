@@ -1,0 +1,152 @@
+"""Stack lifecycle benchmark (issue 2): `legible up --wait` and `legible down` wall times, idle overhead RSS,
+and 8 stacks started at once. Run: `python benchmarks/bench_stack.py [--runs N]`.
+
+Baselines measured in the same run: the example app started alone (python app.py until /healthz answers),
+and a bare `python -c pass` (interpreter start), so the figures say how much legible itself adds.
+Targets (issue 2): up without the app < 1.5 s median; with the example app: the app's own start + < 1 s;
+down < 1 s; supervisor + VictoriaMetrics idle < 100 MB RSS; 8 stacks at once: all ready, no collision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+SHOP = REPO / "examples" / "shop"
+BARE_TOML = '[app]\ncommand = "sleep 100000"\nready = { log = "" }\n'
+SHOP_TOML = '[app]\ncommand = "python app.py"\nready = { http = "/healthz" }\nmetrics_path = "/metrics"\n'
+
+
+def legible(cwd: Path, *args: str) -> tuple[float, dict]:
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "clis.main", *args, "--json"], cwd=cwd, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    took = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"legible {' '.join(args)} failed in {cwd}: {out.stdout}{out.stderr}")
+    return took, json.loads(out.stdout)
+
+
+def repo(base: Path, name: str, toml: str, with_shop: bool) -> Path:
+    path = base / name
+    if with_shop:
+        shutil.copytree(SHOP, path, ignore=shutil.ignore_patterns("__pycache__", "legible.toml"))
+    else:
+        path.mkdir()
+    (path / "legible.toml").write_text(toml)
+    for cmd in (["init", "-q"], ["add", "-A"], ["-c", "user.email=b@x", "-c", "user.name=b", "commit", "-qm", "x"]):
+        subprocess.run(["git", *cmd], cwd=path, check=True, capture_output=True)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def app_alone_s() -> float:
+    port = free_port()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=SHOP, env={**os.environ, "PORT": str(port)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=0.5).read()
+                return time.perf_counter() - t0
+            except OSError:
+                time.sleep(0.005)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def python_start_s() -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    return time.perf_counter() - t0
+
+
+def rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            total += psutil.Process(pid).memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 2**20
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--stacks", type=int, default=8)
+    args = ap.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="legible-bench-"))
+    os.environ["XDG_STATE_HOME"] = str(base / "xdg")
+    try:
+        bare, shop = repo(base, "bare", BARE_TOML, False), repo(base, "shop", SHOP_TOML, True)
+        py = [python_start_s() for _ in range(args.runs)]
+        alone = [app_alone_s() for _ in range(args.runs)]
+        up_bare, down_bare, up_shop, down_shop, idle = [], [], [], [], []
+        for _ in range(args.runs):
+            t, doc = legible(bare, "up", "--wait")
+            up_bare.append(t)
+            state = json.loads((bare / ".legible" / "state.json").read_text())
+            time.sleep(1.0)
+            idle.append(rss_mb([state["supervisor"]["pid"], state["services"]["victoria-metrics"]["pid"]]))
+            down_bare.append(legible(bare, "down")[0])
+            up_shop.append(legible(shop, "up", "--wait")[0])
+            down_shop.append(legible(shop, "down")[0])
+        print(f"runs={args.runs} (medians)")
+        print(f"baseline python -c pass           {med(py) * 1000:7.0f} ms")
+        print(f"baseline example app alone        {med(alone) * 1000:7.0f} ms  (start to /healthz)")
+        print(f"up --wait, stack without the app  {med(up_bare) * 1000:7.0f} ms  target < 1500 ms  "
+              f"({med(up_bare) / med(py):.1f}x python start)")
+        overhead = med(up_shop) - med(alone)
+        print(f"up --wait, with the example app   {med(up_shop) * 1000:7.0f} ms  = app alone + {overhead * 1000:.0f} ms "
+              f"overhead (target < 1000 ms; ratio {med(up_shop) / med(alone):.2f}x)")
+        print(f"down                              {med(down_bare + down_shop) * 1000:7.0f} ms  target < 1000 ms")
+        print(f"idle RSS supervisor+VM            {med(idle):7.1f} MB  target < 100 MB")
+
+        many = [repo(base, f"wt{i}", SHOP_TOML, True) for i in range(args.stacks)]
+        t0 = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-m", "clis.main", "up", "--wait", "--timeout", "120", "--json"], cwd=w,
+                                  stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+                 for w in many]
+        docs = [json.loads(p.communicate()[0]) for p in procs]
+        wall = time.perf_counter() - t0
+        ready = sum(d.get("status") == "ready" for d in docs)
+        ports = [s["port"] for d in docs for s in d.get("services", {}).values()]
+        print(f"{args.stacks} stacks up at once            {wall * 1000:7.0f} ms  ready={ready}/{args.stacks} "
+              f"port collisions={len(ports) - len(set(ports))}")
+        for w in many:
+            legible(w, "down")
+    finally:
+        for d in base.iterdir():
+            if (d / ".legible").exists():
+                subprocess.run([sys.executable, "-m", "clis.main", "down"], cwd=d, capture_output=True,
+                               env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

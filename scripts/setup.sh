@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set up everything legible needs on a fresh Debian machine: a virtualenv with legible and its test/example
+# extras, then Debian's victoria-metrics and chromium (through `legible doctor --install`, which uses apt
+# as root and otherwise unpacks the .deb into legible's tool cache). Idempotent: a second run is quick.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  touch "$stamp"
+fi
+if ! command -v victoria-metrics >/dev/null || ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq victoria-metrics chromium >/dev/null
+  else
+    .venv/bin/legible doctor --install || true
+  fi
+fi
+.venv/bin/legible doctor
