@@ -229,7 +229,7 @@ def assign_ports(config: LegibleConfig, lease: Lease) -> dict[str, int]:
     return ports
 
 
-def _user_service_plan(ctx: PlanContext, name: str, svc: ServiceConfig) -> ServicePlan:
+def _user_service_plan(ctx: PlanContext, name: str, svc: ServiceConfig, infra: list[str]) -> ServicePlan:
     port = ctx.ports.get(name, 0)
     cwd = (ctx.worktree.root / svc.cwd).resolve()
     where = "app" if name == "app" else f"services.{name}"
@@ -285,7 +285,7 @@ def _user_service_plan(ctx: PlanContext, name: str, svc: ServiceConfig) -> Servi
         env=env,
         probe=probe,
         ready_timeout=svc.ready_timeout,
-        depends_on=["victoria-metrics", *deps],
+        depends_on=[*infra, *deps],
         port=port,
         log=str(ctx.worktree.logs_dir / f"{name}.log"),
         restart=svc.restart,
@@ -307,7 +307,8 @@ def build_plan(worktree: Worktree, config: LegibleConfig, lease: Lease) -> Stack
         planned = kind.plan(ctx)
         if planned is not None:
             services.append(planned)
-    services.extend(_user_service_plan(ctx, n, s) for n, s in ctx.user_services())
+    infra = [s.name for s in services if s.role in ("store", "collector")]
+    services.extend(_user_service_plan(ctx, n, s, infra) for n, s in ctx.user_services())
     endpoints = {
         "app": f"http://127.0.0.1:{ports['app']}",
         "victoria-metrics": f"http://127.0.0.1:{ports['victoria-metrics']}",

@@ -292,7 +292,10 @@ class Supervisor:
         tiers = sorted({ROLE_TIER.get(r.plan.role, 2) for r in self.services.values()}, reverse=True)
         for tier in tiers:
             group = [r for r in self.services.values() if ROLE_TIER.get(r.plan.role, 2) == tier]
+            t0 = time.monotonic()
             stop_services(group)
+            names = ", ".join(r.plan.name for r in group)
+            print(f"supervisor: stopped {names} in {(time.monotonic() - t0) * 1000:.0f} ms", file=sys.stderr, flush=True)
             for r in group:
                 if r.status != "failed":
                     r.status = "stopped"
@@ -491,8 +494,8 @@ class _Metrics:
             conn.close()
 
     def close(self) -> None:
+        """Close the listening socket (no ``shutdown()``: it waits out serve_forever's 0.5 s poll)."""
         if self.server is not None:
-            self.server.shutdown()
             self.server.server_close()
 
 
@@ -564,9 +567,9 @@ def main(argv: list[str] | None = None) -> int:
         sup.stop_all()
         if sup.status != "failed":
             sup.status = "stopped"
-        sup.write_state()
         metrics.close()
         registry.release(plan.key, me)
+        sup.write_state()
     return code
 
 

@@ -35,7 +35,7 @@ def test_plan_substitutes_ports_and_sets_opentelemetry_env(tmp_path: Path) -> No
         "services": {"db": {"command": "sleep 100", "port": True}},
     })
     names = [s.name for s in plan.services]
-    assert names == ["victoria-metrics", "app", "db"]
+    assert names == ["victoria-metrics", "collector", "app", "db"]
     app = next(s for s in plan.services if s.name == "app")
     assert app.argv == ["python", "-m", "http.server", "20000", "--bind", "127.0.0.1"]
     assert app.env["PORT"] == "20000"
@@ -47,7 +47,7 @@ def test_plan_substitutes_ports_and_sets_opentelemetry_env(tmp_path: Path) -> No
     assert app.env["LEGIBLE_STACK"] == plan.key
     assert app.probe.kind == "tcp" and app.probe.target == "20000"
     db = next(s for s in plan.services if s.name == "db")
-    assert db.depends_on == ["victoria-metrics"]
+    assert db.depends_on == ["victoria-metrics", "collector"]
     scrape = next(text for path, text in plan.files.items() if path.endswith("prometheus.yml"))
     assert '127.0.0.1:20000' in scrape and '"/metrics"' in scrape and plan.key in scrape
 

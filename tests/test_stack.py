@@ -66,7 +66,7 @@ def test_up_example_app_answers_and_down_leaves_nothing(tmp_path: Path, down_aft
     assert requests.get(ep["app"] + "/", timeout=5).status_code == 200
     assert requests.get(ep["vmui"], timeout=5).status_code == 200  # vmui, or VM's home page where not bundled
     targets = requests.get(ep["victoria-metrics"] + "/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
-    assert {t["labels"]["job"] for t in targets} == {"legible-supervisor", "app"}
+    assert {t["labels"]["job"] for t in targets} == {"legible-supervisor", "legible-collector", "app"}
     ready = wait_until(lambda: promql(ep["victoria-metrics"], 'legible_service_ready_seconds{service="app"}'))
     assert 0 < float(ready[0]["value"][1]) < 60
     assert ready[0]["metric"]["worktree"] == key

@@ -8,9 +8,10 @@ for the interface.
 from __future__ import annotations
 
 from legible.services.base import Component, Probe, ServiceKind, ServicePlan
+from legible.services.collector import CollectorService
 from legible.services.victoria_metrics import VictoriaMetrics
 
-#: Built-in service kinds, in start order.
-BUILTIN: list[ServiceKind] = [VictoriaMetrics()]
+#: Built-in service kinds, in start order. User services depend on all of them (stores and collector first).
+BUILTIN: list[ServiceKind] = [VictoriaMetrics(), CollectorService()]
 
 __all__ = ["BUILTIN", "Component", "Probe", "ServiceKind", "ServicePlan"]

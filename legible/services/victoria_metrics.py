@@ -65,6 +65,7 @@ class VictoriaMetrics:
             "prometheus.yml",
             scrape_interval=ctx.config.stack.scrape_interval,
             supervisor_port=ctx.ports["supervisor"],
+            collector_port=ctx.ports["otlp-http"],
             targets=ctx.scrape_targets(),
         )
         argv = [
