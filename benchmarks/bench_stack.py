@@ -32,8 +32,14 @@ SHOP_TOML = '[app]\ncommand = "python app.py"\nready = { http = "/healthz" }\nme
 
 def legible(cwd: Path, *args: str) -> tuple[float, dict]:
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "clis.main", *args, "--json"], cwd=cwd, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "clis.main", *args, "--json"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
     took = time.perf_counter() - t0
     if out.returncode != 0:
         raise SystemExit(f"legible {' '.join(args)} failed in {cwd}: {out.stdout}{out.stderr}")
@@ -61,8 +67,13 @@ def free_port() -> int:
 def app_alone_s() -> float:
     port = free_port()
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=SHOP, env={**os.environ, "PORT": str(port)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"],
+        cwd=SHOP,
+        env={**os.environ, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         while True:
             try:
@@ -119,32 +130,50 @@ def main() -> None:
         print(f"runs={args.runs} (medians)")
         print(f"baseline python -c pass           {med(py) * 1000:7.0f} ms")
         print(f"baseline example app alone        {med(alone) * 1000:7.0f} ms  (start to /healthz)")
-        print(f"up --wait, stack without the app  {med(up_bare) * 1000:7.0f} ms  target < 1500 ms  "
-              f"({med(up_bare) / med(py):.1f}x python start)")
+        print(
+            f"up --wait, stack without the app  {med(up_bare) * 1000:7.0f} ms  target < 1500 ms  "
+            f"({med(up_bare) / med(py):.1f}x python start)"
+        )
         overhead = med(up_shop) - med(alone)
-        print(f"up --wait, with the example app   {med(up_shop) * 1000:7.0f} ms  = app alone + {overhead * 1000:.0f} ms "
-              f"overhead (target < 1000 ms; ratio {med(up_shop) / med(alone):.2f}x)")
+        print(
+            f"up --wait, with the example app   {med(up_shop) * 1000:7.0f} ms  = app alone + {overhead * 1000:.0f} ms "
+            f"overhead (target < 1000 ms; ratio {med(up_shop) / med(alone):.2f}x)"
+        )
         print(f"down                              {med(down_bare + down_shop) * 1000:7.0f} ms  target < 1000 ms")
         print(f"idle RSS supervisor+VM            {med(idle):7.1f} MB  target < 100 MB")
 
         many = [repo(base, f"wt{i}", SHOP_TOML, True) for i in range(args.stacks)]
         t0 = time.perf_counter()
-        procs = [subprocess.Popen([sys.executable, "-m", "clis.main", "up", "--wait", "--timeout", "120", "--json"], cwd=w,
-                                  stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-                 for w in many]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "clis.main", "up", "--wait", "--timeout", "120", "--json"],
+                cwd=w,
+                stdout=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+            )
+            for w in many
+        ]
         docs = [json.loads(p.communicate()[0]) for p in procs]
         wall = time.perf_counter() - t0
         ready = sum(d.get("status") == "ready" for d in docs)
         ports = [s["port"] for d in docs for s in d.get("services", {}).values()]
-        print(f"{args.stacks} stacks up at once            {wall * 1000:7.0f} ms  ready={ready}/{args.stacks} "
-              f"port collisions={len(ports) - len(set(ports))}")
+        print(
+            f"{args.stacks} stacks up at once            {wall * 1000:7.0f} ms  ready={ready}/{args.stacks} "
+            f"port collisions={len(ports) - len(set(ports))}"
+        )
         for w in many:
             legible(w, "down")
     finally:
         for d in base.iterdir():
             if (d / ".legible").exists():
-                subprocess.run([sys.executable, "-m", "clis.main", "down"], cwd=d, capture_output=True,
-                               env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+                subprocess.run(
+                    [sys.executable, "-m", "clis.main", "down"],
+                    cwd=d,
+                    capture_output=True,
+                    env={**os.environ, "PYTHONPATH": str(REPO)},
+                    check=False,
+                )
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -8,7 +8,9 @@ from clis._output import emit_json, run, table
 
 
 def doctor(
-    install: bool = typer.Option(False, "--install", help="Install missing components (apt where permitted, else the tool cache)."),
+    install: bool = typer.Option(
+        False, "--install", help="Install missing components (apt where permitted, else the tool cache)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Report each component (present, version, install command); exit 3 if a required one is missing."""
@@ -25,8 +27,15 @@ def doctor(
     else:
         for a in actions:
             print(f"install: {a}")
-        rows = [[c["name"], "ok" if c["path"] else ("MISSING" if c["required"] else "absent"), c["version"][:40],
-                 c["path"] or f"install: {c['install']}"] for c in res["components"]]
+        rows = [
+            [
+                c["name"],
+                "ok" if c["path"] else ("MISSING" if c["required"] else "absent"),
+                c["version"][:40],
+                c["path"] or f"install: {c['install']}",
+            ]
+            for c in res["components"]
+        ]
         print(table(rows, ["COMPONENT", "STATE", "VERSION", "PATH / HOW TO INSTALL"]))
     if res["missing_required"]:
         raise typer.Exit(3)

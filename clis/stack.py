@@ -14,8 +14,11 @@ JSON = typer.Option(False, "--json", help="Print one JSON document (stable `sche
 
 
 def _service_rows(services: dict[str, Any], endpoints: dict[str, str]) -> list[list[str]]:
-    urls = {"app": endpoints.get("app", ""), "victoria-metrics": endpoints.get("vmui", ""),
-            "collector": endpoints.get("otlp-http", "")}
+    urls = {
+        "app": endpoints.get("app", ""),
+        "victoria-metrics": endpoints.get("vmui", ""),
+        "collector": endpoints.get("otlp-http", ""),
+    }
     rows = []
     for name, s in services.items():
         extra = []
@@ -24,7 +27,15 @@ def _service_rows(services: dict[str, Any], endpoints: dict[str, str]) -> list[l
         if s.get("error") and s.get("status") != "ready":
             extra.append(s["error"])
         url = urls.get(name) or (f"127.0.0.1:{s['port']}" if s.get("port") else "")
-        rows.append([f"  {name}", s.get("status", "?"), fmt_ms(s.get("first_ready_ms") or s.get("ready_ms")), url, " ".join(extra)])
+        rows.append(
+            [
+                f"  {name}",
+                s.get("status", "?"),
+                fmt_ms(s.get("first_ready_ms") or s.get("ready_ms")),
+                url,
+                " ".join(extra),
+            ]
+        )
     return rows
 
 
@@ -107,8 +118,10 @@ def ps(as_json: bool = JSON) -> None:
     if not stacks:
         print("no stacks on this machine")
         return
-    rows = [[s["key"], s["status"], s["ports"], s["app"], str(s["restarts"]), f"{s['uptime_s']:.0f}s", s["worktree"]]
-            for s in stacks]
+    rows = [
+        [s["key"], s["status"], s["ports"], s["app"], str(s["restarts"]), f"{s['uptime_s']:.0f}s", s["worktree"]]
+        for s in stacks
+    ]
     print(f"{len(stacks)} stacks ({sum(s['alive'] for s in stacks)} alive)")
     print(table(rows, ["KEY", "STATUS", "PORTS", "APP", "RESTARTS", "UP", "WORKTREE"]))
 
@@ -125,7 +138,8 @@ def gc(
         emit_json(res)
         return
     verb = "would reclaim" if dry_run else "reclaimed"
-    print(f"{verb} {len(res['leases'])} leases, {'would kill' if dry_run else 'killed'} {len(res['orphans'])} orphaned processes")
+    kill = "would kill" if dry_run else "killed"
+    print(f"{verb} {len(res['leases'])} leases, {kill} {len(res['orphans'])} orphaned processes")
     for lease in res["leases"][:20]:
         print(f"  lease {lease['key']}: {lease['why']} ({lease['worktree']})")
     for o in res["orphans"][:20]:

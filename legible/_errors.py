@@ -37,6 +37,7 @@ class LegibleError(Exception):
         message: one line naming the bad thing.
         hint: one line saying how to fix it, or ``""``.
         log_tail: the last lines of a relevant service log (newest last), or ``[]``.
+
     """
 
     exit_code = 2

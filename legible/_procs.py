@@ -26,6 +26,7 @@ class ProcRef:
     Attributes:
         pid: process id.
         create_time: ``psutil.Process.create_time()``, seconds since the epoch.
+
     """
 
     pid: int
@@ -43,7 +44,8 @@ class ProcRef:
         """True while the same process (same pid and start time) runs and is not a zombie."""
         try:
             p = psutil.Process(self.pid)
-            return abs(p.create_time() - self.create_time) < 0.05 and p.status() != psutil.STATUS_ZOMBIE
+            same = abs(p.create_time() - self.create_time) < 0.05
+            return bool(same and p.status() != psutil.STATUS_ZOMBIE)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             return False
 

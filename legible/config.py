@@ -54,6 +54,7 @@ class ReadyProbe(_Strict):
             URL; ready when it answers with a status below 500.
         tcp: ``True`` for the service's own port, or a port number; ready when a connect succeeds.
         log: a regular expression; ready when a line of the service's log matches it.
+
     """
 
     http: str | None = None
@@ -98,6 +99,7 @@ class ServiceConfig(_Strict):
         instrument: prefix the command with ``opentelemetry-instrument`` (zero-code instrumentation).
         restart: restart after a crash (with backoff, at most ``max_restarts`` times).
         max_restarts: the restart cap; after it the service is marked ``failed``.
+
     """
 
     command: str | list[str]
@@ -142,6 +144,7 @@ class StackConfig(_Strict):
         scrape_interval: how often VictoriaMetrics scrapes ``metrics_path`` targets, as ``"5s"`` or ``"1m"``.
         retention: how long VictoriaMetrics keeps samples, in its ``-retentionPeriod`` syntax (``"7d"``).
         browser: also start Chromium (issue 4); ``legible up --browser`` sets it for one run.
+
     """
 
     scrape_interval: str = Field(default="5s", pattern=r"^\d+(ms|s|m)$")
@@ -157,6 +160,7 @@ class LegibleConfig(_Strict):
         services: extra services by name (lowercase, ``a-z0-9-``).
         stack: stack-wide settings.
         source: the file this came from (for messages); not a TOML key.
+
     """
 
     app: ServiceConfig
@@ -187,6 +191,7 @@ def order_services(cfg: LegibleConfig) -> list[str]:
 
     Raises:
         ValueError: the ``depends_on`` graph has a cycle (the message lists it).
+
     """
     graph = {"app": list(cfg.app.depends_on), **{n: list(s.depends_on) for n, s in cfg.services.items()}}
     done: list[str] = []
@@ -231,6 +236,7 @@ def load_config(root: Path) -> LegibleConfig:
     Raises:
         ConfigError: no configuration, a TOML syntax error (with line and column), or a key that is unknown
             or of the wrong type; the message names the file and the dotted key.
+
     """
     found = find_config_file(root)
     if found is None:
@@ -256,10 +262,11 @@ def parse_config(data: Any, *, source: str = CONFIG_FILENAME, prefix: str = "") 
 
     Raises:
         ConfigError: see :func:`load_config`.
+
     """
     name = Path(source).name
     if not isinstance(data, dict):
-        raise ConfigError(f"{name}: expected a table of settings", hint=f"see `legible init` for an example")
+        raise ConfigError(f"{name}: expected a table of settings", hint="see `legible init` for an example")
     if "source" in data:
         raise ConfigError(f"{name}: {prefix}source: unknown key", hint=f"remove it from {source}")
     try:

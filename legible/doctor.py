@@ -61,24 +61,45 @@ def components() -> list[Component]:
     out.append(_binary("chromium", CHROMIUM_NAMES, "apt-get install chromium", False))
     out.append(_python_package("playwright", "playwright", "pip install 'legible[browser]'"))
     out.append(_python_package("imageio-ffmpeg", "imageio_ffmpeg", "pip install 'legible[browser]'"))
-    out.append(_binary(
-        "opentelemetry-instrument", ("opentelemetry-instrument",),
-        "pip install opentelemetry-distro opentelemetry-exporter-otlp && opentelemetry-bootstrap -a install", False,
-    ))
+    out.append(
+        _binary(
+            "opentelemetry-instrument",
+            ("opentelemetry-instrument",),
+            "pip install opentelemetry-distro opentelemetry-exporter-otlp && opentelemetry-bootstrap -a install",
+            False,
+        )
+    )
     out.append(_binary("vector", ("vector",), "not in Debian: install Vector from its project's packages", False))
-    out.append(_binary("grafana", ("grafana", "grafana-server"), "not in Debian: install Grafana from its project's packages", False, "-v"))
+    out.append(
+        _binary(
+            "grafana",
+            ("grafana", "grafana-server"),
+            "not in Debian: install Grafana from its project's packages",
+            False,
+            "-v",
+        )
+    )
     return out
 
 
 def check() -> dict[str, Any]:
-    """Return ``legible.doctor/v1``: ``{"schema", "components": [{"name", "path", "version", "install",
-    "required"}], "missing_required": [name...]}``."""
+    """Check every component.
+
+    Returns:
+        ``legible.doctor/v1``: ``{"schema", "components": [{"name", "path", "version", "install",
+        "required"}], "missing_required": [name...]}``.
+    """
     comps = components()
     return {
         "schema": DOCTOR_SCHEMA,
         "components": [
-            {"name": c.name, "path": str(c.path) if c.path else None, "version": c.version, "install": c.install,
-             "required": c.required}
+            {
+                "name": c.name,
+                "path": str(c.path) if c.path else None,
+                "version": c.version,
+                "install": c.install,
+                "required": c.required,
+            }
             for c in comps
         ],
         "missing_required": [c.name for c in comps if c.required and c.path is None],
@@ -90,6 +111,7 @@ def install_missing() -> list[str]:
 
     Raises:
         PrerequisiteMissing: apt is not available, or the download or install failed.
+
     """
     done: list[str] = []
     comps = {c.name: c for c in components()}
@@ -107,15 +129,19 @@ def _apt(*args: str) -> subprocess.CompletedProcess[str]:
 
 def _install_deb(package: str, *, unpack_ok: bool) -> str:
     if shutil.which("apt-get") is None:
-        raise PrerequisiteMissing(f"cannot install {package}: apt-get is not available", hint=f"install {package} by hand")
+        raise PrerequisiteMissing(
+            f"cannot install {package}: apt-get is not available", hint=f"install {package} by hand"
+        )
     if os.geteuid() == 0:
         res = _apt("install", "-y", "-q", package)
         if res.returncode != 0:
             _apt("update", "-q")
             res = _apt("install", "-y", "-q", package)
         if res.returncode != 0:
-            raise PrerequisiteMissing(f"apt-get install {package} failed: {res.stderr.strip().splitlines()[-1:]}",
-                                      hint=f"run `apt-get update && apt-get install {package}` and read its output")
+            raise PrerequisiteMissing(
+                f"apt-get install {package} failed: {res.stderr.strip().splitlines()[-1:]}",
+                hint=f"run `apt-get update && apt-get install {package}` and read its output",
+            )
         return f"apt-get install {package}"
     if not unpack_ok:
         raise PrerequisiteMissing(f"{package} needs root to install", hint=f"run: sudo apt-get install {package}")
@@ -124,8 +150,10 @@ def _install_deb(package: str, *, unpack_ok: bool) -> str:
         res = subprocess.run(["apt-get", "download", package], cwd=tmp, capture_output=True, text=True, check=False)
         debs = list(Path(tmp).glob("*.deb"))
         if res.returncode != 0 or not debs:
-            raise PrerequisiteMissing(f"apt-get download {package} failed: {res.stderr.strip()[-200:]}",
-                                      hint=f"run: sudo apt-get install {package}")
+            raise PrerequisiteMissing(
+                f"apt-get download {package} failed: {res.stderr.strip()[-200:]}",
+                hint=f"run: sudo apt-get install {package}",
+            )
         dest.mkdir(parents=True, exist_ok=True)
         subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(dest)], check=True)
     return f"unpacked {package} into {dest}"

@@ -57,9 +57,9 @@ def _guess(root: Path) -> tuple[str, str, str, bool]:
         except (json.JSONDecodeError, AttributeError):
             scripts = {}
         script = "dev" if "dev" in scripts else "start"
-        return f"npm run {script} -- --port $PORT", '{ tcp = true }', "package.json", False
+        return f"npm run {script} -- --port $PORT", "{ tcp = true }", "package.json", False
     if (root / "manage.py").is_file():
-        return "python manage.py runserver 127.0.0.1:$PORT --noreload", '{ tcp = true }', "manage.py (Django)", False
+        return "python manage.py runserver 127.0.0.1:$PORT --noreload", "{ tcp = true }", "manage.py (Django)", False
     for name in ("app.py", "main.py", "server.py"):
         f = root / name
         if f.is_file():
@@ -67,16 +67,21 @@ def _guess(root: Path) -> tuple[str, str, str, bool]:
             metrics = "/metrics" in text
             if "FastAPI(" in text:
                 mod = name.removesuffix(".py")
-                return f"uvicorn {mod}:app --host 127.0.0.1 --port $PORT", '{ tcp = true }', f"{name} (FastAPI)", metrics
-            return f"python {name}", '{ tcp = true }', f"{name}", metrics
+                return (
+                    f"uvicorn {mod}:app --host 127.0.0.1 --port $PORT",
+                    "{ tcp = true }",
+                    f"{name} (FastAPI)",
+                    metrics,
+                )
+            return f"python {name}", "{ tcp = true }", f"{name}", metrics
     proc = root / "Procfile"
     if proc.is_file():
         m = re.search(r"^web:\s*(.+)$", proc.read_text(), re.MULTILINE)
         if m:
-            return m.group(1).strip(), '{ tcp = true }', "Procfile", False
+            return m.group(1).strip(), "{ tcp = true }", "Procfile", False
     if (root / "go.mod").is_file():
-        return "go run .", '{ tcp = true }', "go.mod", False
-    return "echo 'edit legible.toml: set app.command' && exit 1", '{ tcp = true }', "nothing (placeholder)", False
+        return "go run .", "{ tcp = true }", "go.mod", False
+    return "echo 'edit legible.toml: set app.command' && exit 1", "{ tcp = true }", "nothing (placeholder)", False
 
 
 def write_config(start: Path, *, force: bool = False) -> dict[str, Any]:
@@ -87,6 +92,7 @@ def write_config(start: Path, *, force: bool = False) -> dict[str, Any]:
 
     Raises:
         UsageError: the file exists and ``force`` is false.
+
     """
     wt = find_worktree(start)
     path = wt.root / CONFIG_FILENAME

@@ -64,6 +64,7 @@ class Lease:
         base: first port of the block; the block is ``[base, base + BLOCK_SIZE)``.
         owner: the process that holds the lease (the supervisor once started), as ``{"pid", "create_time"}``.
         granted_at: seconds since the epoch.
+
     """
 
     key: str
@@ -91,6 +92,7 @@ class LeaseRegistry:
     Args:
         path: the ``leases.json`` file; default under :func:`legible._paths.state_home`.
         lock_timeout: seconds to wait for the lock before :class:`LeaseConflict`.
+
     """
 
     def __init__(self, path: Path | None = None, lock_timeout: float = 10.0) -> None:
@@ -109,7 +111,9 @@ class LeaseRegistry:
 
     def _save(self, leases: dict[str, Lease]) -> None:
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"schema": "legible.leases/v1", "leases": {k: asdict(v) for k, v in leases.items()}}, indent=1))
+        tmp.write_text(
+            json.dumps({"schema": "legible.leases/v1", "leases": {k: asdict(v) for k, v in leases.items()}}, indent=1)
+        )
         os.replace(tmp, self.path)
 
     def all(self) -> list[Lease]:
@@ -130,6 +134,7 @@ class LeaseRegistry:
 
         Raises:
             LeaseConflict: every block is leased or busy, or the lock could not be taken in time.
+
         """
         try:
             with self.lock:

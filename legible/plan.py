@@ -49,6 +49,7 @@ class PlanContext:
         config: the validated configuration.
         ports: port by name: the slots of :data:`legible.lease.SLOTS` plus one per extra service.
         files: rendered files so far, by absolute path (filled by :meth:`render`).
+
     """
 
     worktree: Worktree
@@ -66,6 +67,7 @@ class PlanContext:
 
         Raises:
             jinja2.UndefinedError: the template uses a variable that was not given.
+
         """
         import jinja2
 
@@ -143,6 +145,7 @@ class StackPlan:
         files: rendered files by absolute path.
         endpoints: URL by name (``app``, ``vmui``, ``victoria-metrics``, ``otlp-http``, ``otlp-grpc``).
         config_hash: sha256 of the configuration that produced this plan (to notice edits after ``up``).
+
     """
 
     key: str
@@ -214,6 +217,7 @@ def assign_ports(config: LegibleConfig, lease: Lease) -> dict[str, int]:
 
     Raises:
         ConfigError: more extra services want a port than the block has slots.
+
     """
     ports = {name: lease.port(slot) for name, slot in SLOTS.items()}
     slot = FIRST_EXTRA_SLOT
@@ -221,7 +225,8 @@ def assign_ports(config: LegibleConfig, lease: Lease) -> dict[str, int]:
         if svc.port:
             if slot >= BLOCK_SIZE:
                 raise ConfigError(
-                    f"{Path(config.source).name}: at most {BLOCK_SIZE - FIRST_EXTRA_SLOT} extra services can have a port",
+                    f"{Path(config.source).name}: at most {BLOCK_SIZE - FIRST_EXTRA_SLOT} extra services"
+                    " can have a port",
                     hint="set port = false on the services that do not listen",
                 )
             ports[name] = lease.port(slot)
@@ -299,6 +304,7 @@ def build_plan(worktree: Worktree, config: LegibleConfig, lease: Lease) -> Stack
     Raises:
         ConfigError: a bad ``cwd`` or too many ported services.
         PrerequisiteMissing: a binary (VictoriaMetrics, the app's command) is not installed.
+
     """
     ports = assign_ports(config, lease)
     ctx = PlanContext(worktree=worktree, config=config, ports=ports)

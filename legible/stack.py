@@ -88,6 +88,7 @@ def up(start: Path | None = None, *, wait: bool = True, timeout: float = 60.0) -
         PrerequisiteMissing: VictoriaMetrics or the app's command is not installed (exit 3).
         NotReady: a service exited or missed its readiness deadline; everything was stopped (exit 4).
         LeaseConflict: no free port block, or the lease is held by another live process (exit 5).
+
     """
     t0 = time.monotonic()
     wt = find_worktree(start)
@@ -149,7 +150,11 @@ def up(start: Path | None = None, *, wait: bool = True, timeout: float = 60.0) -
         wait_gone(ref, 15.0)
         waiting = [n for n, s in state.get("services", {}).items() if s.get("status") != "ready"]
         name = waiting[0] if waiting else ""
-        state = {**state, "error_service": name, "error": f"{name or 'the stack'} was not ready within --timeout {timeout:g} s"}
+        state = {
+            **state,
+            "error_service": name,
+            "error": f"{name or 'the stack'} was not ready within --timeout {timeout:g} s",
+        }
         raise _failure(state, "not ready in time")
 
 
@@ -191,6 +196,7 @@ def down(start: Path | None = None, *, purge: bool = False, timeout: float = 15.
     Returns:
         ``legible.down/v1``: ``{"schema", "key", "was_running", "stopped": [service...],
         "killed_orphans": [pid...], "purged", "took_ms"}``.
+
     """
     t0 = time.monotonic()
     wt = find_worktree(start)
@@ -229,12 +235,23 @@ def status(start: Path | None = None) -> dict[str, Any]:
     Returns:
         ``legible.status/v1``: ``{"schema", "key", "worktree", "status", "alive", "ready_ms", "error",
         "services", "endpoints", "env_file"}``; ``status`` is ``down`` when no stack ever ran here.
+
     """
     wt = find_worktree(start)
     state = read_state(wt)
     if state is None:
-        return {"schema": STATUS_SCHEMA, "key": wt.key, "worktree": str(wt.root), "status": "down", "alive": False,
-                "services": {}, "endpoints": {}, "error": "", "ready_ms": None, "env_file": str(wt.env_file)}
+        return {
+            "schema": STATUS_SCHEMA,
+            "key": wt.key,
+            "worktree": str(wt.root),
+            "status": "down",
+            "alive": False,
+            "services": {},
+            "endpoints": {},
+            "error": "",
+            "ready_ms": None,
+            "env_file": str(wt.env_file),
+        }
     if state["alive"]:
         for svc in state.get("services", {}).values():
             ref = ProcRef(svc["pid"], svc["create_time"]) if svc.get("pid") and svc.get("create_time") else None
@@ -259,6 +276,7 @@ def require_running(start: Path | None = None) -> dict[str, Any]:
 
     Raises:
         NotRunning: no live stack here.
+
     """
     wt = find_worktree(start)
     state = read_state(wt)
@@ -273,6 +291,7 @@ def ps() -> dict[str, Any]:
     Returns:
         ``legible.ps/v1``: ``{"schema", "stacks": [{"key", "worktree", "status", "alive", "ports":
         "<base>-<last>", "app", "services": n, "restarts": n, "uptime_s"}]}``.
+
     """
     rows = []
     for lease in LeaseRegistry().all():
@@ -280,17 +299,19 @@ def ps() -> dict[str, Any]:
         state = read_state(wt) if Path(lease.worktree).is_dir() else None
         alive = lease.owner_alive()
         services = (state or {}).get("services", {})
-        rows.append({
-            "key": lease.key,
-            "worktree": lease.worktree,
-            "status": (state or {}).get("status", "unknown") if alive else "dead",
-            "alive": alive,
-            "ports": f"{lease.base}-{lease.base + 15}",
-            "app": (state or {}).get("endpoints", {}).get("app", ""),
-            "services": len(services),
-            "restarts": sum(int(s.get("restarts") or 0) for s in services.values()),
-            "uptime_s": round(time.time() - float((state or {}).get("started_at") or time.time()), 1),
-        })
+        rows.append(
+            {
+                "key": lease.key,
+                "worktree": lease.worktree,
+                "status": (state or {}).get("status", "unknown") if alive else "dead",
+                "alive": alive,
+                "ports": f"{lease.base}-{lease.base + 15}",
+                "app": (state or {}).get("endpoints", {}).get("app", ""),
+                "services": len(services),
+                "restarts": sum(int(s.get("restarts") or 0) for s in services.values()),
+                "uptime_s": round(time.time() - float((state or {}).get("started_at") or time.time()), 1),
+            }
+        )
     return {"schema": PS_SCHEMA, "stacks": rows}
 
 
@@ -303,6 +324,7 @@ def gc(*, dry_run: bool = False) -> dict[str, Any]:
     Returns:
         ``legible.gc/v1``: ``{"schema", "dry_run", "leases": [{"key", "worktree", "why"}],
         "orphans": [{"pid", "key", "name", "cmdline"}]}``.
+
     """
     registry = LeaseRegistry()
     leases = registry.all()
@@ -313,7 +335,9 @@ def gc(*, dry_run: bool = False) -> dict[str, Any]:
         if lease.owner_alive() and not gone:
             live_keys.add(lease.key)
             continue
-        reclaim.append({"key": lease.key, "worktree": lease.worktree, "why": "worktree removed" if gone else "supervisor gone"})
+        reclaim.append(
+            {"key": lease.key, "worktree": lease.worktree, "why": "worktree removed" if gone else "supervisor gone"}
+        )
     orphans = []
     procs = []
     from legible._procs import STACK_ENV
@@ -330,20 +354,12 @@ def gc(*, dry_run: bool = False) -> dict[str, Any]:
     if not dry_run:
         terminate(procs, timeout=3.0)
         for r in reclaim:
-            lease = registry.get(r["key"])
-            if lease is not None and (not lease.owner_alive() or not Path(lease.worktree).is_dir()):
-                if lease.owner_alive():
-                    owner = ProcRef.from_dict(lease.owner)
-                    if owner is not None:
-                        terminate([_proc(owner.pid)] if _proc(owner.pid) else [], timeout=3.0)
-                registry.release(r["key"])
+            stale = registry.get(r["key"])
+            if stale is None:
+                continue
+            owner = ProcRef.from_dict(stale.owner)
+            if owner is not None and owner.alive():  # worktree removed under a live stack: stop it first
+                os.kill(owner.pid, signal.SIGTERM)
+                wait_gone(owner, 15.0)
+            registry.release(r["key"])
     return {"schema": GC_SCHEMA, "dry_run": dry_run, "leases": reclaim, "orphans": orphans}
-
-
-def _proc(pid: int) -> Any:
-    import psutil
-
-    try:
-        return psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return None

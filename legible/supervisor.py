@@ -87,6 +87,7 @@ class ServiceRun:
         exit_code: the last exit code, if it exited.
         error: why it failed, one line.
         log_offset: size of the log when last spawned (the ``log`` probe reads from here).
+
     """
 
     plan: ServicePlan
@@ -133,6 +134,7 @@ class Supervisor:
         probe: True once a service is ready (default :func:`probe_ready`).
         clock: monotonic seconds (default ``time.monotonic``).
         on_ready: called with ``(service, ready_ms)`` each time a service becomes ready.
+
     """
 
     plan: StackPlan
@@ -166,7 +168,11 @@ class Supervisor:
                 self.ready_ms = (now - self.started) * 1000
                 changed = True
         elif self.status in ("ready", "degraded"):
-            new = "degraded" if any(r.status in ("failed", "backoff", "starting") for r in self.services.values()) else "ready"
+            new = (
+                "degraded"
+                if any(r.status in ("failed", "backoff", "starting") for r in self.services.values())
+                else "ready"
+            )
             if new != self.status:
                 self.status, changed = new, True
         if changed:
@@ -295,7 +301,9 @@ class Supervisor:
             t0 = time.monotonic()
             stop_services(group)
             names = ", ".join(r.plan.name for r in group)
-            print(f"supervisor: stopped {names} in {(time.monotonic() - t0) * 1000:.0f} ms", file=sys.stderr, flush=True)
+            print(
+                f"supervisor: stopped {names} in {(time.monotonic() - t0) * 1000:.0f} ms", file=sys.stderr, flush=True
+            )
             for r in group:
                 if r.status != "failed":
                     r.status = "stopped"
@@ -303,6 +311,7 @@ class Supervisor:
 
 # -- the real effects ----------------------------------------------------------------------------------
 _PR_SET_PDEATHSIG = 1
+_prctl: Any
 try:
     _prctl = ctypes.CDLL(None, use_errno=True).prctl
 except (OSError, AttributeError):  # not Linux: gc is the only backstop
@@ -319,6 +328,7 @@ def spawn_service(sp: ServicePlan) -> subprocess.Popen[bytes]:
 
     Raises:
         OSError: the command cannot be executed (not found, not executable).
+
     """
     Path(sp.log).parent.mkdir(parents=True, exist_ok=True)
     with open(sp.log, "ab") as log:
@@ -363,9 +373,11 @@ def probe_ready(sp: ServicePlan, log_offset: int = 0) -> bool:
 
 
 def _describe(p: Probe) -> str:
-    return {"tcp": f"tcp probe on 127.0.0.1:{p.target}", "http": f"http probe {p.target}", "log": f"log probe /{p.target}/"}.get(
-        p.kind, "no probe"
-    )
+    return {
+        "tcp": f"tcp probe on 127.0.0.1:{p.target}",
+        "http": f"http probe {p.target}",
+        "log": f"log probe /{p.target}/",
+    }.get(p.kind, "no probe")
 
 
 def kill_service(run: ServiceRun, timeout: float) -> None:
@@ -382,7 +394,9 @@ def stop_services(runs: list[ServiceRun], timeout: float | None = None) -> None:
     for r in live:
         assert r.proc is not None
         signal_group(r.proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + max((timeout if timeout is not None else r.plan.stop_timeout) for r in live) if live else 0
+    deadline = (
+        time.monotonic() + max((timeout if timeout is not None else r.plan.stop_timeout) for r in live) if live else 0
+    )
     pending = list(live)
     while pending and time.monotonic() < deadline:
         pending = [r for r in pending if not _group_gone(r)]
@@ -435,19 +449,27 @@ class _Metrics:
 
         self.registry = CollectorRegistry()
         self.ready = Gauge(
-            "legible_service_ready_seconds", "Time from spawn to ready of the last start, in seconds.",
-            ["service"], registry=self.registry,
+            "legible_service_ready_seconds",
+            "Time from spawn to ready of the last start, in seconds.",
+            ["service"],
+            registry=self.registry,
         )
         self.first_ready = Gauge(
-            "legible_service_first_ready_seconds", "Time from spawn to ready of the first start, in seconds.",
-            ["service"], registry=self.registry,
+            "legible_service_first_ready_seconds",
+            "Time from spawn to ready of the first start, in seconds.",
+            ["service"],
+            registry=self.registry,
         )
         self.restarts = Counter(
-            "legible_service_restarts", "Restarts after a crash.", ["service"], registry=self.registry,
+            "legible_service_restarts",
+            "Restarts after a crash.",
+            ["service"],
+            registry=self.registry,
         )
         self.up = Gauge("legible_service_up", "1 while the service is ready.", ["service"], registry=self.registry)
         self.stack_ready = Gauge(
-            "legible_stack_ready_seconds", "Time from supervisor start to every service ready, in seconds.",
+            "legible_stack_ready_seconds",
+            "Time from supervisor start to every service ready, in seconds.",
             registry=self.registry,
         )
         for s in plan.services:
@@ -457,11 +479,11 @@ class _Metrics:
         self.port = plan.ports["supervisor"]
         self.vm = plan.endpoints["victoria-metrics"]
         self.key = plan.key
+        self.server: Any = None
         try:
             self.server, self.thread = start_http_server(self.port, addr="127.0.0.1", registry=self.registry)
         except OSError as exc:  # the port was taken between lease and now: metrics are pushed only
             print(f"supervisor: cannot serve metrics on 127.0.0.1:{self.port}: {exc}", file=sys.stderr)
-            self.server = None
 
     def update(self, sup: Supervisor) -> None:
         for name, run in sup.services.items():
@@ -500,9 +522,11 @@ class _Metrics:
 
 
 def vmui_url(vm: str) -> str:
-    """Return VictoriaMetrics' vmui URL if this build bundles it, else its home page (which links the
-    targets, config and flags pages). Debian's ``victoria-metrics`` package is built without vmui's assets,
-    so ``/vmui/`` answers 404 there."""
+    """Return VictoriaMetrics' vmui URL if this build bundles it, else its home page.
+
+    The home page links the targets, config and flags pages. Debian's ``victoria-metrics`` package is built
+    without vmui's assets, so ``/vmui/`` answers 404 there.
+    """
     u = urllib.parse.urlsplit(vm)
     conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 80, timeout=1.0)
     try:

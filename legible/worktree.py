@@ -31,6 +31,7 @@ class Worktree:
     Attributes:
         root: the worktree root (``git rev-parse --show-toplevel``), resolved.
         key: see :func:`worktree_key`.
+
     """
 
     root: Path
@@ -73,6 +74,7 @@ def find_worktree(start: Path | None = None) -> Worktree:
 
     Raises:
         UsageError: ``start`` is not inside a git worktree (or git is missing).
+
     """
     start = Path(start or Path.cwd())
     try:

@@ -49,7 +49,11 @@ def make_repo(path: Path, toml: str, files: dict[str, str] | None = None) -> Pat
 def cli(cwd: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     """Run the real ``legible`` CLI in ``cwd`` (a subprocess, like an agent would)."""
     return subprocess.run(
-        [sys.executable, "-m", "clis.main", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "clis.main", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
 
@@ -74,7 +78,9 @@ def stack_pids(key: str) -> list[int]:
 def listening_ports(ports: range | list[int]) -> list[int]:
     """Which of ``ports`` have a TCP listener on any address right now."""
     wanted = set(ports)
-    return sorted({c.laddr.port for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port in wanted})
+    return sorted(
+        {c.laddr.port for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port in wanted}
+    )
 
 
 @pytest.fixture

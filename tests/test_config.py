@@ -16,13 +16,19 @@ from legible.config import load_config, order_services, parse_config
         ({"app": {"comand": "x"}}, "app.comand: unknown key"),
         ({"app": {"command": 3}}, "app.command: wrong type (int)"),
         ({"app": {"command": ""}}, "app.command: must not be empty"),
-        ({"app": {"command": "a", "ready": {"http": "/", "tcp": True}}}, "app.ready: set exactly one of http, tcp, log"),
+        (
+            {"app": {"command": "a", "ready": {"http": "/", "tcp": True}}},
+            "app.ready: set exactly one of http, tcp, log",
+        ),
         ({"app": {"command": "a", "ready": {"log": "("}}}, "app.ready: log is not a valid regular expression"),
         ({"app": {"command": "a", "ready_timeout": "soon"}}, "app.ready_timeout: Input should be a valid number"),
         ({"app": {"command": "a", "metrics_path": "metrics"}}, "app.metrics_path: must start with /"),
         ({}, "app: required key is missing"),
         ({"app": {"command": "a"}, "services": {"app": {"command": "b"}}}, "services.app: a service name is lowercase"),
-        ({"app": {"command": "a"}, "services": {"w": {"command": "b", "depends_on": ["db"]}}}, "services.w.depends_on: unknown service 'db'"),
+        (
+            {"app": {"command": "a"}, "services": {"w": {"command": "b", "depends_on": ["db"]}}},
+            "services.w.depends_on: unknown service 'db'",
+        ),
         (
             {"app": {"command": "a", "depends_on": ["w"]}, "services": {"w": {"command": "b", "depends_on": ["app"]}}},
             "depends_on has a cycle: app -> w -> app",
@@ -42,10 +48,12 @@ def test_bad_config_is_one_line_naming_the_key(data: dict, expected: str) -> Non
 
 
 def test_start_order_puts_dependencies_first() -> None:
-    cfg = parse_config({
-        "app": {"command": "a", "depends_on": ["db"]},
-        "services": {"db": {"command": "d"}, "worker": {"command": "w", "depends_on": ["app", "db"]}},
-    })
+    cfg = parse_config(
+        {
+            "app": {"command": "a", "depends_on": ["db"]},
+            "services": {"db": {"command": "d"}, "worker": {"command": "w", "depends_on": ["app", "db"]}},
+        }
+    )
     assert order_services(cfg) == ["db", "app", "worker"]
 
 

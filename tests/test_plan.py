@@ -25,15 +25,21 @@ def test_worktree_key_is_basename_and_8_hex(tmp_path: Path) -> None:
     key = worktree_key(tmp_path)
     name, digest = key.rsplit("-", 1)
     assert name == tmp_path.name and len(digest) == 8 and int(digest, 16) >= 0
-    assert worktree_key(tmp_path / "." ) == key
+    assert worktree_key(tmp_path / ".") == key
 
 
 def test_plan_substitutes_ports_and_sets_opentelemetry_env(tmp_path: Path) -> None:
-    plan = _plan(tmp_path, {
-        "app": {"command": "python -m http.server $PORT --bind ${HOST}", "metrics_path": "/metrics",
-                "env": {"DB_URL": "postgres://127.0.0.1:$DB_PORT/x"}},
-        "services": {"db": {"command": "sleep 100", "port": True}},
-    })
+    plan = _plan(
+        tmp_path,
+        {
+            "app": {
+                "command": "python -m http.server $PORT --bind ${HOST}",
+                "metrics_path": "/metrics",
+                "env": {"DB_URL": "postgres://127.0.0.1:$DB_PORT/x"},
+            },
+            "services": {"db": {"command": "sleep 100", "port": True}},
+        },
+    )
     names = [s.name for s in plan.services]
     assert names == ["victoria-metrics", "collector", "app", "db"]
     app = next(s for s in plan.services if s.name == "app")
@@ -49,7 +55,7 @@ def test_plan_substitutes_ports_and_sets_opentelemetry_env(tmp_path: Path) -> No
     db = next(s for s in plan.services if s.name == "db")
     assert db.depends_on == ["victoria-metrics", "collector"]
     scrape = next(text for path, text in plan.files.items() if path.endswith("prometheus.yml"))
-    assert '127.0.0.1:20000' in scrape and '"/metrics"' in scrape and plan.key in scrape
+    assert "127.0.0.1:20000" in scrape and '"/metrics"' in scrape and plan.key in scrape
 
 
 def test_every_listener_in_the_plan_is_loopback(tmp_path: Path) -> None:

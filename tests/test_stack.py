@@ -121,7 +121,9 @@ def test_kill_9_of_the_app_is_restarted_and_status_shows_it(tmp_path: Path, down
     assert requests.get(st["endpoints"]["app"] + "/healthz", timeout=5).status_code == 200
     text = cli(root, "status").stdout
     assert "restarts=1" in text
-    assert wait_until(lambda: promql(st["endpoints"]["victoria-metrics"], 'legible_service_restarts_total{service="app"} == 1'))
+    assert wait_until(
+        lambda: promql(st["endpoints"]["victoria-metrics"], 'legible_service_restarts_total{service="app"} == 1')
+    )
 
 
 def test_kill_9_of_the_supervisor_leaves_no_service_after_gc(tmp_path: Path, down_after: list[Path]) -> None:
@@ -134,7 +136,13 @@ def test_kill_9_of_the_supervisor_leaves_no_service_after_gc(tmp_path: Path, dow
     sup = json.loads((root / ".legible" / "state.json").read_text())["supervisor"]["pid"]
     os.kill(sup, signal.SIGKILL)
     # direct children get SIGTERM from the kernel (PR_SET_PDEATHSIG); the worker ignores it on purpose
-    wait_until(lambda: [p for p in stack_pids(key) if psutil.Process(p).name() != "sh" and "sleep" not in psutil.Process(p).name()] == [], timeout=10)
+    wait_until(
+        lambda: (
+            [p for p in stack_pids(key) if psutil.Process(p).name() != "sh" and "sleep" not in psutil.Process(p).name()]
+            == []
+        ),
+        timeout=10,
+    )
     code, st = cli_json(root, "status")
     assert st["status"] == "dead"
     code, dry = cli_json(root, "gc", "--dry-run")
@@ -152,8 +160,16 @@ def test_two_worktrees_of_one_repo_run_side_by_side(tmp_path: Path, down_after: 
     second = tmp_path / "shop-feature"
     git(main, "worktree", "add", "-q", "-b", "feature", str(second))
     down_after.extend([main, second])
-    procs = [subprocess.Popen([sys.executable, "-m", "clis.main", "up", "--wait", "--json"], cwd=w, stdout=subprocess.PIPE,
-                              text=True, env={**os.environ, "PYTHONPATH": str(REPO)}) for w in (main, second)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "clis.main", "up", "--wait", "--json"],
+            cwd=w,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        for w in (main, second)
+    ]
     docs = [json.loads(p.communicate(timeout=90)[0]) for p in procs]
     assert [d["status"] for d in docs] == ["ready", "ready"]
     assert docs[0]["key"] != docs[1]["key"]
@@ -166,7 +182,9 @@ def test_two_worktrees_of_one_repo_run_side_by_side(tmp_path: Path, down_after: 
     assert stack_pids(docs[1]["key"]) == []
     assert requests.get(docs[0]["endpoints"]["app"] + "/healthz", timeout=5).text == "ok"
     assert stack_pids(docs[0]["key"])
-    assert (second / ".legible").is_dir() and not (main / ".legible" / "plan.json").read_text() == (second / ".legible" / "plan.json").read_text()
+    assert (second / ".legible").is_dir() and not (main / ".legible" / "plan.json").read_text() == (
+        second / ".legible" / "plan.json"
+    ).read_text()
 
 
 def test_broken_config_is_exit_2_with_one_line_and_nothing_started(tmp_path: Path) -> None:
@@ -220,7 +238,12 @@ def test_up_timeout_stops_the_stack_and_exits_4(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("opentelemetry-instrument") is None, reason="needs legible[example]")
 def test_unmodified_third_party_app_under_opentelemetry_instrument(tmp_path: Path, down_after: list[Path]) -> None:
-    toml = '[app]\ncommand = "python -m httpbin.core --port $PORT --host 127.0.0.1"\ninstrument = true\nready = { http = "/get" }\n'
+    toml = """\
+[app]
+command = "python -m httpbin.core --port $PORT --host 127.0.0.1"
+instrument = true
+ready = { http = "/get" }
+"""
     root = make_repo(tmp_path / "thirdparty", toml)
     down_after.append(root)
     code, doc = cli_json(root, "up", "--wait", "--timeout", "60")
@@ -230,4 +253,5 @@ def test_unmodified_third_party_app_under_opentelemetry_instrument(tmp_path: Pat
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == doc["endpoints"]["otlp-http"]
     assert env["OTEL_SERVICE_NAME"] == "app"
     assert psutil.Process(doc["services"]["app"]["pid"]).cmdline()[0].endswith("python") or "opentelemetry" in " ".join(
-        psutil.Process(doc["services"]["app"]["pid"]).cmdline())
+        psutil.Process(doc["services"]["app"]["pid"]).cmdline()
+    )

@@ -22,8 +22,18 @@ class FakeProc:
 
 
 def _svc(name: str, role: str, deps: list[str] | None = None, **kw) -> ServicePlan:
-    return ServicePlan(name=name, role=role, argv=[name], cwd="/", env={}, probe=Probe("tcp", "1"),
-                       ready_timeout=kw.pop("ready_timeout", 5.0), depends_on=deps or [], log="", **kw)
+    return ServicePlan(
+        name=name,
+        role=role,
+        argv=[name],
+        cwd="/",
+        env={},
+        probe=Probe("tcp", "1"),
+        ready_timeout=kw.pop("ready_timeout", 5.0),
+        depends_on=deps or [],
+        log="",
+        **kw,
+    )
 
 
 class Harness:
@@ -33,8 +43,9 @@ class Harness:
         self.procs: dict[str, FakeProc] = {}
         self.spawned: list[tuple[float, str]] = []
         plan = StackPlan("k", "/w", 20000, {}, services, {}, {}, "h")
-        self.sup = Supervisor(plan, None, spawn=self.spawn, probe=lambda sp, off: sp.name in self.ready,
-                              clock=lambda: self.now)
+        self.sup = Supervisor(
+            plan, None, spawn=self.spawn, probe=lambda sp, off: sp.name in self.ready, clock=lambda: self.now
+        )
 
     def spawn(self, sp: ServicePlan) -> FakeProc:
         p = FakeProc(FAKE_PID + len(self.spawned))

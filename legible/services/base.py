@@ -26,6 +26,7 @@ class Probe:
         kind: ``http`` (GET ``target``, ready below status 500), ``tcp`` (connect to ``127.0.0.1:target``),
             ``log`` (``target`` is a regex matched against new lines of the service log), ``none``.
         target: URL, port number as a string, or regex.
+
     """
 
     kind: ProbeKind
@@ -50,6 +51,7 @@ class ServicePlan:
         restart: restart after a crash (with backoff).
         max_restarts: restart cap before the service is marked failed.
         stop_timeout: seconds between SIGTERM and SIGKILL.
+
     """
 
     name: str
@@ -86,6 +88,7 @@ class Component:
         version: its version string, or ``""``.
         install: the exact command that installs it when missing.
         required: the default stack cannot run without it.
+
     """
 
     name: str
@@ -109,5 +112,6 @@ class ServiceKind(Protocol):
 
         Raises:
             PrerequisiteMissing: the stack needs this service and its binary is missing.
+
         """
         ...

@@ -55,6 +55,7 @@ class VictoriaMetrics:
 
         Raises:
             PrerequisiteMissing: no VictoriaMetrics binary.
+
         """
         binary = find_binary()
         if binary is None:
