@@ -47,8 +47,18 @@ class VictoriaMetrics:
         version = ""
         if path is not None:
             out = subprocess.run([str(path), "-version"], capture_output=True, text=True, timeout=10, check=False)
-            version = (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else ""
-        return Component(self.name, path, version, INSTALL)
+            version = (out.stdout or out.stderr).strip()
+            if not version and shutil.which(
+                "dpkg-query"
+            ):  # Debian's build prints an empty -version: ask dpkg for the package version
+                deb = subprocess.run(
+                    ["dpkg-query", "-W", "-f=${Version}", "victoria-metrics"],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                version = deb.stdout.strip() if deb.returncode == 0 else ""
+        return Component(self.name, path, version.splitlines()[0] if version else "", INSTALL)
 
     def plan(self, ctx: PlanContext) -> ServicePlan:
         """Plan VictoriaMetrics on the ``victoria-metrics`` port with data under ``.legible/data/``.
