@@ -12,6 +12,8 @@ stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[dev]'
+  # the third-party app of the tests; --no-deps: see the comment in pyproject.toml's "example" extra
+  .venv/bin/python -m pip install -q --no-deps 'httpbin==0.10.4'
   touch "$stamp"
 fi
 if ! command -v victoria-metrics >/dev/null || ! command -v chromium >/dev/null; then
