@@ -42,13 +42,14 @@ def _service_rows(services: dict[str, Any], endpoints: dict[str, str]) -> list[l
 def up(
     wait: bool = typer.Option(False, "--wait", help="Block until every service is ready (exit 4 if not in time)."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for readiness with --wait."),
+    browser: bool = typer.Option(False, "--browser", help="Also start a headless Chromium (CDP on loopback)."),
     as_json: bool = JSON,
 ) -> None:
     """Start this worktree's stack (idempotent: a running stack is reported, not restarted)."""
     from legible.stack import up as do_up
 
     t0 = time.monotonic()
-    res = run(lambda: do_up(wait=wait, timeout=timeout), as_json)
+    res = run(lambda: do_up(wait=wait, timeout=timeout, browser=browser), as_json)
     took = (time.monotonic() - t0) * 1000
     if as_json:
         emit_json({**res, "took_ms": round(took, 1)})

@@ -19,6 +19,16 @@ The file sits at the worktree root; ``[tool.legible]`` in ``pyproject.toml`` is 
 
     [stack]
     scrape_interval = "5s"                    # how often VictoriaMetrics scrapes metrics_path
+    browser = false                           # also run a headless Chromium (or `legible up --browser`)
+
+    [journeys.checkout]                       # a named browser journey: `legible journey run checkout`
+    steps = [
+      { goto = "/" },
+      { click = "text=Order" },
+      { fill = { selector = "#name", text = "Ada" } },
+      { press = "Enter" },
+      { expect_text = "Thank you" },
+    ]
 
 In commands, ``$PORT``/``${PORT}`` and every variable of the stack's environment (``$VICTORIA_METRICS_PORT``,
 ``$OTEL_EXPORTER_OTLP_ENDPOINT``, ...) are substituted (``string.Template`` rules; unknown names stay).
@@ -152,13 +162,82 @@ class StackConfig(_Strict):
     browser: bool = False
 
 
+class JourneyStep(_Strict):
+    """One step of a journey; exactly one action field is set (``title`` may accompany any of them).
+
+    Attributes:
+        goto: a path (resolved against the app's URL) or an absolute ``http://127.0.0.1...`` URL.
+        click: a Playwright selector (``text=Order``, ``#submit``, ``role=button[name="Buy"]``).
+        fill: ``{selector = "...", text = "..."}``.
+        press: a key for the focused element (``Enter``), or ``{selector, key}``.
+        wait_for: wait until this text is visible.
+        expect_text: fail the step unless this text is visible (within ``timeout_ms``).
+        chapter: a chapter title for the walkthrough video (no browser action).
+        screenshot: save a screenshot under this name.
+        title: the step's label in output and the video's chapter card (default: derived from the action).
+        timeout_ms: how long the step may take, in ms.
+    """
+
+    goto: str | None = None
+    click: str | None = None
+    fill: dict[str, str] | None = None
+    press: str | dict[str, str] | None = None
+    wait_for: str | None = None
+    expect_text: str | None = None
+    chapter: str | None = None
+    screenshot: str | None = None
+    title: str | None = None
+    timeout_ms: int = Field(default=5000, gt=0, le=600_000)
+
+    @model_validator(mode="after")
+    def _one_action(self) -> JourneyStep:
+        actions = [k for k in ACTIONS if getattr(self, k) is not None]
+        if len(actions) != 1:
+            raise ValueError(f"a step needs exactly one of {', '.join(ACTIONS)} (got {actions or 'none'})")
+        if self.fill is not None and set(self.fill) != {"selector", "text"}:
+            raise ValueError('fill takes { selector = "...", text = "..." }')
+        if isinstance(self.press, dict) and set(self.press) != {"selector", "key"}:
+            raise ValueError('press takes a key, or { selector = "...", key = "..." }')
+        return self
+
+    @property
+    def action(self) -> str:
+        """The name of the action field that is set (``goto``, ``click``, ...)."""
+        return next(k for k in ACTIONS if getattr(self, k) is not None)
+
+
+#: Journey step actions, in documentation order.
+ACTIONS = ("goto", "click", "fill", "press", "wait_for", "expect_text", "chapter", "screenshot")
+
+
+class JourneyConfig(_Strict):
+    """A named, scripted browser walk through the app (a critical user journey).
+
+    Attributes:
+        steps: the steps, in order (see :class:`JourneyStep`); or
+        script: a Python file (relative to the worktree) defining ``run(page, journey)``, instead of steps.
+        description: one line for listings.
+    """
+
+    steps: list[JourneyStep] = Field(default_factory=list)
+    script: str | None = None
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _steps_or_script(self) -> JourneyConfig:
+        if bool(self.steps) == bool(self.script):
+            raise ValueError("set either steps or script")
+        return self
+
+
 class LegibleConfig(_Strict):
-    """The whole file: ``[app]``, ``[services.*]``, ``[stack]``.
+    """The whole file: ``[app]``, ``[services.*]``, ``[stack]``, ``[journeys.*]``.
 
     Attributes:
         app: the app under development; it always gets a port (``$PORT``) and defaults to a TCP probe.
         services: extra services by name (lowercase, ``a-z0-9-``).
         stack: stack-wide settings.
+        journeys: named browser journeys (see :class:`JourneyConfig`).
         source: the file this came from (for messages); not a TOML key.
 
     """
@@ -166,6 +245,7 @@ class LegibleConfig(_Strict):
     app: ServiceConfig
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
     stack: StackConfig = Field(default_factory=StackConfig)
+    journeys: dict[str, JourneyConfig] = Field(default_factory=dict)
     source: str = ""
 
     @model_validator(mode="after")

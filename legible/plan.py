@@ -49,6 +49,7 @@ class PlanContext:
         config: the validated configuration.
         ports: port by name: the slots of :data:`legible.lease.SLOTS` plus one per extra service.
         files: rendered files so far, by absolute path (filled by :meth:`render`).
+        browser: run Chromium (``[stack] browser = true`` or ``legible up --browser``).
 
     """
 
@@ -56,6 +57,7 @@ class PlanContext:
     config: LegibleConfig
     ports: dict[str, int]
     files: dict[str, str] = field(default_factory=dict)
+    browser: bool = False
 
     @property
     def config_dir(self) -> Path:
@@ -298,8 +300,10 @@ def _user_service_plan(ctx: PlanContext, name: str, svc: ServiceConfig, infra: l
     )
 
 
-def build_plan(worktree: Worktree, config: LegibleConfig, lease: Lease) -> StackPlan:
+def build_plan(worktree: Worktree, config: LegibleConfig, lease: Lease, *, browser: bool = False) -> StackPlan:
     """Compute the stack plan; no side effects.
+
+    ``browser`` (or ``[stack] browser = true``) adds the browser service kinds, which start after the app.
 
     Raises:
         ConfigError: a bad ``cwd`` or too many ported services.
@@ -307,14 +311,12 @@ def build_plan(worktree: Worktree, config: LegibleConfig, lease: Lease) -> Stack
 
     """
     ports = assign_ports(config, lease)
-    ctx = PlanContext(worktree=worktree, config=config, ports=ports)
-    services: list[ServicePlan] = []
-    for kind in BUILTIN:
-        planned = kind.plan(ctx)
-        if planned is not None:
-            services.append(planned)
-    infra = [s.name for s in services if s.role in ("store", "collector")]
+    ctx = PlanContext(worktree=worktree, config=config, ports=ports, browser=browser or config.stack.browser)
+    planned = [p for p in (kind.plan(ctx) for kind in BUILTIN) if p is not None]
+    services = [p for p in planned if p.role in ("store", "collector")]
+    infra = [s.name for s in services]
     services.extend(_user_service_plan(ctx, n, s, infra) for n, s in ctx.user_services())
+    services.extend(p for p in planned if p.role not in ("store", "collector"))  # the browser, after the app
     endpoints = {
         "app": f"http://127.0.0.1:{ports['app']}",
         "victoria-metrics": f"http://127.0.0.1:{ports['victoria-metrics']}",
