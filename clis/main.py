@@ -11,7 +11,7 @@ import importlib
 import typer
 
 #: Modules whose ``register(app)`` adds commands, in ``--help`` order.
-COMMAND_MODULES = ["clis.stack", "clis.doctor"]
+COMMAND_MODULES = ["clis.stack", "clis.doctor", "clis.logs", "clis.traces", "clis.metrics"]
 
 app = typer.Typer(
     name="legible",

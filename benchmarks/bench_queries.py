@@ -1,0 +1,157 @@
+"""Benchmark the query CLIs end to end: `legible logs` over 1M lines, `legible traces --slowest 10` over 200k spans.
+
+Builds a store file in a temp git worktree with the store's migrations and set-based INSERTs (DuckDB
+``generate_series``), then runs each command as a subprocess N times (command start included) and prints
+the medians next to a baseline measured in the same run (``python -c pass`` and ``legible --help``).
+
+Usage: ``python benchmarks/bench_queries.py [--runs 15] [--logs 1000000] [--spans 200000] [--keep]``
+Target (issue 3): median under 300 ms for both query commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+from legible.store import migrate, store_path, template_sql
+
+
+def build(root: Path, n_logs: int, n_spans: int) -> float:
+    """Create ``root/.legible/data/signals.duckdb`` with the given row counts; return seconds taken."""
+    t0 = time.perf_counter()
+    path = store_path(root / ".legible")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path))
+    migrate(con)
+    now = time.time_ns()
+    span_ns = 10 * 60 * 10**9  # everything within the last 10 minutes: the default window sees it all
+    # logs: 1 in 2000 an error traceback with a trace id, 1 in 50 a warning, 1 in 10 debug, else info
+    con.execute(
+        f"""
+        INSERT INTO logs (seq, time_ns, observed_ns, service, level, severity_number, severity_text, body,
+                          template, attributes, resource, scope, trace_id, span_id, source)
+        SELECT i, t, t, svc, lvl, sev, upper(lvl), body, NULL, attrs, '{{}}', NULL, tid, sid, 'stdout'
+        FROM (
+          SELECT i, {now - span_ns} + (i * {span_ns // max(n_logs, 1)}) AS t,
+                 CASE i % 3 WHEN 0 THEN 'app' WHEN 1 THEN 'worker' ELSE 'collector' END AS svc,
+                 CASE WHEN i % 2000 = 0 THEN 'error' WHEN i % 50 = 0 THEN 'warn'
+                      WHEN i % 10 = 0 THEN 'debug' ELSE 'info' END AS lvl,
+                 CASE WHEN i % 2000 = 0 THEN 17 WHEN i % 50 = 0 THEN 13 WHEN i % 10 = 0 THEN 5 ELSE 9 END AS sev,
+                 CASE WHEN i % 2000 = 0 THEN
+                        'Traceback (most recent call last):' || chr(10) ||
+                        '  File "/app/server.py", line 88, in handle' || chr(10) ||
+                        'ValueError: card declined for order ' || i
+                      WHEN i % 50 = 0 THEN 'slow query took ' || (i % 997) || ' ms on table t' || (i % 7)
+                      WHEN i % 10 = 0 THEN 'cache miss key=user:' || i
+                      ELSE 'GET /items/' || (i % 1000) || ' 200 ' || (i % 90) || 'ms user=' || md5(i::VARCHAR)
+                 END AS body,
+                 '{{"http.route": "/items/{{id}}"}}' AS attrs,
+                 CASE WHEN i % 2000 = 0 THEN md5((i // 2000)::VARCHAR) END AS tid,
+                 CASE WHEN i % 2000 = 0 THEN left(md5(i::VARCHAR), 16) END AS sid
+          FROM range({n_logs}) r(i))
+        """
+    )
+    con.execute(f"UPDATE logs SET template = {template_sql()}")
+    # spans: traces of 10 spans (a root and 9 children), 1 trace in 100 with an error
+    per = 10
+    con.execute(
+        f"""
+        INSERT INTO spans (seq, trace_id, span_id, parent_span_id, trace_state, service, name, kind, start_ns,
+                           end_ns, duration_ms, status_code, status_message, attributes, resource, scope,
+                           events, links, exception_type, exception_message, received_ns)
+        SELECT i, md5((i // {per})::VARCHAR), left(md5('s' || i), 16),
+               CASE WHEN i % {per} = 0 THEN NULL ELSE left(md5('s' || (i - i % {per})), 16) END,
+               NULL, CASE WHEN i % {per} = 0 THEN 'app' ELSE 'db' END,
+               CASE WHEN i % {per} = 0 THEN 'GET /items/{{id}}' ELSE 'SELECT' END,
+               CASE WHEN i % {per} = 0 THEN 'server' ELSE 'client' END,
+               st, st + dur, dur / 1e6,
+               CASE WHEN i % {per * 100} = 1 THEN 'error' ELSE 'unset' END, NULL,
+               '{{"http.route": "/items/{{id}}"}}', '{{}}', 'bench', '[]', '[]', NULL, NULL, st
+        FROM (SELECT i, {now - span_ns} + (i // {per}) * {span_ns // max(n_spans // per, 1)}
+                        + (i % {per}) * 1000000 AS st,
+                     ((hash(i // {per}) % 5000) + CASE WHEN i % {per} = 0 THEN 100 ELSE 1 END) * 100000 AS dur
+              FROM range({n_spans}) r(i))
+        """
+    )
+    con.execute("CHECKPOINT")
+    con.close()
+    return time.perf_counter() - t0
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str], runs: int) -> tuple[float, str]:
+    """Run ``cmd`` ``runs`` times; return the median wall time in ms and the last stdout."""
+    times = []
+    out = ""
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+        times.append((time.perf_counter() - t0) * 1000)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
+        out = proc.stdout
+    return statistics.median(times), out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--logs", type=int, default=1_000_000)
+    ap.add_argument("--spans", type=int, default=200_000)
+    ap.add_argument("--keep", action="store_true", help="keep the temp worktree and print its path")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="legible-bench-"))
+    try:
+        root = tmp / "wt"
+        root.mkdir()
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
+        took = build(root, args.logs, args.spans)
+        size = store_path(root / ".legible").stat().st_size / 2**20
+        print(f"store: {args.logs:,} log lines, {args.spans:,} spans, {size:.0f} MiB, built in {took:.1f} s")
+        env = {**os.environ, "XDG_STATE_HOME": str(tmp / "xdg")}
+        py = sys.executable
+        legible = [py, "-m", "clis.main"]
+        cases = [
+            ("python -c pass", [py, "-c", "pass"]),
+            ("legible --help", [*legible, "--help"]),
+            ("legible logs", [*legible, "logs"]),
+            ("legible logs --level warn", [*legible, "logs", "--level", "warn"]),
+            ("legible logs --raw", [*legible, "logs", "--raw"]),
+            ("legible logs --grep declined", [*legible, "logs", "--grep", "declined"]),
+            ("legible traces", [*legible, "traces"]),
+            ("legible traces --slowest 10", [*legible, "traces", "--slowest", "10"]),
+            ("legible traces --errors", [*legible, "traces", "--errors"]),
+        ]
+        results = {}
+        for name, cmd in cases:
+            med, out = timed(cmd, root, env, args.runs)
+            results[name] = {"median_ms": round(med, 1), "lines": out.count("\n")}
+        base = results["python -c pass"]["median_ms"]
+        helpm = results["legible --help"]["median_ms"]
+        print(f"{'command':32} {'median':>9} {'x python':>9} {'x --help':>9} {'lines':>6}")
+        for name, r in results.items():
+            ok = "" if name.startswith(("python", "legible --help")) else (
+                "  ok" if r["median_ms"] < 300 else "  OVER 300 ms")
+            print(f"{name:32} {r['median_ms']:7.1f}ms {r['median_ms'] / base:8.1f}x "
+                  f"{r['median_ms'] / helpm:8.2f}x {r['lines']:6d}{ok}")
+        print(json.dumps({"schema": "legible.bench.queries/v1", "runs": args.runs, "logs": args.logs,
+                          "spans": args.spans, "results": results}))
+        if args.keep:
+            print(f"kept: {root}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

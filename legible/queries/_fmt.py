@@ -1,0 +1,207 @@
+"""Parsing and formatting shared by the query modules: durations, times, numbers, cut lines.
+
+Everything here is pure (the current time is passed in or read once by the caller), cheap to import and
+never prints.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import re
+import time
+
+from legible._errors import UsageError
+
+__all__ = [
+    "align",
+    "cut_line",
+    "fmt_ago",
+    "fmt_clock",
+    "fmt_count",
+    "fmt_duration_s",
+    "fmt_ms",
+    "iso",
+    "now_ns",
+    "one_line",
+    "parse_duration",
+    "parse_time",
+    "sig4",
+]
+
+_UNITS_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0,
+            "w": 604800.0}
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d|w)")
+
+
+def parse_duration(text: str, *, what: str = "duration") -> float:
+    """Parse a duration such as ``500ms``, ``30s``, ``5m``, ``2h``, ``1d``, ``1h30m`` or ``1.5s``.
+
+    Args:
+        text: the duration; a bare number means seconds.
+        what: the option name, for the error message (e.g. ``"--since"``).
+
+    Returns:
+        The duration in seconds (``float``, ``>= 0``).
+
+    Raises:
+        UsageError: ``text`` is not a duration.
+
+    """
+    s = text.strip().lower().replace(" ", "")
+    if not s:
+        raise UsageError(f"{what}: empty duration", hint="use e.g. 500ms, 30s, 5m, 2h, 1d")
+    try:
+        value = float(s)
+    except ValueError:
+        pos, total = 0, 0.0
+        for m in _DURATION_RE.finditer(s):
+            if m.start() != pos:
+                break
+            total += float(m.group(1)) * _UNITS_S[m.group(2)]
+            pos = m.end()
+        if pos != len(s) or pos == 0:
+            raise UsageError(f"{what}: {text!r} is not a duration", hint="use e.g. 500ms, 30s, 5m, 2h, 1d") from None
+        return total
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"{what}: {text!r} is not a duration", hint="use e.g. 500ms, 30s, 5m, 2h, 1d")
+    return value
+
+
+def parse_time(text: str, now_ns: int, *, what: str = "--since") -> int:
+    """Parse a point in time: a duration back from now, a clock time today, or an ISO 8601 timestamp.
+
+    Args:
+        text: ``5m`` (5 minutes ago), ``14:03`` / ``14:03:10`` (today, local time; yesterday if that is in
+            the future), ``2026-11-22T14:03:10`` (local time unless it carries an offset or ``Z``), or
+            ``all`` / ``0`` (the epoch: no bound).
+        now_ns: the current time, nanoseconds since the Unix epoch.
+        what: the option name, for the error message.
+
+    Returns:
+        Nanoseconds since the Unix epoch (UTC).
+
+    Raises:
+        UsageError: none of the forms above.
+
+    """
+    s = text.strip()
+    if s.lower() in ("all", "0", "forever"):
+        return 0
+    if re.fullmatch(r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?", s):
+        parts = s.split(":")
+        today = _dt.datetime.now().astimezone()
+        t = today.replace(hour=int(parts[0]), minute=int(parts[1]),
+                          second=int(float(parts[2])) if len(parts) > 2 else 0, microsecond=0)
+        ns = int(t.timestamp() * 1e9)
+        return ns - 86400 * 10**9 if ns > now_ns else ns
+    if re.match(r"\d{4}-\d{2}-\d{2}", s):
+        try:
+            t = _dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(f"{what}: {text!r} is not an ISO 8601 time", hint="e.g. 2026-11-22T14:03:10") from None
+        if t.tzinfo is None:
+            t = t.astimezone()
+        return int(t.timestamp() * 1e9)
+    return now_ns - int(parse_duration(s, what=what) * 1e9)
+
+
+def now_ns() -> int:
+    """Return the current time in nanoseconds since the Unix epoch."""
+    return time.time_ns()
+
+
+def iso(ns: int | None) -> str | None:
+    """Nanoseconds since the epoch -> ISO 8601 in UTC with milliseconds (``2026-11-22T14:03:10.123Z``)."""
+    if ns is None:
+        return None
+    t = _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.UTC)
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def fmt_clock(ns: int, *, ms: bool = False) -> str:
+    """Nanoseconds since the epoch -> local ``HH:MM:SS`` (``HH:MM:SS.mmm`` with ``ms``)."""
+    t = _dt.datetime.fromtimestamp(ns / 1e9)
+    return t.strftime("%H:%M:%S.%f")[:12] if ms else t.strftime("%H:%M:%S")
+
+
+def fmt_duration_s(seconds: float) -> str:
+    """Seconds -> a short human duration: ``45s``, ``15m``, ``1h30m``, ``2d``; sub-second as ``fmt_ms``."""
+    if seconds < 1:
+        return fmt_ms(seconds * 1000)
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        m, r = divmod(s, 60)
+        return f"{m}m" if r == 0 or m >= 10 else f"{m}m{r:02d}s"
+    if s < 86400:
+        h, r = divmod(s, 3600)
+        return f"{h}h" if r < 60 else f"{h}h{r // 60:02d}m"
+    d, r = divmod(s, 86400)
+    return f"{d}d" if r < 3600 else f"{d}d{r // 3600}h"
+
+
+def fmt_ago(ns: int, now: int) -> str:
+    """How long before ``now`` the instant ``ns`` was: ``3s ago``, ``12m ago``, ``in 2s`` (clock skew)."""
+    delta = (now - ns) / 1e9
+    if delta < 0:
+        return f"in {fmt_duration_s(-delta)}"
+    if delta < 1:
+        return "now"
+    return f"{fmt_duration_s(delta)} ago"
+
+
+def fmt_ms(ms: float | None) -> str:
+    """Milliseconds -> ``0.42 ms``, ``3.4 ms``, ``87 ms``, ``1.23 s``, ``12.3 s``, ``2m05s``; ``None`` -> ``-``."""
+    if ms is None:
+        return "-"
+    if ms < 1:
+        return f"{ms:.2f} ms"
+    if ms < 10:
+        return f"{ms:.1f} ms"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    if ms < 10_000:
+        return f"{ms / 1000:.2f} s"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    return fmt_duration_s(ms / 1000)
+
+
+def fmt_count(n: int) -> str:
+    """``1204`` -> ``1,204``."""
+    return f"{n:,}"
+
+
+def sig4(x: float) -> str:
+    """Round to 4 significant digits without exponent noise: ``0.001234``, ``12.35``, ``1.235e+07``."""
+    if x is None or isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if x == 0:
+        return "0"
+    if 1e-4 <= abs(x) < 1e7:
+        digits = 3 - math.floor(math.log10(abs(x)))
+        s = f"{round(x, digits):.{max(digits, 0)}f}"
+        return s.rstrip("0").rstrip(".") if "." in s else s
+    return f"{x:.3e}"
+
+
+def one_line(text: str, width: int = 160) -> str:
+    """Collapse whitespace to single spaces and cut at ``width`` characters with ``…``."""
+    s = " ".join(str(text).split())
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def cut_line(hidden: int, noun: str, how: str) -> str:
+    """The last line of a cut listing: ``… 17 more groups: --limit 60 or --raw``."""
+    return f"… {fmt_count(hidden)} more {noun}: {how}"
+
+
+def align(rows: list[list[str]]) -> list[str]:
+    """Left-align columns separated by two spaces (the last column is not padded); no borders, no colour."""
+    if not rows:
+        return []
+    n = len(rows[0])
+    widths = [max(len(r[i]) for r in rows) for i in range(n - 1)]
+    return ["  ".join([*(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)), r[-1]]).rstrip() for r in rows]
