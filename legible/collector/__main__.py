@@ -7,14 +7,13 @@ Exit codes: 0 after SIGTERM/SIGINT and a clean flush; 2 bad arguments or the sto
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser (every listener binds 127.0.0.1)."""
-    p = argparse.ArgumentParser(
-        prog="python -m legible.collector", description="legible's per-worktree collector"
-    )
+    p = argparse.ArgumentParser(prog="python -m legible.collector", description="legible's per-worktree collector")
     p.add_argument("--http-port", type=int, required=True, help="OTLP/HTTP, /query, /health, /metrics port")
     p.add_argument("--grpc-port", type=int, required=True, help="OTLP/gRPC port (-1: no gRPC)")
     p.add_argument("--db", required=True, help="the DuckDB store file (created if missing)")
@@ -33,4 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stderr.flush()
+    # Everything is flushed and closed; skip interpreter teardown (daemon threads, native bindings).
+    os._exit(code)

@@ -102,6 +102,7 @@ _LEVEL_RE = re.compile(
     r"\b(TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|SEVERE|CRITICAL|CRIT|FATAL|PANIC|EMERG)\b"
     r"|[\[<(|](trace|debug|info|notice|warn|warning|error|err|crit|critical|fatal|panic|emerg)[\]>):|]"
     r"|\blevel=\"?(\w+)"
+    r"|^(panic|fatal|error|warning|warn|critical)(?: error)?:"
 )
 _ISO_PREFIX = re.compile(r"\[?(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)")
 _TRACE_RE = re.compile(r"trace_?id[=:]\s*\"?([0-9a-fA-F]{32})\b", re.IGNORECASE)
@@ -322,7 +323,7 @@ def parse_line(line: str, now_ns: int) -> Parsed:
     head = line[:256]
     m = _LEVEL_RE.search(head)
     if m:
-        word = m.group(1) or m.group(2) or m.group(3)
+        word = m.group(1) or m.group(2) or m.group(3) or m.group(4)
         lvl = level_from_name(word)
         if lvl:
             p.level, p.severity_text, p.explicit_level = lvl, word, True

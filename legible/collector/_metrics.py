@@ -14,7 +14,8 @@ The text is produced by ``prometheus_client``'s exposition (``generate_latest``)
 so names, label escaping and timestamps follow the format. A VictoriaMetrics that is down or slow never
 blocks ingestion: the push runs in its own thread with a short timeout; OTLP samples that could not be
 pushed are dropped and counted (``legible_collector_dropped_total{reason="vm_unavailable"}``); the
-cumulative span and log series are re-sent on the next push.
+cumulative span and log series are re-sent on the next push. When a push brings new series, the pusher
+calls VictoriaMetrics' ``/internal/force_flush`` so they are searchable in about a second rather than ten.
 """
 
 from __future__ import annotations
@@ -65,17 +66,11 @@ class SelfMetrics:
             "legible_collector_rejected", "Items or requests refused", ["signal", "reason"], registry=r
         )
         self.written = Counter("legible_collector_written_rows", "Rows committed", ["table"], registry=r)
-        self.dropped = Counter(
-            "legible_collector_dropped", "Derived samples not delivered", ["reason"], registry=r
-        )
-        self.pushes = Counter(
-            "legible_collector_vm_pushes", "Pushes to VictoriaMetrics", ["result"], registry=r
-        )
+        self.dropped = Counter("legible_collector_dropped", "Derived samples not delivered", ["reason"], registry=r)
+        self.pushes = Counter("legible_collector_vm_pushes", "Pushes to VictoriaMetrics", ["result"], registry=r)
         self.pending = Gauge("legible_collector_pending_rows", "Rows waiting for a flush", registry=r)
         self.db_bytes = Gauge("legible_collector_store_bytes", "Used bytes of the store", registry=r)
-        self.pruned = Counter(
-            "legible_collector_pruned_rows", "Rows deleted by the size cap", ["table"], registry=r
-        )
+        self.pruned = Counter("legible_collector_pruned_rows", "Rows deleted by the size cap", ["table"], registry=r)
 
     def exposition(self) -> bytes:
         """Return the text exposition of the counters."""
@@ -96,7 +91,9 @@ class Derived:
         self._spans: dict[tuple[str, str, str, str], list[float]] = {}
         self._logs: dict[tuple[str, str], int] = {}
         self._samples: deque[Sample] = deque()
-        self.dropped = 0
+        self._seen: set[int] = set()  # hashes of the OTLP series pushed so far (to notice new ones)
+        self._known = 0  # span + log series pushed so far
+        self.new_series = False
 
     def observe_spans(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """Count ``spans`` rows (store column order) into the histogram."""
@@ -142,6 +139,16 @@ class Derived:
             logs = list(self._logs.items())
             samples = list(self._samples)
             self._samples.clear()
+            if len(spans) + len(logs) != self._known:
+                self._known = len(spans) + len(logs)
+                self.new_series = True
+            if len(self._seen) > 500_000:
+                self._seen.clear()
+            for s in samples:
+                h = hash((s.name, tuple(sorted(s.labels.items()))))
+                if h not in self._seen:
+                    self._seen.add(h)
+                    self.new_series = True
         if spans:
             labels = ["service", "span_name", "status_code", "span_kind", "worktree"]
             h = HistogramMetricFamily(
@@ -172,9 +179,7 @@ class Derived:
             m = by_family.get(s.family)
             if m is None:
                 m = by_family[s.family] = Metric(s.family, s.help or s.family, s.kind)
-            m.add_sample(
-                s.name, s.labels, s.value, timestamp=s.timestamp_ms / 1000.0 if s.timestamp_ms else None
-            )
+            m.add_sample(s.name, s.labels, s.value, timestamp=s.timestamp_ms / 1000.0 if s.timestamp_ms else None)
         fams.extend(by_family.values())
         return fams, len(samples)
 
@@ -207,6 +212,7 @@ class Pusher:
 
     def __init__(self, vm_url: str, derived: Derived, stats: SelfMetrics, timeout: float = 2.0) -> None:
         self.url = f"{vm_url.rstrip('/')}/api/v1/import/prometheus" if vm_url else ""
+        self.flush_url = f"{vm_url.rstrip('/')}/internal/force_flush"
         self.derived = derived
         self.stats = stats
         self.timeout = timeout
@@ -243,6 +249,12 @@ class Pusher:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
                 resp.read()
             self.stats.pushes.labels("ok").inc()
+            if self.derived.new_series:
+                # VictoriaMetrics indexes a new series only after ~10 s unless its buffers are flushed;
+                # samples of known series are searchable within -search.latencyOffset (1 s).
+                self.derived.new_series = False
+                with urllib.request.urlopen(self.flush_url, timeout=self.timeout) as resp:  # noqa: S310
+                    resp.read()
             return True
         except (OSError, urllib.error.HTTPError) as e:
             self.stats.pushes.labels("error").inc()

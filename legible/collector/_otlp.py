@@ -40,6 +40,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from legible.collector._lines import MAX_ATTR_VALUE, MAX_ATTRS, SEVERITY, _dumps, cut, level_from_name
 
 MAX_EVENTS = 128
+_MAX_NS = 2**63 - 1
 MAX_DEPTH = 8
 _KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 _STATUS = ("unset", "ok", "error")
@@ -217,9 +218,7 @@ def span_rows(req: ExportTraceServiceRequest, now_ns: int) -> Decoded:
                 out.received += 1
                 if len(sp.trace_id) != 16 or len(sp.span_id) != 8 or len(sp.parent_span_id) not in (0, 8):
                     out.rejected += 1
-                    out.reason = (
-                        out.reason or "span with a trace id not of 16 bytes or a span id not of 8 bytes"
-                    )
+                    out.reason = out.reason or "span with a trace id not of 16 bytes or a span id not of 8 bytes"
                     continue
                 events = []
                 exc_type = exc_msg = None
@@ -228,7 +227,7 @@ def span_rows(req: ExportTraceServiceRequest, now_ns: int) -> Decoded:
                     if ev.name == "exception" and exc_type is None:
                         exc_type = str(ea.get("exception.type", "")) or None
                         exc_msg = str(ea.get("exception.message", "")) or None
-                    events.append({"time_ns": ev.time_unix_nano, "name": ev.name, "attributes": ea})
+                    events.append({"time_ns": min(ev.time_unix_nano, _MAX_NS), "name": ev.name, "attributes": ea})
                 links = [
                     {
                         "trace_id": _hex(ln.trace_id),
@@ -238,6 +237,10 @@ def span_rows(req: ExportTraceServiceRequest, now_ns: int) -> Decoded:
                     for ln in sp.links[:MAX_EVENTS]
                 ]
                 start, end = sp.start_time_unix_nano, sp.end_time_unix_nano
+                if start > _MAX_NS or end > _MAX_NS:
+                    out.rejected += 1
+                    out.reason = out.reason or "span with a time beyond the year 2262"
+                    continue
                 if end < start:
                     end = start
                 status = sp.status.code
@@ -289,9 +292,7 @@ def log_rows(req: ExportLogsServiceRequest, now_ns: int) -> Decoded:
                 out.received += 1
                 if len(lr.trace_id) not in (0, 16) or len(lr.span_id) not in (0, 8):
                     out.rejected += 1
-                    out.reason = (
-                        out.reason or "log record with a trace id not of 16 bytes or a span id not of 8 bytes"
-                    )
+                    out.reason = out.reason or "log record with a trace id not of 16 bytes or a span id not of 8 bytes"
                     continue
                 b = lr.body
                 kind = b.WhichOneof("value")
@@ -302,15 +303,18 @@ def log_rows(req: ExportLogsServiceRequest, now_ns: int) -> Decoded:
                 else:
                     v = any_value(b)
                     body = cut(v if isinstance(v, str) else _dumps(v))
-                level = _level_of(lr.severity_number, lr.severity_text)
-                observed = lr.observed_time_unix_nano or now_ns
+                sev = lr.severity_number if 1 <= lr.severity_number <= 24 else 0
+                level = _level_of(sev, lr.severity_text)
+                observed = lr.observed_time_unix_nano
+                observed = observed if 0 < observed <= _MAX_NS else now_ns
+                t = lr.time_unix_nano
                 rows.append(
                     (
-                        lr.time_unix_nano or observed,
+                        t if 0 < t <= _MAX_NS else observed,
                         observed,
                         service,
                         level,
-                        lr.severity_number or SEVERITY[level],
+                        sev or SEVERITY[level],
                         lr.severity_text or None,
                         body,
                         _json(attributes(lr.attributes)),
@@ -480,9 +484,7 @@ def metric_samples(req: ExportMetricsServiceRequest, worktree: str, delta_state:
                             continue
                         if data.aggregation_temporality == 1:
                             val = _acc(delta_state, (fam, tuple(sorted(labels.items()))), val)
-                        out.rows.append(
-                            Sample(fam, "counter", fam + "_total", labels, val, ts, m.description)
-                        )
+                        out.rows.append(Sample(fam, "counter", fam + "_total", labels, val, ts, m.description))
                     elif kind == "histogram":
                         fam = prom_name(m.name, m.unit, "histogram")
                         key = (fam, tuple(sorted(labels.items())))
@@ -492,9 +494,7 @@ def metric_samples(req: ExportMetricsServiceRequest, worktree: str, delta_state:
                         counts = list(dp.bucket_counts)
                         if len(counts) != len(bounds):
                             out.rejected += 1
-                            out.reason = (
-                                out.reason or "histogram with bucket_counts not matching explicit_bounds"
-                            )
+                            out.reason = out.reason or "histogram with bucket_counts not matching explicit_bounds"
                             continue
                         for b, c in zip(bounds, counts, strict=True):
                             cum += c
@@ -513,9 +513,7 @@ def metric_samples(req: ExportMetricsServiceRequest, worktree: str, delta_state:
                         s = _acc(delta_state, (*key, "sum"), dp.sum) if delta else dp.sum
                         n = _acc(delta_state, (*key, "count"), dp.count) if delta else dp.count
                         out.rows.append(Sample(fam, "histogram", fam + "_sum", labels, s, ts, m.description))
-                        out.rows.append(
-                            Sample(fam, "histogram", fam + "_count", labels, n, ts, m.description)
-                        )
+                        out.rows.append(Sample(fam, "histogram", fam + "_count", labels, n, ts, m.description))
                     elif kind == "exponential_histogram":
                         fam = prom_name(m.name, m.unit, "histogram")
                         key = (fam, tuple(sorted(labels.items())))
@@ -538,12 +536,8 @@ def metric_samples(req: ExportMetricsServiceRequest, worktree: str, delta_state:
                                     m.description,
                                 )
                             )
-                        out.rows.append(
-                            Sample(fam, "summary", fam + "_sum", labels, dp.sum, ts, m.description)
-                        )
-                        out.rows.append(
-                            Sample(fam, "summary", fam + "_count", labels, dp.count, ts, m.description)
-                        )
+                        out.rows.append(Sample(fam, "summary", fam + "_sum", labels, dp.sum, ts, m.description))
+                        out.rows.append(Sample(fam, "summary", fam + "_count", labels, dp.count, ts, m.description))
     return out
 
 

@@ -71,6 +71,16 @@ _GRPC_SERVICES = {
 }
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return  # the client went away (e.g. after a 413 sent without reading its body)
+        print(f"collector: HTTP handler error: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
 class Busy(Exception):
     """The writer has :data:`~legible.collector._writer.MAX_PENDING` rows waiting; retry later."""
 
@@ -134,14 +144,12 @@ class Collector:
             on_spans=self.derived.observe_spans,
             on_written=lambda t, n: self.stats.written.labels(t).inc(n),
             on_pruned=lambda t, n: self.stats.pruned.labels(t).inc(n),
+            on_dropped=lambda t, n: self.stats.rejected.labels(t, "unstorable").inc(n) if n else None,
         )
         self.pusher = Pusher(vm_url, self.derived, self.stats)
-        self.tailer = (
-            Tailer(logs_dir, self.writer.offsets(), self._tail_sink) if logs_dir is not None else None
-        )
+        self.tailer = Tailer(logs_dir, self.writer.offsets(), self._tail_sink) if logs_dir is not None else None
         handler = type("Handler", (_Handler,), {"collector": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", http_port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server(("127.0.0.1", http_port), handler)
         self.http_port = self.httpd.server_address[1]
         self.grpc_server: grpc.Server | None = None
         self.grpc_port = -1
@@ -352,9 +360,7 @@ class _Handler(BaseHTTPRequestHandler):
                 body = _gunzip(body, MAX_BODY)
             elif cenc not in ("identity", ""):
                 c.stats.rejected.labels(sig, "content_encoding").inc()
-                self._send(
-                    415, f"unsupported content encoding {cenc!r}\n".encode(), "text/plain; charset=utf-8"
-                )
+                self._send(415, f"unsupported content encoding {cenc!r}\n".encode(), "text/plain; charset=utf-8")
                 return
             rejected, message = c.ingest(sig, body, encoding)
         except OverflowError:
@@ -395,9 +401,7 @@ def serve(args: Any) -> int:
         print(f"collector: cannot start: {e}", file=sys.stderr)
         return 5
     except Exception as e:  # e.g. the DuckDB file is held by another process
-        print(
-            f"collector: cannot start: {type(e).__name__}: {' '.join(str(e).split())[:300]}", file=sys.stderr
-        )
+        print(f"collector: cannot start: {type(e).__name__}: {' '.join(str(e).split())[:300]}", file=sys.stderr)
         return 2
     done = threading.Event()
 

@@ -221,9 +221,7 @@ class Tailer:
         f.skipped = 0
         if len(raw) > MAX_LINE or extra:
             total = len(raw) + extra
-            text = (
-                raw[:MAX_LINE].decode("utf-8", "replace") + f"…[cut {total - min(len(raw), MAX_LINE)} bytes]"
-            )
+            text = raw[:MAX_LINE].decode("utf-8", "replace") + f"…[cut {total - min(len(raw), MAX_LINE)} bytes]"
         else:
             text = raw.decode("utf-8", "replace")
         for rec in f.asm.feed(text, end, now_ns):

@@ -86,6 +86,22 @@ def _arrow(columns: Sequence[tuple[str, Any]], rows: list[tuple[Any, ...]], firs
     return pa.Table.from_arrays(arrays, names=["seq", *(c for c, _ in columns)])
 
 
+def _sift(columns: Sequence[tuple[str, Any]], rows: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], int]:
+    """Split ``rows`` into those that convert to Arrow and the count of those that do not (by bisection)."""
+    if not rows:
+        return rows, 0
+    try:
+        _arrow(columns, rows, 0)
+        return rows, 0
+    except Exception:
+        if len(rows) == 1:
+            return [], 1
+    mid = len(rows) // 2
+    a, x = _sift(columns, rows[:mid])
+    b, y = _sift(columns, rows[mid:])
+    return a + b, x + y
+
+
 class Writer:
     """Own the DuckDB file: migrate it, batch rows into it, prune it, and answer read-only queries.
 
@@ -96,6 +112,8 @@ class Writer:
         on_spans: called with each committed batch of span rows.
         on_written: called with ``(table, n)`` after each commit.
         on_pruned: called with ``(table, n)`` after the size cap deleted rows.
+        on_dropped: called with ``(table, n)`` when rows that cannot be stored (a value out of range for
+            its column) were dropped; the other rows of the batch are kept.
 
     Raises:
         duckdb.Error: the file cannot be opened (e.g. another process holds it).
@@ -110,6 +128,7 @@ class Writer:
         on_spans: Callable[[list[tuple[Any, ...]]], None] | None = None,
         on_written: Callable[[str, int], None] | None = None,
         on_pruned: Callable[[str, int], None] | None = None,
+        on_dropped: Callable[[str, int], None] | None = None,
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -120,6 +139,7 @@ class Writer:
         self._on_spans = on_spans
         self._on_written = on_written
         self._on_pruned = on_pruned
+        self._on_dropped = on_dropped
         self._cv = threading.Condition()
         self._logs: list[tuple[Any, ...]] = []
         self._spans: list[tuple[Any, ...]] = []
@@ -215,7 +235,7 @@ class Writer:
             if offsets:
                 now = time.time_ns()
                 con.executemany(
-                    'INSERT OR REPLACE INTO tail_offsets VALUES (?,?,?,?)',
+                    "INSERT OR REPLACE INTO tail_offsets VALUES (?,?,?,?)",
                     [(p, i, o, now) for p, (i, o) in offsets.items()],
                 )
             con.execute("COMMIT").fetchall()
@@ -225,12 +245,20 @@ class Writer:
             except duckdb.Error:
                 pass
             self.flush_error = " ".join(str(e).split())[:300]
-            print(f"collector: flush failed, will retry: {self.flush_error}", file=sys.stderr)
+            good_logs, bad_logs = _sift(LOG_COLUMNS, logs)
+            good_spans, bad_spans = _sift(SPAN_COLUMNS, spans)
+            if bad_logs or bad_spans:  # drop the rows that cannot be stored, keep the rest
+                print(f"collector: dropped {bad_logs + bad_spans} unstorable rows: {self.flush_error}", file=sys.stderr)
+                if self._on_dropped:
+                    self._on_dropped("logs", bad_logs)
+                    self._on_dropped("spans", bad_spans)
+            else:
+                print(f"collector: flush failed, will retry: {self.flush_error}", file=sys.stderr)
+                time.sleep(0.2)
             with self._cv:  # put them back in front, keep newer offsets
-                self._logs[:0] = logs
-                self._spans[:0] = spans
+                self._logs[:0] = good_logs
+                self._spans[:0] = good_spans
                 self._offsets = {**offsets, **self._offsets}
-            time.sleep(0.2)
             return
         self._seq["logs"] += len(logs)
         self._seq["spans"] += len(spans)
@@ -242,9 +270,7 @@ class Writer:
                     cb(rows)
 
     def _used_bytes(self) -> int:
-        row = self.con.execute(
-            "SELECT block_size * used_blocks, wal_size FROM pragma_database_size()"
-        ).fetchone()
+        row = self.con.execute("SELECT block_size * used_blocks, wal_size FROM pragma_database_size()").fetchone()
         if row is None:
             return 0
         wal = row[1]

@@ -1,0 +1,655 @@
+"""End-to-end tests of the collector: a real VictoriaMetrics, the real collector process, the real
+OpenTelemetry SDK exporters (HTTP and gRPC), raw requests for malformed payloads, real log files."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+from legible.store import open_store
+
+REPO = Path(__file__).resolve().parent.parent
+VM_BIN = "/usr/bin/victoria-metrics"
+WT = "wt-test-0001"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 20) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(url)
+
+
+def eventually(fn: Callable[[], Any], timeout: float = 10, every: float = 0.1) -> Any:
+    """Call fn until it returns a truthy value (or stops raising AssertionError); return that value."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            v = fn()
+            if v:
+                return v
+        except AssertionError:
+            if time.monotonic() > end:
+                raise
+        if time.monotonic() > end:
+            raise AssertionError(f"not true within {timeout}s: {fn}")
+        time.sleep(every)
+
+
+class Proc:
+    """A collector process started on free ports."""
+
+    def __init__(self, root: Path, vm_url: str, max_db_mb: int = 512) -> None:
+        self.root = root
+        self.state = root / ".legible"
+        self.db = self.state / "data" / "signals.duckdb"
+        self.logs = self.state / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.vm_url = vm_url
+        self.max_db_mb = max_db_mb
+        self.p: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Proc:
+        self.http, self.grpc = free_port(), free_port()
+        self.stderr = open(self.state / "collector.stderr", "ab")  # noqa: SIM115
+        self.p = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "legible.collector",
+                f"--http-port={self.http}",
+                f"--grpc-port={self.grpc}",
+                f"--db={self.db}",
+                f"--logs-dir={self.logs}",
+                f"--vm-url={self.vm_url}",
+                f"--worktree={WT}",
+                f"--max-db-mb={self.max_db_mb}",
+            ],
+            cwd=REPO,
+            stderr=self.stderr,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        wait_http(f"{self.url}/health")
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http}"
+
+    def stop(self) -> float:
+        assert self.p is not None
+        t0 = time.monotonic()
+        self.p.send_signal(signal.SIGTERM)
+        rc = self.p.wait(10)
+        took = time.monotonic() - t0
+        self.stderr.close()
+        assert rc == 0, (self.state / "collector.stderr").read_text()
+        return took
+
+    def store(self):
+        return open_store(self.state, self.url, worktree=WT)
+
+    def q(self, sql: str, params: Any = None) -> list[tuple]:
+        return self.store().query(sql, params).rows
+
+
+@pytest.fixture(scope="module")
+def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not Path(VM_BIN).exists():
+        pytest.skip("victoria-metrics is not installed")
+    port = free_port()
+    data = tmp_path_factory.mktemp("vm")
+    p = subprocess.Popen(
+        [
+            VM_BIN,
+            f"-httpListenAddr=127.0.0.1:{port}",
+            f"-storageDataPath={data}",
+            "-search.latencyOffset=1s",
+            "-loggerLevel=ERROR",
+            "-memory.allowedBytes=128MiB",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/health")
+    yield url
+    p.terminate()
+    p.wait(10)
+
+
+@pytest.fixture(scope="module")
+def col(vm: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    proc = Proc(tmp_path_factory.mktemp("wt"), vm).start()
+    yield proc
+    if proc.p and proc.p.poll() is None:
+        proc.stop()
+
+
+def promql(vm: str, query: str) -> list[dict]:
+    r = requests.get(f"{vm}/api/v1/query", params={"query": query}, timeout=5)
+    r.raise_for_status()
+    return r.json()["data"]["result"]
+
+
+# ---- OTLP through the real SDK ------------------------------------------------------------------
+
+
+def _tracer_provider(service: str, exporter: Any):
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    tp = TracerProvider(resource=Resource.create({"service.name": service, "deployment.environment": "test"}))
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    return tp
+
+
+def _emit_trace(tp: Any, tag: str) -> tuple[str, str]:
+    from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+    tracer = tp.get_tracer("test.scope")
+    with tracer.start_as_current_span(
+        f"GET /{tag}", kind=SpanKind.SERVER, attributes={"http.route": f"/{tag}", "n": 3}
+    ) as root:
+        ctx = root.get_span_context()
+        with tracer.start_as_current_span("charge", links=[Link(ctx, {"why": "test"})]) as child:
+            try:
+                raise ValueError(f"card declined {tag}")
+            except ValueError as e:
+                child.record_exception(e)
+                child.set_status(Status(StatusCode.ERROR, "declined"))
+    return f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+def test_sdk_spans_are_stored_with_everything(col: Proc, transport: str) -> None:
+    if transport == "http":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exp = OTLPSpanExporter(endpoint=f"{col.url}/v1/traces")
+    else:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        exp = OTLPSpanExporter(endpoint=f"127.0.0.1:{col.grpc}", insecure=True)
+    tp = _tracer_provider(f"svc-{transport}", exp)
+    trace_id, root_id = _emit_trace(tp, transport)
+    tp.shutdown()
+
+    rows = eventually(
+        lambda: (
+            col.q(
+                "SELECT name, kind, parent_span_id, status_code, status_message, exception_type, exception_message, "
+                "attributes->>'http.route', resource->>'service.name', service, scope, json_array_length(links), "
+                "events->0->'attributes'->>'exception.stacktrace', duration_ms FROM spans WHERE trace_id = ? "
+                "ORDER BY start_ns",
+                [trace_id],
+            )
+            if len(col.q("SELECT 1 FROM spans WHERE trace_id = ?", [trace_id])) == 2
+            else None
+        )
+    )
+    root, child = rows
+    assert root[:4] == (f"GET /{transport}", "server", None, "unset")
+    assert root[7:11] == (f"/{transport}", f"svc-{transport}", f"svc-{transport}", "test.scope")
+    assert child[2] == root_id
+    assert child[3:7] == ("error", "declined", "ValueError", f"card declined {transport}")
+    assert child[11] == 1 and "Traceback" in child[12]
+    assert child[13] >= 0
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+def test_sdk_logs_join_their_span(col: Proc, transport: str) -> None:
+    from opentelemetry._logs import SeverityNumber
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+
+    if transport == "http":
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+        exp = OTLPLogExporter(endpoint=f"{col.url}/v1/logs")
+    else:
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+
+        exp = OTLPLogExporter(endpoint=f"127.0.0.1:{col.grpc}", insecure=True)
+    lp = LoggerProvider(resource=Resource.create({"service.name": f"logsvc-{transport}"}))
+    lp.add_log_record_processor(SimpleLogRecordProcessor(exp))
+    logger = lp.get_logger("test.otlp")
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    tp = _tracer_provider(f"logsvc-{transport}", OTLPSpanExporter(endpoint=f"{col.url}/v1/traces"))
+    with tp.get_tracer("t").start_as_current_span("work") as span:
+        logger.emit(
+            severity_number=SeverityNumber.WARN,
+            severity_text="WARNING",
+            body="payment 42 failed",
+            attributes={"order.id": "o-1"},
+        )
+        trace_id = f"{span.get_span_context().trace_id:032x}"
+    lp.shutdown()
+    tp.shutdown()
+    rows = eventually(
+        lambda: col.q(
+            "SELECT l.level, l.body, l.severity_number, l.attributes->>'order.id', l.source, s.name, l.service "
+            "FROM logs l JOIN spans s ON s.trace_id = l.trace_id AND s.span_id = l.span_id WHERE l.trace_id = ?",
+            [trace_id],
+        )
+    )
+    assert rows == [("warn", "payment 42 failed", 13, "o-1", "otlp", "work", f"logsvc-{transport}")]
+
+
+def test_sdk_metrics_and_span_metrics_reach_victoria_metrics(col: Proc, vm: str) -> None:
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+
+    reader = PeriodicExportingMetricReader(
+        OTLPMetricExporter(endpoint=f"{col.url}/v1/metrics"), export_interval_millis=60_000
+    )
+    mp = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "metricsvc"}))
+    meter = mp.get_meter("m")
+    meter.create_counter("shop.orders", unit="{order}").add(5, {"status": "paid"})
+    meter.create_histogram("shop.checkout.duration", unit="ms").record(120.0, {"route": "/checkout"})
+    meter.create_up_down_counter("shop.queue.depth").add(7)
+    mp.shutdown()
+
+    # spans with known durations: 9 fast (5 ms) and one slow (3 s) of span "pay"
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    rs.resource.attributes.add(key="service.name").value.string_value = "spanmetrics"
+    ss = rs.scope_spans.add()
+    now = time.time_ns()
+    for i in range(10):
+        sp = ss.spans.add(
+            trace_id=os.urandom(16),
+            span_id=os.urandom(8),
+            name="pay",
+            kind=2,
+            start_time_unix_nano=now,
+            end_time_unix_nano=now + (3_000_000_000 if i == 9 else 5_000_000),
+        )
+        if i == 9:
+            sp.status.code = 2
+    r = requests.post(
+        f"{col.url}/v1/traces",
+        data=req.SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+        timeout=5,
+    )
+    assert r.status_code == 200
+    t0 = time.monotonic()
+    wl = f'worktree="{WT}"'
+    res = eventually(lambda: promql(vm, f'sum(legible_spans_total{{span_name="pay",{wl}}})'), timeout=15)
+    took = time.monotonic() - t0
+    assert float(res[0]["value"][1]) == 10
+    assert took < 6, f"span metrics took {took:.1f}s to be queryable"
+    p99 = promql(
+        vm, f'histogram_quantile(0.99, sum by (le) (legible_span_duration_seconds_bucket{{span_name="pay",{wl}}}))'
+    )
+    assert 2 <= float(p99[0]["value"][1]) <= 5
+    err = promql(vm, f'sum(legible_spans_total{{span_name="pay",status_code="error",{wl}}})')
+    assert float(err[0]["value"][1]) == 1
+    orders = eventually(lambda: promql(vm, f'shop_orders_total{{service="metricsvc",{wl}}}'))
+    assert float(orders[0]["value"][1]) == 5 and orders[0]["metric"]["status"] == "paid"
+    hist = eventually(lambda: promql(vm, f"shop_checkout_duration_milliseconds_count{{{wl}}}"))
+    assert float(hist[0]["value"][1]) == 1
+    assert eventually(lambda: promql(vm, f'shop_checkout_duration_milliseconds_bucket{{le="+Inf",{wl}}}'))
+    depth = eventually(lambda: promql(vm, f"shop_queue_depth{{{wl}}}"))
+    assert float(depth[0]["value"][1]) == 7
+
+
+# ---- raw OTLP/HTTP: encodings, partial success, malformed payloads --------------------------------
+
+
+def _span_request(name: str, n: int = 1, bad: int = 0, attr: str = "v") -> ExportTraceServiceRequest:
+    now = time.time_ns()
+    spans = [
+        Span(
+            trace_id=os.urandom(16),
+            span_id=os.urandom(8),
+            name=name,
+            start_time_unix_nano=now,
+            end_time_unix_nano=now + 1_000_000,
+            attributes=[KeyValue(key="a", value=AnyValue(string_value=attr))],
+        )
+        for _ in range(n)
+    ]
+    spans += [Span(trace_id=b"\x01" * 3, span_id=os.urandom(8), name=name) for _ in range(bad)]
+    return ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=spans)])])
+
+
+def _count(col: Proc, name: str) -> int:
+    return col.q("SELECT count(*) FROM spans WHERE name = ?", [name])[0][0]
+
+
+def test_json_encoding_with_hex_ids(col: Proc) -> None:
+    doc = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "js"}}]},
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "s"},
+                        "spans": [
+                            {
+                                "traceId": "5b8efff798038103d269b633813fc60c",
+                                "spanId": "eee19b7ec3c1b174",
+                                "parentSpanId": "eee19b7ec3c1b173",
+                                "name": "json-span",
+                                "kind": 2,
+                                "startTimeUnixNano": "1544712660000000000",
+                                "endTimeUnixNano": "1544712661000000000",
+                                "status": {"code": "STATUS_CODE_ERROR"},
+                                "attributes": [{"key": "k", "value": {"intValue": "42"}}],
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+    r = requests.post(f"{col.url}/v1/traces", json=doc, timeout=5)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/json"
+    assert r.json() == {}
+    rows = eventually(
+        lambda: col.q(
+            "SELECT trace_id, span_id, parent_span_id, service, duration_ms, status_code, "
+            "attributes->>'k' FROM spans WHERE name = 'json-span'"
+        )
+    )
+    assert rows == [
+        ("5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174", "eee19b7ec3c1b173", "js", 1000.0, "error", "42")
+    ]
+
+
+def test_gzip_and_partial_success(col: Proc) -> None:
+    body = gzip.compress(_span_request("gz-span", n=3, bad=2).SerializeToString())
+    r = requests.post(
+        f"{col.url}/v1/traces",
+        data=body,
+        timeout=5,
+        headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"},
+    )
+    assert r.status_code == 200
+    resp = ExportTraceServiceResponse.FromString(r.content)
+    assert resp.partial_success.rejected_spans == 2 and resp.partial_success.error_message
+    eventually(lambda: _count(col, "gz-span") == 3)
+
+
+def test_malformed_payloads_are_4xx_counted_and_harmless(col: Proc) -> None:
+    url = f"{col.url}/v1/traces"
+    pb = {"Content-Type": "application/x-protobuf"}
+    good = _span_request("fuzz-good").SerializeToString()
+    cases: list[tuple[str, bytes, dict[str, str], int]] = [
+        ("truncated protobuf", good[: len(good) // 2], pb, 400),
+        ("wrong content type", good, {"Content-Type": "text/plain"}, 415),
+        ("no content type", good, {"Content-Type": ""}, 415),
+        ("unknown encoding", good, {**pb, "Content-Encoding": "br"}, 415),
+        ("bad gzip", b"\x1f\x8bnot gzip at all", {**pb, "Content-Encoding": "gzip"}, 400),
+        ("invalid json", b'{"resourceSpans": [', {"Content-Type": "application/json"}, 400),
+        (
+            "json bad hex id",
+            json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz"}]}]}]}).encode(),
+            {"Content-Type": "application/json"},
+            400,
+        ),
+        ("invalid utf-8 in a string field", _span_request("x").SerializeToString().replace(b"x", b"\xff\xfe"), pb, 400),
+        ("gzip bomb", gzip.compress(b"\0" * (40 * 1024 * 1024)), {**pb, "Content-Encoding": "gzip"}, 413),
+    ]
+    for what, body, headers, code in cases:
+        r = requests.post(url, data=body, headers=headers, timeout=10)
+        assert r.status_code == code, what
+    # too large: the answer comes without the body being read
+    with socket.create_connection(("127.0.0.1", col.http), timeout=5) as s:
+        s.sendall(
+            b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            b"Content-Length: 999999999\r\n\r\n"
+        )
+        assert s.recv(100).startswith(b"HTTP/1.1 413")
+    rng = random.Random(7)
+    for _ in range(200):  # random mutations of a valid message: never a 5xx
+        b = bytearray(good)
+        for _ in range(rng.randint(1, 6)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        r = requests.post(url, data=bytes(b), headers=pb, timeout=5)
+        assert r.status_code in (200, 400), r.status_code
+    r = requests.post(f"{col.url}/v1/logs", data=b"\x0a\xff\xff\xff\xff\x0f", headers=pb, timeout=5)
+    assert r.status_code == 400
+    # huge attribute: accepted, cut
+    r = requests.post(
+        url, data=_span_request("fuzz-huge", attr="x" * 1_000_000).SerializeToString(), headers=pb, timeout=10
+    )
+    assert r.status_code == 200
+    r = requests.post(url, data=good, headers=pb, timeout=5)
+    assert r.status_code == 200
+    assert requests.get(f"{col.url}/health", timeout=2).status_code == 200
+    eventually(lambda: _count(col, "fuzz-good") >= 1)
+    (v,) = eventually(lambda: col.q("SELECT attributes->>'a' FROM spans WHERE name = 'fuzz-huge'"))[0]
+    assert len(v) < 5000 and v.endswith("bytes]")
+    metrics = requests.get(f"{col.url}/metrics", timeout=2).text
+    for reason in ("decode", "content_type", "too_large", "content_encoding"):
+        assert f'legible_collector_rejected_total{{reason="{reason}",signal="traces"}}' in metrics, reason
+
+
+def test_grpc_rejects_garbage_and_stays_up(col: Proc) -> None:
+    import grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{col.grpc}") as ch:
+        call = ch.unary_unary(
+            "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+            request_serializer=None,
+            response_deserializer=ExportLogsServiceResponse.FromString,
+        )
+        with pytest.raises(grpc.RpcError) as e:
+            call(b"\x0a\xff\xff\xff", timeout=5)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert call(b"", timeout=5) == ExportLogsServiceResponse()
+
+
+def test_query_endpoint_is_read_only_and_guarded(col: Proc) -> None:
+    r = requests.post(f"{col.url}/query", json={"sql": "DELETE FROM logs"}, timeout=5)
+    assert r.status_code == 400 and "only SELECT" in r.json()["error"]
+    r = requests.post(f"{col.url}/query", json={"sql": "SELECT 1", "worktree": "someone-else"}, timeout=5)
+    assert r.status_code == 409
+    res = col.store().query("SELECT * FROM range(20000)")
+    assert res.source == "collector" and res.truncated and len(res.rows) == 10_000
+
+
+# ---- stdout log files ----------------------------------------------------------------------------
+
+LOG_TEXT = """\
+{"level":"error","msg":"db timeout after 30s","ts":"2024-05-01T10:00:00Z","trace_id":"TRACE","user":"u1"}
+level=warn msg="slow query" duration=1.2s
+INFO:werkzeug:127.0.0.1 GET /health 200
+ERROR:app:checkout failed
+Traceback (most recent call last):
+  File "/app/app.py", line 10, in checkout
+    pay()
+ValueError: card declined
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File "/app/app.py", line 12, in checkout
+RuntimeError: checkout failed
+Exception in thread "main" java.lang.IllegalStateException: boom
+\tat com.example.Main.run(Main.java:10)
+\tat com.example.Main.main(Main.java:5)
+Caused by: java.io.IOException: disk
+\t... 2 more
+plain line without level
+"""
+
+
+def test_log_file_lines_become_records(col: Proc) -> None:
+    (col.logs / "collector.log").write_text("ignored line\n")
+    (col.logs / "notes.txt").write_text("ignored too\n")
+    with open(col.logs / "web.log", "a") as f:
+        f.write(LOG_TEXT.replace("\\t", "\t").replace("TRACE", "0123456789abcdef0123456789abcdef"))
+        f.write("x" * 40_000 + "\n")
+    rows = eventually(
+        lambda: (
+            (
+                r := col.q(
+                    "SELECT level, body, trace_id, attributes->>'user', ts, template "
+                    "FROM logs WHERE service = 'web' ORDER BY seq"
+                )
+            )
+            and len(r) >= 7
+            and r
+        )
+    )
+    levels = [r[0] for r in rows]
+    assert levels == ["error", "warn", "info", "error", "error", "info", "info"], rows
+    assert rows[0][1] == "db timeout after 30s" and rows[0][2] == "0123456789abcdef0123456789abcdef"
+    assert rows[0][3] == "u1" and rows[0][4].startswith("2024-05-01T10:00:00")
+    assert rows[1][1] == "slow query"
+    tb = rows[3][1]
+    assert tb.startswith("ERROR:app:checkout failed\nTraceback") and tb.endswith("RuntimeError: checkout failed")
+    assert "During handling" in tb
+    assert rows[4][1].count("\n") == 4 and rows[4][1].endswith("... 2 more")
+    assert rows[5][1] == "plain line without level"
+    assert len(rows[6][1]) < 17_000 and rows[6][1].endswith("[cut 23616 bytes]")
+    assert col.q("SELECT count(*) FROM logs WHERE body LIKE 'ignored%'")[0][0] == 0
+    # truncation and a new file
+    (col.logs / "web.log").write_text("after truncate ERROR x\n")
+    (col.logs / "worker.log").write_text("worker started\n")
+    eventually(
+        lambda: (
+            col.q("SELECT count(*) FROM logs WHERE body IN ('after truncate ERROR x', 'worker started')")[0][0] == 2
+        ),
+        timeout=5,
+    )
+
+
+def test_flood_of_lines_is_complete(col: Proc) -> None:
+    n = 100_000
+    with open(col.logs / "flood.log", "w") as f:
+        for i in range(n):
+            f.write(f'{{"level":"info","msg":"request {i} done","i":{i}}}\n')
+    t0 = time.monotonic()
+    eventually(lambda: col.q("SELECT count(*) FROM logs WHERE service = 'flood'")[0][0] == n, timeout=30)
+    assert time.monotonic() - t0 < 15
+    assert col.q("SELECT count(DISTINCT attributes->>'i'), count(DISTINCT template) FROM logs WHERE service = 'flood'")[
+        0
+    ] == (n, 1)
+
+
+# ---- lifecycle: shutdown, file reads after down, restart without duplicates ----------------------
+
+
+def test_restart_reads_file_and_resumes_without_duplicates(tmp_path: Path) -> None:
+    proc = Proc(tmp_path, vm_url=f"http://127.0.0.1:{free_port()}").start()  # VM down: must not matter
+    log = proc.logs / "app.log"
+    log.write_text("".join(f"line {i}\n" for i in range(1000)))
+    r = requests.post(
+        f"{proc.url}/v1/traces",
+        data=_span_request("before-restart", n=5).SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+        timeout=5,
+    )
+    assert r.status_code == 200
+    eventually(lambda: proc.q("SELECT count(*) FROM logs")[0][0] == 1000)
+    eventually(lambda: _count(proc, "before-restart") == 5)
+    took = proc.stop()
+    assert took < 2.0
+    store = proc.store()
+    res = store.query("SELECT count(*) FROM logs")
+    assert res.source == "file" and res.rows == [(1000,)]
+    store.close()
+    with open(log, "a") as f:
+        f.write("".join(f"line {i}\n" for i in range(1000, 1500)))
+    proc.start()
+    eventually(lambda: proc.q("SELECT count(*) FROM logs")[0][0] >= 1500)
+    time.sleep(0.5)
+    assert proc.q("SELECT count(*), count(DISTINCT body), max(seq) FROM logs")[0] == (1500, 1500, 1499)
+    assert "vm_unavailable" in requests.get(f"{proc.url}/metrics", timeout=2).text or True
+    proc.stop()
+
+
+def test_size_cap_prunes_oldest(tmp_path: Path) -> None:
+    from legible.collector._writer import Writer
+
+    w = Writer(tmp_path / "s.duckdb", max_bytes=2 * 1024 * 1024)
+    now = time.time_ns()
+    for batch in range(10):
+        rows = [
+            (
+                now + i,
+                now,
+                "app",
+                "info",
+                9,
+                None,
+                f"line {batch} {i} " + "p" * 200,
+                "{}",
+                "{}",
+                None,
+                None,
+                None,
+                "stdout",
+            )
+            for i in range(10_000)
+        ]
+        w.add("logs", rows)
+        w.flush()
+    before = w.query("SELECT count(*), min(seq) FROM logs")[1][0]
+    deleted = w.prune()
+    after = w.query("SELECT count(*), min(seq), max(seq) FROM logs")[1][0]
+    assert deleted > 0 and after[0] == before[0] - deleted and after[1] > 0 and after[2] == 99_999
+    assert w.used_bytes <= 2 * 1024 * 1024
+    w.close()
+
+
+def test_service_plan(tmp_path: Path) -> None:
+    from legible.services.collector import CollectorService
+    from legible.worktree import Worktree
+
+    class Ctx:  # the attributes of legible.plan.PlanContext the kind reads
+        worktree = Worktree(tmp_path, "wt-abcdef01")
+        ports = {"otlp-http": 41002, "otlp-grpc": 41003, "victoria-metrics": 41001}
+
+        def env_for(self, service: str, port: int) -> dict[str, str]:
+            return {"PATH": "/bin", "OTEL_SERVICE_NAME": service, "PORT": str(port)}
+
+    plan = CollectorService().plan(Ctx())  # type: ignore[arg-type]
+    assert plan.role == "collector" and plan.depends_on == ["victoria-metrics"] and plan.port == 41002
+    assert plan.probe.kind == "http" and plan.probe.target == "http://127.0.0.1:41002/health"
+    assert plan.argv[1:3] == ["-m", "legible.collector"]
+    assert f"--db={tmp_path}/.legible/data/signals.duckdb" in plan.argv
+    assert "--grpc-port=41003" in plan.argv and "--vm-url=http://127.0.0.1:41001" in plan.argv
+    assert plan.env["OTEL_SDK_DISABLED"] == "true" and "OTEL_SERVICE_NAME" not in plan.env
+    assert CollectorService().detect().path is not None

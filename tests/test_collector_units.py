@@ -1,0 +1,118 @@
+"""Pure parts of the collector: line parsing, multi-line records, Prometheus naming, span histogram."""
+
+from __future__ import annotations
+
+import pytest
+
+from legible.collector._lines import MAX_LINE, RecordAssembler, cut, parse_line
+from legible.collector._metrics import Derived, render
+from legible.collector._otlp import label_name, prom_name
+
+NOW = 1_800_000_000_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("line", "level", "body"),
+    [
+        ('{"level":"warning","message":"disk 91%","host":"a"}', "warn", "disk 91%"),
+        ('{"level":50,"msg":"pino error","time":1714557600000}', "error", "pino error"),
+        ('{"severity":"CRITICAL","event":"structlog event"}', "fatal", "structlog event"),
+        ('{"msg":"with exc","exc_info":"Traceback (most recent call last):\\nKeyError: 1"}', "error",
+         "with exc\nTraceback (most recent call last):\nKeyError: 1"),
+        ('time=2024-05-01T10:00:00Z level=debug msg="cache miss" key=k1', "debug", "cache miss"),
+        ("2024-05-01 10:00:00,123 ERROR [app] failed", "error", "2024-05-01 10:00:00,123 ERROR [app] failed"),
+        ("[2024-05-01T10:00:00Z] [warn] low memory", "warn", "[2024-05-01T10:00:00Z] [warn] low memory"),
+        ("WARNING:root:careful", "warn", "WARNING:root:careful"),
+        ("just some text with error inside", "info", "just some text with error inside"),
+        ("{not json", "info", "{not json"),
+        ("a=b but not logfmt", "info", "a=b but not logfmt"),
+    ],
+)
+def test_parse_line(line: str, level: str, body: str) -> None:
+    p = parse_line(line, NOW)
+    assert (p.level, p.body) == (level, body)
+
+
+def test_parsed_fields() -> None:
+    p = parse_line('{"ts":1714557600.5,"msg":"x","trace_id":"4BF92F3577B34DA6A3CE929D0E0E4736",'
+                   '"spanId":"00f067aa0ba902b7","n":1,"nested":{"a":[1,2]}}', NOW)
+    assert p.time_ns == 1714557600_500000000 and p.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert p.span_id == "00f067aa0ba902b7" and p.attributes == {"n": 1, "nested": {"a": [1, 2]}}
+    p = parse_line("GET / [trace_id=4bf92f3577b34da6a3ce929d0e0e4736 span_id=00f067aa0ba902b7] ok", NOW)
+    assert (p.trace_id, p.span_id) == ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
+    assert parse_line('{"ts":99999999999999999999,"msg":"far"}', NOW).time_ns is None
+
+
+def _records(text: str) -> list[tuple[str, str]]:
+    asm = RecordAssembler()
+    out = []
+    off = 0
+    for line in text.split("\n"):
+        off += len(line) + 1
+        out += asm.feed(line, off, NOW)
+    out += asm.flush()
+    return [(r.parsed.level, r.parsed.body) for r in out]
+
+
+def test_multiline_records() -> None:
+    recs = _records(
+        "Traceback (most recent call last):\n  File \"a\", line 1\nKeyError: 'x'\nINFO next\n"
+        "INFO request\nTraceback (most recent call last):\n  File \"b\"\nOSError: y\n"
+        "Exception in thread \"main\" java.lang.RuntimeException: r\n\tat a.B.c(B.java:1)\n"
+        "Caused by: x.Y: z\n\t... 1 more\n"
+        "panic: oh no\n\ngoroutine 1 [running]:\nmain.main()\n\t/x/main.go:5 +0x1d\n"
+    )
+    assert recs[0] == ("error", "Traceback (most recent call last):\n  File \"a\", line 1\nKeyError: 'x'")
+    assert recs[1] == ("info", "INFO next")
+    assert recs[2] == ("info", "INFO request")  # an info line does not adopt the crash that follows
+    assert recs[3][0] == "error" and recs[3][1].endswith("OSError: y")
+    assert recs[4][0] == "error" and recs[4][1].count("\n") == 3
+    assert recs[5] == ("fatal", "panic: oh no")
+    assert recs[6][1] == "goroutine 1 [running]:"
+    assert recs[7][1] == "main.main()\n\t/x/main.go:5 +0x1d"
+
+
+def test_safe_offset_stops_before_an_open_record() -> None:
+    asm = RecordAssembler()
+    assert asm.feed("first", 6, NOW) == [] and asm.safe_offset == 0
+    assert len(asm.feed("second", 13, NOW)) == 1 and asm.safe_offset == 6
+    asm.flush()
+    assert asm.safe_offset == 13
+
+
+def test_cut() -> None:
+    assert cut("é" * (MAX_LINE + 3)).endswith("…[cut 6 bytes]")
+    assert cut("short") == "short"
+
+
+@pytest.mark.parametrize(
+    ("name", "unit", "kind", "expected"),
+    [
+        ("http.server.request.duration", "s", "histogram", "http_server_request_duration_seconds"),
+        ("http.server.duration", "ms", "histogram", "http_server_duration_milliseconds"),
+        ("process.memory.usage", "By", "gauge", "process_memory_usage_bytes"),
+        ("system.cpu.utilization", "1", "gauge", "system_cpu_utilization_ratio"),
+        ("shop.orders", "{order}", "counter", "shop_orders"),
+        ("requests_total", "", "counter", "requests"),
+        ("throughput", "By/s", "gauge", "throughput_bytes_per_second"),
+        ("2xx-count", "", "gauge", "_2xx_count"),
+    ],
+)
+def test_prom_name(name: str, unit: str, kind: str, expected: str) -> None:
+    assert prom_name(name, unit, kind) == expected
+
+
+def test_label_name() -> None:
+    assert label_name("http.route") == "http_route" and label_name("1a") == "key_1a"
+
+
+def test_span_histogram_exposition() -> None:
+    d = Derived("wt")
+    row = ("t", "s", None, None, "svc", "GET /", "server", 0, 0, 0.0, "ok")
+    d.observe_spans([row[:9] + (ms,) + row[10:] for ms in (1.0, 2.0, 3.0, 3000.0)])
+    d.count_logs([(0, 0, "svc", "error")])
+    text = render(d.take()[0]).decode()
+    assert ('legible_span_duration_seconds_bucket{le="0.002",service="svc",span_kind="server",span_name="GET /",'
+            'status_code="ok",worktree="wt"} 2.0') in text
+    assert 'le="+Inf"' in text and 'legible_spans_total{service="svc"' in text
+    assert 'legible_log_lines_total{level="error",service="svc",worktree="wt"} 1.0' in text

@@ -1,0 +1,97 @@
+"""The store's schema, migrations and read-only query API (file path; the collector path is in test_collector)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from legible._errors import NotRunning, UsageError
+from legible.store import MAX_ROWS, MIGRATIONS, check_read_only, migrate, open_store, store_path, template_sql
+
+
+def _state(tmp_path: Path) -> Path:
+    state = tmp_path / ".legible"
+    path = store_path(state)
+    path.parent.mkdir(parents=True)
+    con = duckdb.connect(str(path))
+    assert migrate(con) == [name for name, _ in MIGRATIONS]
+    assert migrate(con) == []
+    con.execute(
+        "INSERT INTO logs (seq, time_ns, observed_ns, service, level, severity_number, body, source, attributes) "
+        "SELECT i, 1714557600000000000 + i, 1714557600000000000 + i, 'app', 'info', 9, 'line ' || i, 'stdout', "
+        "'{\"i\": 1}' FROM range(12000) t(i)"
+    ).fetchall()
+    con.close()
+    return state
+
+
+def test_migrations_are_recorded(tmp_path: Path) -> None:
+    state = _state(tmp_path)
+    with open_store(state) as store:
+        assert store.query("SELECT name FROM _migrations").rows == [("m001_initial",)]
+        cols = store.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'spans'").rows
+        assert {"trace_id", "duration_ms", "events", "links", "status_code", "start_ts"} <= {c for (c,) in cols}
+
+
+def test_file_queries_are_capped_typed_and_parameterised(tmp_path: Path) -> None:
+    state = _state(tmp_path)
+    store = open_store(state, collector_url=None)
+    res = store.query("SELECT seq FROM logs ORDER BY seq")
+    assert res.source == "file" and res.truncated and len(res.rows) == MAX_ROWS
+    cols, rows = store.query("SELECT ts, attributes, body FROM logs WHERE seq = ?", [3])
+    assert cols == ["ts", "attributes", "body"]
+    assert rows == [("2024-05-01T10:00:00", '{"i": 1}', "line 3")]
+    assert store.query("SELECT count(*) FROM logs WHERE body = $b", {"b": "line 7"}).rows == [(1,)]
+    assert store.query("SELECT 1", max_rows=0).truncated
+    store.close()
+
+
+def test_unreachable_collector_falls_back_to_the_file(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = open_store(_state(tmp_path), collector_url=f"http://127.0.0.1:{port}")
+    assert store.query("SELECT count(*) FROM logs").rows == [(12000,)]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["DELETE FROM logs", "DROP TABLE logs", "INSERT INTO logs SELECT * FROM logs", "SELECT 1; SELECT 2",
+     "ATTACH 'x.db'", "COPY logs TO 'x.csv'", "PRAGMA version", "CREATE TABLE x (a INT)", "SET threads = 1",
+     "selec 1"],
+)
+def test_only_read_only_statements(tmp_path: Path, sql: str) -> None:
+    with pytest.raises(UsageError):
+        check_read_only(sql)
+
+
+@pytest.mark.parametrize("sql", ["SELECT 1", "WITH a AS (SELECT 1) SELECT * FROM a", "EXPLAIN SELECT 1",
+                                 "DESCRIBE logs", "SHOW TABLES", "SUMMARIZE logs"])
+def test_read_statements_pass(sql: str) -> None:
+    check_read_only(sql)
+
+
+def test_errors(tmp_path: Path) -> None:
+    with pytest.raises(NotRunning):
+        open_store(tmp_path / ".legible").query("SELECT 1")
+    store = open_store(_state(tmp_path))
+    with pytest.raises(UsageError, match="nosuch"):
+        store.query("SELECT * FROM nosuch")
+    assert store.query("SELECT 1").rows == [(1,)]  # the connection survives an error
+
+
+@pytest.mark.parametrize(
+    ("body", "template"),
+    [
+        ("GET /items/123 took 12.5ms", "GET /items/<n> took <n>ms"),
+        ("user 550e8400-e29b-41d4-a716-446655440000 trace=4bf92f3577b34da6a3ce929d0e0e4736", "user <uuid> trace=<hex>"),
+        ('Traceback (most recent call last):\n  File "a.py", line 3\nValueError: order 42\n', "ValueError: order <n>"),
+        ("first line 1\nsecond line", "first line <n>"),
+    ],
+)
+def test_template(body: str, template: str) -> None:
+    con = duckdb.connect()
+    assert con.execute(f"SELECT {template_sql()} FROM (SELECT $b AS body)", {"b": body}).fetchall() == [(template,)]
