@@ -25,4 +25,4 @@ if ! command -v victoria-metrics >/dev/null || ! command -v chromium >/dev/null;
     .venv/bin/legible doctor --install || true
   fi
 fi
-.venv/bin/legible doctor
+PATH="$PWD/.venv/bin:$PATH" .venv/bin/legible doctor

@@ -83,6 +83,15 @@ def listening_ports(ports: range | list[int]) -> list[int]:
     )
 
 
+def is_loopback(ip: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback (``::ffff:127.0.0.1``, as gRPC binds)."""
+    import ipaddress
+
+    addr = ipaddress.ip_address(ip)
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return addr.is_loopback or bool(mapped and mapped.is_loopback)
+
+
 @pytest.fixture
 def down_after():
     """Collect worktrees; `legible down` each at teardown so a failing test leaves nothing running."""

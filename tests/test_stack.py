@@ -15,7 +15,7 @@ import psutil
 import pytest
 import requests
 
-from .conftest import REPO, cli, cli_json, git, listening_ports, make_repo, stack_pids
+from .conftest import REPO, cli, cli_json, git, is_loopback, listening_ports, make_repo, stack_pids
 
 SHOP_TOML = """\
 [app]
@@ -86,7 +86,7 @@ def test_up_example_app_answers_and_down_leaves_nothing(tmp_path: Path, down_aft
     assert pids
     for c in psutil.net_connections("tcp"):
         if c.status == "LISTEN" and c.pid in pids:
-            assert c.laddr.ip in ("127.0.0.1", "::1"), c
+            assert is_loopback(c.laddr.ip), c
     ports = range(int(ep["app"].rsplit(":", 1)[1]), int(ep["app"].rsplit(":", 1)[1]) + 16)
     assert listening_ports(ports)
 
