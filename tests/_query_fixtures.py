@@ -80,6 +80,8 @@ def build_store(root: Path, now_ns: int | None = None) -> dict[str, object]:
     # 35 distinct one-off lines (many small groups, so the default view must cut)
     for i in range(35):
         log(now - int((300 - i) * 1e9), "app", "info", f"feature flag {chr(65 + i % 26)}{chr(97 + i)} enabled")
+    # a log-only trace whose id shares its first 8 hex with T_SLOW (an ambiguous prefix), an hour old
+    log(now - int(3600 * 1e9), "app", "debug", "background job tick", {}, "5c0ffee1" + "0" * 24, None, "otlp")
     # an old error outside a 15m window
     log(now - int(2 * 3600 * 1e9), "app", "error", "database is locked", {"db": "main"})
     # the /error request: its trace, with an error span, an exception event and logs under the spans

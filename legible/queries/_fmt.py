@@ -90,7 +90,7 @@ def parse_time(text: str, now_ns: int, *, what: str = "--since") -> int:
         return 0
     if re.fullmatch(r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?", s):
         parts = s.split(":")
-        today = _dt.datetime.now().astimezone()
+        today = _dt.datetime.fromtimestamp(now_ns / 1e9).astimezone()
         t = today.replace(hour=int(parts[0]), minute=int(parts[1]),
                           second=int(float(parts[2])) if len(parts) > 2 else 0, microsecond=0)
         ns = int(t.timestamp() * 1e9)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from legible._errors import UsageError
+from legible._errors import NotRunning, UsageError
 from legible.queries._fmt import (
     align,
     cut_line,
@@ -600,7 +600,8 @@ def follow(
     """Poll the store for lines after ``seq`` ``after_seq`` that match ``flt`` (time bounds ignored).
 
     The store is reopened on every poll (and its file connection closed), so the collector can take the
-    file when the stack comes up, and the query moves to it. Stop by closing the generator (or Ctrl-C).
+    file when the stack comes up, and the query moves to it; a poll that finds the file locked by a
+    collector that does not answer yet yields nothing. Stop by closing the generator (or Ctrl-C).
 
     Args:
         opener: returns the store (see :func:`legible.queries.store_opener`).
@@ -624,6 +625,8 @@ def follow(
         store = opener()
         try:
             rows = store.query(sql, [*sel_params, last, *params]).rows
+        except NotRunning:
+            rows = []  # the file is locked by a collector that is starting: ask again on the next poll
         finally:
             store.close()
         if rows:

@@ -309,7 +309,8 @@ def render_metrics(res: MetricsResult, limit: int = MAX_SERIES) -> list[str]:
     ordered = sorted(res.series, key=_sort_key)
     out = [head]
     for s in ordered[:limit]:
-        lab = _labels_text(s.labels, res.common if n > 1 else None) if s.labels else "(scalar)"
+        lab = _labels_text(s.labels, res.common if n > 1 else None) if s.labels else (
+            "(scalar)" if res.result_type == "scalar" else "(no labels)")
         if n > 1 and lab == "{}":
             lab = "(no distinguishing labels)"
         if res.kind == "instant":

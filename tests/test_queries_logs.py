@@ -1,0 +1,190 @@
+"""`legible logs` over a real store file (the "after `legible down`" path: no stack, the kept DuckDB file)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from clis.main import app
+from tests._query_fixtures import T_ERR, build_store, git_repo
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = git_repo(tmp_path_factory.mktemp("logs") / "wt")
+    build_store(root)
+    return root
+
+
+def run(repo: Path, monkeypatch: pytest.MonkeyPatch, *args: str):
+    monkeypatch.chdir(repo)
+    return CliRunner().invoke(app, list(args))
+
+
+def test_default_view_groups_errors_first_bounded_with_cut_line(repo, monkeypatch):
+    res = run(repo, monkeypatch, "logs")
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert len(lines) <= 42
+    assert lines[0].startswith("733 lines in last 15m from app, collector: 2 error groups, 1 warn group;")
+    assert lines[1].split()[:4] == ["N", "LEVEL", "SERVICE", "SEEN"]
+    assert lines[2].split()[1] == "error" and lines[3].split()[1] == "error"
+    assert any(ln.split()[:2] == ["600", "info"] and "GET /items/" in ln for ln in lines)
+    assert lines[-1].startswith("… 12 more groups: --limit 60")
+    assert "database is locked" not in res.output  # 2 h old: outside the default window
+
+
+def test_error_question_answered_in_two_commands_under_2kb(repo, monkeypatch):
+    first = run(repo, monkeypatch, "logs", "--level", "error")
+    assert first.exit_code == 0
+    assert f"trace={T_ERR}" in first.output
+    assert "ValueError: card declined for order 42" in first.output
+    assert "at /app/payments.py:12 in charge" in first.output
+    trace_id = first.output.split("trace=")[1].split()[0]
+    second = run(repo, monkeypatch, "trace", trace_id[:8])
+    assert second.exit_code == 0, second.output
+    assert "charge" in second.output and "! ValueError: card declined for order 42" in second.output
+    assert len((first.output + second.output).encode()) < 2048
+
+
+def test_level_grep_attr_trace_filters(repo, monkeypatch):
+    out = run(repo, monkeypatch, "logs", "--level", "warning").output
+    assert "level>=warn" in out.splitlines()[0] and "slow query took" in out and "GET /items" not in out
+    out = run(repo, monkeypatch, "logs", "--grep", "CACHE MISS").output
+    assert out.startswith("25 lines") and "cache miss key=user:" in out
+    out = run(repo, monkeypatch, "logs", "--regex", r"order \d+$", "--raw").output
+    assert "validating order 42" in out
+    out = run(repo, monkeypatch, "logs", "--attr", "http.route=/error", "--raw").output
+    assert out.startswith("1 lines") and "ValueError" in out
+    out = run(repo, monkeypatch, "logs", "--trace-id", T_ERR[:10], "--raw", "--fields", "level,span_id,body").output
+    assert out.splitlines()[0].startswith("3 lines")
+    assert "info c0ffee0000000001 validating order 42" in out
+    out = run(repo, monkeypatch, "logs", "--service", "collector").output
+    assert out.startswith("30 lines") and "flushed batch" in out
+
+
+def test_raw_newest_last_bounded_with_tracebacks_kept_whole(repo, monkeypatch):
+    res = run(repo, monkeypatch, "logs", "--raw")
+    lines = res.output.splitlines()
+    assert lines[0].startswith("733 lines in last 15m; newest")
+    assert len(lines) <= 42
+    assert lines[-1].startswith("… ") and "more earlier lines" in lines[-1]
+    assert "GET /items/7 200 24ms" in lines[-2]  # the newest line is last
+
+
+def test_window_hint_when_nothing_matches(repo, monkeypatch):
+    out = run(repo, monkeypatch, "logs", "--grep", "database is locked").output
+    assert out.splitlines()[0].startswith("0 lines in last 15m")
+    assert "newest 2h ago: try --since 3h" in out
+    out = run(repo, monkeypatch, "logs", "--grep", "database is locked", "--since", "3h").output
+    assert out.startswith("1 lines in last 3h")
+
+
+def test_json_documents(repo, monkeypatch):
+    doc = json.loads(run(repo, monkeypatch, "logs", "--json", "--level", "error").output)
+    assert doc["schema"] == "legible.logs/v1" and doc["view"] == "groups"
+    assert doc["total"] == 2 and doc["groups"][0]["trace_id"] == T_ERR
+    assert doc["groups"][0]["last"].endswith("Z")
+    doc = json.loads(run(repo, monkeypatch, "logs", "--json", "--raw", "-n", "3").output)
+    assert doc["view"] == "raw" and len(doc["lines"]) == 3 and doc["lines"][0]["ts"].endswith("Z")
+    doc = json.loads(run(repo, monkeypatch, "logs", "--json", "--sql", "SELECT level, count(*) AS n FROM logs "
+                         "GROUP BY ALL ORDER BY n DESC").output)
+    assert doc["schema"] == "legible.sql/v1" and doc["rows"][0] == ["info", 666]
+
+
+def test_sql_escape_hatch_bounded(repo, monkeypatch):
+    res = run(repo, monkeypatch, "logs", "--sql", "SELECT seq, body FROM logs ORDER BY seq", "-n", "5")
+    assert res.exit_code == 0
+    lines = res.output.splitlines()
+    assert lines[0].split() == ["seq", "body"] and len(lines) == 7
+    assert lines[-1].startswith("… 730 more rows: --limit 100")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "5x"], "error: --since: '5x' is not a duration"),
+        (["--regex", "(unclosed"], "error: --regex: '(unclosed' is not a regular expression"),
+        (["--sql", "DELETE FROM logs"], "error: SQL: only SELECT/WITH/EXPLAIN are allowed"),
+        (["--sql", "SELECT nope FROM logs"], "error: SQL: Binder Error"),
+        (["--level", "loud"], "error: --level: 'loud' is not a level"),
+        (["--attr", "novalue"], "error: --attr: 'novalue' is not key=value"),
+        (["--fields", "ts,nope"], "error: --fields: unknown field 'nope'"),
+        (["--limit", "0"], "error: --limit: 0 must be at least 1"),
+        (["--bogus"], "error: legible logs: unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_error(repo, monkeypatch, args, message):
+    res = run(repo, monkeypatch, "logs", *args)
+    assert res.exit_code == 2
+    err = res.stderr.splitlines()
+    assert err[0].startswith(message), err
+    assert len(err) == 2 and err[1].startswith("hint: ")
+
+
+def test_no_store_is_not_running(tmp_path, monkeypatch):
+    root = git_repo(tmp_path / "empty")
+    res = run(root, monkeypatch, "logs")
+    assert res.exit_code == 2 and res.stderr.startswith("error: no store at ")
+
+
+def test_help_lists_the_options(repo, monkeypatch):
+    res = run(repo, monkeypatch, "logs", "--help")
+    assert res.exit_code == 0 and "--since" in res.output and "--follow" in res.output
+
+
+def _append_error_line(repo: Path, body: str) -> None:
+    """Append one error line to the store, retrying while the follower holds its read lock."""
+    import duckdb
+
+    from legible.store import store_path
+
+    for _ in range(100):
+        try:
+            con = duckdb.connect(str(store_path(repo / ".legible")))
+        except duckdb.Error:
+            time.sleep(0.05)
+            continue
+        try:
+            con.execute("INSERT INTO logs (seq, time_ns, observed_ns, service, level, severity_number, body, "
+                        "template, source) SELECT max(seq) + 1, ?, ?, 'app', 'error', 17, ?, ?, 'stdout' FROM logs",
+                        [time.time_ns(), time.time_ns(), body, body])
+        finally:
+            con.close()
+        return
+    raise AssertionError("could not open the store for writing")
+
+
+def test_follow_prints_new_lines_and_stops_cleanly_on_ctrl_c(tmp_path):
+    root = git_repo(tmp_path / "wt")
+    build_store(root)
+    proc = subprocess.Popen([sys.executable, "-m", "clis.main", "logs", "--follow", "--level", "error"],
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("following new lines, level>=error; last 2 shown; Ctrl-C stops"), first
+        _append_error_line(root, "disk full while writing /tmp/x")
+        time.sleep(1.2)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+        out, err = proc.stdout.read(), proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "request failed: 500" in out
+    assert out.splitlines()[-1].endswith("error app disk full while writing /tmp/x")

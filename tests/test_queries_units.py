@@ -1,0 +1,92 @@
+"""Pure helpers of legible.queries: parsing, formatting, sparklines, units, headlines."""
+
+from __future__ import annotations
+
+import pytest
+
+from legible._errors import UsageError
+from legible.queries import _fmt
+from legible.queries.logs import compact_location, headline, make_filter
+from legible.queries.metrics import format_value, metric_type, sparkline, unit_of
+from tests._query_fixtures import TRACEBACK
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("500ms", 0.5), ("30s", 30), ("5m", 300), ("2h", 7200),
+                                               ("1d", 86400), ("1h30m", 5400), ("1.5s", 1.5), ("45", 45)])
+def test_parse_duration(text, seconds):
+    assert _fmt.parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "5x", "m5", "-3s", "5m junk", "nan"])
+def test_parse_duration_rejects(text):
+    with pytest.raises(UsageError):
+        _fmt.parse_duration(text, what="--since")
+
+
+def test_parse_time_forms():
+    now = 1_800_000_000 * 10**9
+    assert _fmt.parse_time("5m", now) == now - 300 * 10**9
+    assert _fmt.parse_time("all", now) == 0
+    assert _fmt.parse_time("2027-01-15T08:00:00+00:00", now) == _fmt.parse_time("2027-01-15T08:00:00Z", now)
+    assert 0 <= now - _fmt.parse_time("00:00", now) <= 86400 * 10**9
+    with pytest.raises(UsageError):
+        _fmt.parse_time("2027-13-45T99", now)
+
+
+@pytest.mark.parametrize(("ms", "text"), [(0.42, "0.42 ms"), (3.44, "3.4 ms"), (87.2, "87 ms"),
+                                          (1234.5, "1.23 s"), (12345, "12.3 s"), (125000, "2m05s"), (None, "-")])
+def test_fmt_ms(ms, text):
+    assert _fmt.fmt_ms(ms) == text
+
+
+@pytest.mark.parametrize(("x", "text"), [(0.00123456, "0.001235"), (12.3456, "12.35"), (2.0, "2"),
+                                         (123456.0, "123500"), (1.23456e9, "1.235e+09"), (0, "0")])
+def test_sig4(x, text):
+    assert _fmt.sig4(x) == text
+
+
+def test_fmt_ago():
+    now = 10**18
+    assert _fmt.fmt_ago(now - 3 * 10**9, now) == "3s ago"
+    assert _fmt.fmt_ago(now - 90 * 10**9, now) == "1m30s ago"
+    assert _fmt.fmt_ago(now - 7200 * 10**9, now) == "2h ago"
+
+
+def test_sparkline():
+    assert sparkline([1, 2, 3, 4, 5, 6, 7, 8]) == "▁▂▃▄▅▆▇█"
+    assert sparkline([5, 5, 5]) == "▄▄▄"
+    assert sparkline([1, None, 3]) == "▁ █"
+    assert len(sparkline(list(range(1000)))) == 40
+
+
+def test_units_and_values():
+    assert unit_of("legible_span_duration_seconds_bucket") == "s"
+    assert unit_of(None, "histogram_quantile(0.99, sum by (le) (rate(x_seconds_bucket[5m])))") == "s"
+    assert unit_of(None, "rate(x_seconds_count[5m])") is None
+    assert unit_of("process_resident_memory_bytes") == "bytes"
+    assert format_value(0.1234, "s") == "123.4 ms"
+    assert format_value(2.5, "s") == "2.5 s"
+    assert format_value(3 * 2**20, "bytes") == "3 MiB"
+    assert format_value(12.34567, None) == "12.35"
+
+
+def test_metric_types():
+    names = {"a_bucket", "a_count", "a_sum", "b_count", "c_total", "d"}
+    assert [metric_type(n, names) for n in ["a_bucket", "a_count", "b_count", "c_total", "d"]] == [
+        "histogram", "histogram", "summary", "counter", "gauge"]
+
+
+def test_headline_of_a_traceback_is_its_exception():
+    head, loc = headline(TRACEBACK)
+    assert head == "ValueError: card declined for order 42"
+    assert compact_location(loc) == "/app/payments.py:12 in charge"
+    assert headline("one line\nand more") == ("one line", None)
+
+
+def test_filter_sql_is_parameterised():
+    flt = make_filter(since="5m", service=["app,worker"], level="warn", grep="Boom", attr=["k=v"],
+                      trace_id="ABCDEF", now=10**18)
+    where, params = flt.where()
+    assert "?" in where and "Boom" not in where and "boom" in params
+    assert params[:3] == [10**18 - 300 * 10**9, "app", "worker"] and "warn" in params and "abcdef" in params
+    assert flt.describe() == "in last 5m, level>=warn, service=app,worker, grep 'Boom', k=v, trace abcdef"
