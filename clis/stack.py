@@ -120,7 +120,15 @@ def ps(as_json: bool = JSON) -> None:
         print("no stacks on this machine")
         return
     rows = [
-        [s["key"], s["status"], s["ports"], s["app"], str(s["restarts"]), f"{s['uptime_s']:.0f}s", s["worktree"]]
+        [
+            s["key"],
+            s["status"],
+            s["ports"],
+            s["app"],
+            str(s["restarts"]),
+            f"{s['uptime_s']:.0f}s" if s["uptime_s"] is not None else "-",
+            s["worktree"],
+        ]
         for s in stacks
     ]
     print(f"{len(stacks)} stacks ({sum(s['alive'] for s in stacks)} alive)")

@@ -11,11 +11,12 @@ import os
 from pathlib import Path
 
 
-def state_home() -> Path:
-    """Return ``$XDG_STATE_HOME/legible``, creating it."""
+def state_home(create: bool = True) -> Path:
+    """Return ``$XDG_STATE_HOME/legible`` (default ``~/.local/state/legible``), creating it unless told not to."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     path = Path(base) / "legible"
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

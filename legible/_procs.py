@@ -17,6 +17,10 @@ import psutil
 #: Environment variable set on every service process; its value is the worktree key. ``legible gc``
 #: finds orphans (even grandchildren of a dead supervisor) by it.
 STACK_ENV = "LEGIBLE_STACK"
+#: Environment variable set on every service process: the lease registry (``leases.json``) its stack is
+#: in. ``legible gc`` only touches processes of its own registry, so a registry in another
+#: ``XDG_STATE_HOME`` (another user setup, a test) is never reclaimed by mistake.
+REGISTRY_ENV = "LEGIBLE_REGISTRY"
 
 
 @dataclass(frozen=True)
@@ -83,18 +87,22 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
-def stack_processes(key: str | None = None) -> Iterator[psutil.Process]:
+def stack_processes(key: str | None = None, registry: str | None = None) -> Iterator[psutil.Process]:
     """Yield live processes whose environment has ``LEGIBLE_STACK`` (equal to ``key`` when given).
 
-    Only this user's processes are readable; others are skipped silently.
+    With ``registry``, only processes whose ``LEGIBLE_REGISTRY`` equals it. Only this user's processes are
+    readable; others are skipped silently.
     """
     me = os.getpid()
     for p in psutil.process_iter(["pid"]):
         if p.pid == me:
             continue
         try:
-            value = p.environ().get(STACK_ENV)
+            env = p.environ()
+            value = env.get(STACK_ENV)
             if value is None or (key is not None and value != key):
+                continue
+            if registry is not None and env.get(REGISTRY_ENV) != registry:
                 continue
             if p.status() == psutil.STATUS_ZOMBIE:
                 continue

@@ -26,7 +26,8 @@ from string import Template
 from typing import Any
 
 from legible._errors import ConfigError, PrerequisiteMissing
-from legible._procs import STACK_ENV
+from legible._paths import state_home
+from legible._procs import REGISTRY_ENV, STACK_ENV
 from legible.config import LegibleConfig, ServiceConfig, order_services
 from legible.lease import BLOCK_SIZE, FIRST_EXTRA_SLOT, SLOTS, Lease
 from legible.services import BUILTIN
@@ -90,6 +91,7 @@ class PlanContext:
         """The variables every service gets (see the module docstring), without ``PORT``."""
         env = {
             STACK_ENV: self.worktree.key,
+            REGISTRY_ENV: str(state_home(create=False) / "leases.json"),
             "LEGIBLE_WORKTREE": self.worktree.key,
             "LEGIBLE_STATE_DIR": str(self.worktree.state_dir),
             "HOST": "127.0.0.1",

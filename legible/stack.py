@@ -215,8 +215,9 @@ def down(start: Path | None = None, *, purge: bool = False, timeout: float = 15.
         if not wait_gone(ref, timeout):
             os.kill(ref.pid, signal.SIGKILL)
             wait_gone(ref, 2.0)
-    orphans = terminate(stack_processes(wt.key), timeout=3.0)
-    LeaseRegistry().release(wt.key)
+    registry = LeaseRegistry()
+    orphans = terminate(stack_processes(wt.key, registry=str(registry.path)), timeout=3.0)
+    registry.release(wt.key)
     if purge and wt.state_dir.exists():
         shutil.rmtree(wt.state_dir, ignore_errors=True)
     return {
@@ -310,7 +311,9 @@ def ps() -> dict[str, Any]:
                 "app": (state or {}).get("endpoints", {}).get("app", ""),
                 "services": len(services),
                 "restarts": sum(int(s.get("restarts") or 0) for s in services.values()),
-                "uptime_s": round(time.time() - float((state or {}).get("started_at") or time.time()), 1),
+                "uptime_s": round(time.time() - float((state or {}).get("started_at") or time.time()), 1)
+                if alive
+                else None,
             }
         )
     return {"schema": PS_SCHEMA, "stacks": rows}
@@ -343,7 +346,7 @@ def gc(*, dry_run: bool = False) -> dict[str, Any]:
     procs = []
     from legible._procs import STACK_ENV
 
-    for p in stack_processes():
+    for p in stack_processes(registry=str(registry.path)):
         try:
             key = p.environ().get(STACK_ENV, "")
             if key in live_keys:

@@ -288,8 +288,11 @@ class Supervisor:
         if self.state_path is None:
             return
         tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state(), indent=1))
-        os.replace(tmp, self.state_path)
+        try:
+            tmp.write_text(json.dumps(self.state(), indent=1))
+            os.replace(tmp, self.state_path)
+        except OSError as exc:  # the worktree was removed or the disk is full: keep supervising
+            print(f"supervisor: cannot write {self.state_path}: {exc}", file=sys.stderr, flush=True)
 
     # -- shutdown --------------------------------------------------------------------------------------
     def stop_all(self) -> None:
@@ -576,8 +579,15 @@ def main(argv: list[str] | None = None) -> int:
     sup = Supervisor(plan, state_path, on_ready=on_ready, on_change=on_change)
     sup.write_state()
     code = 0
+    git_marker = Path(plan.worktree) / ".git"  # a file in linked worktrees; nothing we write recreates it
+    next_check = 0.0
     try:
         while not stop["flag"]:
+            if time.monotonic() >= next_check:  # a removed worktree takes its stack with it
+                next_check = time.monotonic() + 1.0
+                if not git_marker.exists():
+                    print(f"supervisor: worktree {plan.worktree} was removed: stopping", file=sys.stderr, flush=True)
+                    break
             sup.step()
             if sup.status == "failed":
                 code = 1

@@ -91,3 +91,13 @@ def test_status_and_ps_before_any_up(tmp_path: Path) -> None:
     res = cli(root, "status")
     assert res.returncode == 0 and ": down (" in res.stdout and "legible up --wait" in res.stdout
     assert cli(root, "ps").stdout.strip() == "no stacks on this machine"
+
+
+def test_public_api_all_is_complete_and_importable() -> None:
+    import legible
+
+    for name in legible.__all__:
+        assert getattr(legible, name) is not None
+    lazy = set(legible._LAZY)
+    eager = {n for n in vars(legible) if not n.startswith("_") and isinstance(getattr(legible, n), type)}
+    assert lazy | eager == set(legible.__all__)

@@ -187,6 +187,21 @@ def test_two_worktrees_of_one_repo_run_side_by_side(tmp_path: Path, down_after: 
     ).read_text()
 
 
+def test_a_stack_whose_worktree_was_removed_stops_and_leaves_nothing(tmp_path: Path, down_after: list[Path]) -> None:
+    main = make_repo(tmp_path / "repo", '[app]\ncommand = "sleep 300"\nready = { log = "" }\n')
+    gone = tmp_path / "repo-gone"
+    git(main, "worktree", "add", "-q", "-b", "gone", str(gone))
+    code, doc = cli_json(gone, "up", "--wait")
+    assert code == 0, doc
+    git(main, "worktree", "remove", "--force", str(gone))
+    assert not gone.exists()
+    # the supervisor notices within about a second and stops its stack; gc reclaims whatever is left
+    wait_until(lambda: stack_pids(doc["key"]) == [], timeout=10)
+    code, res = cli_json(main, "gc")
+    assert code == 0 and res["orphans"] == []
+    assert cli_json(main, "ps")[1]["stacks"] == []
+
+
 def test_broken_config_is_exit_2_with_one_line_and_nothing_started(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "r", '[app]\ncommand = "python app.py"\nready_timout = 3\n')
     res = cli(root, "up", "--wait")
