@@ -188,3 +188,17 @@ def test_follow_prints_new_lines_and_stops_cleanly_on_ctrl_c(tmp_path):
     assert "Traceback" not in err
     assert "request failed: 500" in out
     assert out.splitlines()[-1].endswith("error app disk full while writing /tmp/x")
+
+
+def test_groups_fold_lines_the_collector_left_without_template(tmp_path, monkeypatch):
+    import duckdb
+
+    from legible.store import store_path
+
+    root = git_repo(tmp_path / "wt")
+    build_store(root)
+    con = duckdb.connect(str(store_path(root / ".legible")))
+    con.execute("UPDATE logs SET template = NULL WHERE service = 'app'")
+    con.close()
+    out = run(root, monkeypatch, "logs").output
+    assert any(ln.split()[:3] == ["600", "info", "app"] for ln in out.splitlines()), out

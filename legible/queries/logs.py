@@ -335,8 +335,31 @@ class LogGroups:
                 "services": self.services, "groups": [g.to_json() for g in self.groups]}
 
 
+def _groups_sql(template: str, where: str, limit: int) -> str:
+    """Return pass 1 of :func:`log_groups` as one statement.
+
+    Its rows: the top ``limit`` groups (kind ``g``), totals per level and service (``s``), and the count of
+    lines without a stored template (``n``).
+    """
+    return f"""
+WITH g AS MATERIALIZED (
+  SELECT level, service, {template} AS template, count(*) AS n, min(time_ns) AS first_ns,
+         max(time_ns) AS last_ns, arg_max(seq, time_ns) AS ex_seq,
+         arg_max(trace_id, time_ns) FILTER (WHERE trace_id IS NOT NULL) AS trace_id,
+         count(*) FILTER (WHERE template IS NULL) AS untemplated
+  FROM logs WHERE {where} GROUP BY 1, 2, 3)
+(SELECT 'g' AS kind, level, service, template, n, first_ns, last_ns, ex_seq, trace_id, {_RANK} AS rank
+ FROM g ORDER BY rank, n DESC, last_ns DESC LIMIT {int(max(limit, 0))})
+UNION ALL
+(SELECT 's', level, service, NULL, sum(n)::BIGINT, min(first_ns), max(last_ns), count(*), NULL, NULL
+ FROM g GROUP BY level, service)
+UNION ALL
+(SELECT 'n', NULL, NULL, NULL, coalesce(sum(untemplated), 0)::BIGINT, NULL, NULL, NULL, NULL, NULL FROM g)
+"""  # noqa: S608 - fixed SQL fragments; values are bound parameters
+
+
 def log_groups(store: Store, flt: LogFilter, limit: int = 30, now: int | None = None) -> LogGroups:
-    """Group the matching lines by ``(level, service, template)`` in one DuckDB statement.
+    """Group the matching lines by ``(level, service, template)`` in DuckDB (one scan, then the examples).
 
     Args:
         store: the worktree's store.
@@ -355,27 +378,18 @@ def log_groups(store: Store, flt: LogFilter, limit: int = 30, now: int | None = 
     now = now_ns() if now is None else now
     where, params = flt.where()
     # Pass 1 reads only narrow columns (the newest line of a group is found by seq, not body: 3x faster
-    # on a million lines); pass 2 fetches the few example bodies, pruned by seq's zone maps.
-    # The collector fills logs.template; the slower expression over body is only for rows it did not.
-    nulls = store.query(f"SELECT count(*) FROM logs WHERE template IS NULL AND {where}", params).rows[0][0]  # noqa: S608 - fixed SQL fragments; values are bound parameters
-    template = _TEMPLATE if nulls else "template"
-    sql = f"""
-WITH g AS MATERIALIZED (
-  SELECT level, service, {template} AS template, count(*) AS n, min(time_ns) AS first_ns,
-         max(time_ns) AS last_ns, arg_max(seq, time_ns) AS ex_seq,
-         arg_max(trace_id, time_ns) FILTER (WHERE trace_id IS NOT NULL) AS trace_id
-  FROM logs WHERE {where} GROUP BY 1, 2, 3)
-(SELECT 'g' AS kind, level, service, template, n, first_ns, last_ns, ex_seq, trace_id, {_RANK} AS rank
- FROM g ORDER BY rank, n DESC, last_ns DESC LIMIT {int(max(limit, 0))})
-UNION ALL
-(SELECT 's', level, service, NULL, sum(n)::BIGINT, min(first_ns), max(last_ns), count(*), NULL, NULL
- FROM g GROUP BY level, service)
-"""  # noqa: S608 - fixed SQL fragments; values are bound parameters
-    rows = store.query(sql, params).rows
+    # on a million lines); pass 2 fetches the few example bodies, pruned by seq's zone maps. The
+    # collector fills logs.template; only if some matching rows lack it is pass 1 redone with the
+    # (slower) expression over body.
+    rows = store.query(_groups_sql("template", where, limit), params).rows
+    if any(r[0] == "g" and r[3] is None for r in rows) or any(r[0] == "n" and r[4] for r in rows):
+        rows = store.query(_groups_sql(_TEMPLATE, where, limit), params).rows
     found: list[tuple[Any, ...]] = []
     by_level: dict[str, list[int]] = {}
     per_service: dict[str, int] = {}
     for kind, level, service, template, n, first_ns, last_ns, ex_seq, tid, _rank in rows:
+        if kind == "n":
+            continue
         if kind == "g":
             found.append((level, service, template or "", int(n), int(first_ns), int(last_ns), int(ex_seq), tid))
         else:
