@@ -73,7 +73,6 @@ DEFAULT_FIELDS = ("ts", "level", "service", "body")
 RAW_BODY_LINES = 8
 #: Per group in the grouped view: at most this many detail lines (traceback location) in total.
 MAX_DETAIL_LINES = 8
-_TEMPLATE = "coalesce(template, left(split_part(body, e'\\n', 1), 200))"
 _RANK = "CASE level WHEN 'fatal' THEN 0 WHEN 'error' THEN 0 WHEN 'warn' THEN 1 ELSE 2 END"
 _HEX_RE = re.compile(r"[0-9a-f]{1,32}")
 
@@ -383,7 +382,9 @@ def log_groups(store: Store, flt: LogFilter, limit: int = 30, now: int | None = 
     # (slower) expression over body.
     rows = store.query(_groups_sql("template", where, limit), params).rows
     if any(r[0] == "g" and r[3] is None for r in rows) or any(r[0] == "n" and r[4] for r in rows):
-        rows = store.query(_groups_sql(_TEMPLATE, where, limit), params).rows
+        from legible.store import template_sql
+
+        rows = store.query(_groups_sql(f"coalesce(template, {template_sql()})", where, limit), params).rows
     found: list[tuple[Any, ...]] = []
     by_level: dict[str, list[int]] = {}
     per_service: dict[str, int] = {}
