@@ -20,7 +20,6 @@ from filelock import FileLock
 
 from legible._errors import LeaseConflict, NotReady, NotRunning, PrerequisiteMissing
 from legible._procs import ProcRef, stack_processes, terminate, wait_gone
-from legible.config import load_config
 from legible.lease import LeaseRegistry
 from legible.worktree import Worktree, find_worktree
 
@@ -91,6 +90,8 @@ def up(start: Path | None = None, *, wait: bool = True, timeout: float = 60.0, b
         LeaseConflict: no free port block, or the lease is held by another live process (exit 5).
 
     """
+    from legible.config import load_config  # pydantic: only the commands that read the config pay for it
+
     t0 = time.monotonic()
     wt = find_worktree(start)
     cfg = load_config(wt.root)
