@@ -11,7 +11,16 @@ import importlib
 import typer
 
 #: Modules whose ``register(app)`` adds commands, in ``--help`` order.
-COMMAND_MODULES = ["clis.stack", "clis.doctor", "clis.logs", "clis.traces", "clis.metrics"]
+COMMAND_MODULES = [
+    "clis.stack",
+    "clis.doctor",
+    "clis.logs",
+    "clis.traces",
+    "clis.metrics",
+    "clis.check",
+    "clis.browser",
+    "clis.journey",
+]
 
 app = typer.Typer(
     name="legible",

@@ -21,6 +21,15 @@ The file sits at the worktree root; ``[tool.legible]`` in ``pyproject.toml`` is 
     scrape_interval = "5s"                    # how often VictoriaMetrics scrapes metrics_path
     browser = false                           # also run a headless Chromium (or `legible up --browser`)
 
+    [checks.fast-start]                       # `legible check`: one line per check, exit 1 on a failure
+    startup = { max = "800ms" }
+    [checks.checkout-spans]
+    span = { journey = "checkout", max = "2s" }   # or { name = "GET /slow", percentile = 99, max = "2s" }
+    [checks.no-errors]
+    logs = { level = "error", max_count = 0, since = "15m" }
+    [checks.error-rate]
+    promql = { query = "sum(rate(shop_http_requests_total{status=~'5..'}[5m]))", op = "<", threshold = 0.1 }
+
     [journeys.checkout]                       # a named browser journey: `legible journey run checkout`
     steps = [
       { goto = "/" },
@@ -158,7 +167,7 @@ class StackConfig(_Strict):
     """
 
     scrape_interval: str = Field(default="5s", pattern=r"^\d+(ms|s|m)$")
-    retention: str = Field(default="7d", pattern=r"^\d+[hdwy]?$")
+    retention: str = Field(default="7d", pattern=r"^\d+[hdwy]$")
     browser: bool = False
 
 
@@ -230,6 +239,104 @@ class JourneyConfig(_Strict):
         return self
 
 
+_DURATION = r"^\d+(\.\d+)?(ms|s|m|h)$"
+LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
+
+
+class StartupCheck(_Strict):
+    """The service's time from spawn to ready (first start) is at most ``max`` (``"800ms"``, ``"2s"``)."""
+
+    max: str = Field(pattern=_DURATION)
+    service: str = "app"
+
+
+class SpanCheck(_Strict):
+    """No span (or the ``percentile`` of spans) over ``max``, among the spans selected.
+
+    Attributes:
+        max: the budget (``"2s"``, ``"500ms"``).
+        name: only spans with this name (``"GET /slow"``).
+        service: only spans of this service.
+        journey: only backend spans of the last run of this journey (its trace, without the browser's own
+            spans).
+        percentile: compare this percentile (0-100, e.g. ``99``) of the selected spans instead of the max.
+        since: how far back to look (``"15m"``); ignored with ``journey``.
+    """
+
+    max: str = Field(pattern=_DURATION)
+    name: str | None = None
+    service: str | None = None
+    journey: str | None = None
+    percentile: float | None = Field(default=None, gt=0, lt=100)
+    since: str = Field(default="15m", pattern=_DURATION)
+
+
+class PromqlCheck(_Strict):
+    """Every series of ``query`` (an instant PromQL query) compares true with ``threshold`` by ``op``."""
+
+    query: str = Field(min_length=1)
+    op: Literal["<", "<=", ">", ">=", "==", "!="] = "<"
+    threshold: float = 0.0
+
+
+class LogsCheck(_Strict):
+    """At most ``max_count`` log lines at or above ``level`` (matching ``pattern``, a regex) in ``since``."""
+
+    level: Literal["trace", "debug", "info", "warn", "error", "fatal"] = "error"
+    pattern: str | None = None
+    service: str | None = None
+    max_count: int = Field(default=0, ge=0)
+    since: str = Field(default="15m", pattern=_DURATION)
+
+
+class JourneyCheck(_Strict):
+    """The journey ``name`` passes (and, with ``max``, takes at most that long)."""
+
+    name: str
+    max: str | None = Field(default=None, pattern=_DURATION)
+
+
+class BrowserCheck(_Strict):
+    """Opening each of ``pages`` gives at most ``console_errors`` console errors and ``failed_requests``."""
+
+    pages: list[str] = Field(default_factory=lambda: ["/"], min_length=1)
+    console_errors: int = Field(default=0, ge=0)
+    failed_requests: int = Field(default=0, ge=0)
+
+
+#: Check kinds, in documentation order.
+CHECK_KINDS = ("startup", "span", "promql", "logs", "journey", "browser")
+
+
+class CheckConfig(_Strict):
+    """One named check; exactly one kind is set, e.g. ``[checks.fast-start] startup = { max = "800ms" }``."""
+
+    startup: StartupCheck | None = None
+    span: SpanCheck | None = None
+    promql: PromqlCheck | None = None
+    logs: LogsCheck | None = None
+    journey: JourneyCheck | None = None
+    browser: BrowserCheck | None = None
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> CheckConfig:
+        kinds = [k for k in CHECK_KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"a check needs exactly one of {', '.join(CHECK_KINDS)} (got {kinds or 'none'})")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """The kind that is set (``startup``, ``span``, ...)."""
+        return next(k for k in CHECK_KINDS if getattr(self, k) is not None)
+
+    @property
+    def spec(self) -> Any:
+        """The settings of :attr:`kind` (a :class:`StartupCheck`, :class:`SpanCheck`, ...)."""
+        return getattr(self, self.kind)
+
+
 class LegibleConfig(_Strict):
     """The whole file: ``[app]``, ``[services.*]``, ``[stack]``, ``[journeys.*]``.
 
@@ -238,6 +345,7 @@ class LegibleConfig(_Strict):
         services: extra services by name (lowercase, ``a-z0-9-``).
         stack: stack-wide settings.
         journeys: named browser journeys (see :class:`JourneyConfig`).
+        checks: named checks (see :class:`CheckConfig`), evaluated by ``legible check``.
         source: the file this came from (for messages); not a TOML key.
 
     """
@@ -246,6 +354,7 @@ class LegibleConfig(_Strict):
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
     stack: StackConfig = Field(default_factory=StackConfig)
     journeys: dict[str, JourneyConfig] = Field(default_factory=dict)
+    checks: dict[str, CheckConfig] = Field(default_factory=dict)
     source: str = ""
 
     @model_validator(mode="after")
@@ -263,6 +372,11 @@ class LegibleConfig(_Strict):
                     where = "app" if name == "app" else f"services.{name}"
                     raise ValueError(f"{where}.depends_on: unknown service {dep!r} (known: {sorted(names)})")
         order_services(self)  # raises ValueError on a cycle
+        for cname, check in self.checks.items():
+            ref = getattr(check.spec, "journey", None) if check.kind == "span" else None
+            ref = check.spec.name if check.kind == "journey" else ref
+            if ref is not None and ref not in self.journeys:
+                raise ValueError(f"checks.{cname}: unknown journey {ref!r} (known: {sorted(self.journeys)})")
         return self
 
 
@@ -352,23 +466,35 @@ def parse_config(data: Any, *, source: str = CONFIG_FILENAME, prefix: str = "") 
     try:
         return LegibleConfig.model_validate({**data, "source": source})
     except ValidationError as exc:
-        # unknown keys first: a typo ("comand") also shows up as a missing key, and the typo is the cause
-        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
-        err = errors[0]
-        base = _dotted(err["loc"])
-        same = [e for e in errors if _dotted(e["loc"]) == base]
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        elif len(same) > 1:  # a union (str | list[str], bool | int): say what was given instead
-            msg = f"wrong type ({type(err['input']).__name__}): see the docs of this key"
-        key = f"{prefix}{base}" if base else ""
-        rest = len({_dotted(e["loc"]) for e in errors}) - 1
+        key, msg, rest = describe_validation_error(exc)
+        key = f"{prefix}{key}" if key else ""
         more = f" (and {rest} more problem{'s' if rest > 1 else ''})" if rest else ""
         where = f"{key}: " if key else ""
         raise ConfigError(f"{name}: {where}{msg}{more}", hint=f"edit {source}") from None
+
+
+def describe_validation_error(exc: ValidationError, skip: int = 0) -> tuple[str, str, int]:
+    """Turn a pydantic error into ``(dotted key, one-line message, number of other problems)``.
+
+    Unknown keys come first (a typo such as ``comand`` also shows as a missing key, and the typo is the
+    cause); union members and pattern mismatches get plain words. ``skip`` drops leading location parts.
+    """
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    err = errors[0]
+    base = _dotted(err["loc"][skip:])
+    same = [e for e in errors if _dotted(e["loc"][skip:]) == base]
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    elif err["type"] == "string_pattern_mismatch":
+        like = "12h, 7d, 4w or 1y" if "hdwy" in str(err.get("ctx", {}).get("pattern")) else "500ms, 2s, 5m or 1h"
+        msg = f"{err['input']!r} is not a duration like {like}"
+    elif len(same) > 1:  # a union (str | list[str], bool | int): say what was given instead
+        msg = f"wrong type ({type(err['input']).__name__}): see the docs of this key"
+    rest = len({_dotted(e["loc"][skip:]) for e in errors}) - 1
+    return base, msg, rest
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:

@@ -1,0 +1,72 @@
+"""``legible check [NAME...]``: evaluate checks; one line each, exit 1 when any fails (thin over legible.checks)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from clis._output import emit_json, run
+
+_MARK = {"pass": "PASS ", "fail": "FAIL ", "error": "ERROR"}
+
+
+def check(
+    names: list[str] = typer.Argument(None, help="Configured checks to run (default: all of [checks.*])."),
+    startup: list[str] = typer.Option([], "--startup", help="Ad hoc: the app's time to ready, e.g. 800ms."),
+    span: list[str] = typer.Option(
+        [], "--span", help="Ad hoc: 'max=2s[,name=GET /slow][,service=app][,journey=J][,percentile=99]'."
+    ),
+    promql: list[str] = typer.Option([], "--promql", help="Ad hoc: 'EXPR OP NUMBER', e.g. 'sum(up) >= 1'."),
+    logs: list[str] = typer.Option([], "--logs", help="Ad hoc: 'level=error[,max_count=0][,pattern=RE][,since=15m]'."),
+    journey: list[str] = typer.Option([], "--journey", help="Ad hoc: a journey name, or 'name=J,max=10s'."),
+    browser: list[str] = typer.Option([], "--browser", help="Ad hoc: 'pages=/|/order[,console_errors=0]'."),
+    out: Path = typer.Option(None, "--out", help="Also write the JSON document to this file."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document (schema legible.check/v1)."),
+) -> None:
+    """Evaluate checks against the stack's signals: one line per check, exit 1 if any fails or errs."""
+    from legible.checks import context_for, parse_adhoc, run_checks
+
+    def go() -> dict:
+        adhoc = []
+        for kind, values in (
+            ("startup", startup),
+            ("span", span),
+            ("promql", promql),
+            ("logs", logs),
+            ("journey", journey),
+            ("browser", browser),
+        ):
+            for i, value in enumerate(values, 1):
+                adhoc.append((f"{kind}-{i}", parse_adhoc(kind, value)))
+        return run_checks(context_for(), names or None, adhoc)
+
+    doc = run(go, as_json)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=1))
+    if as_json:
+        emit_json(doc)
+    else:
+        c = doc["counts"]
+        total = sum(c.values())
+        verdict = "PASS" if doc["passed"] else "FAIL"
+        extra = f", {c['error']} could not be measured" if c["error"] else ""
+        print(f"{verdict}: {c['pass']} of {total} checks passed, {c['fail']} failed{extra} ({doc['took_ms']:.0f} ms)")
+        rows = sorted(doc["checks"], key=lambda r: {"fail": 0, "error": 1, "pass": 2}[r["status"]])
+        width = max(len(r["name"]) for r in rows)
+        for r in rows:
+            line = f"{_MARK[r['status']]} {r['name'].ljust(width)}  {r['summary']}"
+            if r["status"] != "pass" and r["evidence"]:
+                line += f"  -> {r['evidence']}"
+            print(line)
+        if out:
+            print(f"json: {out}")
+    if not doc["passed"]:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``check`` to ``app``."""
+    app.command()(check)

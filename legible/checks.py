@@ -1,0 +1,560 @@
+"""Checks: assertions over the stack's signals with a budget, each giving a verdict, a figure and evidence.
+
+Checks are declared in ``legible.toml`` (``[checks.<name>]``, see :class:`legible.config.CheckConfig`) or
+given ad hoc (:func:`parse_adhoc`). :func:`run_checks` evaluates them against the worktree's state,
+store (logs, spans) and VictoriaMetrics, and returns the ``legible.check/v1`` document whose JSON Schema
+ships as ``legible/schemas/check.v1.json``.
+
+A check ends as ``pass``, ``fail`` (the figure broke its budget) or ``error`` (it could not be measured:
+no stack, no data, a bad query). Both ``fail`` and ``error`` fail the run (exit 1): a check that
+cannot see what it guards must not pass. Every result names the command that shows its evidence.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from legible._errors import LegibleError, UsageError
+from legible.config import (
+    CHECK_KINDS,
+    LEVELS,
+    CheckConfig,
+    LegibleConfig,
+    LogsCheck,
+    PromqlCheck,
+    SpanCheck,
+    StartupCheck,
+)
+from legible.worktree import Worktree
+
+CHECK_SCHEMA = "legible.check/v1"
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+#: A journey's root span is named ``journey <name>`` (see legible.browser).
+JOURNEY_SPAN_PREFIX = "journey "
+
+
+@dataclass
+class CheckResult:
+    """The verdict of one check.
+
+    Attributes:
+        name: the check's name (``[checks.<name>]``, or ``<kind>-<n>`` for ad-hoc checks).
+        kind: ``startup`` | ``span`` | ``promql`` | ``logs`` | ``journey`` | ``browser``.
+        status: ``pass`` | ``fail`` | ``error``.
+        measured: the figure measured (unit in ``unit``), or ``None`` when it could not be measured.
+        budget: the figure it is held to, or ``None``.
+        unit: ``ms``, ``lines`` or ``""`` (a PromQL value).
+        summary: one line: what was measured against what.
+        evidence: a command that shows the evidence (``legible trace <id>``), or ``""``.
+        took_ms: how long evaluating it took, in ms.
+        details: kind-specific extras (trace id, span name, series, ...).
+    """
+
+    name: str
+    kind: str
+    status: str
+    measured: float | None
+    budget: float | None
+    unit: str
+    summary: str
+    evidence: str = ""
+    took_ms: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """True when the status is ``pass``."""
+        return self.status == "pass"
+
+
+@dataclass
+class CheckContext:
+    """Where checks read from; built once per run by :func:`context_for`.
+
+    Attributes:
+        worktree: the worktree.
+        config: its configuration.
+        state: ``state.json`` with ``alive`` (see :func:`legible.stack.read_state`), or ``None``.
+        run_journey: runs a journey by name and returns ``{"passed", "duration_ms", "failed_step", "trace_id",
+            "error"}``; ``None`` when the browser is not available.
+        check_pages: opens pages and returns ``{"console_errors": [...], "failed_requests": [...]}``, or ``None``.
+    """
+
+    worktree: Worktree
+    config: LegibleConfig
+    state: dict[str, Any] | None
+    run_journey: Callable[[str], dict[str, Any]] | None = None
+    check_pages: Callable[[list[str]], dict[str, Any]] | None = None
+    _store: Any = None
+
+    @property
+    def alive(self) -> bool:
+        """True while the stack runs."""
+        return bool(self.state and self.state.get("alive"))
+
+    def store(self) -> Any:
+        """The worktree's :class:`legible.store.Store` (through the collector while it runs)."""
+        if self._store is None:
+            from legible.store import open_store
+
+            url = self.state["endpoints"].get("otlp-http") if self.alive and self.state else None
+            self._store = open_store(self.worktree.state_dir, collector_url=url)
+        return self._store
+
+    def vm_url(self) -> str:
+        """VictoriaMetrics' URL.
+
+        Raises:
+            NotRunning: the stack is not running.
+        """
+        from legible._errors import NotRunning
+
+        if not self.alive or not self.state:
+            raise NotRunning("promql checks need a running stack", hint="run `legible up --wait` first")
+        return str(self.state["endpoints"]["victoria-metrics"])
+
+
+def duration_ms(text: str) -> float:
+    """``"800ms"`` -> ``800.0``; ``"2s"`` -> ``2000.0``; ``"1m"`` -> ``60000.0`` (validated by the config)."""
+    from legible.queries._fmt import parse_duration
+
+    return parse_duration(text) * 1000
+
+
+def _fmt_ms(ms: float) -> str:
+    if ms >= 1000:
+        return f"{ms / 1000:.3g} s"
+    return f"{ms:.3g} ms" if ms < 10 else f"{ms:.0f} ms"
+
+
+def _fmt_num(x: float) -> str:
+    return f"{x:.4g}"
+
+
+# -- the kinds ----------------------------------------------------------------------------------------
+def check_startup(name: str, spec: StartupCheck, ctx: CheckContext) -> CheckResult:
+    """Compare the service's first time to ready (from ``state.json``) with ``spec.max``."""
+    budget = duration_ms(spec.max)
+    services = (ctx.state or {}).get("services", {})
+    svc = services.get(spec.service)
+    if svc is None:
+        why = "no stack has run here" if ctx.state is None else f"no service {spec.service!r} in the stack"
+        return CheckResult(name, "startup", "error", None, budget, "ms", why, "legible up --wait")
+    measured = svc.get("first_ready_ms") or svc.get("ready_ms")
+    if measured is None:
+        return CheckResult(
+            name, "startup", "error", None, budget, "ms", f"{spec.service} was never ready", "legible status"
+        )
+    ok = measured <= budget
+    cmp = "<=" if ok else ">"
+    return CheckResult(
+        name,
+        "startup",
+        "pass" if ok else "fail",
+        measured,
+        budget,
+        "ms",
+        f"{spec.service} ready in {_fmt_ms(measured)} {cmp} {_fmt_ms(budget)}",
+        "legible status",
+    )
+
+
+def _journey_trace(ctx: CheckContext, journey: str) -> tuple[str, str] | None:
+    res = ctx.store().query(
+        "SELECT trace_id, service FROM spans WHERE name = ? AND parent_span_id IS NULL ORDER BY start_ns DESC LIMIT 1",
+        [JOURNEY_SPAN_PREFIX + journey],
+    )
+    return (res.rows[0][0], res.rows[0][1]) if res.rows else None
+
+
+def check_span(name: str, spec: SpanCheck, ctx: CheckContext) -> CheckResult:
+    """No selected span over ``spec.max`` (or their ``percentile`` under it), from the store."""
+    budget = duration_ms(spec.max)
+    where: list[str] = []
+    params: list[Any] = []
+    scope: list[str] = []
+    if spec.journey:
+        found = _journey_trace(ctx, spec.journey)
+        if found is None:
+            return CheckResult(
+                name,
+                "span",
+                "error",
+                None,
+                budget,
+                "ms",
+                f"journey {spec.journey} has not run yet",
+                f"legible journey run {spec.journey}",
+            )
+        where += ["trace_id = ?", "service != ?"]
+        params += [found[0], found[1]]
+        scope.append(f"journey {spec.journey}")
+    else:
+        where.append("start_ns >= ?")
+        params.append(time.time_ns() - int(duration_ms(spec.since) * 1e6))
+        scope.append(f"last {spec.since}")
+    if spec.name:
+        where.append("name = ?")
+        params.append(spec.name)
+        scope.append(f"name {spec.name!r}")
+    if spec.service:
+        where.append("service = ?")
+        params.append(spec.service)
+        scope.append(f"service {spec.service}")
+    cond = " AND ".join(where)
+    store = ctx.store()
+    slowest = store.query(
+        f"SELECT trace_id, name, service, duration_ms, (SELECT count(*) FROM spans WHERE {cond}) "  # noqa: S608
+        f"FROM spans WHERE {cond} ORDER BY duration_ms DESC LIMIT 1",
+        params + params,
+    )
+    where_text = ", ".join(scope)
+    if not slowest.rows:
+        return CheckResult(
+            name, "span", "error", None, budget, "ms", f"no span matched ({where_text})", "legible traces --since 1h"
+        )
+    trace_id, span_name, service, max_ms, count = slowest.rows[0]
+    details = {"trace_id": trace_id, "span_name": span_name, "service": service, "spans": count, "max_ms": max_ms}
+    evidence = f"legible trace {trace_id}"
+    if spec.percentile is not None:
+        q = store.query(
+            f"SELECT quantile_cont(duration_ms, ?) FROM spans WHERE {cond}",  # noqa: S608
+            [spec.percentile / 100, *params],
+        )
+        measured = float(q.rows[0][0])
+        label = f"p{spec.percentile:g} of {count} spans"
+    else:
+        measured = float(max_ms)
+        label = f"slowest of {count} spans: {span_name!r} [{service}]"
+    ok = measured <= budget
+    cmp = "<=" if ok else ">"
+    return CheckResult(
+        name,
+        "span",
+        "pass" if ok else "fail",
+        measured,
+        budget,
+        "ms",
+        f"{label} {_fmt_ms(measured)} {cmp} {_fmt_ms(budget)} ({where_text})",
+        evidence,
+        details=details,
+    )
+
+
+def check_promql(name: str, spec: PromqlCheck, ctx: CheckContext) -> CheckResult:
+    """Every series of ``spec.query`` satisfies ``value <op> threshold`` (prometheus-api-client)."""
+    from prometheus_api_client import PrometheusConnect
+    from prometheus_api_client.exceptions import PrometheusApiClientException
+
+    evidence = f"legible metrics '{spec.query}'"
+    try:
+        series = PrometheusConnect(ctx.vm_url(), disable_ssl=True).custom_query(spec.query)
+    except PrometheusApiClientException as exc:
+        msg = str(exc).splitlines()[0][:200]
+        return CheckResult(name, "promql", "error", None, spec.threshold, "", f"PromQL error: {msg}", evidence)
+    values = []
+    for s in series:
+        v = s.get("value")
+        if v is not None:
+            values.append((float(v[1]), s.get("metric", {})))
+    if not values:
+        return CheckResult(name, "promql", "error", None, spec.threshold, "", "no data for the query", evidence)
+    op = _OPS[spec.op]
+    bad = [(v, m) for v, m in values if math.isnan(v) or not op(v, spec.threshold)]
+    worst = bad[0] if bad else values[0]
+    ok = not bad
+    verdict = f"{spec.op} {_fmt_num(spec.threshold)}" if ok else f"breaks {spec.op} {_fmt_num(spec.threshold)}"
+    summary = f"{len(values)} series, {'all' if ok else str(len(bad))} {verdict}; " + (
+        f"e.g. {_fmt_num(worst[0])}" if ok else f"worst {_fmt_num(worst[0])} {worst[1] or ''}".rstrip()
+    )
+    return CheckResult(
+        name,
+        "promql",
+        "pass" if ok else "fail",
+        worst[0],
+        spec.threshold,
+        "",
+        summary,
+        evidence,
+        details={"series": len(values), "violations": len(bad)},
+    )
+
+
+def check_logs(name: str, spec: LogsCheck, ctx: CheckContext) -> CheckResult:
+    """At most ``spec.max_count`` lines at or above ``spec.level`` (matching ``pattern``) in ``since``."""
+    if spec.pattern is not None:
+        try:
+            re.compile(spec.pattern)
+        except re.error as exc:
+            raise UsageError(f"check {name}: pattern is not a valid regex: {exc}") from exc
+    levels = list(LEVELS[LEVELS.index(spec.level) :])
+    since_ns = time.time_ns() - int(duration_ms(spec.since) * 1e6)
+    where = ["time_ns >= ?", f"level IN ({', '.join('?' for _ in levels)})"]
+    params: list[Any] = [since_ns, *levels]
+    if spec.pattern:
+        where.append("regexp_matches(body, ?)")
+        params.append(spec.pattern)
+    if spec.service:
+        where.append("service = ?")
+        params.append(spec.service)
+    cond = " AND ".join(where)
+    res = ctx.store().query(
+        f"SELECT count(*), arg_max(template, time_ns), arg_max(trace_id, time_ns) FROM logs WHERE {cond}",  # noqa: S608
+        params,
+    )
+    count, example, trace_id = res.rows[0]
+    ok = count <= spec.max_count
+    match = f" matching /{spec.pattern}/" if spec.pattern else ""
+    svc = f" from {spec.service}" if spec.service else ""
+    summary = f"{count} lines at {spec.level} or above{match}{svc} in the last {spec.since} (at most {spec.max_count})"
+    if not ok and example:
+        summary += f"; latest: {str(example)[:100]}"
+    evidence = f"legible logs --level {spec.level} --since {spec.since}" + (
+        f" --service {spec.service}" if spec.service else ""
+    )
+    return CheckResult(
+        name,
+        "logs",
+        "pass" if ok else "fail",
+        float(count),
+        float(spec.max_count),
+        "lines",
+        summary,
+        evidence,
+        details={"trace_id": trace_id},
+    )
+
+
+def check_journey(name: str, spec: Any, ctx: CheckContext) -> CheckResult:
+    """Run the journey; it must pass (and take at most ``spec.max``)."""
+    budget = duration_ms(spec.max) if spec.max else None
+    if ctx.run_journey is None:
+        return CheckResult(
+            name, "journey", "error", None, budget, "ms", "the browser is not available", "legible up --wait --browser"
+        )
+    out = ctx.run_journey(spec.name)
+    took = out.get("duration_ms")
+    evidence = f"legible journey run {spec.name}"
+    if not out.get("passed"):
+        why = out.get("error") or f"step {out.get('failed_step')} failed"
+        return CheckResult(
+            name, "journey", "fail", took, budget, "ms", f"journey {spec.name} failed: {why}", evidence, details=out
+        )
+    if budget is not None and took is not None and took > budget:
+        return CheckResult(
+            name,
+            "journey",
+            "fail",
+            took,
+            budget,
+            "ms",
+            f"journey {spec.name} passed in {_fmt_ms(took)} > {_fmt_ms(budget)}",
+            evidence,
+            details=out,
+        )
+    within = f" <= {_fmt_ms(budget)}" if budget is not None else ""
+    return CheckResult(
+        name,
+        "journey",
+        "pass",
+        took,
+        budget,
+        "ms",
+        f"journey {spec.name} passed in {_fmt_ms(took or 0)}{within}",
+        evidence,
+        details=out,
+    )
+
+
+def check_browser(name: str, spec: Any, ctx: CheckContext) -> CheckResult:
+    """Open each page; count console errors and failed requests against the budgets."""
+    if ctx.check_pages is None:
+        return CheckResult(
+            name, "browser", "error", None, None, "", "the browser is not available", "legible up --wait --browser"
+        )
+    out = ctx.check_pages(list(spec.pages))
+    errors, failed = out.get("console_errors", []), out.get("failed_requests", [])
+    ok = len(errors) <= spec.console_errors and len(failed) <= spec.failed_requests
+    summary = (
+        f"{len(errors)} console errors (at most {spec.console_errors}), {len(failed)} failed requests "
+        f"(at most {spec.failed_requests}) on {', '.join(spec.pages)}"
+    )
+    if not ok:
+        first = (errors or failed)[0]
+        summary += f"; first: {str(first)[:100]}"
+    return CheckResult(
+        name,
+        "browser",
+        "pass" if ok else "fail",
+        float(len(errors) + len(failed)),
+        None,
+        "",
+        summary,
+        "legible browser console",
+        details=out,
+    )
+
+
+_KINDS: dict[str, Callable[[str, Any, CheckContext], CheckResult]] = {
+    "startup": check_startup,
+    "span": check_span,
+    "promql": check_promql,
+    "logs": check_logs,
+    "journey": check_journey,
+    "browser": check_browser,
+}
+
+
+# -- ad hoc checks ------------------------------------------------------------------------------------
+_PROMQL_RE = re.compile(r"^(?P<query>.+?)\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<threshold>[-+]?[0-9.]+(?:[eE][-+]?\d+)?)\s*$")
+
+
+def parse_adhoc(kind: str, text: str) -> CheckConfig:
+    """Build a check from a command-line value.
+
+    Forms: ``startup``: ``800ms`` (or ``max=800ms,service=app``); ``span``/``logs``/``journey``/``browser``:
+    ``key=value`` pairs separated by commas (``name=GET /slow,max=2s``; ``pages`` takes ``|``-separated
+    paths); ``journey`` also takes a bare name; ``promql``: ``EXPR OP NUMBER`` (``sum(up) >= 1``).
+
+    Raises:
+        UsageError: an unknown kind, a malformed value, or settings the kind does not accept.
+    """
+    from pydantic import ValidationError
+
+    if kind not in CHECK_KINDS:
+        raise UsageError(f"unknown check kind {kind!r}", hint=f"use one of {', '.join(CHECK_KINDS)}")
+    text = text.strip()
+    spec: dict[str, Any]
+    if kind == "promql":
+        m = _PROMQL_RE.match(text)
+        if not m:
+            raise UsageError(f"--promql {text!r}: expected 'EXPR OP NUMBER'", hint="e.g. --promql 'sum(up) >= 1'")
+        spec = {"query": m["query"], "op": m["op"], "threshold": float(m["threshold"])}
+    elif "=" not in text and kind in ("startup", "journey"):
+        spec = {"max": text} if kind == "startup" else {"name": text}
+    else:
+        spec = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, sep, value = part.partition("=")
+            if not sep:
+                raise UsageError(f"--{kind} {text!r}: {part!r} is not key=value", hint=f"e.g. --{kind} 'max=2s'")
+            key = key.strip().replace("-", "_")
+            spec[key] = value.strip()
+        for key in ("max_count", "console_errors", "failed_requests"):
+            if key in spec and str(spec[key]).isdigit():
+                spec[key] = int(spec[key])
+        if "percentile" in spec:
+            try:
+                spec["percentile"] = float(spec["percentile"])
+            except ValueError:
+                raise UsageError(f"--{kind}: percentile must be a number") from None
+        if "pages" in spec:
+            spec["pages"] = [p for p in str(spec["pages"]).split("|") if p]
+    try:
+        return CheckConfig.model_validate({kind: spec})
+    except ValidationError as exc:
+        from legible.config import describe_validation_error
+
+        loc, msg, _ = describe_validation_error(exc, skip=1)
+        msg = "unknown setting" if msg == "unknown key" else msg
+        raise UsageError(f"--{kind} {text!r}: {loc or kind}: {msg}", hint="see `legible check --help`") from None
+
+
+# -- running ------------------------------------------------------------------------------------------
+def context_for(start: Path | None = None, *, browser: bool = True) -> CheckContext:
+    """Build the :class:`CheckContext` of the worktree containing ``start`` (config, state, browser hooks).
+
+    Raises:
+        UsageError: not in a git worktree.
+        ConfigError: the configuration is invalid.
+    """
+    from legible.config import load_config
+    from legible.stack import read_state
+    from legible.worktree import find_worktree
+
+    wt = find_worktree(start)
+    cfg = load_config(wt.root)
+    state = read_state(wt)
+    ctx = CheckContext(worktree=wt, config=cfg, state=state)
+    if browser:
+        ctx.run_journey, ctx.check_pages = _browser_hooks(wt, cfg)
+    return ctx
+
+
+def _browser_hooks(wt: Worktree, cfg: LegibleConfig) -> tuple[Any, Any]:
+    """The journey runner and page checker of :mod:`legible.browser`, when that package provides them."""
+    import importlib
+
+    try:
+        browser_checks = importlib.import_module("legible.browser.checks")
+    except ImportError:
+        return None, None
+    run = getattr(browser_checks, "run_journey_for_check", None)
+    pages = getattr(browser_checks, "check_pages", None)
+    return (
+        (lambda n: run(wt, cfg, n)) if run else None,
+        (lambda ps: pages(wt, ps)) if pages else None,
+    )
+
+
+def run_checks(
+    ctx: CheckContext, names: list[str] | None = None, adhoc: list[tuple[str, CheckConfig]] | None = None
+) -> dict[str, Any]:
+    """Evaluate the configured checks named in ``names`` (all when empty and no ad-hoc checks) plus ``adhoc``.
+
+    Returns:
+        ``legible.check/v1``: ``{"schema", "key", "worktree", "passed", "counts": {"pass", "fail", "error"},
+        "checks": [CheckResult as dict...], "took_ms"}`` (JSON Schema: ``legible/schemas/check.v1.json``).
+
+    Raises:
+        UsageError: a name that is not a configured check.
+    """
+    t0 = time.monotonic()
+    selected: list[tuple[str, CheckConfig]] = []
+    unknown = [n for n in names or [] if n not in ctx.config.checks]
+    if unknown:
+        known = ", ".join(sorted(ctx.config.checks)) or "none configured"
+        raise UsageError(f"unknown check {unknown[0]!r}", hint=f"configured checks: {known}")
+    if names:
+        selected = [(n, ctx.config.checks[n]) for n in names]
+    elif not adhoc:
+        selected = list(ctx.config.checks.items())
+    selected += adhoc or []
+    if not selected:
+        raise UsageError(
+            f"no checks configured in {Path(ctx.config.source).name or 'legible.toml'}",
+            hint="add [checks.<name>] (see legible/config.py), or pass one: legible check --startup 800ms",
+        )
+    results = []
+    for name, check in selected:
+        t1 = time.monotonic()
+        try:
+            result = _KINDS[check.kind](name, check.spec, ctx)
+        except LegibleError as err:
+            result = CheckResult(name, check.kind, "error", None, None, "", err.message, err.hint)
+        result.took_ms = round((time.monotonic() - t1) * 1000, 1)
+        results.append(result)
+    counts = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "error")}
+    return {
+        "schema": CHECK_SCHEMA,
+        "key": ctx.worktree.key,
+        "worktree": str(ctx.worktree.root),
+        "passed": bool(results) and counts["pass"] == len(results),
+        "counts": counts,
+        "checks": [asdict(r) for r in results],
+        "took_ms": round((time.monotonic() - t0) * 1000, 1),
+    }
