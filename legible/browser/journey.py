@@ -1,0 +1,386 @@
+"""Journeys: named browser walks through the app, traced end to end, optionally recorded.
+
+A journey is ``[journeys.<name>]`` in ``legible.toml`` (:class:`legible.config.JourneyConfig`): either
+``steps`` (goto, click, fill, press, wait_for, expect_text, chapter, screenshot) or ``script``, a Python file
+defining ``async def run(page, journey)`` that uses Playwright's async ``page`` and wraps its steps in
+``async with journey.step("title"):``.
+
+Tracing (W3C Trace Context, https://www.w3.org/TR/trace-context/): the run has one trace with a root span
+``journey <name>`` and a child span per step (service ``browser``). While a step runs, every request of the
+tab carries ``traceparent: 00-<trace id>-<step span id>-01``, so an instrumented backend's spans become
+children of the step; the spans are exported to the collector over OTLP/HTTP when the run ends, and
+:func:`run_journey` then reads the slowest backend spans of that trace from the store.
+
+The steps run inside the browser agent (:func:`run_in_agent`) on the stack's tab; :func:`run_journey` is the
+client side that the CLI calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from legible._errors import UsageError
+from legible.browser import _otlp
+
+if TYPE_CHECKING:
+    from legible.browser.agent import Agent
+    from legible.config import JourneyStep
+
+JOURNEY_SCHEMA = "legible.journey/v1"
+JOURNEYS_SCHEMA = "legible.journeys/v1"
+#: How long :func:`run_journey` waits for the backend's spans of the journey to reach the store, in s.
+SPAN_WAIT_S = 4.0
+#: Wait before the first look, in s: ``OTEL_BSP_SCHEDULE_DELAY`` is 500 ms in a stack, plus the store write.
+SETTLE_S = 0.8
+
+
+class StepFailed(Exception):
+    """A step failed; the journey stops (the reason is in the step's record)."""
+
+
+class JourneyRun:
+    """One run of a journey inside the agent; a script's ``journey`` argument.
+
+    Attributes:
+        name: the journey's name.
+        trace_id: the run's trace id (32 hex).
+        steps: ``[{"n", "title", "action", "ok", "ms", "error", "screenshot"}]`` so far.
+        dir: where screenshots of this run go.
+
+    """
+
+    def __init__(self, agent: Agent, name: str, run_dir: Path) -> None:
+        self.agent = agent
+        self.name = name
+        self.trace_id = _otlp.new_trace_id()
+        self.root_id = _otlp.new_span_id()
+        self.dir = run_dir
+        self.steps: list[dict[str, Any]] = []
+        self.spans: list[_otlp.Span] = []
+        self.total = 0
+
+    @contextlib.asynccontextmanager
+    async def step(self, title: str, action: str = "script", card: str = "") -> AsyncIterator[None]:
+        """Run the body as one step: its own span, ``traceparent`` on its requests, a chapter card when recording.
+
+        Raises:
+            StepFailed: the body raised; the step is recorded as failed with a screenshot.
+
+        """
+        n = len(self.steps) + 1
+        rec: dict[str, Any] = {"n": n, "title": title, "action": action, "ok": True, "ms": 0.0, "error": ""}
+        self.steps.append(rec)
+        of = f"/{self.total}" if self.total else ""
+        await self.agent.chapter_card(card or f"{n}{of} · {title}", f"journey {self.name}")
+        span_id = _otlp.new_span_id()
+        start_ns = time.time_ns()
+        t0 = time.monotonic()
+        error = ""
+        try:
+            async with self.agent.traced(self.trace_id, span_id):
+                yield
+        except Exception as e:
+            error = _reason(e)
+            rec["ok"] = False
+            rec["error"] = f"step {n} {action}: {error}" if action != "script" else f"step {n} {title!r}: {error}"
+            with contextlib.suppress(Exception):
+                shot = await self.agent.screenshot(self.dir, name=f"step{n}-failed")
+                rec["screenshot"] = shot["path"]
+            raise StepFailed(rec["error"]) from e
+        finally:
+            rec["ms"] = round((time.monotonic() - t0) * 1000, 1)
+            self.spans.append(
+                _otlp.Span(
+                    name=f"step {n} {title}"[:200],
+                    trace_id=self.trace_id,
+                    span_id=span_id,
+                    parent_span_id=self.root_id,
+                    start_ns=start_ns,
+                    end_ns=time.time_ns(),
+                    attributes={"legible.journey": self.name, "legible.step": n, "legible.action": action},
+                    error=error,
+                )
+            )
+
+    async def run_config_step(self, step: JourneyStep) -> None:
+        """Run one ``legible.toml`` step (see :class:`legible.config.JourneyStep`).
+
+        Raises:
+            StepFailed: the step failed (reason and screenshot recorded).
+
+        """
+        title = step.title or describe(step)
+        async with self.step(title, step.action, card=step.chapter or ""):
+            await self._do(step)
+
+    async def _do(self, step: JourneyStep) -> None:
+        agent = self.agent
+        page = await agent.page()
+        t = float(step.timeout_ms)
+        a = step.action
+        if a == "goto":
+            url = agent.resolve_url(step.goto or "/")
+            try:
+                await page.goto(url, wait_until="load", timeout=t)
+            except Exception as e:
+                if "Timeout" in str(e):
+                    raise _Reason(f"{url} did not load within {t:g} ms") from e
+                raise
+        elif a in ("click", "fill") or (a == "press" and isinstance(step.press, dict)):
+            sel = (
+                step.click
+                if a == "click"
+                else (step.fill or {}).get("selector")
+                if a == "fill"
+                else step.press["selector"]
+            )  # type: ignore[index]
+            assert sel is not None
+            loc = page.locator(sel).first
+            try:
+                await loc.wait_for(state="visible", timeout=t)
+            except Exception as e:
+                raise _Reason(f"{sel!r}: no visible element after {t:g} ms on {page.url}") from e
+            await agent.highlight(loc)
+            if a == "click":
+                await loc.click(timeout=t)
+                await asyncio.sleep(0.05)
+                await agent._settle()
+            elif a == "fill":
+                await agent._fill(loc, (step.fill or {})["text"], t, sel, slow=agent.recorder is not None)
+            else:
+                await loc.press(step.press["key"], timeout=t)  # type: ignore[index]
+                await asyncio.sleep(0.05)
+                await agent._settle()
+        elif a == "press":
+            await page.keyboard.press(str(step.press))
+            await asyncio.sleep(0.05)
+            await agent._settle()
+        elif a in ("wait_for", "expect_text"):
+            text = step.wait_for if a == "wait_for" else step.expect_text
+            assert text is not None
+            try:
+                await page.get_by_text(text).first.wait_for(state="visible", timeout=t)
+            except Exception as e:
+                raise _Reason(f"{text!r}: not visible after {t:g} ms on {page.url}") from e
+        elif a == "screenshot":
+            await agent.screenshot(self.dir, name=step.screenshot)
+        # "chapter": the card is the whole step
+
+
+class _Reason(Exception):
+    """A failure whose message is already the reason to show."""
+
+
+def _reason(e: BaseException) -> str:
+    from legible.browser.agent import OpError, _first_line
+
+    if isinstance(e, OpError):
+        return e.message
+    if isinstance(e, _Reason):
+        return str(e)
+    return _first_line(e)
+
+
+def describe(step: JourneyStep) -> str:
+    """A step's default title: ``goto /order``, ``click text=Order``, ``fill #name``, ``expect 'Thank you'``."""
+    a = step.action
+    if a == "fill":
+        return f"fill {(step.fill or {}).get('selector')}"
+    if a == "press":
+        return f"press {step.press['key'] if isinstance(step.press, dict) else step.press}"
+    if a in ("wait_for", "expect_text"):
+        return f"{'wait for' if a == 'wait_for' else 'expect'} {getattr(step, a)!r}"
+    return f"{a} {getattr(step, a)}"
+
+
+async def run_in_agent(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
+    """Run a journey on the agent's tab (the ``journey`` operation).
+
+    Args:
+        agent: the running agent.
+        args: ``{"name", "steps": [JourneyStep dicts] | "script": path, "record": bool}``.
+
+    Returns:
+        ``legible.journey/v1`` without the backend spans: ``{"schema", "name", "ok", "trace_id",
+        "duration_ms", "steps", "failed", "video", "dir", "url"}``.
+
+    """
+    from legible.browser.agent import OpError, Recorder, _stamp, load_script
+    from legible.config import JourneyStep
+
+    name = str(args["name"])
+    steps = [JourneyStep.model_validate(s) for s in args.get("steps") or []]
+    run_dir = agent.dir / "journeys" / f"{name}-{_stamp()}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run = JourneyRun(agent, name, run_dir)
+    run.total = len(steps)
+    record = bool(args.get("record"))
+    if record:
+        if agent.recorder is not None:
+            raise OpError("usage", "a recording is already running", hint="run `legible browser record stop` first")
+        agent.recorder = Recorder(await agent.cdp(), run_dir)
+        await agent.recorder.start()
+    start_ns = time.time_ns()
+    t0 = time.monotonic()
+    failed: dict[str, Any] | None = None
+    try:
+        if record:
+            await agent.chapter_card(f"Journey: {name}", f"{len(steps)} steps" if steps else "", hold_s=1.0)
+        if steps:
+            for step in steps:
+                await run.run_config_step(step)
+        else:
+            module = load_script(Path(str(args["script"])))
+            await module.run(await agent.page(), run)
+    except StepFailed:
+        failed = next((s for s in run.steps if not s["ok"]), None)
+    except Exception as e:  # noqa: BLE001 - a script error outside any step
+        from legible.browser.agent import _first_line
+
+        failed = {"n": len(run.steps) + 1, "title": "script", "ok": False, "error": f"script: {_first_line(e)}"}
+        run.steps.append({**failed, "action": "script", "ms": 0.0})
+    duration_ms = round((time.monotonic() - t0) * 1000, 1)
+    end_ns = time.time_ns()
+    video = None
+    if record and agent.recorder is not None:
+        rec, agent.recorder = agent.recorder, None
+        await asyncio.sleep(0.4)
+        await rec.stop()
+        try:
+            video = await asyncio.to_thread(rec.encode, name)
+        except Exception as e:  # noqa: BLE001 - the run's verdict stands without its video
+            video = {"error": _reason(e)}
+    root = _otlp.Span(
+        name=f"journey {name}",
+        trace_id=run.trace_id,
+        span_id=run.root_id,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        attributes={"legible.journey": name, "legible.steps": len(run.steps), "legible.ok": failed is None},
+        error=failed["error"] if failed else "",
+    )
+    exported = ""
+    if agent.args.otlp_url:
+        try:
+            body = _otlp.encode_spans([root, *run.spans], agent.args.worktree)
+            await asyncio.to_thread(_otlp.post, agent.args.otlp_url, "/v1/traces", body)
+        except OSError as e:
+            exported = str(e)
+    await agent.flush_logs()
+    page = await agent.page()
+    return {
+        "schema": JOURNEY_SCHEMA,
+        "name": name,
+        "ok": failed is None,
+        "trace_id": run.trace_id,
+        "duration_ms": duration_ms,
+        "steps": run.steps,
+        "failed": failed,
+        "video": video,
+        "dir": str(run_dir),
+        "url": page.url,
+        "export_error": exported,
+    }
+
+
+# -- the client side (runs in the CLI process) -------------------------------------------------------------
+def list_journeys(start: Path | None = None) -> dict[str, Any]:
+    """The journeys of the worktree's ``legible.toml``.
+
+    Returns:
+        ``legible.journeys/v1``: ``{"schema", "journeys": [{"name", "description", "steps", "script"}]}``.
+
+    Raises:
+        ConfigError: legible.toml is missing or invalid.
+
+    """
+    from legible.config import load_config
+    from legible.worktree import find_worktree
+
+    wt = find_worktree(start)
+    cfg = load_config(wt.root)
+    rows = [
+        {"name": n, "description": j.description, "steps": len(j.steps), "script": j.script or ""}
+        for n, j in sorted(cfg.journeys.items())
+    ]
+    return {"schema": JOURNEYS_SCHEMA, "journeys": rows}
+
+
+def run_journey(name: str, *, record: bool = False, start: Path | None = None) -> dict[str, Any]:
+    """Run journey ``name`` on the stack's browser and add the slowest backend spans of its trace.
+
+    Returns:
+        ``legible.journey/v1`` (see :func:`run_in_agent`) plus ``"backend": {"spans": n, "slowest":
+        [{"service", "name", "duration_ms", "status_code"}]}``.
+
+    Raises:
+        UsageError: no journey of that name (the message lists the known ones), or its script is missing.
+        NotRunning: no stack, or a stack without the browser.
+
+    """
+    from legible.browser.client import call
+    from legible.config import load_config
+    from legible.stack import require_running
+    from legible.worktree import find_worktree
+
+    wt = find_worktree(start)
+    cfg = load_config(wt.root)
+    journey = cfg.journeys.get(name)
+    if journey is None:
+        known = ", ".join(sorted(cfg.journeys)) or "none"
+        raise UsageError(f"no journey {name!r} in legible.toml (known: {known})", hint="see `legible journey list`")
+    state = require_running(start)
+    args: dict[str, Any] = {"name": name, "record": record}
+    budget = 60.0
+    if journey.script:
+        script = (wt.root / journey.script).resolve()
+        if not script.is_file():
+            raise UsageError(f"journey {name}: script {script} does not exist", hint="fix script in legible.toml")
+        args["script"] = str(script)
+        budget = 600.0
+    else:
+        args["steps"] = [s.model_dump(exclude_none=True) for s in journey.steps]
+        budget += sum(s.timeout_ms for s in journey.steps) / 1000 * 2
+    doc = call(wt.state_dir, "journey", args, timeout=budget + (120 if record else 0))
+    doc["backend"] = backend_spans(wt.state_dir, state.get("endpoints", {}).get("otlp-http"), doc["trace_id"])
+    return doc
+
+
+def backend_spans(state_dir: Path, collector_url: str | None, trace_id: str, limit: int = 5) -> dict[str, Any]:
+    """The spans of ``trace_id`` not from the browser, slowest first, once they stop arriving (at most 4 s).
+
+    Returns:
+        ``{"spans": total, "slowest": [{"service", "name", "duration_ms", "status_code"}], "error": str}``.
+
+    """
+    from legible._errors import LegibleError
+    from legible.store import open_store
+
+    store = open_store(state_dir, collector_url=collector_url)
+    deadline = time.monotonic() + SPAN_WAIT_S
+    time.sleep(SETTLE_S)  # the app's batch span processor exports about every 0.5 s
+    last = -1
+    rows: list[dict[str, Any]] = []
+    total = 0
+    while True:
+        try:
+            res = store.query(
+                "SELECT service, name, duration_ms, status_code, count(*) OVER () AS total FROM spans "
+                "WHERE trace_id = ? AND service <> 'browser' ORDER BY duration_ms DESC LIMIT ?",
+                [trace_id, limit],
+            )
+        except LegibleError as e:
+            return {"spans": 0, "slowest": [], "error": e.message}
+        rows = res.dicts()
+        total = int(rows[0]["total"]) if rows else 0
+        if (total and total == last) or time.monotonic() > deadline:
+            break
+        last = total
+        time.sleep(0.4)
+    slowest = [{k: r[k] for k in ("service", "name", "duration_ms", "status_code")} for r in rows]
+    return {"spans": total, "slowest": slowest, "error": ""}
