@@ -8,10 +8,11 @@ for the interface.
 from __future__ import annotations
 
 from legible.services.base import Component, Probe, ServiceKind, ServicePlan
+from legible.services.chromium import ChromiumService
 from legible.services.collector import CollectorService
 from legible.services.victoria_metrics import VictoriaMetrics
 
 #: Built-in service kinds, in start order. User services depend on all of them (stores and collector first).
-BUILTIN: list[ServiceKind] = [VictoriaMetrics(), CollectorService()]
+BUILTIN: list[ServiceKind] = [VictoriaMetrics(), CollectorService(), ChromiumService()]
 
 __all__ = ["BUILTIN", "Component", "Probe", "ServiceKind", "ServicePlan"]
