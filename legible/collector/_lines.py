@@ -226,54 +226,56 @@ class Parsed:
     explicit_level: bool = False
 
 
+_ROLE = {
+    **dict.fromkeys(_MSG_KEYS, "msg"),
+    **dict.fromkeys(_LEVEL_KEYS, "level"),
+    **dict.fromkeys(_TIME_KEYS, "time"),
+    **dict.fromkeys(_TRACE_KEYS, "trace"),
+    **dict.fromkeys(_SPAN_KEYS, "span"),
+    **dict.fromkeys(_EXC_KEYS, "exc"),
+}
+
+
 def _from_fields(obj: dict[str, Any], line: str, now_ns: int) -> Parsed:
-    body: Any = None
-    for k in _MSG_KEYS:
-        if k in obj and isinstance(obj[k], (str, int, float)):
-            body = str(obj.pop(k))
-            break
-    level = None
-    sev_text = None
-    for k in _LEVEL_KEYS:
-        if k in obj:
-            level = level_from_name(obj[k])
-            if level is not None:
-                v = obj.pop(k)
-                sev_text = str(v)
-                break
+    # One pass over the keys; a key whose value does not fit its role stays an attribute.
+    body: str | None = None
+    level = sev_text = trace_id = span_id = exc = None
     time_ns = None
-    for k in _TIME_KEYS:
-        if k in obj:
-            time_ns = _sane(parse_time(obj[k]), now_ns)
-            if time_ns is not None:
-                obj.pop(k)
-                break
-    trace_id = span_id = None
-    for k in _TRACE_KEYS:
-        if k in obj and (trace_id := _hex_id(obj[k], _HEX32)):
-            obj.pop(k)
-            break
-    for k in _SPAN_KEYS:
-        if k in obj and (span_id := _hex_id(obj[k], _HEX16)):
-            obj.pop(k)
-            break
+    attrs: dict[str, Any] = {}
+    for k, v in obj.items():
+        role = _ROLE.get(k)
+        if role is not None:
+            if role == "msg":
+                if body is None and isinstance(v, (str, int, float)):
+                    body = str(v)
+                    continue
+            elif role == "level":
+                if level is None and (lv := level_from_name(v)) is not None:
+                    level, sev_text = lv, str(v)
+                    continue
+            elif role == "time":
+                if time_ns is None and (t := _sane(parse_time(v), now_ns)) is not None:
+                    time_ns = t
+                    continue
+            elif role == "trace":
+                if trace_id is None and (h := _hex_id(v, _HEX32)):
+                    trace_id = h
+                    continue
+            elif role == "span":
+                if span_id is None and (h := _hex_id(v, _HEX16)):
+                    span_id = h
+                    continue
+            elif exc is None and isinstance(v, str) and v.strip():
+                exc = v
+                continue
+        if len(attrs) < MAX_ATTRS:
+            attrs[str(k)[:256]] = v if isinstance(v, (int, float, bool)) or v is None else _attr(v)
     if body is None:
         body = line
-    exc = None
-    for k in _EXC_KEYS:
-        v = obj.get(k)
-        if isinstance(v, str) and v.strip():
-            exc = obj.pop(k)
-            break
     if exc:
         body = f"{body}\n{exc.rstrip()}"
         if level is None and _TB_HEAD in exc:
             level = "error"
-    attrs: dict[str, Any] = {}
-    for k, v in obj.items():
-        if len(attrs) >= MAX_ATTRS:
-            break
-        attrs[str(k)[:256]] = _attr(v)
     return Parsed(
         body=body,
         level=level or "info",
