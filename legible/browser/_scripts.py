@@ -109,3 +109,12 @@ CLIP = """
   return {x: scrollX, y: scrollY, width: innerWidth, height: innerHeight, dpr: devicePixelRatio};
 }
 """
+
+#: ``(select, text) => value | null``: the option whose label or value is ``text`` (else whose label starts so).
+PICK_OPTION = """
+(el, t) => {
+  const opts = [...el.options];
+  const o = opts.find((o) => o.label === t || o.value === t) || opts.find((o) => o.label.startsWith(t));
+  return o ? o.value : null;
+}
+"""

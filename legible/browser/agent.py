@@ -505,15 +505,19 @@ class Agent:
         try:
             tag = await loc.evaluate("(el) => el.tagName.toLowerCase()", timeout=timeout)
             if tag == "select":
-                try:
-                    await loc.select_option(label=text, timeout=timeout)
-                except Exception:  # noqa: BLE001 - not a label: try the value
-                    await loc.select_option(value=text, timeout=timeout)
+                value = await loc.evaluate(_scripts.PICK_OPTION, text, timeout=timeout)
+                if value is None:
+                    labels = await loc.evaluate("(el) => [...el.options].map((o) => o.label)", timeout=timeout)
+                    shown = ", ".join(repr(x) for x in labels[:10]) + (" ..." if len(labels) > 10 else "")
+                    raise OpError("usage", f"fill {what}: no option is labelled {text!r} (options: {shown})")
+                await loc.select_option(value=value, timeout=timeout)
             elif slow:
                 await loc.fill("", timeout=timeout)
                 await loc.press_sequentially(text, delay=35, timeout=timeout + 60 * len(text))
             else:
                 await loc.fill(text, timeout=timeout)
+        except OpError:
+            raise
         except Exception as e:  # noqa: BLE001
             raise OpError("failed", f"fill {what}: {_first_line(e)}") from e
 

@@ -1,0 +1,291 @@
+"""End to end: a real stack with the example shop and a real Chromium, driven through the real CLI.
+
+One stack serves the whole module (``legible up --wait --browser`` once); the last test stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from .conftest import REPO, make_repo
+
+pytestmark = pytest.mark.slow
+
+TOML = """\
+[app]
+command = "python app.py"
+ready = { http = "/healthz" }
+metrics_path = "/metrics"
+
+[stack]
+scrape_interval = "1s"
+
+[journeys.checkout]
+description = "order through the form"
+steps = [
+  { goto = "/" },
+  { click = "text=Espresso cup", title = "open a product" },
+  { click = "text=Order this" },
+  { fill = { selector = "#name", text = "Ada Lovelace" } },
+  { fill = { selector = "#email", text = "ada@example.com" } },
+  { click = "role=button[name='Place order']", title = "submit" },
+  { expect_text = "Thank you" },
+]
+
+[journeys.broken]
+steps = [
+  { goto = "/order" },
+  { fill = { selector = "#name", text = "Ada" } },
+  { expect_text = "Thank you", timeout_ms = 1000 },
+  { click = "text=Orders" },
+]
+
+[journeys.short]
+steps = [
+  { chapter = "The order form" },
+  { goto = "/order" },
+  { fill = { selector = "#name", text = "Ada" } },
+  { expect_text = "Place an order" },
+]
+"""
+
+THROW_HTML = """<!doctype html>
+<html lang="en"><head><title>Throws</title></head>
+<body><h1>A page that throws</h1>
+<script>
+console.warn("a warning from the test page");
+function boom() {
+  throw new Error("boom from the test page");
+}
+boom();
+</script>
+</body></html>
+"""
+
+
+def _run(root: Path, env: dict[str, str], *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "clis.main", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**env, "PYTHONPATH": str(REPO)},
+    )
+
+
+class Stack:
+    def __init__(self, root: Path, env: dict[str, str], up: dict) -> None:
+        self.root, self.env, self.up = root, env, up
+        self.key = up["key"]
+
+    def cli(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+        return _run(self.root, self.env, *args, timeout=timeout)
+
+    def json(self, *args: str, ok: bool = True) -> dict:
+        res = self.cli(*args, "--json")
+        if ok:
+            assert res.returncode == 0, res.stderr + res.stdout
+        return json.loads(res.stdout)
+
+    def sql(self, sql: str, params: list) -> list[dict]:
+        from legible.store import open_store
+
+        store = open_store(self.root / ".legible", collector_url=self.up["endpoints"]["otlp-http"], worktree=self.key)
+        return store.query(sql, params).dicts()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    base = tmp_path_factory.mktemp("browser")
+    files = {}
+    src = REPO / "examples" / "shop"
+    for f in src.rglob("*"):
+        if f.is_file() and "__pycache__" not in f.parts and f.name != "legible.toml":
+            files[str(f.relative_to(src))] = f.read_text()
+    files["static/throw.html"] = THROW_HTML
+    root = make_repo(base / "shop", TOML, files)
+    env = {**os.environ, "XDG_STATE_HOME": str(base / "state"), "XDG_CACHE_HOME": str(base / "cache")}
+    res = _run(root, env, "up", "--wait", "--browser", "--timeout", "60", "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    s = Stack(root, env, json.loads(res.stdout))
+    yield s
+    _run(root, env, "down")
+
+
+def _chromium_procs(key: str) -> list[psutil.Process]:
+    out = []
+    for p in psutil.process_iter(["pid", "name"]):
+        try:
+            if "chrom" in (p.info["name"] or "") and p.environ().get("LEGIBLE_STACK") == key:
+                out.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return out
+
+
+def test_chromium_ready_after_app_and_only_on_loopback(stack: Stack) -> None:
+    svc = stack.up["services"]["chromium"]
+    assert svc["status"] == "ready" and svc["role"] == "browser"
+    assert svc["ready_ms"] < 10_000
+    procs = _chromium_procs(stack.key)
+    assert procs, "no chromium process carries the stack marker"
+    listening = []
+    for p in procs:
+        try:
+            conns = p.net_connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        listening += [c.laddr for c in conns if c.status == psutil.CONN_LISTEN]
+    assert any(a.port == svc["port"] for a in listening), listening
+    assert {a.ip for a in listening} <= {"127.0.0.1", "::1"}, listening
+
+
+def test_open_snapshot_fill_by_ref_submit_screenshot(stack: Stack) -> None:
+    res = stack.cli("browser", "open", "/order")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("opened http://127.0.0.1:") and "Place an order" in res.stdout
+    snap = stack.json("browser", "snapshot")
+    assert snap["bytes"] < 2048 and Path(snap["path"]).read_text() == snap["text"]
+    refs = dict(re.findall(r'(?:textbox|button|spinbutton) "([^"]+)" \[ref=(e\d+)\]', snap["text"]))
+    assert {"Name", "Email", "Quantity", "Place order"} <= set(refs), snap["text"]
+    # each call is a new process: the tab and the refs of the last snapshot persist between them
+    assert stack.cli("browser", "fill", refs["Name"], "Grace Hopper").returncode == 0
+    assert stack.cli("browser", "fill", refs["Email"], "grace@example.com").returncode == 0
+    assert stack.cli("browser", "fill", "#product_id", "Milk jug").returncode == 0
+    form = stack.json("browser", "snapshot", "--selector", "form")
+    assert 'textbox "Name" [ref=' in form["text"] and ": Grace Hopper" in form["text"]
+    click = stack.json("browser", "click", refs["Place order"])
+    assert click["navigated"] and "/orders/" in click["url"]
+    status = stack.json("browser", "status")
+    assert status["url"] == click["url"] and "confirmed" in status["title"]
+    shot = stack.cli("browser", "screenshot")
+    assert shot.returncode == 0 and "base64" not in shot.stdout and len(shot.stdout) < 300
+    path = Path(shot.stdout.strip().rsplit(": ", 1)[1])
+    assert path.read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG
+    full = stack.json("browser", "screenshot", "--full", "--png")
+    assert Path(full["path"]).read_bytes()[:4] == b"\x89PNG"
+    assert max(full["width"], full["height"]) <= 1568
+    # a stale ref is a usage error with a hint, not a hang
+    stale = stack.cli("browser", "click", refs["Name"])
+    assert stale.returncode == 2 and "legible browser snapshot" in stale.stderr
+
+
+def test_snapshots_of_the_shop_are_small(stack: Stack) -> None:
+    for path in ("/", "/products/1", "/order", "/orders"):
+        assert stack.cli("browser", "open", path).returncode == 0
+        snap = stack.json("browser", "snapshot")
+        assert 0 < snap["bytes"] < 2048, (path, snap["bytes"])
+        assert snap["refs"] >= 4
+
+
+def test_network_and_vitals(stack: Stack) -> None:
+    stack.json("browser", "network")  # reset "since the last call"
+    stack.cli("browser", "open", "/slow?ms=600")
+    stack.cli("browser", "open", "/error")
+    net = stack.json("browser", "network")
+    assert any(r["status"] == 500 and r["url"].endswith("/error") for r in net["failed"])
+    assert any(r["url"].endswith("/slow?ms=600") and r["ms"] >= 600 for r in net["slow"])
+    assert stack.json("browser", "network")["requests"] == 0
+    stack.cli("browser", "open", "/")
+    v = stack.json("browser", "vitals")
+    assert v["load_ms"] > 0 and v["ttfb_ms"] is not None and v["lcp_ms"] is not None and v["cls"] is not None
+
+
+def test_js_error_in_console_and_in_the_store(stack: Stack) -> None:
+    stack.json("browser", "console")  # reset
+    assert stack.cli("browser", "open", "/static/throw.html").returncode == 0
+    out = stack.cli("browser", "console")
+    assert out.returncode == 0
+    assert "Uncaught Error: boom from the test page" in out.stdout
+    assert re.search(r"throw\.html:\d+:\d+", out.stdout), out.stdout
+    assert "a warning from the test page" in out.stdout
+    assert stack.json("browser", "console")["errors"] == 0  # only new ones
+    deadline = time.monotonic() + 10
+    rows: list[dict] = []
+    while time.monotonic() < deadline and not rows:
+        rows = stack.sql(
+            "SELECT level, body FROM logs WHERE service = 'browser' AND body LIKE ?", ["%boom from the test page%"]
+        )
+        time.sleep(0.2)
+    assert rows and rows[0]["level"] == "error"
+    logs = stack.cli("logs", "--service", "browser", "--level", "error")
+    assert "boom from the test page" in logs.stdout, logs.stdout + logs.stderr
+
+
+def test_journey_passes_and_its_trace_holds_the_backend(stack: Stack) -> None:
+    listed = stack.cli("journey", "list")
+    assert "checkout" in listed.stdout and "broken" in listed.stdout
+    doc = stack.json("journey", "run", "checkout")
+    assert doc["ok"] and len(doc["steps"]) == 7 and all(s["ok"] for s in doc["steps"])
+    assert doc["backend"]["spans"] >= 5 and doc["backend"]["slowest"]
+    spans = stack.sql("SELECT span_id, parent_span_id, service, name FROM spans WHERE trace_id = ?", [doc["trace_id"]])
+    by_id = {s["span_id"]: s for s in spans}
+    roots = [s for s in spans if s["parent_span_id"] is None]
+    assert [(r["service"], r["name"]) for r in roots] == [("browser", "journey checkout")]
+    backend = [s for s in spans if s["service"] != "browser"]
+    assert {"POST /order", "order.place"} <= {s["name"] for s in backend}
+    for s in backend:  # every backend span hangs under a step span under the root
+        p = s
+        while p["service"] != "browser":
+            p = by_id[p["parent_span_id"]]
+        assert p["name"].startswith("step ") and p["parent_span_id"] == roots[0]["span_id"]
+    text = stack.cli("journey", "run", "checkout")
+    assert text.returncode == 0 and "journey checkout: passed" in text.stdout and "slowest" in text.stdout
+
+
+def test_broken_journey_fails_at_the_right_step(stack: Stack) -> None:
+    res = stack.cli("journey", "run", "broken")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "journey broken: FAILED" in res.stdout
+    assert "reason: step 3 expect_text: 'Thank you': not visible after 1000 ms" in res.stdout
+    shot = re.search(r"screenshot: (\S+)", res.stdout)
+    assert shot and Path(shot[1]).is_file()
+    doc = stack.json("journey", "run", "broken", ok=False)
+    assert doc["failed"]["n"] == 3 and len(doc["steps"]) == 3  # step 4 never ran
+
+
+def test_recorded_journey_is_a_small_playable_video_with_chapters(stack: Stack) -> None:
+    from legible.browser._video import frame_rgb, probe
+
+    doc = stack.json("journey", "run", "short", "--record")
+    v = doc["video"]
+    assert v and not v.get("error"), v
+    video = Path(v["video"])
+    info = probe(video)
+    assert info["codec"] == "h264" and 1.0 < info["duration_s"] < 20
+    assert info["chapters"] == len(v["chapters"]) >= 4
+    assert video.stat().st_size < 1_000_000
+    assert Path(v["gif"]).read_bytes()[:6] in (b"GIF89a", b"GIF87a") and Path(v["poster"]).is_file()
+    # the chapter card (a dark blue full-viewport card) is in the frames at its chapter's start
+    card = v["chapters"][1]
+    w, h, px = frame_rgb(video, card["start_s"] + 0.3)
+    r, g, b = (sum(px[i::3]) / (w * h) for i in range(3))
+    assert b > 90 and b > r + 50, (r, g, b)
+
+
+def test_down_leaves_no_chromium(stack: Stack) -> None:
+    assert _chromium_procs(stack.key)
+    res = stack.cli("down")
+    assert res.returncode == 0, res.stderr
+    time.sleep(0.3)
+    assert _chromium_procs(stack.key) == []
+    profile = str(stack.root / ".legible" / "browser" / "profile")
+    left = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if any(profile in a for a in p.info["cmdline"] or []):
+                left.append(p.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    assert left == []
