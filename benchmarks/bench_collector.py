@@ -58,7 +58,7 @@ class Collector:
         self.p = subprocess.Popen(
             [sys.executable, "-m", "legible.collector", f"--http-port={self.http}", "--grpc-port=-1",
              f"--db={self.db}", f"--logs-dir={self.logs}", f"--worktree={WT}", "--max-db-mb=4096"],
-            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), "MALLOC_ARENA_MAX": "2"},  # as the service plan
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         atexit.register(self.stop)  # never leave a collector behind, even when a run fails
@@ -241,7 +241,7 @@ QUERIES = {
     "logs: groups by template, errors first": (
         "SELECT service, level, template, count(*) AS n, max(time_ns) AS last, any_value(body) AS example "
         "FROM logs WHERE time_ns > epoch_ns(now()) - 3600 * 1000000000::BIGINT "
-        "GROUP BY ALL ORDER BY level IN ('error', 'fatal') DESC, n DESC LIMIT 40"),
+        "GROUP BY service, level, template ORDER BY level IN ('error', 'fatal') DESC, n DESC LIMIT 40"),
     "logs: newest 40 errors": "SELECT ts, service, body FROM logs WHERE level = 'error' ORDER BY seq DESC LIMIT 40",
     "spans: slowest 10": (
         "SELECT trace_id, service, name, duration_ms, status_code FROM spans ORDER BY duration_ms DESC LIMIT 10"),

@@ -29,6 +29,7 @@ FLUSH_EVERY_S = 0.2
 FLUSH_ROWS = 5000
 MAX_PENDING = 200_000
 PRUNE_EVERY_S = 5.0
+MEMORY_LIMIT = "48MB"
 
 LOG_COLUMNS = (
     ("time_ns", pa.int64()),
@@ -133,7 +134,8 @@ class Writer:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.max_bytes = max_bytes
-        self.con = duckdb.connect(str(path))
+        # A small buffer pool keeps the collector's RSS bounded; queries larger than it spill to temp files.
+        self.con = duckdb.connect(str(path), config={"memory_limit": MEMORY_LIMIT})
         migrate(self.con)
         self._on_logs = on_logs
         self._on_spans = on_spans

@@ -65,6 +65,7 @@ class CollectorService:
         for k in [k for k in env if k.startswith("OTEL_")]:
             del env[k]
         env["OTEL_SDK_DISABLED"] = "true"
+        env["MALLOC_ARENA_MAX"] = "2"  # glibc: fewer per-thread arenas, a smaller RSS for a threaded server
         return ServicePlan(
             name=self.name,
             role="collector",
