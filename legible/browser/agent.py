@@ -184,6 +184,9 @@ class Agent:
             env=chromium_env(self.dir),
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only a prctl call
         )
+        from playwright.async_api import async_playwright
+
+        driver = asyncio.ensure_future(async_playwright().start())  # the Node driver starts while Chromium does
         deadline = time.monotonic() + 20
         while True:
             if self.chromium.returncode is not None:
@@ -193,9 +196,7 @@ class Agent:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"chromium's CDP endpoint 127.0.0.1:{port} did not answer in 20 s")
             await asyncio.sleep(0.02)
-        from playwright.async_api import async_playwright
-
-        self.pw = await async_playwright().start()
+        self.pw = await driver
         self.browser = await self.pw.chromium.connect_over_cdp(f"http://127.0.0.1:{port}")
         self.context = self.browser.contexts[0] if self.browser.contexts else await self.browser.new_context()
         await self.context.add_init_script(_scripts.VITALS_INIT)

@@ -1,0 +1,107 @@
+"""Browser benchmarks: `python benchmarks/bench_browser.py` (about 40 s).
+
+Boots the example shop with the browser in a temp git repo, then measures, with baselines from the same run:
+- browser ready after the app (the chromium service's ready_ms: agent start, Chromium, Playwright connect);
+- `legible browser snapshot | click | screenshot` end to end as an agent calls them (a new process each,
+  command start included), median of N; baselines: `python -c pass`, `legible --help`, and a bare
+  Playwright `connect_over_cdp` + snapshot in a fresh process (what a per-call CDP client would pay);
+- snapshot bytes versus the page's HTML bytes on the shop's pages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+N = 15
+
+
+def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    out = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    ms = (time.perf_counter() - t0) * 1000
+    if out.returncode != 0:
+        raise SystemExit(f"{argv} failed: {out.stderr}")
+    return ms
+
+
+def median_ms(argv: list[str], cwd: Path, env: dict[str, str], n: int = N) -> float:
+    return statistics.median(timed(argv, cwd, env) for _ in range(n))
+
+
+BARE = """
+import sys
+from playwright.sync_api import sync_playwright
+with sync_playwright() as p:
+    b = p.chromium.connect_over_cdp("http://127.0.0.1:%d")
+    page = b.contexts[0].pages[0]
+    page.locator("body").aria_snapshot(mode="ai")
+"""
+
+
+def main() -> None:
+    from tests.conftest import make_repo
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-browser-"))
+    files = {}
+    src = REPO / "examples" / "shop"
+    for f in src.rglob("*"):
+        if f.is_file() and "__pycache__" not in f.parts and f.name != "legible.toml":
+            files[str(f.relative_to(src))] = f.read_text()
+    toml = '[app]\ncommand = "python app.py"\nready = { http = "/healthz" }\n'
+    root = make_repo(tmp / "shop", toml, files)
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp / "state"), "XDG_CACHE_HOME": str(tmp / "cache")}
+    env["PYTHONPATH"] = str(REPO)
+    leg = [sys.executable, "-m", "clis.main"]
+    up = subprocess.run(
+        [*leg, "up", "--wait", "--browser", "--json"], cwd=root, env=env, capture_output=True, text=True
+    )
+    if up.returncode != 0:
+        raise SystemExit(up.stdout + up.stderr)
+    doc = json.loads(up.stdout)
+    try:
+        svc = doc["services"]
+        print(f"browser ready after app: {svc['chromium']['ready_ms']:.0f} ms (target < 2000 ms)")
+        print(f"  app ready: {svc['app']['ready_ms']:.0f} ms; stack ready: {doc['ready_ms']:.0f} ms")
+        base_py = median_ms([sys.executable, "-c", "pass"], root, env)
+        base_help = median_ms([*leg, "--help"], root, env)
+        port = svc["chromium"]["port"]
+        subprocess.run([*leg, "browser", "open", "/order"], cwd=root, env=env, check=True, capture_output=True)
+        bare = median_ms([sys.executable, "-c", BARE % port], root, env, n=7)
+        snap = median_ms([*leg, "browser", "snapshot"], root, env)
+        shot = median_ms([*leg, "browser", "screenshot"], root, env)
+        click = median_ms([*leg, "browser", "click", "#name"], root, env)
+        print(f"median of {N} calls, end to end (new process each, command start included):")
+        print(f"  snapshot    {snap:6.0f} ms")
+        print(f"  click       {click:6.0f} ms")
+        print(f"  screenshot  {shot:6.0f} ms   (target: each < 700 ms)")
+        print("baselines in this run:")
+        print(f"  python -c pass                          {base_py:6.0f} ms")
+        print(f"  legible --help                          {base_help:6.0f} ms")
+        print(f"  bare Playwright connect_over_cdp+snapshot {bare:4.0f} ms (median of 7)")
+        print("snapshot size vs page HTML:")
+        for path in ("/", "/products/1", "/order", "/orders"):
+            subprocess.run([*leg, "browser", "open", path], cwd=root, env=env, check=True, capture_output=True)
+            s = json.loads(
+                subprocess.run(
+                    [*leg, "browser", "snapshot", "--json"], cwd=root, env=env, capture_output=True, text=True
+                ).stdout
+            )
+            html = len(
+                subprocess.run(["curl", "-s", doc["endpoints"]["app"] + path], capture_output=True, check=False).stdout
+            )
+            print(f"  {path:<12} snapshot {s['bytes']:5d} B  html {html:5d} B  ratio {s['bytes'] / max(html, 1):.2f}")
+    finally:
+        subprocess.run([*leg, "down", "--purge"], cwd=root, env=env, capture_output=True)
+
+
+if __name__ == "__main__":
+    main()
