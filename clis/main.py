@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "clis.check",
     "clis.browser",
     "clis.journey",
+    "clis.proof",
 ]
 
 app = typer.Typer(

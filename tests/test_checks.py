@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 import time
-from importlib import resources
 from pathlib import Path
 
 import jsonschema
 import pytest
 import requests
+
+from legible.schemas import load as load_schema
 
 from .conftest import cli, cli_json
 from .test_stack import shop_repo
@@ -85,7 +86,7 @@ def test_named_subset_promql_and_json_that_validates_against_the_shipped_schema(
     out = tmp_path / "check.json"
     code, doc = cli_json(root, "check", "fast-start", "--promql", "sum(legible_service_up) >= 3", "--out", str(out))
     assert code == 0, doc
-    schema = json.loads(resources.files("legible").joinpath("schemas/check.v1.json").read_text())
+    schema = load_schema("check")
     jsonschema.validate(doc, schema)
     assert json.loads(out.read_text()) == doc
     assert [c["name"] for c in doc["checks"]] == ["fast-start", "promql-1"]

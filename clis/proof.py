@@ -1,0 +1,53 @@
+"""``legible proof``: run journeys and checks, write the evidence bundle, optionally post it to the PR."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from clis._output import emit_json, run
+
+
+def proof(
+    record: bool = typer.Option(True, "--record/--no-record", help="Record each journey's walkthrough video."),
+    baseline: str = typer.Option(None, "--baseline", help="Compare figures with a run id, manifest path or git ref."),
+    post: bool = typer.Option(False, "--post", help="Add or update one sticky comment on the PR (needs gh)."),
+    pr: int = typer.Option(None, "--pr", help="The PR number for --post (default: the current branch's PR)."),
+    out: Path = typer.Option(None, "--out", help="Also copy manifest.json to this file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest (schema legible.proof/v1)."),
+) -> None:
+    """Run journeys (recorded) and checks; write .legible/proof/<run-id>/; print one line and the path."""
+    from legible.proof import MARKER, run_proof
+
+    manifest = run(lambda: run_proof(record=record, baseline=baseline), as_json)
+    bundle = Path(manifest.pop("dir"))
+    posted = None
+    if post:
+        from legible._gh import post_summary
+
+        posted = run(lambda: post_summary(bundle / "summary.md", cwd=bundle, pr=pr, marker=MARKER), as_json)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(manifest, indent=1))
+    if as_json:
+        emit_json({**manifest, "posted": posted})
+    else:
+        c = manifest["checks"]["counts"]
+        total = sum(c.values())
+        jn = manifest["journeys"]
+        jtext = f", {sum(1 for j in jn.values() if j.get('passed'))}/{len(jn)} journeys" if jn else ""
+        verdict = "PASS" if manifest["passed"] else "FAIL"
+        took = manifest["took_ms"] / 1000
+        line = f"proof {verdict}: {c['pass']}/{total} checks{jtext} in {took:.1f} s -> {bundle}/summary.md"
+        if posted:
+            line += f"; {posted['action']} comment on PR #{posted['pr']}"
+        print(line)
+    if not manifest["passed"]:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``proof`` to ``app``."""
+    app.command()(proof)

@@ -1,0 +1,602 @@
+"""Proof of work: run the journeys (recorded) and the checks, and pack the evidence into one bundle.
+
+``legible proof`` writes ``.legible/proof/<run-id>/``:
+
+* ``manifest.json`` (schema ``legible.proof/v1``, JSON Schema ``legible/schemas/proof.v1.json``): worktree
+  key, branch, commit, start and end times, the verdict, each check's result, each journey's result, the
+  key figures (and the baseline's, when asked), and every file with its sha256 and size in bytes;
+* ``summary.md``: a pull-request comment under 60 KB: the verdict first, a table of checks, key figures
+  with sparklines, the slowest spans, error log groups, links to the charts, screenshots and video;
+* ``checks.json`` (``legible.check/v1``), ``charts/*.png`` (request rate, latency percentiles, errors over the
+  run, drawn with matplotlib), and each journey's screenshots, video (MP4), poster and GIF.
+
+Every text file is passed through :func:`redact` before it is written: values of the stack's environment
+variables whose names look secret, ``Authorization`` headers, ``key=value`` pairs with secret-looking keys,
+credentials in URLs, and well-known token shapes become ``[REDACTED]``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from legible._errors import UsageError
+
+PROOF_SCHEMA = "legible.proof/v1"
+#: GitHub's comment limit is 65,536 characters; stay under it with room for the marker.
+SUMMARY_MAX_BYTES = 60_000
+#: The hidden marker that identifies legible's sticky PR comment.
+MARKER = "<!-- legible-proof -->"
+REDACTED = "[REDACTED]"
+_SECRET_NAME = re.compile(
+    r"(?i)(secret|token|passw(or)?d|passwd|pwd|api[_-]?key|access[_-]?key|private[_-]?key|"
+    r"credential|auth|session|cookie|dsn)"
+)
+_SECRET_PATTERNS = [
+    # Authorization / Proxy-Authorization headers, as "Authorization: Bearer x" or JSON "authorization": "x"
+    re.compile(r"(?i)((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)(?:(?:bearer|basic|token|digest)\s+)?[^\s\"',;]+"),
+    # key=value / "key": "value" with a secret-looking key
+    re.compile(
+        r"(?i)([\"']?[\w.-]*(?:secret|token|passw(?:or)?d|passwd|pwd|api[_-]?key|access[_-]?key|"
+        r"private[_-]?key|credential|session[_-]?id|cookie)[\w.-]*[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&}]+"
+    ),
+    # credentials in URLs: scheme://user:password@host
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s:/@]+:)[^\s@/]+(?=@)"),
+]
+_TOKEN_SHAPES = re.compile(
+    r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,}|sk-[A-Za-z0-9_-]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}|"
+    r"AKIA[0-9A-Z]{16}|glpat-[A-Za-z0-9_-]{20,}|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})\b"
+)
+
+
+# -- redaction ----------------------------------------------------------------------------------------
+def secret_values(env: dict[str, str], min_len: int = 6) -> list[str]:
+    """Values of ``env`` whose names look secret (``*TOKEN*``, ``*PASSWORD*``, ...), longest first.
+
+    Values shorter than ``min_len`` characters are left out: replacing ``"1"`` everywhere would wreck the
+    bundle and protect nothing.
+    """
+    vals = {v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= min_len}
+    return sorted(vals, key=len, reverse=True)
+
+
+def redact(text: str, secrets: list[str] | None = None) -> str:
+    """Replace secrets in ``text`` with ``[REDACTED]``: the exact ``secrets`` first, then the patterns."""
+    for value in secrets or []:
+        text = text.replace(value, REDACTED)
+    for pat in _SECRET_PATTERNS:
+        text = pat.sub(lambda m: m.group(1) + REDACTED, text)
+    return _TOKEN_SHAPES.sub(REDACTED, text)
+
+
+def _redact_json(doc: Any, secrets: list[str]) -> Any:
+    return json.loads(redact(json.dumps(doc), secrets))
+
+
+# -- figures ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Figure:
+    """A key figure of a run: one PromQL instant value over the run window (``{W}`` = window, seconds).
+
+    Attributes:
+        key: stable id (``p99_ms``) used for baselines.
+        title: what it is, for people.
+        promql: the instant query; ``{W}`` is replaced by the window in seconds.
+        unit: ``ms``, ``req`` or ``""``.
+        chart: the chart it belongs to (``requests``, ``latency``, ``errors``).
+        series: the range query drawn on the chart; ``{S}`` is replaced by the step in seconds.
+    """
+
+    key: str
+    title: str
+    promql: str
+    unit: str
+    chart: str
+    series: str
+
+
+_SERVER = 'span_kind="server"'
+
+
+def _quantile(q: int, window: str) -> str:
+    bucket = f"legible_span_duration_seconds_bucket{{{_SERVER}}}"
+    return f"histogram_quantile(0.{q}, sum by (le) (increase({bucket}[{window}s]))) * 1000"
+
+
+FIGURES = [
+    Figure(
+        "requests",
+        "requests served",
+        f"sum(increase(legible_spans_total{{{_SERVER}}}[{{W}}s]))",
+        "req",
+        "requests",
+        f"sum(increase(legible_spans_total{{{_SERVER}}}[{{S}}s]))",
+    ),
+    *(
+        Figure(
+            f"p{q}_ms",
+            f"p{q} server latency",
+            _quantile(q, "{W}"),
+            "ms",
+            "latency",
+            _quantile(q, "{S}"),
+        )
+        for q in (50, 95, 99)
+    ),
+    Figure(
+        "errors",
+        "spans with status error",
+        'sum(increase(legible_spans_total{status_code="error"}[{W}s]))',
+        "",
+        "errors",
+        'sum(increase(legible_spans_total{status_code="error"}[{S}s]))',
+    ),
+]
+
+
+def _instant(vm: str, promql: str, empty: float | None) -> float | None:
+    from legible.queries.metrics import query
+
+    try:
+        res = query(vm, promql)
+    except Exception:  # noqa: BLE001 - a figure that cannot be read is shown as "-", never fatal
+        return None
+    vals = [s.value for s in res.series if s.value is not None and s.value == s.value]
+    return float(vals[0]) if vals else empty
+
+
+def _range(vm: str, promql: str, start: float, end: float, step: float) -> list[tuple[float, float]]:
+    from legible.queries.metrics import query
+
+    try:
+        res = query(vm, promql, range_s=end - start, step_s=step, now=end)
+    except Exception:  # noqa: BLE001
+        return []
+    return res.series[0].values if res.series else []
+
+
+def collect_figures(vm: str, start: float, end: float) -> tuple[dict[str, Any], dict[str, list[tuple[float, float]]]]:
+    """Read :data:`FIGURES` for the window ``[start, end]`` (unix seconds).
+
+    Returns:
+        ``({key: {"title", "value", "unit"}}, {key: [(t, v)...]})``: the instant figures and their series.
+    """
+    window = max(1, int(end - start))
+    step = max(1, window // 60)
+    figures, series = {}, {}
+    for f in FIGURES:
+        empty = 0.0 if f.chart in ("requests", "errors") else None  # no counter series means none happened
+        value = _instant(vm, f.promql.replace("{W}", str(window)), empty)
+        figures[f.key] = {"title": f.title, "value": value, "unit": f.unit}
+        series[f.key] = _range(vm, f.series.replace("{S}", str(max(step, 5))), start, end, step)
+    return figures, series
+
+
+def draw_charts(series: dict[str, list[tuple[float, float]]], out: Path) -> list[Path]:
+    """Draw one PNG per chart (requests, latency percentiles, errors) under ``out``; return their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    charts: dict[str, list[Figure]] = {}
+    for f in FIGURES:
+        charts.setdefault(f.chart, []).append(f)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    titles = {"requests": "Requests per step", "latency": "Server latency (ms)", "errors": "Error spans per step"}
+    for chart, figs in charts.items():
+        fig, ax = plt.subplots(figsize=(6, 2.4), dpi=100)
+        drawn = 0
+        for f in figs:
+            pts = [(t, v) for t, v in series.get(f.key, []) if v == v]
+            if pts:
+                t0 = pts[0][0]
+                ax.plot([t - t0 for t, _ in pts], [v for _, v in pts], label=f.title, linewidth=1.5)
+                drawn += 1
+        if not drawn:
+            ax.text(0.5, 0.5, "no data in this run", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(titles[chart], fontsize=10)
+        ax.set_xlabel("seconds into the run", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+        if drawn > 1:
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out / f"{chart}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+# -- git ----------------------------------------------------------------------------------------------
+def _git(root: Path, *args: str) -> str:
+    out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def git_info(root: Path) -> dict[str, str]:
+    """``{"branch", "commit", "dirty"}`` of the worktree (``""`` where git cannot say)."""
+    return {
+        "branch": _git(root, "rev-parse", "--abbrev-ref", "HEAD"),
+        "commit": _git(root, "rev-parse", "HEAD"),
+        "dirty": "yes" if _git(root, "status", "--porcelain", "--untracked-files=no") else "no",
+    }
+
+
+# -- baseline -----------------------------------------------------------------------------------------
+def find_baseline(root: Path, ref_or_run: str) -> Path:
+    """Find the ``manifest.json`` of a baseline: a run id of this worktree, a path, or a git ref.
+
+    For a ref (``main``), the worktree that has it checked out is found with ``git worktree list`` and its
+    newest proof run is used.
+
+    Raises:
+        UsageError: nothing matches; the message says what was tried.
+    """
+    direct = Path(ref_or_run)
+    for cand in (direct / "manifest.json", direct, root / ".legible" / "proof" / ref_or_run / "manifest.json"):
+        if cand.is_file() and cand.name == "manifest.json":
+            return cand
+    porcelain = _git(root, "worktree", "list", "--porcelain")
+    path = None
+    for block in porcelain.split("\n\n"):
+        fields = dict(line.split(" ", 1) for line in block.splitlines() if " " in line)
+        branch = fields.get("branch", "").removeprefix("refs/heads/")
+        if branch == ref_or_run or fields.get("HEAD", "").startswith(ref_or_run):
+            path = Path(fields["worktree"])
+            break
+    if path is not None:
+        runs = sorted((path / ".legible" / "proof").glob("*/manifest.json"))
+        if runs:
+            return runs[-1]
+        raise UsageError(
+            f"baseline {ref_or_run!r}: the worktree {path} has no proof run yet",
+            hint=f"run `legible proof` in {path} first",
+        )
+    raise UsageError(
+        f"baseline {ref_or_run!r} is not a run id, a manifest path, or a checked-out branch",
+        hint="list runs with `ls .legible/proof/`, or check out the base branch in a worktree",
+    )
+
+
+def comparable(manifest: dict[str, Any]) -> dict[str, float]:
+    """The figures of a manifest that a baseline compares: key figures, check values, journey durations."""
+    out: dict[str, float] = {}
+    for key, fig in manifest.get("figures", {}).items():
+        if fig.get("value") is not None:
+            out[key] = float(fig["value"])
+    for c in manifest.get("checks", {}).get("checks", []):
+        if c.get("measured") is not None:
+            out[f"check.{c['name']}"] = float(c["measured"])
+    for name, j in manifest.get("journeys", {}).items():
+        if j.get("duration_ms") is not None:
+            out[f"journey.{name}.duration_ms"] = float(j["duration_ms"])
+    return out
+
+
+def compare(current: dict[str, Any], baseline: dict[str, Any]) -> list[dict[str, Any]]:
+    """Pair each figure with the baseline's: ``[{"key", "value", "baseline", "change_pct"}]`` (None where absent)."""
+    cur, base = comparable(current), comparable(baseline)
+    rows = []
+    for key in sorted(set(cur) | set(base)):
+        v, b = cur.get(key), base.get(key)
+        pct = round((v - b) / b * 100, 1) if v is not None and b not in (None, 0) else None
+        rows.append({"key": key, "value": v, "baseline": b, "change_pct": pct})
+    return rows
+
+
+# -- the run ------------------------------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fmt(v: float | None, unit: str) -> str:
+    if v is None:
+        return "-"
+    if unit == "ms":
+        return f"{v / 1000:.2f} s" if v >= 1000 else f"{v:.0f} ms"
+    if unit == "lines":
+        return f"{v:.0f} lines"
+    return f"{v:.4g}{' ' + unit if unit else ''}"
+
+
+def run_proof(
+    start: Path | None = None,
+    *,
+    record: bool = True,
+    baseline: str | None = None,
+    run_journey: Callable[..., dict[str, Any]] | None = None,
+    now: Callable[[], float] = time.time,
+) -> dict[str, Any]:
+    """Run journeys and checks and write the bundle; return the manifest (``legible.proof/v1``).
+
+    Args:
+        start: a directory inside the worktree (default: the current one).
+        record: record each journey's walkthrough video.
+        baseline: a run id, manifest path or git ref to compare figures with (see :func:`find_baseline`).
+        run_journey: runs one journey (default :func:`legible.browser.journey.run_journey`, when the stack
+            has a browser); ``(name, record=..., start=...) -> legible.journey/v1``.
+        now: the clock (unix seconds).
+
+    Raises:
+        NotRunning: no stack is running here.
+        UsageError: a bad baseline.
+    """
+    from legible.checks import CheckContext, run_checks
+    from legible.config import load_config
+    from legible.stack import require_running
+    from legible.worktree import find_worktree
+
+    wt = find_worktree(start)
+    state = require_running(start)
+    cfg = load_config(wt.root)
+    base_manifest = json.loads(find_baseline(wt.root, baseline).read_text()) if baseline else None
+    t_start = now()
+    run_id = dt.datetime.fromtimestamp(t_start, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = wt.state_dir / "proof" / run_id
+    out.mkdir(parents=True, exist_ok=False)
+    plan = json.loads((wt.state_dir / "plan.json").read_text())
+    secrets = secret_values({k: v for s in plan["services"] for k, v in s["env"].items()})
+
+    journeys: dict[str, dict[str, Any]] = {}
+    has_browser = "chromium" in state.get("services", {})
+    if cfg.journeys and has_browser:
+        if run_journey is None:
+            from legible.browser.journey import run_journey as _run
+
+            run_journey = _run
+        for name in cfg.journeys:
+            try:
+                journeys[name] = run_journey(name, record=record, start=wt.root)
+            except Exception as exc:  # noqa: BLE001 - one journey's crash is that journey's failure
+                journeys[name] = {"name": name, "passed": False, "error": str(exc).splitlines()[0][:300]}
+    skipped = [] if has_browser or not cfg.journeys else sorted(cfg.journeys)
+
+    def journey_result(name: str) -> dict[str, Any]:
+        if name in journeys:
+            return journeys[name]
+        return {"passed": False, "error": "the stack has no browser: `legible up --browser`"}
+
+    ctx = CheckContext(worktree=wt, config=cfg, state=state, run_journey=journey_result)
+    checks = (
+        run_checks(ctx)
+        if cfg.checks
+        else {
+            "schema": "legible.check/v1",
+            "key": wt.key,
+            "worktree": str(wt.root),
+            "passed": True,
+            "counts": {"pass": 0, "fail": 0, "error": 0},
+            "checks": [],
+            "took_ms": 0.0,
+        }
+    )
+    time.sleep(1.2)  # let the last derived metrics reach VictoriaMetrics (the collector pushes every second)
+    t_end = now()
+    window_start = min(t_start, float(state.get("started_at") or t_start))
+    vm = state["endpoints"]["victoria-metrics"]
+    figures, series = collect_figures(vm, window_start, t_end)
+    charts = draw_charts(series, out / "charts")
+    slowest, error_groups = _store_evidence(ctx, window_start)
+
+    media = _collect_media(journeys, out)
+    passed = checks["passed"] and all(j.get("passed") for j in journeys.values())
+    info = git_info(wt.root)
+    manifest: dict[str, Any] = {
+        "schema": PROOF_SCHEMA,
+        "run_id": run_id,
+        "key": wt.key,
+        "worktree": str(wt.root),
+        **info,
+        "started_at": dt.datetime.fromtimestamp(t_start, dt.UTC).isoformat(),
+        "finished_at": dt.datetime.fromtimestamp(t_end, dt.UTC).isoformat(),
+        "took_ms": round((t_end - t_start) * 1000, 1),
+        "passed": passed,
+        "checks": checks,
+        "journeys": {n: _journey_summary(j) for n, j in journeys.items()},
+        "journeys_skipped": skipped,
+        "figures": figures,
+        "startup_ms": (state.get("services", {}).get("app") or {}).get("first_ready_ms"),
+        "slowest_spans": slowest,
+        "error_groups": error_groups,
+        "baseline": None,
+        "files": [],
+    }
+    if base_manifest is not None:
+        manifest["baseline"] = {
+            "run_id": base_manifest.get("run_id"),
+            "branch": base_manifest.get("branch"),
+            "commit": base_manifest.get("commit"),
+            "figures": compare(manifest, base_manifest),
+        }
+    spark = {k: _spark([v for _, v in pts]) for k, pts in series.items()}
+    (out / "checks.json").write_text(redact(json.dumps(checks, indent=1), secrets))
+    summary = render_summary(
+        manifest, spark, charts=[p.relative_to(out) for p in charts], media=[p.relative_to(out) for p in media]
+    )
+    (out / "summary.md").write_text(redact(summary, secrets))
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
+    manifest["files"] = [
+        {"path": str(p.relative_to(out)), "bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files
+    ]
+    manifest = _redact_json(manifest, secrets)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    manifest["dir"] = str(out)
+    return manifest
+
+
+def _journey_summary(j: dict[str, Any]) -> dict[str, Any]:
+    keep = ("passed", "duration_ms", "error", "failed_step", "trace_id")
+    out = {k: j.get(k) for k in keep}
+    out["steps"] = [
+        {"title": s.get("title"), "status": s.get("status"), "duration_ms": s.get("duration_ms")}
+        for s in j.get("steps", [])
+    ][:50]
+    return out
+
+
+def _files_in(doc: Any) -> list[Path]:
+    found: list[Path] = []
+    if isinstance(doc, dict):
+        for v in doc.values():
+            found += _files_in(v)
+    elif isinstance(doc, list):
+        for v in doc:
+            found += _files_in(v)
+    elif isinstance(doc, str) and doc.startswith("/") and re.search(r"\.(mp4|gif|png|jpe?g|webm)$", doc):
+        p = Path(doc)
+        if p.is_file():
+            found.append(p)
+    return found
+
+
+def _collect_media(journeys: dict[str, dict[str, Any]], out: Path) -> list[Path]:
+    copied: list[Path] = []
+    for name, j in journeys.items():
+        dest = out / "journeys" / name
+        for src in dict.fromkeys(_files_in(j)):
+            dest.mkdir(parents=True, exist_ok=True)
+            target = dest / src.name
+            shutil.copy2(src, target)
+            copied.append(target)
+    return copied
+
+
+def _store_evidence(ctx: Any, since_s: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    store = ctx.store()
+    since_ns = int(since_s * 1e9)
+    try:
+        spans = store.query(  # backend spans only: the browser's journey and step spans span the whole walk
+            "SELECT trace_id, service, name, duration_ms, status_code FROM spans "
+            "WHERE start_ns >= ? AND service != 'browser' ORDER BY duration_ms DESC LIMIT 5",
+            [since_ns],
+        ).dicts()
+        groups = store.query(
+            "SELECT service, level, template, count(*) AS count, arg_max(trace_id, time_ns) AS trace_id FROM logs "
+            "WHERE time_ns >= ? AND level IN ('error', 'fatal') GROUP BY ALL ORDER BY count DESC LIMIT 5",
+            [since_ns],
+        ).dicts()
+    except Exception:  # noqa: BLE001 - evidence is best effort; the checks carry the verdict
+        return [], []
+    return spans, groups
+
+
+def _spark(values: list[float]) -> str:
+    from legible.queries.metrics import sparkline
+
+    return sparkline([v if v == v else None for v in values], width=20) if values else ""
+
+
+def render_summary(manifest: dict[str, Any], spark: dict[str, str], *, charts: list[Path], media: list[Path]) -> str:
+    """The PR comment: verdict line, checks table, figures with sparklines, slowest spans, errors, media.
+
+    The text is cut to :data:`SUMMARY_MAX_BYTES` with an explicit line saying so.
+    """
+    checks = manifest["checks"]
+    c = checks["counts"]
+    total = sum(c.values())
+    icon = "✅" if manifest["passed"] else "❌"
+    jn = manifest["journeys"]
+    jpass = sum(1 for j in jn.values() if j.get("passed"))
+    lines = [
+        MARKER,
+        f"## {icon} legible proof: {'PASS' if manifest['passed'] else 'FAIL'}: {c['pass']}/{total} checks passed"
+        + (f", {jpass}/{len(jn)} journeys passed" if jn else ""),
+        "",
+        f"`{manifest['branch']}` @ `{manifest['commit'][:10]}` · worktree `{manifest['key']}` "
+        f"· run `{manifest['run_id']}` · {manifest['took_ms'] / 1000:.1f} s",
+        "",
+    ]
+    if checks["checks"]:
+        lines += ["### Checks", "", "| | check | measured | budget | detail |", "|---|---|---|---|---|"]
+        for r in sorted(checks["checks"], key=lambda r: {"fail": 0, "error": 1, "pass": 2}[r["status"]]):
+            mark = {"pass": "✅", "fail": "❌", "error": "⚠️"}[r["status"]]
+            detail = r["summary"].replace("|", "\\|")
+            if r["status"] != "pass" and r["evidence"]:
+                detail += f" · `{r['evidence']}`"
+            measured, budget = _fmt(r["measured"], r["unit"]), _fmt(r["budget"], r["unit"])
+            lines.append(f"| {mark} | {r['name']} | {measured} | {budget} | {detail} |")
+        lines.append("")
+    if jn:
+        lines += ["### Journeys", "", "| | journey | duration | steps | detail |", "|---|---|---|---|---|"]
+        for name, j in jn.items():
+            steps = j.get("steps") or []
+            ok = sum(1 for s in steps if s.get("status") in ("pass", "passed", "ok"))
+            detail = (j.get("error") or "").replace("|", "\\|")[:200]
+            lines.append(
+                f"| {'✅' if j.get('passed') else '❌'} | {name} | {_fmt(j.get('duration_ms'), 'ms')} | "
+                f"{ok}/{len(steps)} | {detail} |"
+            )
+        lines.append("")
+    if manifest.get("journeys_skipped"):
+        lines += [f"Journeys not run (no browser in this stack): {', '.join(manifest['journeys_skipped'])}.", ""]
+    base = manifest.get("baseline")
+    base_by_key = {r["key"]: r for r in base["figures"]} if base else {}
+    lines += ["### Key figures", ""]
+    head = "| figure | this run | trend |" + (" baseline | change |" if base else "")
+    lines += [head, "|---|---|---|" + ("---|---|" if base else "")]
+    startup = manifest.get("startup_ms")
+    rows = [("app startup", startup, "ms", "", "check.startup")]
+    rows += [(f["title"], f["value"], f["unit"], spark.get(k, ""), k) for k, f in manifest["figures"].items()]
+    for title, value, unit, sp, key in rows:
+        row = f"| {title} | {_fmt(value, unit)} | {sp or ''} |"
+        if base:
+            b = base_by_key.get(key)
+            pct = b and b["change_pct"]
+            row += f" {_fmt(b['baseline'] if b else None, unit)} | {f'{pct:+.0f}%' if pct is not None else '-'} |"
+        lines.append(row)
+    if base:
+        others = [r for r in base["figures"] if r["key"].startswith(("check.", "journey."))]
+        for r in others[:20]:
+            pct = r["change_pct"]
+            lines.append(
+                f"| {r['key']} | {_fmt(r['value'], 'ms')} | | {_fmt(r['baseline'], 'ms')} | "
+                f"{f'{pct:+.0f}%' if pct is not None else '-'} |"
+            )
+        lines.append(f"\nBaseline: run `{base['run_id']}` of `{base['branch']}` @ `{(base['commit'] or '')[:10]}`.")
+    lines.append("")
+    if manifest["slowest_spans"]:
+        lines += ["### Slowest spans", "", "| duration | service | span | status | trace |", "|---|---|---|---|---|"]
+        for s in manifest["slowest_spans"]:
+            lines.append(
+                f"| {_fmt(s['duration_ms'], 'ms')} | {s['service']} | {s['name']} | {s['status_code']} | "
+                f"`{s['trace_id'][:16]}` |"
+            )
+        lines.append("")
+    if manifest["error_groups"]:
+        lines += ["### Error log groups", "", "| lines | service | message | trace |", "|---|---|---|---|"]
+        for g in manifest["error_groups"]:
+            msg = str(g["template"] or "")[:160].replace("|", "\\|")
+            lines.append(f"| {g['count']} | {g['service']} | {msg} | `{(g['trace_id'] or '-')[:16]}` |")
+        lines.append("")
+    if charts:
+        lines += ["### Charts", ""] + [f"![{p.stem}]({p})" for p in charts] + [""]
+    if media:
+        lines += ["### Walkthrough", ""]
+        for p in media:
+            if p.suffix in (".gif", ".png", ".jpg", ".jpeg"):
+                lines.append(f"![{p.parent.name}: {p.name}]({p})")
+            else:
+                lines.append(f"- [{p.parent.name}: {p.name}]({p})")
+        lines.append("")
+    lines.append(f"<sub>Full evidence: `{manifest['run_id']}/manifest.json`; reproduce with `legible check`.</sub>")
+    text = "\n".join(lines) + "\n"
+    if len(text.encode()) > SUMMARY_MAX_BYTES:
+        cut = text.encode()[: SUMMARY_MAX_BYTES - 200].decode("utf-8", "ignore")
+        text = cut.rsplit("\n", 1)[0] + "\n\n… summary cut at 60 KB; the full evidence is in manifest.json\n"
+    return text
