@@ -377,7 +377,7 @@ class Agent:
         """``/order`` or ``order`` -> the app's URL; absolute URLs and ``about:``/``data:`` pass through."""
         if re.match(r"^[a-z][a-z0-9+.-]*:", target):
             return target
-        return self.app_url + "/" + target.lstrip("/")
+        return f"{self.app_url}/{target.lstrip('/')}"
 
     async def locate(self, target: str) -> tuple[Any, str]:
         """Return ``(locator, description)`` for a ref from the last snapshot or a Playwright selector.

@@ -132,13 +132,12 @@ class JourneyRun:
                     raise _Reason(f"{url} did not load within {t:g} ms") from e
                 raise
         elif a in ("click", "fill") or (a == "press" and isinstance(step.press, dict)):
-            sel = (
-                step.click
-                if a == "click"
-                else (step.fill or {}).get("selector")
-                if a == "fill"
-                else step.press["selector"]
-            )  # type: ignore[index]
+            if a == "click":
+                sel = step.click
+            elif a == "fill":
+                sel = (step.fill or {}).get("selector")
+            else:
+                sel = step.press.get("selector") if isinstance(step.press, dict) else None
             assert sel is not None
             loc = page.locator(sel).first
             try:
