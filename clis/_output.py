@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import typer
@@ -29,8 +30,21 @@ def emit_json(doc: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(doc, indent=1, default=str) + "\n")
 
 
-def fail(err: LegibleError, as_json: bool = False) -> NoReturn:
-    """Print ``err`` (one line, a hint, the log tail) and exit with its exit code."""
+#: ``--out PATH``: write the JSON document there and print one summary line (for orchestrator hooks).
+OUT_HELP = "Write the JSON document to this file and print one summary line (for hooks)."
+
+
+def write_out(path: Path | None, doc: dict[str, Any]) -> None:
+    """Write ``doc`` as JSON to ``path`` (creating its directory); nothing when ``path`` is ``None``."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+
+
+def fail(err: LegibleError, as_json: bool = False, out: Path | None = None) -> NoReturn:
+    """Print ``err`` (one line, a hint, the log tail) and exit with its exit code; also to ``out`` as JSON."""
+    write_out(out, {"schema": "legible.error/v1", **err.to_dict()})
     if as_json:
         emit_json({"schema": "legible.error/v1", **err.to_dict()})
     else:
@@ -45,17 +59,17 @@ def fail(err: LegibleError, as_json: bool = False) -> NoReturn:
 
 
 @contextmanager
-def errors_to_exit(as_json: bool = False) -> Iterator[None]:
+def errors_to_exit(as_json: bool = False, out: Path | None = None) -> Iterator[None]:
     """Turn a :class:`LegibleError` raised inside the block into :func:`fail`."""
     try:
         yield
     except LegibleError as err:
-        fail(err, as_json)
+        fail(err, as_json, out)
 
 
-def run(fn: Callable[[], T], as_json: bool = False) -> T:
-    """Call ``fn`` and turn a :class:`LegibleError` into :func:`fail`."""
-    with errors_to_exit(as_json):
+def run(fn: Callable[[], T], as_json: bool = False, out: Path | None = None) -> T:
+    """Call ``fn`` and turn a :class:`LegibleError` into :func:`fail` (its JSON also written to ``out``)."""
+    with errors_to_exit(as_json, out):
         return fn()
     raise AssertionError("unreachable")
 

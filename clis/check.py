@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from clis._output import emit_json, run
+from clis._output import emit_json, run, write_out
 
 _MARK = {"pass": "PASS ", "fail": "FAIL ", "error": "ERROR"}
 
@@ -22,7 +21,7 @@ def check(
     logs: list[str] = typer.Option([], "--logs", help="Ad hoc: 'level=error[,max_count=0][,pattern=RE][,since=15m]'."),
     journey: list[str] = typer.Option([], "--journey", help="Ad hoc: a journey name, or 'name=J,max=10s'."),
     browser: list[str] = typer.Option([], "--browser", help="Ad hoc: 'pages=/|/order[,console_errors=0]'."),
-    out: Path = typer.Option(None, "--out", help="Also write the JSON document to this file."),
+    out: Path = typer.Option(None, "--out", help="Write the JSON document to this file; print only the summary line."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document (schema legible.check/v1)."),
 ) -> None:
     """Evaluate checks against the stack's signals: one line per check, exit 1 if any fails or errs."""
@@ -42,10 +41,8 @@ def check(
                 adhoc.append((f"{kind}-{i}", parse_adhoc(kind, value)))
         return run_checks(context_for(), names or None, adhoc)
 
-    doc = run(go, as_json)
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(doc, indent=1))
+    doc = run(go, as_json, out)
+    write_out(out, doc)
     if as_json:
         emit_json(doc)
     else:
@@ -53,7 +50,11 @@ def check(
         total = sum(c.values())
         verdict = "PASS" if doc["passed"] else "FAIL"
         extra = f", {c['error']} could not be measured" if c["error"] else ""
-        print(f"{verdict}: {c['pass']} of {total} checks passed, {c['fail']} failed{extra} ({doc['took_ms']:.0f} ms)")
+        head = f"{verdict}: {c['pass']} of {total} checks passed, {c['fail']} failed{extra} ({doc['took_ms']:.0f} ms)"
+        if out:
+            print(f"{head}; json: {out}")
+            raise typer.Exit(0 if doc["passed"] else 1)
+        print(head)
         rows = sorted(doc["checks"], key=lambda r: {"fail": 0, "error": 1, "pass": 2}[r["status"]])
         width = max(len(r["name"]) for r in rows)
         for r in rows:
@@ -61,8 +62,6 @@ def check(
             if r["status"] != "pass" and r["evidence"]:
                 line += f"  -> {r['evidence']}"
             print(line)
-        if out:
-            print(f"json: {out}")
     if not doc["passed"]:
         raise typer.Exit(1)
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from clis._output import emit_json, run
+from clis._output import emit_json, run, write_out
 
 
 def proof(
@@ -15,22 +14,20 @@ def proof(
     baseline: str = typer.Option(None, "--baseline", help="Compare figures with a run id, manifest path or git ref."),
     post: bool = typer.Option(False, "--post", help="Add or update one sticky comment on the PR (needs gh)."),
     pr: int = typer.Option(None, "--pr", help="The PR number for --post (default: the current branch's PR)."),
-    out: Path = typer.Option(None, "--out", help="Also copy manifest.json to this file."),
+    out: Path = typer.Option(None, "--out", help="Also write the manifest (JSON) to this file."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest (schema legible.proof/v1)."),
 ) -> None:
     """Run journeys (recorded) and checks; write .legible/proof/<run-id>/; print one line and the path."""
     from legible.proof import MARKER, run_proof
 
-    manifest = run(lambda: run_proof(record=record, baseline=baseline), as_json)
+    manifest = run(lambda: run_proof(record=record, baseline=baseline), as_json, out)
     bundle = Path(manifest.pop("dir"))
     posted = None
     if post:
         from legible._gh import post_summary
 
-        posted = run(lambda: post_summary(bundle / "summary.md", cwd=bundle, pr=pr, marker=MARKER), as_json)
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(manifest, indent=1))
+        posted = run(lambda: post_summary(bundle / "summary.md", cwd=bundle, pr=pr, marker=MARKER), as_json, out)
+    write_out(out, {**manifest, "posted": posted})
     if as_json:
         emit_json({**manifest, "posted": posted})
     else:

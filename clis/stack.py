@@ -8,9 +8,10 @@ from typing import Any
 
 import typer
 
-from clis._output import emit_json, fmt_ms, run, table
+from clis._output import OUT_HELP, emit_json, fmt_ms, run, table, write_out
 
 JSON = typer.Option(False, "--json", help="Print one JSON document (stable `schema` field) instead of text.")
+OUT = typer.Option(None, "--out", help=OUT_HELP)
 
 
 def _service_rows(services: dict[str, Any], endpoints: dict[str, str]) -> list[list[str]]:
@@ -43,19 +44,24 @@ def up(
     wait: bool = typer.Option(False, "--wait", help="Block until every service is ready (exit 4 if not in time)."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for readiness with --wait."),
     browser: bool = typer.Option(False, "--browser", help="Also start a headless Chromium (CDP on loopback)."),
+    out: Path = OUT,
     as_json: bool = JSON,
 ) -> None:
     """Start this worktree's stack (idempotent: a running stack is reported, not restarted)."""
     from legible.stack import up as do_up
 
     t0 = time.monotonic()
-    res = run(lambda: do_up(wait=wait, timeout=timeout, browser=browser), as_json)
-    took = (time.monotonic() - t0) * 1000
+    res = run(lambda: do_up(wait=wait, timeout=timeout, browser=browser), as_json, out)
+    res["took_ms"] = round((time.monotonic() - t0) * 1000, 1)
+    write_out(out, res)
     if as_json:
-        emit_json({**res, "took_ms": round(took, 1)})
+        emit_json(res)
         return
     head = "already running" if res["already_running"] else res["status"]
     when = f" in {fmt_ms(res['ready_ms'])}" if res["ready_ms"] and not res["already_running"] else ""
+    if out:
+        print(f"stack {res['key']} {head}{when}: app {res['endpoints'].get('app', '?')}; json: {out}")
+        return
     print(f"stack {res['key']} {head}{when}")
     print(table(_service_rows(res["services"], res["endpoints"])))
     print(f"env: set -a; . {res['env_file']}; set +a")
@@ -69,12 +75,14 @@ def up(
 
 def down(
     purge: bool = typer.Option(False, "--purge", help="Also delete .legible/ (stores, logs, proof)."),
+    out: Path = OUT,
     as_json: bool = JSON,
 ) -> None:
     """Stop this worktree's stack and free its ports; data stays until --purge."""
     from legible.stack import down as do_down
 
-    res = run(lambda: do_down(purge=purge), as_json)
+    res = run(lambda: do_down(purge=purge), as_json, out)
+    write_out(out, res)
     if as_json:
         emit_json(res)
         return
@@ -160,17 +168,24 @@ def gc(
 
 def init(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing legible.toml."),
+    keep: bool = typer.Option(False, "--keep", help="Succeed without writing when legible.toml exists (for hooks)."),
+    out: Path = OUT,
     as_json: bool = JSON,
 ) -> None:
     """Write a commented legible.toml for this worktree, guessing the app's command from the repo."""
     from legible.init import write_config
 
-    res = run(lambda: write_config(Path.cwd(), force=force), as_json)
+    res = run(lambda: write_config(Path.cwd(), force=force, keep=keep), as_json, out)
+    write_out(out, res)
     if as_json:
         emit_json(res)
         return
+    if not res["written"]:
+        print(f"kept {res['path']} (already there)")
+        return
     print(f"wrote {res['path']} (app: {res['command']}; guessed from {res['guessed_from']})")
-    print("next: check the command, then `legible up --wait`")
+    if not out:
+        print("next: check the command, then `legible up --wait`")
 
 
 def register(app: typer.Typer) -> None:

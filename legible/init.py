@@ -84,18 +84,23 @@ def _guess(root: Path) -> tuple[str, str, str, bool]:
     return "echo 'edit legible.toml: set app.command' && exit 1", "{ tcp = true }", "nothing (placeholder)", False
 
 
-def write_config(start: Path, *, force: bool = False) -> dict[str, Any]:
+def write_config(start: Path, *, force: bool = False, keep: bool = False) -> dict[str, Any]:
     """Write ``legible.toml`` at the worktree root.
 
+    With ``keep``, an existing file is left alone and reported (``written`` false) instead of an error: the
+    orchestrator's ``after_create`` hook can run ``legible init --keep`` on every worktree.
+
     Returns:
-        ``legible.init/v1``: ``{"schema", "path", "command", "guessed_from"}``.
+        ``legible.init/v1``: ``{"schema", "path", "written", "command", "guessed_from"}``.
 
     Raises:
-        UsageError: the file exists and ``force`` is false.
-
+        UsageError: the file exists and neither ``force`` nor ``keep`` is set.
     """
     wt = find_worktree(start)
     path = wt.root / CONFIG_FILENAME
+    if path.exists() and keep and not force:
+        wt.ensure_state_dir()
+        return {"schema": INIT_SCHEMA, "path": str(path), "written": False, "command": "", "guessed_from": ""}
     if path.exists() and not force:
         raise UsageError(f"{path} already exists", hint="edit it, or run `legible init --force` to overwrite it")
     command, ready, source, metrics = _guess(wt.root)
@@ -107,4 +112,4 @@ def write_config(start: Path, *, force: bool = False) -> dict[str, Any]:
     )
     path.write_text(text)
     wt.ensure_state_dir()
-    return {"schema": INIT_SCHEMA, "path": str(path), "command": command, "guessed_from": source}
+    return {"schema": INIT_SCHEMA, "path": str(path), "written": True, "command": command, "guessed_from": source}
