@@ -63,8 +63,12 @@ def register_argparse_command(
         name,
         help=help_text,
         add_help_option=False,
-        context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
-                          "allow_interspersed_args": False, "help_option_names": []},
+        context_settings={
+            "ignore_unknown_options": True,
+            "allow_extra_args": True,
+            "allow_interspersed_args": False,
+            "help_option_names": [],
+        },
     )(command)
 
 

@@ -14,8 +14,10 @@ import typer
 from clis._argparse import ArgParser, print_lines, register_argparse_command
 from clis._output import emit_json, errors_to_exit
 
-HELP = ("Show this worktree's logs: groups of similar lines (errors first) with counts and an example, "
-        "or --raw lines, --follow, --sql. Default window: the last 15m.")
+HELP = (
+    "Show this worktree's logs: groups of similar lines (errors first) with counts and an example, "
+    "or --raw lines, --follow, --sql. Default window: the last 15m."
+)
 
 EPILOG = """examples:
   legible logs --level error            error groups with their trace ids
@@ -27,20 +29,30 @@ EPILOG = """examples:
 
 def build_parser() -> ArgParser:
     """The options of ``legible logs``."""
-    p = ArgParser(prog="legible logs", description=HELP, epilog=EPILOG,
-                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgParser(
+        prog="legible logs", description=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--since", default="15m", help="window start: 5m, 2h, 14:03, ISO 8601, or 'all' (default 15m)")
     p.add_argument("--until", help="window end, same forms (default: now)")
     p.add_argument("--service", "-s", action="append", default=[], help="only these services (repeatable, or a,b)")
     p.add_argument("--level", "-l", help="at or above this level: warn includes error and fatal")
     p.add_argument("--grep", "-g", help="case-insensitive substring of the message")
     p.add_argument("--regex", "-e", help="regular expression (RE2) searched in the message")
-    p.add_argument("--attr", "-a", action="append", default=[], metavar="KEY=VALUE",
-                   help="attribute (or resource attribute) equals value (repeatable)")
+    p.add_argument(
+        "--attr",
+        "-a",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="attribute (or resource attribute) equals value (repeatable)",
+    )
     p.add_argument("--trace-id", "-t", help="only lines of this trace (id or hex prefix)")
     p.add_argument("--raw", action="store_true", help="plain lines, newest last, instead of groups")
-    p.add_argument("--fields", help="raw columns, default ts,level,service,body (also time, trace_id, "
-                                    "span_id, source, template, severity, attributes, attr.KEY)")
+    p.add_argument(
+        "--fields",
+        help="raw columns, default ts,level,service,body (also time, trace_id, "
+        "span_id, source, template, severity, attributes, attr.KEY)",
+    )
     p.add_argument("--follow", "-f", action="store_true", help="print new lines as they arrive (Ctrl-C stops)")
     p.add_argument("--limit", "-n", type=int, help="groups (default 30), raw lines (default 40), sql rows (40)")
     p.add_argument("--sql", help="run one read-only SELECT over the store's tables (docs/store.md)")
@@ -84,8 +96,12 @@ def _follow(q: Any, opener: Any, flt: Any, fields: list[str], n: int) -> None:
         store = opener()
         first = q.log_lines(store, flt, n, fields)
         store.close()
-        print_lines([f"following {flt.describe(with_time=False)}; last {len(first.rows)} shown; Ctrl-C stops",
-                     *(ln for r in first.rows for ln in q.format_line(r, fields))])
+        print_lines(
+            [
+                f"following {flt.describe(with_time=False)}; last {len(first.rows)} shown; Ctrl-C stops",
+                *(ln for r in first.rows for ln in q.format_line(r, fields)),
+            ]
+        )
         sys.stdout.flush()
         for batch in q.follow(opener, flt, first.last_seq, fields):
             if batch:

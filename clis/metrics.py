@@ -12,8 +12,10 @@ import typer
 from clis._argparse import ArgParser, print_lines, register_argparse_command
 from clis._output import emit_json, errors_to_exit
 
-HELP = ("Query the stack's VictoriaMetrics with PromQL: instant, or --range 10m [--step 15s] with a "
-        "sparkline per series; `legible metrics list [PATTERN]` lists metric names, types and series.")
+HELP = (
+    "Query the stack's VictoriaMetrics with PromQL: instant, or --range 10m [--step 15s] with a "
+    "sparkline per series; `legible metrics list [PATTERN]` lists metric names, types and series."
+)
 
 EPILOG = """examples:
   legible metrics list span
@@ -25,8 +27,9 @@ EPILOG = """examples:
 
 def build_parser() -> ArgParser:
     """The options of ``legible metrics``."""
-    p = ArgParser(prog="legible metrics", description=HELP, epilog=EPILOG,
-                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgParser(
+        prog="legible metrics", description=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("query", metavar="PROMQL", help="a PromQL query, or 'list' to list metric names")
     p.add_argument("pattern", nargs="?", metavar="PATTERN", help="with list: regex or substring of the names")
     p.add_argument("--range", dest="range_", metavar="DURATION", help="range query over the last 10m, 1h, ...")

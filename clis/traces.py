@@ -12,18 +12,26 @@ import typer
 from clis._argparse import ArgParser, print_lines, register_argparse_command
 from clis._output import emit_json, errors_to_exit
 
-TRACES_HELP = ("List recent traces (root span, service, start, duration, span count, errors), or the "
-               "--slowest N; filter by --service, --name, --min-duration, --errors. Default window: 1h.")
-TRACE_HELP = ("Show one trace as an indented tree: durations, offsets, status, key attributes, exceptions "
-              "and the log lines under their spans. ID: the trace id or a unique prefix (>= 6 hex).")
+TRACES_HELP = (
+    "List recent traces (root span, service, start, duration, span count, errors), or the "
+    "--slowest N; filter by --service, --name, --min-duration, --errors. Default window: 1h."
+)
+TRACE_HELP = (
+    "Show one trace as an indented tree: durations, offsets, status, key attributes, exceptions "
+    "and the log lines under their spans. ID: the trace id or a unique prefix (>= 6 hex)."
+)
 
 
 def build_traces_parser() -> ArgParser:
     """The options of ``legible traces``."""
-    p = ArgParser(prog="legible traces", description=TRACES_HELP,
-                  epilog="examples:\n  legible traces --errors\n  legible traces --slowest 10 --since 10m\n"
-                         "  legible traces --sql \"SELECT name, quantile_cont(duration_ms, 0.99) FROM spans "
-                         "GROUP BY name\"", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgParser(
+        prog="legible traces",
+        description=TRACES_HELP,
+        epilog="examples:\n  legible traces --errors\n  legible traces --slowest 10 --since 10m\n"
+        '  legible traces --sql "SELECT name, quantile_cont(duration_ms, 0.99) FROM spans '
+        'GROUP BY name"',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--since", default="1h", help="window start: 5m, 2h, 14:03, ISO 8601, or 'all' (default 1h)")
     p.add_argument("--until", help="window end, same forms (default: now)")
     p.add_argument("--slowest", type=int, metavar="N", help="the N longest traces, longest first")
