@@ -360,11 +360,13 @@ def run_proof(
             from legible.browser.journey import run_journey as _run
 
             run_journey = _run
+        from legible.browser.checks import journey_outcome
+
         for name in cfg.journeys:
             try:
-                journeys[name] = run_journey(name, record=record, start=wt.root)
+                journeys[name] = journey_outcome(run_journey(name, record=record, start=wt.root))
             except Exception as exc:  # noqa: BLE001 - one journey's crash is that journey's failure
-                journeys[name] = {"name": name, "passed": False, "error": str(exc).splitlines()[0][:300]}
+                journeys[name] = {"passed": False, "error": str(exc).splitlines()[0][:300], "steps": []}
     skipped = [] if has_browser or not cfg.journeys else sorted(cfg.journeys)
 
     def journey_result(name: str) -> dict[str, Any]:
@@ -443,10 +445,7 @@ def run_proof(
 def _journey_summary(j: dict[str, Any]) -> dict[str, Any]:
     keep = ("passed", "duration_ms", "error", "failed_step", "trace_id")
     out = {k: j.get(k) for k in keep}
-    out["steps"] = [
-        {"title": s.get("title"), "status": s.get("status"), "duration_ms": s.get("duration_ms")}
-        for s in j.get("steps", [])
-    ][:50]
+    out["steps"] = [{k: s.get(k) for k in ("title", "status", "duration_ms")} for s in j.get("steps", [])][:50]
     return out
 
 
@@ -536,7 +535,7 @@ def render_summary(manifest: dict[str, Any], spark: dict[str, str], *, charts: l
         lines += ["### Journeys", "", "| | journey | duration | steps | detail |", "|---|---|---|---|---|"]
         for name, j in jn.items():
             steps = j.get("steps") or []
-            ok = sum(1 for s in steps if s.get("status") in ("pass", "passed", "ok"))
+            ok = sum(1 for s in steps if s.get("status") == "pass")
             detail = (j.get("error") or "").replace("|", "\\|")[:200]
             lines.append(
                 f"| {'✅' if j.get('passed') else '❌'} | {name} | {_fmt(j.get('duration_ms'), 'ms')} | "

@@ -14,7 +14,7 @@ import requests
 from legible.schemas import load as load_schema
 
 from .conftest import cli, cli_json
-from .test_stack import shop_repo
+from .test_stack import SHOP_TOML, shop_repo
 
 CHECKS_TOML = """
 [checks.fast-start]
@@ -34,9 +34,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("checks")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_STATE_HOME", str(base / "xdg"))
-        root = shop_repo(
-            base / "shop", (Path(__file__).parent.parent / "examples/shop/legible.toml").read_text() + CHECKS_TOML
-        )
+        root = shop_repo(base / "shop", SHOP_TOML + CHECKS_TOML)
         code, doc = cli_json(root, "up", "--wait")
         assert code == 0, doc
         app = doc["endpoints"]["app"]
