@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "clis.browser",
     "clis.journey",
     "clis.proof",
+    "clis.skills",
 ]
 
 app = typer.Typer(

@@ -100,6 +100,7 @@ class CheckContext:
     run_journey: Callable[[str], dict[str, Any]] | None = None
     check_pages: Callable[[list[str]], dict[str, Any]] | None = None
     _store: Any = None
+    _flushed: bool = False
 
     @property
     def alive(self) -> bool:
@@ -125,6 +126,10 @@ class CheckContext:
 
         if not self.alive or not self.state:
             raise NotRunning("promql checks need a running stack", hint="run `legible up --wait` first")
+        if not self._flushed and self.state["endpoints"].get("otlp-http"):
+            from legible.queries._source import flush_collector
+
+            self._flushed = flush_collector(self.state["endpoints"]["otlp-http"])
         return str(self.state["endpoints"]["victoria-metrics"])
 
 
@@ -256,21 +261,17 @@ def check_span(name: str, spec: SpanCheck, ctx: CheckContext) -> CheckResult:
 
 
 def check_promql(name: str, spec: PromqlCheck, ctx: CheckContext) -> CheckResult:
-    """Every series of ``spec.query`` satisfies ``value <op> threshold`` (prometheus-api-client)."""
-    from prometheus_api_client import PrometheusConnect
-    from prometheus_api_client.exceptions import PrometheusApiClientException
+    """Every series of ``spec.query`` satisfies ``value <op> threshold`` (via :func:`legible.queries.metrics.query`)."""
+    from legible.queries.metrics import query
 
     evidence = f"legible metrics '{spec.query}'"
     try:
-        series = PrometheusConnect(ctx.vm_url(), disable_ssl=True).custom_query(spec.query)
-    except PrometheusApiClientException as exc:
-        msg = str(exc).splitlines()[0][:200]
-        return CheckResult(name, "promql", "error", None, spec.threshold, "", f"PromQL error: {msg}", evidence)
-    values = []
-    for s in series:
-        v = s.get("value")
-        if v is not None:
-            values.append((float(v[1]), s.get("metric", {})))
+        res = query(ctx.vm_url(), spec.query)
+    except UsageError as exc:  # the server rejected the query: its message, one line
+        return CheckResult(
+            name, "promql", "error", None, spec.threshold, "", f"PromQL error: {exc.message[:200]}", evidence
+        )
+    values = [(float(s.value), s.labels) for s in res.series if s.value is not None]
     if not values:
         return CheckResult(name, "promql", "error", None, spec.threshold, "", "no data for the query", evidence)
     op = _OPS[spec.op]

@@ -102,8 +102,8 @@ class PlanContext:
             "OTEL_METRICS_EXPORTER": "otlp",
             "OTEL_LOGS_EXPORTER": "otlp",
             "OTEL_METRIC_EXPORT_INTERVAL": "5000",
-            "OTEL_BSP_SCHEDULE_DELAY": "500",
-            "OTEL_BLRP_SCHEDULE_DELAY": "500",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "OTEL_BLRP_SCHEDULE_DELAY": "100",
             "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": "true",
             "PYTHONUNBUFFERED": "1",
         }

@@ -388,7 +388,9 @@ def run_proof(
             "took_ms": 0.0,
         }
     )
-    time.sleep(1.2)  # let the last derived metrics reach VictoriaMetrics (the collector pushes every second)
+    from legible.queries._source import flush_collector
+
+    flush_collector(state["endpoints"]["otlp-http"])  # the run's last spans, as metrics, searchable now
     t_end = now()
     window_start = min(t_start, float(state.get("started_at") or t_start))
     vm = state["endpoints"]["victoria-metrics"]

@@ -93,6 +93,7 @@ class Derived:
         self._samples: deque[Sample] = deque()
         self._seen: set[int] = set()  # hashes of the OTLP series pushed so far (to notice new ones)
         self._known = 0  # span + log series pushed so far
+        self._pushed: set[tuple[str, ...]] = set()  # span and log series that already had their zero
         self.new_series = False
 
     def observe_spans(self, rows: Iterable[tuple[Any, ...]]) -> None:
@@ -149,6 +150,34 @@ class Derived:
                 if h not in self._seen:
                     self._seen.add(h)
                     self.new_series = True
+        # A new counter series starts with a 0 sample a second before its first value (as Prometheus'
+        # created-timestamp zero ingestion does), so increase() and rate() count its first spans at once.
+        # Timestamps: VictoriaMetrics 1.79 answers an instant query with samples stamped up to about a second
+        # before the query (measured), so derived samples are stamped a second back and their zeros two.
+        stamp = time.time() - 1.0
+        zero_ts = stamp - 1.0
+        new_spans = [k for k, _ in spans if ("s", *k) not in self._pushed]
+        new_logs = [k for k, _ in logs if ("l", *k) not in self._pushed]
+        self._pushed.update(("s", *k) for k in new_spans)
+        self._pushed.update(("l", *k) for k in new_logs)
+        if new_spans:
+            labels = ["service", "span_name", "status_code", "span_kind", "worktree"]
+            h0 = HistogramMetricFamily(
+                "legible_span_duration_seconds", "Span durations (spanmetrics-style)", labels=labels
+            )
+            c0 = CounterMetricFamily("legible_spans", "Spans received", labels=labels)
+            zeros = [(repr(le), 0.0) for le in SPAN_BUCKETS] + [("+Inf", 0.0)]
+            for svc, name, status, kind in new_spans:
+                h0.add_metric([svc, name, status, kind, wt], zeros, 0.0, timestamp=zero_ts)
+                c0.add_metric([svc, name, status, kind, wt], 0.0, timestamp=zero_ts)
+            fams += [h0, c0]
+        if new_logs:
+            c0 = CounterMetricFamily(
+                "legible_log_lines", "Log records by level", labels=["service", "level", "worktree"]
+            )
+            for svc, level in new_logs:
+                c0.add_metric([svc, level, wt], 0.0, timestamp=zero_ts)
+            fams.append(c0)
         if spans:
             labels = ["service", "span_name", "status_code", "span_kind", "worktree"]
             h = HistogramMetricFamily(
@@ -164,15 +193,15 @@ class Derived:
                     buckets.append((repr(le), cum))
                 buckets.append(("+Inf", cum + a[nb]))
                 lv = [svc, name, status, kind, wt]
-                h.add_metric(lv, buckets, a[nb + 1])
-                c.add_metric(lv, a[nb + 2])
+                h.add_metric(lv, buckets, a[nb + 1], timestamp=stamp)
+                c.add_metric(lv, a[nb + 2], timestamp=stamp)
             fams += [h, c]
         if logs:
             c = CounterMetricFamily(
                 "legible_log_lines", "Log records by level", labels=["service", "level", "worktree"]
             )
             for (svc, level), n in logs:
-                c.add_metric([svc, level, wt], n)
+                c.add_metric([svc, level, wt], n, timestamp=stamp)
             fams.append(c)
         by_family: dict[str, Metric] = {}
         for s in samples:
@@ -218,6 +247,7 @@ class Pusher:
         self.timeout = timeout
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vm-pusher", daemon=True)
+        self._lock = threading.Lock()  # the thread's push and a /flush never interleave
         self._last_error = 0.0
 
     def start(self) -> None:
@@ -231,9 +261,28 @@ class Pusher:
 
     def _run(self) -> None:
         while not self._stop.wait(PUSH_EVERY_S):
-            self.push_once()
+            with self._lock:
+                self.push_once()
         self.timeout = min(self.timeout, 0.5)
-        self.push_once()
+        with self._lock:
+            self.push_once()
+
+    def flush_now(self) -> bool:
+        """Push what is pending and make VictoriaMetrics index it now (``POST /flush``); True on success.
+
+        A query right after an action then sees it (read-your-writes), instead of waiting up to
+        :data:`PUSH_EVERY_S` for the next push and ``-search.latencyOffset`` for VictoriaMetrics.
+        """
+        with self._lock:
+            ok = self.push_once()
+            if not self.url:
+                return ok
+            try:
+                with urllib.request.urlopen(self.flush_url, timeout=self.timeout) as resp:  # noqa: S310 - loopback
+                    resp.read()
+            except OSError:
+                return False
+            return ok
 
     def push_once(self) -> bool:
         """Push what is pending now; return True on success."""

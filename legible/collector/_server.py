@@ -15,6 +15,7 @@ requests, so a thread per connection is not the bottleneck, decoding is):
                     "truncated"}``; 400 ``{"error", "hint"}`` for SQL that is refused; 409 when
                     ``worktree`` is not this collector's (see :mod:`legible.store`).
 ``GET /health``     200 ``ok`` once the store is open and every receiver listens.
+``POST /flush``     push the derived metrics now and flush VictoriaMetrics' buffers (read-your-writes).
 ``GET /metrics``    the collector's own counters (:class:`~legible.collector._metrics.SelfMetrics`).
 ==================  ===================================================================================
 
@@ -329,6 +330,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         path = self.path.split("?", 1)[0]
         c = self.collector
+        if path == "/flush":  # push derived metrics and have VictoriaMetrics index them now
+            self._read_body("flush")
+            ok = c.pusher.flush_now()
+            self._send(200 if ok else 503, b"ok\n" if ok else b"push failed\n", "text/plain; charset=utf-8")
+            return
         if path == "/query":
             body = self._read_body("query")
             if body is None:

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from legible.store import Store
     from legible.worktree import Worktree
 
-__all__ = ["metrics_url", "read_endpoints", "store_opener", "worktree_store"]
+__all__ = ["flush_collector", "metrics_url", "read_endpoints", "store_opener", "worktree_store"]
 
 
 def read_endpoints(wt: Worktree) -> dict[str, str] | None:
@@ -83,10 +83,29 @@ def metrics_url(cwd: Path | None = None) -> str:
     from legible.worktree import find_worktree
 
     wt = find_worktree(cwd)
-    url = (read_endpoints(wt) or {}).get("victoria-metrics")
+    endpoints = read_endpoints(wt) or {}
+    url = endpoints.get("victoria-metrics")
     if not url:
         raise NotRunning(
             f"no stack is running for {wt.key}: metrics live in its VictoriaMetrics",
             hint="run `legible up --wait`; logs and traces stay queryable from the kept store",
         )
+    if endpoints.get("otlp-http"):
+        flush_collector(endpoints["otlp-http"])
     return str(url)
+
+
+def flush_collector(collector_url: str, timeout: float = 2.0) -> bool:
+    """Ask the collector to push its derived metrics and flush VictoriaMetrics now (``POST /flush``).
+
+    Called before every PromQL query so what the agent just did is visible (read-your-writes). A
+    collector that does not answer is not an error: the query then sees data up to about 2 s old.
+    """
+    import urllib.request
+
+    req = urllib.request.Request(f"{collector_url.rstrip('/')}/flush", data=b"", method="POST")  # noqa: S310
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback collector
+            return bool(resp.status == 200)
+    except OSError:
+        return False

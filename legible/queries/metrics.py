@@ -54,6 +54,13 @@ _BLOCKS = "▁▂▃▄▅▆▇█"
 _IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
+#: Seconds added to "now" for instant queries. VictoriaMetrics 1.79 does not return a sample ingested
+#: less than about a second before the query's ``time`` (measured: about 1.0 s even with
+#: ``-search.latencyOffset=0s`` and ``/internal/force_flush``); evaluating a second ahead returns it at once,
+#: and the lookback window makes the answer otherwise the same as at "now".
+INSTANT_LOOKAHEAD_S = 1.0
+
+
 @dataclass
 class Series:
     """One series of a result.
@@ -104,13 +111,23 @@ class MetricsResult:
             return v if v is not None and math.isfinite(v) else None
 
         return {
-            "schema": "legible.metrics/v1", "query": self.query, "kind": self.kind,
-            "result_type": self.result_type, "unit": self.unit, "common_labels": self.common,
+            "schema": "legible.metrics/v1",
+            "query": self.query,
+            "kind": self.kind,
+            "result_type": self.result_type,
+            "unit": self.unit,
+            "common_labels": self.common,
             "start": iso(int(self.start * 1e9)) if self.start is not None else None,
-            "end": iso(int(self.end * 1e9)), "step_s": self.step_s,
-            "series": [{"labels": s.labels, "value": num(s.value),
-                        **({"values": [[iso(int(t * 1e9)), num(v)] for t, v in s.values]} if s.values else {})}
-                       for s in self.series],
+            "end": iso(int(self.end * 1e9)),
+            "step_s": self.step_s,
+            "series": [
+                {
+                    "labels": s.labels,
+                    "value": num(s.value),
+                    **({"values": [[iso(int(t * 1e9)), num(v)] for t, v in s.values]} if s.values else {}),
+                }
+                for s in self.series
+            ],
         }
 
 
@@ -148,8 +165,10 @@ def _call(url: str, fn: Any) -> Any:
     except PrometheusApiClientException as e:
         raise UsageError(f"PromQL: {_server_message(e)}", hint="see `legible metrics list` for names") from None
     except requests.RequestException as e:
-        raise NotRunning(f"VictoriaMetrics at {url} does not answer: {one_line(str(e), 200)}",
-                         hint="check `legible status`; `legible up --wait` restarts the stack") from None
+        raise NotRunning(
+            f"VictoriaMetrics at {url} does not answer: {one_line(str(e), 200)}",
+            hint="check `legible status`; `legible up --wait` restarts the stack",
+        ) from None
 
 
 def unit_of(name: str | None, promql: str = "") -> str | None:
@@ -203,7 +222,7 @@ def sparkline(values: list[float | None], width: int = SPARK_WIDTH) -> str:
     buckets: list[float | None] = []
     for i in range(min(width, n)):
         lo, hi = i * n // min(width, n), (i + 1) * n // min(width, n)
-        chunk = [v for v in values[lo:max(hi, lo + 1)] if v is not None and math.isfinite(v)]
+        chunk = [v for v in values[lo : max(hi, lo + 1)] if v is not None and math.isfinite(v)]
         buckets.append(max(chunk) if chunk else None)
     finite = [b for b in buckets if b is not None]
     if not finite:
@@ -221,8 +240,9 @@ def _fnum(x: Any) -> float:
         return math.nan
 
 
-def query(url: str, promql: str, range_s: float | None = None, step_s: float | None = None,
-          now: float | None = None) -> MetricsResult:
+def query(
+    url: str, promql: str, range_s: float | None = None, step_s: float | None = None, now: float | None = None
+) -> MetricsResult:
     """Run ``promql`` against VictoriaMetrics at ``url``: instant, or over the last ``range_s`` seconds.
 
     Args:
@@ -245,13 +265,18 @@ def query(url: str, promql: str, range_s: float | None = None, step_s: float | N
     pc = _client(url)
     try:
         if range_s is None:
-            raw = _call(url, lambda: pc.custom_query(promql, params={"time": f"{end:.3f}"}))
+            at = end + (INSTANT_LOOKAHEAD_S if now is None else 0.0)
+            raw = _call(url, lambda: pc.custom_query(promql, params={"time": f"{at:.3f}"}))
             start, step = None, None
         else:
             step = step_s or max(1.0, round(range_s / 60))
             start = end - range_s
-            raw = _call(url, lambda: pc.custom_query_range(
-                promql, dt.datetime.fromtimestamp(start), dt.datetime.fromtimestamp(end), f"{step:g}s"))
+            raw = _call(
+                url,
+                lambda: pc.custom_query_range(
+                    promql, dt.datetime.fromtimestamp(start), dt.datetime.fromtimestamp(end), f"{step:g}s"
+                ),
+            )
     finally:
         pc.close()
     series: list[Series] = []
@@ -272,8 +297,17 @@ def query(url: str, promql: str, range_s: float | None = None, step_s: float | N
         common = {k: v for k, v in first.items() if all(s.labels.get(k) == v for s in series[1:])}
     names = {s.labels.get("__name__") for s in series}
     name = names.pop() if len(names) == 1 else None
-    return MetricsResult(promql, "instant" if range_s is None else "range", result_type, common, series,
-                         unit_of(name, promql), start, end, step)
+    return MetricsResult(
+        promql,
+        "instant" if range_s is None else "range",
+        result_type,
+        common,
+        series,
+        unit_of(name, promql),
+        start,
+        end,
+        step,
+    )
 
 
 def _labels_text(labels: dict[str, str], skip: dict[str, str] | None = None) -> str:
@@ -296,21 +330,25 @@ def render_metrics(res: MetricsResult, limit: int = MAX_SERIES) -> list[str]:
     """
     unit = f"; unit {res.unit} (from the name)" if res.unit else ""
     if res.kind == "range":
-        when = (f"last {fmt_duration_s(res.end - (res.start or res.end))} every "
-                f"{fmt_duration_s(res.step_s or 0)}")
+        when = f"last {fmt_duration_s(res.end - (res.start or res.end))} every {fmt_duration_s(res.step_s or 0)}"
     else:
         when = "now"
     if not res.series:
-        return [f"0 series for {one_line(res.query, 200)} ({when}): no data; check names with "
-                "`legible metrics list`, or widen the [range]"]
+        return [
+            f"0 series for {one_line(res.query, 200)} ({when}): no data; check names with "
+            "`legible metrics list`, or widen the [range]"
+        ]
     common = _labels_text(res.common) if res.common else ""
     n = len(res.series)
     head = f"{n} series ({when}){unit}" + (f"; common: {common}" if common and n > 1 else "")
     ordered = sorted(res.series, key=_sort_key)
     out = [head]
     for s in ordered[:limit]:
-        lab = _labels_text(s.labels, res.common if n > 1 else None) if s.labels else (
-            "(scalar)" if res.result_type == "scalar" else "(no labels)")
+        lab = (
+            _labels_text(s.labels, res.common if n > 1 else None)
+            if s.labels
+            else ("(scalar)" if res.result_type == "scalar" else "(no labels)")
+        )
         if n > 1 and lab == "{}":
             lab = "(no distinguishing labels)"
         if res.kind == "instant":
@@ -318,12 +356,23 @@ def render_metrics(res: MetricsResult, limit: int = MAX_SERIES) -> list[str]:
         else:
             vals = [v for _, v in s.values]
             finite = [v for v in vals if math.isfinite(v)]
-            stats = (f"min {format_value(min(finite), res.unit)}  max {format_value(max(finite), res.unit)}  "
-                     f"last {format_value(vals[-1], res.unit)}") if finite else "no finite values"
+            stats = (
+                (
+                    f"min {format_value(min(finite), res.unit)}  max {format_value(max(finite), res.unit)}  "
+                    f"last {format_value(vals[-1], res.unit)}"
+                )
+                if finite
+                else "no finite values"
+            )
             out.append(f"{lab}  {sparkline(vals)}  {stats}")
     if n > limit:
-        out.append(cut_line(n - limit, "series", f"--limit {max(2 * limit, 50)}, aggregate (sum by (label) "
-                                                 "(...)), add a label filter, or --json"))
+        out.append(
+            cut_line(
+                n - limit,
+                "series",
+                f"--limit {max(2 * limit, 50)}, aggregate (sum by (label) (...)), add a label filter, or --json",
+            )
+        )
     return out
 
 
@@ -362,8 +411,12 @@ class MetricList:
 
     def to_json(self) -> dict[str, Any]:
         """The ``legible.metrics.list/v1`` document."""
-        return {"schema": "legible.metrics.list/v1", "pattern": self.pattern, "total_series": self.total_series,
-                "metrics": [{"name": m.name, "type": m.type, "series": m.series} for m in self.metrics]}
+        return {
+            "schema": "legible.metrics.list/v1",
+            "pattern": self.pattern,
+            "total_series": self.total_series,
+            "metrics": [{"name": m.name, "type": m.type, "series": m.series} for m in self.metrics],
+        }
 
 
 def list_metrics(url: str, pattern: str | None = None, lookback_s: float = 86400) -> MetricList:
@@ -384,8 +437,10 @@ def list_metrics(url: str, pattern: str | None = None, lookback_s: float = 86400
     end = dt.datetime.now()
     pc = _client(url)
     try:
-        raw = _call(url, lambda: pc.get_series(end - dt.timedelta(seconds=lookback_s), end,
-                                                params={"match[]": '{__name__=~".+"}'}))
+        raw = _call(
+            url,
+            lambda: pc.get_series(end - dt.timedelta(seconds=lookback_s), end, params={"match[]": '{__name__=~".+"}'}),
+        )
     finally:
         pc.close()
     counts: dict[str, int] = {}
@@ -398,8 +453,9 @@ def list_metrics(url: str, pattern: str | None = None, lookback_s: float = 86400
         rx = re.compile(re.escape(pattern or ""), re.I)
     names = set(counts)
     picked = sorted(n for n in names if rx is None or rx.search(n))
-    return MetricList(pattern, [MetricInfo(n, metric_type(n, names), counts[n]) for n in picked],
-                      sum(counts[n] for n in picked))
+    return MetricList(
+        pattern, [MetricInfo(n, metric_type(n, names), counts[n]) for n in picked], sum(counts[n] for n in picked)
+    )
 
 
 def render_list(res: MetricList, limit: int = 40) -> list[str]:
@@ -410,9 +466,13 @@ def render_list(res: MetricList, limit: int = 40) -> list[str]:
     if not res.metrics:
         return [f"0 metrics{what} (in the last day); the app's and the collector's metrics appear once sent"]
     out = [f"{len(res.metrics)} metrics{what}, {fmt_count(res.total_series)} series"]
-    out.extend(align([["NAME", "TYPE", "SERIES"],
-                      *([m.name, m.type, str(m.series)] for m in res.metrics[:limit])]))
+    out.extend(align([["NAME", "TYPE", "SERIES"], *([m.name, m.type, str(m.series)] for m in res.metrics[:limit])]))
     if len(res.metrics) > limit:
-        out.append(cut_line(len(res.metrics) - limit, "metrics", f"legible metrics list PATTERN, --limit "
-                                                                 f"{max(2 * limit, 100)} or --json"))
+        out.append(
+            cut_line(
+                len(res.metrics) - limit,
+                "metrics",
+                f"legible metrics list PATTERN, --limit {max(2 * limit, 100)} or --json",
+            )
+        )
     return out

@@ -1,7 +1,7 @@
 """VictoriaMetrics single-node: the stack's metrics store, scraping ``/metrics`` targets.
 
 Flags are from ``victoria-metrics -help`` (1.79, Debian's package): the HTTP API and vmui on one loopback
-port, ``-search.latencyOffset=1s`` so samples are queryable about a second after they arrive (the default,
+port, ``-search.latencyOffset=0s`` so samples are queryable as soon as they arrive (the default,
 30 s, hides fresh data from an agent that just acted), and ``-memory.allowedBytes`` so dozens of stacks fit.
 """
 
@@ -85,7 +85,7 @@ class VictoriaMetrics:
             f"-storageDataPath={ctx.worktree.data_dir / 'victoria-metrics'}",
             f"-retentionPeriod={ctx.config.stack.retention}",
             f"-promscrape.config={scrape}",
-            "-search.latencyOffset=1s",
+            "-search.latencyOffset=0s",  # the collector pushes whole samples; agents read right after acting
             "-memory.allowedBytes=256MiB",
             "-loggerLevel=WARN",
         ]

@@ -1,0 +1,46 @@
+"""``legible skills list | install``: the Agent Skills that teach agents these commands."""
+
+from __future__ import annotations
+
+import typer
+
+from clis._output import emit_json, run
+
+skills_app = typer.Typer(help="Agent Skills that teach coding agents the legible commands.", no_args_is_help=True)
+
+
+@skills_app.command("list")
+def list_skills(as_json: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
+    """List the bundled skills with their descriptions."""
+    from legible.skills import bundled, read_skill
+
+    found = [read_skill(p) for p in bundled()]
+    if as_json:
+        emit_json(
+            {"schema": "legible.skills-list/v1", "skills": [{k: s[k] for k in ("name", "description")} for s in found]}
+        )
+        return
+    print(f"{len(found)} skills")
+    for s in found:
+        print(f"  {s['name']}: {s['description'][:110]}{'…' if len(s['description']) > 110 else ''}")
+
+
+@skills_app.command("install")
+def install(as_json: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
+    """Copy the skills into .claude/skills, .codex/skills and .agents/skills, and point AGENTS.md at them."""
+    from legible.skills import TARGETS
+    from legible.skills import install as do_install
+
+    res = run(do_install, as_json)
+    if as_json:
+        emit_json(res)
+        return
+    print(
+        f"installed {len(res['skills'])} skills ({', '.join(res['skills'])}) into {', '.join(TARGETS)}; "
+        f"pointer in {res['agents_md']}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``skills`` to ``app``."""
+    app.add_typer(skills_app, name="skills")

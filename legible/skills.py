@@ -1,0 +1,85 @@
+"""``legible skills install``: copy legible's Agent Skills where coding agents look, and point AGENTS.md at them.
+
+Targets, relative to the worktree root: ``.claude/skills/<name>/SKILL.md`` (Claude Code),
+``.codex/skills/<name>/SKILL.md`` (Codex) and ``.agents/skills/<name>/SKILL.md`` (other agents following the
+Agent Skills convention). ``AGENTS.md`` gets a short section between markers, replaced on reinstall.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from legible.worktree import find_worktree
+
+SKILLS_SCHEMA = "legible.skills/v1"
+TARGETS = (".claude/skills", ".codex/skills", ".agents/skills")
+_BEGIN, _END = "<!-- legible:begin -->", "<!-- legible:end -->"
+_FRONT = re.compile(r"\A---\n(.*?)\n---\n", re.S)
+
+
+def read_skill(path: Path) -> dict[str, str]:
+    """Parse a SKILL.md: ``{"name", "description", "body"}`` from its YAML front matter and text.
+
+    Raises:
+        ValueError: no front matter, or ``name``/``description`` missing.
+    """
+    text = path.read_text()
+    m = _FRONT.match(text)
+    if not m:
+        raise ValueError(f"{path}: no front matter (--- name: ... description: ... ---)")
+    meta: dict[str, str] = {}
+    for line in m.group(1).splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            meta[key.strip()] = value.strip()
+    if "name" not in meta or "description" not in meta:
+        raise ValueError(f"{path}: front matter needs name and description")
+    return {"name": meta["name"], "description": meta["description"], "body": text[m.end() :]}
+
+
+def bundled() -> list[Path]:
+    """The SKILL.md files shipped with legible, sorted by skill name."""
+    from skills import SKILLS_DIR
+
+    return sorted(SKILLS_DIR.glob("*/SKILL.md"))
+
+
+def install(start: Path | None = None) -> dict[str, Any]:
+    """Copy every bundled skill into each target of the worktree and refresh the AGENTS.md pointer.
+
+    Returns:
+        ``legible.skills/v1``: ``{"schema", "skills": [name...], "written": [path...], "agents_md": path}``.
+    """
+    wt = find_worktree(start)
+    written = []
+    names = []
+    for src in bundled():
+        skill = read_skill(src)
+        names.append(skill["name"])
+        for target in TARGETS:
+            dest = wt.root / target / skill["name"] / "SKILL.md"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(src.read_text())
+            written.append(str(dest))
+    agents = wt.root / "AGENTS.md"
+    section = "\n".join(
+        [
+            _BEGIN,
+            "## legible",
+            "This repository runs its app under legible: `legible up --wait` boots this worktree's own instance,",
+            "`legible logs|traces|metrics` answer questions about it, `legible browser`/`legible journey` drive",
+            "the UI, `legible check` and `legible proof` give verdicts and evidence. Skills: "
+            + ", ".join(f"`.agents/skills/{n}/SKILL.md`" for n in names)
+            + ".",
+            _END,
+        ]
+    )
+    text = agents.read_text() if agents.exists() else ""
+    if _BEGIN in text and _END in text:
+        text = text[: text.index(_BEGIN)] + section + text[text.index(_END) + len(_END) :]
+    else:
+        text = (text.rstrip() + "\n\n" if text.strip() else "") + section + "\n"
+    agents.write_text(text)
+    return {"schema": SKILLS_SCHEMA, "skills": names, "written": written, "agents_md": str(agents)}
