@@ -68,7 +68,10 @@ def fold(line: str) -> str:
     return re.sub(r"\s+", " ", line).strip()
 
 
-TRACE_ID = '$(legible traces --errors --json | python -c \'import json,sys; print(json.load(sys.stdin)["traces"][0]["trace_id"])\')'
+TRACE_ID = (
+    "$(legible traces --errors --json"
+    " | python -c 'import json,sys; print(json.load(sys.stdin)[\"traces\"][0][\"trace_id\"])')"
+)
 
 
 @pytest.mark.parametrize("path", SKILLS, ids=lambda p: p.parent.name)
