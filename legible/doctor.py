@@ -58,7 +58,8 @@ def components() -> list[Component]:
     """Every component legible uses, required ones first."""
     out = [kind.detect() for kind in BUILTIN]
     out.append(_binary("git", ("git",), "apt-get install git", True))
-    out.append(_binary("chromium", CHROMIUM_NAMES, "apt-get install chromium", False))
+    if not any(c.name == "chromium" for c in out):  # the chromium service kind reports it when registered
+        out.append(_binary("chromium", CHROMIUM_NAMES, "apt-get install chromium", False))
     out.append(_python_package("playwright", "playwright", "pip install 'legible[browser]'"))
     out.append(_python_package("imageio-ffmpeg", "imageio_ffmpeg", "pip install 'legible[browser]'"))
     out.append(
