@@ -353,6 +353,14 @@ def run_proof(
     plan = json.loads((wt.state_dir / "plan.json").read_text())
     secrets = secret_values({k: v for s in plan["services"] for k, v in s["env"].items()})
 
+    timings: dict[str, float] = {}
+    mark = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        timings[name] = round((time.monotonic() - mark) * 1000, 1)
+        mark = time.monotonic()
+
     journeys: dict[str, dict[str, Any]] = {}
     has_browser = "chromium" in state.get("services", {})
     if cfg.journeys and has_browser:
@@ -368,6 +376,7 @@ def run_proof(
             except Exception as exc:  # noqa: BLE001 - one journey's crash is that journey's failure
                 journeys[name] = {"passed": False, "error": str(exc).splitlines()[0][:300], "steps": []}
     skipped = [] if has_browser or not cfg.journeys else sorted(cfg.journeys)
+    lap("journeys")
 
     def journey_result(name: str) -> dict[str, Any]:
         if name in journeys:
@@ -390,12 +399,15 @@ def run_proof(
     )
     from legible.queries._source import flush_collector
 
+    lap("checks")
     flush_collector(state["endpoints"]["otlp-http"])  # the run's last spans, as metrics, searchable now
     t_end = now()
     window_start = min(t_start, float(state.get("started_at") or t_start))
     vm = state["endpoints"]["victoria-metrics"]
     figures, series = collect_figures(vm, window_start, t_end)
+    lap("figures")
     charts = draw_charts(series, out / "charts")
+    lap("charts")
     slowest, error_groups = _store_evidence(ctx, window_start)
 
     media = _collect_media(journeys, out)
@@ -419,6 +431,7 @@ def run_proof(
         "slowest_spans": slowest,
         "error_groups": error_groups,
         "baseline": None,
+        "timings_ms": timings,
         "files": [],
     }
     if base_manifest is not None:
@@ -438,6 +451,7 @@ def run_proof(
     manifest["files"] = [
         {"path": str(p.relative_to(out)), "bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files
     ]
+    lap("bundle")
     manifest = _redact_json(manifest, secrets)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     manifest["dir"] = str(out)

@@ -1,0 +1,107 @@
+"""Checks and proof benchmark (issue 5): `legible check` with 10 checks, and `legible proof` on the example app.
+
+Run: `python benchmarks/bench_checks.py [--runs N]`. Baseline measured in the same run: `legible status`
+(command start plus reading state). Targets: `legible check` with 10 checks median < 1 s; `legible proof`
+on the example app with its journeys recorded < 30 s, with the breakdown (journeys, checks, figures,
+charts, bundle) from the manifest's `timings_ms`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CHECKS = """
+[checks.c1]
+startup = { max = "5s" }
+[checks.c2]
+span = { name = "GET /", max = "2s" }
+[checks.c3]
+span = { name = "GET /slow", percentile = 99, max = "3s" }
+[checks.c4]
+span = { service = "app", max = "5s", since = "5m" }
+[checks.c5]
+logs = { level = "error", service = "browser", max_count = 0 }
+[checks.c6]
+logs = { level = "fatal", max_count = 0 }
+[checks.c7]
+promql = { query = "sum(legible_service_up)", op = ">=", threshold = 3 }
+[checks.c8]
+promql = { query = "sum(increase(legible_spans_total[5m]))", op = ">", threshold = 0 }
+[checks.c9]
+span = { journey = "checkout", max = "2s" }
+[checks.c10]
+span = { journey = "report", max = "3s" }
+"""
+
+
+def legible(cwd: Path, *args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
+    t0 = time.perf_counter()
+    res = subprocess.run(
+        [sys.executable, "-m", "clis.main", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    return time.perf_counter() - t0, res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=7)
+    args = ap.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="legible-bench-checks-"))
+    os.environ["XDG_STATE_HOME"] = str(base / "xdg")
+    shop = base / "shop"
+    shutil.copytree(REPO / "examples" / "shop", shop, ignore=shutil.ignore_patterns("__pycache__"))
+    toml = (shop / "legible.toml").read_text()
+    toml = toml[: toml.index("[checks.")] + CHECKS + "\n[stack]\nbrowser = true\n"
+    (shop / "legible.toml").write_text(toml)
+    for cmd in (["init", "-q"], ["add", "-A"], ["-c", "user.email=b@x", "-c", "user.name=b", "commit", "-qm", "x"]):
+        subprocess.run(["git", *cmd], cwd=shop, check=True, capture_output=True)
+    try:
+        _, res = legible(shop, "up", "--wait", "--json")
+        app = json.loads(res.stdout)["endpoints"]["app"]
+        for path in ("/", "/slow?ms=300", "/error"):
+            urllib.request.urlopen(app + path).read() if path != "/error" else None
+        legible(shop, "journey", "run", "checkout")
+        legible(shop, "journey", "run", "report")
+        status = [legible(shop, "status")[0] for _ in range(args.runs)]
+        checks = []
+        for _ in range(args.runs):
+            took, res = legible(shop, "check")
+            checks.append(took)
+        print(f"runs={args.runs} (medians)")
+        print(f"baseline legible status        {statistics.median(status) * 1000:7.0f} ms")
+        print(
+            f"legible check, 10 checks       {statistics.median(checks) * 1000:7.0f} ms  target < 1000 ms "
+            f"({statistics.median(checks) / statistics.median(status):.1f}x status); last verdict: "
+            f"{res.stdout.splitlines()[0] if res.stdout else res.stderr.strip()}"
+        )
+        took, res = legible(shop, "proof", "--json")
+        doc = json.loads(res.stdout)
+        t = doc["timings_ms"]
+        print(
+            f"legible proof (journeys recorded) {took:5.1f} s  target < 30 s; breakdown: "
+            + ", ".join(f"{k} {v / 1000:.1f} s" for k, v in t.items())
+        )
+        print(f"proof bundle: {len(doc['files'])} files, {sum(f['bytes'] for f in doc['files']) / 1024:.0f} KB")
+    finally:
+        legible(shop, "down")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
