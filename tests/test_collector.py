@@ -653,3 +653,44 @@ def test_service_plan(tmp_path: Path) -> None:
     assert "--grpc-port=41003" in plan.argv and "--vm-url=http://127.0.0.1:41001" in plan.argv
     assert plan.env["OTEL_SDK_DISABLED"] == "true" and "OTEL_SERVICE_NAME" not in plan.env
     assert CollectorService().detect().path is not None
+
+
+def test_a_record_sent_by_stdout_and_otlp_is_stored_once(tmp_path: Path) -> None:
+    from legible.collector._writer import Writer
+
+    deduplicated: list[int] = []
+    w = Writer(tmp_path / "d.duckdb", on_deduplicated=deduplicated.append)
+    now = time.time_ns()
+
+    def row(body: str, source: str, span: str | None = "b7ad6b7169203331") -> tuple:
+        return (
+            now,
+            now,
+            "app",
+            "error",
+            17,
+            "ERROR",
+            body,
+            "{}",
+            "{}",
+            None,
+            "0af7651916cd43dd8448eb211c80319c",
+            span,
+            source,
+        )
+
+    w.add("logs", [row("GET /error 500", "stdout")])
+    w.add("logs", [row("GET /error 500", "otlp"), row("GET /error 500", "otlp", span=None)])
+    w.add("logs", [row("GET /error 500", "stdout"), row("another message", "otlp")])
+    w.flush()
+    kept = w.query("SELECT source, body FROM logs ORDER BY seq")[1]
+    w.close()
+    # the OTLP copy of the stdout record is dropped; a record without a span id, a second record from the
+    # same source and a different message are all kept
+    assert kept == [
+        ("stdout", "GET /error 500"),
+        ("otlp", "GET /error 500"),
+        ("stdout", "GET /error 500"),
+        ("otlp", "another message"),
+    ]
+    assert deduplicated == [1]

@@ -55,6 +55,8 @@ class SelfMetrics:
         pending: ``legible_collector_pending_rows``: rows waiting for the next flush.
         db_bytes: ``legible_collector_store_bytes``: used size of the DuckDB file.
         pruned: ``legible_collector_pruned_rows_total{table}``: rows deleted by the size cap.
+        deduplicated: ``legible_collector_deduplicated_logs_total``: stdout copies of OTLP records (or the
+            reverse) not stored twice.
 
     """
 
@@ -71,6 +73,9 @@ class SelfMetrics:
         self.pending = Gauge("legible_collector_pending_rows", "Rows waiting for a flush", registry=r)
         self.db_bytes = Gauge("legible_collector_store_bytes", "Used bytes of the store", registry=r)
         self.pruned = Counter("legible_collector_pruned_rows", "Rows deleted by the size cap", ["table"], registry=r)
+        self.deduplicated = Counter(
+            "legible_collector_deduplicated_logs", "Log records already stored from another source", registry=r
+        )
 
     def exposition(self) -> bytes:
         """Return the text exposition of the counters."""

@@ -146,6 +146,7 @@ class Collector:
             on_written=lambda t, n: self.stats.written.labels(t).inc(n),
             on_pruned=lambda t, n: self.stats.pruned.labels(t).inc(n),
             on_dropped=lambda t, n: self.stats.rejected.labels(t, "unstorable").inc(n) if n else None,
+            on_deduplicated=self.stats.deduplicated.inc,
         )
         self.pusher = Pusher(vm_url, self.derived, self.stats)
         self.tailer = Tailer(logs_dir, self.writer.offsets(), self._tail_sink) if logs_dir is not None else None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ FLUSH_ROWS = 5000
 MAX_PENDING = 200_000
 PRUNE_EVERY_S = 5.0
 MEMORY_LIMIT = "48MB"
+#: How many recent (service, trace id, span id, message) keys the cross-source dedupe remembers.
+DEDUPE_KEYS = 50_000
 
 LOG_COLUMNS = (
     ("time_ns", pa.int64()),
@@ -130,6 +133,7 @@ class Writer:
         on_written: Callable[[str, int], None] | None = None,
         on_pruned: Callable[[str, int], None] | None = None,
         on_dropped: Callable[[str, int], None] | None = None,
+        on_deduplicated: Callable[[int], None] | None = None,
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -142,6 +146,9 @@ class Writer:
         self._on_written = on_written
         self._on_pruned = on_pruned
         self._on_dropped = on_dropped
+        self._on_deduplicated = on_deduplicated
+        # (service, trace id, span id, message) -> source of the log records seen lately; see _dedupe
+        self._recent: OrderedDict[tuple[str, str, str, str], str] = OrderedDict()
         self._cv = threading.Condition()
         self._logs: list[tuple[Any, ...]] = []
         self._spans: list[tuple[Any, ...]] = []
@@ -190,6 +197,8 @@ class Writer:
             False when refused for lack of room (nothing was queued).
 
         """
+        if table == "logs":
+            rows = self._dedupe(rows)
         with self._cv:
             while self.pending + len(rows) > MAX_PENDING and self.pending and not self._stop:
                 if not block:
@@ -201,6 +210,34 @@ class Writer:
             if self.pending >= FLUSH_ROWS:
                 self._cv.notify_all()
         return True
+
+    def _dedupe(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Drop log records already stored from another source (an app that logs to stdout and OTLP).
+
+        Two records are the same event when service, trace id, span id and the message's first line are
+        equal and they came by different sources (``stdout`` vs ``otlp``); the first to arrive is kept.
+        Records without a span id are never merged. The count goes to ``on_deduplicated``
+        (``legible_collector_deduplicated_total``). At most :data:`DEDUPE_KEYS` recent keys are remembered.
+        """
+        keep = []
+        recent = self._recent
+        for r in rows:
+            trace_id, span_id, source = r[10], r[11], r[12]
+            if not span_id or not trace_id:
+                keep.append(r)
+                continue
+            key = (r[2] or "", trace_id, span_id, str(r[6] or "").split("\n", 1)[0].strip())
+            seen = recent.get(key)
+            if seen is not None and seen != source:
+                continue
+            recent[key] = source
+            recent.move_to_end(key)
+            keep.append(r)
+        while len(recent) > DEDUPE_KEYS:
+            recent.popitem(last=False)
+        if len(keep) != len(rows) and self._on_deduplicated:
+            self._on_deduplicated(len(rows) - len(keep))
+        return keep
 
     def _run(self) -> None:
         while True:
