@@ -215,10 +215,11 @@ def test_js_error_in_console_and_in_the_store(stack: Stack) -> None:
     rows: list[dict] = []
     while time.monotonic() < deadline and not rows:
         rows = stack.sql(
-            "SELECT level, body FROM logs WHERE service = 'browser' AND body LIKE ?", ["%boom from the test page%"]
+            "SELECT level, body, source FROM logs WHERE service = 'browser' AND body LIKE ?",
+            ["%boom from the test page%"],
         )
         time.sleep(0.2)
-    assert rows and rows[0]["level"] == "error"
+    assert rows and rows[0]["level"] == "error" and rows[0]["source"] == "browser"
     logs = stack.cli("logs", "--service", "browser", "--level", "error")
     assert "boom from the test page" in logs.stdout, logs.stdout + logs.stderr
 

@@ -281,11 +281,16 @@ def _level_of(number: int, text: str) -> str:
 
 
 def log_rows(req: ExportLogsServiceRequest, now_ns: int) -> Decoded:
-    """Flatten a logs request into ``logs`` rows, source ``otlp`` (see :func:`span_rows`)."""
+    """Flatten a logs request into ``logs`` rows (see :func:`span_rows`).
+
+    The ``source`` column is ``otlp``, or ``browser`` for records of the service ``browser`` (console
+    messages and failed requests that ``legible browser`` reports), as ``docs/store.md`` documents.
+    """
     out = Decoded()
     rows = out.rows
     for rl in req.resource_logs:
         _, service, res_json = _resource(rl.resource)
+        source = "browser" if service == "browser" else "otlp"
         for sl in rl.scope_logs:
             scope = sl.scope.name or None
             for lr in sl.log_records:
@@ -322,7 +327,7 @@ def log_rows(req: ExportLogsServiceRequest, now_ns: int) -> Decoded:
                         scope,
                         _hex(lr.trace_id),
                         _hex(lr.span_id),
-                        "otlp",
+                        source,
                     )
                 )
     return out
