@@ -24,13 +24,14 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 try:  # orjson is several times faster on the hot path; the stdlib is the fallback
     import orjson
 
-    _loads = orjson.loads
+    _loads: Callable[[str | bytes], Any] = orjson.loads
 
     def _dumps(obj: Any) -> str:
         return orjson.dumps(obj, default=str).decode()

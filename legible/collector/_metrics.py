@@ -151,9 +151,9 @@ class Derived:
             if len(self._seen) > 500_000:
                 self._seen.clear()
             for s in samples:
-                h = hash((s.name, tuple(sorted(s.labels.items()))))
-                if h not in self._seen:
-                    self._seen.add(h)
+                series = hash((s.name, tuple(sorted(s.labels.items()))))
+                if series not in self._seen:
+                    self._seen.add(series)
                     self.new_series = True
         # A new counter series starts with a 0 sample a second before its first value (as Prometheus'
         # created-timestamp zero ingestion does), so increase() and rate() count its first spans at once.
@@ -229,7 +229,7 @@ class _Families:
 def render(fams: list[Metric]) -> bytes:
     """Return Prometheus text exposition of ``fams`` (via ``prometheus_client.generate_latest``)."""
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(_Families(fams))  # type: ignore[arg-type]
+    reg.register(_Families(fams))
     return generate_latest(reg)
 
 

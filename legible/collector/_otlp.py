@@ -112,8 +112,10 @@ def encode_response(signal: str, rejected: int, message: str, encoding: str) -> 
     """Return the encoded Export*ServiceResponse (``protobuf`` or ``json``); see :func:`response_message`."""
     resp = response_message(signal, rejected, message)
     if encoding == "json":
-        return json_format.MessageToJson(resp, indent=None).encode()
-    return resp.SerializeToString()
+        text: str = json_format.MessageToJson(resp, indent=None)
+        return text.encode()
+    data: bytes = resp.SerializeToString()
+    return data
 
 
 def response_message(signal: str, rejected: int, message: str) -> Message:
@@ -123,7 +125,7 @@ def response_message(signal: str, rejected: int, message: str) -> Message:
         "logs": ExportLogsServiceResponse,
         "metrics": ExportMetricsServiceResponse,
     }[signal]
-    resp = cls()
+    resp: Any = cls()  # the three response classes share `partial_success` by shape only
     if rejected:
         ps = resp.partial_success
         field_name = {

@@ -228,12 +228,12 @@ class Collector:
         now = time.time_ns()
         if sig == "metrics":
             with self._delta_lock:
-                d = metric_samples(msg, self.worktree, self._delta)  # type: ignore[arg-type]
+                d = metric_samples(msg, self.worktree, self._delta)
             dropped = self.derived.add_samples(d.rows)
             if dropped:
                 self.stats.dropped.labels("queue_full").inc(dropped)
         else:
-            d = span_rows(msg, now) if sig == "traces" else log_rows(msg, now)  # type: ignore[arg-type]
+            d = span_rows(msg, now) if sig == "traces" else log_rows(msg, now)
             if d.rows and not self.writer.add("spans" if sig == "traces" else "logs", d.rows):
                 self.stats.rejected.labels(sig, "busy").inc(len(d.rows))
                 raise Busy
@@ -415,7 +415,7 @@ def serve(args: Any) -> int:
     def on_signal(signum: int, frame: Any) -> None:
         done.set()
 
-    prometheus_client.disable_created_metrics()
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated in prometheus_client
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     col.start()

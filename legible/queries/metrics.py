@@ -25,6 +25,7 @@ import json
 import math
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,7 +159,7 @@ def _server_message(exc: Exception) -> str:
 
 def _call(url: str, fn: Any) -> Any:
     import requests
-    from prometheus_api_client import PrometheusApiClientException
+    from prometheus_api_client.exceptions import PrometheusApiClientException
 
     try:
         return fn()
@@ -211,7 +212,7 @@ def format_value(v: float | None, unit: str | None) -> str:
     return sig4(v)
 
 
-def sparkline(values: list[float | None], width: int = SPARK_WIDTH) -> str:
+def sparkline(values: Sequence[float | None], width: int = SPARK_WIDTH) -> str:
     """A one-line unicode sparkline (``▁▂▃▄▅▆▇█``), at most ``width`` characters (maximum per bucket).
 
     Missing or non-finite points are spaces; a flat series is all ``▄``.

@@ -95,7 +95,10 @@ class TraceFilter:
 
     def sql(self) -> tuple[str, list[Any], str, list[Any]]:
         """Return ``(where, where_params, having, having_params)`` for the per-trace aggregation."""
-        where, wp, having, hp = [], [], [], []  # type: ignore[var-annotated]
+        where: list[str] = []
+        wp: list[Any] = []
+        having: list[str] = []
+        hp: list[Any] = []
         if self.since_ns:
             where.append("start_ns >= ?")
             wp.append(self.since_ns)
@@ -491,7 +494,7 @@ def get_trace(store: Store, trace_id: str, max_logs: int = 2000, now: int | None
             roots.append(node)
         else:
             parent_node.children.append(node)
-    loose = []
+    loose: list[dict[str, Any]] = []
     for lg in logs:
         sid = lg.pop("span_id")
         (nodes[sid].logs if sid in nodes else loose).append(lg)
@@ -585,8 +588,8 @@ def render_tree(tree: TraceTree, limit: int = 40) -> list[str]:
     if tree.loose_logs:
         lines.append(("logs of this trace without a known span:", False))
         emit_logs(tree.loose_logs, "  ", "")
-    root = tree.roots[0] if tree.roots else None
-    title = f"{root.name} [{root.service}]" if root else "(no spans stored)"
+    first = tree.roots[0] if tree.roots else None
+    title = f"{first.name} [{first.service}]" if first else "(no spans stored)"
     head = (f"trace {tree.trace_id}: {title} {fmt_ms(tree.duration_ms)}, {tree.span_count} spans, "
             f"{tree.error_count} errors, {tree.log_count} log lines, started {fmt_clock(t0)} "
             f"({fmt_ago(t0, tree.now_ns)})")
