@@ -23,16 +23,17 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from legible._errors import ConfigError, PrerequisiteMissing
 from legible._paths import state_home
 from legible._procs import REGISTRY_ENV, STACK_ENV
-from legible.config import LegibleConfig, ServiceConfig, order_services
 from legible.lease import BLOCK_SIZE, FIRST_EXTRA_SLOT, SLOTS, Lease
-from legible.services import BUILTIN
 from legible.services.base import Probe, ServicePlan
 from legible.worktree import Worktree
+
+if TYPE_CHECKING:  # the supervisor loads plans without paying for pydantic (about 100 ms)
+    from legible.config import LegibleConfig, ServiceConfig
 
 PLAN_SCHEMA = "legible.plan/v1"
 
@@ -133,6 +134,8 @@ class PlanContext:
         """``[(name, config)]`` for the app and extra services, in start order."""
         cfg = self.config
         by_name = {"app": cfg.app, **cfg.services}
+        from legible.config import order_services
+
         return [(n, by_name[n]) for n in order_services(cfg)]
 
 
@@ -314,9 +317,13 @@ def build_plan(worktree: Worktree, config: LegibleConfig, lease: Lease, *, brows
     """
     ports = assign_ports(config, lease)
     ctx = PlanContext(worktree=worktree, config=config, ports=ports, browser=browser or config.stack.browser)
+    from legible.services import BUILTIN
+
     planned = [p for p in (kind.plan(ctx) for kind in BUILTIN) if p is not None]
     services = [p for p in planned if p.role in ("store", "collector")]
-    infra = [s.name for s in services]
+    # User services wait for the stores, not for the collector: OTLP exporters retry a refused connection
+    # (OTLP spec, "Retrying"), stdout is tailed from files, and the collector's ~0.3 s start overlaps the app's.
+    infra = [s.name for s in services if s.role == "store"]
     services.extend(_user_service_plan(ctx, n, s, infra) for n, s in ctx.user_services())
     services.extend(p for p in planned if p.role not in ("store", "collector"))  # the browser, after the app
     endpoints = {

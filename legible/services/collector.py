@@ -3,7 +3,7 @@
 It runs this Python (``sys.executable -m legible.collector``), so :meth:`CollectorService.detect` only checks
 that the package imports. Ports: ``otlp-http`` (also ``/health``, ``/metrics``, ``/query``) and ``otlp-grpc``
 from the lease; the store is ``.legible/data/signals.duckdb`` (:func:`legible.store.store_path`); it tails
-``.legible/logs/`` and pushes derived metrics to the stack's VictoriaMetrics, so it depends on it.
+``.legible/logs/`` and pushes derived metrics to the stack's VictoriaMetrics; it starts beside it, not after it.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class CollectorService:
             env=env,
             probe=Probe("http", f"http://127.0.0.1:{http_port}/health"),
             ready_timeout=15.0,
-            depends_on=["victoria-metrics"],
+            depends_on=[],  # beside VictoriaMetrics: span and log series are cumulative, re-sent every push
             port=http_port,
             log=str(ctx.worktree.logs_dir / f"{self.name}.log"),
             stop_timeout=3.0,
