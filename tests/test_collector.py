@@ -646,7 +646,7 @@ def test_service_plan(tmp_path: Path) -> None:
             return {"PATH": "/bin", "OTEL_SERVICE_NAME": service, "PORT": str(port)}
 
     plan = CollectorService().plan(Ctx())  # type: ignore[arg-type]
-    assert plan.role == "collector" and plan.depends_on == ["victoria-metrics"] and plan.port == 41002
+    assert plan.role == "collector" and plan.depends_on == [] and plan.port == 41002
     assert plan.probe.kind == "http" and plan.probe.target == "http://127.0.0.1:41002/health"
     assert plan.argv[1:3] == ["-m", "legible.collector"]
     assert f"--db={tmp_path}/.legible/data/signals.duckdb" in plan.argv
