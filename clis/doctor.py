@@ -11,13 +11,16 @@ def doctor(
     install: bool = typer.Option(
         False, "--install", help="Install missing components (apt where permitted, else the tool cache)."
     ),
+    user: bool = typer.Option(
+        False, "--user", help="With --install: never apt-get install; unpack into the tool cache."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Report each component (present, version, install command); exit 3 if a required one is missing."""
     from legible.doctor import check, install_missing
 
     if install:
-        actions = run(install_missing, as_json)
+        actions = run(lambda: install_missing(user=user), as_json)
     else:
         actions = []
     res = run(check, as_json)

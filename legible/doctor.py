@@ -107,8 +107,12 @@ def check() -> dict[str, Any]:
     }
 
 
-def install_missing() -> list[str]:
+def install_missing(user: bool = False) -> list[str]:
     """Install missing Debian components (victoria-metrics, chromium); return what was done, one line each.
+
+    Args:
+        user: never use ``apt-get install``, even as root: unpack into the tool cache (what a user without
+            root gets; Chromium, which needs its shared libraries installed, is then only reported).
 
     Raises:
         PrerequisiteMissing: apt is not available, or the download or install failed.
@@ -119,7 +123,8 @@ def install_missing() -> list[str]:
     for name, package in (("victoria-metrics", "victoria-metrics"), ("chromium", "chromium")):
         if comps[name].path is not None:
             continue
-        done.append(_install_deb(package, unpack_ok=name == "victoria-metrics"))
+        as_root = os.geteuid() == 0 and not user
+        done.append(_install_deb(package, unpack_ok=name == "victoria-metrics", root=as_root))
     return done
 
 
@@ -128,12 +133,12 @@ def _apt(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["apt-get", *args], capture_output=True, text=True, env=env, check=False)
 
 
-def _install_deb(package: str, *, unpack_ok: bool) -> str:
+def _install_deb(package: str, *, unpack_ok: bool, root: bool) -> str:
     if shutil.which("apt-get") is None:
         raise PrerequisiteMissing(
             f"cannot install {package}: apt-get is not available", hint=f"install {package} by hand"
         )
-    if os.geteuid() == 0:
+    if root:
         res = _apt("install", "-y", "-q", package)
         if res.returncode != 0:
             _apt("update", "-q")
@@ -148,6 +153,7 @@ def _install_deb(package: str, *, unpack_ok: bool) -> str:
         raise PrerequisiteMissing(f"{package} needs root to install", hint=f"run: sudo apt-get install {package}")
     dest = tool_cache() / package
     with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o755)  # noqa: S103 - as root, apt downloads as its sandbox user _apt, which must write here
         res = subprocess.run(["apt-get", "download", package], cwd=tmp, capture_output=True, text=True, check=False)
         debs = list(Path(tmp).glob("*.deb"))
         if res.returncode != 0 or not debs:
@@ -156,5 +162,12 @@ def _install_deb(package: str, *, unpack_ok: bool) -> str:
                 hint=f"run: sudo apt-get install {package}",
             )
         dest.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(dest)], check=True)
+        unpack = subprocess.run(
+            ["dpkg-deb", "-x", str(debs[0]), str(dest)], capture_output=True, text=True, check=False
+        )
+        if unpack.returncode != 0:
+            raise PrerequisiteMissing(
+                f"dpkg-deb -x {debs[0].name} failed: {unpack.stderr.strip()[-200:]}",
+                hint=f"run: sudo apt-get install {package}",
+            )
     return f"unpacked {package} into {dest}"
