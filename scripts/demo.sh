@@ -5,31 +5,26 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
-run() { say "$*"; "$@"; }
+run() { say "$*"; "$@" || echo "(exit $?)"; }
 
 run legible up --wait --timeout 60
 set -a; . .legible/env; set +a
 say "traffic: home, products API, an order, /slow, /error"
 curl -fsS -o /dev/null "$LEGIBLE_APP_URL/"
 curl -fsS -o /dev/null "$LEGIBLE_APP_URL/api/products"
-curl -fsS -o /dev/null -d 'name=Ada&email=ada@example.com&product=1&quantity=2' "$LEGIBLE_APP_URL/order" || true
+curl -fsS -o /dev/null -d 'name=Ada&email=ada@example.com&product_id=1&quantity=2' "$LEGIBLE_APP_URL/order"
 curl -fsS -o /dev/null "$LEGIBLE_APP_URL/slow" || true
 curl -sS -o /dev/null "$LEGIBLE_APP_URL/error" || true
-sleep 2
 run legible status
-if legible --help | grep -q ' metrics '; then
-  run legible metrics 'legible_service_ready_seconds'
-  run legible metrics 'sum by (route, status) (shop_http_requests_total)'
-else
-  say "curl VictoriaMetrics: legible_service_ready_seconds"
-  curl -fsS "$LEGIBLE_VICTORIA_METRICS_URL/api/v1/query?query=legible_service_ready_seconds"; echo
-fi
-if legible --help | grep -q ' logs '; then
-  run legible logs --level warn --since 5m
-fi
-if legible --help | grep -q ' traces '; then
-  run legible traces --slowest 5
-fi
+run legible logs --level warn --since 5m
+trace=$(legible traces --errors --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["traces"][0]["trace_id"][:12])')
+run legible trace "$trace"
+run legible traces --slowest 5
+run legible metrics 'histogram_quantile(0.99, sum by (le) (increase(legible_span_duration_seconds_bucket{span_name="GET /slow"}[10m])))'
+run legible metrics 'sum by (service) (legible_service_ready_seconds)'
+run legible journey run checkout
+run legible journey run report
+run legible check
 cat <<MSG
 
 The stack keeps running: app $LEGIBLE_APP_URL, VictoriaMetrics $LEGIBLE_VICTORIA_METRICS_URL
