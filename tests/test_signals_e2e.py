@@ -5,7 +5,6 @@ under `opentelemetry-instrument`."""
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -13,21 +12,11 @@ import requests
 
 from .conftest import cli, cli_json, make_repo
 from .test_stack import shop_repo
+from .test_stack import wait_until as wait_for
 
 GRPC_ENV = (
     'env = { OTEL_EXPORTER_OTLP_PROTOCOL = "grpc", OTEL_EXPORTER_OTLP_ENDPOINT = "http://127.0.0.1:$OTLP_GRPC_PORT" }'
 )
-
-
-def wait_for(fn, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"not seen in {timeout} s; last: {last!r}")
 
 
 def signals_reach_the_commands(root: Path, hits: list[str], span: str, metric: str) -> None:
