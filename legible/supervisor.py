@@ -53,7 +53,9 @@ BACKOFF_FIRST_S = 0.25
 BACKOFF_MAX_S = 8.0
 #: A service up this long has its crash streak (for backoff and the cap) reset.
 STABLE_AFTER_S = 30.0
-ROLE_TIER = {"store": 0, "collector": 1, "app": 2, "browser": 3}
+#: Shutdown waves, highest first: the app and the browser together (both report to the collector), then the
+#: collector (it flushes what they sent), then the stores.
+ROLE_TIER = {"store": 0, "collector": 1, "app": 2, "browser": 2}
 
 
 class Proc(Protocol):
@@ -389,25 +391,30 @@ def kill_service(run: ServiceRun, timeout: float) -> None:
 
 
 def stop_services(runs: list[ServiceRun], timeout: float | None = None) -> None:
-    """SIGTERM the process groups of ``runs`` together, then SIGKILL whatever is left after the timeout.
+    """SIGTERM the process groups of ``runs`` together, then SIGKILL each group still alive after its timeout.
 
     The timeout is each service's ``stop_timeout`` (or ``timeout`` when given), in seconds.
     """
     live = [r for r in runs if r.proc is not None]
+    start = time.monotonic()
     for r in live:
         assert r.proc is not None
         signal_group(r.proc.pid, signal.SIGTERM)
-    deadline = (
-        time.monotonic() + max((timeout if timeout is not None else r.plan.stop_timeout) for r in live) if live else 0
-    )
     pending = list(live)
-    while pending and time.monotonic() < deadline:
-        pending = [r for r in pending if not _group_gone(r)]
+    while pending:
+        now = time.monotonic()
+        still = []
+        for r in pending:
+            assert r.proc is not None
+            if _group_gone(r):
+                continue
+            if now - start >= (timeout if timeout is not None else r.plan.stop_timeout):
+                signal_group(r.proc.pid, signal.SIGKILL)
+                continue
+            still.append(r)
+        pending = still
         if pending:
             time.sleep(0.01)
-    for r in pending:
-        assert r.proc is not None
-        signal_group(r.proc.pid, signal.SIGKILL)
     for r in live:
         assert r.proc is not None
         if isinstance(r.proc, subprocess.Popen):

@@ -783,12 +783,12 @@ async def serve(args: argparse.Namespace) -> int:
         with contextlib.suppress(OSError):
             sock.unlink()
         if agent.chromium and agent.chromium.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                agent.chromium.terminate()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(agent.chromium.wait(), 3)
+            # A throwaway headless profile needs no graceful exit (which takes Chromium about a second):
+            # the logs are flushed above, so stop it at once; its helpers follow their parent.
             with contextlib.suppress(ProcessLookupError):
                 agent.chromium.kill()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(agent.chromium.wait(), 3)
 
 
 def main(argv: list[str] | None = None) -> int:
