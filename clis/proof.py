@@ -14,6 +14,9 @@ def proof(
     baseline: str = typer.Option(None, "--baseline", help="Compare figures with a run id, manifest path or git ref."),
     post: bool = typer.Option(False, "--post", help="Add or update one sticky comment on the PR (needs gh)."),
     pr: int = typer.Option(None, "--pr", help="The PR number for --post (default: the current branch's PR)."),
+    media_base: str = typer.Option(
+        None, "--media-base", help="With --post: the URL where the bundle is hosted, for its images and video."
+    ),
     out: Path = typer.Option(None, "--out", help="Also write the manifest (JSON) to this file."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest (schema legible.proof/v1)."),
 ) -> None:
@@ -26,7 +29,11 @@ def proof(
     if post:
         from legible._gh import post_summary
 
-        posted = run(lambda: post_summary(bundle / "summary.md", cwd=bundle, pr=pr, marker=MARKER), as_json, out)
+        posted = run(
+            lambda: post_summary(bundle / "summary.md", cwd=bundle, pr=pr, marker=MARKER, media_base=media_base),
+            as_json,
+            out,
+        )
     write_out(out, {**manifest, "posted": posted})
     if as_json:
         emit_json({**manifest, "posted": posted})

@@ -9,6 +9,7 @@ issue comments, create an issue comment, update an issue comment
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -28,8 +29,23 @@ def _gh(*args: str, cwd: Path) -> str:
     return out.stdout.strip()
 
 
-def post_summary(summary: Path, *, cwd: Path, pr: int | None = None, marker: str) -> dict[str, Any]:
+def with_media_base(text: str, base: str) -> str:
+    """Point the summary's relative links (``](charts/latency.png)``) at ``base`` (where the bundle is hosted).
+
+    ``gh`` cannot upload images to a comment, so an orchestrator that hosts the bundle (an artifact store,
+    a static site) passes its URL; absolute links are left alone.
+    """
+    base = base.rstrip("/") + "/"
+    return re.sub(r"\]\((?![a-z][a-z0-9+.-]*:|/|#)([^)\s]+)\)", lambda m: f"]({base}{m.group(1)})", text)
+
+
+def post_summary(
+    summary: Path, *, cwd: Path, pr: int | None = None, marker: str, media_base: str | None = None
+) -> dict[str, Any]:
     """Create or update the PR comment holding ``marker`` with the text of ``summary``.
+
+    With ``media_base``, relative links to the bundle's charts, GIFs and videos point there
+    (:func:`with_media_base`); the posted text is written beside the summary as ``summary.posted.md``.
 
     Returns:
         ``{"pr": int, "repo": "owner/name", "comment_id": int, "action": "created" | "updated"}``.
@@ -65,6 +81,10 @@ def post_summary(summary: Path, *, cwd: Path, pr: int | None = None, marker: str
     for chunk in raw.replace("][", "]\n[").splitlines():
         if chunk.strip():
             comments += json.loads(chunk)
+    if media_base:
+        posted = summary.with_name("summary.posted.md")
+        posted.write_text(with_media_base(summary.read_text(), media_base))
+        summary = posted
     mine = [c for c in comments if marker in str(c.get("body", ""))]
     if mine:
         cid = int(mine[0]["id"])

@@ -188,10 +188,11 @@ def test_post_adds_then_updates_one_sticky_comment(proofs, tmp_path: Path) -> No
     assert "gh auth login" in res.stderr
     first = proof()
     assert first.stdout.rstrip().endswith("; created comment on PR #7"), first.stdout + first.stderr
-    second = proof("--pr", "7")
+    second = proof("--pr", "7", "--media-base", "https://artifacts.example/run-42/")
     assert second.stdout.rstrip().endswith("; updated comment on PR #7")
     comments = json.loads(db.read_text())["comments"]
     assert len(comments) == 1 and comments[0]["body"].startswith("<!-- legible-proof -->\n## ")
+    assert "![latency](https://artifacts.example/run-42/charts/latency.png)" in comments[0]["body"]
     no_gh = {**env, "PATH": "/usr/bin:/bin"}
     res = subprocess.run(
         [sys.executable, "-m", "clis.main", "proof", "--post"],
