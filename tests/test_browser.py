@@ -50,6 +50,10 @@ steps = [
   { click = "text=Orders" },
 ]
 
+[journeys.scripted]
+description = "the same order, written as a Python script"
+script = "journeys/scripted.py"
+
 [journeys.short]
 steps = [
   { chapter = "The order form" },
@@ -57,6 +61,19 @@ steps = [
   { fill = { selector = "#name", text = "Ada" } },
   { expect_text = "Place an order" },
 ]
+"""
+
+SCRIPTED_JOURNEY = """\
+async def run(page, journey):
+    async with journey.step("open the order form"):
+        await page.goto(journey.url("/order"))
+    async with journey.step("fill and submit"):
+        await page.fill("#name", "Grace Hopper")
+        await page.fill("#email", "grace@example.com")
+        await page.select_option("#product_id", index=1)
+        await page.click("role=button[name='Place order']")
+    async with journey.step("see the confirmation"):
+        await page.get_by_text("Thank you").wait_for(timeout=5000)
 """
 
 THROW_HTML = """<!doctype html>
@@ -114,6 +131,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         if f.is_file() and "__pycache__" not in f.parts and f.name != "legible.toml":
             files[str(f.relative_to(src))] = f.read_text()
     files["static/throw.html"] = THROW_HTML
+    files["journeys/scripted.py"] = SCRIPTED_JOURNEY
     root = make_repo(base / "shop", TOML, files)
     env = {**os.environ, "XDG_STATE_HOME": str(base / "state"), "XDG_CACHE_HOME": str(base / "cache")}
     res = _run(root, env, "up", "--wait", "--browser", "--timeout", "60", "--json")
@@ -273,6 +291,15 @@ def test_recorded_journey_is_a_small_playable_video_with_chapters(stack: Stack) 
     w, h, px = frame_rgb(video, card["start_s"] + 0.3)
     r, g, b = (sum(px[i::3]) / (w * h) for i in range(3))
     assert b > 90 and b > r + 50, (r, g, b)
+
+
+def test_a_journey_written_as_a_python_script_runs_traced(stack: Stack) -> None:
+    doc = stack.json("journey", "run", "scripted")
+    assert doc["ok"], doc
+    assert [st["title"] for st in doc["steps"]] == ["open the order form", "fill and submit", "see the confirmation"]
+    assert doc["backend"]["spans"] >= 2  # GET /order, POST /order, ... under the script's trace
+    rows = stack.sql("SELECT name FROM spans WHERE trace_id = ? AND parent_span_id IS NULL", [doc["trace_id"]])
+    assert [r["name"] for r in rows] == ["journey scripted"]
 
 
 def test_down_leaves_no_chromium(stack: Stack) -> None:

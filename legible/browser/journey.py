@@ -3,7 +3,7 @@
 A journey is ``[journeys.<name>]`` in ``legible.toml`` (:class:`legible.config.JourneyConfig`): either
 ``steps`` (goto, click, fill, press, wait_for, expect_text, chapter, screenshot) or ``script``, a Python file
 defining ``async def run(page, journey)`` that uses Playwright's async ``page`` and wraps its steps in
-``async with journey.step("title"):``.
+``async with journey.step("title"):``; ``journey.url("/order")`` gives the app's URL for a path.
 
 Tracing (W3C Trace Context, https://www.w3.org/TR/trace-context/): the run has one trace with a root span
 ``journey <name>`` and a child span per step (service ``browser``). While a step runs, every request of the
@@ -63,6 +63,10 @@ class JourneyRun:
         self.steps: list[dict[str, Any]] = []
         self.spans: list[_otlp.Span] = []
         self.total = 0
+
+    def url(self, path: str) -> str:
+        """Resolve ``path`` (``/order``) against the app's URL, as ``goto`` steps do; absolute URLs pass."""
+        return str(self.agent.resolve_url(path))
 
     @contextlib.asynccontextmanager
     async def step(self, title: str, action: str = "script", card: str = "") -> AsyncIterator[None]:
