@@ -302,6 +302,23 @@ def test_a_journey_written_as_a_python_script_runs_traced(stack: Stack) -> None:
     assert [r["name"] for r in rows] == ["journey scripted"]
 
 
+def test_manual_recording_around_browser_commands(stack: Stack) -> None:
+    from legible.browser._video import probe
+
+    assert stack.cli("browser", "record", "start").returncode == 0
+    assert stack.json("browser", "status")["recording"] is True
+    stack.cli("browser", "record", "chapter", "The home page")
+    stack.cli("browser", "open", "/")
+    stack.cli("browser", "record", "chapter", "The order form")
+    stack.cli("browser", "open", "/order")
+    doc = stack.json("browser", "record", "stop")
+    info = probe(Path(doc["video"]))
+    assert info["codec"] == "h264" and info["duration_s"] > 0.5 and info["chapters"] == 2
+    assert Path(doc["gif"]).is_file() and Path(doc["poster"]).is_file()
+    stopped_twice = stack.cli("browser", "record", "stop")
+    assert stopped_twice.returncode == 2 and "no recording is running" in stopped_twice.stderr
+
+
 def test_down_leaves_no_chromium(stack: Stack) -> None:
     assert _chromium_procs(stack.key)
     res = stack.cli("down")
