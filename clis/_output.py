@@ -30,6 +30,11 @@ def emit_json(doc: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(doc, indent=1, default=str) + "\n")
 
 
+def print_lines(lines: list[str]) -> None:
+    """Write ``lines`` to stdout, one per line."""
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
 #: ``--out PATH``: write the JSON document there and print one summary line (for orchestrator hooks).
 OUT_HELP = "Write the JSON document to this file and print one summary line (for hooks)."
 

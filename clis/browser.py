@@ -1,20 +1,17 @@
-"""``legible browser open|snapshot|click|fill|press|wait|screenshot|console|network|vitals|record``.
+"""``legible browser open|snapshot|click|fill|press|wait|screenshot|console|network|vitals|status|record``.
 
 Thin: each subcommand sends one request to the stack's browser agent (:mod:`legible.browser.client`) and
-prints a few lines and paths (never image data). Arguments are parsed by ``argparse`` behind one typer
-command: typer would import pydantic for every non-boolean option (about 100 ms), and these commands are
-called in tight loops by agents.
+prints a few lines and paths (never image data).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 
-from clis._output import emit_json, fail, fmt_ms
+from clis._output import emit_json, errors_to_exit, fail, fmt_ms, print_lines
+from clis._usage import Command, Group
 from legible._errors import UsageError
 
 #: Lines of a long snapshot printed before the cut line.
@@ -22,80 +19,6 @@ SNAPSHOT_LINES = 60
 #: Rows of console groups and requests printed before the cut line.
 ROWS = 20
 SCHEMA = "legible.browser.{op}/v1"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
-
-
-def build_parser() -> _Parser:
-    """The ``legible browser`` parser with one subparser per operation."""
-    p = _Parser(prog="legible browser", description="Drive this stack's headless Chromium (state persists).")
-    sub = p.add_subparsers(dest="op", required=True, metavar="COMMAND", parser_class=_Parser)
-
-    def add(name: str, text: str) -> _Parser:
-        sp: _Parser = sub.add_parser(name, help=text, description=text)
-        sp.add_argument("--json", action="store_true", help="print one JSON document")
-        return sp
-
-    sp = add("open", "Open a URL, or a path of the app (/order), in the stack's tab and wait for load.")
-    sp.add_argument("url")
-    sp = add("snapshot", "The page's accessibility tree as compact YAML with refs (e19) for click/fill.")
-    sp.add_argument("--selector", "-s", help="only this element's subtree (a Playwright selector)")
-    sp.add_argument("--depth", "-d", type=int, help="at most this many levels")
-    sp = add("click", "Click a ref from the last snapshot (e19) or a selector (text=Order, #submit).")
-    sp.add_argument("target")
-    sp = add("fill", "Fill a field (a ref or a selector) with text; a <select> gets the option with that label.")
-    sp.add_argument("target")
-    sp.add_argument("text")
-    sp = add("press", "Press a key (Enter, Tab, Control+A) on the focused element or on --target.")
-    sp.add_argument("key")
-    sp.add_argument("--target", help="a ref or selector to focus first")
-    sp = add("wait", "Wait until a text is visible on the page.")
-    sp.add_argument("text")
-    sp.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
-    sp = add("screenshot", "Save a screenshot (JPEG, at most 1568 px on the long side) and print its path.")
-    sp.add_argument("--full", action="store_true", help="the whole page, not only the viewport")
-    sp.add_argument("--selector", "-s", help="only this element (a ref or a selector)")
-    sp.add_argument("--png", action="store_true", help="PNG instead of JPEG")
-    sp = add("console", "Console errors and warnings since the last call, grouped, with source locations.")
-    sp.add_argument("--all", action="store_true", help="everything kept, not only what is new")
-    sp = add("network", "Failed (>= 400 or network errors) and slow requests since the last call.")
-    sp.add_argument("--all", action="store_true", help="also static assets (images, CSS, JS, fonts)")
-    sp.add_argument("--slow-ms", type=float, default=500.0, help="slow threshold in ms (default 500)")
-    sp.add_argument("--list", action="store_true", help="list every request, not only failed and slow ones")
-    add("vitals", "LCP, CLS, INP and load timings of the current page.")
-    add("status", "The tab's URL and title, and whether a recording runs.")
-    sp = add("record", "Record the tab: `record start`, `record chapter TITLE`, `record stop` (MP4, GIF, poster).")
-    sp.add_argument("action", choices=["start", "stop", "chapter"])
-    sp.add_argument("title", nargs="?", default="", help="chapter title (start, chapter)")
-    return p
-
-
-def _request(ns: argparse.Namespace) -> tuple[str, dict[str, Any], float]:
-    op = ns.op
-    if op == "open":
-        return "open", {"url": ns.url}, 60
-    if op == "snapshot":
-        return "snapshot", {"selector": ns.selector, "depth": ns.depth}, 30
-    if op == "click":
-        return "click", {"target": ns.target}, 30
-    if op == "fill":
-        return "fill", {"target": ns.target, "text": ns.text}, 30
-    if op == "press":
-        return "press", {"key": ns.key, "target": ns.target}, 30
-    if op == "wait":
-        return "wait", {"text": ns.text, "timeout_ms": ns.timeout * 1000}, ns.timeout + 10
-    if op == "screenshot":
-        return "screenshot", {"full": ns.full, "selector": ns.selector, "png": ns.png}, 30
-    if op == "console":
-        return "console", {"all": ns.all}, 10
-    if op == "network":
-        return "network", {"all": ns.all, "slow_ms": ns.slow_ms, "list": ns.list}, 10
-    if op == "record":
-        return f"record.{ns.action}", {"title": ns.title}, 180
-    return op, {}, 10
 
 
 def _kb(n: int) -> str:
@@ -212,41 +135,157 @@ def _render_video(res: dict[str, Any]) -> list[str]:
     ]
 
 
-def browser(ctx: typer.Context) -> None:
-    """Drive this stack's headless Chromium: open, snapshot, click, fill, press, wait, screenshot, console, network, vitals, record."""  # noqa: E501
-    args = list(ctx.args)
-    as_json = "--json" in args
-    try:
-        ns = build_parser().parse_args(args)
-        op, payload, timeout = _request(ns)
-        from legible.browser.client import call
-        from legible.worktree import find_worktree
+HELP = (
+    "Drive this stack's headless Chromium: open, snapshot, click, fill, press, wait, screenshot, console, "
+    "network, vitals, record (state persists)."
+)
+RECORD_ACTIONS = ("start", "stop", "chapter")
 
-        wt = find_worktree(None)
-        res = call(wt.state_dir, op, payload, timeout=timeout)
-    except UsageError as err:
-        fail(err, as_json)
-    except Exception as err:  # LegibleError subclasses
-        from legible._errors import LegibleError
+JSON = typer.Option(False, "--json", help="print one JSON document")
 
-        if isinstance(err, LegibleError):
-            fail(err, as_json)
-        raise
+app = typer.Typer(cls=Group, help=HELP, add_completion=False, rich_markup_mode=None)
+
+
+def _send(op: str, payload: dict[str, Any], timeout: float, as_json: bool) -> None:
+    """Send ``op`` to the stack's browser agent and print its result (text lines, or JSON with ``as_json``)."""
+    from legible.browser.client import call
+    from legible.worktree import find_worktree
+
+    with errors_to_exit(as_json):
+        res = call(find_worktree(None).state_dir, op, payload, timeout=timeout)
     if as_json:
         emit_json({"schema": SCHEMA.format(op=op), **res})
         return
-    sys.stdout.write("\n".join(render(op, res)) + "\n")
+    print_lines(render(op, res))
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``legible browser`` to ``app``."""
-    app.command(
-        "browser",
-        add_help_option=False,
-        context_settings={
-            "ignore_unknown_options": True,
-            "allow_extra_args": True,
-            "allow_interspersed_args": False,
-            "help_option_names": [],
-        },
-    )(browser)
+@app.command(
+    "open", cls=Command, help="Open a URL, or a path of the app (/order), in the stack's tab and wait for load."
+)
+def open_(url: str = typer.Argument(...), as_json: bool = JSON) -> None:
+    """Open ``url`` (or a path of the app) in the stack's tab."""
+    _send("open", {"url": url}, 60, as_json)
+
+
+@app.command(
+    "snapshot", cls=Command, help="The page's accessibility tree as compact YAML with refs (e19) for click/fill."
+)
+def snapshot(
+    selector: str | None = typer.Option(
+        None, "--selector", "-s", help="only this element's subtree (a Playwright selector)"
+    ),
+    depth: int | None = typer.Option(None, "--depth", "-d", help="at most this many levels"),
+    as_json: bool = JSON,
+) -> None:
+    """Print the page's accessibility tree with refs."""
+    _send("snapshot", {"selector": selector, "depth": depth}, 30, as_json)
+
+
+@app.command("click", cls=Command, help="Click a ref from the last snapshot (e19) or a selector (text=Order, #submit).")
+def click(target: str = typer.Argument(...), as_json: bool = JSON) -> None:
+    """Click ``target``, a ref or a selector."""
+    _send("click", {"target": target}, 30, as_json)
+
+
+@app.command(
+    "fill",
+    cls=Command,
+    help="Fill a field (a ref or a selector) with text; a <select> gets the option with that label.",
+)
+def fill(
+    target: str = typer.Argument(...),
+    text: str = typer.Argument(...),
+    as_json: bool = JSON,
+) -> None:
+    """Fill the field ``target`` with ``text``."""
+    _send("fill", {"target": target, "text": text}, 30, as_json)
+
+
+@app.command("press", cls=Command, help="Press a key (Enter, Tab, Control+A) on the focused element or on --target.")
+def press(
+    key: str = typer.Argument(...),
+    target: str | None = typer.Option(None, "--target", help="a ref or selector to focus first"),
+    as_json: bool = JSON,
+) -> None:
+    """Press ``key`` on the focused element or on ``target``."""
+    _send("press", {"key": key, "target": target}, 30, as_json)
+
+
+@app.command("wait", cls=Command, help="Wait until a text is visible on the page.")
+def wait(
+    text: str = typer.Argument(...),
+    timeout: float = typer.Option(5.0, "--timeout", show_default=False, help="seconds (default 5)"),
+    as_json: bool = JSON,
+) -> None:
+    """Wait until ``text`` is visible, for at most ``timeout`` seconds."""
+    _send("wait", {"text": text, "timeout_ms": timeout * 1000}, timeout + 10, as_json)
+
+
+@app.command(
+    "screenshot", cls=Command, help="Save a screenshot (JPEG, at most 1568 px on the long side) and print its path."
+)
+def screenshot(
+    full: bool = typer.Option(False, "--full", help="the whole page, not only the viewport"),
+    selector: str | None = typer.Option(None, "--selector", "-s", help="only this element (a ref or a selector)"),
+    png: bool = typer.Option(False, "--png", help="PNG instead of JPEG"),
+    as_json: bool = JSON,
+) -> None:
+    """Save a screenshot of the viewport, the whole page or one element."""
+    _send("screenshot", {"full": full, "selector": selector, "png": png}, 30, as_json)
+
+
+@app.command(
+    "console", cls=Command, help="Console errors and warnings since the last call, grouped, with source locations."
+)
+def console(
+    all_: bool = typer.Option(False, "--all", help="everything kept, not only what is new"),
+    as_json: bool = JSON,
+) -> None:
+    """Print the console errors and warnings since the last call."""
+    _send("console", {"all": all_}, 10, as_json)
+
+
+@app.command("network", cls=Command, help="Failed (>= 400 or network errors) and slow requests since the last call.")
+def network(
+    all_: bool = typer.Option(False, "--all", help="also static assets (images, CSS, JS, fonts)"),
+    slow_ms: float = typer.Option(500.0, "--slow-ms", show_default=False, help="slow threshold in ms (default 500)"),
+    list_: bool = typer.Option(False, "--list", help="list every request, not only failed and slow ones"),
+    as_json: bool = JSON,
+) -> None:
+    """Print the failed and slow requests since the last call."""
+    _send("network", {"all": all_, "slow_ms": slow_ms, "list": list_}, 10, as_json)
+
+
+@app.command("vitals", cls=Command, help="LCP, CLS, INP and load timings of the current page.")
+def vitals(as_json: bool = JSON) -> None:
+    """Print the current page's web vitals."""
+    _send("vitals", {}, 10, as_json)
+
+
+@app.command("status", cls=Command, help="The tab's URL and title, and whether a recording runs.")
+def status(as_json: bool = JSON) -> None:
+    """Print the tab's URL and title."""
+    _send("status", {}, 10, as_json)
+
+
+@app.command(
+    "record",
+    cls=Command,
+    help="Record the tab: `record start`, `record chapter TITLE`, `record stop` (MP4, GIF, poster).",
+)
+def record(
+    action: str = typer.Argument(..., help="start, stop or chapter"),
+    title: str = typer.Argument("", show_default=False, help="chapter title (start, chapter)"),
+    as_json: bool = JSON,
+) -> None:
+    """Start a recording, show a chapter card, or stop and encode the recording."""
+    if action not in RECORD_ACTIONS:
+        choices = ", ".join(repr(a) for a in RECORD_ACTIONS)
+        message = f"legible browser record: argument action: invalid choice: {action!r} (choose from {choices})"
+        fail(UsageError(message, hint="see `legible browser record --help`"), as_json)
+    _send(f"record.{action}", {"title": title}, 180, as_json)
+
+
+def register(main_app: typer.Typer) -> None:
+    """Add ``legible browser`` and its subcommands to ``main_app``."""
+    main_app.add_typer(app, name="browser")

@@ -1,25 +1,23 @@
-"""``legible logs``: grouped, raw, followed or SQL views of the worktree's logs (thin over legible.queries.logs).
-
-Options are parsed with argparse for a fast start (see :mod:`clis._argparse`).
-"""
+"""``legible logs``: grouped, raw, followed or SQL views of the worktree's logs (thin over legible.queries.logs)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Any
 
 import typer
 
-from clis._argparse import ArgParser, print_lines, register_argparse_command
-from clis._output import emit_json, errors_to_exit
+from clis._output import emit_json, errors_to_exit, print_lines
+from clis._usage import Command
 
 HELP = (
     "Show this worktree's logs: groups of similar lines (errors first) with counts and an example, "
     "or --raw lines, --follow, --sql. Default window: the last 15m."
 )
 
-EPILOG = """examples:
+#: ``\b`` keeps click from re-wrapping the examples.
+EPILOG = """\b
+examples:
   legible logs --level error            error groups with their trace ids
   legible logs --grep timeout --raw     matching lines, newest last
   legible logs --attr http.route=/error --since 1h
@@ -27,67 +25,67 @@ EPILOG = """examples:
 """
 
 
-def build_parser() -> ArgParser:
-    """The options of ``legible logs``."""
-    p = ArgParser(
-        prog="legible logs", description=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--since", default="15m", help="window start: 5m, 2h, 14:03, ISO 8601, or 'all' (default 15m)")
-    p.add_argument("--until", help="window end, same forms (default: now)")
-    p.add_argument("--service", "-s", action="append", default=[], help="only these services (repeatable, or a,b)")
-    p.add_argument("--level", "-l", help="at or above this level: warn includes error and fatal")
-    p.add_argument("--grep", "-g", help="case-insensitive substring of the message")
-    p.add_argument("--regex", "-e", help="regular expression (RE2) searched in the message")
-    p.add_argument(
-        "--attr",
-        "-a",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="attribute (or resource attribute) equals value (repeatable)",
-    )
-    p.add_argument("--trace-id", "-t", help="only lines of this trace (id or hex prefix)")
-    p.add_argument("--raw", action="store_true", help="plain lines, newest last, instead of groups")
-    p.add_argument(
+def logs(
+    since: str = typer.Option(
+        "15m",
+        "--since",
+        show_default=False,
+        help="window start: 5m, 2h, 14:03, ISO 8601, or 'all' (default 15m)",
+    ),
+    until: str | None = typer.Option(None, "--until", help="window end, same forms (default: now)"),
+    service: list[str] = typer.Option([], "--service", "-s", help="only these services (repeatable, or a,b)"),
+    level: str | None = typer.Option(
+        None, "--level", "-l", help="at or above this level: warn includes error and fatal"
+    ),
+    grep: str | None = typer.Option(None, "--grep", "-g", help="case-insensitive substring of the message"),
+    regex: str | None = typer.Option(None, "--regex", "-e", help="regular expression (RE2) searched in the message"),
+    attr: list[str] = typer.Option(
+        [], "--attr", "-a", metavar="KEY=VALUE", help="attribute (or resource attribute) equals value (repeatable)"
+    ),
+    trace_id: str | None = typer.Option(None, "--trace-id", "-t", help="only lines of this trace (id or hex prefix)"),
+    raw: bool = typer.Option(False, "--raw", help="plain lines, newest last, instead of groups"),
+    fields: str | None = typer.Option(
+        None,
         "--fields",
         help="raw columns, default ts,level,service,body (also time, trace_id, "
         "span_id, source, template, severity, attributes, attr.KEY)",
-    )
-    p.add_argument("--follow", "-f", action="store_true", help="print new lines as they arrive (Ctrl-C stops)")
-    p.add_argument("--limit", "-n", type=int, help="groups (default 30), raw lines (default 40), sql rows (40)")
-    p.add_argument("--sql", help="run one read-only SELECT over the store's tables (docs/store.md)")
-    p.add_argument("--json", action="store_true", help="one JSON document (schema legible.logs/v1)")
-    return p
-
-
-def run_logs(ns: argparse.Namespace) -> None:
-    """Run ``legible logs`` with parsed options ``ns``."""
+    ),
+    follow: bool = typer.Option(False, "--follow", "-f", help="print new lines as they arrive (Ctrl-C stops)"),
+    limit: int | None = typer.Option(
+        None, "--limit", "-n", help="groups (default 30), raw lines (default 40), sql rows (40)"
+    ),
+    sql: str | None = typer.Option(
+        None, "--sql", help="run one read-only SELECT over the store's tables (docs/store.md)"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="one JSON document (schema legible.logs/v1)"),
+) -> None:
+    """Show this worktree's logs as groups of similar lines, raw lines, a follow, or the rows of one SELECT."""
     from legible.queries import logs as q
     from legible.queries._source import store_opener
 
-    with errors_to_exit(ns.json):
+    with errors_to_exit(as_json):
         opener = store_opener()
-        if ns.sql:
+        if sql:
             from legible.queries.sql import render_sql, run_sql, sql_json
 
-            n = q.parse_limit(ns.limit, 40)
-            res = run_sql(opener(), ns.sql)
-            emit_json(sql_json(res, "legible.sql/v1")) if ns.json else print_lines(render_sql(res, n))
+            n = q.parse_limit(limit, 40)
+            res = run_sql(opener(), sql)
+            emit_json(sql_json(res, "legible.sql/v1")) if as_json else print_lines(render_sql(res, n))
             return
-        flt = q.make_filter(ns.since, ns.until, ns.service, ns.level, ns.grep, ns.regex, ns.attr, ns.trace_id)
-        fields = q.parse_fields(ns.fields)
-        if ns.follow:
-            _follow(q, opener, flt, fields, q.parse_limit(ns.limit, 10))
+        flt = q.make_filter(since, until, service, level, grep, regex, attr, trace_id)
+        field_list = q.parse_fields(fields)
+        if follow:
+            _follow(q, opener, flt, field_list, q.parse_limit(limit, 10))
             return
         store = opener()
-        if ns.raw:
-            n = q.parse_limit(ns.limit, 40)
-            lines = q.log_lines(store, flt, n, fields)
-            emit_json(lines.to_json()) if ns.json else print_lines(q.render_lines(lines, n))
+        if raw:
+            n = q.parse_limit(limit, 40)
+            lines = q.log_lines(store, flt, n, field_list)
+            emit_json(lines.to_json()) if as_json else print_lines(q.render_lines(lines, n))
             return
-        n = q.parse_limit(ns.limit, 30)
+        n = q.parse_limit(limit, 30)
         groups = q.log_groups(store, flt, n)
-        emit_json(groups.to_json()) if ns.json else print_lines(q.render_groups(groups, n))
+        emit_json(groups.to_json()) if as_json else print_lines(q.render_groups(groups, n))
 
 
 def _follow(q: Any, opener: Any, flt: Any, fields: list[str], n: int) -> None:
@@ -115,4 +113,4 @@ def _follow(q: Any, opener: Any, flt: Any, fields: list[str], n: int) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add ``legible logs`` to ``app``."""
-    register_argparse_command(app, "logs", build_parser, run_logs, HELP)
+    app.command("logs", cls=Command, help=HELP, epilog=EPILOG)(logs)

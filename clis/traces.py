@@ -1,16 +1,11 @@
-"""``legible traces`` (the trace list) and ``legible trace ID`` (one trace as a tree): thin over legible.queries.
-
-Options are parsed with argparse for a fast start (see :mod:`clis._argparse`).
-"""
+"""``legible traces`` (the trace list) and ``legible trace ID`` (one trace as a tree): thin over legible.queries."""
 
 from __future__ import annotations
 
-import argparse
-
 import typer
 
-from clis._argparse import ArgParser, print_lines, register_argparse_command
-from clis._output import emit_json, errors_to_exit
+from clis._output import emit_json, errors_to_exit, print_lines
+from clis._usage import Command
 
 TRACES_HELP = (
     "List recent traces (root span, service, start, duration, span count, errors), or the "
@@ -20,77 +15,73 @@ TRACE_HELP = (
     "Show one trace as an indented tree: durations, offsets, status, key attributes, exceptions "
     "and the log lines under their spans. ID: the trace id or a unique prefix (>= 6 hex)."
 )
+#: ``\b`` keeps click from re-wrapping the examples.
+TRACES_EPILOG = (
+    "\b\nexamples:\n  legible traces --errors\n  legible traces --slowest 10 --since 10m\n"
+    '  legible traces --sql "SELECT name, quantile_cont(duration_ms, 0.99) FROM spans GROUP BY name"'
+)
 
 
-def build_traces_parser() -> ArgParser:
-    """The options of ``legible traces``."""
-    p = ArgParser(
-        prog="legible traces",
-        description=TRACES_HELP,
-        epilog="examples:\n  legible traces --errors\n  legible traces --slowest 10 --since 10m\n"
-        '  legible traces --sql "SELECT name, quantile_cont(duration_ms, 0.99) FROM spans '
-        'GROUP BY name"',
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--since", default="1h", help="window start: 5m, 2h, 14:03, ISO 8601, or 'all' (default 1h)")
-    p.add_argument("--until", help="window end, same forms (default: now)")
-    p.add_argument("--slowest", type=int, metavar="N", help="the N longest traces, longest first")
-    p.add_argument("--errors", action="store_true", help="only traces with an error span")
-    p.add_argument("--service", "-s", action="append", default=[], help="traces touching this service (repeatable)")
-    p.add_argument("--name", help="traces with a span whose name contains this (case-insensitive)")
-    p.add_argument("--min-duration", help="traces at least this long: 500ms, 2s")
-    p.add_argument("--limit", "-n", type=int, help="traces shown (default 20), or sql rows (default 40)")
-    p.add_argument("--sql", help="run one read-only SELECT over the store's tables (docs/store.md)")
-    p.add_argument("--json", action="store_true", help="one JSON document (schema legible.traces/v1)")
-    return p
-
-
-def build_trace_parser() -> ArgParser:
-    """The options of ``legible trace ID``."""
-    p = ArgParser(prog="legible trace", description=TRACE_HELP)
-    p.add_argument("trace_id", metavar="ID", help="trace id, or a unique prefix of at least 6 hex digits")
-    p.add_argument("--limit", "-n", type=int, default=None, help="lines of tree shown (default 40)")
-    p.add_argument("--json", action="store_true", help="the full tree as one JSON document (legible.trace/v1)")
-    return p
-
-
-def run_traces(ns: argparse.Namespace) -> None:
-    """Run ``legible traces`` with parsed options ``ns``."""
+def traces(
+    since: str = typer.Option(
+        "1h", "--since", show_default=False, help="window start: 5m, 2h, 14:03, ISO 8601, or 'all' (default 1h)"
+    ),
+    until: str | None = typer.Option(None, "--until", help="window end, same forms (default: now)"),
+    slowest: int | None = typer.Option(None, "--slowest", metavar="N", help="the N longest traces, longest first"),
+    errors: bool = typer.Option(False, "--errors", help="only traces with an error span"),
+    service: list[str] = typer.Option([], "--service", "-s", help="traces touching this service (repeatable)"),
+    name: str | None = typer.Option(
+        None, "--name", help="traces with a span whose name contains this (case-insensitive)"
+    ),
+    min_duration: str | None = typer.Option(None, "--min-duration", help="traces at least this long: 500ms, 2s"),
+    limit: int | None = typer.Option(None, "--limit", "-n", help="traces shown (default 20), or sql rows (default 40)"),
+    sql: str | None = typer.Option(
+        None, "--sql", help="run one read-only SELECT over the store's tables (docs/store.md)"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="one JSON document (schema legible.traces/v1)"),
+) -> None:
+    """List the worktree's recent traces, or the slowest ones, or the rows of one SELECT over the spans."""
     from legible.queries import traces as q
     from legible.queries._source import worktree_store
     from legible.queries.logs import parse_limit
 
-    with errors_to_exit(ns.json):
+    with errors_to_exit(as_json):
         store = worktree_store()
-        if ns.sql:
+        if sql:
             from legible.queries.sql import render_sql, run_sql, sql_json
 
-            res = run_sql(store, ns.sql)
-            n = parse_limit(ns.limit, 40)
-            emit_json(sql_json(res, "legible.sql/v1")) if ns.json else print_lines(render_sql(res, n))
+            res = run_sql(store, sql)
+            n = parse_limit(limit, 40)
+            emit_json(sql_json(res, "legible.sql/v1")) if as_json else print_lines(render_sql(res, n))
             return
-        flt = q.make_trace_filter(ns.since, ns.until, ns.service, ns.name, ns.min_duration, ns.errors)
-        if ns.slowest is not None:
-            n = parse_limit(ns.slowest, 10)
+        flt = q.make_trace_filter(since, until, service, name, min_duration, errors)
+        if slowest is not None:
+            n = parse_limit(slowest, 10)
         else:
-            n = parse_limit(ns.limit, 20)
-        res = q.list_traces(store, flt, n, slowest=ns.slowest is not None)
-        emit_json(res.to_json()) if ns.json else print_lines(q.render_traces(res, n))
+            n = parse_limit(limit, 20)
+        traced = q.list_traces(store, flt, n, slowest=slowest is not None)
+        emit_json(traced.to_json()) if as_json else print_lines(q.render_traces(traced, n))
 
 
-def run_trace(ns: argparse.Namespace) -> None:
-    """Run ``legible trace ID`` with parsed options ``ns``."""
+def trace(
+    trace_id: str = typer.Argument(
+        ..., metavar="ID", help="trace id, or a unique prefix of at least 6 hex digits", show_default=False
+    ),
+    limit: int | None = typer.Option(None, "--limit", "-n", help="lines of tree shown (default 40)"),
+    as_json: bool = typer.Option(False, "--json", help="the full tree as one JSON document (legible.trace/v1)"),
+) -> None:
+    """Show one trace as an indented tree of spans with their exceptions and log lines."""
     from legible.queries import traces as q
     from legible.queries._source import worktree_store
     from legible.queries.logs import parse_limit
 
-    with errors_to_exit(ns.json):
-        n = parse_limit(ns.limit, 40)
-        tree = q.get_trace(worktree_store(), ns.trace_id)
-        emit_json(tree.to_json()) if ns.json else print_lines(q.render_tree(tree, n))
+    with errors_to_exit(as_json):
+        n = parse_limit(limit, 40)
+        tree = q.get_trace(worktree_store(), trace_id)
+        emit_json(tree.to_json()) if as_json else print_lines(q.render_tree(tree, n))
 
 
 def register(app: typer.Typer) -> None:
     """Add ``legible traces`` and ``legible trace`` to ``app``."""
-    register_argparse_command(app, "traces", build_traces_parser, run_traces, TRACES_HELP)
-    register_argparse_command(app, "trace", build_trace_parser, run_trace, TRACE_HELP)
+    app.command("traces", cls=Command, help=TRACES_HELP, epilog=TRACES_EPILOG)(traces)
+    app.command("trace", cls=Command, help=TRACE_HELP)(trace)
