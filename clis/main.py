@@ -38,6 +38,29 @@ for _mod in COMMAND_MODULES:
     importlib.import_module(_mod).register(app)
 
 
+def _one_line_usage_errors(typer_app: typer.Typer) -> None:
+    """Give every command and group of ``typer_app`` the usage-error classes of :mod:`clis._usage`.
+
+    A bad flag is then one ``error:`` line and a ``hint:`` (or ``legible.error/v1`` with ``--json``), exit 2,
+    for every command, as the CLI contract says, instead of click's usage block.
+    """
+    from typer.core import TyperCommand, TyperGroup
+
+    from clis._usage import Command, Group
+
+    if not typer_app.info.cls or typer_app.info.cls is TyperGroup:  # typer's unset default is falsy
+        typer_app.info.cls = Group
+    for info in typer_app.registered_commands:
+        if not info.cls or info.cls is TyperCommand:
+            info.cls = Command
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _one_line_usage_errors(group.typer_instance)
+
+
+_one_line_usage_errors(app)
+
+
 def main() -> None:
     """Run the CLI (the ``legible`` console script)."""
     app()
