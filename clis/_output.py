@@ -20,10 +20,6 @@ from legible._errors import LegibleError
 
 T = TypeVar("T")
 
-#: Default cap on rows printed by list-like commands before a "cut" line.
-DEFAULT_LIMIT = 40
-
-
 def emit_json(doc: dict[str, Any]) -> None:
     """Print ``doc`` (which must have a ``schema`` key) as one JSON document on stdout."""
     assert "schema" in doc, "every --json document carries a schema"

@@ -76,17 +76,6 @@ def signal_group(pgid: int, sig: int) -> bool:
         return False
 
 
-def group_alive(pgid: int) -> bool:
-    """True while any non-zombie process is in group ``pgid``."""
-    for p in psutil.process_iter(["pid"]):
-        try:
-            if os.getpgid(p.pid) == pgid and p.status() != psutil.STATUS_ZOMBIE:
-                return True
-        except (ProcessLookupError, psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
-            continue
-    return False
-
-
 def stack_processes(key: str | None = None, registry: str | None = None) -> Iterator[psutil.Process]:
     """Yield live processes whose environment has ``LEGIBLE_STACK`` (equal to ``key`` when given).
 

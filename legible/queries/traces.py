@@ -291,8 +291,8 @@ def render_traces(res: TraceList, limit: int | None = None) -> list[str]:
     if not res.traces:
         return [f"0 traces {flt.describe()} (try --since all, or `legible logs` if the app sends no spans)"]
     what = "slowest first" if res.order == "slowest" else "newest first"
-    head = (f"{fmt_count(res.total)} traces {flt.describe()}, {fmt_count(res.total_errors)} with errors; "
-            f"{len(res.traces)} shown, {what}")
+    errors = "" if flt.errors else f", {fmt_count(res.total_errors)} with errors"  # --errors: all of them are
+    head = f"{fmt_count(res.total)} traces {flt.describe()}{errors}; {len(res.traces)} shown, {what}"
     rows = [["TRACE", "START", "DURATION", "SPANS", "SERVICE", "ROOT"]]
     for t in res.traces:
         root = one_line(t.root, 60)
