@@ -10,8 +10,11 @@ demo: setup
 test: setup
 	PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/python -m pytest -q -p no:cacheprovider
 
+# ruff (lint and format) on every Python folder, mypy strict on legible/ and clis/ (pyproject.toml).
+LINT_DIRS = legible clis stacks skills tests benchmarks examples
 lint: setup
-	.venv/bin/ruff check legible clis stacks tests benchmarks examples
+	.venv/bin/ruff check $(LINT_DIRS)
+	.venv/bin/ruff format --check $(LINT_DIRS)
 	.venv/bin/mypy
 
 bench: setup

@@ -60,7 +60,7 @@ def main() -> None:
     root = make_repo(tmp / "shop", toml, files)
     env = {**os.environ, "XDG_STATE_HOME": str(tmp / "state"), "XDG_CACHE_HOME": str(tmp / "cache")}
     env["PYTHONPATH"] = str(REPO)
-    leg = [sys.executable, "-m", "clis.main"]
+    leg = [sys.executable, "-m", "legible.cli.main"]
     up = subprocess.run(
         [*leg, "up", "--wait", "--browser", "--json"], cwd=root, env=env, capture_output=True, text=True
     )

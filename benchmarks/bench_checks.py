@@ -48,7 +48,7 @@ span = { journey = "report", max = "3s" }
 def legible(cwd: Path, *args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
     t0 = time.perf_counter()
     res = subprocess.run(
-        [sys.executable, "-m", "clis.main", *args],
+        [sys.executable, "-m", "legible.cli.main", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

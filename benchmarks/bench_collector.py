@@ -56,10 +56,21 @@ class Collector:
     def start(self) -> Collector:
         self.http = free_port()
         self.p = subprocess.Popen(
-            [sys.executable, "-m", "legible.collector", f"--http-port={self.http}", "--grpc-port=-1",
-             f"--db={self.db}", f"--logs-dir={self.logs}", f"--worktree={WT}", "--max-db-mb=4096"],
-            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), "MALLOC_ARENA_MAX": "2"},  # as the service plan
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "legible.collector",
+                f"--http-port={self.http}",
+                "--grpc-port=-1",
+                f"--db={self.db}",
+                f"--logs-dir={self.logs}",
+                f"--worktree={WT}",
+                "--max-db-mb=4096",
+            ],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO), "MALLOC_ARENA_MAX": "2"},  # as the service plan
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         atexit.register(self.stop)  # never leave a collector behind, even when a run fails
         self.url = f"http://127.0.0.1:{self.http}"
@@ -99,8 +110,10 @@ def make_lines(n: int) -> bytes:
     for i in range(n):
         k = i % 10
         if k < 5:
-            out.append(f'{{"ts":"2024-05-01T10:00:{i % 60:02d}Z","level":"info","msg":"GET /api/items/{i} 200",'
-                       f'"duration_ms":{rnd.random() * 50:.2f},"user":"u{i % 97}"}}')
+            out.append(
+                f'{{"ts":"2024-05-01T10:00:{i % 60:02d}Z","level":"info","msg":"GET /api/items/{i} 200",'
+                f'"duration_ms":{rnd.random() * 50:.2f},"user":"u{i % 97}"}}'
+            )
         elif k < 7:
             out.append(f'time=2024-05-01T10:00:00Z level=debug msg="cache lookup" key=item:{i} hit={i % 2 == 0}')
         elif k < 9:
@@ -131,8 +144,11 @@ def bench_lines(n: int, runs: int) -> dict[str, float]:
             with open(col.logs / "app.log", "rb") as f:
                 lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
             wc_rates.append(lines / (time.perf_counter() - t0))
-    return {"lines/s": statistics.median(rates), "lines/cpu-s": statistics.median(cpu_rates),
-            "wc -l lines/s": statistics.median(wc_rates)}
+    return {
+        "lines/s": statistics.median(rates),
+        "lines/cpu-s": statistics.median(cpu_rates),
+        "wc -l lines/s": statistics.median(wc_rates),
+    }
 
 
 def span_request(n: int, seed: int) -> bytes:
@@ -141,20 +157,38 @@ def span_request(n: int, seed: int) -> bytes:
     spans = []
     for i in range(n):
         dur = int(rnd.expovariate(1 / 20e6))
-        spans.append(Span(
-            trace_id=rnd.randbytes(16), span_id=rnd.randbytes(8), parent_span_id=rnd.randbytes(8) if i % 4 else b"",
-            name="GET /api/items/{id}" if i % 3 else "SELECT items", kind=2 if i % 3 else 3,
-            start_time_unix_nano=now, end_time_unix_nano=now + dur,
-            status=Status(code=2 if i % 50 == 0 else 0),
-            attributes=[KeyValue(key=k, value=AnyValue(string_value=v)) for k, v in (
-                ("http.method", "GET"), ("http.route", "/api/items/{id}"), ("http.target", f"/api/items/{i}"),
-                ("net.peer.ip", "127.0.0.1"), ("user_agent.original", "python-requests/2.31"))]
-            + [KeyValue(key="http.status_code", value=AnyValue(int_value=200))],
-        ))
-    res = [KeyValue(key="service.name", value=AnyValue(string_value="bench")),
-           KeyValue(key="telemetry.sdk.language", value=AnyValue(string_value="python"))]
-    req = ExportTraceServiceRequest(resource_spans=[ResourceSpans(
-        resource={"attributes": res}, scope_spans=[ScopeSpans(scope={"name": "bench"}, spans=spans)])])
+        spans.append(
+            Span(
+                trace_id=rnd.randbytes(16),
+                span_id=rnd.randbytes(8),
+                parent_span_id=rnd.randbytes(8) if i % 4 else b"",
+                name="GET /api/items/{id}" if i % 3 else "SELECT items",
+                kind=2 if i % 3 else 3,
+                start_time_unix_nano=now,
+                end_time_unix_nano=now + dur,
+                status=Status(code=2 if i % 50 == 0 else 0),
+                attributes=[
+                    KeyValue(key=k, value=AnyValue(string_value=v))
+                    for k, v in (
+                        ("http.method", "GET"),
+                        ("http.route", "/api/items/{id}"),
+                        ("http.target", f"/api/items/{i}"),
+                        ("net.peer.ip", "127.0.0.1"),
+                        ("user_agent.original", "python-requests/2.31"),
+                    )
+                ]
+                + [KeyValue(key="http.status_code", value=AnyValue(int_value=200))],
+            )
+        )
+    res = [
+        KeyValue(key="service.name", value=AnyValue(string_value="bench")),
+        KeyValue(key="telemetry.sdk.language", value=AnyValue(string_value="python")),
+    ]
+    req = ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(resource={"attributes": res}, scope_spans=[ScopeSpans(scope={"name": "bench"}, spans=spans)])
+        ]
+    )
     return req.SerializeToString()
 
 
@@ -172,8 +206,12 @@ def bench_spans(n: int, runs: int, batch: int = 512) -> dict[str, float]:
                 s = requests.Session()
                 for j in range(k):
                     while True:
-                        r = s.post(url, data=bodies[(worker + j) % len(bodies)],
-                                   headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+                        r = s.post(
+                            url,
+                            data=bodies[(worker + j) % len(bodies)],
+                            headers={"Content-Type": "application/x-protobuf"},
+                            timeout=30,
+                        )
                         if r.status_code != 503:
                             break
                         time.sleep(0.05)
@@ -201,13 +239,20 @@ def bench_raw_insert(n: int) -> float:
     con = duckdb.connect()
     migrate(con)
     now = time.time_ns()
-    tbl = pa.table({"seq": pa.array(range(n), pa.int64()), "t": pa.array([now] * n, pa.int64()),
-                    "body": [f"GET /api/items/{i} 200" for i in range(n)]})
+    tbl = pa.table(
+        {
+            "seq": pa.array(range(n), pa.int64()),
+            "t": pa.array([now] * n, pa.int64()),
+            "body": [f"GET /api/items/{i} 200" for i in range(n)],
+        }
+    )
     con.register("b", tbl)
     t0 = time.perf_counter()
-    con.execute(f"INSERT INTO logs (seq, time_ns, observed_ns, service, level, severity_number, body, template, "
-                f"attributes, resource, source) SELECT seq, t, t, 'app', 'info', 9, body, {template_sql()}, "
-                "'{}'::JSON, '{}'::JSON, 'stdout' FROM b").fetchall()
+    con.execute(
+        f"INSERT INTO logs (seq, time_ns, observed_ns, service, level, severity_number, body, template, "
+        f"attributes, resource, source) SELECT seq, t, t, 'app', 'info', 9, body, {template_sql()}, "
+        "'{}'::JSON, '{}'::JSON, 'stdout' FROM b"
+    ).fetchall()
     return n / (time.perf_counter() - t0)
 
 
@@ -241,10 +286,12 @@ QUERIES = {
     "logs: groups by template, errors first": (
         "SELECT service, level, template, count(*) AS n, max(time_ns) AS last, any_value(body) AS example "
         "FROM logs WHERE time_ns > epoch_ns(now()) - 3600 * 1000000000::BIGINT "
-        "GROUP BY service, level, template ORDER BY level IN ('error', 'fatal') DESC, n DESC LIMIT 40"),
+        "GROUP BY service, level, template ORDER BY level IN ('error', 'fatal') DESC, n DESC LIMIT 40"
+    ),
     "logs: newest 40 errors": "SELECT ts, service, body FROM logs WHERE level = 'error' ORDER BY seq DESC LIMIT 40",
     "spans: slowest 10": (
-        "SELECT trace_id, service, name, duration_ms, status_code FROM spans ORDER BY duration_ms DESC LIMIT 10"),
+        "SELECT trace_id, service, name, duration_ms, status_code FROM spans ORDER BY duration_ms DESC LIMIT 10"
+    ),
 }
 
 
@@ -266,8 +313,10 @@ def bench_queries(n_logs: int, n_spans: int, runs: int) -> dict[str, float]:
         out["collector RSS MB (holding the store, after queries)"] = col.proc.memory_info().rss / 2**20
         # a whole process: interpreter start, import, one query over HTTP
         slowest = QUERIES["spans: slowest 10"]
-        script = (f"from legible.store import open_store; "
-                  f"open_store({str(col.state)!r}, {col.url!r}, worktree={WT!r}).query({slowest!r})")
+        script = (
+            f"from legible.store import open_store; "
+            f"open_store({str(col.state)!r}, {col.url!r}, worktree={WT!r}).query({slowest!r})"
+        )
         times = []
         for _ in range(runs):
             t0 = time.perf_counter()
@@ -299,13 +348,17 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}, runs: {a.runs} (medians)")
     lines = bench_lines(a.lines, a.runs)
     raw = bench_raw_insert(a.lines)
-    print(f"stdout lines: {lines['lines/s']:,.0f} lines/s wall, {lines['lines/cpu-s']:,.0f} lines per collector "
-          f"CPU-second (target 50,000); baselines: wc -l {lines['wc -l lines/s']:,.0f}/s "
-          f"(x{lines['wc -l lines/s'] / lines['lines/s']:.0f}), raw DuckDB insert {raw:,.0f} rows/s "
-          f"(x{raw / lines['lines/s']:.1f})")
+    print(
+        f"stdout lines: {lines['lines/s']:,.0f} lines/s wall, {lines['lines/cpu-s']:,.0f} lines per collector "
+        f"CPU-second (target 50,000); baselines: wc -l {lines['wc -l lines/s']:,.0f}/s "
+        f"(x{lines['wc -l lines/s'] / lines['lines/s']:.0f}), raw DuckDB insert {raw:,.0f} rows/s "
+        f"(x{raw / lines['lines/s']:.1f})"
+    )
     spans = bench_spans(a.spans, a.runs)
-    print(f"OTLP/HTTP protobuf spans: {spans['spans/s']:,.0f} spans/s wall, {spans['spans/cpu-s']:,.0f} per "
-          f"collector CPU-second (target 20,000); raw DuckDB insert x{raw / spans['spans/s']:.1f}")
+    print(
+        f"OTLP/HTTP protobuf spans: {spans['spans/s']:,.0f} spans/s wall, {spans['spans/cpu-s']:,.0f} per "
+        f"collector CPU-second (target 20,000); raw DuckDB insert x{raw / spans['spans/s']:.1f}"
+    )
     for k, v in bench_queries(a.store_logs, a.store_spans, max(5, a.runs)).items():
         print(f"{k}: {v:,.1f}")
 

@@ -120,7 +120,7 @@ def main() -> None:
         print(f"store: {args.logs:,} log lines, {args.spans:,} spans, {size:.0f} MiB, built in {took:.1f} s")
         env = {**os.environ, "XDG_STATE_HOME": str(tmp / "xdg")}
         py = sys.executable
-        legible = [py, "-m", "clis.main"]
+        legible = [py, "-m", "legible.cli.main"]
         cases = [
             ("python -c pass", [py, "-c", "pass"]),
             ("legible --help", [*legible, "--help"]),
@@ -140,12 +140,26 @@ def main() -> None:
         helpm = results["legible --help"]["median_ms"]
         print(f"{'command':32} {'median':>9} {'x python':>9} {'x --help':>9} {'lines':>6}")
         for name, r in results.items():
-            ok = "" if name.startswith(("python", "legible --help")) else (
-                "  ok" if r["median_ms"] < 300 else "  OVER 300 ms")
-            print(f"{name:32} {r['median_ms']:7.1f}ms {r['median_ms'] / base:8.1f}x "
-                  f"{r['median_ms'] / helpm:8.2f}x {r['lines']:6d}{ok}")
-        print(json.dumps({"schema": "legible.bench.queries/v1", "runs": args.runs, "logs": args.logs,
-                          "spans": args.spans, "results": results}))
+            ok = (
+                ""
+                if name.startswith(("python", "legible --help"))
+                else ("  ok" if r["median_ms"] < 300 else "  OVER 300 ms")
+            )
+            print(
+                f"{name:32} {r['median_ms']:7.1f}ms {r['median_ms'] / base:8.1f}x "
+                f"{r['median_ms'] / helpm:8.2f}x {r['lines']:6d}{ok}"
+            )
+        print(
+            json.dumps(
+                {
+                    "schema": "legible.bench.queries/v1",
+                    "runs": args.runs,
+                    "logs": args.logs,
+                    "spans": args.spans,
+                    "results": results,
+                }
+            )
+        )
         if args.keep:
             print(f"kept: {root}")
     finally:

@@ -33,7 +33,7 @@ SHOP_TOML = '[app]\ncommand = "python app.py"\nready = { http = "/healthz" }\nme
 def legible(cwd: Path, *args: str) -> tuple[float, dict]:
     t0 = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-m", "clis.main", *args, "--json"],
+        [sys.executable, "-m", "legible.cli.main", *args, "--json"],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -146,7 +146,7 @@ def main() -> None:
         t0 = time.perf_counter()
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "clis.main", "up", "--wait", "--timeout", "120", "--json"],
+                [sys.executable, "-m", "legible.cli.main", "up", "--wait", "--timeout", "120", "--json"],
                 cwd=w,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -168,7 +168,7 @@ def main() -> None:
         for d in base.iterdir():
             if (d / ".legible").exists():
                 subprocess.run(
-                    [sys.executable, "-m", "clis.main", "down"],
+                    [sys.executable, "-m", "legible.cli.main", "down"],
                     cwd=d,
                     capture_output=True,
                     env={**os.environ, "PYTHONPATH": str(REPO)},

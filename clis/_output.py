@@ -20,6 +20,7 @@ from legible._errors import LegibleError
 
 T = TypeVar("T")
 
+
 def emit_json(doc: dict[str, Any]) -> None:
     """Print ``doc`` (which must have a ``schema`` key) as one JSON document on stdout."""
     assert "schema" in doc, "every --json document carries a schema"

@@ -19,8 +19,9 @@ from typing import Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from clis._output import fail
 from legible._errors import LegibleError, UsageError
+
+from ._output import fail
 
 __all__ = ["Command", "Group"]
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import typer
 
-from clis._output import emit_json, errors_to_exit, fail, fmt_ms, print_lines
-from clis._usage import Command, Group
 from legible._errors import UsageError
+
+from ._output import emit_json, errors_to_exit, fail, fmt_ms, print_lines
+from ._usage import Command, Group
 
 #: Lines of a long snapshot printed before the cut line.
 SNAPSHOT_LINES = 60
@@ -39,7 +40,7 @@ def render(op: str, res: dict[str, Any]) -> list[str]:
             f"{res.get('title') or '(no title)'}"
         ] + _errors_line(res)  # noqa: E501
     if op == "snapshot":
-        lines = res["text"].splitlines()
+        lines: list[str] = res["text"].splitlines()
         out = lines
         if res["bytes"] > 4000 or len(lines) > SNAPSHOT_LINES * 2:
             out = lines[:SNAPSHOT_LINES] + [

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from clis._output import emit_json, run, write_out
+from ._output import emit_json, run, write_out
 
 _MARK = {"pass": "PASS ", "fail": "FAIL ", "error": "ERROR"}
 
@@ -27,7 +28,7 @@ def check(
     """Evaluate checks against the stack's signals: one line per check, exit 1 if any fails or errs."""
     from legible.checks import context_for, parse_adhoc, run_checks
 
-    def go() -> dict:
+    def go() -> dict[str, Any]:
         adhoc = []
         for kind, values in (
             ("startup", startup),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from clis._output import emit_json, run, table
+from ._output import emit_json, run, table
 
 
 def doctor(

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from clis._output import emit_json, fmt_ms, run, table
+from ._output import emit_json, fmt_ms, run, table
 
 JSON = typer.Option(False, "--json", help="Print one JSON document (stable `schema` field) instead of text.")
 journey_app = typer.Typer(

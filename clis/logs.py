@@ -7,8 +7,8 @@ from typing import Any
 
 import typer
 
-from clis._output import emit_json, errors_to_exit, print_lines
-from clis._usage import Command
+from ._output import emit_json, errors_to_exit, print_lines
+from ._usage import Command
 
 HELP = (
     "Show this worktree's logs: groups of similar lines (errors first) with counts and an example, "

@@ -1,7 +1,8 @@
 """The ``legible`` entry point: one typer app; each command group lives in its own module.
 
-To add a command group, write ``clis/<group>.py`` with a ``register(app: typer.Typer)`` function and list
-the module in :data:`COMMAND_MODULES`. Modules must import heavy libraries inside their commands.
+To add a command group, write ``clis/<group>.py`` (installed as ``legible.cli.<group>``) with a
+``register(app: typer.Typer)`` function and list the module in :data:`COMMAND_MODULES`. Modules must import
+heavy libraries inside their commands.
 """
 
 from __future__ import annotations
@@ -10,18 +11,18 @@ import importlib
 
 import typer
 
-#: Modules whose ``register(app)`` adds commands, in ``--help`` order.
+#: Modules (relative to this package) whose ``register(app)`` adds commands, in ``--help`` order.
 COMMAND_MODULES = [
-    "clis.stack",
-    "clis.doctor",
-    "clis.logs",
-    "clis.traces",
-    "clis.metrics",
-    "clis.check",
-    "clis.browser",
-    "clis.journey",
-    "clis.proof",
-    "clis.skills",
+    "stack",
+    "doctor",
+    "logs",
+    "traces",
+    "metrics",
+    "check",
+    "browser",
+    "journey",
+    "proof",
+    "skills",
 ]
 
 app = typer.Typer(
@@ -35,7 +36,7 @@ app = typer.Typer(
 )
 
 for _mod in COMMAND_MODULES:
-    importlib.import_module(_mod).register(app)
+    importlib.import_module(f".{_mod}", __package__).register(app)
 
 
 def _one_line_usage_errors(typer_app: typer.Typer) -> None:
@@ -46,7 +47,7 @@ def _one_line_usage_errors(typer_app: typer.Typer) -> None:
     """
     from typer.core import TyperCommand, TyperGroup
 
-    from clis._usage import Command, Group
+    from ._usage import Command, Group
 
     if not typer_app.info.cls or typer_app.info.cls is TyperGroup:  # typer's unset default is falsy
         typer_app.info.cls = Group

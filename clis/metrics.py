@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from clis._output import emit_json, errors_to_exit, print_lines
-from clis._usage import Command
+from ._output import emit_json, errors_to_exit, print_lines
+from ._usage import Command
 
 HELP = (
     "Query the stack's VictoriaMetrics with PromQL: instant, or --range 10m [--step 15s] with a "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from clis._output import emit_json, run, write_out
+from ._output import emit_json, run, write_out
 
 
 def proof(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from clis._output import emit_json, run
+from ._output import emit_json, run
 
 skills_app = typer.Typer(help="Agent Skills that teach coding agents the legible commands.", no_args_is_help=True)
 
@@ -12,7 +12,7 @@ skills_app = typer.Typer(help="Agent Skills that teach coding agents the legible
 @skills_app.command("list")
 def list_skills(as_json: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
     """List the bundled skills with their descriptions."""
-    from legible.skills import bundled, read_skill
+    from legible.agents import bundled, read_skill
 
     found = [read_skill(p) for p in bundled()]
     if as_json:
@@ -28,8 +28,8 @@ def list_skills(as_json: bool = typer.Option(False, "--json", help="Print one JS
 @skills_app.command("install")
 def install(as_json: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
     """Copy the skills into .claude/skills, .codex/skills and .agents/skills, and point AGENTS.md at them."""
-    from legible.skills import TARGETS
-    from legible.skills import install as do_install
+    from legible.agents import TARGETS
+    from legible.agents import install as do_install
 
     res = run(do_install, as_json)
     if as_json:

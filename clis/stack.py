@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from clis._output import OUT_HELP, emit_json, fmt_ms, run, table, write_out
+from ._output import OUT_HELP, emit_json, fmt_ms, run, table, write_out
 
 JSON = typer.Option(False, "--json", help="Print one JSON document (stable `schema` field) instead of text.")
 OUT = typer.Option(None, "--out", help=OUT_HELP)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from clis._output import emit_json, errors_to_exit, print_lines
-from clis._usage import Command
+from ._output import emit_json, errors_to_exit, print_lines
+from ._usage import Command
 
 TRACES_HELP = (
     "List recent traces (root span, service, start, duration, span count, errors), or the "

@@ -75,7 +75,7 @@ class PlanContext:
         """
         import jinja2
 
-        from stacks import TEMPLATES
+        from legible.stacks import TEMPLATES
 
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(TEMPLATES)),

@@ -49,7 +49,7 @@ def make_repo(path: Path, toml: str, files: dict[str, str] | None = None) -> Pat
 def cli(cwd: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     """Run the real ``legible`` CLI in ``cwd`` (a subprocess, like an agent would)."""
     return subprocess.run(
-        [sys.executable, "-m", "clis.main", *args],
+        [sys.executable, "-m", "legible.cli.main", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -92,7 +92,7 @@ boom();
 
 def _run(root: Path, env: dict[str, str], *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "clis.main", *args],
+        [sys.executable, "-m", "legible.cli.main", *args],
         cwd=root,
         capture_output=True,
         text=True,

@@ -46,7 +46,7 @@ def test_doctor_reports_versions_and_exit_3_with_install_command_when_vm_missing
     for tool in ("git", "sh"):
         os.symlink(subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip(), bare / tool)
     res = subprocess.run(
-        [sys.executable, "-m", "clis.main", "doctor"],
+        [sys.executable, "-m", "legible.cli.main", "doctor"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -64,7 +64,7 @@ def test_up_without_victoria_metrics_is_exit_3_with_the_install_command(tmp_path
     for tool in ("git", "sleep"):
         os.symlink(subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip(), bare / tool)
     res = subprocess.run(
-        [sys.executable, "-m", "clis.main", "up", "--wait"],
+        [sys.executable, "-m", "legible.cli.main", "up", "--wait"],
         cwd=root,
         capture_output=True,
         text=True,

@@ -34,7 +34,12 @@ def test_install_into_the_tool_cache_and_run_from_it(tmp_path: Path) -> None:
 
     def legible(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "clis.main", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+            [sys.executable, "-m", "legible.cli.main", *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
 
     before = legible("doctor")

@@ -175,7 +175,7 @@ def test_post_adds_then_updates_one_sticky_comment(proofs, tmp_path: Path) -> No
 
     def proof(*extra: str, auth: str = "1") -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "clis.main", "proof", "--post", *extra],
+            [sys.executable, "-m", "legible.cli.main", "proof", "--post", *extra],
             cwd=root,
             text=True,
             capture_output=True,
@@ -195,7 +195,7 @@ def test_post_adds_then_updates_one_sticky_comment(proofs, tmp_path: Path) -> No
     assert "![latency](https://artifacts.example/run-42/charts/latency.png)" in comments[0]["body"]
     no_gh = {**env, "PATH": "/usr/bin:/bin"}
     res = subprocess.run(
-        [sys.executable, "-m", "clis.main", "proof", "--post"],
+        [sys.executable, "-m", "legible.cli.main", "proof", "--post"],
         cwd=root,
         text=True,
         capture_output=True,

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from legible.cli.main import app
 from typer.testing import CliRunner
 
-from clis.main import app
 from tests._query_fixtures import S_ERR_CHARGE, T_ERR, T_SLOW, build_store, git_repo
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from legible.skills import bundled, read_skill
+from legible.agents import bundled, read_skill
 
 from .conftest import REPO, cli
 from .test_stack import shop_repo
@@ -70,7 +70,7 @@ def fold(line: str) -> str:
 
 TRACE_ID = (
     "$(legible traces --errors --json"
-    " | python -c 'import json,sys; print(json.load(sys.stdin)[\"traces\"][0][\"trace_id\"])')"
+    ' | python -c \'import json,sys; print(json.load(sys.stdin)["traces"][0]["trace_id"])\')'
 )
 
 
@@ -79,7 +79,7 @@ def test_every_quoted_command_runs_and_prints_what_the_skill_shows(path: Path, t
     commands = quoted(path)
     assert commands, f"{path} quotes no command"
     root = shop_repo(tmp_path / "shop", (REPO / "examples" / "shop" / "legible.toml").read_text())
-    script = [f'legible() {{ "{sys.executable}" -m clis.main "$@"; }}']
+    script = [f'legible() {{ "{sys.executable}" -m legible.cli.main "$@"; }}']
     for i, (cmd, _, _) in enumerate(commands):
         cmd = cmd.replace("<trace-id>", TRACE_ID)
         script += [f"echo '@@@ {i}'", cmd, 'echo "@@@ exit $?"']

@@ -162,7 +162,7 @@ def test_two_worktrees_of_one_repo_run_side_by_side(tmp_path: Path, down_after: 
     down_after.extend([main, second])
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "clis.main", "up", "--wait", "--json"],
+            [sys.executable, "-m", "legible.cli.main", "up", "--wait", "--json"],
             cwd=w,
             stdout=subprocess.PIPE,
             text=True,

@@ -71,9 +71,7 @@ def create_app(store: Store) -> Flask:
 
     def place_order(fields: dict[str, Any]) -> Order:
         """Validate and record an order from form or JSON fields; count it and log it."""
-        with tracer.start_as_current_span(
-            "order.place", record_exception=False, set_status_on_exception=False
-        ) as span:
+        with tracer.start_as_current_span("order.place", record_exception=False, set_status_on_exception=False) as span:
             try:
                 order = store.place_order(
                     fields.get("name"), fields.get("email"), fields.get("product_id"), fields.get("quantity")

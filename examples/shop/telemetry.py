@@ -194,9 +194,7 @@ def setup_telemetry() -> Telemetry:
     metric_exporter = _exporter("metrics")
     readers = []
     if metric_exporter is not None:
-        interval = (
-            None if os.environ.get("OTEL_METRIC_EXPORT_INTERVAL") else DEFAULT_METRIC_EXPORT_INTERVAL_MS
-        )
+        interval = None if os.environ.get("OTEL_METRIC_EXPORT_INTERVAL") else DEFAULT_METRIC_EXPORT_INTERVAL_MS
         readers.append(PeriodicExportingMetricReader(metric_exporter, export_interval_millis=interval))
     meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
     metrics.set_meter_provider(meter_provider)
@@ -234,10 +232,7 @@ def _exporter(signal: str) -> Any:
     gRPC stack is only loaded when used.
     """
     upper = signal.upper()
-    if not (
-        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        or os.environ.get(f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT")
-    ):
+    if not (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT")):
         return None
     protocol = os.environ.get(f"OTEL_EXPORTER_OTLP_{upper}_PROTOCOL") or os.environ.get(
         "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"

@@ -41,7 +41,7 @@ def read_skill(path: Path) -> dict[str, str]:
 
 def bundled() -> list[Path]:
     """The SKILL.md files shipped with legible, sorted by skill name."""
-    from skills import SKILLS_DIR
+    from legible.skills import SKILLS_DIR
 
     return sorted(SKILLS_DIR.glob("*/SKILL.md"))
 
