@@ -5,12 +5,15 @@
 supervisor then runs exactly what the plan says. Rendered files are returned in :attr:`StackPlan.files` and
 written by :meth:`StackPlan.write`, so building a plan has no side effects and is cheap to test.
 
-Environment given to every service (on top of the caller's): ``PORT`` (the service's own port), ``HOST``,
-``<NAME>_PORT`` for every leased port, ``LEGIBLE_STACK``/``LEGIBLE_WORKTREE`` (the key), and the standard
-OpenTelemetry SDK variables (https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/):
-``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf``, ``OTEL_SERVICE_NAME`` (the
-service name), ``OTEL_RESOURCE_ATTRIBUTES=legible.worktree=<key>``, short export intervals so signals arrive
-within about a second, and ``PYTHONUNBUFFERED=1``. Values from ``legible.toml`` win.
+Environment given to every service (on top of the caller's, which the supervisor adds at spawn time and
+which never reaches ``plan.json``): ``PORT`` (the service's own port), ``HOST``, ``<NAME>_PORT`` for every
+leased port, ``LEGIBLE_STACK``/``LEGIBLE_WORKTREE`` (the key), and the standard OpenTelemetry SDK variables
+(https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/):
+``OTEL_EXPORTER_OTLP_ENDPOINT`` and ``OTEL_EXPORTER_OTLP_PROTOCOL`` (``http/protobuf`` unless the user chose
+another protocol; endpoint and protocol always agree, see :mod:`legible.services._context`),
+``OTEL_SERVICE_NAME`` (the service name), ``OTEL_RESOURCE_ATTRIBUTES=legible.worktree=<key>`` (percent-encoded),
+short export intervals so signals arrive within about a second, and ``PYTHONUNBUFFERED=1``. Values from
+``legible.toml`` win.
 """
 
 from __future__ import annotations
@@ -20,15 +23,16 @@ import json
 import os
 import shlex
 import shutil
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING, Any
 
 from legible._errors import ConfigError, PrerequisiteMissing
-from legible._paths import state_home
-from legible._procs import REGISTRY_ENV, STACK_ENV
+from legible._files import private_dir, write_private
 from legible.lease import BLOCK_SIZE, FIRST_EXTRA_SLOT, SLOTS, Lease
+from legible.services._context import PlanContext, expand
 from legible.services.base import Probe, ServicePlan
 from legible.worktree import Worktree
 
@@ -37,106 +41,11 @@ if TYPE_CHECKING:  # the supervisor loads plans without paying for pydantic (abo
 
 PLAN_SCHEMA = "legible.plan/v1"
 
+__all__ = ["PLAN_SCHEMA", "PlanContext", "StackPlan", "assign_ports", "build_plan"]
+
 
 def _env_name(name: str) -> str:
     return name.upper().replace("-", "_")
-
-
-@dataclass
-class PlanContext:
-    """What a service kind needs to plan itself.
-
-    Attributes:
-        worktree: the worktree.
-        config: the validated configuration.
-        ports: port by name: the slots of :data:`legible.lease.SLOTS` plus one per extra service.
-        files: rendered files so far, by absolute path (filled by :meth:`render`).
-        browser: run Chromium (``[stack] browser = true`` or ``legible up --browser``).
-
-    """
-
-    worktree: Worktree
-    config: LegibleConfig
-    ports: dict[str, int]
-    files: dict[str, str] = field(default_factory=dict)
-    browser: bool = False
-
-    @property
-    def config_dir(self) -> Path:
-        """``.legible/config``: where rendered configuration files go."""
-        return self.worktree.state_dir / "config"
-
-    def render(self, template: str, out_name: str, **values: Any) -> Path:
-        """Render ``stacks/<template>`` with ``values`` (plus ``key``) into ``files``; return the output path.
-
-        Raises:
-            jinja2.UndefinedError: the template uses a variable that was not given.
-
-        """
-        import jinja2
-
-        from legible.stacks import TEMPLATES
-
-        env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-            undefined=jinja2.StrictUndefined,
-            keep_trailing_newline=True,
-            autoescape=False,  # noqa: S701 - YAML/TOML configs, not HTML
-        )
-        text = env.get_template(template).render(key=self.worktree.key, **values)
-        path = self.config_dir / out_name
-        self.files[str(path)] = text
-        return path
-
-    def shared_env(self) -> dict[str, str]:
-        """The variables every service gets (see the module docstring), without ``PORT``."""
-        env = {
-            STACK_ENV: self.worktree.key,
-            REGISTRY_ENV: str(state_home(create=False) / "leases.json"),
-            "LEGIBLE_WORKTREE": self.worktree.key,
-            "LEGIBLE_STATE_DIR": str(self.worktree.state_dir),
-            "HOST": "127.0.0.1",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{self.ports['otlp-http']}",
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-            "OTEL_RESOURCE_ATTRIBUTES": f"legible.worktree={self.worktree.key}",
-            "OTEL_TRACES_EXPORTER": "otlp",
-            "OTEL_METRICS_EXPORTER": "otlp",
-            "OTEL_LOGS_EXPORTER": "otlp",
-            "OTEL_METRIC_EXPORT_INTERVAL": "5000",
-            "OTEL_BSP_SCHEDULE_DELAY": "100",
-            "OTEL_BLRP_SCHEDULE_DELAY": "100",
-            "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": "true",
-            "PYTHONUNBUFFERED": "1",
-        }
-        for name, port in self.ports.items():
-            env[f"{_env_name(name)}_PORT"] = str(port)
-        return env
-
-    def env_for(self, service: str, port: int, extra: dict[str, str] | None = None) -> dict[str, str]:
-        """The full environment of ``service``: the caller's, :meth:`shared_env`, ``PORT``, then ``extra``."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_") and k != "PORT"}
-        env.update(self.shared_env())
-        env["OTEL_SERVICE_NAME"] = service
-        if port:
-            env["PORT"] = str(port)
-        env.update(extra or {})
-        return env
-
-    def scrape_targets(self) -> list[dict[str, Any]]:
-        """``[{"service", "port", "path"}]`` for every user service with a ``metrics_path``."""
-        out = []
-        for name, svc in self.user_services():
-            if svc.metrics_path and name in self.ports:
-                out.append({"service": name, "port": self.ports[name], "path": svc.metrics_path})
-        return out
-
-    def user_services(self) -> list[tuple[str, ServiceConfig]]:
-        """``[(name, config)]`` for the app and extra services, in start order."""
-        cfg = self.config
-        by_name = {"app": cfg.app, **cfg.services}
-        from legible.config import order_services
-
-        return [(n, by_name[n]) for n in order_services(cfg)]
 
 
 @dataclass
@@ -193,29 +102,40 @@ class StackPlan:
         )
 
     def env_file_text(self) -> str:
-        """The ``.legible/env`` dotenv: endpoints an agent's shell can source (``set -a; . .legible/env``)."""
-        lines = [f"# legible stack {self.key}: source with `set -a; . .legible/env; set +a`"]
-        lines.append(f"LEGIBLE_WORKTREE={self.key}")
-        for name, url in self.endpoints.items():
-            lines.append(f"LEGIBLE_{_env_name(name)}_URL={url}")
-        lines.append(f"OTEL_EXPORTER_OTLP_ENDPOINT={self.endpoints['otlp-http']}")
-        for name, port in self.ports.items():
-            lines.append(f"{_env_name(name)}_PORT={port}")
+        """The ``.legible/env`` dotenv: endpoints an agent's shell can source (``set -a; . .legible/env``).
+
+        Every value is quoted for POSIX shells (``shlex.quote``), so sourcing it only assigns variables,
+        whatever the worktree's name holds (spaces, quotes, ``$(...)``).
+        """
+        pairs = [("LEGIBLE_WORKTREE", self.key)]
+        pairs += [(f"LEGIBLE_{_env_name(name)}_URL", url) for name, url in self.endpoints.items()]
+        pairs.append(("OTEL_EXPORTER_OTLP_ENDPOINT", self.endpoints["otlp-http"]))
+        pairs.append(("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"))
+        pairs += [(f"{_env_name(name)}_PORT", str(port)) for name, port in self.ports.items()]
+        lines = ["# legible stack: source with `set -a; . .legible/env; set +a`"]
+        lines += [f"{name}={shlex.quote(value)}" for name, value in pairs]
         return "\n".join(lines) + "\n"
 
     def write(self, state_dir: Path) -> Path:
-        """Write rendered files, ``env`` and ``plan.json`` under ``state_dir``; return the plan.json path."""
+        """Write rendered files, ``env`` and ``plan.json`` under ``state_dir`` (0600 files, 0700 dirs).
+
+        Returns:
+            the path of ``plan.json``.
+
+        Raises:
+            OSError: ``state_dir`` is not writable.
+
+        """
+        private_dir(state_dir)
         for path, text in self.files.items():
             p = Path(path)
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text(text)
-        (state_dir / "env").write_text(self.env_file_text())
-        (state_dir / "logs").mkdir(exist_ok=True)
-        (state_dir / "data").mkdir(exist_ok=True)
+            private_dir(p.parent)
+            write_private(p, text)
+        write_private(state_dir / "env", self.env_file_text())
+        private_dir(state_dir / "logs")
+        private_dir(state_dir / "data")
         out = state_dir / "plan.json"
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        os.replace(tmp, out)
+        write_private(out, json.dumps(self.to_dict(), indent=1))
         return out
 
 
@@ -248,23 +168,37 @@ def _user_service_plan(ctx: PlanContext, name: str, svc: ServiceConfig, infra: l
     src = Path(ctx.config.source).name or "legible.toml"
     if not cwd.is_dir():
         raise ConfigError(f"{src}: {where}.cwd: {cwd} is not a directory", hint=f"fix {where}.cwd in {src}")
-    env = ctx.env_for(name, port)
-    subst = {k: Template(v).safe_substitute(env) for k, v in svc.env.items()}
-    env.update(subst)
+    own = ctx.env_for(name, port, svc.env)
+    deferred: list[str] = []
+    env = dict(own)
+    for k, v in svc.env.items():
+        env[k], later = expand(v, own, ctx.environ)
+        if later:
+            deferred.append(k)
+    own = {**own, **{k: v for k, v in env.items() if k not in deferred}}
+    later_names = {**ctx.environ, **{k: "" for k in deferred}}  # resolved by the supervisor
     if svc.shell:
         text = svc.command if isinstance(svc.command, str) else shlex.join(svc.command)
-        argv = ["/bin/sh", "-c", Template(text).safe_substitute(env)]
+        shell_text, later = expand(text, own, later_names)
+        argv = ["/bin/sh", "-c", shell_text]
     else:
         parts = shlex.split(svc.command) if isinstance(svc.command, str) else list(svc.command)
-        argv = [Template(p).safe_substitute(env) for p in parts]
+        expanded = [expand(p, own, later_names) for p in parts]
+        argv = [a for a, _ in expanded]
+        later = any(d for _, d in expanded)
+    if later:
+        deferred.append("argv")
     if svc.instrument:
         argv = ["opentelemetry-instrument", *argv]
-    exe = argv[0]
+    # what the supervisor will run, to check the command exists (not stored: it may hold inherited values)
+    finished = {k: Template(v).safe_substitute(ctx.environ) if k in deferred else v for k, v in env.items()}
+    look = {**ctx.environ, **finished}
+    exe = Template(argv[0]).safe_substitute(look) if "argv" in deferred else argv[0]
     if os.sep in exe:
         found = exe if os.path.isabs(exe) else str(cwd / exe)
         ok = os.access(found, os.X_OK)
     else:
-        ok = shutil.which(exe, path=env.get("PATH")) is not None
+        ok = shutil.which(exe, path=look.get("PATH")) is not None
     if not ok:
         hint = (
             "pip install opentelemetry-distro opentelemetry-exporter-otlp && opentelemetry-bootstrap -a install"
@@ -277,7 +211,7 @@ def _user_service_plan(ctx: PlanContext, name: str, svc: ServiceConfig, infra: l
         if r.kind == "http":
             assert r.http is not None
             target = r.http if r.http.startswith("http") else f"http://127.0.0.1:{port}{r.http}"
-            probe = Probe("http", Template(target).safe_substitute(env))
+            probe = Probe("http", Template(target).safe_substitute(own))
         elif r.kind == "log":
             probe = Probe("log", r.log or "")
         else:
@@ -302,13 +236,23 @@ def _user_service_plan(ctx: PlanContext, name: str, svc: ServiceConfig, infra: l
         log=str(ctx.worktree.logs_dir / f"{name}.log"),
         restart=svc.restart,
         max_restarts=svc.max_restarts,
+        deferred=deferred,
     )
 
 
-def build_plan(worktree: Worktree, config: LegibleConfig, lease: Lease, *, browser: bool = False) -> StackPlan:
+def build_plan(
+    worktree: Worktree,
+    config: LegibleConfig,
+    lease: Lease,
+    *,
+    browser: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> StackPlan:
     """Compute the stack plan; no side effects.
 
     ``browser`` (or ``[stack] browser = true``) adds the browser service kinds, which start after the app.
+    ``environ`` is the environment the supervisor will inherit (default ``os.environ``): read for the OTLP
+    protocol the user chose and ``$NAME`` references, never copied into the plan.
 
     Raises:
         ConfigError: a bad ``cwd`` or too many ported services.
@@ -316,7 +260,13 @@ def build_plan(worktree: Worktree, config: LegibleConfig, lease: Lease, *, brows
 
     """
     ports = assign_ports(config, lease)
-    ctx = PlanContext(worktree=worktree, config=config, ports=ports, browser=browser or config.stack.browser)
+    ctx = PlanContext(
+        worktree=worktree,
+        config=config,
+        ports=ports,
+        browser=browser or config.stack.browser,
+        environ=dict(os.environ if environ is None else environ),
+    )
     from legible.services import BUILTIN
 
     planned = [p for p in (kind.plan(ctx) for kind in BUILTIN) if p is not None]

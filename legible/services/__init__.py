@@ -7,6 +7,7 @@ for the interface.
 
 from __future__ import annotations
 
+from legible.services._context import PlanContext
 from legible.services.base import Component, Probe, ServiceKind, ServicePlan
 from legible.services.chromium import ChromiumService
 from legible.services.collector import CollectorService
@@ -15,4 +16,4 @@ from legible.services.victoria_metrics import VictoriaMetrics
 #: Built-in service kinds, in start order. User services depend on all of them (stores and collector first).
 BUILTIN: list[ServiceKind] = [VictoriaMetrics(), CollectorService(), ChromiumService()]
 
-__all__ = ["BUILTIN", "Component", "Probe", "ServiceKind", "ServicePlan"]
+__all__ = ["BUILTIN", "Component", "PlanContext", "Probe", "ServiceKind", "ServicePlan"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from legible.plan import PlanContext
+    from legible.services._context import PlanContext
 
 ProbeKind = Literal["http", "tcp", "log", "none"]
 
@@ -42,7 +42,9 @@ class ServicePlan:
         role: ``store`` | ``collector`` | ``app`` | ``browser``; stores start first, browser last.
         argv: the command, already substituted.
         cwd: working directory.
-        env: the full environment of the process.
+        env: what legible and ``legible.toml`` add to the inherited environment (never inherited values:
+            the supervisor rebuilds the full environment at spawn time, see
+            :func:`legible.services._context.service_environ`).
         probe: the readiness probe.
         ready_timeout: seconds to become ready.
         depends_on: services that must be ready before this one starts.
@@ -51,6 +53,8 @@ class ServicePlan:
         restart: restart after a crash (with backoff).
         max_restarts: restart cap before the service is marked failed.
         stop_timeout: seconds between SIGTERM and SIGKILL.
+        deferred: ``env`` keys (and ``"argv"``) that still name inherited variables (``$HOME``); the
+            supervisor substitutes them at spawn time, so their values are never written to the plan.
 
     """
 
@@ -67,6 +71,7 @@ class ServicePlan:
     restart: bool = True
     max_restarts: int = 5
     stop_timeout: float = 3.0
+    deferred: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (see :meth:`from_dict`)."""

@@ -18,7 +18,7 @@ from legible.browser import find_chromium
 from legible.services.base import Component, Probe, ServicePlan
 
 if TYPE_CHECKING:
-    from legible.plan import PlanContext
+    from legible.services._context import PlanContext
 
 INSTALL = "sudo apt-get install chromium  (Debian/Ubuntu; or set $LEGIBLE_CHROMIUM to a Chrome/Chromium binary)"
 PLAYWRIGHT_INSTALL = "pip install 'legible[browser]'  (Playwright for Python; its browsers are not needed)"

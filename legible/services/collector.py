@@ -16,7 +16,7 @@ from legible.services.base import Component, Probe, ServicePlan
 from legible.store import store_path
 
 if TYPE_CHECKING:
-    from legible.plan import PlanContext
+    from legible.services._context import PlanContext
 
 #: Default store size cap in MiB.
 DEFAULT_MAX_DB_MB = 512
