@@ -16,7 +16,7 @@ def state_home(create: bool = True) -> Path:
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     path = Path(base) / "legible"
     if create:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)  # worktree paths of every stack: this user's only
     return path
 
 

@@ -44,8 +44,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from legible._files import PRIVATE_UMASK
 from legible._procs import ProcRef, signal_group
 from legible.plan import StackPlan
+from legible.services._context import service_argv, service_environ
 from legible.services.base import Probe, ServicePlan
 
 STATE_SCHEMA = "legible.state/v1"
@@ -89,6 +91,7 @@ class ServiceRun:
         exit_code: the last exit code, if it exited.
         error: why it failed, one line.
         log_offset: size of the log when last spawned (the ``log`` probe reads from here).
+        ready_wall: seconds since the epoch when it last became ready (``ready_at`` in state.json).
 
     """
 
@@ -98,6 +101,7 @@ class ServiceRun:
     ref: ProcRef | None = None
     started_at: float = 0.0
     ready_at: float = 0.0
+    ready_wall: float | None = None
     ready_ms: float | None = None
     first_ready_ms: float | None = None
     restarts: int = 0
@@ -117,6 +121,7 @@ class ServiceRun:
             "port": self.plan.port,
             "ready_ms": None if self.ready_ms is None else round(self.ready_ms, 1),
             "first_ready_ms": None if self.first_ready_ms is None else round(self.first_ready_ms, 1),
+            "ready_at": self.ready_wall,
             "restarts": self.restarts,
             "exit_code": self.exit_code,
             "error": self.error,
@@ -219,6 +224,7 @@ class Supervisor:
             if self.probe(run.plan, run.log_offset):
                 run.status = "ready"
                 run.ready_at = now
+                run.ready_wall = time.time()
                 run.ready_ms = (now - run.started_at) * 1000
                 if run.first_ready_ms is None:
                     run.first_ready_ms = run.ready_ms
@@ -331,16 +337,20 @@ def _die_with_parent() -> None:
 def spawn_service(sp: ServicePlan) -> subprocess.Popen[bytes]:
     """Start ``sp`` in its own session and process group, output appended to its log.
 
+    Its environment is this process's (inherited from ``legible up``) plus the plan's additions
+    (:func:`legible.services._context.service_environ`).
+
     Raises:
         OSError: the command cannot be executed (not found, not executable).
 
     """
-    Path(sp.log).parent.mkdir(parents=True, exist_ok=True)
+    Path(sp.log).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    env = service_environ(sp)  # the inherited environment is added here, never stored in the plan
     with open(sp.log, "ab") as log:
         return subprocess.Popen(
-            sp.argv,
+            service_argv(sp, env),
             cwd=sp.cwd,
-            env=sp.env,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -552,6 +562,7 @@ def vmui_url(vm: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``python -m legible.supervisor PLAN_JSON``; returns 0 after a clean stop, 1 if the start failed."""
     args = argv if argv is not None else sys.argv[1:]
+    os.umask(PRIVATE_UMASK)  # state.json, logs and every service's files: 0600 in 0700 directories
     plan_path = Path(args[0])
     plan = StackPlan.from_dict(json.loads(plan_path.read_text()))
     state_path = plan_path.parent / "state.json"

@@ -63,8 +63,15 @@ class Worktree:
         return self.state_dir / "env"
 
     def ensure_state_dir(self) -> Path:
-        """Create ``.legible/`` and list it in the repository's ``info/exclude`` so it is never committed."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        """Create ``.legible/`` (mode 0700) and list it in the repository's ``info/exclude``.
+
+        Raises:
+            OSError: it cannot be created or made private (read-only, not a directory, not ours).
+
+        """
+        from legible._files import private_dir
+
+        private_dir(self.state_dir)
         _exclude_from_git(self.root)
         return self.state_dir
 

@@ -1,7 +1,7 @@
 """Jinja2 templates and defaults for each service, shipped in the wheel.
 
 One folder per service (``victoria-metrics/``, ``collector/``, ...). Templates are rendered by
-:func:`legible.plan.render` with ``StrictUndefined``, so a missing variable is an error, not an empty string.
+:meth:`legible.services.PlanContext.render` with ``StrictUndefined``, so a missing variable is an error, not an empty string.
 """
 
 from pathlib import Path
