@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from legible import _loopback
 from legible._errors import NotRunning, UsageError
 
 if TYPE_CHECKING:
@@ -360,7 +361,7 @@ class Store:
             url, data=body.encode(), headers={"Content-Type": "application/json"}, method="POST"
         )
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+            with _loopback.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
                 doc = json.loads(resp.read())
         except urllib.error.HTTPError as e:
             if e.code == 400:

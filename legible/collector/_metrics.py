@@ -33,6 +33,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
+from legible import _loopback
 from legible.collector._otlp import Sample
 
 #: Span duration buckets in seconds: the spanmetrics connector defaults (2ms ... 15s).
@@ -283,7 +284,7 @@ class Pusher:
             if not self.url:
                 return ok
             try:
-                with urllib.request.urlopen(self.flush_url, timeout=self.timeout) as resp:  # noqa: S310 - loopback
+                with _loopback.urlopen(self.flush_url, timeout=self.timeout) as resp:  # noqa: S310 - loopback
                     resp.read()
             except OSError:
                 return False
@@ -300,14 +301,14 @@ class Pusher:
         body = render(fams)
         req = urllib.request.Request(self.url, data=body, method="POST")  # noqa: S310 - loopback VM
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+            with _loopback.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
                 resp.read()
             self.stats.pushes.labels("ok").inc()
             if self.derived.new_series:
                 # VictoriaMetrics indexes a new series only after ~10 s unless its buffers are flushed;
                 # samples of known series are searchable within -search.latencyOffset (1 s).
                 self.derived.new_series = False
-                with urllib.request.urlopen(self.flush_url, timeout=self.timeout) as resp:  # noqa: S310
+                with _loopback.urlopen(self.flush_url, timeout=self.timeout) as resp:  # noqa: S310
                     resp.read()
             return True
         except (OSError, urllib.error.HTTPError) as e:

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from legible import _loopback
 from legible._errors import NotRunning
 
 if TYPE_CHECKING:
     from legible.store import Store
     from legible.worktree import Worktree
 
-__all__ = ["flush_collector", "metrics_url", "read_endpoints", "store_opener", "worktree_store"]
+__all__ = [
+    "STATUS_SCHEMA",
+    "collector_status",
+    "explain_missing",
+    "flush_collector",
+    "metrics_url",
+    "missing_telemetry",
+    "read_endpoints",
+    "store_opener",
+    "worktree_store",
+]
+
+#: The schema of the collector's ``GET /status`` document.
+STATUS_SCHEMA = "legible.collector-status/v1"
+_NOUN = {"traces": "spans", "logs": "OTLP log records", "metrics": "OTLP metrics"}
 
 
 def read_endpoints(wt: Worktree) -> dict[str, str] | None:
@@ -105,7 +120,106 @@ def flush_collector(collector_url: str, timeout: float = 2.0) -> bool:
 
     req = urllib.request.Request(f"{collector_url.rstrip('/')}/flush", data=b"", method="POST")  # noqa: S310
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback collector
+        with _loopback.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback collector
             return bool(resp.status == 200)
     except OSError:
         return False
+
+
+def collector_status(state_dir: Path, collector_url: str, timeout: float = 1.0) -> dict[str, Any] | None:
+    """GET the collector's ``/status`` (``legible.collector-status/v1``) with its bearer token.
+
+    The token is the content of ``<state_dir>/collector.token``. Returns ``None`` when the status is
+    unknown: no token file, no answer, 401/404 (a collector without the endpoint), or another schema.
+    """
+    import json
+    import urllib.request
+
+    try:
+        token = (state_dir / "collector.token").read_text().strip()
+    except OSError:
+        token = ""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    req = urllib.request.Request(f"{collector_url.rstrip('/')}/status", headers=headers)  # noqa: S310
+    try:
+        with _loopback.urlopen(req, timeout=timeout) as resp:
+            doc = json.loads(resp.read())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("schema") == STATUS_SCHEMA else None
+
+
+def explain_missing(signal: str, service: str, age_s: float, status: dict[str, Any] | None) -> str:
+    """One line saying that no ``signal`` came from ``service`` since it became ready ``age_s`` ago, and why.
+
+    Args:
+        signal: ``traces`` or ``logs``.
+        service: the service name (``app``).
+        age_s: seconds since it became ready.
+        status: the collector's ``/status`` document, or ``None`` when unknown.
+
+    Returns:
+        At most about 300 characters, no newline.
+
+    """
+    head = f"no {_NOUN.get(signal, signal)} from {service} since it became ready {age_s:.0f} s ago"
+    if status is None:
+        return f"{head}; the collector's status is unknown (is the app instrumented with OpenTelemetry?)"
+    refused = {k: int(v) for k, v in (status.get("refused") or {}).items() if int(v or 0) > 0}
+    grpc = refused.pop("grpc_on_http_port", 0)
+    if grpc:
+        return (
+            f"{head}; the collector refused {grpc} gRPC connections on its HTTP port: the app exports gRPC "
+            "to the OTLP/HTTP endpoint; set OTEL_EXPORTER_OTLP_PROTOCOL and OTEL_EXPORTER_OTLP_ENDPOINT "
+            "consistently (legible sets both; check legible.toml env)"
+        )
+    if refused:
+        what = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(refused.items())[:3])
+        return f"{head}; the collector refused requests: {what}"
+    if status.get("healthy") is False:
+        return f"{head}; the collector is unhealthy: {str(status.get('error') or 'no reason given')[:150]}"
+    got = int((status.get("received") or {}).get(signal) or 0)
+    if got:
+        pending = int(status.get("pending") or 0)
+        return f"{head}; the collector received {got} {signal} requests ({pending} pending): none from {service}"
+    return (
+        f"{head}; the collector received no OTLP {signal} at all: is the app instrumented? "
+        "(`instrument = true` in legible.toml runs it under opentelemetry-instrument)"
+    )
+
+
+def missing_telemetry(store: Store, signal: str, service: str = "app") -> str:
+    """The :func:`explain_missing` line when the running stack got no ``signal`` from ``service``, else ``""``.
+
+    Reads ``state.json`` beside the store for when ``service`` became ready; counts spans (``traces``) or
+    OTLP log records (``logs``) of any service but the browser since then. ``""`` when the stack is not
+    running, the service is not ready, or something arrived. Never raises.
+    """
+    import json
+    import time
+
+    from legible._procs import ProcRef
+
+    state_dir = Path(store.path).parent.parent
+    try:
+        state = json.loads((state_dir / "state.json").read_text())
+        ref = ProcRef.from_dict(state.get("supervisor"))
+        svc = state["services"][service]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    ready_at = svc.get("ready_at")
+    if not (ref and ref.alive()) or svc.get("status") != "ready" or not ready_at:
+        return ""
+    since_ns = int(float(ready_at) * 1e9)
+    if signal == "traces":
+        sql = "SELECT count(*) FROM spans WHERE start_ns >= ? AND service <> 'browser'"
+    else:
+        sql = "SELECT count(*) FROM logs WHERE time_ns >= ? AND source = 'otlp' AND service <> 'browser'"
+    try:
+        if int(store.query(sql, [since_ns]).rows[0][0]):
+            return ""
+    except Exception:  # noqa: BLE001 - an explanation must never break the query it explains
+        return ""
+    url = (state.get("endpoints") or {}).get("otlp-http")
+    status = collector_status(state_dir, url) if url else None
+    return explain_missing(signal, service, time.time() - float(ready_at), status)

@@ -136,8 +136,10 @@ def _client(url: str) -> Any:
     from prometheus_api_client import PrometheusConnect
     from urllib3.util.retry import Retry
 
-    # no retries: a stack that is down should fail fast, not after three backoffs
-    return PrometheusConnect(url, disable_ssl=True, retry=Retry(total=0), timeout=30)
+    from legible._loopback import requests_session
+
+    # no retries: a stack that is down should fail fast, not after three backoffs; no proxy for loopback
+    return PrometheusConnect(url, disable_ssl=True, retry=Retry(total=0), timeout=30, session=requests_session())
 
 
 def _server_message(exc: Exception) -> str:
