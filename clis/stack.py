@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ def up(
         return
     print(f"stack {res['key']} {head}{when}")
     print(table(_service_rows(res["services"], res["endpoints"])))
-    print(f"env: set -a; . {res['env_file']}; set +a")
+    print(f"env: set -a; . {shlex.quote(res['env_file'])}; set +a")
     if res["status"] == "starting":
         print("services are still starting: `legible status` shows progress, `legible up --wait` blocks")
     if res["status"] == "degraded":
@@ -95,14 +96,22 @@ def down(
     print(msg + ("; .legible/ purged" if res["purged"] else "; data kept in .legible/ (use --purge to delete)"))
 
 
+#: ``legible status`` exits 4 ("not ready") for these: the stack is not running though it was not stopped.
+STATUS_NOT_OK = ("dead", "failed")
+
+
 def status(as_json: bool = JSON) -> None:
-    """Show this worktree's stack: each service's state, ready time, restarts and endpoint."""
+    """Show this worktree's stack: each service's state, ready time, restarts and endpoint.
+
+    Exits 4 when the stack is dead (its supervisor is gone) or failed, 0 otherwise (also when down).
+    """
     from legible.stack import status as do_status
 
     res = run(do_status, as_json)
+    code = 4 if res["status"] in STATUS_NOT_OK else 0
     if as_json:
         emit_json(res)
-        return
+        raise typer.Exit(code)
     if res["status"] == "down":
         print(f"stack {res['key']}: down (no stack has run here; `legible up --wait` starts one)")
         return
@@ -113,6 +122,7 @@ def status(as_json: bool = JSON) -> None:
     print(table(_service_rows(res["services"], res["endpoints"])))
     if not res["alive"]:
         print("not running: `legible up --wait` starts it; queries still read the kept data")
+    raise typer.Exit(code)
 
 
 def ps(as_json: bool = JSON) -> None:

@@ -10,7 +10,8 @@ and never exits. Exit codes follow the contract in ``ARCHITECTURE.md`` ("CLI con
     ├── PrerequisiteMissing      exit 3  a binary or package is missing: carries the install command
     ├── NotReady                 exit 4  a service did not become ready in time, or exited while starting
     ├── LeaseConflict            exit 5  no free port block, or the lease is held by a live stack
-    └── NotRunning               exit 2  the command needs a running stack and there is none
+    ├── NotRunning               exit 2  the command needs a running stack and there is none
+    └── Interrupted              exit 130 SIGINT/SIGTERM stopped the command; what it started was stopped
 
 Every error carries ``hint`` (what to do next, one line) and, for service failures, ``log_tail`` (the
 last lines of the failing service's log) so an agent can act without a second command.
@@ -21,6 +22,7 @@ from __future__ import annotations
 __all__ = [
     "CheckFailed",
     "ConfigError",
+    "Interrupted",
     "LeaseConflict",
     "LegibleError",
     "NotReady",
@@ -97,3 +99,9 @@ class NotRunning(LegibleError):
     """The command needs a running stack for this worktree and none is up (exit 2)."""
 
     exit_code = 2
+
+
+class Interrupted(LegibleError):
+    """SIGINT (Ctrl-C) or SIGTERM stopped a command; it stopped what it had started (exit 130, 128 + SIGINT)."""
+
+    exit_code = 130

@@ -126,11 +126,26 @@ class LeaseRegistry:
         with self.lock:
             return self._load().get(key)
 
-    def grant(self, key: str, worktree: str, owner: ProcRef) -> Lease:
+    def grant(
+        self,
+        key: str,
+        worktree: str,
+        owner: ProcRef,
+        *,
+        prefer: int | None = None,
+        avoid: frozenset[int] = frozenset(),
+    ) -> Lease:
         """Grant ``key`` a block of free ports owned by ``owner``; reclaims leases of dead owners first.
 
         If ``key`` already holds a lease whose owner is alive, that lease is returned unchanged (the
         caller sees a running stack by its owner).
+
+        Args:
+            key: worktree key.
+            worktree: worktree root.
+            owner: the process that holds the lease.
+            prefer: a block base to try first (the block a dead stack of this worktree held).
+            avoid: block bases not to grant (blocks found busy after an earlier grant).
 
         Raises:
             LeaseConflict: every block is leased or busy, or the lock could not be taken in time.
@@ -147,9 +162,11 @@ class LeaseRegistry:
                 taken = {lease.base for lease in leases.values()}
                 nblocks = (self.high - PORT_LOW) // BLOCK_SIZE
                 first = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % nblocks
-                for i in range(nblocks):
-                    base = PORT_LOW + ((first + i) % nblocks) * BLOCK_SIZE
-                    if base in taken or not _block_free(base):
+                bases = [PORT_LOW + ((first + i) % nblocks) * BLOCK_SIZE for i in range(nblocks)]
+                if prefer is not None and prefer in bases:
+                    bases.insert(0, prefer)
+                for base in bases:
+                    if base in taken or base in avoid or not _block_free(base):
                         continue
                     lease = Lease(key=key, worktree=worktree, base=base, owner=owner.to_dict(), granted_at=time.time())
                     leases[key] = lease

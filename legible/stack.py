@@ -6,20 +6,25 @@ raises :mod:`legible._errors` exceptions; none of them prints.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 from filelock import FileLock
 
-from legible._errors import LeaseConflict, NotReady, NotRunning, PrerequisiteMissing
-from legible._procs import ProcRef, stack_processes, terminate, wait_gone
+from legible._errors import Interrupted, LeaseConflict, NotReady, NotRunning, PrerequisiteMissing, UsageError
+from legible._files import PRIVATE_UMASK
+from legible._procs import STACK_ENV, ProcRef, stack_processes, terminate, wait_gone
 from legible.lease import LeaseRegistry
 from legible.worktree import Worktree, find_worktree
 
@@ -41,7 +46,7 @@ def read_state(wt: Worktree) -> dict[str, Any] | None:
     state["alive"] = bool(ref and ref.alive())
     if not state["alive"] and state.get("status") in (*LIVE, "stopping"):
         state["status"] = "dead"
-        state["error"] = state.get("error") or "the supervisor is gone (killed?); run `legible gc` then `legible up`"
+        state["error"] = state.get("error") or "the supervisor is gone (killed?); `legible up` starts it again"
     return state
 
 
@@ -79,15 +84,23 @@ def up(start: Path | None = None, *, wait: bool = True, timeout: float = 60.0, b
     soon as the supervisor runs and the plan (ports, endpoints) is known. ``browser`` also starts Chromium
     (as ``[stack] browser = true`` does); a running stack without it is reported, not changed.
 
+    A dead stack of this worktree (its supervisor was killed) is reclaimed first: its leftover processes are
+    stopped (SIGTERM, then SIGKILL) and its port block is reused when free. A port of the block taken by a
+    foreign process before the stack starts moves the stack to the next free block. SIGINT or SIGTERM while
+    starting stops what was started and frees the lease.
+
     Returns:
         ``legible.up/v1``: ``{"schema", "key", "worktree", "already_running", "status", "ready_ms",
         "services": {name: {status, ready_ms, restarts, port, ...}}, "endpoints", "env_file", "note"}``.
 
     Raises:
         ConfigError: legible.toml is missing or invalid (exit 2).
+        UsageError: ``.legible/`` cannot be written (exit 2).
         PrerequisiteMissing: VictoriaMetrics or the app's command is not installed (exit 3).
         NotReady: a service exited or missed its readiness deadline; everything was stopped (exit 4).
-        LeaseConflict: no free port block, or the lease is held by another live process (exit 5).
+        LeaseConflict: no free port block, the lease is held by another live process, or a port of the
+            block was taken by a foreign process while the stack started (exit 5).
+        Interrupted: SIGINT/SIGTERM arrived; the starting stack was stopped and its lease freed (exit 130).
 
     """
     from legible.config import load_config  # pydantic: only the commands that read the config pay for it
@@ -95,44 +108,104 @@ def up(start: Path | None = None, *, wait: bool = True, timeout: float = 60.0, b
     t0 = time.monotonic()
     wt = find_worktree(start)
     cfg = load_config(wt.root)
-    wt.ensure_state_dir()
-    with FileLock(str(wt.state_dir / "up.lock"), timeout=timeout):
-        state = read_state(wt)
-        if state and state["alive"] and state["status"] in (*LIVE, "stopping"):
-            ref = ProcRef.from_dict(state["supervisor"])
-            assert ref is not None
-            if wait and state["status"] == "starting":
-                state = _wait_for(wt, ref, t0 + timeout)
-            return _up_result(wt, state, already=True, config_hash=_config_hash(cfg))
-        registry = LeaseRegistry()
-        me = ProcRef.of(os.getpid())
-        assert me is not None
-        lease = registry.grant(wt.key, str(wt.root), me)
-        if ProcRef.from_dict(lease.owner) != me:
-            raise LeaseConflict(
-                f"the lease of {wt.key} is held by live process {lease.owner.get('pid')} but state.json shows no stack",
-                hint="run `legible down` (or `legible gc`) in this worktree, then `legible up`",
-            )
-        from legible.plan import build_plan
-
+    with _interrupts_raise():
         try:
+            try:
+                wt.ensure_state_dir()
+                lock = FileLock(str(wt.state_dir / "up.lock"), timeout=timeout)
+                lock.acquire()
+            except OSError as exc:
+                raise _unwritable(wt, exc) from None
+            try:
+                return _up_locked(wt, cfg, t0, wait=wait, timeout=timeout, browser=browser)
+            finally:
+                lock.release()
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted: legible up in {wt.root} stopped what it had started and freed its lease",
+                hint="run `legible up --wait` again to start the stack",
+            ) from None
+
+
+@contextlib.contextmanager
+def _interrupts_raise() -> Iterator[None]:
+    """Turn SIGTERM into ``KeyboardInterrupt`` (as SIGINT is) while ``up`` runs, so both clean up."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _unwritable(wt: Worktree, exc: OSError) -> UsageError:
+    return UsageError(
+        f"cannot write {wt.state_dir}: {exc.strerror or exc}",
+        hint=f"make it a writable directory of yours (chmod u+rwx {shlex.quote(str(wt.state_dir))}), "
+        "or remove it, then run `legible up` again",
+    )
+
+
+def _up_locked(wt: Worktree, cfg: Any, t0: float, *, wait: bool, timeout: float, browser: bool) -> dict[str, Any]:
+    state = read_state(wt)
+    if state and state["alive"] and state["status"] in (*LIVE, "stopping"):
+        ref = ProcRef.from_dict(state["supervisor"])
+        assert ref is not None
+        if wait and state["status"] == "starting":
+            state = _wait_for(wt, ref, t0 + timeout)
+        return _up_result(wt, state, already=True, config_hash=_config_hash(cfg))
+    registry = LeaseRegistry()
+    prefer, reclaimed = _reclaim_dead(wt, state, registry)
+    me = ProcRef.of(os.getpid())
+    assert me is not None
+    from legible.plan import build_plan
+
+    avoid: set[int] = set()
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        while True:
+            lease = registry.grant(wt.key, str(wt.root), me, prefer=prefer, avoid=frozenset(avoid))
+            if ProcRef.from_dict(lease.owner) != me:
+                raise LeaseConflict(
+                    f"the lease of {wt.key} is held by live process {lease.owner.get('pid')} "
+                    "but state.json shows no stack",
+                    hint="run `legible down` (or `legible gc`) in this worktree, then `legible up`",
+                )
             plan = build_plan(wt, cfg, lease, browser=browser)
+            busy = _foreign_listeners(plan.ports.values(), wt.key)
+            if not busy:
+                break
+            registry.release(wt.key, me)  # taken since the grant: move to the next free block
+            avoid.add(lease.base)
+            prefer = None
+            if len(avoid) >= 3:
+                raise _port_conflict(busy, "before the stack started")
+        try:
             plan_path = plan.write(wt.state_dir)
             wt.state_file.unlink(missing_ok=True)
             _rotate_logs(wt)
-            with open(wt.logs_dir / "supervisor.log", "ab") as log:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "legible.supervisor", str(plan_path)],
-                    cwd=str(wt.root),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    close_fds=True,
-                )
-        except BaseException:
-            registry.release(wt.key, me)
-            raise
+            fd = os.open(wt.logs_dir / "supervisor.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise _unwritable(wt, exc) from None
+        with os.fdopen(fd, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "legible.supervisor", str(plan_path)],
+                cwd=str(wt.root),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in the agent's terminal does not reach it: up stops it
+                close_fds=True,
+                umask=PRIVATE_UMASK,
+            )
         ref = ProcRef.of(proc.pid) or ProcRef(proc.pid, time.time())
         registry.transfer(wt.key, ref)
         deadline = t0 + timeout
@@ -140,24 +213,110 @@ def up(start: Path | None = None, *, wait: bool = True, timeout: float = 60.0, b
             while time.monotonic() < deadline and not wt.state_file.exists() and proc.poll() is None:
                 time.sleep(0.005)
             state = read_state(wt) or {"status": "starting", "services": {}}
-            return _up_result(wt, state, already=False)
+            return _up_result(wt, state, already=False, reclaimed=reclaimed)
         state = _wait_for(wt, ref, deadline)
-        if state.get("status") in ("ready", "degraded"):
-            return _up_result(wt, state, already=False)
-        if state.get("status") in ("failed", "stopped", "dead"):
-            wait_gone(ref, 15.0)
-            raise _failure(state, "the stack failed to start")
-        # timed out: stop what started, then report the service that was not ready
-        os.kill(proc.pid, signal.SIGTERM)
+    except BaseException:
+        if proc is not None:
+            _stop_started(wt, proc, registry)
+        registry.release(wt.key, me)
+        raise
+    if state.get("status") in ("ready", "degraded"):
+        return _up_result(wt, state, already=False, reclaimed=reclaimed)
+    if state.get("status") in ("failed", "stopped", "dead"):
         wait_gone(ref, 15.0)
-        waiting = [n for n, s in state.get("services", {}).items() if s.get("status") != "ready"]
-        name = waiting[0] if waiting else ""
-        state = {
-            **state,
-            "error_service": name,
-            "error": f"{name or 'the stack'} was not ready within --timeout {timeout:g} s",
-        }
-        raise _failure(state, "not ready in time")
+        busy = _foreign_listeners(_service_ports(state, plan), wt.key)
+        if busy:
+            raise _port_conflict(busy, "while the stack started")
+        raise _failure(state, "the stack failed to start")
+    # timed out: stop what started, then report the service that was not ready
+    _stop_started(wt, proc, registry)
+    waiting = [n for n, s in state.get("services", {}).items() if s.get("status") != "ready"]
+    name = waiting[0] if waiting else ""
+    state = {
+        **state,
+        "error_service": name,
+        "error": f"{name or 'the stack'} was not ready within --timeout {timeout:g} s",
+    }
+    raise _failure(state, "not ready in time")
+
+
+def _stop_started(wt: Worktree, proc: subprocess.Popen[bytes], registry: LeaseRegistry) -> None:
+    """Stop a supervisor ``up`` started (it stops its services), then anything of the stack left, and free the lease."""
+    ref = ProcRef.of(proc.pid)
+    try:
+        proc.send_signal(signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    if ref is not None and not wait_gone(ref, 15.0):
+        proc.kill()
+    try:
+        proc.wait(timeout=2.0)
+    except subprocess.TimeoutExpired:
+        pass
+    terminate(stack_processes(wt.key, registry=str(registry.path)), timeout=2.0)
+    registry.release(wt.key)
+
+
+def _reclaim_dead(wt: Worktree, state: dict[str, Any] | None, registry: LeaseRegistry) -> tuple[int | None, list[int]]:
+    """Stop what a dead stack of ``wt`` left running; return ``(its block base, pids signalled)``.
+
+    A stack is dead when state.json says so (its supervisor is gone) or its lease's owner is gone. Its
+    processes are found by ``LEGIBLE_STACK`` (even grandchildren), SIGTERM then SIGKILL (for those that
+    ignore SIGTERM), so its ports are free again and the block can be reused.
+    """
+    lease = registry.get(wt.key)
+    dead_lease = lease is not None and not lease.owner_alive()
+    if not dead_lease and not (state and state.get("status") == "dead"):
+        return None, []
+    killed = terminate(stack_processes(wt.key, registry=str(registry.path)), timeout=2.0)
+    if dead_lease:
+        assert lease is not None
+        registry.release(wt.key, ProcRef.from_dict(lease.owner))
+    base = (state or {}).get("lease_base") or (lease.base if lease else None)
+    return (int(base) if base else None), killed
+
+
+def _service_ports(state: dict[str, Any], plan: Any) -> list[int]:
+    ports = [int(s["port"]) for s in state.get("services", {}).values() if s.get("port")]
+    return [*ports, plan.ports["otlp-grpc"], plan.ports["supervisor"]]
+
+
+def _foreign_listeners(ports: Any, key: str) -> list[tuple[int, int | None, str]]:
+    """``[(port, pid, name)]`` for each of ``ports`` with a TCP listener on it that is not of stack ``key``."""
+    from legible.lease import port_free
+
+    wanted = [p for p in ports if not port_free(p)]
+    if not wanted:
+        return []
+    owners: dict[int, int | None] = {p: None for p in wanted}
+    try:
+        for c in psutil.net_connections("tcp"):
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port in owners:
+                owners[c.laddr.port] = c.pid
+    except (psutil.AccessDenied, OSError):
+        pass
+    out = []
+    for port, pid in owners.items():
+        name = ""
+        if pid is not None:
+            try:
+                proc = psutil.Process(pid)
+                if proc.environ().get(STACK_ENV) == key:
+                    continue  # ours (a leftover of this very stack is reclaimed, not reported)
+                name = proc.name()
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+        out.append((port, pid, name))
+    return out
+
+
+def _port_conflict(busy: list[tuple[int, int | None, str]], when: str) -> LeaseConflict:
+    port, pid, name = busy[0]
+    owner = f"process {pid} ({name})" if pid is not None else "another user's process"
+    return LeaseConflict(
+        f"port {port} of this stack's lease was taken by {owner} {when}",
+        hint=f"stop {owner} or let it pick another port, then run `legible up` again",
+    )
 
 
 def _config_hash(cfg: Any) -> str:
@@ -174,10 +333,14 @@ def _rotate_logs(wt: Worktree) -> None:
         os.replace(log, log.with_suffix(".log.1"))
 
 
-def _up_result(wt: Worktree, state: dict[str, Any], *, already: bool, config_hash: str = "") -> dict[str, Any]:
+def _up_result(
+    wt: Worktree, state: dict[str, Any], *, already: bool, config_hash: str = "", reclaimed: list[int] | None = None
+) -> dict[str, Any]:
     note = ""
     if already and config_hash and state.get("config_hash") and config_hash != state["config_hash"]:
         note = "legible.toml changed since this stack started: run `legible down && legible up` to apply it"
+    if reclaimed:
+        note = f"reclaimed this worktree's dead stack first: stopped {len(reclaimed)} processes it left running"
     return {
         "schema": UP_SCHEMA,
         "key": wt.key,
@@ -189,6 +352,7 @@ def _up_result(wt: Worktree, state: dict[str, Any], *, already: bool, config_has
         "endpoints": state.get("endpoints", {}),
         "env_file": str(wt.env_file),
         "note": note,
+        "reclaimed_pids": list(reclaimed or []),
     }
 
 
@@ -237,7 +401,9 @@ def status(start: Path | None = None) -> dict[str, Any]:
 
     Returns:
         ``legible.status/v1``: ``{"schema", "key", "worktree", "status", "alive", "ready_ms", "error",
-        "services", "endpoints", "env_file"}``; ``status`` is ``down`` when no stack ever ran here.
+        "services", "left_running", "endpoints", "env_file"}``; ``status`` is ``down`` when no stack ever ran
+        here, ``dead`` when its supervisor is gone: then no service is ``ready``, each is ``orphaned``
+        (still running, listed in ``left_running``) or ``gone``. The CLI exits 4 for ``dead`` and ``failed``.
 
     """
     wt = find_worktree(start)
@@ -250,16 +416,32 @@ def status(start: Path | None = None) -> dict[str, Any]:
             "status": "down",
             "alive": False,
             "services": {},
+            "left_running": [],
             "endpoints": {},
             "error": "",
             "ready_ms": None,
             "env_file": str(wt.env_file),
         }
-    if state["alive"]:
-        for svc in state.get("services", {}).values():
-            ref = ProcRef(svc["pid"], svc["create_time"]) if svc.get("pid") and svc.get("create_time") else None
+    left: list[str] = []
+    for name, svc in state.get("services", {}).items():
+        ref = ProcRef(svc["pid"], svc["create_time"]) if svc.get("pid") and svc.get("create_time") else None
+        if state["alive"]:
             if svc.get("status") == "ready" and ref and not ref.alive():
                 svc["status"] = "exited"  # between the crash and the supervisor's next tick
+        elif svc.get("status") in ("ready", "starting", "backoff", "pending"):
+            # no supervisor watches it: a process still running is left over, never "ready"
+            if ref and ref.alive():
+                svc["status"] = "orphaned"
+                left.append(name)
+            else:
+                svc["status"] = "gone"
+    if state["status"] == "dead" and left:
+        state["error"] = (
+            f"the supervisor is gone (killed?) and left {', '.join(left)} running; "
+            "`legible up` reclaims them (or `legible gc`)"
+        )
+    elif state["status"] == "dead":
+        state["error"] = "the supervisor is gone (killed?); `legible up` starts the stack again"
     return {
         "schema": STATUS_SCHEMA,
         "key": wt.key,
@@ -269,6 +451,7 @@ def status(start: Path | None = None) -> dict[str, Any]:
         "ready_ms": state.get("ready_ms"),
         "error": state.get("error", ""),
         "services": state.get("services", {}),
+        "left_running": left,
         "endpoints": state.get("endpoints", {}) if state["alive"] else {},
         "env_file": str(wt.env_file),
     }

@@ -346,6 +346,8 @@ class LogGroups:
         groups: the groups shown, errors first, then warnings, then by count.
         newest_outside_ns: when nothing matched in the window: the newest matching line outside it.
         total_outside: when nothing matched in the window: matching lines outside it.
+        missing: when nothing matched and the running app sent no OTLP log records since it became ready:
+            one line saying so and why (:func:`legible.queries._source.missing_telemetry`), else ``""``.
 
     """
 
@@ -358,6 +360,7 @@ class LogGroups:
     groups: list[LogGroup]
     newest_outside_ns: int | None = None
     total_outside: int = 0
+    missing: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The ``legible.logs/v1`` document of the grouped view."""
@@ -371,6 +374,7 @@ class LogGroups:
             "by_level": {k: {"lines": v[0], "groups": v[1]} for k, v in self.by_level.items()},
             "services": self.services,
             "groups": [g.to_json() for g in self.groups],
+            "missing": self.missing,
         }
 
 
@@ -461,6 +465,10 @@ def log_groups(store: Store, flt: LogFilter, limit: int = 30, now: int | None = 
         w, p = flt.where(with_time=False)
         n, newest = store.query(f"SELECT count(*), max(time_ns) FROM logs WHERE {w}", p).rows[0]  # noqa: S608 - fixed SQL fragments; values are bound parameters
         res.total_outside, res.newest_outside_ns = int(n or 0), newest
+    if res.total == 0:
+        from legible.queries._source import missing_telemetry
+
+        res.missing = missing_telemetry(store, "logs")
     return res
 
 
@@ -491,6 +499,8 @@ def render_groups(res: LogGroups, limit: int | None = None) -> list[str]:
                 f"{fmt_count(res.total_outside)} matching lines outside the window, newest "
                 f"{fmt_ago(res.newest_outside_ns, now)}: try {_since_hint(res.newest_outside_ns, now)}"
             )
+        if res.missing:
+            out.append(res.missing)
         return out
     counts = [
         f"{res.by_level[lv][1]} {lv} group{'s' if res.by_level[lv][1] != 1 else ''}"

@@ -247,6 +247,8 @@ class TraceList:
         total: traces matching.
         total_errors: matching traces with an error.
         traces: the traces shown.
+        missing: when nothing matched and the running app sent no spans since it became ready: one line
+            saying so and why (:func:`legible.queries._source.missing_telemetry`), else ``""``.
 
     """
 
@@ -256,6 +258,7 @@ class TraceList:
     total: int
     total_errors: int
     traces: list[TraceSummary]
+    missing: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The ``legible.traces/v1`` document."""
@@ -267,6 +270,7 @@ class TraceList:
             "total_errors": self.total_errors,
             "shown": len(self.traces),
             "traces": [t.to_json() for t in self.traces],
+            "missing": self.missing,
         }
 
 
@@ -310,14 +314,20 @@ FROM t ORDER BY {order}, trace_id LIMIT {int(max(limit, 0))}
     items = [TraceSummary(r[0], r[1], r[2], int(r[3]), float(r[4]), int(r[5]), int(r[6]), r[7]) for r in rows]
     total = int(rows[0][8]) if rows else 0
     total_err = int(rows[0][9]) if rows else 0
-    return TraceList(flt, now, "slowest" if slowest else "recent", total, total_err, items)
+    missing = ""
+    if not items:
+        from legible.queries._source import missing_telemetry
+
+        missing = missing_telemetry(store, "traces")
+    return TraceList(flt, now, "slowest" if slowest else "recent", total, total_err, items, missing)
 
 
 def render_traces(res: TraceList, limit: int | None = None) -> list[str]:
     """Render the trace list: a summary line, one line per trace, the cut line when cut."""
     flt, now = res.filter, res.now_ns
     if not res.traces:
-        return [f"0 traces {flt.describe()} (try --since all, or `legible logs` if the app sends no spans)"]
+        empty = [f"0 traces {flt.describe()} (try --since all, or `legible logs` if the app sends no spans)"]
+        return [*empty, res.missing] if res.missing else empty
     what = "slowest first" if res.order == "slowest" else "newest first"
     errors = "" if flt.errors else f", {fmt_count(res.total_errors)} with errors"  # --errors: all of them are
     head = f"{fmt_count(res.total)} traces {flt.describe()}{errors}; {len(res.traces)} shown, {what}"
