@@ -89,3 +89,135 @@ def test_plan_round_trips_through_json(tmp_path: Path) -> None:
     plan = _plan(tmp_path, {"app": {"command": "true", "ready": {"log": "listening"}}})
     again = StackPlan.from_dict(plan.to_dict())
     assert again == plan
+
+
+def test_services_never_import_legible_plan() -> None:
+    """Issue 9: the seam (legible/services/) does not depend on the plan that uses it."""
+    import ast
+
+    from .conftest import REPO
+
+    for f in (REPO / "legible" / "services").glob("*.py"):
+        tree = ast.parse(f.read_text())
+        mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert "legible.plan" not in mods, f
+
+
+def _app(plan):
+    return next(s for s in plan.services if s.name == "app")
+
+
+def test_otlp_endpoint_follows_the_protocol_from_the_callers_env_or_legible_toml(tmp_path: Path) -> None:
+    from legible.services._context import otlp_env
+
+    assert otlp_env({}, 2, 3) == {
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:2",
+    }
+    grpc = otlp_env({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL": "http/json"}, 2, 3)
+    assert grpc["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:3"
+    assert grpc["OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"] == "http://127.0.0.1:2/v1/logs"  # per-signal URLs are used as-is
+    assert "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" not in grpc
+    mixed = otlp_env({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"}, 2, 3)
+    assert mixed["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == "http://127.0.0.1:3"
+    assert mixed["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:2"
+    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_PROTOCOL='grpc/json' is not an OTLP protocol"):
+        otlp_env({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc/json"}, 2, 3)
+
+    root = make_repo(tmp_path / "repo", "[app]\ncommand='true'\n")
+    wt = Worktree(root, worktree_key(root))
+    lease = Lease(wt.key, str(root), 20000)
+    from_caller = build_plan(
+        wt, parse_config({"app": {"command": "true"}}), lease, environ={"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+    )
+    assert _app(from_caller).env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:20003"
+    cfg = parse_config({"app": {"command": "true", "env": {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}}})
+    from_toml = build_plan(wt, cfg, lease, environ={})
+    assert _app(from_toml).env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:20003"
+
+
+def test_plan_holds_no_inherited_value_and_the_supervisor_rebuilds_the_env(tmp_path: Path) -> None:
+    import json
+
+    from legible.services._context import service_argv, service_environ
+
+    root = make_repo(tmp_path / "repo", "[app]\ncommand='true'\n")
+    wt = Worktree(root, worktree_key(root))
+    caller = {
+        "PATH": "/usr/bin:/bin",
+        "SECRET_API_KEY": "s3cr3t-value",
+        "NO_PROXY": "corp.example",
+        "OTEL_FOO": "x",
+        "PORT": "1",
+    }
+    cfg = parse_config({"app": {"command": "echo $SECRET_API_KEY $PORT", "env": {"AUTH": "Bearer ${SECRET_API_KEY}"}}})
+    plan = build_plan(wt, cfg, Lease(wt.key, str(root), 20000), environ=caller)
+    text = json.dumps(plan.to_dict())
+    assert "s3cr3t-value" not in text and "corp.example" not in text and "/usr/bin:/bin" not in text
+    app = _app(plan)
+    assert sorted(app.deferred) == ["AUTH", "argv"]
+    env = service_environ(app, caller)
+    assert env["SECRET_API_KEY"] == "s3cr3t-value" and env["AUTH"] == "Bearer s3cr3t-value"
+    assert env["PORT"] == "20000" and "OTEL_FOO" not in env
+    assert env["NO_PROXY"] == "corp.example,127.0.0.1,localhost,::1" and env["no_proxy"] == "127.0.0.1,localhost,::1"
+    assert service_argv(app, env) == ["echo", "s3cr3t-value", "20000"]
+
+
+def test_env_file_and_scrape_config_quote_a_hostile_worktree_name(tmp_path: Path) -> None:
+    import subprocess
+
+    from legible.services.victoria_metrics import find_binary
+
+    root = make_repo(tmp_path / 'we ird, "ü" $(touch PWNED) `touch PWNED2`', "[app]\ncommand='true'\n")
+    wt = Worktree(root, worktree_key(root))
+    plan = build_plan(
+        wt, parse_config({"app": {"command": "true", "metrics_path": "/metrics"}}), Lease(wt.key, str(root), 20000)
+    )
+    app = _app(plan)
+    assert app.env["OTEL_RESOURCE_ATTRIBUTES"].startswith("legible.worktree=we%20ird%2C%20%22%C3%BC%22%20%24%28touch")
+    plan.write(wt.state_dir)
+    out = subprocess.run(
+        ["sh", "-c", 'set -a; . "$1"; set +a; printf "%s" "$LEGIBLE_WORKTREE"', "sh", str(wt.env_file)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout == wt.key and out.stderr == ""
+    assert not list(tmp_path.glob("PWNED*")) and not list(root.glob("PWNED*"))
+    modes = {p.name: p.stat().st_mode & 0o777 for p in wt.state_dir.rglob("*")}
+    assert wt.state_dir.stat().st_mode & 0o777 == 0o700
+    assert all(
+        m == (0o700 if (wt.state_dir / n).is_dir() or n in ("logs", "data", "config") else 0o600)
+        for n, m in modes.items()
+    ), modes
+    vm = find_binary()
+    if vm is not None:  # VictoriaMetrics itself parses the scrape config
+        cfg = next(p for p in plan.files if p.endswith("prometheus.yml"))
+        res = subprocess.run(
+            [str(vm), f"-promscrape.config={cfg}", "-promscrape.config.dryRun"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert res.returncode == 0, res.stderr[-500:]
+
+
+def test_missing_telemetry_line_names_the_cause() -> None:
+    from legible.queries._source import explain_missing
+
+    status = {
+        "schema": "legible.collector-status/v1",
+        "healthy": True,
+        "received": {"traces": 0},
+        "refused": {"grpc_on_http_port": 3},
+    }
+    line = explain_missing("traces", "app", 40.2, status)
+    assert line.startswith("no spans from app since it became ready 40 s ago; the collector refused 3 gRPC connections")
+    assert "OTEL_EXPORTER_OTLP_PROTOCOL" in line and "\n" not in line and len(line) < 320
+    assert "unknown" in explain_missing("logs", "app", 5, None)
+    sick = explain_missing("traces", "app", 5, {**status, "refused": {}, "healthy": False, "error": "disk full"})
+    assert sick.endswith("the collector is unhealthy: disk full")
+    none = explain_missing("traces", "app", 5, {**status, "refused": {}})
+    assert "received no OTLP traces at all" in none
