@@ -112,7 +112,7 @@ def up(start: Path | None = None, *, wait: bool = True, timeout: float = 60.0, b
         try:
             try:
                 wt.ensure_state_dir()
-                lock = FileLock(str(wt.state_dir / "up.lock"), timeout=timeout)
+                lock = FileLock(str(wt.state_dir / "up.lock"), timeout=timeout, mode=0o600)
                 lock.acquire()
             except OSError as exc:
                 raise _unwritable(wt, exc) from None

@@ -270,3 +270,187 @@ ready = { http = "/get" }
     assert psutil.Process(doc["services"]["app"]["pid"]).cmdline()[0].endswith("python") or "opentelemetry" in " ".join(
         psutil.Process(doc["services"]["app"]["pid"]).cmdline()
     )
+
+
+HOSTILE = 'sh op, "ü" $(touch PWNED)'
+
+
+def test_hostile_path_inherited_secret_and_a_dead_proxy(
+    tmp_path: Path, down_after: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worktree named with a space, a comma, unicode, a quote and $(...); a secret in up's environment;
+    HTTP_PROXY pointing at a dead port: up works, the app gets the secret, no file under .legible/ holds it,
+    modes are 0700/0600, `.legible/env` sources cleanly, VictoriaMetrics scrapes, logs and metrics answer."""
+    secret = "sk-live-" + os.urandom(8).hex()
+    monkeypatch.setenv("SECRET_API_KEY", secret)
+    for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    root = shop_repo(tmp_path / HOSTILE)
+    down_after.append(root)
+    code, doc = cli_json(root, "up", "--wait", "--timeout", "60")
+    assert code == 0, doc
+    app_env = psutil.Process(doc["services"]["app"]["pid"]).environ()
+    assert app_env["SECRET_API_KEY"] == secret
+    assert "127.0.0.1" in app_env["NO_PROXY"].split(",") and "::1" in app_env["no_proxy"].split(",")
+    ep = doc["endpoints"]
+    session = requests.Session()
+    session.trust_env = False  # the test's own client must not use the dead proxy either
+    assert session.get(ep["app"] + "/api/products", timeout=5).status_code == 200
+    targets = session.get(ep["victoria-metrics"] + "/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+    assert {t["labels"]["job"] for t in targets} == {"legible-supervisor", "legible-collector", "app"}
+    assert wait_until(
+        lambda: [
+            t
+            for t in session.get(ep["victoria-metrics"] + "/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+            if t["health"] == "up" and t["labels"]["job"] == "app"
+        ],
+        timeout=15,
+    )
+    assert wait_until(
+        lambda: "shop_http_requests_total" in cli(root, "metrics", "list", "shop_http").stdout, timeout=20
+    )
+    assert wait_until(
+        lambda: cli(root, "logs", "--since", "5m").returncode == 0 and "0 lines" not in cli(root, "logs").stdout
+    )
+    # .legible/: private, and no inherited value in any file
+    state = root / ".legible"
+    assert state.stat().st_mode & 0o777 == 0o700
+    for p in state.rglob("*"):
+        if p.is_symlink():
+            continue
+        mode = p.stat().st_mode & 0o777
+        assert mode == (0o700 if p.is_dir() else 0o600), (p, oct(mode))
+        if p.is_file():
+            assert secret.encode() not in p.read_bytes(), p
+    # the env file sources cleanly and runs nothing; the printed hint is quoted the same way
+    out = subprocess.run(
+        ["sh", "-c", 'set -a; . "$1"; set +a; printf "%s" "$LEGIBLE_APP_URL"', "sh", str(state / "env")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0 and out.stderr == "" and out.stdout == ep["app"]
+    assert not list(tmp_path.rglob("PWNED"))
+    hint = cli(root, "up").stdout.splitlines()[-1]
+    assert hint.startswith("env: ")
+    subprocess.run(["sh", "-c", hint[len("env: ") :]], cwd=tmp_path, check=True)
+    assert not list(tmp_path.rglob("PWNED"))
+
+
+def test_up_after_kill_9_of_the_supervisor_reclaims_the_dead_stack(tmp_path: Path, down_after: list[Path]) -> None:
+    toml = (
+        '[app]\ncommand = "python -m http.server $PORT --bind 127.0.0.1"\n'
+        '[services.worker]\ncommand = "sh -c \'trap \\"\\" TERM; sleep 300\'"\ndepends_on = ["app"]\n'
+    )
+    root = make_repo(tmp_path / "r", toml)
+    down_after.append(root)
+    code, doc = cli_json(root, "up", "--wait")
+    assert code == 0, doc
+    key, old_app = doc["key"], doc["services"]["app"]["port"]
+    worker = psutil.Process(doc["services"]["worker"]["pid"])
+    sup = json.loads((root / ".legible" / "state.json").read_text())["supervisor"]["pid"]
+    os.kill(sup, signal.SIGKILL)
+    res = cli(root, "status")
+    assert res.returncode == 4 and res.stdout.startswith(f"stack {key}: dead")
+    error = res.stdout.splitlines()[1]
+    assert error.startswith("error: the supervisor is gone (killed?) and left ") and "worker" in error
+    code, st = cli_json(root, "status")
+    assert code == 4 and st["status"] == "dead" and "worker" in st["left_running"]
+    assert not [n for n, s in st["services"].items() if s["status"] == "ready"]
+    assert worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE  # it ignored the kernel's SIGTERM
+    code, again = cli_json(root, "up", "--wait")
+    assert code == 0, again
+    assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
+    assert again["services"]["app"]["port"] == old_app  # the same block, reused
+    assert "reclaimed" in again["note"]
+    assert [s["key"] for s in cli_json(root, "ps")[1]["stacks"]] == [key]
+    live = {p for p in stack_pids(key)}
+    assert {again["services"][n]["pid"] for n in ("app", "worker")} <= live
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_up_stops_what_it_started_and_frees_the_lease(tmp_path: Path, sig: int) -> None:
+    root = make_repo(tmp_path / "r", '[app]\ncommand = "sleep 300"\nready_timeout = 100\n')
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "legible.cli.main", "up", "--wait"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    state = root / ".legible" / "state.json"
+
+    def app_started() -> bool:
+        try:
+            return json.loads(state.read_text())["services"]["app"]["status"] == "starting"
+        except (OSError, ValueError, KeyError):
+            return False
+
+    wait_until(app_started, timeout=30, every=0.05)
+    key = json.loads(state.read_text())["key"]
+    assert stack_pids(key)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert err.splitlines()[0].startswith("error: interrupted: legible up in ")
+    assert stack_pids(key) == []
+    assert cli_json(root, "ps")[1]["stacks"] == []
+
+
+def test_an_unwritable_state_dir_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", '[app]\ncommand = "sleep 300"\n')
+    (root / ".legible").write_text("not a directory\n")
+    res = cli(root, "up", "--wait")
+    assert res.returncode == 2
+    lines = res.stderr.splitlines()
+    assert lines[0].startswith(f"error: cannot write {root / '.legible'}: ") and lines[1].startswith("hint: ")
+    assert len(lines) == 2
+    assert cli_json(root, "ps")[1]["stacks"] == []
+
+
+def test_a_port_taken_after_the_lease_moves_the_stack_or_names_its_owner(tmp_path: Path, isolated_xdg: Path) -> None:
+    """A foreign process binds the app's port right after `up` leased the block: the stack moves to the next
+    free block (exit 0), or, when the bind lands after the last check, up exits 5 naming the port and owner."""
+    import socket
+    import threading
+
+    root = make_repo(tmp_path / "r", '[app]\ncommand = "python -m http.server $PORT --bind 127.0.0.1"\n')
+    leases = isolated_xdg / "state" / "legible" / "leases.json"
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    taken: list[int] = []
+
+    def squat() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not taken:
+            try:
+                doc = json.loads(leases.read_text())
+            except (OSError, ValueError):
+                time.sleep(0.001)
+                continue
+            for lease in doc.get("leases", {}).values():
+                squatter.bind(("127.0.0.1", lease["base"]))
+                squatter.listen()
+                taken.append(lease["base"])
+                return
+
+    t = threading.Thread(target=squat, daemon=True)
+    t.start()
+    try:
+        res = cli(root, "up", "--wait", "--json")
+        t.join(5)
+        assert taken
+        doc = json.loads(res.stdout)
+        if res.returncode == 0:
+            assert doc["services"]["app"]["port"] != taken[0]
+        else:
+            assert res.returncode == 5, doc
+            assert doc["message"].startswith(
+                f"port {taken[0]} of this stack's lease was taken by process {os.getpid()}"
+            )
+    finally:
+        cli(root, "down")
+        squatter.close()
