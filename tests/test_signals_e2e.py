@@ -66,3 +66,37 @@ def test_unmodified_httpbin_under_opentelemetry_instrument_over_each_protocol(tm
         toml += GRPC_ENV + "\n"
     root = make_repo(tmp_path / "httpbin", toml)
     signals_reach_the_commands(root, ["/get", "/status/500", "/delay/0"], "GET /status/<codes>", "http_server")
+
+
+def test_example_shop_with_only_grpc_in_the_callers_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default of several SDKs: OTEL_EXPORTER_OTLP_PROTOCOL=grpc and nothing else; legible points the
+    endpoint at the collector's gRPC port, so spans, logs and metrics arrive."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    toml = '[app]\ncommand = "python app.py"\nready = { http = "/healthz" }\n'
+    root = shop_repo(tmp_path / "shop", toml)
+    signals_reach_the_commands(root, ["/", "/error", "/slow?ms=50"], "GET /error", "http_server")
+
+
+def test_traces_explain_why_no_span_arrived(tmp_path: Path) -> None:
+    """gRPC sent to the OTLP/HTTP port (legible.toml overrides the endpoint): `legible traces` says that no
+    span came from the app since it became ready, and why, in one line."""
+    toml = (
+        '[app]\ncommand = "python app.py"\nready = { http = "/healthz" }\n'
+        'env = { OTEL_EXPORTER_OTLP_PROTOCOL = "grpc", '
+        'OTEL_EXPORTER_OTLP_ENDPOINT = "http://127.0.0.1:$OTLP_HTTP_PORT" }\n'
+    )
+    root = shop_repo(tmp_path / "shop", toml)
+    code, doc = cli_json(root, "up", "--wait", timeout=120)
+    assert code == 0, doc
+    try:
+        for path in ["/", "/error"]:
+            requests.get(doc["endpoints"]["app"] + path, timeout=10)
+        out = cli(root, "traces", "--since", "5m").stdout.splitlines()
+        assert out[0].startswith("0 traces")
+        assert out[1].startswith("no spans from app since it became ready ") and len(out) == 2
+        _, res = cli_json(root, "traces", "--since", "5m")
+        assert res["missing"].startswith("no spans from app since it became ready ")
+    finally:
+        cli(root, "down")
