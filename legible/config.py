@@ -58,6 +58,9 @@ from legible._errors import ConfigError
 
 CONFIG_FILENAME = "legible.toml"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+#: The OTLP exporter protocols of the specification (the same tuple as
+#: ``legible.services._context.OTLP_PROTOCOLS``, which the supervisor loads without pydantic).
+OTLP_PROTOCOLS = ("grpc", "http/protobuf", "http/json")
 RESERVED_SERVICES = frozenset({"victoria-metrics", "collector", "chromium", "vector", "grafana", "supervisor"})
 
 
@@ -108,7 +111,9 @@ class ServiceConfig(_Strict):
     Attributes:
         command: argv, or a string split with ``shlex`` (no shell runs unless ``shell = true``).
         cwd: working directory, relative to the worktree root.
-        env: extra environment variables (values are substituted like the command).
+        env: extra environment variables (values are substituted like the command); an
+            ``OTEL_EXPORTER_OTLP[_<SIGNAL>]_PROTOCOL`` here must be ``grpc``, ``http/protobuf`` or ``http/json``
+            and picks the collector port legible gives the service.
         ready: the readiness probe; ``None`` means ready once started (extra services without a port).
         ready_timeout: seconds the service has to become ready.
         metrics_path: a Prometheus exposition path on the service's port, scraped by VictoriaMetrics.
@@ -146,6 +151,17 @@ class ServiceConfig(_Strict):
                 shlex.split(v)
             except ValueError as exc:
                 raise ValueError(f"cannot be split like a shell command: {exc}") from exc
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _otlp_protocol(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            if (
+                re.fullmatch(r"OTEL_EXPORTER_OTLP_(TRACES_|METRICS_|LOGS_)?PROTOCOL", key)
+                and value not in OTLP_PROTOCOLS
+            ):
+                raise ValueError(f"{key} = {value!r} is not an OTLP protocol (use one of {', '.join(OTLP_PROTOCOLS)})")
         return v
 
     @field_validator("metrics_path")

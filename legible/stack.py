@@ -230,7 +230,12 @@ def _up_locked(wt: Worktree, cfg: Any, t0: float, *, wait: bool, timeout: float,
         raise _failure(state, "the stack failed to start")
     # timed out: stop what started, then report the service that was not ready
     _stop_started(wt, proc, registry)
-    waiting = [n for n, s in state.get("services", {}).items() if s.get("status") != "ready"]
+    # the user's services first: under load the collector may be late too, but the app is what was awaited
+    services = state.get("services", {})
+    waiting = sorted(
+        (n for n, s in services.items() if s.get("status") != "ready"),
+        key=lambda n: (services[n].get("status") != "starting", services[n].get("role") != "app"),
+    )
     name = waiting[0] if waiting else ""
     state = {
         **state,
@@ -241,7 +246,30 @@ def _up_locked(wt: Worktree, cfg: Any, t0: float, *, wait: bool, timeout: float,
 
 
 def _stop_started(wt: Worktree, proc: subprocess.Popen[bytes], registry: LeaseRegistry) -> None:
-    """Stop a supervisor ``up`` started (it stops its services), then anything of the stack left, and free the lease."""
+    """Stop a supervisor ``up`` started (it stops its services), then anything of the stack left, and free the lease.
+
+    A second Ctrl-C while this runs is ignored, so the cleanup is not cut short.
+    """
+    with _signals_ignored():
+        _stop_started_now(wt, proc, registry)
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _stop_started_now(wt: Worktree, proc: subprocess.Popen[bytes], registry: LeaseRegistry) -> None:
     ref = ProcRef.of(proc.pid)
     try:
         proc.send_signal(signal.SIGTERM)

@@ -78,3 +78,15 @@ def test_missing_config_says_how_to_create_one(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path)
     assert "legible init" in info.value.hint
+
+
+def test_an_otlp_protocol_in_env_is_checked_where_it_is_written() -> None:
+    from legible.config import OTLP_PROTOCOLS
+    from legible.services._context import OTLP_PROTOCOLS as PLANNED
+
+    assert OTLP_PROTOCOLS == PLANNED
+    data = {"app": {"command": "a", "env": {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http"}}}
+    with pytest.raises(ConfigError, match=r"legible.toml: app.env: .*OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = 'http'"):
+        parse_config(data, source="/w/legible.toml")
+    ok = {"app": {"command": "a", "env": {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}}}
+    assert parse_config(ok).app.env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "grpc"

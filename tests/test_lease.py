@@ -66,3 +66,17 @@ def test_a_block_with_a_busy_port_is_skipped() -> None:
         lease = reg.grant("probe", "/p", me)
     assert lease.base != natural
     assert not (lease.base <= natural + 3 < lease.base + BLOCK_SIZE)
+
+
+def test_prefer_reuses_a_dead_stacks_block_and_avoid_skips_one() -> None:
+    reg = LeaseRegistry()
+    me = ProcRef.of(os.getpid())
+    assert me is not None
+    natural = reg.grant("k", "/k", me).base
+    reg.release("k")
+    other = reg.grant("other", "/o", me).base
+    reg.release("other")
+    assert reg.grant("k", "/k", me, prefer=other).base == other  # the block the dead stack held
+    reg.release("k")
+    moved = reg.grant("k", "/k", me, avoid=frozenset({natural})).base
+    assert moved != natural
