@@ -17,15 +17,19 @@ PRIVATE_UMASK = 0o077
 
 
 def private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) and make it mode 0700; return it.
+    """Create ``path`` (and parents) with mode 0700, or take group and other bits off an existing one; return it.
+
+    An existing directory the owner made read-only stays read-only (legible never widens a mode), so
+    writing into it fails with the error below.
 
     Raises:
-        OSError: it cannot be created or its mode changed (a read-only or foreign directory).
+        OSError: it cannot be created or its mode changed (not a directory, not ours, read-only filesystem).
 
     """
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.stat().st_mode & 0o777 != 0o700:
-        path.chmod(0o700)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        path.chmod(mode & 0o700)
     return path
 
 

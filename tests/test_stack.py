@@ -411,6 +411,19 @@ def test_an_unwritable_state_dir_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert cli_json(root, "ps")[1]["stacks"] == []
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through a read-only mode")
+def test_a_read_only_state_dir_is_one_line_and_exit_2_and_stays_read_only(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", '[app]\ncommand = "sleep 300"\n')
+    (root / ".legible").mkdir(mode=0o500)
+    try:
+        res = cli(root, "up", "--wait")
+        assert res.returncode == 2
+        assert res.stderr.splitlines()[0].startswith(f"error: cannot write {root / '.legible'}: Permission denied")
+        assert (root / ".legible").stat().st_mode & 0o777 == 0o500
+    finally:
+        (root / ".legible").chmod(0o700)
+
+
 def test_a_port_taken_after_the_lease_moves_the_stack_or_names_its_owner(tmp_path: Path, isolated_xdg: Path) -> None:
     """A foreign process binds the app's port right after `up` leased the block: the stack moves to the next
     free block (exit 0), or, when the bind lands after the last check, up exits 5 naming the port and owner."""
