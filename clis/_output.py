@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -21,7 +21,7 @@ from legible._errors import LegibleError
 T = TypeVar("T")
 
 
-def emit_json(doc: dict[str, Any]) -> None:
+def emit_json(doc: Mapping[str, Any]) -> None:
     """Print ``doc`` (which must have a ``schema`` key) as one JSON document on stdout."""
     assert "schema" in doc, "every --json document carries a schema"
     sys.stdout.write(json.dumps(doc, indent=1, default=str) + "\n")
@@ -36,7 +36,7 @@ def print_lines(lines: list[str]) -> None:
 OUT_HELP = "Write the JSON document to this file and print one summary line (for hooks)."
 
 
-def write_out(path: Path | None, doc: dict[str, Any]) -> None:
+def write_out(path: Path | None, doc: Mapping[str, Any]) -> None:
     """Write ``doc`` as JSON to ``path`` (creating its directory); nothing when ``path`` is ``None``."""
     if path is None:
         return

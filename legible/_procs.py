@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
@@ -58,7 +59,7 @@ class ProcRef:
         return {"pid": self.pid, "create_time": self.create_time}
 
     @classmethod
-    def from_dict(cls, d: dict[str, float] | None) -> ProcRef | None:
+    def from_dict(cls, d: Mapping[str, Any] | None) -> ProcRef | None:
         """Inverse of :meth:`to_dict`; ``None`` passes through."""
         if not d:
             return None

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from legible.worktree import find_worktree
 
-SKILLS_SCHEMA = "legible.skills/v1"
+SKILLS_SCHEMA: Final = "legible.skills-install/v1"
 TARGETS = (".claude/skills", ".codex/skills", ".agents/skills")
 _BEGIN, _END = "<!-- legible:begin -->", "<!-- legible:end -->"
 _FRONT = re.compile(r"\A---\n(.*?)\n---\n", re.S)

@@ -13,14 +13,14 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from legible._errors import PrerequisiteMissing
 from legible._paths import tool_cache
 from legible.services import BUILTIN
 from legible.services.base import Component
 
-DOCTOR_SCHEMA = "legible.doctor/v1"
+DOCTOR_SCHEMA: Final = "legible.doctor/v1"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from legible._errors import UsageError
 from legible.config import CONFIG_FILENAME
 from legible.worktree import find_worktree
 
-INIT_SCHEMA = "legible.init/v1"
+INIT_SCHEMA: Final = "legible.init/v1"
 
 TEMPLATE = """\
 # legible.toml: what `legible up` runs for this worktree. Guessed from {guessed_from}; check the command.

@@ -23,7 +23,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from legible._errors import ConfigError, PrerequisiteMissing
 from legible._paths import state_home
@@ -35,7 +35,7 @@ from legible.worktree import Worktree
 if TYPE_CHECKING:  # the supervisor loads plans without paying for pydantic (about 100 ms)
     from legible.config import LegibleConfig, ServiceConfig
 
-PLAN_SCHEMA = "legible.plan/v1"
+PLAN_SCHEMA: Final = "legible.plan/v1"
 
 
 def _env_name(name: str) -> str:

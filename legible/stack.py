@@ -14,65 +14,64 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from filelock import FileLock
 
+from legible import contract
 from legible._errors import LeaseConflict, NotReady, NotRunning, PrerequisiteMissing
 from legible._procs import ProcRef, stack_processes, terminate, wait_gone
+from legible.contract import DownDoc, GcDoc, GcLease, GcOrphan, PsDoc, PsRow, StackState, StatusDoc, UpDoc
 from legible.lease import LeaseRegistry
 from legible.worktree import Worktree, find_worktree
 
-UP_SCHEMA = "legible.up/v1"
-DOWN_SCHEMA = "legible.down/v1"
-STATUS_SCHEMA = "legible.status/v1"
-PS_SCHEMA = "legible.ps/v1"
-GC_SCHEMA = "legible.gc/v1"
-LIVE = ("starting", "ready", "degraded")
+UP_SCHEMA: Final = "legible.up/v1"
+DOWN_SCHEMA: Final = "legible.down/v1"
+STATUS_SCHEMA: Final = "legible.status/v1"
+PS_SCHEMA: Final = "legible.ps/v1"
+GC_SCHEMA: Final = "legible.gc/v1"
+LIVE = contract.LIVE
 
 
-def read_state(wt: Worktree) -> dict[str, Any] | None:
-    """Return ``state.json`` of ``wt`` with ``alive`` (the supervisor runs) added, or ``None``."""
-    try:
-        state: dict[str, Any] = json.loads(wt.state_file.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    ref = ProcRef.from_dict(state.get("supervisor"))
-    state["alive"] = bool(ref and ref.alive())
-    if not state["alive"] and state.get("status") in (*LIVE, "stopping"):
-        state["status"] = "dead"
-        state["error"] = state.get("error") or "the supervisor is gone (killed?); run `legible gc` then `legible up`"
-    return state
+def read_state(wt: Worktree) -> StackState | None:
+    """Return ``state.json`` of ``wt`` with ``alive`` (the supervisor runs) added, or ``None``.
+
+    See :func:`legible.contract.read_state`, the one reader of ``state.json``.
+    """
+    return contract.read_state(wt.state_file)
 
 
-def _wait_for(wt: Worktree, ref: ProcRef, deadline: float) -> dict[str, Any]:
+def _wait_for(wt: Worktree, ref: ProcRef, deadline: float) -> StackState | None:
     """Poll state.json until the stack is ready, failed or degraded, the supervisor dies, or the deadline."""
-    state: dict[str, Any] | None = None
+    state: StackState | None = None
     while time.monotonic() < deadline:
         state = read_state(wt)
-        if state and state.get("supervisor") and ProcRef.from_dict(state["supervisor"]) == ref:
+        if state and state["supervisor"] and ProcRef.from_dict(state["supervisor"]) == ref:
             if state["status"] in ("ready", "degraded", "failed", "stopped", "dead"):
                 return state
         elif not ref.alive():
             break
         time.sleep(0.01)
-    return state or {"status": "starting", "services": {}}
+    return state
 
 
-def _failure(state: dict[str, Any], fallback: str) -> NotReady | PrerequisiteMissing:
+def _failure(
+    state: StackState | None, fallback: str, *, error: str = "", service: str = ""
+) -> NotReady | PrerequisiteMissing:
     from legible.supervisor import log_tail
 
-    name = state.get("error_service") or ""
-    svc = state.get("services", {}).get(name, {})
-    tail = log_tail(svc["log"]) if svc.get("log") else []
-    msg = state.get("error") or fallback
-    hint = f"see {svc['log']}" if svc.get("log") else "see .legible/logs/supervisor.log"
+    name = service or (state["error_service"] if state else "")
+    svc = state["services"].get(name) if state else None
+    log = svc["log"] if svc else ""
+    tail = log_tail(log) if log else []
+    msg = error or (state["error"] if state else "") or fallback
+    hint = f"see {log}" if log else "see .legible/logs/supervisor.log"
     if "could not start" in msg:
         return PrerequisiteMissing(msg, hint=f"install the command or fix it in legible.toml; {hint}", log_tail=tail)
     return NotReady(msg, hint=hint, log_tail=tail)
 
 
-def up(start: Path | None = None, *, wait: bool = True, timeout: float = 60.0, browser: bool = False) -> dict[str, Any]:
+def up(start: Path | None = None, *, wait: bool = True, timeout: float = 60.0, browser: bool = False) -> UpDoc:
     """Bring up the stack of the worktree containing ``start``; idempotent.
 
     With ``wait``, block until every service is ready (or ``timeout`` seconds pass). Without it, return as
@@ -102,7 +101,7 @@ def up(start: Path | None = None, *, wait: bool = True, timeout: float = 60.0, b
             ref = ProcRef.from_dict(state["supervisor"])
             assert ref is not None
             if wait and state["status"] == "starting":
-                state = _wait_for(wt, ref, t0 + timeout)
+                state = _wait_for(wt, ref, t0 + timeout) or state
             return _up_result(wt, state, already=True, config_hash=_config_hash(cfg))
         registry = LeaseRegistry()
         me = ProcRef.of(os.getpid())
@@ -139,25 +138,21 @@ def up(start: Path | None = None, *, wait: bool = True, timeout: float = 60.0, b
         if not wait:
             while time.monotonic() < deadline and not wt.state_file.exists() and proc.poll() is None:
                 time.sleep(0.005)
-            state = read_state(wt) or {"status": "starting", "services": {}}
-            return _up_result(wt, state, already=False)
+            return _up_result(wt, read_state(wt), already=False)
         state = _wait_for(wt, ref, deadline)
-        if state.get("status") in ("ready", "degraded"):
+        status = state["status"] if state else "starting"
+        if state and status in ("ready", "degraded"):
             return _up_result(wt, state, already=False)
-        if state.get("status") in ("failed", "stopped", "dead"):
+        if status in ("failed", "stopped", "dead"):
             wait_gone(ref, 15.0)
             raise _failure(state, "the stack failed to start")
         # timed out: stop what started, then report the service that was not ready
         os.kill(proc.pid, signal.SIGTERM)
         wait_gone(ref, 15.0)
-        waiting = [n for n, s in state.get("services", {}).items() if s.get("status") != "ready"]
+        waiting = [n for n, s in (state["services"] if state else {}).items() if s["status"] != "ready"]
         name = waiting[0] if waiting else ""
-        state = {
-            **state,
-            "error_service": name,
-            "error": f"{name or 'the stack'} was not ready within --timeout {timeout:g} s",
-        }
-        raise _failure(state, "not ready in time")
+        why = f"{name or 'the stack'} was not ready within --timeout {timeout:g} s"
+        raise _failure(state, "not ready in time", error=why, service=name)
 
 
 def _config_hash(cfg: Any) -> str:
@@ -174,25 +169,26 @@ def _rotate_logs(wt: Worktree) -> None:
         os.replace(log, log.with_suffix(".log.1"))
 
 
-def _up_result(wt: Worktree, state: dict[str, Any], *, already: bool, config_hash: str = "") -> dict[str, Any]:
+def _up_result(wt: Worktree, state: StackState | None, *, already: bool, config_hash: str = "") -> UpDoc:
+    """The ``legible.up/v1`` document of ``state`` (``None``: the supervisor has not written it yet)."""
     note = ""
-    if already and config_hash and state.get("config_hash") and config_hash != state["config_hash"]:
+    if state and already and config_hash and state["config_hash"] and config_hash != state["config_hash"]:
         note = "legible.toml changed since this stack started: run `legible down && legible up` to apply it"
     return {
         "schema": UP_SCHEMA,
         "key": wt.key,
         "worktree": str(wt.root),
         "already_running": already,
-        "status": state.get("status", "starting"),
-        "ready_ms": state.get("ready_ms"),
-        "services": state.get("services", {}),
-        "endpoints": state.get("endpoints", {}),
+        "status": state["status"] if state else "starting",
+        "ready_ms": state["ready_ms"] if state else None,
+        "services": state["services"] if state else {},
+        "endpoints": state["endpoints"] if state else {},
         "env_file": str(wt.env_file),
         "note": note,
     }
 
 
-def down(start: Path | None = None, *, purge: bool = False, timeout: float = 15.0) -> dict[str, Any]:
+def down(start: Path | None = None, *, purge: bool = False, timeout: float = 15.0) -> DownDoc:
     """Stop the worktree's stack, free its ports and lease; keep ``.legible/`` unless ``purge``.
 
     Returns:
@@ -208,7 +204,7 @@ def down(start: Path | None = None, *, purge: bool = False, timeout: float = 15.
     if state and state["alive"]:
         ref = ProcRef.from_dict(state["supervisor"])
         assert ref is not None
-        stopped = [n for n, s in state.get("services", {}).items() if s.get("pid")]
+        stopped = [n for n, s in state["services"].items() if s["pid"]]
         try:
             os.kill(ref.pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -232,7 +228,7 @@ def down(start: Path | None = None, *, purge: bool = False, timeout: float = 15.
     }
 
 
-def status(start: Path | None = None) -> dict[str, Any]:
+def status(start: Path | None = None) -> StatusDoc:
     """The worktree's stack as recorded in ``state.json``, checked against the live processes.
 
     Returns:
@@ -256,9 +252,10 @@ def status(start: Path | None = None) -> dict[str, Any]:
             "env_file": str(wt.env_file),
         }
     if state["alive"]:
-        for svc in state.get("services", {}).values():
-            ref = ProcRef(svc["pid"], svc["create_time"]) if svc.get("pid") and svc.get("create_time") else None
-            if svc.get("status") == "ready" and ref and not ref.alive():
+        for svc in state["services"].values():
+            pid, created = svc["pid"], svc["create_time"]
+            ref = ProcRef(pid, created) if pid and created else None
+            if svc["status"] == "ready" and ref and not ref.alive():
                 svc["status"] = "exited"  # between the crash and the supervisor's next tick
     return {
         "schema": STATUS_SCHEMA,
@@ -266,15 +263,15 @@ def status(start: Path | None = None) -> dict[str, Any]:
         "worktree": str(wt.root),
         "status": state["status"],
         "alive": state["alive"],
-        "ready_ms": state.get("ready_ms"),
-        "error": state.get("error", ""),
-        "services": state.get("services", {}),
-        "endpoints": state.get("endpoints", {}) if state["alive"] else {},
+        "ready_ms": state["ready_ms"],
+        "error": state["error"],
+        "services": state["services"],
+        "endpoints": state["endpoints"] if state["alive"] else {},
         "env_file": str(wt.env_file),
     }
 
 
-def require_running(start: Path | None = None) -> dict[str, Any]:
+def require_running(start: Path | None = None) -> StackState:
     """Return the live state of the worktree's stack.
 
     Raises:
@@ -288,7 +285,7 @@ def require_running(start: Path | None = None) -> dict[str, Any]:
     return state
 
 
-def ps() -> dict[str, Any]:
+def ps() -> PsDoc:
     """Every stack on this machine, from the lease registry and each worktree's state.json.
 
     Returns:
@@ -296,23 +293,23 @@ def ps() -> dict[str, Any]:
         "<base>-<last>", "app", "services": n, "restarts": n, "uptime_s"}]}``.
 
     """
-    rows = []
+    rows: list[PsRow] = []
     for lease in LeaseRegistry().all():
         wt = Worktree(Path(lease.worktree), lease.key)
         state = read_state(wt) if Path(lease.worktree).is_dir() else None
         alive = lease.owner_alive()
-        services = (state or {}).get("services", {})
+        services = state["services"] if state else {}
         rows.append(
             {
                 "key": lease.key,
                 "worktree": lease.worktree,
-                "status": (state or {}).get("status", "unknown") if alive else "dead",
+                "status": (state["status"] if state else "unknown") if alive else "dead",
                 "alive": alive,
                 "ports": f"{lease.base}-{lease.base + 15}",
-                "app": (state or {}).get("endpoints", {}).get("app", ""),
+                "app": state["endpoints"].get("app", "") if state else "",
                 "services": len(services),
-                "restarts": sum(int(s.get("restarts") or 0) for s in services.values()),
-                "uptime_s": round(time.time() - float((state or {}).get("started_at") or time.time()), 1)
+                "restarts": sum(int(s["restarts"] or 0) for s in services.values()),
+                "uptime_s": round(time.time() - float((state["started_at"] if state else 0) or time.time()), 1)
                 if alive
                 else None,
             }
@@ -320,7 +317,7 @@ def ps() -> dict[str, Any]:
     return {"schema": PS_SCHEMA, "stacks": rows}
 
 
-def gc(*, dry_run: bool = False) -> dict[str, Any]:
+def gc(*, dry_run: bool = False) -> GcDoc:
     """Reclaim stacks whose supervisor or worktree is gone, and kill orphaned service processes.
 
     A lease is reclaimed when its owner process is dead or its worktree directory no longer exists. A
@@ -334,7 +331,7 @@ def gc(*, dry_run: bool = False) -> dict[str, Any]:
     registry = LeaseRegistry()
     leases = registry.all()
     live_keys = set()
-    reclaim = []
+    reclaim: list[GcLease] = []
     for lease in leases:
         gone = not Path(lease.worktree).is_dir()
         if lease.owner_alive() and not gone:
@@ -343,7 +340,7 @@ def gc(*, dry_run: bool = False) -> dict[str, Any]:
         reclaim.append(
             {"key": lease.key, "worktree": lease.worktree, "why": "worktree removed" if gone else "supervisor gone"}
         )
-    orphans = []
+    orphans: list[GcOrphan] = []
     procs = []
     from legible._procs import STACK_ENV
 

@@ -42,13 +42,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from legible._procs import ProcRef, signal_group
 from legible.plan import StackPlan
 from legible.services.base import Probe, ServicePlan
 
-STATE_SCHEMA = "legible.state/v1"
+STATE_SCHEMA: Final = "legible.state/v1"
 BACKOFF_FIRST_S = 0.25
 BACKOFF_MAX_S = 8.0
 #: A service up this long has its crash streak (for backoff and the cap) reset.

@@ -22,7 +22,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from legible._errors import UsageError
 from legible.browser import _otlp
@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from legible.browser.agent import Agent
     from legible.config import JourneyStep
 
-JOURNEY_SCHEMA = "legible.journey/v1"
-JOURNEYS_SCHEMA = "legible.journeys/v1"
+JOURNEY_SCHEMA: Final = "legible.journey/v1"
+JOURNEYS_SCHEMA: Final = "legible.journeys/v1"
 #: How long :func:`run_journey` waits for the backend's spans of the journey to reach the store, in s.
 SPAN_WAIT_S = 4.0
 #: Wait before the first look, in s: ``OTEL_BSP_SCHEDULE_DELAY`` is 500 ms in a stack, plus the store write.
