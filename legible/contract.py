@@ -73,8 +73,17 @@ TraceId = Annotated[str, Json(pattern="^[0-9a-f]{32}$")]
 #: Stack statuses of a stack whose supervisor still works on it.
 LIVE = ("starting", "ready", "degraded")
 
-StackStatus = Literal["starting", "ready", "degraded", "stopping", "stopped", "failed", "dead"]
-ServiceStatus = Literal["pending", "starting", "ready", "backoff", "failed", "stopped", "exited"]
+
+def Enum(*values: str) -> Json:  # noqa: N802 - reads like a type inside Annotated
+    """A ``str`` field that takes one of ``values`` (a JSON Schema ``enum``; mypy sees ``str``)."""
+    return Json(enum=list(values))
+
+
+_STACK = ("starting", "ready", "degraded", "stopping", "stopped", "failed", "dead")
+StackStatus = Annotated[str, Enum(*_STACK)]
+"""A stack's status in ``state.json``."""
+ServiceStatus = Annotated[str, Enum("pending", "starting", "ready", "backoff", "failed", "stopped", "exited")]
+"""A service's status in ``state.json`` (``exited``: seen dead before the supervisor's next tick)."""
 
 
 # -- state.json and plan.json ------------------------------------------------------------------------------
@@ -130,7 +139,7 @@ class StackState(StateFile):
 class ProbeDoc(TypedDict):
     """A readiness probe: ``kind`` ``http`` | ``tcp`` | ``log`` | ``none`` and its ``target``."""
 
-    kind: Literal["http", "tcp", "log", "none"]
+    kind: Annotated[str, Enum("http", "tcp", "log", "none")]
     target: str
 
 
@@ -253,7 +262,7 @@ class StatusDoc(TypedDict):
     schema: Literal["legible.status/v1"]
     key: Key
     worktree: str
-    status: StackStatus | Literal["down"]
+    status: Annotated[str, Enum(*_STACK, "down")]
     alive: bool
     ready_ms: Ms | None
     error: str
@@ -267,7 +276,7 @@ class PsRow(TypedDict):
 
     key: str
     worktree: str
-    status: StackStatus | Literal["unknown"]
+    status: Annotated[str, Enum(*_STACK, "unknown")]
     alive: bool
     ports: Annotated[str, Json(pattern="^[0-9]+-[0-9]+$")]
     app: str
@@ -288,7 +297,7 @@ class GcLease(TypedDict):
 
     key: str
     worktree: str
-    why: Literal["worktree removed", "supervisor gone"]
+    why: Annotated[str, Enum("worktree removed", "supervisor gone")]
 
 
 class GcOrphan(TypedDict):
@@ -438,7 +447,7 @@ class TracesDoc(TypedDict):
 
     schema: Literal["legible.traces/v1"]
     filter: TraceFilterDoc
-    order: Literal["recent", "slowest"]
+    order: Annotated[str, Enum("recent", "slowest")]
     total: Count
     total_errors: Count
     shown: Count
@@ -502,7 +511,7 @@ class MetricsDoc(TypedDict):
 
     schema: Literal["legible.metrics/v1"]
     query: str
-    kind: Literal["instant", "range"]
+    kind: Annotated[str, Enum("instant", "range")]
     result_type: str
     unit: str | None
     common_labels: dict[str, str]
@@ -538,11 +547,11 @@ class CheckResultDoc(TypedDict):
     """The verdict of one check (see :class:`legible.checks.CheckResult`)."""
 
     name: Annotated[str, Json(minLength=1)]
-    kind: Literal["startup", "span", "promql", "logs", "journey", "browser"]
-    status: Literal["pass", "fail", "error"]
+    kind: Annotated[str, Enum("startup", "span", "promql", "logs", "journey", "browser")]
+    status: Annotated[str, Enum("pass", "fail", "error")]
     measured: float | None
     budget: float | None
-    unit: Literal["ms", "lines", ""]
+    unit: Annotated[str, Enum("ms", "lines", "")]
     summary: str
     evidence: str
     took_ms: Ms
@@ -735,7 +744,7 @@ class PostedDoc(TypedDict):
     pr: int
     repo: str
     comment_id: int
-    action: Literal["created", "updated"]
+    action: Annotated[str, Enum("created", "updated")]
 
 
 class ProofDoc(TypedDict):
@@ -836,7 +845,7 @@ class BrowserScreenshotDoc(PageInfo):
     bytes: Count
     width: Count
     height: Count
-    format: Literal["png", "jpeg"]
+    format: Annotated[str, Enum("png", "jpeg")]
 
 
 class ConsoleGroup(TypedDict):
