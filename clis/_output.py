@@ -12,11 +12,14 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 
 from legible._errors import LegibleError
+
+if TYPE_CHECKING:
+    from legible.contract import ErrorDoc
 
 T = TypeVar("T")
 
@@ -46,9 +49,9 @@ def write_out(path: Path | None, doc: Mapping[str, Any]) -> None:
 
 def fail(err: LegibleError, as_json: bool = False, out: Path | None = None) -> NoReturn:
     """Print ``err`` (one line, a hint, the log tail) and exit with its exit code; also to ``out`` as JSON."""
-    write_out(out, {"schema": "legible.error/v1", **err.to_dict()})
+    write_out(out, error_doc(err))
     if as_json:
-        emit_json({"schema": "legible.error/v1", **err.to_dict()})
+        emit_json(error_doc(err))
     else:
         lines = [f"error: {err.message}"]
         if err.log_tail:
@@ -58,6 +61,18 @@ def fail(err: LegibleError, as_json: bool = False, out: Path | None = None) -> N
             lines.append(f"hint: {err.hint}")
         sys.stderr.write("\n".join(lines) + "\n")
     raise typer.Exit(err.exit_code)
+
+
+def error_doc(err: LegibleError) -> ErrorDoc:
+    """The ``legible.error/v1`` document of ``err`` (what ``--json`` and ``--out`` carry on failure)."""
+    return {
+        "schema": "legible.error/v1",
+        "error": type(err).__name__,
+        "message": err.message,
+        "hint": err.hint,
+        "exit_code": err.exit_code,
+        "log_tail": err.log_tail,
+    }
 
 
 @contextmanager

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from legible.contract import CheckDoc
-
 from ._output import emit_json, run, write_out
+
+if TYPE_CHECKING:
+    from legible.contract import CheckDoc
 
 _MARK = {"pass": "PASS ", "fail": "FAIL ", "error": "ERROR"}
 

@@ -11,9 +11,12 @@ import signal
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
+
+if TYPE_CHECKING:
+    from legible.contract import ProcRefDoc
 
 #: Environment variable set on every service process; its value is the worktree key. ``legible gc``
 #: finds orphans (even grandchildren of a dead supervisor) by it.
@@ -54,7 +57,7 @@ class ProcRef:
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             return False
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> ProcRefDoc:
         """``{"pid": int, "create_time": float}`` for state.json."""
         return {"pid": self.pid, "create_time": self.create_time}
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 
 from legible.worktree import find_worktree
+
+if TYPE_CHECKING:
+    from legible.contract import SkillsInstallDoc
 
 SKILLS_SCHEMA: Final = "legible.skills-install/v1"
 TARGETS = (".claude/skills", ".codex/skills", ".agents/skills")
@@ -46,11 +49,11 @@ def bundled() -> list[Path]:
     return sorted(SKILLS_DIR.glob("*/SKILL.md"))
 
 
-def install(start: Path | None = None) -> dict[str, Any]:
+def install(start: Path | None = None) -> SkillsInstallDoc:
     """Copy every bundled skill into each target of the worktree and refresh the AGENTS.md pointer.
 
     Returns:
-        ``legible.skills/v1``: ``{"schema", "skills": [name...], "written": [path...], "agents_md": path}``.
+        ``legible.skills-install/v1``: ``{"schema", "skills": [name...], "written": [path...], "agents_md": path}``.
     """
     wt = find_worktree(start)
     written = []

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from legible._errors import LegibleError, UsageError
 from legible.config import (
@@ -32,8 +32,10 @@ from legible.config import (
     SpanCheck,
     StartupCheck,
 )
-from legible.contract import CheckDoc, CheckResultDoc, StackState
 from legible.worktree import Worktree
+
+if TYPE_CHECKING:
+    from legible.contract import CheckDoc, CheckResultDoc, StackState
 
 CHECK_SCHEMA: Final = "legible.check/v1"
 _OPS: dict[str, Callable[[float, float], bool]] = {
@@ -556,6 +558,6 @@ def run_checks(
         "worktree": str(ctx.worktree.root),
         "passed": bool(results) and n["pass"] == len(results),
         "counts": {"pass": n["pass"], "fail": n["fail"], "error": n["error"]},
-        "checks": [cast(CheckResultDoc, asdict(r)) for r in results],
+        "checks": [cast("CheckResultDoc", asdict(r)) for r in results],
         "took_ms": round((time.monotonic() - t0) * 1000, 1),
     }

@@ -32,8 +32,9 @@ from legible.lease import BLOCK_SIZE, FIRST_EXTRA_SLOT, SLOTS, Lease
 from legible.services.base import Probe, ServicePlan
 from legible.worktree import Worktree
 
-if TYPE_CHECKING:  # the supervisor loads plans without paying for pydantic (about 100 ms)
+if TYPE_CHECKING:
     from legible.config import LegibleConfig, ServiceConfig
+    from legible.contract import PlanDoc  # the supervisor loads plans without paying for pydantic (about 100 ms)
 
 PLAN_SCHEMA: Final = "legible.plan/v1"
 
@@ -164,7 +165,7 @@ class StackPlan:
     endpoints: dict[str, str]
     config_hash: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> PlanDoc:
         """A JSON-ready dict with ``schema``."""
         return {
             "schema": PLAN_SCHEMA,

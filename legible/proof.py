@@ -27,10 +27,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from legible._errors import UsageError
-from legible.contract import CheckDoc, ErrorGroupDoc, FigureChange, ProofDoc, ProofJourney, ProofStep, SlowSpan
+
+if TYPE_CHECKING:
+    from legible.contract import CheckDoc, ErrorGroupDoc, FigureChange, ProofDoc, ProofJourney, ProofStep, SlowSpan
 
 PROOF_SCHEMA: Final = "legible.proof/v1"
 #: GitHub's comment limit is 65,536 characters; stay under it with room for the marker.
@@ -321,7 +323,7 @@ def run_proof(
     *,
     record: bool = True,
     baseline: str | None = None,
-    run_journey: Callable[..., dict[str, Any]] | None = None,
+    run_journey: Callable[..., Mapping[str, Any]] | None = None,
     now: Callable[[], float] = time.time,
 ) -> ProofDoc:
     """Run journeys and checks and write the bundle; return the manifest (``legible.proof/v1``).
@@ -520,7 +522,7 @@ def _store_evidence(ctx: Any, since_s: float) -> tuple[list[SlowSpan], list[Erro
         ).dicts()
     except Exception:  # noqa: BLE001 - evidence is best effort; the checks carry the verdict
         return [], []
-    return cast(list[SlowSpan], spans), cast(list[ErrorGroupDoc], groups)  # the SELECTs' columns
+    return cast("list[SlowSpan]", spans), cast("list[ErrorGroupDoc]", groups)  # the SELECTs' columns
 
 
 def _spark(values: list[float]) -> str:

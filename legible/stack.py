@@ -14,16 +14,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from filelock import FileLock
 
 from legible import contract
 from legible._errors import LeaseConflict, NotReady, NotRunning, PrerequisiteMissing
 from legible._procs import ProcRef, stack_processes, terminate, wait_gone
-from legible.contract import DownDoc, GcDoc, GcLease, GcOrphan, PsDoc, PsRow, StackState, StatusDoc, UpDoc
 from legible.lease import LeaseRegistry
 from legible.worktree import Worktree, find_worktree
+
+if TYPE_CHECKING:
+    from legible.contract import DownDoc, GcDoc, GcLease, GcOrphan, PsDoc, PsRow, StackState, StatusDoc, UpDoc
 
 UP_SCHEMA: Final = "legible.up/v1"
 DOWN_SCHEMA: Final = "legible.down/v1"

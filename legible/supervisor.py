@@ -42,11 +42,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from legible._procs import ProcRef, signal_group
 from legible.plan import StackPlan
 from legible.services.base import Probe, ServicePlan
+
+if TYPE_CHECKING:
+    from legible.contract import ServiceState, StateFile
 
 STATE_SCHEMA: Final = "legible.state/v1"
 BACKOFF_FIRST_S = 0.25
@@ -107,7 +110,7 @@ class ServiceRun:
     error: str = ""
     log_offset: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ServiceState:
         """JSON-ready summary for state.json."""
         return {
             "status": self.status,
@@ -265,7 +268,7 @@ class Supervisor:
         self.error_service = run.plan.name
 
     # -- state -----------------------------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
+    def state(self) -> StateFile:
         """The ``state.json`` document."""
         me = ProcRef.of(os.getpid())
         return {

@@ -83,7 +83,7 @@ def generate() -> dict[str, str]:
     """
     from pydantic import TypeAdapter
 
-    from legible.contract import SCHEMAS
+    from legible.contract.documents import SCHEMAS
 
     conv = _Converter()
     out = {}
@@ -160,10 +160,11 @@ class _Converter:
         hints = typing.get_type_hints(tp, include_extras=True)
         fields = {}
         for key, hint in hints.items():
+            optional = typing.get_origin(hint) is typing.NotRequired  # not __required_keys__: see the contract
             if typing.get_origin(hint) in (typing.NotRequired, typing.Required):
                 hint = typing.get_args(hint)[0]
             hint = self.type(hint)
-            fields[key] = hint if key in tp.__required_keys__ else te.NotRequired[hint]
+            fields[key] = te.NotRequired[hint] if optional else hint
         new = te.TypedDict(name, fields)  # type: ignore[misc]  # built from another type at runtime
         new.__module__ = self.module.__name__
         new.__doc__ = tp.__doc__

@@ -1,40 +1,19 @@
-"""The typed JSON contract: ``state.json``, ``plan.json`` and every ``--json`` document, as typed dicts.
+"""The types of the JSON contract: ``state.json``, ``plan.json`` and every ``--json`` document.
 
-Agents and orchestrators read these documents more than anything else legible prints, so each has one
-type here, the functions that build it are annotated to return it (mypy strict checks every construction
-site), and its JSON Schema (draft 2020-12, https://json-schema.org/draft/2020-12) is generated from the type
-by ``scripts/gen_schemas.py`` into ``legible/schemas/<name>.v1.json`` (``legible.schemas.load(name)``).
+One ``TypedDict`` per document (see :mod:`legible.contract`); :data:`SCHEMAS` maps every schema name legible
+emits or writes to its type, which ``scripts/gen_schemas.py`` turns into ``legible/schemas/<name>.v1.json``.
+Constraints a type cannot say (``minimum``, ``pattern``, ``enum``) ride along as :class:`Json` metadata
+inside ``Annotated``: ignored at runtime and by mypy, copied into the generated JSON Schema.
 
-Schema names follow one pattern: ``legible.<command>[-<subcommand>]/v1`` (``legible.metrics-list/v1``,
-``legible.browser-record-start/v1``); :data:`SCHEMAS` maps every name legible emits to its type.
-
-The module imports nothing but :mod:`typing` and :mod:`json`, so ``legible status`` and the query
-commands pay nothing for it; ``TypedDict`` costs nothing at runtime (the documents stay plain dicts).
-Constraints a type cannot say (``minimum``, ``pattern``) ride along as :class:`Json` metadata inside
-``Annotated``: ignored at runtime and by mypy, copied into the generated JSON Schema.
-
-Typical use::
-
-    from legible.contract import read_state
-
-    state = read_state(wt.state_file)   # StackState | None; ``alive`` and ``dead`` already worked out
+Runtime code imports these names only under ``TYPE_CHECKING``: creating some 70 classes costs tens of ms,
+which ``legible status`` must not pay.
 """
 
-# No ``from __future__ import annotations`` here: on Python 3.11, ``typing.TypedDict`` only sees
-# ``NotRequired`` in evaluated annotations, and ``__required_keys__`` must be right for the schemas.
+# Annotations stay strings (no runtime cost). On Python 3.11 that leaves ``__required_keys__`` blind to
+# ``NotRequired``: the schema generator reads ``NotRequired`` from ``get_type_hints(include_extras=True)``.
+from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Annotated, Any, Literal, NotRequired, TypedDict
-
-__all__ = [
-    "LIVE",
-    "SCHEMAS",
-    "Json",
-    "StackState",
-    "StateFile",
-    "read_state",
-]
 
 
 class Json:
@@ -69,9 +48,6 @@ Key = Annotated[str, Json(pattern="^.+-[0-9a-f]{8}$")]
 """A worktree key: ``<dirname>-<8 hex>``."""
 TraceId = Annotated[str, Json(pattern="^[0-9a-f]{32}$")]
 """A W3C trace id: 32 lowercase hex."""
-
-#: Stack statuses of a stack whose supervisor still works on it.
-LIVE = ("starting", "ready", "degraded")
 
 
 def Enum(*values: str) -> Json:  # noqa: N802 - reads like a type inside Annotated
@@ -192,41 +168,6 @@ class LeasesDoc(TypedDict):
     leases: dict[str, LeaseDoc]
 
 
-def read_state(path: Path) -> StackState | None:
-    """Read ``state.json`` at ``path``; add ``alive``; a live status whose supervisor is gone becomes ``dead``.
-
-    The one reader of ``state.json`` (stack, queries, checks, proof, journeys). It imports only
-    :mod:`legible._procs` (psutil), never pydantic or the config loader, so query commands stay fast.
-
-    Args:
-        path: the ``state.json`` file (``Worktree.state_file``).
-
-    Returns:
-        The :class:`StackState`, or ``None`` when the file is missing, unreadable or not a state document.
-
-    """
-    from legible._procs import ProcRef
-
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(raw, dict) or not isinstance(raw.get("services", {}), dict):
-        return None
-    try:
-        ref = ProcRef.from_dict(raw.get("supervisor"))
-    except (KeyError, TypeError, ValueError):
-        ref = None
-    raw.setdefault("services", {})
-    raw.setdefault("endpoints", {})
-    raw["alive"] = bool(ref and ref.alive())
-    if not raw["alive"] and raw.get("status") in (*LIVE, "stopping"):
-        raw["status"] = "dead"
-        raw["error"] = raw.get("error") or "the supervisor is gone (killed?); run `legible gc` then `legible up`"
-    state: StackState = raw  # type: ignore[assignment]  # the supervisor's own document, read back
-    return state
-
-
 # -- lifecycle: up, down, status, ps, gc, init, doctor -------------------------------------------------------
 class UpDoc(TypedDict):
     """``legible up --json`` (``legible.up/v1``)."""
@@ -339,11 +280,12 @@ class DoctorComponent(TypedDict):
 
 
 class DoctorDoc(TypedDict):
-    """``legible doctor --json`` (``legible.doctor/v1``)."""
+    """``legible doctor --json`` (``legible.doctor/v1``); ``installed``: what ``--install`` did, one line each."""
 
     schema: Literal["legible.doctor/v1"]
     components: list[DoctorComponent]
     missing_required: list[str]
+    installed: NotRequired[list[str]]
 
 
 # -- queries: logs, traces, trace, metrics, --sql --------------------------------------------------------------
@@ -481,7 +423,7 @@ class SpanNode(TypedDict):
     events: list[dict[str, Any]]
     orphan: bool
     logs: list[SpanLog]
-    children: list["SpanNode"]
+    children: list[SpanNode]
 
 
 class TraceDoc(TypedDict):
@@ -975,11 +917,6 @@ class ErrorDoc(TypedDict):
     hint: str
     exit_code: Annotated[int, Json(minimum=1, maximum=5)]
     log_tail: list[str]
-
-
-def browser_schema(op: str) -> str:
-    """The schema name of browser operation ``op`` (``record.start`` -> ``legible.browser-record-start/v1``)."""
-    return f"legible.browser-{op.replace('.', '-')}/v1"
 
 
 #: Every schema name legible emits or writes, and its type (the generator and the tests read this).
