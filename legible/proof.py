@@ -32,7 +32,16 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from legible._errors import UsageError
 
 if TYPE_CHECKING:
-    from legible.contract import CheckDoc, ErrorGroupDoc, FigureChange, ProofDoc, ProofJourney, ProofStep, SlowSpan
+    from legible.contract import (
+        CheckDoc,
+        ErrorGroupDoc,
+        FigureChange,
+        PlanDoc,
+        ProofDoc,
+        ProofJourney,
+        ProofStep,
+        SlowSpan,
+    )
 
 PROOF_SCHEMA: Final = "legible.proof/v1"
 #: GitHub's comment limit is 65,536 characters; stay under it with room for the marker.
@@ -353,7 +362,7 @@ def run_proof(
     run_id = dt.datetime.fromtimestamp(t_start, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = wt.state_dir / "proof" / run_id
     out.mkdir(parents=True, exist_ok=False)
-    plan = json.loads((wt.state_dir / "plan.json").read_text())
+    plan: PlanDoc = json.loads((wt.state_dir / "plan.json").read_text())
     secrets = secret_values({k: v for s in plan["services"] for k, v in s["env"].items()})
 
     timings: dict[str, float] = {}
