@@ -129,8 +129,12 @@ def test_read_state_marks_a_stack_whose_supervisor_is_gone_as_dead(tmp_path: Pat
     live = read_state(path)
     assert live is not None and live["alive"] and live["status"] == "ready"
     validate({k: v for k, v in live.items() if k != "alive"})
-    path.write_text("{not json")
-    assert read_state(path) is None
+    path.write_text(json.dumps({"status": "ready", "supervisor": {"pid": me.pid, "create_time": me.create_time()}}))
+    partial = read_state(path)
+    assert partial is not None and partial["alive"] and partial["services"] == {} and partial["ready_ms"] is None
+    for bad in ("{not json", "[]", json.dumps({"services": {}}), json.dumps({"status": "ready", "services": []})):
+        path.write_text(bad)
+        assert read_state(path) is None, bad
     assert read_state(tmp_path / "missing.json") is None
 
 

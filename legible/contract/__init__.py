@@ -35,6 +35,21 @@ __all__ = ["LIVE", "browser_schema", "read_state"]
 
 #: Stack statuses of a stack whose supervisor still works on it.
 LIVE = ("starting", "ready", "degraded")
+#: What :func:`read_state` fills in for a key a ``state.json`` lacks (factories for the mutable ones).
+_EMPTY: dict[str, Any] = {
+    "key": "",
+    "worktree": "",
+    "error": "",
+    "error_service": "",
+    "supervisor": None,
+    "started_at": 0.0,
+    "ready_ms": None,
+    "lease_base": 0,
+    "ports": dict,
+    "endpoints": dict,
+    "config_hash": "",
+    "services": dict,
+}
 
 
 def read_state(path: Path) -> StackState | None:
@@ -56,14 +71,16 @@ def read_state(path: Path) -> StackState | None:
         raw = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(raw, dict) or not isinstance(raw.get("services", {}), dict):
+    if not isinstance(raw, dict) or not isinstance(raw.get("status"), str):
+        return None
+    if not isinstance(raw.get("services", {}), dict) or not isinstance(raw.get("endpoints", {}), dict):
         return None
     try:
         ref = ProcRef.from_dict(raw.get("supervisor"))
     except (KeyError, TypeError, ValueError):
         ref = None
-    raw.setdefault("services", {})
-    raw.setdefault("endpoints", {})
+    for key, empty in _EMPTY.items():  # a partial document (an older supervisor, a test) reads as unknowns
+        raw.setdefault(key, empty() if callable(empty) else empty)
     raw["alive"] = bool(ref and ref.alive())
     if not raw["alive"] and raw.get("status") in (*LIVE, "stopping"):
         raw["status"] = "dead"
