@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 
 from legible._errors import LegibleError
 
+if TYPE_CHECKING:
+    from legible.contract import ErrorDoc
+
 T = TypeVar("T")
 
 
-def emit_json(doc: dict[str, Any]) -> None:
+def emit_json(doc: Mapping[str, Any]) -> None:
     """Print ``doc`` (which must have a ``schema`` key) as one JSON document on stdout."""
     assert "schema" in doc, "every --json document carries a schema"
     sys.stdout.write(json.dumps(doc, indent=1, default=str) + "\n")
@@ -36,7 +39,7 @@ def print_lines(lines: list[str]) -> None:
 OUT_HELP = "Write the JSON document to this file and print one summary line (for hooks)."
 
 
-def write_out(path: Path | None, doc: dict[str, Any]) -> None:
+def write_out(path: Path | None, doc: Mapping[str, Any]) -> None:
     """Write ``doc`` as JSON to ``path`` (creating its directory); nothing when ``path`` is ``None``."""
     if path is None:
         return
@@ -46,9 +49,9 @@ def write_out(path: Path | None, doc: dict[str, Any]) -> None:
 
 def fail(err: LegibleError, as_json: bool = False, out: Path | None = None) -> NoReturn:
     """Print ``err`` (one line, a hint, the log tail) and exit with its exit code; also to ``out`` as JSON."""
-    write_out(out, {"schema": "legible.error/v1", **err.to_dict()})
+    write_out(out, error_doc(err))
     if as_json:
-        emit_json({"schema": "legible.error/v1", **err.to_dict()})
+        emit_json(error_doc(err))
     else:
         lines = [f"error: {err.message}"]
         if err.log_tail:
@@ -58,6 +61,18 @@ def fail(err: LegibleError, as_json: bool = False, out: Path | None = None) -> N
             lines.append(f"hint: {err.hint}")
         sys.stderr.write("\n".join(lines) + "\n")
     raise typer.Exit(err.exit_code)
+
+
+def error_doc(err: LegibleError) -> ErrorDoc:
+    """The ``legible.error/v1`` document of ``err`` (what ``--json`` and ``--out`` carry on failure)."""
+    return {
+        "schema": "legible.error/v1",
+        "error": type(err).__name__,
+        "message": err.message,
+        "hint": err.hint,
+        "exit_code": err.exit_code,
+        "log_tail": err.log_tail,
+    }
 
 
 @contextmanager

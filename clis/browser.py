@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from legible._errors import UsageError
+from legible.contract import browser_schema
 
 from ._output import emit_json, errors_to_exit, fail, fmt_ms, print_lines
 from ._usage import Command, Group
@@ -19,7 +20,6 @@ from ._usage import Command, Group
 SNAPSHOT_LINES = 60
 #: Rows of console groups and requests printed before the cut line.
 ROWS = 20
-SCHEMA = "legible.browser.{op}/v1"
 
 
 def _kb(n: int) -> str:
@@ -155,7 +155,7 @@ def _send(op: str, payload: dict[str, Any], timeout: float, as_json: bool) -> No
     with errors_to_exit(as_json):
         res = call(find_worktree(None).state_dir, op, payload, timeout=timeout)
     if as_json:
-        emit_json({"schema": SCHEMA.format(op=op), **res})
+        emit_json({"schema": browser_schema(op), **res})
         return
     print_lines(render(op, res))
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from ._output import emit_json, run, write_out
+
+if TYPE_CHECKING:
+    from legible.contract import CheckDoc
 
 _MARK = {"pass": "PASS ", "fail": "FAIL ", "error": "ERROR"}
 
@@ -28,7 +31,7 @@ def check(
     """Evaluate checks against the stack's signals: one line per check, exit 1 if any fails or errs."""
     from legible.checks import context_for, parse_adhoc, run_checks
 
-    def go() -> dict[str, Any]:
+    def go() -> CheckDoc:
         adhoc = []
         for kind, values in (
             ("startup", startup),
@@ -48,7 +51,7 @@ def check(
         emit_json(doc)
     else:
         c = doc["counts"]
-        total = sum(c.values())
+        total = c["pass"] + c["fail"] + c["error"]
         verdict = "PASS" if doc["passed"] else "FAIL"
         extra = f", {c['error']} could not be measured" if c["error"] else ""
         head = f"{verdict}: {c['pass']} of {total} checks passed, {c['fail']} failed{extra} ({doc['took_ms']:.0f} ms)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import typer
@@ -42,7 +43,7 @@ def list_(as_json: bool = JSON) -> None:
     )
 
 
-def render(doc: dict[str, Any]) -> list[str]:
+def render(doc: Mapping[str, Any]) -> list[str]:
     """Text lines for a ``legible.journey/v1`` document: steps, verdict, backend spans, video, failure."""
     verdict = "passed" if doc["ok"] else "FAILED"
     out = [

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from ._output import emit_json, run
+
+if TYPE_CHECKING:
+    from legible.contract import SkillsListDoc
 
 skills_app = typer.Typer(help="Agent Skills that teach coding agents the legible commands.", no_args_is_help=True)
 
@@ -16,9 +21,11 @@ def list_skills(as_json: bool = typer.Option(False, "--json", help="Print one JS
 
     found = [read_skill(p) for p in bundled()]
     if as_json:
-        emit_json(
-            {"schema": "legible.skills-list/v1", "skills": [{k: s[k] for k in ("name", "description")} for s in found]}
-        )
+        doc: SkillsListDoc = {
+            "schema": "legible.skills-list/v1",
+            "skills": [{"name": s["name"], "description": s["description"]} for s in found],
+        }
+        emit_json(doc)
         return
     print(f"{len(found)} skills")
     for s in found:

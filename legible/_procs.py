@@ -9,10 +9,14 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import psutil
+
+if TYPE_CHECKING:
+    from legible.contract import ProcRefDoc
 
 #: Environment variable set on every service process; its value is the worktree key. ``legible gc``
 #: finds orphans (even grandchildren of a dead supervisor) by it.
@@ -53,12 +57,12 @@ class ProcRef:
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             return False
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> ProcRefDoc:
         """``{"pid": int, "create_time": float}`` for state.json."""
         return {"pid": self.pid, "create_time": self.create_time}
 
     @classmethod
-    def from_dict(cls, d: dict[str, float] | None) -> ProcRef | None:
+    def from_dict(cls, d: Mapping[str, Any] | None) -> ProcRef | None:
         """Inverse of :meth:`to_dict`; ``None`` passes through."""
         if not d:
             return None

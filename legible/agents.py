@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Final
 
 from legible.worktree import find_worktree
 
-SKILLS_SCHEMA = "legible.skills/v1"
+if TYPE_CHECKING:
+    from legible.contract import SkillsInstallDoc
+
+SKILLS_SCHEMA: Final = "legible.skills-install/v1"
 TARGETS = (".claude/skills", ".codex/skills", ".agents/skills")
 _BEGIN, _END = "<!-- legible:begin -->", "<!-- legible:end -->"
 _FRONT = re.compile(r"\A---\n(.*?)\n---\n", re.S)
@@ -46,11 +49,11 @@ def bundled() -> list[Path]:
     return sorted(SKILLS_DIR.glob("*/SKILL.md"))
 
 
-def install(start: Path | None = None) -> dict[str, Any]:
+def install(start: Path | None = None) -> SkillsInstallDoc:
     """Copy every bundled skill into each target of the worktree and refresh the AGENTS.md pointer.
 
     Returns:
-        ``legible.skills/v1``: ``{"schema", "skills": [name...], "written": [path...], "agents_md": path}``.
+        ``legible.skills-install/v1``: ``{"schema", "skills": [name...], "written": [path...], "agents_md": path}``.
     """
     wt = find_worktree(start)
     written = []

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from legible._errors import LegibleError, UsageError
 from legible.config import (
@@ -34,7 +34,10 @@ from legible.config import (
 )
 from legible.worktree import Worktree
 
-CHECK_SCHEMA = "legible.check/v1"
+if TYPE_CHECKING:
+    from legible.contract import CheckDoc, CheckResultDoc, StackState
+
+CHECK_SCHEMA: Final = "legible.check/v1"
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     "<=": operator.le,
@@ -96,7 +99,7 @@ class CheckContext:
 
     worktree: Worktree
     config: LegibleConfig
-    state: dict[str, Any] | None
+    state: StackState | None
     run_journey: Callable[[str], dict[str, Any]] | None = None
     check_pages: Callable[[list[str]], dict[str, Any]] | None = None
     _store: Any = None
@@ -105,7 +108,7 @@ class CheckContext:
     @property
     def alive(self) -> bool:
         """True while the stack runs."""
-        return bool(self.state and self.state.get("alive"))
+        return bool(self.state and self.state["alive"])
 
     def store(self) -> Any:
         """The worktree's :class:`legible.store.Store` (through the collector while it runs)."""
@@ -154,12 +157,11 @@ def _fmt_num(x: float) -> str:
 def check_startup(name: str, spec: StartupCheck, ctx: CheckContext) -> CheckResult:
     """Compare the service's first time to ready (from ``state.json``) with ``spec.max``."""
     budget = duration_ms(spec.max)
-    services = (ctx.state or {}).get("services", {})
-    svc = services.get(spec.service)
+    svc = ctx.state["services"].get(spec.service) if ctx.state else None
     if svc is None:
         why = "no stack has run here" if ctx.state is None else f"no service {spec.service!r} in the stack"
         return CheckResult(name, "startup", "error", None, budget, "ms", why, "legible up --wait")
-    measured = svc.get("first_ready_ms") or svc.get("ready_ms")
+    measured = svc["first_ready_ms"] or svc["ready_ms"]
     if measured is None:
         return CheckResult(
             name, "startup", "error", None, budget, "ms", f"{spec.service} was never ready", "legible status"
@@ -514,7 +516,7 @@ def _browser_hooks(wt: Worktree, cfg: LegibleConfig) -> tuple[Any, Any]:
 
 def run_checks(
     ctx: CheckContext, names: list[str] | None = None, adhoc: list[tuple[str, CheckConfig]] | None = None
-) -> dict[str, Any]:
+) -> CheckDoc:
     """Evaluate the configured checks named in ``names`` (all when empty and no ad-hoc checks) plus ``adhoc``.
 
     Returns:
@@ -549,13 +551,13 @@ def run_checks(
             result = CheckResult(name, check.kind, "error", None, None, "", err.message, err.hint)
         result.took_ms = round((time.monotonic() - t1) * 1000, 1)
         results.append(result)
-    counts = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "error")}
+    n = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "error")}
     return {
         "schema": CHECK_SCHEMA,
         "key": ctx.worktree.key,
         "worktree": str(ctx.worktree.root),
-        "passed": bool(results) and counts["pass"] == len(results),
-        "counts": counts,
-        "checks": [asdict(r) for r in results],
+        "passed": bool(results) and n["pass"] == len(results),
+        "counts": {"pass": n["pass"], "fail": n["fail"], "error": n["error"]},
+        "checks": [cast("CheckResultDoc", asdict(r)) for r in results],
         "took_ms": round((time.monotonic() - t0) * 1000, 1),
     }

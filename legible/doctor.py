@@ -13,14 +13,17 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Final
 
 from legible._errors import PrerequisiteMissing
 from legible._paths import tool_cache
 from legible.services import BUILTIN
 from legible.services.base import Component
 
-DOCTOR_SCHEMA = "legible.doctor/v1"
+if TYPE_CHECKING:
+    from legible.contract import DoctorDoc
+
+DOCTOR_SCHEMA: Final = "legible.doctor/v1"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 
 
@@ -83,7 +86,7 @@ def components() -> list[Component]:
     return out
 
 
-def check() -> dict[str, Any]:
+def check() -> DoctorDoc:
     """Check every component.
 
     Returns:

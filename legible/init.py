@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Final
 
 from legible._errors import UsageError
 from legible.config import CONFIG_FILENAME
 from legible.worktree import find_worktree
 
-INIT_SCHEMA = "legible.init/v1"
+if TYPE_CHECKING:
+    from legible.contract import InitDoc
+
+INIT_SCHEMA: Final = "legible.init/v1"
 
 TEMPLATE = """\
 # legible.toml: what `legible up` runs for this worktree. Guessed from {guessed_from}; check the command.
@@ -84,7 +87,7 @@ def _guess(root: Path) -> tuple[str, str, str, bool]:
     return "echo 'edit legible.toml: set app.command' && exit 1", "{ tcp = true }", "nothing (placeholder)", False
 
 
-def write_config(start: Path, *, force: bool = False, keep: bool = False) -> dict[str, Any]:
+def write_config(start: Path, *, force: bool = False, keep: bool = False) -> InitDoc:
     """Write ``legible.toml`` at the worktree root.
 
     With ``keep``, an existing file is left alone and reported (``written`` false) instead of an error: the

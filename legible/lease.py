@@ -18,15 +18,19 @@ import json
 import os
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from filelock import FileLock
 
 from legible._errors import LeaseConflict
 from legible._paths import state_home
 from legible._procs import ProcRef
+
+if TYPE_CHECKING:
+    from legible.contract import LeaseDoc, LeasesDoc
 
 #: Ports per block. Slots are named in :data:`SLOTS`; the rest serve extra services.
 BLOCK_SIZE = 16
@@ -70,7 +74,7 @@ class Lease:
     key: str
     worktree: str
     base: int
-    owner: dict[str, float] = field(default_factory=dict)
+    owner: Mapping[str, Any] = field(default_factory=dict)
     granted_at: float = 0.0
 
     def port(self, slot: str | int) -> int:
@@ -111,9 +115,11 @@ class LeaseRegistry:
 
     def _save(self, leases: dict[str, Lease]) -> None:
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(
-            json.dumps({"schema": "legible.leases/v1", "leases": {k: asdict(v) for k, v in leases.items()}}, indent=1)
-        )
+        doc: LeasesDoc = {
+            "schema": "legible.leases/v1",
+            "leases": {k: cast("LeaseDoc", asdict(v)) for k, v in leases.items()},
+        }
+        tmp.write_text(json.dumps(doc, indent=1))
         os.replace(tmp, self.path)
 
     def all(self) -> list[Lease]:

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from legible._errors import ConfigError, PrerequisiteMissing
 from legible._files import private_dir, write_private
@@ -36,10 +36,11 @@ from legible.services._context import PlanContext, expand
 from legible.services.base import Probe, ServicePlan
 from legible.worktree import Worktree
 
-if TYPE_CHECKING:  # the supervisor loads plans without paying for pydantic (about 100 ms)
+if TYPE_CHECKING:
     from legible.config import LegibleConfig, ServiceConfig
+    from legible.contract import PlanDoc  # the supervisor loads plans without paying for pydantic (about 100 ms)
 
-PLAN_SCHEMA = "legible.plan/v1"
+PLAN_SCHEMA: Final = "legible.plan/v1"
 
 __all__ = ["PLAN_SCHEMA", "PlanContext", "StackPlan", "assign_ports", "build_plan"]
 
@@ -73,7 +74,7 @@ class StackPlan:
     endpoints: dict[str, str]
     config_hash: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> PlanDoc:
         """A JSON-ready dict with ``schema``."""
         return {
             "schema": PLAN_SCHEMA,

@@ -24,14 +24,26 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from legible._errors import UsageError
 
-PROOF_SCHEMA = "legible.proof/v1"
+if TYPE_CHECKING:
+    from legible.contract import (
+        CheckDoc,
+        ErrorGroupDoc,
+        FigureChange,
+        PlanDoc,
+        ProofDoc,
+        ProofJourney,
+        ProofStep,
+        SlowSpan,
+    )
+
+PROOF_SCHEMA: Final = "legible.proof/v1"
 #: GitHub's comment limit is 65,536 characters; stay under it with room for the marker.
 SUMMARY_MAX_BYTES = 60_000
 #: The hidden marker that identifies legible's sticky PR comment.
@@ -270,7 +282,7 @@ def find_baseline(root: Path, ref_or_run: str) -> Path:
     )
 
 
-def comparable(manifest: dict[str, Any]) -> dict[str, float]:
+def comparable(manifest: Mapping[str, Any]) -> dict[str, float]:
     """The figures of a manifest that a baseline compares: key figures, check values, journey durations."""
     out: dict[str, float] = {}
     for key, fig in manifest.get("figures", {}).items():
@@ -285,10 +297,10 @@ def comparable(manifest: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def compare(current: dict[str, Any], baseline: dict[str, Any]) -> list[dict[str, Any]]:
+def compare(current: Mapping[str, Any], baseline: Mapping[str, Any]) -> list[FigureChange]:
     """Pair each figure with the baseline's: ``[{"key", "value", "baseline", "change_pct"}]`` (None where absent)."""
     cur, base = comparable(current), comparable(baseline)
-    rows = []
+    rows: list[FigureChange] = []
     for key in sorted(set(cur) | set(base)):
         v, b = cur.get(key), base.get(key)
         pct = round((v - b) / b * 100, 1) if v is not None and b not in (None, 0) else None
@@ -320,9 +332,9 @@ def run_proof(
     *,
     record: bool = True,
     baseline: str | None = None,
-    run_journey: Callable[..., dict[str, Any]] | None = None,
+    run_journey: Callable[..., Mapping[str, Any]] | None = None,
     now: Callable[[], float] = time.time,
-) -> dict[str, Any]:
+) -> ProofDoc:
     """Run journeys and checks and write the bundle; return the manifest (``legible.proof/v1``).
 
     Args:
@@ -350,7 +362,7 @@ def run_proof(
     run_id = dt.datetime.fromtimestamp(t_start, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = wt.state_dir / "proof" / run_id
     out.mkdir(parents=True, exist_ok=False)
-    plan = json.loads((wt.state_dir / "plan.json").read_text())
+    plan: PlanDoc = json.loads((wt.state_dir / "plan.json").read_text())
     secrets = secret_values({k: v for s in plan["services"] for k, v in s["env"].items()})
 
     timings: dict[str, float] = {}
@@ -362,7 +374,7 @@ def run_proof(
         mark = time.monotonic()
 
     journeys: dict[str, dict[str, Any]] = {}
-    has_browser = "chromium" in state.get("services", {})
+    has_browser = "chromium" in state["services"]
     if cfg.journeys and has_browser:
         if run_journey is None:
             from legible.browser.journey import run_journey as _run
@@ -384,7 +396,7 @@ def run_proof(
         return {"passed": False, "error": "the stack has no browser: `legible up --browser`"}
 
     ctx = CheckContext(worktree=wt, config=cfg, state=state, run_journey=journey_result)
-    checks = (
+    checks: CheckDoc = (
         run_checks(ctx)
         if cfg.checks
         else {
@@ -402,7 +414,7 @@ def run_proof(
     lap("checks")
     flush_collector(state["endpoints"]["otlp-http"])  # the run's last spans, as metrics, searchable now
     t_end = now()
-    window_start = min(t_start, float(state.get("started_at") or t_start))
+    window_start = min(t_start, float(state["started_at"] or t_start))
     vm = state["endpoints"]["victoria-metrics"]
     figures, series = collect_figures(vm, window_start, t_end)
     lap("figures")
@@ -413,12 +425,15 @@ def run_proof(
     media = _collect_media(journeys, out)
     passed = checks["passed"] and all(j.get("passed") for j in journeys.values())
     info = git_info(wt.root)
-    manifest: dict[str, Any] = {
+    app = state["services"].get("app")
+    manifest: ProofDoc = {
         "schema": PROOF_SCHEMA,
         "run_id": run_id,
         "key": wt.key,
         "worktree": str(wt.root),
-        **info,
+        "branch": info["branch"],
+        "commit": info["commit"],
+        "dirty": "yes" if info["dirty"] == "yes" else "no",
         "started_at": dt.datetime.fromtimestamp(t_start, dt.UTC).isoformat(),
         "finished_at": dt.datetime.fromtimestamp(t_end, dt.UTC).isoformat(),
         "took_ms": round((t_end - t_start) * 1000, 1),
@@ -427,7 +442,7 @@ def run_proof(
         "journeys": {n: _journey_summary(j) for n, j in journeys.items()},
         "journeys_skipped": skipped,
         "figures": figures,
-        "startup_ms": (state.get("services", {}).get("app") or {}).get("first_ready_ms"),
+        "startup_ms": app["first_ready_ms"] if app else None,
         "slowest_spans": slowest,
         "error_groups": error_groups,
         "baseline": None,
@@ -458,11 +473,19 @@ def run_proof(
     return manifest
 
 
-def _journey_summary(j: dict[str, Any]) -> dict[str, Any]:
-    keep = ("passed", "duration_ms", "error", "failed_step", "trace_id")
-    out = {k: j.get(k) for k in keep}
-    out["steps"] = [{k: s.get(k) for k in ("title", "status", "duration_ms")} for s in j.get("steps", [])][:50]
-    return out
+def _journey_summary(j: dict[str, Any]) -> ProofJourney:
+    steps: list[ProofStep] = [
+        {"title": s.get("title"), "status": s.get("status"), "duration_ms": s.get("duration_ms")}
+        for s in j.get("steps", [])
+    ]
+    return {
+        "passed": bool(j.get("passed")),
+        "duration_ms": j.get("duration_ms"),
+        "error": j.get("error"),
+        "failed_step": j.get("failed_step"),
+        "trace_id": j.get("trace_id"),
+        "steps": steps[:50],
+    }
 
 
 def _files_in(doc: Any) -> list[Path]:
@@ -492,7 +515,7 @@ def _collect_media(journeys: dict[str, dict[str, Any]], out: Path) -> list[Path]
     return copied
 
 
-def _store_evidence(ctx: Any, since_s: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _store_evidence(ctx: Any, since_s: float) -> tuple[list[SlowSpan], list[ErrorGroupDoc]]:
     store = ctx.store()
     since_ns = int(since_s * 1e9)
     try:
@@ -508,7 +531,7 @@ def _store_evidence(ctx: Any, since_s: float) -> tuple[list[dict[str, Any]], lis
         ).dicts()
     except Exception:  # noqa: BLE001 - evidence is best effort; the checks carry the verdict
         return [], []
-    return spans, groups
+    return cast("list[SlowSpan]", spans), cast("list[ErrorGroupDoc]", groups)  # the SELECTs' columns
 
 
 def _spark(values: list[float]) -> str:
@@ -517,14 +540,14 @@ def _spark(values: list[float]) -> str:
     return sparkline([v if v == v else None for v in values], width=20) if values else ""
 
 
-def render_summary(manifest: dict[str, Any], spark: dict[str, str], *, charts: list[Path], media: list[Path]) -> str:
+def render_summary(manifest: Mapping[str, Any], spark: dict[str, str], *, charts: list[Path], media: list[Path]) -> str:
     """The PR comment: verdict line, checks table, figures with sparklines, slowest spans, errors, media.
 
     The text is cut to :data:`SUMMARY_MAX_BYTES` with an explicit line saying so.
     """
     checks = manifest["checks"]
     c = checks["counts"]
-    total = sum(c.values())
+    total = c["pass"] + c["fail"] + c["error"]
     icon = "✅" if manifest["passed"] else "❌"
     jn = manifest["journeys"]
     jpass = sum(1 for j in jn.values() if j.get("passed"))

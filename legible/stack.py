@@ -17,44 +17,47 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import psutil
 from filelock import FileLock
 
+from legible import contract
 from legible._errors import Interrupted, LeaseConflict, NotReady, NotRunning, PrerequisiteMissing, UsageError
 from legible._files import PRIVATE_UMASK
 from legible._procs import STACK_ENV, ProcRef, stack_processes, terminate, wait_gone
 from legible.lease import LeaseRegistry
 from legible.worktree import Worktree, find_worktree
 
-UP_SCHEMA = "legible.up/v1"
-DOWN_SCHEMA = "legible.down/v1"
-STATUS_SCHEMA = "legible.status/v1"
-PS_SCHEMA = "legible.ps/v1"
-GC_SCHEMA = "legible.gc/v1"
-LIVE = ("starting", "ready", "degraded")
+if TYPE_CHECKING:
+    from legible.contract import DownDoc, GcDoc, GcLease, GcOrphan, PsDoc, PsRow, StackState, StatusDoc, UpDoc
+
+UP_SCHEMA: Final = "legible.up/v1"
+DOWN_SCHEMA: Final = "legible.down/v1"
+STATUS_SCHEMA: Final = "legible.status/v1"
+PS_SCHEMA: Final = "legible.ps/v1"
+GC_SCHEMA: Final = "legible.gc/v1"
+LIVE = contract.LIVE
 
 
-def read_state(wt: Worktree) -> dict[str, Any] | None:
-    """Return ``state.json`` of ``wt`` with ``alive`` (the supervisor runs) added, or ``None``."""
-    try:
-        state: dict[str, Any] = json.loads(wt.state_file.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    ref = ProcRef.from_dict(state.get("supervisor"))
-    state["alive"] = bool(ref and ref.alive())
-    if not state["alive"] and state.get("status") in (*LIVE, "stopping"):
-        state["status"] = "dead"
-        state["error"] = state.get("error") or "the supervisor is gone (killed?); `legible up` starts it again"
-    return state
+def read_state(wt: Worktree) -> StackState | None:
+    """Return ``state.json`` of ``wt`` with ``alive`` (the supervisor runs) added, or ``None``.
+
+    See :func:`legible.contract.read_state`, the one reader of ``state.json``.
+    """
+    return contract.read_state(wt.state_file)
+
+
+def _read(wt: Worktree) -> dict[str, Any] | None:
+    """:func:`read_state` as a plain dict, for the lifecycle code below that adds and rewrites keys."""
+    return cast("dict[str, Any] | None", read_state(wt))
 
 
 def _wait_for(wt: Worktree, ref: ProcRef, deadline: float) -> dict[str, Any]:
     """Poll state.json until the stack is ready, failed or degraded, the supervisor dies, or the deadline."""
     state: dict[str, Any] | None = None
     while time.monotonic() < deadline:
-        state = read_state(wt)
+        state = _read(wt)
         if state and state.get("supervisor") and ProcRef.from_dict(state["supervisor"]) == ref:
             if state["status"] in ("ready", "degraded", "failed", "stopped", "dead"):
                 return state
@@ -77,7 +80,7 @@ def _failure(state: dict[str, Any], fallback: str) -> NotReady | PrerequisiteMis
     return NotReady(msg, hint=hint, log_tail=tail)
 
 
-def up(start: Path | None = None, *, wait: bool = True, timeout: float = 60.0, browser: bool = False) -> dict[str, Any]:
+def up(start: Path | None = None, *, wait: bool = True, timeout: float = 60.0, browser: bool = False) -> UpDoc:
     """Bring up the stack of the worktree containing ``start``; idempotent.
 
     With ``wait``, block until every service is ready (or ``timeout`` seconds pass). Without it, return as
@@ -154,8 +157,8 @@ def _unwritable(wt: Worktree, exc: OSError) -> UsageError:
     )
 
 
-def _up_locked(wt: Worktree, cfg: Any, t0: float, *, wait: bool, timeout: float, browser: bool) -> dict[str, Any]:
-    state = read_state(wt)
+def _up_locked(wt: Worktree, cfg: Any, t0: float, *, wait: bool, timeout: float, browser: bool) -> UpDoc:
+    state = _read(wt)
     if state and state["alive"] and state["status"] in (*LIVE, "stopping"):
         ref = ProcRef.from_dict(state["supervisor"])
         assert ref is not None
@@ -212,7 +215,7 @@ def _up_locked(wt: Worktree, cfg: Any, t0: float, *, wait: bool, timeout: float,
         if not wait:
             while time.monotonic() < deadline and not wt.state_file.exists() and proc.poll() is None:
                 time.sleep(0.005)
-            state = read_state(wt) or {"status": "starting", "services": {}}
+            state = _read(wt) or {"status": "starting", "services": {}}
             return _up_result(wt, state, already=False, reclaimed=reclaimed)
         state = _wait_for(wt, ref, deadline)
     except BaseException:
@@ -363,7 +366,7 @@ def _rotate_logs(wt: Worktree) -> None:
 
 def _up_result(
     wt: Worktree, state: dict[str, Any], *, already: bool, config_hash: str = "", reclaimed: list[int] | None = None
-) -> dict[str, Any]:
+) -> UpDoc:
     note = ""
     if already and config_hash and state.get("config_hash") and config_hash != state["config_hash"]:
         note = "legible.toml changed since this stack started: run `legible down && legible up` to apply it"
@@ -384,7 +387,7 @@ def _up_result(
     }
 
 
-def down(start: Path | None = None, *, purge: bool = False, timeout: float = 15.0) -> dict[str, Any]:
+def down(start: Path | None = None, *, purge: bool = False, timeout: float = 15.0) -> DownDoc:
     """Stop the worktree's stack, free its ports and lease; keep ``.legible/`` unless ``purge``.
 
     Returns:
@@ -394,7 +397,7 @@ def down(start: Path | None = None, *, purge: bool = False, timeout: float = 15.
     """
     t0 = time.monotonic()
     wt = find_worktree(start)
-    state = read_state(wt)
+    state = _read(wt)
     stopped: list[str] = []
     was_running = bool(state and state["alive"])
     if state and state["alive"]:
@@ -424,7 +427,7 @@ def down(start: Path | None = None, *, purge: bool = False, timeout: float = 15.
     }
 
 
-def status(start: Path | None = None) -> dict[str, Any]:
+def status(start: Path | None = None) -> StatusDoc:
     """The worktree's stack as recorded in ``state.json``, checked against the live processes.
 
     Returns:
@@ -435,7 +438,7 @@ def status(start: Path | None = None) -> dict[str, Any]:
 
     """
     wt = find_worktree(start)
-    state = read_state(wt)
+    state = _read(wt)
     if state is None:
         return {
             "schema": STATUS_SCHEMA,
@@ -485,7 +488,7 @@ def status(start: Path | None = None) -> dict[str, Any]:
     }
 
 
-def require_running(start: Path | None = None) -> dict[str, Any]:
+def require_running(start: Path | None = None) -> StackState:
     """Return the live state of the worktree's stack.
 
     Raises:
@@ -493,13 +496,13 @@ def require_running(start: Path | None = None) -> dict[str, Any]:
 
     """
     wt = find_worktree(start)
-    state = read_state(wt)
+    state = _read(wt)
     if not state or not state["alive"]:
         raise NotRunning(f"no stack is running for {wt.key}", hint="run `legible up --wait` first")
-    return state
+    return cast("StackState", state)
 
 
-def ps() -> dict[str, Any]:
+def ps() -> PsDoc:
     """Every stack on this machine, from the lease registry and each worktree's state.json.
 
     Returns:
@@ -510,7 +513,7 @@ def ps() -> dict[str, Any]:
     rows = []
     for lease in LeaseRegistry().all():
         wt = Worktree(Path(lease.worktree), lease.key)
-        state = read_state(wt) if Path(lease.worktree).is_dir() else None
+        state = _read(wt) if Path(lease.worktree).is_dir() else None
         alive = lease.owner_alive()
         services = (state or {}).get("services", {})
         rows.append(
@@ -528,10 +531,10 @@ def ps() -> dict[str, Any]:
                 else None,
             }
         )
-    return {"schema": PS_SCHEMA, "stacks": rows}
+    return {"schema": PS_SCHEMA, "stacks": cast("list[PsRow]", rows)}
 
 
-def gc(*, dry_run: bool = False) -> dict[str, Any]:
+def gc(*, dry_run: bool = False) -> GcDoc:
     """Reclaim stacks whose supervisor or worktree is gone, and kill orphaned service processes.
 
     A lease is reclaimed when its owner process is dead or its worktree directory no longer exists. A
@@ -578,4 +581,9 @@ def gc(*, dry_run: bool = False) -> dict[str, Any]:
                 os.kill(owner.pid, signal.SIGTERM)
                 wait_gone(owner, 15.0)
             registry.release(r["key"])
-    return {"schema": GC_SCHEMA, "dry_run": dry_run, "leases": reclaim, "orphans": orphans}
+    return {
+        "schema": GC_SCHEMA,
+        "dry_run": dry_run,
+        "leases": cast("list[GcLease]", reclaim),
+        "orphans": cast("list[GcOrphan]", orphans),
+    }

@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from legible._files import PRIVATE_UMASK
 from legible._procs import ProcRef, signal_group
@@ -50,7 +50,10 @@ from legible.plan import StackPlan
 from legible.services._context import service_argv, service_environ
 from legible.services.base import Probe, ServicePlan
 
-STATE_SCHEMA = "legible.state/v1"
+if TYPE_CHECKING:
+    from legible.contract import ServiceState, StateFile
+
+STATE_SCHEMA: Final = "legible.state/v1"
 BACKOFF_FIRST_S = 0.25
 BACKOFF_MAX_S = 8.0
 #: A service up this long has its crash streak (for backoff and the cap) reset.
@@ -111,7 +114,7 @@ class ServiceRun:
     error: str = ""
     log_offset: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ServiceState:
         """JSON-ready summary for state.json."""
         return {
             "status": self.status,
@@ -271,7 +274,7 @@ class Supervisor:
         self.error_service = run.plan.name
 
     # -- state -----------------------------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
+    def state(self) -> StateFile:
         """The ``state.json`` document."""
         me = ProcRef.of(os.getpid())
         return {

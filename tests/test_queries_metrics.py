@@ -162,7 +162,7 @@ def test_list_with_types_and_series_counts(repo, monkeypatch):
     out = run(repo, monkeypatch, "metrics", "list", "SPAN").output
     assert out.startswith("2 metrics matching 'SPAN', 12 series")
     doc = json.loads(run(repo, monkeypatch, "metrics", "list", "log_lines", "--json").output)
-    assert doc["schema"] == "legible.metrics.list/v1" and doc["metrics"][0]["type"] == "counter"
+    assert doc["schema"] == "legible.metrics-list/v1" and doc["metrics"][0]["type"] == "counter"
 
 
 def test_promql_error_is_the_servers_message_on_one_line(repo, monkeypatch):

@@ -36,11 +36,14 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from legible.browser import _otlp, _scripts
 from legible.browser._snapshot import compact, resolve_ref
 from legible.browser.client import browser_dir, socket_path
+
+if TYPE_CHECKING:
+    from legible.contract import JourneyDoc
 
 #: Longest side of a screenshot in px (what vision models take without downscaling).
 MAX_SIDE = 1568
@@ -707,7 +710,7 @@ class Agent:
             await asyncio.sleep(hold_s)
             await loc.evaluate(_scripts.HIGHLIGHT_OFF, timeout=1000)
 
-    async def op_journey(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def op_journey(self, args: dict[str, Any]) -> JourneyDoc:
         """Run a journey (see :mod:`legible.browser.journey`); ``args``: name, steps or script, record."""
         from legible.browser.journey import run_in_agent
 

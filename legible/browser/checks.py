@@ -6,6 +6,7 @@ checks module does not import Playwright or talk to the agent itself.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from legible.config import LegibleConfig
 from legible.worktree import Worktree
 
 
-def journey_outcome(doc: dict[str, Any]) -> dict[str, Any]:
+def journey_outcome(doc: Mapping[str, Any]) -> dict[str, Any]:
     """Reduce a ``legible.journey/v1`` document to what checks and proofs compare.
 
     Returns:

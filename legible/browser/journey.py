@@ -22,7 +22,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from legible._errors import UsageError
 from legible.browser import _otlp
@@ -30,9 +30,19 @@ from legible.browser import _otlp
 if TYPE_CHECKING:
     from legible.browser.agent import Agent
     from legible.config import JourneyStep
+    from legible.contract import (
+        BackendDoc,
+        BackendSpan,
+        FailedStepDoc,
+        JourneyDoc,
+        JourneyInfo,
+        JourneysDoc,
+        JourneyStepDoc,
+        VideoDoc,
+    )
 
-JOURNEY_SCHEMA = "legible.journey/v1"
-JOURNEYS_SCHEMA = "legible.journeys/v1"
+JOURNEY_SCHEMA: Final = "legible.journey/v1"
+JOURNEYS_SCHEMA: Final = "legible.journeys/v1"
 #: How long :func:`run_journey` waits for the backend's spans of the journey to reach the store, in s.
 SPAN_WAIT_S = 4.0
 #: Wait before the first look, in s: ``OTEL_BSP_SCHEDULE_DELAY`` is 500 ms in a stack, plus the store write.
@@ -201,7 +211,7 @@ def describe(step: JourneyStep) -> str:
     return f"{a} {getattr(step, a)}"
 
 
-async def run_in_agent(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
+async def run_in_agent(agent: Agent, args: dict[str, Any]) -> JourneyDoc:
     """Run a journey on the agent's tab (the ``journey`` operation).
 
     Args:
@@ -282,9 +292,9 @@ async def run_in_agent(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
         "ok": failed is None,
         "trace_id": run.trace_id,
         "duration_ms": duration_ms,
-        "steps": run.steps,
-        "failed": failed,
-        "video": video,
+        "steps": cast("list[JourneyStepDoc]", run.steps),
+        "failed": cast("FailedStepDoc | None", failed),
+        "video": cast("VideoDoc | None", video),
         "dir": str(run_dir),
         "url": page.url,
         "export_error": exported,
@@ -292,7 +302,7 @@ async def run_in_agent(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- the client side (runs in the CLI process) -------------------------------------------------------------
-def list_journeys(start: Path | None = None) -> dict[str, Any]:
+def list_journeys(start: Path | None = None) -> JourneysDoc:
     """The journeys of the worktree's ``legible.toml``.
 
     Returns:
@@ -307,14 +317,14 @@ def list_journeys(start: Path | None = None) -> dict[str, Any]:
 
     wt = find_worktree(start)
     cfg = load_config(wt.root)
-    rows = [
+    rows: list[JourneyInfo] = [
         {"name": n, "description": j.description, "steps": len(j.steps), "script": j.script or ""}
         for n, j in sorted(cfg.journeys.items())
     ]
     return {"schema": JOURNEYS_SCHEMA, "journeys": rows}
 
 
-def run_journey(name: str, *, record: bool = False, start: Path | None = None) -> dict[str, Any]:
+def run_journey(name: str, *, record: bool = False, start: Path | None = None) -> JourneyDoc:
     """Run journey ``name`` on the stack's browser and add the slowest backend spans of its trace.
 
     Returns:
@@ -349,12 +359,12 @@ def run_journey(name: str, *, record: bool = False, start: Path | None = None) -
     else:
         args["steps"] = [s.model_dump(exclude_none=True) for s in journey.steps]
         budget += sum(s.timeout_ms for s in journey.steps) / 1000 * 2
-    doc = call(wt.state_dir, "journey", args, timeout=budget + (120 if record else 0))
-    doc["backend"] = backend_spans(wt.state_dir, state.get("endpoints", {}).get("otlp-http"), doc["trace_id"])
+    doc = cast("JourneyDoc", call(wt.state_dir, "journey", args, timeout=budget + (120 if record else 0)))
+    doc["backend"] = backend_spans(wt.state_dir, state["endpoints"].get("otlp-http"), doc["trace_id"])
     return doc
 
 
-def backend_spans(state_dir: Path, collector_url: str | None, trace_id: str, limit: int = 5) -> dict[str, Any]:
+def backend_spans(state_dir: Path, collector_url: str | None, trace_id: str, limit: int = 5) -> BackendDoc:
     """The spans of ``trace_id`` not from the browser, slowest first, once they stop arriving (at most 4 s).
 
     Returns:
@@ -385,5 +395,8 @@ def backend_spans(state_dir: Path, collector_url: str | None, trace_id: str, lim
             break
         last = total
         time.sleep(0.4)
-    slowest = [{k: r[k] for k in ("service", "name", "duration_ms", "status_code")} for r in rows]
+    slowest: list[BackendSpan] = [
+        {"service": r["service"], "name": r["name"], "duration_ms": r["duration_ms"], "status_code": r["status_code"]}
+        for r in rows
+    ]
     return {"spans": total, "slowest": slowest, "error": ""}

@@ -10,6 +10,7 @@ import datetime as _dt
 import math
 import re
 import time
+from typing import overload
 
 from legible._errors import UsageError
 
@@ -122,6 +123,14 @@ def parse_time(text: str, now_ns: int, *, what: str = "--since") -> int:
 def now_ns() -> int:
     """Return the current time in nanoseconds since the Unix epoch."""
     return time.time_ns()
+
+
+@overload
+def iso(ns: int) -> str: ...
+@overload
+def iso(ns: None) -> None: ...
+@overload
+def iso(ns: int | None) -> str | None: ...
 
 
 def iso(ns: int | None) -> str | None:

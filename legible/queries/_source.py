@@ -33,25 +33,15 @@ _NOUN = {"traces": "spans", "logs": "OTLP log records", "metrics": "OTLP metrics
 def read_endpoints(wt: Worktree) -> dict[str, str] | None:
     """Return the ``endpoints`` of ``wt``'s ``state.json`` if its supervisor is alive, else ``None``.
 
-    The same test as :func:`legible.stack.read_state` (the supervisor's pid and start time still match),
-    without importing :mod:`legible.stack`, which pulls in the config loader and pydantic (about 80 ms of
-    the 300 ms budget of a query command).
+    Reads through :func:`legible.contract.read_state` (cheap: no config loader, no pydantic, which would cost
+    about 80 ms of the 300 ms budget of a query command).
     """
-    import json
+    from legible.contract import read_state
 
-    from legible._procs import ProcRef
-
-    try:
-        state = json.loads(wt.state_file.read_text())
-    except (OSError, ValueError):
+    state = read_state(wt.state_file)
+    if state is None or not state["alive"]:
         return None
-    try:
-        ref = ProcRef.from_dict(state.get("supervisor"))
-    except (KeyError, TypeError, ValueError):
-        return None
-    if not (ref and ref.alive()):
-        return None
-    return dict(state.get("endpoints") or {})
+    return dict(state["endpoints"])
 
 
 def store_opener(cwd: Path | None = None) -> Callable[[], Store]:

@@ -34,6 +34,7 @@ from legible.queries._fmt import (
 )
 
 if TYPE_CHECKING:
+    from legible.contract import LogFilterDoc, LogGroupDoc, LogsGroupsDoc, LogsRawDoc
     from legible.store import Store
 
 __all__ = [
@@ -192,7 +193,7 @@ class LogFilter:
             parts.append(f"trace {self.trace_id}")
         return ", ".join(parts)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> LogFilterDoc:
         """The filter as JSON (times ISO 8601)."""
         return {
             "since": iso(self.since_ns) if self.since_ns else None,
@@ -318,7 +319,7 @@ class LogGroup:
     example: str
     trace_id: str | None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> LogGroupDoc:
         """The group as JSON (times ISO 8601)."""
         return {
             "level": self.level,
@@ -362,7 +363,7 @@ class LogGroups:
     total_outside: int = 0
     missing: str = ""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> LogsGroupsDoc:
         """The ``legible.logs/v1`` document of the grouped view."""
         return {
             "schema": "legible.logs/v1",
@@ -557,7 +558,7 @@ class LogLines:
     total: int
     last_seq: int = -1
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> LogsRawDoc:
         """The ``legible.logs/v1`` document of the raw view."""
         return {
             "schema": "legible.logs/v1",

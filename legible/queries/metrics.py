@@ -27,9 +27,12 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from legible._errors import NotRunning, UsageError
+
+if TYPE_CHECKING:
+    from legible.contract import MetricsDoc, MetricsListDoc, SeriesDoc
 from legible.queries._fmt import cut_line, fmt_count, fmt_duration_s, iso, one_line, sig4
 
 __all__ = [
@@ -105,11 +108,17 @@ class MetricsResult:
     end: float
     step_s: float | None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> MetricsDoc:
         """The ``legible.metrics/v1`` document (times ISO 8601, values as numbers, NaN as ``null``)."""
 
         def num(v: float | None) -> float | None:
             return v if v is not None and math.isfinite(v) else None
+
+        def series(s: Series) -> SeriesDoc:
+            doc: SeriesDoc = {"labels": s.labels, "value": num(s.value)}
+            if s.values:
+                doc["values"] = [(iso(int(t * 1e9)), num(v)) for t, v in s.values]
+            return doc
 
         return {
             "schema": "legible.metrics/v1",
@@ -121,14 +130,7 @@ class MetricsResult:
             "start": iso(int(self.start * 1e9)) if self.start is not None else None,
             "end": iso(int(self.end * 1e9)),
             "step_s": self.step_s,
-            "series": [
-                {
-                    "labels": s.labels,
-                    "value": num(s.value),
-                    **({"values": [[iso(int(t * 1e9)), num(v)] for t, v in s.values]} if s.values else {}),
-                }
-                for s in self.series
-            ],
+            "series": [series(s) for s in self.series],
         }
 
 
@@ -412,10 +414,10 @@ class MetricList:
     metrics: list[MetricInfo]
     total_series: int
 
-    def to_json(self) -> dict[str, Any]:
-        """The ``legible.metrics.list/v1`` document."""
+    def to_json(self) -> MetricsListDoc:
+        """The ``legible.metrics-list/v1`` document."""
         return {
-            "schema": "legible.metrics.list/v1",
+            "schema": "legible.metrics-list/v1",
             "pattern": self.pattern,
             "total_series": self.total_series,
             "metrics": [{"name": m.name, "type": m.type, "series": m.series} for m in self.metrics],

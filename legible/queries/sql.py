@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from legible.queries._fmt import align, fmt_count, one_line
 
 if TYPE_CHECKING:
+    from legible.contract import SqlDoc
     from legible.store import QueryResult, Store
 
 __all__ = ["render_sql", "run_sql", "sql_json"]
@@ -51,6 +52,6 @@ def render_sql(res: QueryResult, limit: int = 40, width: int = 120) -> list[str]
     return out
 
 
-def sql_json(res: QueryResult, schema: str) -> dict[str, Any]:
+def sql_json(res: QueryResult, schema: Literal["legible.sql/v1"] = "legible.sql/v1") -> SqlDoc:
     """The ``--sql --json`` document: ``{"schema", "columns", "rows", "truncated"}``."""
     return {"schema": schema, "columns": res.columns, "rows": [list(r) for r in res.rows], "truncated": res.truncated}

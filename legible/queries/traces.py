@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from legible._errors import UsageError
 from legible.queries._fmt import (
@@ -38,6 +38,8 @@ from legible.queries._fmt import (
 )
 
 if TYPE_CHECKING:
+    from legible.contract import SpanLog, TraceDoc, TraceFilterDoc, TracesDoc, TraceSummaryDoc
+    from legible.contract import SpanNode as SpanNodeDoc
     from legible.store import Store
 
 __all__ = [
@@ -146,7 +148,7 @@ class TraceFilter:
             parts.append("with errors")
         return ", ".join(parts)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> TraceFilterDoc:
         """The filter as JSON."""
         return {
             "since": iso(self.since_ns) if self.since_ns else None,
@@ -222,7 +224,7 @@ class TraceSummary:
     errors: int
     error: str | None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> TraceSummaryDoc:
         """The summary as JSON."""
         return {
             "trace_id": self.trace_id,
@@ -260,7 +262,7 @@ class TraceList:
     traces: list[TraceSummary]
     missing: str = ""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> TracesDoc:
         """The ``legible.traces/v1`` document."""
         return {
             "schema": "legible.traces/v1",
@@ -417,7 +419,7 @@ class SpanNode:
             or any(c.subtree_has_error() for c in self.children)
         )
 
-    def to_json(self, trace_start_ns: int) -> dict[str, Any]:
+    def to_json(self, trace_start_ns: int) -> SpanNodeDoc:
         """The span and its subtree as JSON (times ISO 8601; ``offset_ms`` from the trace start)."""
         return {
             "span_id": self.span_id,
@@ -433,7 +435,7 @@ class SpanNode:
             "attributes": self.attributes,
             "events": self.events,
             "orphan": self.orphan,
-            "logs": [{**lg, "time": iso(lg["time_ns"])} for lg in self.logs],
+            "logs": [_log_json(lg) for lg in self.logs],
             "children": [c.to_json(trace_start_ns) for c in self.children],
         }
 
@@ -470,7 +472,7 @@ class TraceTree:
         """Latest end minus earliest start, ms."""
         return (self.end_ns - self.start_ns) / 1e6
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> TraceDoc:
         """The ``legible.trace/v1`` document: the full tree."""
         return {
             "schema": "legible.trace/v1",
@@ -481,8 +483,13 @@ class TraceTree:
             "errors": self.error_count,
             "logs": self.log_count,
             "roots": [r.to_json(self.start_ns) for r in self.roots],
-            "loose_logs": [{**lg, "time": iso(lg["time_ns"])} for lg in self.loose_logs],
+            "loose_logs": [_log_json(lg) for lg in self.loose_logs],
         }
+
+
+def _log_json(row: dict[str, Any]) -> SpanLog:
+    """A log row of the trace (``time_ns``, ``level``, ``service``, ``body``) with ``time`` in ISO 8601."""
+    return cast("SpanLog", {**row, "time": iso(row["time_ns"])})
 
 
 def _json(value: Any, default: Any) -> Any:

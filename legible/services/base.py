@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 if TYPE_CHECKING:
+    from legible.contract import ServicePlanDoc
     from legible.services._context import PlanContext
 
 ProbeKind = Literal["http", "tcp", "log", "none"]
@@ -73,9 +74,9 @@ class ServicePlan:
     stop_timeout: float = 3.0
     deferred: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ServicePlanDoc:
         """A JSON-ready dict (see :meth:`from_dict`)."""
-        return asdict(self)
+        return cast("ServicePlanDoc", asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ServicePlan:
