@@ -128,13 +128,19 @@ class Derived:
                 key = (r[2], r[3])
                 agg[key] = agg.get(key, 0) + 1
 
-    def add_samples(self, samples: list[Sample]) -> int:
-        """Queue converted OTLP samples for the next push; return how many were dropped (queue full)."""
+    def add_samples(self, samples: list[Sample]) -> bool:
+        """Queue converted OTLP samples for the next push, all or none.
+
+        Returns:
+            False when fewer than ``len(samples)`` places of :data:`MAX_SAMPLES` are free (nothing was
+            queued; the receiver answers 429 / ``UNAVAILABLE`` so the sender retries).
+
+        """
         with self._lock:
-            room = MAX_SAMPLES - len(self._samples)
-            take = samples[: max(room, 0)]
-            self._samples.extend(take)
-            return len(samples) - len(take)
+            if samples and len(self._samples) + len(samples) > MAX_SAMPLES and self._samples:
+                return False
+            self._samples.extend(samples)
+            return True
 
     def take(self) -> tuple[list[Metric], int]:
         """Return the families to push now and the number of OTLP samples in them (taken off the queue)."""
