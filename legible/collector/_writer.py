@@ -305,7 +305,7 @@ class Writer:
                 except duckdb.Error as e:
                     print(f"collector: prune failed: {e}", file=sys.stderr)
 
-    def _drain(self, attempts: int = 20) -> None:
+    def _drain(self, attempts: int = 5) -> None:
         """Flush until nothing is queued (``add`` refuses once stopping); report what could not be written."""
         for _ in range(attempts):
             with self._cv:
