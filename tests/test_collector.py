@@ -99,7 +99,7 @@ class Proc:
             ],
             cwd=REPO,
             stderr=self.stderr,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env={**os.environ, "PYTHONPATH": str(REPO), "MALLOC_ARENA_MAX": "2"},  # as the service plan
         )
         wait_http(f"{self.url}/health")
         return self
