@@ -45,10 +45,10 @@ from legible.store import lock_down, migrate, run_query, template_sql
 FLUSH_EVERY_S = 0.2
 FLUSH_ROWS = 5000
 #: Rows (logs + spans) queued at most; a queued span row takes about 1-2 KB of Python objects.
-MAX_PENDING = 50_000
+MAX_PENDING = 20_000
 PRUNE_EVERY_S = 5.0
 #: DuckDB's buffer pool; larger work spills to ``temp_directory``.
-MEMORY_LIMIT = "160MB"
+MEMORY_LIMIT = "128MB"
 #: DuckDB worker threads (the machine may have 2 cores shared by several stacks).
 THREADS = 2
 #: Failed flushes in a row after which the writer counts as failed even without a fatal error.
