@@ -70,7 +70,7 @@ def eventually(fn: Callable[[], Any], timeout: float = 10, every: float = 0.1) -
 class Proc:
     """A collector process started on free ports."""
 
-    def __init__(self, root: Path, vm_url: str, max_db_mb: int = 512) -> None:
+    def __init__(self, root: Path, vm_url: str, max_db_mb: int = 512, extra: tuple[str, ...] = ()) -> None:
         self.root = root
         self.state = root / ".legible"
         self.db = self.state / "data" / "signals.duckdb"
@@ -78,6 +78,7 @@ class Proc:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.vm_url = vm_url
         self.max_db_mb = max_db_mb
+        self.extra = list(extra)
         self.p: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Proc:
@@ -96,6 +97,7 @@ class Proc:
                 f"--worktree={WT}",
                 f"--max-db-mb={self.max_db_mb}",
                 f"--token-file={self.state / 'collector.token'}",
+                *self.extra,
             ],
             cwd=REPO,
             stderr=self.stderr,
@@ -527,6 +529,41 @@ def test_query_endpoint_is_read_only_and_guarded(col: Proc) -> None:
     metrics = requests.get(f"{col.url}/metrics", timeout=2).text
     for reason in ("unauthorized", "foreign_host"):
         assert f'reason="{reason}"' in metrics, reason
+
+
+def test_a_store_that_cannot_be_written_makes_health_503_with_the_cause(tmp_path: Path) -> None:
+    import grpc
+
+    # a 4 MB buffer pool cannot hold a batch of 2,000 spans with 4 KB attributes: every flush fails
+    col = Proc(tmp_path, "", extra=("--memory-limit=4MB",)).start()
+    auth = {"Authorization": f"Bearer {(col.state / 'collector.token').read_text().strip()}"}
+    pb = {"Content-Type": "application/x-protobuf"}
+    body = _span_request("too-big", n=2000, attr="x" * 4000).SerializeToString()
+    assert requests.post(f"{col.url}/v1/traces", data=body, headers=pb, timeout=10).status_code == 200
+
+    def health() -> list[requests.Response]:  # a list: a 503 Response is falsy
+        r = requests.get(f"{col.url}/health", timeout=5)
+        return [r] if r.status_code == 503 else []
+
+    (r,) = eventually(health, timeout=30)
+    assert r.text.startswith("unhealthy: store write failed:") and "Out of Memory" in r.text
+    doc = requests.get(f"{col.url}/status", headers=auth, timeout=5).json()
+    assert doc["healthy"] is False and "Out of Memory" in doc["error"] and doc["pending"] == 2000
+    # nothing more is acknowledged while it fails: 503 + Retry-After, gRPC UNAVAILABLE
+    r = requests.post(f"{col.url}/v1/traces", data=_span_request("later").SerializeToString(), headers=pb, timeout=5)
+    assert r.status_code == 503 and r.headers["Retry-After"]
+    with grpc.insecure_channel(f"127.0.0.1:{col.grpc}") as ch:
+        call = ch.unary_unary(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            request_serializer=None,
+            response_deserializer=ExportTraceServiceResponse.FromString,
+        )
+        with pytest.raises(grpc.RpcError) as e:
+            call(_span_request("later").SerializeToString(), timeout=5)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert requests.get(f"{col.url}/status", headers=auth, timeout=5).json()["refused"]["unhealthy"] == 2
+    col.stop()  # what it had acknowledged and could not write is said, with the count
+    assert "2000 accepted rows could not be written" in (col.state / "collector.stderr").read_text()
 
 
 def test_status_counts_what_was_received_and_refused(col: Proc) -> None:

@@ -79,7 +79,7 @@ from legible.collector._otlp import (
     span_rows,
 )
 from legible.collector._tail import Tailer
-from legible.collector._writer import Writer
+from legible.collector._writer import MEMORY_LIMIT, Writer
 
 #: Largest request body accepted, before and after decompression, in bytes.
 MAX_BODY = 32 * 1024 * 1024
@@ -187,6 +187,7 @@ class Collector:
         max_db_mb: store size cap in MiB (0: none).
         token_file: where :meth:`start` writes the bearer token (``None``: not written; it is
             :attr:`token`).
+        memory_limit: DuckDB's buffer pool size, e.g. ``"128MB"``.
 
     Raises:
         OSError: a port cannot be bound.
@@ -204,6 +205,7 @@ class Collector:
         grpc_port: int = 0,
         max_db_mb: int = 512,
         token_file: Path | None = None,
+        memory_limit: str = MEMORY_LIMIT,
     ) -> None:
         self.worktree = worktree
         self.token = secrets.token_urlsafe(32)
@@ -226,6 +228,7 @@ class Collector:
             on_pruned=lambda t, n: self.stats.pruned.labels(t).inc(n),
             on_dropped=lambda t, n: self.refuse(t, "unstorable", n) if n else None,
             on_deduplicated=self.stats.deduplicated.inc,
+            memory_limit=memory_limit,
         )
         self.pusher = Pusher(vm_url, self.derived, self.stats)
         self.tailer = Tailer(logs_dir, self.writer.offsets(), self._tail_sink) if logs_dir is not None else None
@@ -639,6 +642,7 @@ def serve(args: Any) -> int:
             grpc_port=args.grpc_port,
             max_db_mb=args.max_db_mb,
             token_file=Path(args.token_file) if args.token_file else None,
+            memory_limit=args.memory_limit,
         )
     except OSError as e:
         print(f"collector: cannot start: {e}", file=sys.stderr)

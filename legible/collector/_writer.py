@@ -143,6 +143,8 @@ class Writer:
         on_pruned: called with ``(table, n)`` after the size cap deleted rows.
         on_dropped: called with ``(table, n)`` when rows that cannot be stored (a value out of range for
             its column) were dropped; the other rows of the batch are kept.
+        on_deduplicated: called with the count of log records dropped as copies (see :meth:`_dedupe`).
+        memory_limit: DuckDB's ``memory_limit`` (``"128MB"``; default :data:`MEMORY_LIMIT`).
 
     Raises:
         duckdb.Error: the file cannot be opened (e.g. another process holds it).
@@ -159,9 +161,11 @@ class Writer:
         on_pruned: Callable[[str, int], None] | None = None,
         on_dropped: Callable[[str, int], None] | None = None,
         on_deduplicated: Callable[[int], None] | None = None,
+        memory_limit: str = MEMORY_LIMIT,
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.memory_limit = memory_limit
         self.max_bytes = max_bytes
         self.temp_dir = path.parent / "tmp"
         self.con = self._connect()
@@ -175,6 +179,7 @@ class Writer:
         self._recent: OrderedDict[tuple[str, str, str, str], str] = OrderedDict()
         self._cv = threading.Condition()
         self._slots = threading.BoundedSemaphore(QUERY_SLOTS)
+        self._inflight = 0  # rows of the flush under way
         self._logs: list[tuple[Any, ...]] = []
         self._spans: list[tuple[Any, ...]] = []
         self._offsets: dict[str, tuple[int, int]] = {}
@@ -197,7 +202,7 @@ class Writer:
         con = duckdb.connect(
             str(self.path),
             config={
-                "memory_limit": MEMORY_LIMIT,
+                "memory_limit": self.memory_limit,
                 "threads": str(THREADS),
                 "temp_directory": str(self.temp_dir),
             },
@@ -221,7 +226,10 @@ class Writer:
 
     @property
     def pending(self) -> int:
-        """Rows waiting for the next flush."""
+        """Rows accepted and not yet committed: queued, plus those of a flush under way (or being retried)."""
+        return self._queued() + self._inflight
+
+    def _queued(self) -> int:
         return len(self._logs) + len(self._spans)
 
     def add(
@@ -247,7 +255,7 @@ class Writer:
         if table == "logs":
             rows = self._dedupe(rows)
         with self._cv:
-            while self.pending + len(rows) > MAX_PENDING and self.pending and not self._stop:
+            while self._queued() + len(rows) > MAX_PENDING and self._queued() and not self._stop:
                 if not block:
                     return False
                 self._cv.wait(0.5)
@@ -256,7 +264,7 @@ class Writer:
             (self._logs if table == "logs" else self._spans).extend(rows)
             if offsets:
                 self._offsets.update(offsets)
-            if self.pending >= FLUSH_ROWS:
+            if self._queued() >= FLUSH_ROWS:
                 self._cv.notify_all()
         return True
 
@@ -291,7 +299,7 @@ class Writer:
     def _run(self) -> None:
         while True:
             with self._cv:
-                if not self._stop and self.pending < FLUSH_ROWS:
+                if not self._stop and self._queued() < FLUSH_ROWS:
                     self._cv.wait(FLUSH_EVERY_S)
                 stopping = self._stop
             self.flush()
@@ -322,6 +330,7 @@ class Writer:
         with self._cv:
             logs, spans, offsets = self._logs, self._spans, self._offsets
             self._logs, self._spans, self._offsets = [], [], {}
+            self._inflight = len(logs) + len(spans)
             self._cv.notify_all()
         if not (logs or spans or offsets):
             return
@@ -359,11 +368,13 @@ class Writer:
                 self._logs[:0] = good_logs
                 self._spans[:0] = good_spans
                 self._offsets = {**offsets, **self._offsets}
+                self._inflight = 0
             return
         self._failures = 0
         self.error = ""
         self._seq["logs"] += len(logs)
         self._seq["spans"] += len(spans)
+        self._inflight = 0
         for table, rows, cb in (("logs", logs, self._on_logs), ("spans", spans, self._on_spans)):
             if rows:
                 if self._on_written:
@@ -386,7 +397,8 @@ class Writer:
                 self.con = self._connect()
             except Exception as e2:
                 self.error = f"store write failed, cannot reopen it: {' '.join(str(e2).split())[:200]}"
-        time.sleep(min(0.2 * self._failures, 2.0))
+        if not self._stop:  # back off, except in the last flushes before exit
+            time.sleep(min(0.2 * self._failures, 2.0))
 
     def _used_bytes(self) -> int:
         row = self.con.execute("SELECT block_size * used_blocks, wal_size FROM pragma_database_size()").fetchone()
