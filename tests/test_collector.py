@@ -566,6 +566,45 @@ def test_a_store_that_cannot_be_written_makes_health_503_with_the_cause(tmp_path
     assert "2000 accepted rows could not be written" in (col.state / "collector.stderr").read_text()
 
 
+def test_queries_cannot_starve_the_writer(tmp_path: Path) -> None:
+    import threading
+
+    col = Proc(tmp_path, "", extra=("--query-timeout=3",)).start()
+    endless = "SELECT count(*) FROM range(1000000000000) a"  # would run for hours
+    answers: list[requests.Response] = []
+    auth = {"Authorization": f"Bearer {(col.state / 'collector.token').read_text().strip()}"}
+
+    def ask() -> None:
+        answers.append(requests.post(f"{col.url}/query", json={"sql": endless}, headers=auth, timeout=60))
+
+    askers = [threading.Thread(target=ask) for _ in range(4)]  # more than the query slots
+    for t in askers:
+        t.start()
+    try:
+        pb = {"Content-Type": "application/x-protobuf"}
+        for i in range(20):  # while they run, spans are acknowledged and committed
+            r = requests.post(
+                f"{col.url}/v1/traces",
+                data=_span_request(f"beside-{i}", n=50).SerializeToString(),
+                headers=pb,
+                timeout=10,
+            )
+            assert r.status_code == 200
+        written = 'legible_collector_written_rows_total{table="spans"} 1000.0'
+        eventually(lambda: written in requests.get(f"{col.url}/metrics", timeout=5).text, timeout=10)
+        assert any(t.is_alive() for t in askers)  # ...while the endless queries still ran
+    finally:
+        for t in askers:
+            t.join(60)
+        if sys.exc_info()[0] is not None:  # failing: do not leave the collector behind
+            col.stop()
+    assert len(answers) == 4
+    for r in answers:  # each ended: interrupted, or refused for want of a slot, with a one-line error
+        assert r.status_code == 400 and ("INTERRUPT" in r.text.upper() or "busy" in r.text), r.text
+    assert requests.get(f"{col.url}/health", timeout=5).status_code == 200
+    col.stop()
+
+
 def test_status_counts_what_was_received_and_refused(col: Proc) -> None:
     auth = {"Authorization": f"Bearer {(col.state / 'collector.token').read_text().strip()}"}
     before = requests.get(f"{col.url}/status", headers=auth, timeout=5).json()

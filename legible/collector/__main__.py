@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--token-file", default="", help="where to write the bearer token of /query, /flush, /status (mode 0600)"
     )
     p.add_argument("--memory-limit", default="128MB", help="DuckDB's buffer pool (larger work spills to disk)")
+    p.add_argument("--query-timeout", type=float, default=30.0, help="seconds before a /query is interrupted")
     p.add_argument("--max-db-mb", type=int, default=512, help="store size cap in MiB; oldest rows go first")
     return p
 

@@ -79,7 +79,7 @@ from legible.collector._otlp import (
     span_rows,
 )
 from legible.collector._tail import Tailer
-from legible.collector._writer import MEMORY_LIMIT, Writer
+from legible.collector._writer import MEMORY_LIMIT, QUERY_TIMEOUT_S, Writer
 
 #: Largest request body accepted, before and after decompression, in bytes.
 MAX_BODY = 32 * 1024 * 1024
@@ -188,6 +188,7 @@ class Collector:
         token_file: where :meth:`start` writes the bearer token (``None``: not written; it is
             :attr:`token`).
         memory_limit: DuckDB's buffer pool size, e.g. ``"128MB"``.
+        query_timeout: seconds after which a ``/query`` is interrupted (and longest wait for a query slot).
 
     Raises:
         OSError: a port cannot be bound.
@@ -206,7 +207,9 @@ class Collector:
         max_db_mb: int = 512,
         token_file: Path | None = None,
         memory_limit: str = MEMORY_LIMIT,
+        query_timeout: float = QUERY_TIMEOUT_S,
     ) -> None:
+        self.query_timeout = query_timeout
         self.worktree = worktree
         self.token = secrets.token_urlsafe(32)
         self.token_file = token_file
@@ -417,7 +420,7 @@ class Collector:
             return 409, {"error": f"this collector serves worktree {self.worktree}, not {wt}", "hint": ""}
         try:
             max_rows = int(doc.get("max_rows") or 10_000)
-            cols, rows, truncated = self.writer.query(doc["sql"], doc.get("params"), max_rows)
+            cols, rows, truncated = self.writer.query(doc["sql"], doc.get("params"), max_rows, self.query_timeout)
         except UsageError as e:
             return 400, {"error": e.message, "hint": e.hint}
         except (TypeError, ValueError) as e:
@@ -643,6 +646,7 @@ def serve(args: Any) -> int:
             max_db_mb=args.max_db_mb,
             token_file=Path(args.token_file) if args.token_file else None,
             memory_limit=args.memory_limit,
+            query_timeout=args.query_timeout,
         )
     except OSError as e:
         print(f"collector: cannot start: {e}", file=sys.stderr)
