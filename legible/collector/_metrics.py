@@ -48,9 +48,13 @@ class SelfMetrics:
     Attributes:
         received: ``legible_collector_received_total{signal}``: items accepted (spans, log records, metric
             data points, stdout records).
-        rejected: ``legible_collector_rejected_total{signal,reason}``: items or requests refused.
+        rejected: ``legible_collector_rejected_total{signal,reason}``: items or requests refused; reasons
+            ``decode``, ``content_type``, ``content_encoding``, ``too_large``, ``no_length``,
+            ``invalid_item``, ``unstorable``, ``busy`` (queue full: 429), ``unhealthy`` (store failing:
+            503), and with signal ``any``: ``grpc_on_http_port``, ``unauthorized``, ``foreign_host``.
         written: ``legible_collector_written_rows_total{table}``: rows committed to the store.
-        dropped: ``legible_collector_dropped_total{reason}``: derived samples not delivered.
+        dropped: ``legible_collector_dropped_total{reason}``: derived samples VictoriaMetrics did not take
+            (``vm_unavailable``); a full sample queue refuses the export instead (``busy``).
         pushes: ``legible_collector_vm_pushes_total{result}``.
         pending: ``legible_collector_pending_rows``: rows waiting for the next flush.
         db_bytes: ``legible_collector_store_bytes``: used size of the DuckDB file.
