@@ -17,11 +17,8 @@ NOW = 1_800_000_000_000_000_000
         ('{"level":"warning","message":"disk 91%","host":"a"}', "warn", "disk 91%"),
         ('{"level":50,"msg":"pino error","time":1714557600000}', "error", "pino error"),
         ('{"severity":"CRITICAL","event":"structlog event"}', "fatal", "structlog event"),
-        (
-            '{"msg":"with exc","exc_info":"Traceback (most recent call last):\\nKeyError: 1"}',
-            "error",
-            "with exc\nTraceback (most recent call last):\nKeyError: 1",
-        ),
+        ('{"msg":"with exc","exc_info":"Traceback (most recent call last):\\nKeyError: 1"}', "error",
+         "with exc\nTraceback (most recent call last):\nKeyError: 1"),
         ('time=2024-05-01T10:00:00Z level=debug msg="cache miss" key=k1', "debug", "cache miss"),
         ("2024-05-01 10:00:00,123 ERROR [app] failed", "error", "2024-05-01 10:00:00,123 ERROR [app] failed"),
         ("[2024-05-01T10:00:00Z] [warn] low memory", "warn", "[2024-05-01T10:00:00Z] [warn] low memory"),
@@ -37,11 +34,8 @@ def test_parse_line(line: str, level: str, body: str) -> None:
 
 
 def test_parsed_fields() -> None:
-    p = parse_line(
-        '{"ts":1714557600.5,"msg":"x","trace_id":"4BF92F3577B34DA6A3CE929D0E0E4736",'
-        '"spanId":"00f067aa0ba902b7","n":1,"nested":{"a":[1,2]}}',
-        NOW,
-    )
+    p = parse_line('{"ts":1714557600.5,"msg":"x","trace_id":"4BF92F3577B34DA6A3CE929D0E0E4736",'
+                   '"spanId":"00f067aa0ba902b7","n":1,"nested":{"a":[1,2]}}', NOW)
     assert p.time_ns == 1714557600_500000000 and p.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert p.span_id == "00f067aa0ba902b7" and p.attributes == {"n": 1, "nested": {"a": [1, 2]}}
     p = parse_line("GET / [trace_id=4bf92f3577b34da6a3ce929d0e0e4736 span_id=00f067aa0ba902b7] ok", NOW)
@@ -63,8 +57,8 @@ def _records(text: str) -> list[tuple[str, str]]:
 def test_multiline_records() -> None:
     recs = _records(
         "Traceback (most recent call last):\n  File \"a\", line 1\nKeyError: 'x'\nINFO next\n"
-        'INFO request\nTraceback (most recent call last):\n  File "b"\nOSError: y\n'
-        'Exception in thread "main" java.lang.RuntimeException: r\n\tat a.B.c(B.java:1)\n'
+        "INFO request\nTraceback (most recent call last):\n  File \"b\"\nOSError: y\n"
+        "Exception in thread \"main\" java.lang.RuntimeException: r\n\tat a.B.c(B.java:1)\n"
         "Caused by: x.Y: z\n\t... 1 more\n"
         "panic: oh no\n\ngoroutine 1 [running]:\nmain.main()\n\t/x/main.go:5 +0x1d\n"
     )
@@ -118,9 +112,7 @@ def test_span_histogram_exposition() -> None:
     d.observe_spans([row[:9] + (ms,) + row[10:] for ms in (1.0, 2.0, 3.0, 3000.0)])
     d.count_logs([(0, 0, "svc", "error")])
     text = render(d.take()[0]).decode()
-    assert (
-        'legible_span_duration_seconds_bucket{le="0.002",service="svc",span_kind="server",span_name="GET /",'
-        'status_code="ok",worktree="wt"} 2.0'
-    ) in text
+    assert ('legible_span_duration_seconds_bucket{le="0.002",service="svc",span_kind="server",span_name="GET /",'
+            'status_code="ok",worktree="wt"} 2.0') in text
     assert 'le="+Inf"' in text and 'legible_spans_total{service="svc"' in text
     assert 'legible_log_lines_total{level="error",service="svc",worktree="wt"} 1.0' in text

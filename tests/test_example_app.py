@@ -32,7 +32,9 @@ APP = "examples/shop/app.py"
 STARTUP_TIMEOUT_S = 15.0
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 # Lines the OpenTelemetry exporters print when they cannot reach the endpoint.
-EXPORTER_NOISE = re.compile(r"opentelemetry\.exporter|Transient error|Failed to export|Exception while exporting")
+EXPORTER_NOISE = re.compile(
+    r"opentelemetry\.exporter|Transient error|Failed to export|Exception while exporting"
+)
 
 
 def free_port() -> int:
@@ -161,7 +163,9 @@ def test_order_form_creates_order_and_redirects(shop: Shop) -> None:
 
 
 def test_invalid_order_form_is_400_with_message(shop: Shop) -> None:
-    r = shop.post("/order", data={"name": "Bo", "email": "bo@example.com", "product_id": "1", "quantity": "0"})
+    r = shop.post(
+        "/order", data={"name": "Bo", "email": "bo@example.com", "product_id": "1", "quantity": "0"}
+    )
     assert r.status_code == 400
     assert 'role="alert"' in r.text
     assert "Quantity must be a whole number from 1 to 20." in r.text
@@ -176,12 +180,16 @@ def test_json_api(shop: Shop) -> None:
     products = r.json()["products"]
     assert len(products) >= 5
     assert {"id", "name", "description", "price_cents", "stock"} <= set(products[0])
-    created = shop.post("/api/orders", json={"name": "Cy", "email": "cy@example.com", "product_id": 5, "quantity": 3})
+    created = shop.post(
+        "/api/orders", json={"name": "Cy", "email": "cy@example.com", "product_id": 5, "quantity": 3}
+    )
     assert created.status_code == 201
     order = created.json()
     assert order["total_cents"] == 3 * 650 and created.headers["Location"] == f"/api/orders/{order['id']}"
     assert any(o["id"] == order["id"] for o in shop.get("/api/orders").json()["orders"])
-    bad = shop.post("/api/orders", json={"name": "Cy", "email": "cy@example.com", "product_id": 999, "quantity": 1})
+    bad = shop.post(
+        "/api/orders", json={"name": "Cy", "email": "cy@example.com", "product_id": 999, "quantity": 1}
+    )
     assert bad.status_code == 400 and bad.json() == {"error": "Unknown product 999."}
     assert shop.post("/api/orders", data="not json").status_code == 400
 
@@ -239,7 +247,9 @@ def test_prometheus_metrics(shop: Shop) -> None:
 
 
 def test_listens_only_on_loopback(shop: Shop) -> None:
-    listening = [c for c in psutil.Process(shop.proc.pid).net_connections(kind="inet") if c.status == "LISTEN"]
+    listening = [
+        c for c in psutil.Process(shop.proc.pid).net_connections(kind="inet") if c.status == "LISTEN"
+    ]
     assert listening
     assert {c.laddr.ip for c in listening} == {"127.0.0.1"}
     assert {c.laddr.port for c in listening} == {int(shop.url.rsplit(":", 1)[1])}
@@ -367,7 +377,9 @@ def _wait_for(predicate, timeout_s: float = 10.0):
     return predicate()
 
 
-def test_exports_traces_logs_and_metrics_to_a_real_otlp_receiver(tmp_path: Path, receiver: OtlpReceiver) -> None:
+def test_exports_traces_logs_and_metrics_to_a_real_otlp_receiver(
+    tmp_path: Path, receiver: OtlpReceiver
+) -> None:
     shop = start_shop(
         tmp_path,
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
@@ -387,7 +399,9 @@ def test_exports_traces_logs_and_metrics_to_a_real_otlp_receiver(tmp_path: Path,
             for req in receiver.snapshot("/v1/traces"):
                 for rs in req.resource_spans:
                     for ss in rs.scope_spans:
-                        found += [(rs.resource, sp) for sp in ss.spans if sp.status.code == 2]  # STATUS_CODE_ERROR
+                        found += [
+                            (rs.resource, sp) for sp in ss.spans if sp.status.code == 2
+                        ]  # STATUS_CODE_ERROR
             return found
 
         spans = _wait_for(error_spans)

@@ -97,16 +97,8 @@ def test_json_documents(repo, monkeypatch):
     assert doc["groups"][0]["last"].endswith("Z")
     doc = json.loads(run(repo, monkeypatch, "logs", "--json", "--raw", "-n", "3").output)
     assert doc["view"] == "raw" and len(doc["lines"]) == 3 and doc["lines"][0]["ts"].endswith("Z")
-    doc = json.loads(
-        run(
-            repo,
-            monkeypatch,
-            "logs",
-            "--json",
-            "--sql",
-            "SELECT level, count(*) AS n FROM logs GROUP BY ALL ORDER BY n DESC",
-        ).output
-    )
+    doc = json.loads(run(repo, monkeypatch, "logs", "--json", "--sql", "SELECT level, count(*) AS n FROM logs "
+                         "GROUP BY ALL ORDER BY n DESC").output)
     assert doc["schema"] == "legible.sql/v1" and doc["rows"][0] == ["info", 666]
 
 
@@ -164,11 +156,9 @@ def _append_error_line(repo: Path, body: str) -> None:
             time.sleep(0.05)
             continue
         try:
-            con.execute(
-                "INSERT INTO logs (seq, time_ns, observed_ns, service, level, severity_number, body, "
-                "template, source) SELECT max(seq) + 1, ?, ?, 'app', 'error', 17, ?, ?, 'stdout' FROM logs",
-                [time.time_ns(), time.time_ns(), body, body],
-            )
+            con.execute("INSERT INTO logs (seq, time_ns, observed_ns, service, level, severity_number, body, "
+                        "template, source) SELECT max(seq) + 1, ?, ?, 'app', 'error', 17, ?, ?, 'stdout' FROM logs",
+                        [time.time_ns(), time.time_ns(), body, body])
         finally:
             con.close()
         return
@@ -178,14 +168,9 @@ def _append_error_line(repo: Path, body: str) -> None:
 def test_follow_prints_new_lines_and_stops_cleanly_on_ctrl_c(tmp_path):
     root = git_repo(tmp_path / "wt")
     build_store(root)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "clis.main", "logs", "--follow", "--level", "error"],
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    proc = subprocess.Popen([sys.executable, "-m", "clis.main", "logs", "--follow", "--level", "error"],
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
         first = proc.stdout.readline()
         assert first.startswith("following new lines, level>=error; last 2 shown; Ctrl-C stops"), first

@@ -31,10 +31,8 @@ def free_port() -> int:
 def samples(now: int) -> str:
     """10 minutes of span-duration histograms: GET /slow around 2.1 s, GET / around 10 ms."""
     lines = []
-    buckets = {
-        "GET /slow": {"0.05": 0, "0.5": 0, "1": 0.05, "2.5": 0.995, "+Inf": 1},
-        "GET /": {"0.05": 0.9, "0.5": 1, "1": 1, "2.5": 1, "+Inf": 1},
-    }
+    buckets = {"GET /slow": {"0.05": 0, "0.5": 0, "1": 0.05, "2.5": 0.995, "+Inf": 1},
+               "GET /": {"0.05": 0.9, "0.5": 1, "1": 1, "2.5": 1, "+Inf": 1}}
     for i in range(61):
         t = (now - 600 + i * 10) * 1000
         for span, fracs in buckets.items():
@@ -54,17 +52,9 @@ def vm(tmp_path_factory: pytest.TempPathFactory):
         pytest.skip("victoria-metrics is not installed")
     port = free_port()
     data = tmp_path_factory.mktemp("vmdata")
-    proc = subprocess.Popen(
-        [
-            VM,
-            f"-httpListenAddr=127.0.0.1:{port}",
-            f"-storageDataPath={data}",
-            "-search.latencyOffset=1s",
-            "-loggerLevel=ERROR",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = subprocess.Popen([VM, f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={data}",
+                             "-search.latencyOffset=1s", "-loggerLevel=ERROR"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):
@@ -77,9 +67,8 @@ def vm(tmp_path_factory: pytest.TempPathFactory):
         assert r.status_code == 204, r.text
         requests.get(f"{url}/internal/force_flush", timeout=10)
         for _ in range(100):  # imported series become searchable after a moment
-            if requests.get(f"{url}/api/v1/series", params={"match[]": "legible_log_lines_total"}, timeout=5).json()[
-                "data"
-            ]:
+            if requests.get(f"{url}/api/v1/series", params={"match[]": "legible_log_lines_total"},
+                            timeout=5).json()["data"]:
                 break
             time.sleep(0.1)
         yield url
@@ -93,17 +82,10 @@ def repo(tmp_path_factory: pytest.TempPathFactory, vm: str) -> Path:
     root = git_repo(tmp_path_factory.mktemp("metrics") / "wt")
     (root / ".legible").mkdir()
     me = psutil.Process(os.getpid())
-    (root / ".legible" / "state.json").write_text(
-        json.dumps(
-            {
-                "schema": "legible.state/v1",
-                "status": "ready",
-                "supervisor": {"pid": me.pid, "create_time": me.create_time()},
-                "endpoints": {"victoria-metrics": vm, "otlp-http": "http://127.0.0.1:1"},
-                "services": {},
-            }
-        )
-    )
+    (root / ".legible" / "state.json").write_text(json.dumps({
+        "schema": "legible.state/v1", "status": "ready",
+        "supervisor": {"pid": me.pid, "create_time": me.create_time()},
+        "endpoints": {"victoria-metrics": vm, "otlp-http": "http://127.0.0.1:1"}, "services": {}}))
     return root
 
 
@@ -112,9 +94,8 @@ def run(repo: Path, monkeypatch: pytest.MonkeyPatch, *args: str):
     return CliRunner().invoke(app, list(args))
 
 
-P99_SLOW = (
-    'histogram_quantile(0.99, sum by (le) (rate(legible_span_duration_seconds_bucket{span_name="GET /slow"}[5m])))'
-)
+P99_SLOW = ('histogram_quantile(0.99, sum by (le) (rate(legible_span_duration_seconds_bucket'
+            '{span_name="GET /slow"}[5m])))')
 
 
 def test_p99_of_the_slow_endpoint_in_one_call(repo, monkeypatch):
@@ -138,7 +119,7 @@ def test_range_sparklines_and_series_cap(repo, monkeypatch):
     res = run(repo, monkeypatch, "metrics", "legible_demo_gauge", "--range", "10m", "--step", "30s")
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
-    assert lines[0].startswith('25 series (last 10m every 30s); common: legible_demo_gauge{worktree="wt-1"}')
+    assert lines[0].startswith("25 series (last 10m every 30s); common: legible_demo_gauge{worktree=\"wt-1\"}")
     assert lines[1].startswith('{idx="24"}  ') and "min " in lines[1] and " last " in lines[1]
     spark = lines[1].split("  ")[1]
     assert set(spark) <= set("▁▂▃▄▅▆▇█ ") and spark[-1] == "█" and len(spark) <= 40

@@ -11,10 +11,8 @@ from legible.queries.metrics import format_value, metric_type, sparkline, unit_o
 from tests._query_fixtures import TRACEBACK
 
 
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("500ms", 0.5), ("30s", 30), ("5m", 300), ("2h", 7200), ("1d", 86400), ("1h30m", 5400), ("1.5s", 1.5), ("45", 45)],
-)
+@pytest.mark.parametrize(("text", "seconds"), [("500ms", 0.5), ("30s", 30), ("5m", 300), ("2h", 7200),
+                                               ("1d", 86400), ("1h30m", 5400), ("1.5s", 1.5), ("45", 45)])
 def test_parse_duration(text, seconds):
     assert _fmt.parse_duration(text) == pytest.approx(seconds)
 
@@ -35,33 +33,14 @@ def test_parse_time_forms():
         _fmt.parse_time("2027-13-45T99", now)
 
 
-@pytest.mark.parametrize(
-    ("ms", "text"),
-    [
-        (0.42, "0.42 ms"),
-        (3.44, "3.4 ms"),
-        (87.2, "87 ms"),
-        (1234.5, "1.23 s"),
-        (12345, "12.3 s"),
-        (125000, "2m05s"),
-        (None, "-"),
-    ],
-)
+@pytest.mark.parametrize(("ms", "text"), [(0.42, "0.42 ms"), (3.44, "3.4 ms"), (87.2, "87 ms"),
+                                          (1234.5, "1.23 s"), (12345, "12.3 s"), (125000, "2m05s"), (None, "-")])
 def test_fmt_ms(ms, text):
     assert _fmt.fmt_ms(ms) == text
 
 
-@pytest.mark.parametrize(
-    ("x", "text"),
-    [
-        (0.00123456, "0.001235"),
-        (12.3456, "12.35"),
-        (2.0, "2"),
-        (123456.0, "123500"),
-        (1.23456e9, "1.235e+09"),
-        (0, "0"),
-    ],
-)
+@pytest.mark.parametrize(("x", "text"), [(0.00123456, "0.001235"), (12.3456, "12.35"), (2.0, "2"),
+                                         (123456.0, "123500"), (1.23456e9, "1.235e+09"), (0, "0")])
 def test_sig4(x, text):
     assert _fmt.sig4(x) == text
 
@@ -94,12 +73,7 @@ def test_units_and_values():
 def test_metric_types():
     names = {"a_bucket", "a_count", "a_sum", "b_count", "c_total", "d"}
     assert [metric_type(n, names) for n in ["a_bucket", "a_count", "b_count", "c_total", "d"]] == [
-        "histogram",
-        "histogram",
-        "summary",
-        "counter",
-        "gauge",
-    ]
+        "histogram", "histogram", "summary", "counter", "gauge"]
 
 
 def test_headline_of_a_traceback_is_its_exception():
@@ -110,9 +84,8 @@ def test_headline_of_a_traceback_is_its_exception():
 
 
 def test_filter_sql_is_parameterised():
-    flt = make_filter(
-        since="5m", service=["app,worker"], level="warn", grep="Boom", attr=["k=v"], trace_id="ABCDEF", now=10**18
-    )
+    flt = make_filter(since="5m", service=["app,worker"], level="warn", grep="Boom", attr=["k=v"],
+                      trace_id="ABCDEF", now=10**18)
     where, params = flt.where()
     assert "?" in where and "Boom" not in where and "boom" in params
     assert params[:3] == [10**18 - 300 * 10**9, "app", "worker"] and "warn" in params and "abcdef" in params

@@ -70,7 +70,7 @@ def fold(line: str) -> str:
 
 TRACE_ID = (
     "$(legible traces --errors --json"
-    ' | python -c \'import json,sys; print(json.load(sys.stdin)["traces"][0]["trace_id"])\')'
+    " | python -c 'import json,sys; print(json.load(sys.stdin)[\"traces\"][0][\"trace_id\"])')"
 )
 
 

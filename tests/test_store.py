@@ -59,35 +59,17 @@ def test_unreachable_collector_falls_back_to_the_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "sql",
-    [
-        "DELETE FROM logs",
-        "DROP TABLE logs",
-        "INSERT INTO logs SELECT * FROM logs",
-        "SELECT 1; SELECT 2",
-        "ATTACH 'x.db'",
-        "COPY logs TO 'x.csv'",
-        "PRAGMA version",
-        "CREATE TABLE x (a INT)",
-        "SET threads = 1",
-        "selec 1",
-    ],
+    ["DELETE FROM logs", "DROP TABLE logs", "INSERT INTO logs SELECT * FROM logs", "SELECT 1; SELECT 2",
+     "ATTACH 'x.db'", "COPY logs TO 'x.csv'", "PRAGMA version", "CREATE TABLE x (a INT)", "SET threads = 1",
+     "selec 1"],
 )
 def test_only_read_only_statements(tmp_path: Path, sql: str) -> None:
     with pytest.raises(UsageError):
         check_read_only(sql)
 
 
-@pytest.mark.parametrize(
-    "sql",
-    [
-        "SELECT 1",
-        "WITH a AS (SELECT 1) SELECT * FROM a",
-        "EXPLAIN SELECT 1",
-        "DESCRIBE logs",
-        "SHOW TABLES",
-        "SUMMARIZE logs",
-    ],
-)
+@pytest.mark.parametrize("sql", ["SELECT 1", "WITH a AS (SELECT 1) SELECT * FROM a", "EXPLAIN SELECT 1",
+                                 "DESCRIBE logs", "SHOW TABLES", "SUMMARIZE logs"])
 def test_read_statements_pass(sql: str) -> None:
     check_read_only(sql)
 

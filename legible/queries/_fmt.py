@@ -29,17 +29,8 @@ __all__ = [
     "sig4",
 ]
 
-_UNITS_S = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-    "d": 86400.0,
-    "w": 604800.0,
-}
+_UNITS_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0,
+            "w": 604800.0}
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d|w)")
 
 
@@ -100,12 +91,8 @@ def parse_time(text: str, now_ns: int, *, what: str = "--since") -> int:
     if re.fullmatch(r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?", s):
         parts = s.split(":")
         today = _dt.datetime.fromtimestamp(now_ns / 1e9).astimezone()
-        t = today.replace(
-            hour=int(parts[0]),
-            minute=int(parts[1]),
-            second=int(float(parts[2])) if len(parts) > 2 else 0,
-            microsecond=0,
-        )
+        t = today.replace(hour=int(parts[0]), minute=int(parts[1]),
+                          second=int(float(parts[2])) if len(parts) > 2 else 0, microsecond=0)
         ns = int(t.timestamp() * 1e9)
         return ns - 86400 * 10**9 if ns > now_ns else ns
     if re.match(r"\d{4}-\d{2}-\d{2}", s):

@@ -57,34 +57,15 @@ __all__ = [
 
 #: Normalised levels, lowest first (the store's ``logs.level`` values).
 LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
-_LEVEL_ALIASES = {
-    "warning": "warn",
-    "err": "error",
-    "crit": "fatal",
-    "critical": "fatal",
-    "information": "info",
-    "dbg": "debug",
-    "notice": "info",
-    "panic": "fatal",
-    "severe": "error",
-}
+_LEVEL_ALIASES = {"warning": "warn", "err": "error", "crit": "fatal", "critical": "fatal", "information": "info",
+                  "dbg": "debug", "notice": "info", "panic": "fatal", "severe": "error"}
 #: Default time window of ``legible logs``.
 DEFAULT_SINCE = "15m"
 #: ``--fields`` names -> SQL expressions over ``logs`` (``attr.KEY`` is accepted too).
 FIELDS = {
-    "ts": "time_ns",
-    "time": "time_ns",
-    "level": "level",
-    "service": "service",
-    "body": "body",
-    "trace_id": "trace_id",
-    "span_id": "span_id",
-    "source": "source",
-    "template": "template",
-    "severity": "severity_text",
-    "seq": "seq",
-    "scope": "scope",
-    "attributes": "attributes::VARCHAR",
+    "ts": "time_ns", "time": "time_ns", "level": "level", "service": "service", "body": "body",
+    "trace_id": "trace_id", "span_id": "span_id", "source": "source", "template": "template",
+    "severity": "severity_text", "seq": "seq", "scope": "scope", "attributes": "attributes::VARCHAR",
     "resource": "resource::VARCHAR",
 }
 DEFAULT_FIELDS = ("ts", "level", "service", "body")
@@ -146,7 +127,7 @@ class LogFilter:
             conds.append(f"service IN ({', '.join('?' * len(self.services))})")
             params.extend(self.services)
         if self.min_level:
-            lv = LEVELS[LEVELS.index(self.min_level) :]
+            lv = LEVELS[LEVELS.index(self.min_level):]
             conds.append(f"level IN ({', '.join('?' * len(lv))})")
             params.extend(lv)
         if self.grep:
@@ -194,16 +175,9 @@ class LogFilter:
 
     def to_json(self) -> dict[str, Any]:
         """The filter as JSON (times ISO 8601)."""
-        return {
-            "since": iso(self.since_ns) if self.since_ns else None,
-            "until": iso(self.until_ns),
-            "services": self.services,
-            "min_level": self.min_level,
-            "grep": self.grep,
-            "regex": self.regex,
-            "attrs": dict(self.attrs),
-            "trace_id": self.trace_id,
-        }
+        return {"since": iso(self.since_ns) if self.since_ns else None, "until": iso(self.until_ns),
+                "services": self.services, "min_level": self.min_level, "grep": self.grep,
+                "regex": self.regex, "attrs": dict(self.attrs), "trace_id": self.trace_id}
 
 
 def make_filter(
@@ -320,16 +294,9 @@ class LogGroup:
 
     def to_json(self) -> dict[str, Any]:
         """The group as JSON (times ISO 8601)."""
-        return {
-            "level": self.level,
-            "service": self.service,
-            "count": self.count,
-            "template": self.template,
-            "first": iso(self.first_ns),
-            "last": iso(self.last_ns),
-            "example": self.example,
-            "trace_id": self.trace_id,
-        }
+        return {"level": self.level, "service": self.service, "count": self.count, "template": self.template,
+                "first": iso(self.first_ns), "last": iso(self.last_ns), "example": self.example,
+                "trace_id": self.trace_id}
 
 
 @dataclass
@@ -361,17 +328,10 @@ class LogGroups:
 
     def to_json(self) -> dict[str, Any]:
         """The ``legible.logs/v1`` document of the grouped view."""
-        return {
-            "schema": "legible.logs/v1",
-            "view": "groups",
-            "filter": self.filter.to_json(),
-            "total": self.total,
-            "total_groups": self.total_groups,
-            "shown": len(self.groups),
-            "by_level": {k: {"lines": v[0], "groups": v[1]} for k, v in self.by_level.items()},
-            "services": self.services,
-            "groups": [g.to_json() for g in self.groups],
-        }
+        return {"schema": "legible.logs/v1", "view": "groups", "filter": self.filter.to_json(),
+                "total": self.total, "total_groups": self.total_groups, "shown": len(self.groups),
+                "by_level": {k: {"lines": v[0], "groups": v[1]} for k, v in self.by_level.items()},
+                "services": self.services, "groups": [g.to_json() for g in self.groups]}
 
 
 def _groups_sql(template: str, where: str, limit: int) -> str:
@@ -444,19 +404,11 @@ def log_groups(store: Store, flt: LogFilter, limit: int = 30, now: int | None = 
         marks = ", ".join("?" * len(seqs))
         bodies = dict(store.query(f"SELECT seq, body FROM logs WHERE seq IN ({marks})", seqs).rows)  # noqa: S608 - fixed SQL fragments; values are bound parameters
     groups = [LogGroup(lv, sv, tp, n, f, la, bodies.get(seq, ""), tid) for lv, sv, tp, n, f, la, seq, tid in found]
-    groups.sort(
-        key=lambda g: (0 if g.level in ("error", "fatal") else 1 if g.level == "warn" else 2, -g.count, -g.last_ns)
-    )
+    groups.sort(key=lambda g: (0 if g.level in ("error", "fatal") else 1 if g.level == "warn" else 2,
+                               -g.count, -g.last_ns))
     ordered = {lv: (by_level[lv][0], by_level[lv][1]) for lv in reversed(LEVELS) if lv in by_level}
-    res = LogGroups(
-        flt,
-        now,
-        sum(v[0] for v in ordered.values()),
-        sum(v[1] for v in ordered.values()),
-        ordered,
-        sorted(per_service, key=lambda s: -per_service[s]),
-        groups,
-    )
+    res = LogGroups(flt, now, sum(v[0] for v in ordered.values()), sum(v[1] for v in ordered.values()),
+                    ordered, sorted(per_service, key=lambda s: -per_service[s]), groups)
     if res.total == 0 and (flt.since_ns or flt.until_ns is not None):
         w, p = flt.where(with_time=False)
         n, newest = store.query(f"SELECT count(*), max(time_ns) FROM logs WHERE {w}", p).rows[0]  # noqa: S608 - fixed SQL fragments; values are bound parameters
@@ -487,16 +439,11 @@ def render_groups(res: LogGroups, limit: int | None = None) -> list[str]:
     if res.total == 0:
         out = [f"0 lines {flt.describe()}"]
         if res.newest_outside_ns is not None:
-            out.append(
-                f"{fmt_count(res.total_outside)} matching lines outside the window, newest "
-                f"{fmt_ago(res.newest_outside_ns, now)}: try {_since_hint(res.newest_outside_ns, now)}"
-            )
+            out.append(f"{fmt_count(res.total_outside)} matching lines outside the window, newest "
+                       f"{fmt_ago(res.newest_outside_ns, now)}: try {_since_hint(res.newest_outside_ns, now)}")
         return out
-    counts = [
-        f"{res.by_level[lv][1]} {lv} group{'s' if res.by_level[lv][1] != 1 else ''}"
-        for lv in ("fatal", "error", "warn")
-        if lv in res.by_level
-    ]
+    counts = [f"{res.by_level[lv][1]} {lv} group{'s' if res.by_level[lv][1] != 1 else ''}"
+              for lv in ("fatal", "error", "warn") if lv in res.by_level]
     services = ", ".join(res.services[:6]) + (f" +{len(res.services) - 6}" if len(res.services) > 6 else "")
     head = f"{fmt_count(res.total)} lines {flt.describe()} from {services}: "
     head += (", ".join(counts) + "; ") if counts else ""
@@ -505,11 +452,8 @@ def render_groups(res: LogGroups, limit: int | None = None) -> list[str]:
     details = 0
     for g in res.groups:
         text, location = headline(g.example)
-        seen = (
-            fmt_ago(g.last_ns, now)
-            if g.count == 1
-            else f"{fmt_ago(g.first_ns, now).removesuffix(' ago')}..{fmt_ago(g.last_ns, now)}"
-        )
+        seen = fmt_ago(g.last_ns, now) if g.count == 1 else \
+            f"{fmt_ago(g.first_ns, now).removesuffix(' ago')}..{fmt_ago(g.last_ns, now)}"
         msg = one_line(text, 160)
         if g.trace_id:
             msg += f"  trace={g.trace_id}"
@@ -549,15 +493,8 @@ class LogLines:
 
     def to_json(self) -> dict[str, Any]:
         """The ``legible.logs/v1`` document of the raw view."""
-        return {
-            "schema": "legible.logs/v1",
-            "view": "raw",
-            "filter": self.filter.to_json(),
-            "total": self.total,
-            "shown": len(self.rows),
-            "fields": self.fields,
-            "lines": [_json_row(r) for r in self.rows],
-        }
+        return {"schema": "legible.logs/v1", "view": "raw", "filter": self.filter.to_json(), "total": self.total,
+                "shown": len(self.rows), "fields": self.fields, "lines": [_json_row(r) for r in self.rows]}
 
 
 def _json_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -658,13 +595,8 @@ def render_lines(res: LogLines, limit: int | None = None) -> list[str]:
     out = [head, *(ln for block in kept for ln in block)]
     hidden = res.total - shown
     if hidden > 0:
-        out.append(
-            cut_line(
-                hidden,
-                "earlier lines",
-                f"--limit {max(2 * budget, 100)}, narrow with --since/--grep/--level, or --json",
-            )
-        )
+        out.append(cut_line(hidden, "earlier lines", f"--limit {max(2 * budget, 100)}, narrow with --since/"
+                            "--grep/--level, or --json"))
     return out
 
 
@@ -731,3 +663,4 @@ def parse_limit(value: int | None, default: int) -> int:
     if value < 1:
         raise UsageError(f"--limit: {value} must be at least 1", hint="e.g. --limit 100")
     return value
+

@@ -53,4 +53,5 @@ def render_sql(res: QueryResult, limit: int = 40, width: int = 120) -> list[str]
 
 def sql_json(res: QueryResult, schema: str) -> dict[str, Any]:
     """The ``--sql --json`` document: ``{"schema", "columns", "rows", "truncated"}``."""
-    return {"schema": schema, "columns": res.columns, "rows": [list(r) for r in res.rows], "truncated": res.truncated}
+    return {"schema": schema, "columns": res.columns, "rows": [list(r) for r in res.rows],
+            "truncated": res.truncated}

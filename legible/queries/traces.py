@@ -59,19 +59,9 @@ __all__ = [
 DEFAULT_SINCE = "1h"
 #: Span attributes shown in the tree (old and new semantic-convention names), in this order.
 KEY_ATTRIBUTES = (
-    "http.method",
-    "http.request.method",
-    "http.route",
-    "http.target",
-    "url.path",
-    "http.status_code",
-    "http.response.status_code",
-    "db.statement",
-    "db.query.text",
-    "rpc.method",
-    "messaging.destination.name",
-    "peer.service",
-    "error.type",
+    "http.method", "http.request.method", "http.route", "http.target", "url.path", "http.status_code",
+    "http.response.status_code", "db.statement", "db.query.text", "rpc.method", "messaging.destination.name",
+    "peer.service", "error.type",
 )
 #: Same-named siblings shown before the rest are folded into one line.
 FOLD_AFTER = 3
@@ -148,14 +138,9 @@ class TraceFilter:
 
     def to_json(self) -> dict[str, Any]:
         """The filter as JSON."""
-        return {
-            "since": iso(self.since_ns) if self.since_ns else None,
-            "until": iso(self.until_ns),
-            "services": self.services,
-            "name": self.name,
-            "min_duration_ms": self.min_duration_ms,
-            "errors": self.errors,
-        }
+        return {"since": iso(self.since_ns) if self.since_ns else None, "until": iso(self.until_ns),
+                "services": self.services, "name": self.name, "min_duration_ms": self.min_duration_ms,
+                "errors": self.errors}
 
 
 def make_trace_filter(
@@ -224,16 +209,9 @@ class TraceSummary:
 
     def to_json(self) -> dict[str, Any]:
         """The summary as JSON."""
-        return {
-            "trace_id": self.trace_id,
-            "root": self.root,
-            "service": self.service,
-            "start": iso(self.start_ns),
-            "duration_ms": round(self.duration_ms, 3),
-            "spans": self.spans,
-            "errors": self.errors,
-            "error": self.error,
-        }
+        return {"trace_id": self.trace_id, "root": self.root, "service": self.service,
+                "start": iso(self.start_ns), "duration_ms": round(self.duration_ms, 3), "spans": self.spans,
+                "errors": self.errors, "error": self.error}
 
 
 @dataclass
@@ -259,15 +237,9 @@ class TraceList:
 
     def to_json(self) -> dict[str, Any]:
         """The ``legible.traces/v1`` document."""
-        return {
-            "schema": "legible.traces/v1",
-            "filter": self.filter.to_json(),
-            "order": self.order,
-            "total": self.total,
-            "total_errors": self.total_errors,
-            "shown": len(self.traces),
-            "traces": [t.to_json() for t in self.traces],
-        }
+        return {"schema": "legible.traces/v1", "filter": self.filter.to_json(), "order": self.order,
+                "total": self.total, "total_errors": self.total_errors, "shown": len(self.traces),
+                "traces": [t.to_json() for t in self.traces]}
 
 
 def list_traces(
@@ -326,21 +298,14 @@ def render_traces(res: TraceList, limit: int | None = None) -> list[str]:
         root = one_line(t.root, 60)
         if t.errors:
             root += f"  ERROR({t.errors}) {one_line(t.error or '', 100)}"
-        rows.append(
-            [
-                t.trace_id[:16],
-                f"{fmt_clock(t.start_ns)} ({fmt_ago(t.start_ns, now)})",
-                fmt_ms(t.duration_ms),
-                str(t.spans),
-                t.service,
-                root,
-            ]
-        )
+        rows.append([t.trace_id[:16], f"{fmt_clock(t.start_ns)} ({fmt_ago(t.start_ns, now)})",
+                     fmt_ms(t.duration_ms), str(t.spans), t.service, root])
     out = [head, *align(rows)]
     hidden = res.total - len(res.traces)
     if hidden > 0:
         n = max(2 * len(res.traces), 50)
-        out.append(cut_line(hidden, "traces", f"--limit {n}, --errors, --min-duration 500ms, --slowest 10, or --json"))
+        out.append(cut_line(hidden, "traces", f"--limit {n}, --errors, --min-duration 500ms, --slowest 10, "
+                                              "or --json"))
     out.append("one trace as a tree: legible trace <TRACE>")
     return out
 
@@ -401,28 +366,17 @@ class SpanNode:
 
     def subtree_has_error(self) -> bool:
         """This span or a descendant has status ``error`` or an error log line."""
-        return (
-            self.is_error
-            or any(lg["level"] in ("error", "fatal") for lg in self.logs)
-            or any(c.subtree_has_error() for c in self.children)
-        )
+        return self.is_error or any(lg["level"] in ("error", "fatal") for lg in self.logs) or any(
+            c.subtree_has_error() for c in self.children)
 
     def to_json(self, trace_start_ns: int) -> dict[str, Any]:
         """The span and its subtree as JSON (times ISO 8601; ``offset_ms`` from the trace start)."""
         return {
-            "span_id": self.span_id,
-            "parent_span_id": self.parent_span_id,
-            "service": self.service,
-            "name": self.name,
-            "kind": self.kind,
-            "start": iso(self.start_ns),
-            "offset_ms": round((self.start_ns - trace_start_ns) / 1e6, 3),
-            "duration_ms": round(self.duration_ms, 3),
-            "status_code": self.status_code,
-            "status_message": self.status_message,
-            "attributes": self.attributes,
-            "events": self.events,
-            "orphan": self.orphan,
+            "span_id": self.span_id, "parent_span_id": self.parent_span_id, "service": self.service,
+            "name": self.name, "kind": self.kind, "start": iso(self.start_ns),
+            "offset_ms": round((self.start_ns - trace_start_ns) / 1e6, 3), "duration_ms": round(self.duration_ms, 3),
+            "status_code": self.status_code, "status_message": self.status_message, "attributes": self.attributes,
+            "events": self.events, "orphan": self.orphan,
             "logs": [{**lg, "time": iso(lg["time_ns"])} for lg in self.logs],
             "children": [c.to_json(trace_start_ns) for c in self.children],
         }
@@ -462,17 +416,10 @@ class TraceTree:
 
     def to_json(self) -> dict[str, Any]:
         """The ``legible.trace/v1`` document: the full tree."""
-        return {
-            "schema": "legible.trace/v1",
-            "trace_id": self.trace_id,
-            "start": iso(self.start_ns),
-            "duration_ms": round(self.duration_ms, 3),
-            "spans": self.span_count,
-            "errors": self.error_count,
-            "logs": self.log_count,
-            "roots": [r.to_json(self.start_ns) for r in self.roots],
-            "loose_logs": [{**lg, "time": iso(lg["time_ns"])} for lg in self.loose_logs],
-        }
+        return {"schema": "legible.trace/v1", "trace_id": self.trace_id, "start": iso(self.start_ns),
+                "duration_ms": round(self.duration_ms, 3), "spans": self.span_count, "errors": self.error_count,
+                "logs": self.log_count, "roots": [r.to_json(self.start_ns) for r in self.roots],
+                "loose_logs": [{**lg, "time": iso(lg["time_ns"])} for lg in self.loose_logs]}
 
 
 def _json(value: Any, default: Any) -> Any:
@@ -498,10 +445,8 @@ def resolve_trace_id(store: Store, text: str) -> str:
         raise UsageError(f"trace id {text!r} must be 6 to 32 hex digits", hint="copy it from `legible traces`")
     if len(tid) == 32:
         return tid
-    sql = (
-        "SELECT trace_id FROM (SELECT DISTINCT trace_id FROM spans WHERE starts_with(trace_id, ?) UNION "
-        "SELECT DISTINCT trace_id FROM logs WHERE starts_with(trace_id, ?)) ORDER BY 1 LIMIT 6"
-    )
+    sql = ("SELECT trace_id FROM (SELECT DISTINCT trace_id FROM spans WHERE starts_with(trace_id, ?) UNION "
+           "SELECT DISTINCT trace_id FROM logs WHERE starts_with(trace_id, ?)) ORDER BY 1 LIMIT 6")
     found = [r[0] for r in store.query(sql, [tid, tid]).rows]
     if not found:
         raise UsageError(f"no trace starts with {tid}", hint="`legible traces --since all` lists the stored ones")
@@ -529,19 +474,17 @@ def get_trace(store: Store, trace_id: str, max_logs: int = 2000, now: int | None
     tid = resolve_trace_id(store, trace_id)
     spans = store.query(
         "SELECT span_id, parent_span_id, service, name, kind, start_ns, end_ns, duration_ms, status_code, "
-        "status_message, attributes, events FROM spans WHERE trace_id = ? ORDER BY start_ns, seq",
-        [tid],
+        "status_message, attributes, events FROM spans WHERE trace_id = ? ORDER BY start_ns, seq", [tid]
     ).rows
     logs = store.query(
-        "SELECT time_ns, level, service, body, span_id FROM logs WHERE trace_id = ? ORDER BY time_ns, seq LIMIT ?",
-        [tid, int(max_logs)],
+        "SELECT time_ns, level, service, body, span_id FROM logs WHERE trace_id = ? ORDER BY time_ns, seq "
+        "LIMIT ?", [tid, int(max_logs)]
     ).dicts()
     nodes: dict[str, SpanNode] = {}
     end = 0
     for sid, parent, svc, name, kind, start, stop, dur, code, msg, attrs, events in spans:
-        nodes[sid] = SpanNode(
-            sid, parent, svc, name, kind, int(start), float(dur), code, msg, _json(attrs, {}), _json(events, [])
-        )
+        nodes[sid] = SpanNode(sid, parent, svc, name, kind, int(start), float(dur), code, msg,
+                              _json(attrs, {}), _json(events, []))
         end = max(end, int(stop))
     roots: list[SpanNode] = []
     for node in nodes.values():
@@ -598,13 +541,8 @@ def render_tree(tree: TraceTree, limit: int = 40) -> list[str]:
         for lg in pick:
             lines.append((f"{pad}| {_log_text(lg)}", lg["level"] in ("error", "fatal")))
         if len(logs) > len(pick):
-            lines.append(
-                (
-                    f"{pad}| … {len(logs) - len(pick)} more log lines: legible logs --trace-id "
-                    f"{tree.trace_id} --raw{span_hint}",
-                    False,
-                )
-            )
+            lines.append((f"{pad}| … {len(logs) - len(pick)} more log lines: legible logs --trace-id "
+                          f"{tree.trace_id} --raw{span_hint}", False))
 
     def walk(node: SpanNode, depth: int, parent_service: str | None) -> None:
         pad = "  " * depth
@@ -640,12 +578,8 @@ def render_tree(tree: TraceTree, limit: int = 40) -> list[str]:
                 if child.name not in announced:
                     announced.add(child.name)
                     total = sum(c.duration_ms for c in hidden)
-                    lines.append(
-                        (
-                            f"{pad}  … {len(hidden)} more `{one_line(child.name, 60)}` spans (total {fmt_ms(total)})",
-                            False,
-                        )
-                    )
+                    lines.append((f"{pad}  … {len(hidden)} more `{one_line(child.name, 60)}` spans "
+                                  f"(total {fmt_ms(total)})", False))
                 continue
             walk(child, depth + 1, node.service)
 
@@ -656,11 +590,9 @@ def render_tree(tree: TraceTree, limit: int = 40) -> list[str]:
         emit_logs(tree.loose_logs, "  ", "")
     first = tree.roots[0] if tree.roots else None
     title = f"{first.name} [{first.service}]" if first else "(no spans stored)"
-    head = (
-        f"trace {tree.trace_id}: {title} {fmt_ms(tree.duration_ms)}, {tree.span_count} spans, "
-        f"{tree.error_count} errors, {tree.log_count} log lines, started {fmt_clock(t0)} "
-        f"({fmt_ago(t0, tree.now_ns)})"
-    )
+    head = (f"trace {tree.trace_id}: {title} {fmt_ms(tree.duration_ms)}, {tree.span_count} spans, "
+            f"{tree.error_count} errors, {tree.log_count} log lines, started {fmt_clock(t0)} "
+            f"({fmt_ago(t0, tree.now_ns)})")
     if len(lines) <= limit:
         return [head, *(t for t, _ in lines)]
     keep = {i for i, (_, imp) in enumerate(lines) if imp}
@@ -670,9 +602,6 @@ def render_tree(tree: TraceTree, limit: int = 40) -> list[str]:
             break
         keep.add(i)
     out = [head, *(lines[i][0] for i in sorted(keep))]
-    out.append(
-        cut_line(
-            len(lines) - len(keep), "lines of this trace", f"--limit {max(2 * limit, 200)} or --json (the full tree)"
-        )
-    )
+    out.append(cut_line(len(lines) - len(keep), "lines of this trace",
+                        f"--limit {max(2 * limit, 200)} or --json (the full tree)"))
     return out
