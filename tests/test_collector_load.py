@@ -162,6 +162,10 @@ def grpc_sender(target: str, service: str, stop: threading.Event, tally: Tally) 
                         tally.refused[code.name] += 1
                         time.sleep(0.1)
                         continue
+                    if code == grpc.StatusCode.CANCELLED:  # no answer (the server went away): not acknowledged
+                        tally.unanswered += 1
+                        time.sleep(0.1)
+                        continue
                     tally.unexpected.append(f"{code.name} {e.details()}")  # type: ignore[attr-defined]
                     return
                 tally.acked["spans"] += BATCH

@@ -89,6 +89,8 @@ DRAIN_MAX = 2 * MAX_BODY
 CONN_TIMEOUT_S = 30.0
 #: Listen backlog of the HTTP socket.
 BACKLOG = 128
+#: Seconds OTLP/gRPC calls under way may take to finish at shutdown (they are quick unless the machine is busy).
+GRPC_GRACE_S = 5.0
 #: Schema of ``GET /status``.
 STATUS_SCHEMA = "legible.collector-status/v1"
 _SIGNALS = ("traces", "logs", "metrics")
@@ -292,8 +294,8 @@ class Collector:
     def stop(self) -> None:
         """Stop receiving, write every accepted row to the store, push once more, close the file."""
         self.ready = False
-        if self.grpc_server is not None:
-            self.grpc_server.stop(grace=0.3)
+        if self.grpc_server is not None:  # new RPCs are refused; those under way finish (and are answered)
+            self.grpc_server.stop(grace=GRPC_GRACE_S).wait(GRPC_GRACE_S + 1)
         self.httpd.shutdown()
         self.httpd.server_close()
         if self.tailer is not None:
