@@ -547,6 +547,13 @@ def test_a_store_that_cannot_be_written_makes_health_503_with_the_cause(tmp_path
 
     (r,) = eventually(health, timeout=30)
     assert r.text.startswith("unhealthy: store write failed:") and "Out of Memory" in r.text
+    # what the supervisor's liveness probe makes of it (3 in a row and the collector is restarted)
+    from legible.services.base import Probe, ServicePlan
+    from legible.supervisor import probe_live
+
+    plan = ServicePlan("collector", "collector", [], "/", {}, Probe("http", f"{col.url}/health"), 5.0, [])
+    cause = probe_live(plan)
+    assert cause.startswith(f"HTTP 503 from {col.url}/health: unhealthy: store write failed: Out of Memory")
     doc = requests.get(f"{col.url}/status", headers=auth, timeout=5).json()
     assert doc["healthy"] is False and "Out of Memory" in doc["error"] and doc["pending"] == 2000
     # nothing more is acknowledged while it fails: 503 + Retry-After, gRPC UNAVAILABLE
