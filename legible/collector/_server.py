@@ -478,6 +478,7 @@ class _Handler(BaseHTTPRequestHandler):
         if host in (f"127.0.0.1:{port}", f"localhost:{port}"):
             return True
         self.collector.refuse("any", "foreign_host")
+        self.close_connection = True  # a request body, if any, is left unread
         self._json(403, {"error": f"Host {host!r} is not this collector", "hint": f"use 127.0.0.1:{port}"})
         return False
 
@@ -487,6 +488,7 @@ class _Handler(BaseHTTPRequestHandler):
         if hmac.compare_digest(got.encode(), want.encode()):
             return True
         self.collector.refuse("any", "unauthorized")
+        self.close_connection = True  # a request body, if any, is left unread
         where = self.collector.token_file or "the collector's --token-file"
         self._send(
             401,
@@ -565,7 +567,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _control(self, path: str) -> None:
         c = self.collector
         if not self._local_host() or not self._authorized():
-            self.close_connection = True  # the body was not read
             return
         if path == "/flush":  # push derived metrics and have VictoriaMetrics index them now
             if self._read_body("flush") is None:
