@@ -1,6 +1,15 @@
 """Collector benchmarks: ingest throughput, query latency over a large store, RSS.
 
     python benchmarks/bench_collector.py [--runs 3] [--lines 300000] [--spans 100000]
+        [--load-spans 1000000] [--single-seconds 20]
+
+Concurrency (issue 8): OTLP/HTTP senders in their own processes, batches of 100 spans with unique trace ids
+(5 spans per trace), retrying 429/503: spans/s acknowledged with zero loss (stored == acknowledged, exact)
+with 1 sender and with 4 (target: 4 >= 1), ``legible traces --slowest 10`` latency under the 4-sender load
+vs idle (target < 3x), the queries behind ``legible traces``/``traces --slowest 10``/``legible logs`` after
+1M spans / 200k traces, peak collector RSS (target < 400 MB), the slowest answer to a malformed payload
+sent during the load (HTTP and gRPC; target < 1 s), a kept-alive request's latency (TCP_NODELAY), and a
+raw DuckDB Arrow insert of span rows in the same run.
 
 Targets (issue 3): >= 50,000 stdout lines/s and >= 20,000 OTLP/HTTP protobuf spans/s on one core with
 nothing dropped; queries over 1M log lines and 200k spans well under 300 ms; collector RSS < 150 MB.
@@ -12,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import concurrent.futures
+import multiprocessing
 import os
 import random
 import signal
@@ -25,6 +36,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import grpc
 import psutil
 import pyarrow as pa
 import requests
@@ -35,7 +47,10 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from legible.store import migrate, open_store, store_path, template_sql  # noqa: E402
+from legible.collector._writer import SPAN_COLUMNS, _arrow, _insert_sql  # noqa: E402
+from legible.queries.logs import log_groups, make_filter  # noqa: E402
+from legible.queries.traces import list_traces, make_trace_filter  # noqa: E402
+from legible.store import migrate, open_store, read_token, store_path, template_sql  # noqa: E402
 
 WT = "bench-00000000"
 
@@ -54,18 +69,19 @@ class Collector:
         self.db = store_path(self.state)
 
     def start(self) -> Collector:
-        self.http = free_port()
+        self.http, self.grpc = free_port(), free_port()
         self.p = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "legible.collector",
                 f"--http-port={self.http}",
-                "--grpc-port=-1",
+                f"--grpc-port={self.grpc}",
                 f"--db={self.db}",
                 f"--logs-dir={self.logs}",
                 f"--worktree={WT}",
                 "--max-db-mb=4096",
+                f"--token-file={self.state / 'collector.token'}",
             ],
             cwd=REPO,
             env={**os.environ, "PYTHONPATH": str(REPO), "MALLOC_ARENA_MAX": "2"},  # as the service plan
@@ -82,10 +98,13 @@ class Collector:
             except requests.RequestException:
                 time.sleep(0.05)
         self.proc = psutil.Process(self.p.pid)
+        self.auth = {"Authorization": f"Bearer {read_token(self.state)}"}
         return self
 
-    def count(self, table: str) -> int:
-        r = requests.post(f"{self.url}/query", json={"sql": f"SELECT count(*) FROM {table}"}, timeout=30)
+    def count(self, table: str, what: str = "count(*)") -> int:
+        r = requests.post(
+            f"{self.url}/query", json={"sql": f"SELECT {what} FROM {table}"}, headers=self.auth, timeout=60
+        )
         return int(r.json()["rows"][0][0])
 
     def cpu(self) -> float:
@@ -337,6 +356,243 @@ def bench_queries(n_logs: int, n_spans: int, runs: int) -> dict[str, float]:
     return out
 
 
+# ---- concurrency: several senders, zero loss, queries under load (issue 8) ----------------------------
+
+
+def unique_spans_template(sender: int) -> tuple[bytes, bytes]:
+    """A 100-span request whose 20 trace ids share one 12-byte prefix; replacing it makes the traces new."""
+    prefix = b"\xa5\x5a" * 6
+    now = time.time_ns()
+    rnd = random.Random(sender)
+    spans = []
+    for i in range(100):
+        t = i // 5
+        trace_id = prefix + t.to_bytes(4, "big")
+        dur = int(rnd.expovariate(1 / 50e6))
+        spans.append(
+            Span(
+                trace_id=trace_id,
+                span_id=rnd.randbytes(8),
+                parent_span_id=b"" if i % 5 == 0 else rnd.randbytes(8),
+                name="GET /api/items/{id}" if i % 5 == 0 else "SELECT items",
+                kind=2 if i % 5 == 0 else 3,
+                start_time_unix_nano=now - dur,
+                end_time_unix_nano=now,
+                status=Status(code=2 if i % 50 == 0 else 0),
+                attributes=[KeyValue(key="http.route", value=AnyValue(string_value="/api/items/{id}"))],
+            )
+        )
+    res = [KeyValue(key="service.name", value=AnyValue(string_value=f"bench-{sender}"))]
+    req = ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(resource={"attributes": res}, scope_spans=[ScopeSpans(scope={"name": "bench"}, spans=spans)])
+        ]
+    )
+    return req.SerializeToString(), prefix
+
+
+def sender_process(url: str, sender: int, deadline: float, max_spans: int) -> tuple[int, int]:
+    """Send unique 100-span batches until ``deadline`` (monotonic) or ``max_spans``; return (acked, refused)."""
+    body, prefix = unique_spans_template(sender)
+    s = requests.Session()
+    acked = refused = 0
+    k = 0
+    while time.monotonic() < deadline and acked < max_spans:
+        k += 1
+        data = body.replace(prefix, sender.to_bytes(4, "big") + k.to_bytes(8, "big"))
+        while True:
+            r = s.post(f"{url}/v1/traces", data=data, headers={"Content-Type": "application/x-protobuf"}, timeout=60)
+            if r.status_code == 200:
+                acked += 100
+                break
+            if r.status_code not in (429, 503) or not r.headers.get("Retry-After"):
+                raise RuntimeError(f"sender {sender}: unexpected {r.status_code}")
+            refused += 1
+            time.sleep(0.05)
+    return acked, refused
+
+
+def _pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def run_senders(url: str, n: int, seconds: float, max_spans: int) -> tuple[int, int, float]:
+    """Run ``n`` sender processes; return (acked spans, refused requests, wall seconds of the sending)."""
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(n, mp_context=ctx) as pool:
+        while len(set(pool.map(_pid_after, [0.5] * n))) < n:  # every worker started (spawn imports this module)
+            pass
+        t0 = time.monotonic()
+        futs = [pool.submit(sender_process, url, k, t0 + seconds, max_spans // n) for k in range(n)]
+        results = [f.result() for f in futs]
+        took = time.monotonic() - t0
+    return sum(a for a, _ in results), sum(r for _, r in results), took
+
+
+def slowest10(store: object) -> float:
+    t0 = time.perf_counter()
+    res = list_traces(store, make_trace_filter(since="all"), limit=10, slowest=True)  # type: ignore[arg-type]
+    assert len(res.traces) == 10
+    return (time.perf_counter() - t0) * 1000
+
+
+def malformed_prober(col: Collector, stop: threading.Event, out: list[float]) -> None:
+    """Send malformed payloads (HTTP and gRPC, in turn) until ``stop``; append each answer's latency (s)."""
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+    svc = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name
+    bad = [
+        b"\x0a\xff\xff\xff\xff\x0f",
+        b'{"resourceSpans":' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"resourceSpans": [',
+        b"\x1f\x8bnot gzip",
+    ]
+    s = requests.Session()
+    with grpc.insecure_channel(f"127.0.0.1:{col.grpc}") as ch:
+        call = ch.unary_unary(f"/{svc}/Export", request_serializer=None, response_deserializer=None)
+        i = 0
+        while not stop.wait(0.02):
+            i += 1
+            t0 = time.perf_counter()
+            if i % 2:
+                try:
+                    call(bad[0], timeout=30)
+                    raise AssertionError("malformed gRPC accepted")
+                except grpc.RpcError as e:
+                    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.code()
+            else:
+                body = bad[i // 2 % len(bad)]
+                ctype = "application/json" if body.startswith(b"{") else "application/x-protobuf"
+                hdrs = {"Content-Type": ctype, **({"Content-Encoding": "gzip"} if body.startswith(b"\x1f") else {})}
+                r = s.post(f"{col.url}/v1/traces", data=body, headers=hdrs, timeout=30)
+                assert 400 <= r.status_code < 500, r.status_code
+            out.append(time.perf_counter() - t0)
+
+
+def bench_raw_span_insert(n: int = 100_000) -> float:
+    """Baseline: span rows/s of the writer's own Arrow ``INSERT ... SELECT`` into an empty spans table."""
+    con = duckdb.connect()
+    migrate(con)
+    now = time.time_ns()
+    row = (
+        "a" * 32,
+        "b" * 16,
+        None,
+        None,
+        "bench",
+        "GET /api/items/{id}",
+        "server",
+        now,
+        now + 10**6,
+        1.0,
+        "unset",
+        None,
+        '{"http.route":"/api/items/{id}"}',
+        '{"service.name":"bench"}',
+        "bench",
+        "[]",
+        "[]",
+        None,
+        None,
+        now,
+    )
+    rows = [row] * n
+    t0 = time.perf_counter()
+    for i in range(0, n, 5000):  # the writer's batches (FLUSH_ROWS)
+        con.register("_batch_spans", _arrow(SPAN_COLUMNS, rows[i : i + 5000], i))
+        con.execute(_insert_sql("spans", SPAN_COLUMNS)).fetchall()
+        con.unregister("_batch_spans")
+    return n / (time.perf_counter() - t0)
+
+
+def keepalive_ms(col: Collector, n: int = 200) -> float:
+    body = span_request(1, 99)
+    s = requests.Session()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        r = s.post(f"{col.url}/v1/traces", data=body, headers={"Content-Type": "application/x-protobuf"}, timeout=10)
+        times.append(time.perf_counter() - t0)
+        assert r.status_code == 200
+    return statistics.median(times) * 1000
+
+
+def bench_concurrency(load_spans: int, single_seconds: float) -> dict[str, float]:
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:  # one sender, fixed time
+        col = Collector(Path(tmp)).start()
+        out["keep-alive POST /v1/traces ms (median)"] = keepalive_ms(col, 200)
+        while col.count("spans") < 200:
+            time.sleep(0.05)
+        base = col.count("spans")
+        acked, refused, took = run_senders(col.url, 1, single_seconds, 10**9)
+        while col.count("spans") - base < acked:
+            time.sleep(0.1)
+        assert col.count("spans") - base == acked, "1 sender: stored != acknowledged"
+        out["1 sender: spans/s acknowledged, zero loss"] = acked / took
+        out["1 sender: refused (429/503) requests"] = refused
+        col.stop()
+    with tempfile.TemporaryDirectory() as tmp:  # four senders up to load_spans, queries and malformed probes meanwhile
+        col = Collector(Path(tmp)).start()
+        store = open_store(col.state, col.url, worktree=WT)
+        stop = threading.Event()
+        peak = [0]
+        lat_load: list[float] = []
+        bad_lat: list[float] = []
+
+        def watch() -> None:
+            while not stop.wait(0.25):
+                peak[0] = max(peak[0], col.proc.memory_info().rss)
+
+        def query_loop() -> None:
+            while not stop.wait(0.5):
+                try:
+                    lat_load.append(slowest10(store))
+                except AssertionError:
+                    pass  # fewer than 10 traces yet
+
+        threads = [threading.Thread(target=f) for f in (watch, query_loop)]
+        threads.append(threading.Thread(target=malformed_prober, args=(col, stop, bad_lat)))
+        for t in threads:
+            t.start()
+        acked, refused, took = run_senders(col.url, 4, 3600, load_spans)
+        stop.set()
+        for t in threads:
+            t.join()
+        t0 = time.monotonic()
+        while col.count("spans") < acked:
+            time.sleep(0.1)
+        drain = time.monotonic() - t0
+        stored = col.count("spans")
+        assert stored == acked, f"4 senders: stored {stored} != acknowledged {acked}"
+        out["4 senders: spans/s acknowledged, zero loss"] = acked / took
+        out["4 senders: refused (429/503) requests"] = refused
+        out["4 senders: spans stored"] = stored
+        out["4 senders: distinct traces stored"] = col.count("spans", "count(DISTINCT trace_id)")
+        out["4 senders: seconds from last ack to all stored"] = drain
+        out["collector peak RSS MB under load"] = peak[0] / 2**20
+        out["malformed payloads answered during the load"] = len(bad_lat)
+        out["malformed: slowest answer s"] = max(bad_lat) if bad_lat else float("nan")
+        out["traces --slowest 10 under load ms (median)"] = statistics.median(lat_load)
+        idle = [slowest10(store) for _ in range(7)]
+        out["traces --slowest 10 idle, same store ms (median)"] = statistics.median(idle)
+        for name, fn in (
+            ("legible traces", lambda: list_traces(store, make_trace_filter(since="all"), limit=20)),
+            ("legible logs", lambda: log_groups(store, make_filter(since="all"))),
+        ):
+            times = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+            out[f"{name} query after the load ms (median)"] = statistics.median(times) * 1000
+        out["collector RSS MB after the queries"] = col.proc.memory_info().rss / 2**20
+        col.stop()
+    out["raw DuckDB Arrow insert, span rows/s"] = bench_raw_span_insert()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -344,8 +600,26 @@ def main() -> None:
     ap.add_argument("--spans", type=int, default=100_000)
     ap.add_argument("--store-logs", type=int, default=1_000_000)
     ap.add_argument("--store-spans", type=int, default=200_000)
+    ap.add_argument("--load-spans", type=int, default=1_000_000)
+    ap.add_argument("--single-seconds", type=float, default=20.0)
+    ap.add_argument("--only", choices=["concurrency"], default=None, help="run one part only")
     a = ap.parse_args()
     print(f"cores: {os.cpu_count()}, runs: {a.runs} (medians)")
+    conc = bench_concurrency(a.load_spans, a.single_seconds)
+    for k, v in conc.items():
+        print(f"{k}: {v:,.3f}" if v < 10 else f"{k}: {v:,.0f}")
+    one, four = conc["1 sender: spans/s acknowledged, zero loss"], conc["4 senders: spans/s acknowledged, zero loss"]
+    q_load, q_idle = (
+        conc["traces --slowest 10 under load ms (median)"],
+        conc["traces --slowest 10 idle, same store ms (median)"],
+    )
+    print(
+        f"4 senders / 1 sender: x{four / one:.2f} (target >= 1); slowest-10 under load / idle: "
+        f"x{q_load / q_idle:.2f} (target < 3); raw DuckDB insert / 4 senders: "
+        f"x{conc['raw DuckDB Arrow insert, span rows/s'] / four:.1f}"
+    )
+    if a.only == "concurrency":
+        return
     lines = bench_lines(a.lines, a.runs)
     raw = bench_raw_insert(a.lines)
     print(

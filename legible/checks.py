@@ -131,8 +131,9 @@ class CheckContext:
             raise NotRunning("promql checks need a running stack", hint="run `legible up --wait` first")
         if not self._flushed and self.state["endpoints"].get("otlp-http"):
             from legible.queries._source import flush_collector
+            from legible.store import read_token
 
-            self._flushed = flush_collector(self.state["endpoints"]["otlp-http"])
+            self._flushed = flush_collector(self.state["endpoints"]["otlp-http"], read_token(self.worktree.state_dir))
         return str(self.state["endpoints"]["victoria-metrics"])
 
 

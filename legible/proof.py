@@ -410,9 +410,11 @@ def run_proof(
         }
     )
     from legible.queries._source import flush_collector
+    from legible.store import read_token
 
     lap("checks")
-    flush_collector(state["endpoints"]["otlp-http"])  # the run's last spans, as metrics, searchable now
+    # the run's last spans, as metrics, searchable now
+    flush_collector(state["endpoints"]["otlp-http"], read_token(wt.state_dir))
     t_end = now()
     window_start = min(t_start, float(state["started_at"] or t_start))
     vm = state["endpoints"]["victoria-metrics"]

@@ -9,6 +9,10 @@ One file per worktree, ``<worktree>/.legible/data/signals.duckdb`` (:func:`store
   ``legible down``), it opens the file with ``read_only=True``.
 * Only one ``SELECT`` / ``WITH`` / ``EXPLAIN`` / ``DESCRIBE`` / ``SHOW`` / ``SUMMARIZE`` statement is
   accepted (checked with :func:`duckdb.extract_statements`); anything else raises :class:`UsageError`.
+* The collector's ``/query`` wants ``Authorization: Bearer <token>``, the token the collector wrote to
+  ``<state_dir>/collector.token`` (:data:`TOKEN_FILENAME`, mode 0600) at start; :func:`open_store` reads it.
+* Both paths run DuckDB locked down (:func:`lock_down`, :data:`LOCKED_SETTINGS`): no file, URL,
+  ``ATTACH``, ``COPY`` or extension access from SQL, so a query reads the store's tables and nothing else.
 * At most :data:`MAX_ROWS` rows come back; :attr:`QueryResult.truncated` says when more existed.
 * Values are JSON-compatible whichever path answered (see :func:`jsonable`): ``TIMESTAMP`` becomes an
   ISO 8601 string, ``JSON`` columns stay strings, ``DECIMAL`` becomes ``float``, ``BLOB`` becomes hex.
@@ -55,8 +59,10 @@ __all__ = [
     "Store",
     "check_read_only",
     "jsonable",
+    "lock_down",
     "migrate",
     "open_store",
+    "read_token",
     "run_query",
     "store_path",
 ]
@@ -68,6 +74,17 @@ LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
 #: Statement types :meth:`Store.query` accepts (names of ``duckdb.StatementType``).
 ALLOWED_STATEMENTS = frozenset({"SELECT", "EXPLAIN"})
 STORE_FILENAME = "signals.duckdb"
+#: The collector's bearer token for ``/query``, ``/flush`` and ``/status``, in the state directory.
+TOKEN_FILENAME = "collector.token"  # noqa: S105 - a file name, not a secret
+#: DuckDB settings that confine SQL to the open database (https://duckdb.org/docs/stable/configuration/overview,
+#: https://duckdb.org/docs/stable/operations_manual/securing_duckdb/overview), applied in this order and
+#: then frozen with ``lock_configuration``.
+LOCKED_SETTINGS = (
+    ("autoinstall_known_extensions", "false"),
+    ("autoload_known_extensions", "false"),
+    ("enable_external_access", "false"),
+    ("lock_configuration", "true"),
+)
 
 # The folding used for logs.template: ids, hex and numbers become placeholders so similar lines group.
 # RE2 syntax (DuckDB's regexp_replace). Applied to the headline (first line, or the last line of a
@@ -184,6 +201,25 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
             raise
         applied.append(name)
     return applied
+
+
+def lock_down(con: duckdb.DuckDBPyConnection) -> None:
+    """Apply :data:`LOCKED_SETTINGS` to ``con``'s database; afterwards no SQL can change them.
+
+    ``temp_directory`` and the other settings must be set before (they are locked too). Settings are per
+    database instance, so every cursor of ``con`` is confined as well.
+    """
+    for name, value in LOCKED_SETTINGS:
+        con.execute(f"SET {name} = {value}")
+
+
+def read_token(state_dir: Path | str) -> str | None:
+    """Return the collector's token from ``<state_dir>/collector.token``, or ``None`` if there is none."""
+    try:
+        token = (Path(state_dir) / TOKEN_FILENAME).read_text().strip()
+    except OSError:
+        return None
+    return token or None
 
 
 def store_path(state_dir: Path | str) -> Path:
@@ -316,6 +352,7 @@ class Store:
         worktree: worktree key the collector must report, so a port reused by another worktree's
             collector is never asked (it answers 409 and the file is read instead).
         timeout: seconds to wait for the collector.
+        token: the collector's bearer token (:func:`read_token`), sent with each query.
 
     """
 
@@ -323,6 +360,7 @@ class Store:
     collector_url: str | None = None
     worktree: str | None = None
     timeout: float = 30.0
+    token: str | None = field(default=None, repr=False)
     _con: Any = field(default=None, repr=False)
 
     def query(
@@ -357,9 +395,10 @@ class Store:
     ) -> QueryResult | None:
         body = json.dumps({"sql": sql, "params": params, "max_rows": max_rows, "worktree": self.worktree})
         url = f"{self.collector_url.rstrip('/')}/query"  # type: ignore[union-attr]
-        req = urllib.request.Request(  # noqa: S310 - loopback URL from our own state
-            url, data=body.encode(), headers={"Content-Type": "application/json"}, method="POST"
-        )
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(url, data=body.encode(), headers=headers, method="POST")  # noqa: S310 - loopback
         try:
             with _loopback.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
                 doc = json.loads(resp.read())
@@ -367,6 +406,11 @@ class Store:
             if e.code == 400:
                 doc = json.loads(e.read() or b"{}")
                 raise UsageError(doc.get("error", "SQL: rejected"), hint=doc.get("hint", "")) from None
+            if e.code == 401:
+                raise NotRunning(
+                    f"the collector refused the token in {self.path.parent.parent / TOKEN_FILENAME}",
+                    hint="the stack was restarted by hand? run `legible down` then `legible up --wait`",
+                ) from None
             return None  # 404/409: not our collector, or too old; read the file
         except (OSError, ValueError):
             return None
@@ -382,7 +426,7 @@ class Store:
         if not self.path.exists():
             raise NotRunning(f"no store at {self.path}", hint="run `legible up` and let the app emit signals")
         try:
-            self._con = duckdb.connect(str(self.path), read_only=True)
+            self._con = duckdb.connect(str(self.path), read_only=True, config=dict(LOCKED_SETTINGS))
         except duckdb.Error as e:
             raise NotRunning(
                 f"the store is held by a running collector that did not answer: {_one_line(e)}",
@@ -422,4 +466,5 @@ def open_store(state_dir: Path | str, collector_url: str | None = None, worktree
         from legible.worktree import worktree_key
 
         worktree = worktree_key(state_dir.parent)
-    return Store(path=store_path(state_dir), collector_url=collector_url, worktree=worktree)
+    token = read_token(state_dir) if collector_url else None
+    return Store(path=store_path(state_dir), collector_url=collector_url, worktree=worktree, token=token)

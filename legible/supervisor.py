@@ -6,6 +6,10 @@ in a new session; the supervisor then:
 * starts services in plan order, each once its ``depends_on`` are ready, and gates on its readiness probe;
   the time from spawn to ready is recorded per service in ms (``ready_ms``);
 * sends each service's stdout and stderr to ``.legible/logs/<service>.log`` (the collector tails them);
+* checks that a ready service stays alive: a service with an ``http`` probe is probed again every
+  :data:`LIVENESS_EVERY_S` seconds; after :data:`LIVENESS_FAILURES` failures in a row it is ``unhealthy``
+  (the cause, e.g. the collector's ``/health`` body, in ``error``; the stack ``degraded``), then stopped and
+  restarted like a crash;
 * restarts a service that crashes after it was ready, with exponential backoff (0.25 s doubling to 8 s)
   and a cap (``max_restarts`` crashes in a row); past the cap the service is ``failed`` and the stack
   ``degraded``. A service that exits or misses its ``ready_timeout`` while the stack is starting fails the
@@ -61,6 +65,10 @@ STABLE_AFTER_S = 30.0
 #: Shutdown waves, highest first: the app and the browser together (both report to the collector), then the
 #: collector (it flushes what they sent), then the stores.
 ROLE_TIER = {"store": 0, "collector": 1, "app": 2, "browser": 2}
+#: Seconds between liveness probes of a ready service that has an ``http`` probe.
+LIVENESS_EVERY_S = 2.0
+#: Failed liveness probes in a row that make a ready service ``unhealthy`` (and restart it).
+LIVENESS_FAILURES = 3
 
 
 class Proc(Protocol):
@@ -75,6 +83,8 @@ class Proc(Protocol):
 
 Spawner = Callable[[ServicePlan], Proc]
 ProbeFn = Callable[[ServicePlan, int], bool]
+#: Liveness probe: ``""`` when the service is alive, else the cause (one line).
+LiveFn = Callable[[ServicePlan], str]
 
 
 @dataclass
@@ -83,7 +93,7 @@ class ServiceRun:
 
     Attributes:
         plan: the service's plan.
-        status: ``pending`` | ``starting`` | ``ready`` | ``backoff`` | ``failed`` | ``stopped``.
+        status: ``pending`` | ``starting`` | ``ready`` | ``unhealthy`` | ``backoff`` | ``failed`` | ``stopped``.
         proc: the running process, if any.
         started_at: monotonic seconds of the last spawn.
         ready_ms: time from the last spawn to ready, in ms.
@@ -95,6 +105,8 @@ class ServiceRun:
         error: why it failed, one line.
         log_offset: size of the log when last spawned (the ``log`` probe reads from here).
         ready_wall: seconds since the epoch when it last became ready (``ready_at`` in state.json).
+        live_failures: failed liveness probes in a row since ready.
+        next_live: monotonic seconds of the next liveness probe.
 
     """
 
@@ -113,6 +125,8 @@ class ServiceRun:
     exit_code: int | None = None
     error: str = ""
     log_offset: int = 0
+    live_failures: int = 0
+    next_live: float = 0.0
 
     def to_dict(self) -> ServiceState:
         """JSON-ready summary for state.json."""
@@ -143,6 +157,8 @@ class Supervisor:
         spawn: starts a service (default :func:`spawn_service`).
         probe: True once a service is ready (default :func:`probe_ready`).
         clock: monotonic seconds (default ``time.monotonic``).
+        live: liveness probe of a ready service with an ``http`` probe (default :func:`probe_live`).
+        kill: stops a service's process group within the given seconds (default :func:`kill_service`).
         on_ready: called with ``(service, ready_ms)`` each time a service becomes ready.
 
     """
@@ -152,6 +168,8 @@ class Supervisor:
     spawn: Spawner = field(default=lambda sp: spawn_service(sp))
     probe: ProbeFn = field(default=lambda sp, off: probe_ready(sp, off))
     clock: Callable[[], float] = time.monotonic
+    live: LiveFn = field(default=lambda sp: probe_live(sp))
+    kill: Callable[[ServiceRun, float], None] = field(default=lambda run, timeout: kill_service(run, timeout))
     on_ready: Callable[[str, float], None] = lambda name, ms: None
     on_change: Callable[[Supervisor], None] = lambda sup: None
 
@@ -180,7 +198,7 @@ class Supervisor:
         elif self.status in ("ready", "degraded"):
             new = (
                 "degraded"
-                if any(r.status in ("failed", "backoff", "starting") for r in self.services.values())
+                if any(r.status in ("failed", "backoff", "starting", "unhealthy") for r in self.services.values())
                 else "ready"
             )
             if new != self.status:
@@ -217,6 +235,10 @@ class Supervisor:
         if st == "backoff" and now >= run.next_start:
             self._start(run, now)
             return True
+        if st == "unhealthy" and run.proc is not None:  # marked last tick (so state.json showed it): restart
+            self.kill(run, run.plan.stop_timeout)
+            self._crashed(run, now, run.error)
+            return True
         if st not in ("starting", "ready") or run.proc is None:
             return False
         code = run.proc.poll()
@@ -229,6 +251,8 @@ class Supervisor:
                 run.ready_at = now
                 run.ready_wall = time.time()
                 run.ready_ms = (now - run.started_at) * 1000
+                run.live_failures = 0
+                run.next_live = now + LIVENESS_EVERY_S
                 if run.first_ready_ms is None:
                     run.first_ready_ms = run.ready_ms
                 self.on_ready(run.plan.name, run.ready_ms)
@@ -244,7 +268,24 @@ class Supervisor:
             return False
         if now - run.ready_at > STABLE_AFTER_S:
             run.streak = 0
-        return False
+        return self._check_live(run, now)
+
+    def _check_live(self, run: ServiceRun, now: float) -> bool:
+        """Re-probe a ready ``http`` service every :data:`LIVENESS_EVERY_S`; True when it turned unhealthy."""
+        if run.plan.probe.kind != "http" or now < run.next_live:
+            return False
+        behind = now - run.next_live >= LIVENESS_EVERY_S  # the loop stalled: do not probe in a burst
+        run.next_live = (now if behind else run.next_live) + LIVENESS_EVERY_S
+        cause = self.live(run.plan)
+        if not cause:
+            run.live_failures = 0
+            return False
+        run.live_failures += 1
+        if run.live_failures < LIVENESS_FAILURES:
+            return False
+        run.status = "unhealthy"
+        run.error = f"{run.plan.name} unhealthy: {cause}"
+        return True
 
     def _exited(self, run: ServiceRun, now: float, code: int) -> bool:
         if self.status == "starting":  # fail fast: a restart loop would hide a broken command
@@ -388,6 +429,27 @@ def probe_ready(sp: ServicePlan, log_offset: int = 0) -> bool:
     except (OSError, http.client.HTTPException, ValueError):
         return False
     return False
+
+
+def probe_live(sp: ServicePlan) -> str:
+    """Probe a ready ``http`` service once; return ``""`` if it answers below 500, else the cause (one line).
+
+    The cause is ``HTTP <code>: <first line of the body>`` (the collector's ``/health`` says why), or
+    ``no answer: <error>``. Never raises, returns within about 1 s.
+    """
+    u = urllib.parse.urlsplit(sp.probe.target)
+    conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 80, timeout=1.0)
+    try:
+        conn.request("GET", (u.path or "/") + (f"?{u.query}" if u.query else ""))
+        resp = conn.getresponse()
+        if resp.status < 500:
+            return ""
+        first = resp.read(500).decode("utf-8", "replace").strip().split("\n", 1)[0]
+        return f"HTTP {resp.status} from {sp.probe.target}: {first}"[:300]
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        return f"no answer from {sp.probe.target}: {exc}"[:300]
+    finally:
+        conn.close()
 
 
 def _describe(p: Probe) -> str:

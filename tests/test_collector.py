@@ -70,7 +70,7 @@ def eventually(fn: Callable[[], Any], timeout: float = 10, every: float = 0.1) -
 class Proc:
     """A collector process started on free ports."""
 
-    def __init__(self, root: Path, vm_url: str, max_db_mb: int = 512) -> None:
+    def __init__(self, root: Path, vm_url: str, max_db_mb: int = 512, extra: tuple[str, ...] = ()) -> None:
         self.root = root
         self.state = root / ".legible"
         self.db = self.state / "data" / "signals.duckdb"
@@ -78,6 +78,7 @@ class Proc:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.vm_url = vm_url
         self.max_db_mb = max_db_mb
+        self.extra = list(extra)
         self.p: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Proc:
@@ -95,10 +96,12 @@ class Proc:
                 f"--vm-url={self.vm_url}",
                 f"--worktree={WT}",
                 f"--max-db-mb={self.max_db_mb}",
+                f"--token-file={self.state / 'collector.token'}",
+                *self.extra,
             ],
             cwd=REPO,
             stderr=self.stderr,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env={**os.environ, "PYTHONPATH": str(REPO), "MALLOC_ARENA_MAX": "2"},  # as the service plan
         )
         wait_http(f"{self.url}/health")
         return self
@@ -480,15 +483,204 @@ def test_grpc_rejects_garbage_and_stays_up(col: Proc) -> None:
 
 
 def test_query_endpoint_is_read_only_and_guarded(col: Proc) -> None:
-    r = requests.post(f"{col.url}/query", json={"sql": "DELETE FROM logs"}, timeout=5)
+    token_file = col.state / "collector.token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    auth = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+    q = f"{col.url}/query"
+    r = requests.post(q, json={"sql": "DELETE FROM logs"}, headers=auth, timeout=5)
     assert r.status_code == 400 and "only SELECT" in r.json()["error"]
-    r = requests.post(f"{col.url}/query", json={"sql": "SELECT 1", "worktree": "someone-else"}, timeout=5)
+    r = requests.post(q, json={"sql": "SELECT 1", "worktree": "someone-else"}, headers=auth, timeout=5)
     assert r.status_code == 409
     res = col.store().query("SELECT * FROM range(20000)")
     assert res.source == "collector" and res.truncated and len(res.rows) == 10_000
+    # least privilege: no token, a wrong one, a form a web page could post, a rebinding Host
+    assert requests.post(q, json={"sql": "SELECT 1"}, timeout=5).status_code == 401
+    wrong = {"Authorization": "Bearer " + "x" * 43}
+    assert requests.post(q, json={"sql": "SELECT 1"}, headers=wrong, timeout=5).status_code == 401
+    plain = {**auth, "Content-Type": "text/plain"}
+    assert requests.post(q, data=json.dumps({"sql": "SELECT 1"}), headers=plain, timeout=5).status_code == 415
+    for host in (f"evil.example:{col.http}", "127.0.0.1", f"127.0.0.1.nip.io:{col.http}"):
+        r = requests.post(q, json={"sql": "SELECT 1"}, headers={**auth, "Host": host}, timeout=5)
+        assert r.status_code == 403, host
+    assert requests.get(f"{col.url}/status", timeout=5).status_code == 401
+    assert requests.post(f"{col.url}/flush", timeout=5).status_code == 401
+    assert requests.get(f"{col.url}/health", headers={"Host": f"evil.example:{col.http}"}, timeout=5).status_code == 403
+    ok = requests.post(q, json={"sql": "SELECT 42"}, headers={**auth, "Host": f"localhost:{col.http}"}, timeout=5)
+    assert ok.status_code == 200 and ok.json()["rows"] == [[42]]
+    # SQL reads the store and nothing else, through the collector and from the file alike
+    outside = col.root / "outside.csv"
+    outside.write_text("secret\n1\n")
+    for sql in (
+        f"SELECT * FROM read_text('{outside}')",
+        f"SELECT * FROM read_csv('{outside}')",
+        f"SELECT * FROM glob('{col.root}/*')",
+        "SELECT * FROM read_text('/etc/passwd')",
+        "SELECT current_setting('enable_external_access')",
+    ):
+        r = requests.post(q, json={"sql": sql}, headers=auth, timeout=5)
+        if "current_setting" in sql:
+            assert r.status_code == 200 and r.json()["rows"] == [[False]]
+        else:
+            assert r.status_code == 400 and "disabled by configuration" in r.json()["error"], sql
+    for stmt in (f"ATTACH '{col.root}/other.duckdb'", f"COPY logs TO '{col.root}/out.csv'", "SET threads = 1"):
+        r = requests.post(q, json={"sql": stmt}, headers=auth, timeout=5)
+        assert r.status_code == 400, stmt
+    assert not (col.root / "out.csv").exists() and not (col.root / "other.duckdb").exists()
+    metrics = requests.get(f"{col.url}/metrics", timeout=2).text
+    for reason in ("unauthorized", "foreign_host"):
+        assert f'reason="{reason}"' in metrics, reason
 
 
-# ---- stdout log files ----------------------------------------------------------------------------
+def test_a_store_that_cannot_be_written_makes_health_503_with_the_cause(tmp_path: Path) -> None:
+    import grpc
+
+    # a 4 MB buffer pool cannot hold a batch of 2,000 spans with 4 KB attributes: every flush fails
+    col = Proc(tmp_path, "", extra=("--memory-limit=4MB",)).start()
+    auth = {"Authorization": f"Bearer {(col.state / 'collector.token').read_text().strip()}"}
+    pb = {"Content-Type": "application/x-protobuf"}
+    body = _span_request("too-big", n=2000, attr="x" * 4000).SerializeToString()
+    assert requests.post(f"{col.url}/v1/traces", data=body, headers=pb, timeout=10).status_code == 200
+
+    def health() -> list[requests.Response]:  # a list: a 503 Response is falsy
+        r = requests.get(f"{col.url}/health", timeout=5)
+        return [r] if r.status_code == 503 else []
+
+    (r,) = eventually(health, timeout=30)
+    assert r.text.startswith("unhealthy: store write failed:") and "Out of Memory" in r.text
+    # what the supervisor's liveness probe makes of it (3 in a row and the collector is restarted)
+    from legible.services.base import Probe, ServicePlan
+    from legible.supervisor import probe_live
+
+    plan = ServicePlan("collector", "collector", [], "/", {}, Probe("http", f"{col.url}/health"), 5.0, [])
+    cause = probe_live(plan)
+    assert cause.startswith(f"HTTP 503 from {col.url}/health: unhealthy: store write failed: Out of Memory")
+    doc = requests.get(f"{col.url}/status", headers=auth, timeout=5).json()
+    assert doc["healthy"] is False and "Out of Memory" in doc["error"] and doc["pending"] == 2000
+    # nothing more is acknowledged while it fails: 503 + Retry-After, gRPC UNAVAILABLE
+    r = requests.post(f"{col.url}/v1/traces", data=_span_request("later").SerializeToString(), headers=pb, timeout=5)
+    assert r.status_code == 503 and r.headers["Retry-After"]
+    with grpc.insecure_channel(f"127.0.0.1:{col.grpc}") as ch:
+        call = ch.unary_unary(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            request_serializer=None,
+            response_deserializer=ExportTraceServiceResponse.FromString,
+        )
+        with pytest.raises(grpc.RpcError) as e:
+            call(_span_request("later").SerializeToString(), timeout=5)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert requests.get(f"{col.url}/status", headers=auth, timeout=5).json()["refused"]["unhealthy"] == 2
+    col.stop()  # what it had acknowledged and could not write is said, with the count
+    assert "2000 accepted rows could not be written" in (col.state / "collector.stderr").read_text()
+
+
+def test_queries_cannot_starve_the_writer(tmp_path: Path) -> None:
+    import threading
+
+    col = Proc(tmp_path, "", extra=("--query-timeout=3",)).start()
+    endless = "SELECT count(*) FROM range(1000000000000) a"  # would run for hours
+    answers: list[requests.Response] = []
+    auth = {"Authorization": f"Bearer {(col.state / 'collector.token').read_text().strip()}"}
+
+    def ask() -> None:
+        answers.append(requests.post(f"{col.url}/query", json={"sql": endless}, headers=auth, timeout=60))
+
+    askers = [threading.Thread(target=ask) for _ in range(4)]  # more than the query slots
+    for t in askers:
+        t.start()
+    try:
+        pb = {"Content-Type": "application/x-protobuf"}
+        for i in range(20):  # while they run, spans are acknowledged and committed
+            r = requests.post(
+                f"{col.url}/v1/traces",
+                data=_span_request(f"beside-{i}", n=50).SerializeToString(),
+                headers=pb,
+                timeout=10,
+            )
+            assert r.status_code == 200
+        written = 'legible_collector_written_rows_total{table="spans"} 1000.0'
+        eventually(lambda: written in requests.get(f"{col.url}/metrics", timeout=5).text, timeout=10)
+        assert any(t.is_alive() for t in askers)  # ...while the endless queries still ran
+    finally:
+        for t in askers:
+            t.join(60)
+        if sys.exc_info()[0] is not None:  # failing: do not leave the collector behind
+            col.stop()
+    assert len(answers) == 4
+    for r in answers:  # each ended: interrupted, or refused for want of a slot, with a one-line error
+        assert r.status_code == 400 and ("INTERRUPT" in r.text.upper() or "busy" in r.text), r.text
+    assert requests.get(f"{col.url}/health", timeout=5).status_code == 200
+    col.stop()
+
+
+def test_status_counts_what_was_received_and_refused(col: Proc) -> None:
+    auth = {"Authorization": f"Bearer {(col.state / 'collector.token').read_text().strip()}"}
+    before = requests.get(f"{col.url}/status", headers=auth, timeout=5).json()
+    r = requests.post(
+        f"{col.url}/v1/traces",
+        data=_span_request("status-span", n=3).SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+        timeout=5,
+    )
+    assert r.status_code == 200
+    doc = requests.get(f"{col.url}/status", headers=auth, timeout=5).json()
+    assert doc["schema"] == "legible.collector-status/v1" and doc["healthy"] is True and doc["error"] == ""
+    assert doc["received"]["traces"] == before["received"]["traces"] + 3
+    assert doc["last_received_ns"]["traces"] > (before["last_received_ns"]["traces"] or 0)
+    assert set(doc["received"]) == set(doc["last_received_ns"]) == {"traces", "logs", "metrics"}
+    assert isinstance(doc["pending"], int) and isinstance(doc["refused"], dict)
+    import jsonschema
+
+    from legible.schemas import load
+
+    jsonschema.validate(doc, load(doc["schema"]))  # the shipped contract of GET /status
+
+
+def test_grpc_sent_to_the_http_port_is_refused_at_once_and_counted(col: Proc) -> None:
+    import grpc
+
+    auth = {"Authorization": f"Bearer {(col.state / 'collector.token').read_text().strip()}"}
+    with grpc.insecure_channel(f"127.0.0.1:{col.http}") as ch:
+        call = ch.unary_unary(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            request_serializer=None,
+            response_deserializer=ExportTraceServiceResponse.FromString,
+        )
+        with pytest.raises(grpc.RpcError) as e:
+            call(_span_request("grpc-on-http").SerializeToString(), timeout=10)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE  # not a hang until the deadline
+    doc = requests.get(f"{col.url}/status", headers=auth, timeout=5).json()
+    assert doc["refused"].get("grpc_on_http_port", 0) >= 1
+    assert 'reason="grpc_on_http_port"' in requests.get(f"{col.url}/metrics", timeout=2).text
+    assert f"send OTLP/gRPC to 127.0.0.1:{col.grpc}" in (col.state / "collector.stderr").read_text()
+    assert requests.get(f"{col.url}/health", timeout=2).status_code == 200
+
+
+def test_http_answers_keep_alive_deep_json_and_oversized_bodies(col: Proc) -> None:
+    url = f"{col.url}/v1/traces"
+    js = {"Content-Type": "application/json"}
+    for depth in (1_000, 100_000):
+        deep = b'{"resourceSpans":' + b"[" * depth + b"]" * depth + b"}"
+        r = requests.post(url, data=deep, headers=js, timeout=10)
+        assert r.status_code == 400, depth
+    nested = b'{"kvlistValue":{"values":[{"key":"k","value":' * 200 + b"{}" + b"}]}}" * 200
+    body = b'{"resourceSpans":[{"resource":{"attributes":[{"key":"a","value":' + nested + b"}]}}]}"
+    assert requests.post(url, data=body, headers=js, timeout=10).status_code == 400
+    # a body just over the cap is read, so the sender (still sending) gets the 413 instead of a broken pipe
+    from legible.collector import MAX_BODY
+
+    r = requests.post(url, data=b"\0" * (MAX_BODY + 1), headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+    assert r.status_code == 413
+    # several answers on one kept-alive connection (their latency, TCP_NODELAY's effect, is in the benchmark)
+    with socket.create_connection(("127.0.0.1", col.http), timeout=5) as s:
+        for _ in range(3):
+            s.sendall(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{col.http}\r\n\r\n".encode())
+            got = b""
+            while not got.endswith(b"ok\n"):
+                chunk = s.recv(4096)
+                assert chunk, got
+                got += chunk
+            assert got.startswith(b"HTTP/1.1 200")
+
 
 LOG_TEXT = """\
 {"level":"error","msg":"db timeout after 30s","ts":"2024-05-01T10:00:00Z","trace_id":"TRACE","user":"u1"}
@@ -651,6 +843,8 @@ def test_service_plan(tmp_path: Path) -> None:
     assert plan.argv[1:3] == ["-m", "legible.collector"]
     assert f"--db={tmp_path}/.legible/data/signals.duckdb" in plan.argv
     assert "--grpc-port=41003" in plan.argv and "--vm-url=http://127.0.0.1:41001" in plan.argv
+    assert f"--token-file={tmp_path}/.legible/collector.token" in plan.argv
+    assert plan.stop_timeout >= 10  # time to write what is queued before SIGKILL
     assert plan.env["OTEL_SDK_DISABLED"] == "true" and "OTEL_SERVICE_NAME" not in plan.env
     assert CollectorService().detect().path is not None
 

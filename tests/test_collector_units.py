@@ -124,3 +124,25 @@ def test_span_histogram_exposition() -> None:
     ) in text
     assert 'le="+Inf"' in text and 'legible_spans_total{service="svc"' in text
     assert 'legible_log_lines_total{level="error",service="svc",worktree="wt"} 1.0' in text
+
+
+def test_samples_of_a_failed_push_stay_queued_and_a_full_queue_refuses() -> None:
+    import socket
+
+    from legible.collector import _metrics
+    from legible.collector._metrics import Derived, Pusher, SelfMetrics
+    from legible.collector._otlp import Sample
+
+    with socket.socket() as s:  # a port nothing listens on: VictoriaMetrics is down
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    d = Derived("wt")
+    samples = [Sample("m", "gauge", "m", {"k": str(i)}, float(i), 0) for i in range(3)]
+    assert d.add_samples(samples)
+    stats = SelfMetrics()
+    assert Pusher(f"http://127.0.0.1:{port}", d, stats, timeout=0.5).push_once() is False
+    fams, n = d.take()  # still there, in order, for the next push
+    assert n == 3 and [s.value for s in fams[-1].samples] == [0.0, 1.0, 2.0]
+    assert b'legible_collector_dropped_total{reason="vm_unavailable"}' not in stats.exposition()
+    assert d.add_samples(samples[:1] * _metrics.MAX_SAMPLES)  # fills the queue exactly
+    assert not d.add_samples(samples[:1])  # all or nothing: the export is refused, nothing half-kept

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from legible.plan import StackPlan
 from legible.services.base import Probe, ServicePlan
-from legible.supervisor import BACKOFF_FIRST_S, Supervisor
+from legible.supervisor import BACKOFF_FIRST_S, LIVENESS_EVERY_S, LIVENESS_FAILURES, Supervisor
 
 FAKE_PID = 10**7  # above any pid_max, so a stray signal can never reach a real process
 
@@ -28,7 +28,7 @@ def _svc(name: str, role: str, deps: list[str] | None = None, **kw) -> ServicePl
         argv=[name],
         cwd="/",
         env={},
-        probe=Probe("tcp", "1"),
+        probe=kw.pop("probe", Probe("tcp", "1")),
         ready_timeout=kw.pop("ready_timeout", 5.0),
         depends_on=deps or [],
         log="",
@@ -42,10 +42,28 @@ class Harness:
         self.ready: set[str] = set()
         self.procs: dict[str, FakeProc] = {}
         self.spawned: list[tuple[float, str]] = []
+        self.sick: dict[str, str] = {}  # service -> what its liveness probe answers ("" or absent: alive)
+        self.live_probes: list[tuple[float, str]] = []
+        self.killed: list[tuple[str, float]] = []
         plan = StackPlan("k", "/w", 20000, {}, services, {}, {}, "h")
         self.sup = Supervisor(
-            plan, None, spawn=self.spawn, probe=lambda sp, off: sp.name in self.ready, clock=lambda: self.now
+            plan,
+            None,
+            spawn=self.spawn,
+            probe=lambda sp, off: sp.name in self.ready,
+            clock=lambda: self.now,
+            live=self.live,
+            kill=self.kill,
         )
+
+    def live(self, sp: ServicePlan) -> str:
+        self.live_probes.append((self.now, sp.name))
+        return self.sick.get(sp.name, "")
+
+    def kill(self, run, timeout: float) -> None:
+        self.killed.append((run.plan.name, timeout))
+        run.proc.code = -15
+        run.proc = None
 
     def spawn(self, sp: ServicePlan) -> FakeProc:
         p = FakeProc(FAKE_PID + len(self.spawned))
@@ -142,3 +160,67 @@ def test_state_document_has_schema_and_per_service_fields() -> None:
     assert state["schema"] == "legible.state/v1"
     assert state["services"]["app"]["status"] == "ready"
     assert set(state["services"]["app"]) >= {"pid", "ready_ms", "first_ready_ms", "restarts", "exit_code", "log"}
+
+
+HTTP = Probe("http", "http://127.0.0.1:1/health")
+
+
+def _ready(h: Harness) -> None:
+    for name in h.sup.services:
+        h.ready.add(name)
+    h.tick()
+    h.tick()
+    assert h.sup.status == "ready"
+
+
+def test_a_ready_http_service_failing_liveness_3_times_is_unhealthy_then_restarted_through_backoff() -> None:
+    h = Harness([_svc("collector", "collector", probe=HTTP, stop_timeout=30.0), _svc("app", "app")])
+    _ready(h)
+    h.tick(LIVENESS_EVERY_S)
+    assert [n for _, n in h.live_probes] == ["collector"]  # tcp-probed services are not re-probed
+    h.sick["collector"] = "HTTP 503: unhealthy: store write failed: Out of Memory Error"
+    for i in range(LIVENESS_FAILURES - 1):
+        h.tick(LIVENESS_EVERY_S)
+        assert h.status("collector") == "ready", i  # not yet: one bad answer is not enough
+    h.tick(LIVENESS_EVERY_S)
+    run = h.sup.services["collector"]
+    assert run.status == "unhealthy" and h.sup.status == "degraded"
+    assert run.error == "collector unhealthy: HTTP 503: unhealthy: store write failed: Out of Memory Error"
+    assert h.sup.state()["services"]["collector"]["error"] == run.error
+    assert h.killed == []  # state.json shows `unhealthy` for one tick before the restart
+    h.tick()
+    assert h.killed == [("collector", 30.0)]  # its own stop_timeout, so it can flush
+    assert run.status == "backoff" and run.restarts == 1 and "Out of Memory" in run.error
+    h.sick.clear()
+    h.ready.discard("collector")
+    while run.status == "backoff":
+        h.tick(0.05)
+    assert run.status == "starting" and [n for _, n in h.spawned].count("collector") == 2
+    h.ready.add("collector")
+    h.tick()
+    assert run.status == "ready" and h.sup.status == "ready"
+
+
+def test_liveness_failures_must_be_in_a_row() -> None:
+    h = Harness([_svc("collector", "collector", probe=HTTP)])
+    _ready(h)
+    for _ in range(5):
+        h.sick["collector"] = "no answer"
+        for _ in range(LIVENESS_FAILURES - 1):
+            h.tick(LIVENESS_EVERY_S)
+        h.sick.clear()
+        h.tick(LIVENESS_EVERY_S)
+    assert h.status("collector") == "ready" and h.killed == []
+    assert len(h.live_probes) == 5 * LIVENESS_FAILURES
+
+
+def test_liveness_probes_are_spaced_by_the_interval() -> None:
+    h = Harness([_svc("collector", "collector", probe=HTTP)])
+    _ready(h)
+    dt = 0.1
+    ready_at = h.sup.services["collector"].ready_at
+    while h.now < ready_at + 3 * LIVENESS_EVERY_S + dt / 2:
+        h.tick(dt)
+    times = [ready_at] + [t for t, _ in h.live_probes]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert len(gaps) == 3 and all(abs(g - LIVENESS_EVERY_S) < dt * 1.01 for g in gaps), gaps

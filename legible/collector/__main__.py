@@ -20,6 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logs-dir", default="", help="directory of <service>.log files to tail")
     p.add_argument("--vm-url", default="", help="VictoriaMetrics base URL for derived metrics")
     p.add_argument("--worktree", required=True, help="worktree key: the worktree label and the /query guard")
+    p.add_argument(
+        "--token-file", default="", help="where to write the bearer token of /query, /flush, /status (mode 0600)"
+    )
+    p.add_argument("--memory-limit", default="128MB", help="DuckDB's buffer pool (larger work spills to disk)")
+    p.add_argument("--query-timeout", type=float, default=30.0, help="seconds before a /query is interrupted")
     p.add_argument("--max-db-mb", type=int, default=512, help="store size cap in MiB; oldest rows go first")
     return p
 

@@ -49,9 +49,15 @@ class SelfMetrics:
     Attributes:
         received: ``legible_collector_received_total{signal}``: items accepted (spans, log records, metric
             data points, stdout records).
-        rejected: ``legible_collector_rejected_total{signal,reason}``: items or requests refused.
+        rejected: ``legible_collector_rejected_total{signal,reason}``: items or requests refused; reasons
+            ``decode``, ``content_type``, ``content_encoding``, ``too_large``, ``no_length``,
+            ``invalid_item``, ``unstorable``, ``busy`` (queue full: 429), ``unhealthy`` (store failing:
+            503), and with signal ``any``: ``grpc_on_http_port``, ``unauthorized``, ``foreign_host``.
         written: ``legible_collector_written_rows_total{table}``: rows committed to the store.
-        dropped: ``legible_collector_dropped_total{reason}``: derived samples not delivered.
+        dropped: ``legible_collector_dropped_total{reason}``: OTLP samples not delivered: ``vm_rejected``
+            (VictoriaMetrics answered 4xx), ``vm_unavailable`` (no VictoriaMetrics URL, or more failed
+            pushes than the queue holds); an unreachable VictoriaMetrics keeps them queued, and a full
+            queue refuses new exports (429, reason ``busy``).
         pushes: ``legible_collector_vm_pushes_total{result}``.
         pending: ``legible_collector_pending_rows``: rows waiting for the next flush.
         db_bytes: ``legible_collector_store_bytes``: used size of the DuckDB file.
@@ -97,6 +103,7 @@ class Derived:
         self._spans: dict[tuple[str, str, str, str], list[float]] = {}
         self._logs: dict[tuple[str, str], int] = {}
         self._samples: deque[Sample] = deque()
+        self._taken: list[Sample] = []  # the OTLP samples of the last take(), until its push is known good
         self._seen: set[int] = set()  # hashes of the OTLP series pushed so far (to notice new ones)
         self._known = 0  # span + log series pushed so far
         self._pushed: set[tuple[str, ...]] = set()  # span and log series that already had their zero
@@ -129,13 +136,37 @@ class Derived:
                 key = (r[2], r[3])
                 agg[key] = agg.get(key, 0) + 1
 
-    def add_samples(self, samples: list[Sample]) -> int:
-        """Queue converted OTLP samples for the next push; return how many were dropped (queue full)."""
+    def add_samples(self, samples: list[Sample]) -> bool:
+        """Queue converted OTLP samples for the next push, all or none.
+
+        Returns:
+            False when fewer than ``len(samples)`` places of :data:`MAX_SAMPLES` are free (nothing was
+            queued; the receiver answers 429 / ``UNAVAILABLE`` so the sender retries).
+
+        """
         with self._lock:
-            room = MAX_SAMPLES - len(self._samples)
-            take = samples[: max(room, 0)]
-            self._samples.extend(take)
-            return len(samples) - len(take)
+            if samples and len(self._samples) + len(samples) > MAX_SAMPLES and self._samples:
+                return False
+            self._samples.extend(samples)
+            return True
+
+    def requeue(self) -> int:
+        """Put the OTLP samples of the last :meth:`take` back in front (its push failed); return those dropped.
+
+        Only what does not fit in :data:`MAX_SAMPLES` is dropped (counted as ``vm_unavailable``); while the
+        queue is full, ``/v1/metrics`` answers 429 so senders hold their data.
+        """
+        with self._lock:
+            taken, self._taken = self._taken, []
+            room = max(MAX_SAMPLES - len(self._samples), 0)
+            keep = taken[:room]
+            self._samples.extendleft(reversed(keep))
+            return len(taken) - len(keep)
+
+    def forget_taken(self) -> None:
+        """Drop the OTLP samples of the last :meth:`take` (VictoriaMetrics refused them as invalid)."""
+        with self._lock:
+            self._taken = []
 
     def take(self) -> tuple[list[Metric], int]:
         """Return the families to push now and the number of OTLP samples in them (taken off the queue)."""
@@ -146,6 +177,7 @@ class Derived:
             logs = list(self._logs.items())
             samples = list(self._samples)
             self._samples.clear()
+            self._taken = samples
             if len(spans) + len(logs) != self._known:
                 self._known = len(spans) + len(logs)
                 self.new_series = True
@@ -303,20 +335,32 @@ class Pusher:
         try:
             with _loopback.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
                 resp.read()
-            self.stats.pushes.labels("ok").inc()
-            if self.derived.new_series:
-                # VictoriaMetrics indexes a new series only after ~10 s unless its buffers are flushed;
-                # samples of known series are searchable within -search.latencyOffset (1 s).
-                self.derived.new_series = False
+        except OSError as e:
+            self.stats.pushes.labels("error").inc()
+            if isinstance(e, urllib.error.HTTPError) and e.code < 500:  # refused as data: resending cannot help
+                self.derived.forget_taken()
+                self.stats.dropped.labels("vm_rejected").inc(n_samples)
+            elif n_samples:  # keep them for the next push (the queue's bound turns into 429s, not loss)
+                dropped = self.derived.requeue()
+                if dropped:
+                    self.stats.dropped.labels("vm_unavailable").inc(dropped)
+            self._say(f"collector: push to VictoriaMetrics failed: {e}")
+            return False
+        self.stats.pushes.labels("ok").inc()
+        if self.derived.new_series:
+            # VictoriaMetrics indexes a new series only after ~10 s unless its buffers are flushed;
+            # samples of known series are searchable within -search.latencyOffset (1 s).
+            self.derived.new_series = False
+            try:
                 with _loopback.urlopen(self.flush_url, timeout=self.timeout) as resp:  # noqa: S310
                     resp.read()
-            return True
-        except (OSError, urllib.error.HTTPError) as e:
-            self.stats.pushes.labels("error").inc()
-            if n_samples:
-                self.stats.dropped.labels("vm_unavailable").inc(n_samples)
-            now = time.monotonic()
-            if now - self._last_error > 30:
-                self._last_error = now
-                print(f"collector: push to VictoriaMetrics failed: {e}", file=sys.stderr)
-            return False
+            except OSError as e:  # the samples are in; they become searchable a few seconds later
+                self._say(f"collector: VictoriaMetrics force_flush failed: {e}")
+        return True
+
+    def _say(self, message: str) -> None:
+        """Print ``message`` to stderr at most every 30 s."""
+        now = time.monotonic()
+        if now - self._last_error > 30:
+            self._last_error = now
+            print(message, file=sys.stderr)

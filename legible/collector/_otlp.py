@@ -94,6 +94,8 @@ def decode(signal: str, body: bytes, encoding: str) -> Message:
             doc = json.loads(body)
         except (ValueError, UnicodeDecodeError) as e:
             raise PayloadError(f"invalid JSON: {e}") from None
+        except RecursionError:  # the json module's C scanner raises it past the interpreter's recursion limit
+            raise PayloadError("invalid JSON: nested too deeply") from None
         if not isinstance(doc, dict):
             raise PayloadError("invalid OTLP JSON: not an object")
         try:

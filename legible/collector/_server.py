@@ -1,41 +1,66 @@
 """The collector process: OTLP/HTTP and OTLP/gRPC receivers, the file tailer, the writer and the pusher.
 
-HTTP (``http.server.ThreadingHTTPServer``, HTTP/1.1 keep-alive; OTLP exporters send few, large
-requests, so a thread per connection is not the bottleneck, decoding is):
+HTTP (``http.server.ThreadingHTTPServer``, HTTP/1.1 keep-alive, a thread per connection, ``TCP_NODELAY``,
+a :data:`CONN_TIMEOUT_S` socket timeout per connection and a listen backlog of :data:`BACKLOG`; OTLP
+exporters send few, large requests, so decoding is the bottleneck, not threads):
 
 ==================  ===================================================================================
 ``POST /v1/traces`` OTLP/HTTP export (https://opentelemetry.io/docs/specs/otlp/#otlphttp):
 ``/v1/logs``        ``application/x-protobuf`` or ``application/json``, optional ``Content-Encoding:
 ``/v1/metrics``     gzip``. 200 with the Export*ServiceResponse in the request's encoding (with
-                    ``partial_success`` when items were rejected); 400 with a ``google.rpc.Status`` for
-                    an undecodable payload; 415 for another content type or encoding; 413 above
-                    :data:`MAX_BODY` bytes (compressed or not); 411 without ``Content-Length``; 503 with
-                    ``Retry-After`` when the writer is full (the exporter retries).
-``POST /query``     ``{"sql", "params", "max_rows", "worktree"}`` -> ``{"columns", "rows",
-                    "truncated"}``; 400 ``{"error", "hint"}`` for SQL that is refused; 409 when
-                    ``worktree`` is not this collector's (see :mod:`legible.store`).
-``GET /health``     200 ``ok`` once the store is open and every receiver listens.
-``POST /flush``     push the derived metrics now and flush VictoriaMetrics' buffers (read-your-writes).
+                    ``partial_success`` when items were rejected) only once every accepted item is queued
+                    for the store (or for VictoriaMetrics); 400 with a ``google.rpc.Status`` for an
+                    undecodable payload (JSON nested too deeply included); 415 for another content type
+                    or encoding; 413 above :data:`MAX_BODY` bytes (compressed or not; a body up to
+                    :data:`DRAIN_MAX` is read first so the client sees the answer); 411 for chunked
+                    bodies; 429 with ``Retry-After`` when the queue is full and 503 with ``Retry-After``
+                    while the store is failing (the OTLP spec's retryable codes).
+``POST /query``     token, ``application/json`` ``{"sql", "params", "max_rows", "worktree"}`` ->
+                    ``{"columns", "rows", "truncated"}``; 400 ``{"error", "hint"}`` for SQL that is
+                    refused; 409 when ``worktree`` is not this collector's (see :mod:`legible.store`).
+``GET /health``     200 ``ok`` once the store is open and every receiver listens; 503 with the cause
+                    while the store cannot be written.
+``GET /status``     token; :data:`STATUS_SCHEMA`, see :meth:`Collector.status`.
+``POST /flush``     token; push the derived metrics and flush VictoriaMetrics' buffers (read-your-writes).
 ``GET /metrics``    the collector's own counters (:class:`~legible.collector._metrics.SelfMetrics`).
 ==================  ===================================================================================
 
+Least privilege: every listener binds 127.0.0.1. The non-OTLP endpoints answer 403 unless ``Host`` is
+``127.0.0.1:<port>`` or ``localhost:<port>`` (DNS rebinding); ``/query``, ``/flush`` and ``/status`` answer
+401 without ``Authorization: Bearer <token>``, the random token written to ``--token-file`` (mode 0600,
+atomically) before ``/health`` says ready; ``/query`` answers 415 unless the body is ``application/json``
+(a web page cannot send that cross-origin without a CORS preflight, which is never granted).
+
+An HTTP/2 connection preface (``PRI * HTTP/2.0``, RFC 9113 section 3.4: an OTLP/gRPC exporter pointed at
+the HTTP port) is read and the connection closed, so the exporter fails at once with ``UNAVAILABLE``
+(an HTTP/2 ``GOAWAY`` instead makes grpcio retry transparently until its deadline, measured); it is
+counted as refused reason ``grpc_on_http_port`` and printed once to the collector's log, naming the gRPC
+port.
+
 gRPC: the three OTLP services (names from the ``opentelemetry-proto`` descriptors), registered as generic
 handlers that take raw bytes so an undecodable message is counted and answered ``INVALID_ARGUMENT``;
-``UNAVAILABLE`` when the writer is full. Gzip and message size limits are grpcio's.
+``UNAVAILABLE`` when the queue is full or the store is failing (retryable for every OTLP exporter).
+Gzip and message size limits are grpcio's.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
+import os
+import secrets
 import signal
+import socket
 import sys
 import threading
 import time
 import zlib
+from collections import Counter as Tally
+from collections.abc import Mapping
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import grpc
 import prometheus_client
@@ -55,10 +80,25 @@ from legible.collector._otlp import (
     span_rows,
 )
 from legible.collector._tail import Tailer
-from legible.collector._writer import Writer
+from legible.collector._writer import MEMORY_LIMIT, QUERY_TIMEOUT_S, Writer
+
+if TYPE_CHECKING:
+    from legible.contract import CollectorLastReceived, CollectorSignals, CollectorStatusDoc
 
 #: Largest request body accepted, before and after decompression, in bytes.
 MAX_BODY = 32 * 1024 * 1024
+#: Largest body read and discarded before a 413 (larger ones are answered unread and the connection closed).
+DRAIN_MAX = 2 * MAX_BODY
+#: Seconds a connection may stay silent (between requests or mid-request) before it is closed.
+CONN_TIMEOUT_S = 30.0
+#: Listen backlog of the HTTP socket.
+BACKLOG = 128
+#: Seconds OTLP/gRPC calls under way may take to finish at shutdown (they are quick unless the machine is busy).
+GRPC_GRACE_S = 5.0
+#: Schema of ``GET /status``.
+STATUS_SCHEMA: Final = "legible.collector-status/v1"
+_SIGNALS = ("traces", "logs", "metrics")
+_H2_PREFACE = b"PRI * HTTP/2.0"
 _PATHS = {"/v1/traces": "traces", "/v1/logs": "logs", "/v1/metrics": "metrics"}
 _TYPES = {
     "application/x-protobuf": "protobuf",
@@ -74,6 +114,7 @@ _GRPC_SERVICES = {
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = BACKLOG
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
@@ -83,7 +124,37 @@ class _Server(ThreadingHTTPServer):
 
 
 class Busy(Exception):
-    """The writer has :data:`~legible.collector._writer.MAX_PENDING` rows waiting; retry later."""
+    """No room to queue the request's items (HTTP 429 / gRPC ``UNAVAILABLE``); the sender retries.
+
+    Attributes:
+        failing: the store is failing (HTTP 503) rather than merely full.
+
+    """
+
+    def __init__(self, message: str, failing: bool = False) -> None:
+        super().__init__(message)
+        self.failing = failing
+
+
+def write_token(path: Path, token: str) -> None:
+    """Write ``token`` to ``path`` with mode 0600, atomically (a temp file in the same directory, renamed).
+
+    Raises:
+        OSError: the directory cannot be written.
+
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _status_body(code: int, message: str, encoding: str) -> tuple[bytes, str]:
@@ -120,6 +191,14 @@ class Collector:
         http_port: OTLP/HTTP port on 127.0.0.1 (0: any free port, see :attr:`http_port`).
         grpc_port: OTLP/gRPC port on 127.0.0.1 (0: any; -1: no gRPC).
         max_db_mb: store size cap in MiB (0: none).
+        token_file: where :meth:`start` writes the bearer token (``None``: not written; it is
+            :attr:`token`).
+        memory_limit: DuckDB's buffer pool size, e.g. ``"128MB"``.
+        query_timeout: seconds after which a ``/query`` is interrupted (and longest wait for a query slot).
+
+    Raises:
+        OSError: a port cannot be bound.
+        duckdb.Error: the store cannot be opened.
 
     """
 
@@ -132,8 +211,19 @@ class Collector:
         http_port: int = 0,
         grpc_port: int = 0,
         max_db_mb: int = 512,
+        token_file: Path | None = None,
+        memory_limit: str = MEMORY_LIMIT,
+        query_timeout: float = QUERY_TIMEOUT_S,
     ) -> None:
+        self.query_timeout = query_timeout
         self.worktree = worktree
+        self.token = secrets.token_urlsafe(32)
+        self.token_file = token_file
+        self._tally_lock = threading.Lock()
+        self.received: Tally[str] = Tally()
+        self.refused: Tally[str] = Tally()
+        self.last_received_ns: dict[str, int | None] = dict.fromkeys(_SIGNALS)
+        self._warned_h2 = False
         self.stats = SelfMetrics()
         self.derived = Derived(worktree)
         self._delta: dict[Any, float] = {}
@@ -145,8 +235,9 @@ class Collector:
             on_spans=self.derived.observe_spans,
             on_written=lambda t, n: self.stats.written.labels(t).inc(n),
             on_pruned=lambda t, n: self.stats.pruned.labels(t).inc(n),
-            on_dropped=lambda t, n: self.stats.rejected.labels(t, "unstorable").inc(n) if n else None,
+            on_dropped=lambda t, n: self.refuse(t, "unstorable", n) if n else None,
             on_deduplicated=self.stats.deduplicated.inc,
+            memory_limit=memory_limit,
         )
         self.pusher = Pusher(vm_url, self.derived, self.stats)
         self.tailer = Tailer(logs_dir, self.writer.offsets(), self._tail_sink) if logs_dir is not None else None
@@ -187,7 +278,14 @@ class Collector:
     # ---- lifecycle ----
 
     def start(self) -> None:
-        """Start the writer, pusher, tailer and both receivers."""
+        """Write the token file, then start the writer, pusher, tailer and both receivers.
+
+        Raises:
+            OSError: the token file cannot be written.
+
+        """
+        if self.token_file is not None:
+            write_token(self.token_file, self.token)
         self.writer.start()
         self.pusher.start()
         if self.tailer is not None:
@@ -198,16 +296,71 @@ class Collector:
         self.ready = True
 
     def stop(self) -> None:
-        """Stop receiving, flush everything to the store, push once more, close the file."""
+        """Stop receiving, write every accepted row to the store, push once more, close the file."""
         self.ready = False
-        if self.grpc_server is not None:
-            self.grpc_server.stop(grace=0.3)
+        if self.grpc_server is not None:  # new RPCs are refused; those under way finish (and are answered)
+            self.grpc_server.stop(grace=GRPC_GRACE_S).wait(GRPC_GRACE_S + 1)
         self.httpd.shutdown()
         self.httpd.server_close()
         if self.tailer is not None:
             self.tailer.stop()
         self.writer.close()
         self.pusher.stop()
+
+    @property
+    def healthy(self) -> bool:
+        """True while started and the store can be written."""
+        return self.ready and not self.writer.error
+
+    def refuse(self, sig: str, reason: str, n: int = 1) -> None:
+        """Count ``n`` refused items or requests (``/status`` ``refused`` and the ``rejected`` counter)."""
+        self.stats.rejected.labels(sig, reason).inc(n)
+        with self._tally_lock:
+            self.refused[reason] += n
+
+    def _count_received(self, sig: str, n: int) -> None:
+        self.stats.received.labels(sig).inc(n)
+        with self._tally_lock:
+            self.received[sig] += n
+            self.last_received_ns[sig] = time.time_ns()
+
+    def status(self) -> CollectorStatusDoc:
+        """Return the ``GET /status`` document (counts since this process started).
+
+        Shape: ``{"schema": STATUS_SCHEMA, "healthy": bool, "error": str, "pending": rows queued,
+        "received": {"traces": spans, "logs": records, "metrics": data points}, "refused": {reason: n},
+        "last_received_ns": {signal: Unix ns of the last accepted export, or None}}``.
+        """
+        with self._tally_lock:
+            received = {k: self.received[k] for k in _SIGNALS}
+            refused = dict(sorted(self.refused.items()))
+            last = dict(self.last_received_ns)
+        return {
+            "schema": STATUS_SCHEMA,
+            "healthy": self.healthy,
+            "error": self.writer.error if self.ready else "starting",
+            "pending": self.writer.pending,
+            "received": cast("CollectorSignals", received),
+            "refused": refused,
+            "last_received_ns": cast("CollectorLastReceived", last),
+        }
+
+    def h2_refused(self) -> None:
+        """Count an HTTP/2 preface on the HTTP port; say so on stderr (the collector's log) the first time."""
+        self.refuse("any", "grpc_on_http_port")
+        msg = (
+            f"this is the OTLP/HTTP port; send OTLP/gRPC to 127.0.0.1:{self.grpc_port}"
+            if self.grpc_port > 0
+            else "this is the OTLP/HTTP port and this collector has no OTLP/gRPC receiver"
+        )
+        if not self._warned_h2:
+            self._warned_h2 = True
+            print(
+                f"collector: an HTTP/2 (gRPC?) client connected to the OTLP/HTTP port {self.http_port}: {msg} "
+                "(set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf or use the gRPC port)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     # ---- ingestion (shared by HTTP and gRPC) ----
 
@@ -221,27 +374,35 @@ class Collector:
 
         Raises:
             PayloadError: undecodable (400 / INVALID_ARGUMENT).
-            Busy: the writer is full (503 / UNAVAILABLE).
+            Busy: no room in the queue (429 / UNAVAILABLE) or the store is failing (503 / UNAVAILABLE);
+                nothing of the request was kept.
 
         """
-        msg = decode(sig, body, encoding)
+        if self.writer.error:
+            self.refuse(sig, "unhealthy")
+            raise Busy(f"collector unhealthy: {self.writer.error}", failing=True)
+        try:
+            msg = decode(sig, body, encoding)
+        except PayloadError:
+            self.refuse(sig, "decode")
+            raise
         now = time.time_ns()
         if sig == "metrics":
             with self._delta_lock:
                 d = metric_samples(msg, self.worktree, self._delta)
-            dropped = self.derived.add_samples(d.rows)
-            if dropped:
-                self.stats.dropped.labels("queue_full").inc(dropped)
+            if not self.derived.add_samples(d.rows):
+                self.refuse(sig, "busy", len(d.rows))
+                raise Busy("collector busy, retry")
         else:
             d = span_rows(msg, now) if sig == "traces" else log_rows(msg, now)
             if d.rows and not self.writer.add("spans" if sig == "traces" else "logs", d.rows):
-                self.stats.rejected.labels(sig, "busy").inc(len(d.rows))
-                raise Busy
+                self.refuse(sig, "busy", len(d.rows))
+                raise Busy("collector busy, retry", failing=bool(self.writer.error))
         accepted = d.received - (d.rejected if sig != "metrics" else 0)
         if accepted > 0:
-            self.stats.received.labels(sig).inc(accepted)
+            self._count_received(sig, accepted)
         if d.rejected:
-            self.stats.rejected.labels(sig, "invalid_item").inc(d.rejected)
+            self.refuse(sig, "invalid_item", d.rejected)
         return d.rejected, d.reason
 
     def _grpc_export(self, sig: str) -> Any:
@@ -249,10 +410,9 @@ class Collector:
             try:
                 rejected, message = self.ingest(sig, request, "protobuf")
             except PayloadError as e:
-                self.stats.rejected.labels(sig, "decode").inc()
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-            except Busy:
-                context.abort(grpc.StatusCode.UNAVAILABLE, "collector busy, retry")
+            except Busy as e:
+                context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
             return response_message(sig, rejected, message)
 
         return export
@@ -266,7 +426,7 @@ class Collector:
             return 409, {"error": f"this collector serves worktree {self.worktree}, not {wt}", "hint": ""}
         try:
             max_rows = int(doc.get("max_rows") or 10_000)
-            cols, rows, truncated = self.writer.query(doc["sql"], doc.get("params"), max_rows)
+            cols, rows, truncated = self.writer.query(doc["sql"], doc.get("params"), max_rows, self.query_timeout)
         except UsageError as e:
             return 400, {"error": e.message, "hint": e.hint}
         except (TypeError, ValueError) as e:
@@ -278,10 +438,25 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "legible-collector"
     sys_version = ""
+    disable_nagle_algorithm = True  # TCP_NODELAY: no 40 ms Nagle + delayed-ACK stall per keep-alive answer
+    timeout = CONN_TIMEOUT_S
     collector: Collector
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
+
+    def parse_request(self) -> bool:
+        raw: bytes = getattr(self, "raw_requestline", b"")
+        if raw.startswith(_H2_PREFACE):  # an HTTP/2 (gRPC) client on the HTTP/1.1 port
+            self.close_connection = True
+            self.collector.h2_refused()
+            try:  # read the rest of the preface, then close: the gRPC client fails at once with UNAVAILABLE
+                self.rfile.read(8)  # "\r\nSM\r\n\r\n"
+                self.connection.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            return False
+        return super().parse_request()
 
     def _send(self, code: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
         self.send_response(code)
@@ -294,24 +469,65 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _text(self, code: int, text: str, extra: dict[str, str] | None = None) -> None:
+        self._send(code, text.encode(), "text/plain; charset=utf-8", extra)
+
+    def _json(self, code: int, doc: Mapping[str, Any]) -> None:
+        self._send(code, json.dumps(doc).encode(), "application/json")
+
+    def _local_host(self) -> bool:
+        """True when ``Host`` names this loopback listener (a DNS-rebinding page sends its own name)."""
+        port = self.collector.http_port
+        host = (self.headers.get("Host") or "").strip().lower()
+        if host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+            return True
+        self.collector.refuse("any", "foreign_host")
+        self.close_connection = True  # a request body, if any, is left unread
+        self._json(403, {"error": f"Host {host!r} is not this collector", "hint": f"use 127.0.0.1:{port}"})
+        return False
+
+    def _authorized(self) -> bool:
+        got = self.headers.get("Authorization") or ""
+        want = f"Bearer {self.collector.token}"
+        if hmac.compare_digest(got.encode(), want.encode()):
+            return True
+        self.collector.refuse("any", "unauthorized")
+        self.close_connection = True  # a request body, if any, is left unread
+        where = self.collector.token_file or "the collector's --token-file"
+        self._send(
+            401,
+            json.dumps({"error": "missing or wrong bearer token", "hint": f"send the token in {where}"}).encode(),
+            "application/json",
+            {"WWW-Authenticate": 'Bearer realm="legible-collector"'},
+        )
+        return False
+
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         path = self.path.split("?", 1)[0]
+        c = self.collector
+        if not self._local_host():
+            return
         if path == "/health":
-            ok = self.collector.ready
-            self._send(200 if ok else 503, b"ok\n" if ok else b"starting\n", "text/plain; charset=utf-8")
+            if c.healthy:
+                self._text(200, "ok\n")
+            else:
+                self._text(503, f"unhealthy: {c.writer.error}\n" if c.ready else "starting\n")
         elif path == "/metrics":
-            self.collector.stats.pending.set(self.collector.writer.pending)
-            self.collector.stats.db_bytes.set(self.collector.writer.used_bytes)
-            self._send(200, self.collector.stats.exposition(), "text/plain; version=0.0.4; charset=utf-8")
+            c.stats.pending.set(c.writer.pending)
+            c.stats.db_bytes.set(c.writer.used_bytes)
+            self._send(200, c.stats.exposition(), "text/plain; version=0.0.4; charset=utf-8")
+        elif path == "/status":
+            if self._authorized():
+                self._json(200, c.status())
         else:
-            self._send(404, b"not found\n", "text/plain; charset=utf-8")
+            self._text(404, "not found\n")
 
     def _read_body(self, sig: str) -> bytes | None:
         c = self.collector
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             self.close_connection = True
-            c.stats.rejected.labels(sig, "no_length").inc()
-            self._send(411, b"Content-Length required\n", "text/plain; charset=utf-8")
+            c.refuse(sig, "no_length")
+            self._text(411, "Content-Length required\n")
             return None
         try:
             length = int(self.headers.get("Content-Length") or "0")
@@ -319,69 +535,101 @@ class _Handler(BaseHTTPRequestHandler):
             length = -1
         if length < 0:
             self.close_connection = True
-            self._send(400, b"bad Content-Length\n", "text/plain; charset=utf-8")
+            self._text(400, "bad Content-Length\n")
             return None
         if length > MAX_BODY:
-            self.close_connection = True  # do not read it; the connection is dropped after the answer
-            c.stats.rejected.labels(sig, "too_large").inc()
-            self._send(413, b"request body too large\n", "text/plain; charset=utf-8")
+            self.close_connection = True
+            c.refuse(sig, "too_large")
+            if length <= DRAIN_MAX:  # read it so the client, still sending, gets the answer (no broken pipe)
+                left = length
+                while left > 0:
+                    chunk = self.rfile.read(min(left, 1 << 20))
+                    if not chunk:
+                        return None
+                    left -= len(chunk)
+            self._text(413, f"request body too large (at most {MAX_BODY} bytes)\n")
             return None
         return self.rfile.read(length)
 
     def do_POST(self) -> None:  # noqa: N802
         path = self.path.split("?", 1)[0]
+        try:
+            if path in _PATHS:
+                self._export(_PATHS[path])
+            elif path in ("/query", "/flush"):
+                self._control(path)
+            else:
+                if self._read_body("unknown") is not None:
+                    self._text(404, "not found\n")
+        except (ConnectionError, TimeoutError):
+            raise
+        except Exception as e:  # a bug must still answer, and must not take the thread's connection silently
+            print(f"collector: POST {path}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            self.close_connection = True
+            self._text(500, f"internal error: {type(e).__name__}\n")
+
+    def _control(self, path: str) -> None:
         c = self.collector
+        if not self._local_host() or not self._authorized():
+            return
         if path == "/flush":  # push derived metrics and have VictoriaMetrics index them now
-            self._read_body("flush")
-            ok = c.pusher.flush_now()
-            self._send(200 if ok else 503, b"ok\n" if ok else b"push failed\n", "text/plain; charset=utf-8")
-            return
-        if path == "/query":
-            body = self._read_body("query")
-            if body is None:
+            if self._read_body("flush") is None:
                 return
-            try:
-                doc = json.loads(body)
-            except ValueError:
-                doc = None
-            code, answer = c.query(doc)
-            self._send(code, json.dumps(answer).encode(), "application/json")
+            ok = c.pusher.flush_now()
+            self._text(200 if ok else 503, "ok\n" if ok else "push failed\n")
             return
-        sig = _PATHS.get(path)
-        if sig is None:
-            self._read_body("unknown")
-            self._send(404, b"not found\n", "text/plain; charset=utf-8")
+        ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+        if ctype != "application/json":
+            self.close_connection = True
+            c.refuse("query", "content_type")
+            self._json(415, {"error": f"/query takes application/json, not {ctype!r}", "hint": ""})
             return
+        body = self._read_body("query")
+        if body is None:
+            return
+        try:
+            doc = json.loads(body)
+        except (ValueError, RecursionError):
+            doc = None
+        code, answer = c.query(doc)
+        self._json(code, answer)
+
+    def _export(self, sig: str) -> None:
+        c = self.collector
         ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         encoding = _TYPES.get(ctype)
         body = self._read_body(sig)
         if body is None:
             return
         if encoding is None:
-            c.stats.rejected.labels(sig, "content_type").inc()
-            self._send(415, f"unsupported content type {ctype!r}\n".encode(), "text/plain; charset=utf-8")
+            c.refuse(sig, "content_type")
+            self._text(415, f"unsupported content type {ctype!r}\n")
             return
         cenc = (self.headers.get("Content-Encoding") or "identity").strip().lower()
         try:
             if cenc == "gzip":
                 body = _gunzip(body, MAX_BODY)
             elif cenc not in ("identity", ""):
-                c.stats.rejected.labels(sig, "content_encoding").inc()
-                self._send(415, f"unsupported content encoding {cenc!r}\n".encode(), "text/plain; charset=utf-8")
+                c.refuse(sig, "content_encoding")
+                self._text(415, f"unsupported content encoding {cenc!r}\n")
                 return
             rejected, message = c.ingest(sig, body, encoding)
         except OverflowError:
-            c.stats.rejected.labels(sig, "too_large").inc()
-            self._send(413, b"decompressed body too large\n", "text/plain; charset=utf-8")
+            c.refuse(sig, "too_large")
+            self._text(413, "decompressed body too large\n")
             return
-        except (PayloadError, zlib.error) as e:
-            c.stats.rejected.labels(sig, "decode").inc()
+        except zlib.error as e:
+            c.refuse(sig, "decode")
+            out, otype = _status_body(3, f"bad gzip: {e}", encoding)
+            self._send(400, out, otype)
+            return
+        except PayloadError as e:
             out, otype = _status_body(3, str(e), encoding)
             self._send(400, out, otype)
             return
-        except Busy:
-            out, otype = _status_body(14, "collector busy, retry", encoding)
-            self._send(503, out, otype, {"Retry-After": "1"})
+        except Busy as e:
+            out, otype = _status_body(14, str(e), encoding)
+            self._send(503 if e.failing else 429, out, otype, {"Retry-After": "1"})
             return
         out = encode_response(sig, rejected, message, encoding)
         self._send(200, out, "application/json" if encoding == "json" else "application/x-protobuf")
@@ -403,6 +651,9 @@ def serve(args: Any) -> int:
             http_port=args.http_port,
             grpc_port=args.grpc_port,
             max_db_mb=args.max_db_mb,
+            token_file=Path(args.token_file) if args.token_file else None,
+            memory_limit=args.memory_limit,
+            query_timeout=args.query_timeout,
         )
     except OSError as e:
         print(f"collector: cannot start: {e}", file=sys.stderr)
@@ -418,7 +669,11 @@ def serve(args: Any) -> int:
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated in prometheus_client
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    col.start()
+    try:
+        col.start()
+    except OSError as e:
+        print(f"collector: cannot write the token file: {e}", file=sys.stderr)
+        return 2
     print(
         f"collector: ready http=127.0.0.1:{col.http_port} grpc=127.0.0.1:{col.grpc_port} db={args.db}",
         file=sys.stderr,
@@ -426,5 +681,12 @@ def serve(args: Any) -> int:
     )
     while not done.wait(1.0):
         pass
+    t0 = time.monotonic()
+    pending = col.writer.pending
     col.stop()
+    print(
+        f"collector: stopped; wrote the {pending} queued rows in {time.monotonic() - t0:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     return 0

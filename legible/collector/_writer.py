@@ -4,7 +4,22 @@ Rows are buffered per table and flushed every :data:`FLUSH_EVERY_S` seconds or a
 :data:`FLUSH_ROWS` are waiting, as Arrow tables inserted with one ``INSERT ... SELECT`` each (the
 ``logs.template`` column is computed there by DuckDB, see :func:`legible.store.template_sql`), in one
 transaction with the tail offsets the rows came from. At most :data:`MAX_PENDING` rows wait; beyond that
-:meth:`Writer.add` refuses (OTLP answers 503 so the sender retries) or blocks (the file tailer).
+:meth:`Writer.add` refuses (OTLP answers 429 so the sender retries) or blocks (the file tailer). A row
+:meth:`Writer.add` accepted is written before :meth:`Writer.close` returns: the last flushes run until the
+queue is empty (or the store has failed, which is then printed with the count of rows lost).
+
+Health: a flush that fails for a reason other than an unstorable row (DuckDB out of memory, a failed
+checkpoint that invalidates the database, a full disk) sets :attr:`Writer.error`; the writer reopens the
+file and retries, and clears the error after the next commit. While :attr:`Writer.error` is set the
+collector answers ``/health`` with 503 and refuses new rows (see :mod:`legible.collector._server`).
+
+DuckDB settings (https://duckdb.org/docs/stable/configuration/overview): ``memory_limit``
+:data:`MEMORY_LIMIT` and ``threads`` :data:`THREADS` bound the buffer pool, with ``temp_directory``
+``<store dir>/tmp`` so checkpoints and large queries spill instead of failing; then
+``enable_external_access=false`` (no file, URL, ``ATTACH``, ``COPY`` or extension access from SQL),
+``autoinstall_known_extensions=false``, ``autoload_known_extensions=false`` and
+``lock_configuration=true``, so ``/query`` reads the store's tables and nothing else
+(:func:`legible.store.lock_down`).
 
 Size cap: every :data:`PRUNE_EVERY_S` seconds, when the used size of the file (``pragma_database_size``:
 used blocks times block size, plus the WAL) exceeds ``max_bytes``, the oldest 20 % of each table
@@ -24,13 +39,23 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from legible.store import migrate, run_query, template_sql
+from legible._errors import UsageError
+from legible.store import lock_down, migrate, run_query, template_sql
 
 FLUSH_EVERY_S = 0.2
 FLUSH_ROWS = 5000
-MAX_PENDING = 200_000
+#: Rows (logs + spans) queued at most; a queued span row takes about 1-2 KB of Python objects.
+MAX_PENDING = 20_000
 PRUNE_EVERY_S = 5.0
-MEMORY_LIMIT = "48MB"
+#: DuckDB's buffer pool; larger work spills to ``temp_directory``.
+MEMORY_LIMIT = "128MB"
+#: DuckDB worker threads (the machine may have 2 cores shared by several stacks).
+THREADS = 2
+#: Failed flushes in a row after which the writer counts as failed even without a fatal error.
+FAILURES_UNHEALTHY = 3
+#: Queries ``/query`` runs at once, and seconds after which one is interrupted.
+QUERY_SLOTS = 2
+QUERY_TIMEOUT_S = 30.0
 #: How many recent (service, trace id, span id, message) keys the cross-source dedupe remembers.
 DEDUPE_KEYS = 50_000
 
@@ -118,6 +143,8 @@ class Writer:
         on_pruned: called with ``(table, n)`` after the size cap deleted rows.
         on_dropped: called with ``(table, n)`` when rows that cannot be stored (a value out of range for
             its column) were dropped; the other rows of the batch are kept.
+        on_deduplicated: called with the count of log records dropped as copies (see :meth:`_dedupe`).
+        memory_limit: DuckDB's ``memory_limit`` (``"128MB"``; default :data:`MEMORY_LIMIT`).
 
     Raises:
         duckdb.Error: the file cannot be opened (e.g. another process holds it).
@@ -134,13 +161,14 @@ class Writer:
         on_pruned: Callable[[str, int], None] | None = None,
         on_dropped: Callable[[str, int], None] | None = None,
         on_deduplicated: Callable[[int], None] | None = None,
+        memory_limit: str = MEMORY_LIMIT,
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.memory_limit = memory_limit
         self.max_bytes = max_bytes
-        # A small buffer pool keeps the collector's RSS bounded; queries larger than it spill to temp files.
-        self.con = duckdb.connect(str(path), config={"memory_limit": MEMORY_LIMIT})
-        migrate(self.con)
+        self.temp_dir = path.parent / "tmp"
+        self.con = self._connect()
         self._on_logs = on_logs
         self._on_spans = on_spans
         self._on_written = on_written
@@ -150,6 +178,8 @@ class Writer:
         # (service, trace id, span id, message) -> source of the log records seen lately; see _dedupe
         self._recent: OrderedDict[tuple[str, str, str, str], str] = OrderedDict()
         self._cv = threading.Condition()
+        self._slots = threading.BoundedSemaphore(QUERY_SLOTS)
+        self._inflight = 0  # rows of the flush under way
         self._logs: list[tuple[Any, ...]] = []
         self._spans: list[tuple[Any, ...]] = []
         self._offsets: dict[str, tuple[int, int]] = {}
@@ -163,6 +193,27 @@ class Writer:
         self._last_prune = time.monotonic()
         self.used_bytes = self._used_bytes()
         self.flush_error = ""
+        #: Why the store cannot be written now (``""``: healthy). One line.
+        self.error = ""
+        self._failures = 0
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        # A bounded buffer pool keeps the collector's RSS bounded; larger work spills to temp files.
+        con = duckdb.connect(
+            str(self.path),
+            config={
+                "memory_limit": self.memory_limit,
+                "threads": str(THREADS),
+                "temp_directory": str(self.temp_dir),
+            },
+        )
+        try:
+            migrate(con)
+            lock_down(con)
+        except BaseException:
+            con.close()
+            raise
+        return con
 
     def offsets(self) -> dict[str, tuple[int, int]]:
         """Return the persisted ``{path: (inode, offset)}`` of the tailed files."""
@@ -175,7 +226,10 @@ class Writer:
 
     @property
     def pending(self) -> int:
-        """Rows waiting for the next flush."""
+        """Rows accepted and not yet committed: queued, plus those of a flush under way (or being retried)."""
+        return self._queued() + self._inflight
+
+    def _queued(self) -> int:
         return len(self._logs) + len(self._spans)
 
     def add(
@@ -194,20 +248,23 @@ class Writer:
             block: wait for room instead of refusing when :data:`MAX_PENDING` rows wait.
 
         Returns:
-            False when refused for lack of room (nothing was queued).
+            False when refused (nothing was queued): no room, the writer is closing, or :attr:`error` is
+            set (unless ``block``). True means the rows will be committed before :meth:`close` returns.
 
         """
         if table == "logs":
             rows = self._dedupe(rows)
         with self._cv:
-            while self.pending + len(rows) > MAX_PENDING and self.pending and not self._stop:
+            while self._queued() + len(rows) > MAX_PENDING and self._queued() and not self._stop:
                 if not block:
                     return False
                 self._cv.wait(0.5)
+            if self._stop or (self.error and not block):
+                return False  # closing (nothing more gets flushed), or the store is failing
             (self._logs if table == "logs" else self._spans).extend(rows)
             if offsets:
                 self._offsets.update(offsets)
-            if self.pending >= FLUSH_ROWS:
+            if self._queued() >= FLUSH_ROWS:
                 self._cv.notify_all()
         return True
 
@@ -242,11 +299,12 @@ class Writer:
     def _run(self) -> None:
         while True:
             with self._cv:
-                if not self._stop and self.pending < FLUSH_ROWS:
+                if not self._stop and self._queued() < FLUSH_ROWS:
                     self._cv.wait(FLUSH_EVERY_S)
                 stopping = self._stop
             self.flush()
             if stopping:
+                self._drain()
                 return
             if self.max_bytes and time.monotonic() - self._last_prune >= PRUNE_EVERY_S:
                 self._last_prune = time.monotonic()
@@ -255,11 +313,24 @@ class Writer:
                 except duckdb.Error as e:
                     print(f"collector: prune failed: {e}", file=sys.stderr)
 
+    def _drain(self, attempts: int = 5) -> None:
+        """Flush until nothing is queued (``add`` refuses once stopping); report what could not be written."""
+        for _ in range(attempts):
+            with self._cv:
+                if not (self._logs or self._spans or self._offsets):
+                    return
+            self.flush()
+        with self._cv:
+            lost = self.pending
+        if lost:
+            print(f"collector: {lost} accepted rows could not be written: {self.error}", file=sys.stderr, flush=True)
+
     def flush(self) -> None:
         """Commit everything queued now, in one transaction; on failure the rows stay queued."""
         with self._cv:
             logs, spans, offsets = self._logs, self._spans, self._offsets
             self._logs, self._spans, self._offsets = [], [], {}
+            self._inflight = len(logs) + len(spans)
             self._cv.notify_all()
         if not (logs or spans or offsets):
             return
@@ -292,21 +363,42 @@ class Writer:
                     self._on_dropped("logs", bad_logs)
                     self._on_dropped("spans", bad_spans)
             else:
-                print(f"collector: flush failed, will retry: {self.flush_error}", file=sys.stderr)
-                time.sleep(0.2)
+                self._failed(e)
             with self._cv:  # put them back in front, keep newer offsets
                 self._logs[:0] = good_logs
                 self._spans[:0] = good_spans
                 self._offsets = {**offsets, **self._offsets}
+                self._inflight = 0
             return
+        self._failures = 0
+        self.error = ""
         self._seq["logs"] += len(logs)
         self._seq["spans"] += len(spans)
+        self._inflight = 0
         for table, rows, cb in (("logs", logs, self._on_logs), ("spans", spans, self._on_spans)):
             if rows:
                 if self._on_written:
                     self._on_written(table, len(rows))
                 if cb:
                     cb(rows)
+
+    def _failed(self, e: Exception) -> None:
+        """Record a failed flush; after a fatal error or :data:`FAILURES_UNHEALTHY` in a row, reopen the file."""
+        self._failures += 1
+        fatal = isinstance(e, duckdb.FatalException) or "invalidated" in str(e)
+        print(f"collector: flush failed, will retry: {self.flush_error}", file=sys.stderr, flush=True)
+        if fatal or self._failures >= FAILURES_UNHEALTHY:
+            self.error = f"store write failed: {self.flush_error}"
+            try:  # a fatal error invalidates the database instance: open it again (committed rows are safe)
+                self.con.close()
+            except duckdb.Error:
+                pass
+            try:
+                self.con = self._connect()
+            except Exception as e2:
+                self.error = f"store write failed, cannot reopen it: {' '.join(str(e2).split())[:200]}"
+        if not self._stop:  # back off, except in the last flushes before exit
+            time.sleep(min(0.2 * self._failures, 2.0))
 
     def _used_bytes(self) -> int:
         row = self.con.execute("SELECT block_size * used_blocks, wal_size FROM pragma_database_size()").fetchone()
@@ -338,29 +430,46 @@ class Writer:
         return deleted
 
     def query(
-        self, sql: str, params: Any = None, max_rows: int = 10_000
+        self, sql: str, params: Any = None, max_rows: int = 10_000, timeout: float = QUERY_TIMEOUT_S
     ) -> tuple[list[str], list[tuple[Any, ...]], bool]:
         """Run one read-only query on a fresh cursor (see :func:`legible.store.run_query`).
 
+        At most :data:`QUERY_SLOTS` queries run at once (the others wait for a slot, up to ``timeout``), and
+        a query still running after ``timeout`` seconds is interrupted, so queries cannot starve the writer.
+
         Raises:
-            UsageError: not read-only, or rejected by DuckDB.
+            UsageError: not read-only, rejected by DuckDB, interrupted, or no slot within ``timeout``.
 
         """
-        cur = self.con.cursor()
+        if not self._slots.acquire(timeout=timeout):
+            raise UsageError(f"SQL: the store is busy ({QUERY_SLOTS} queries running)", hint="retry in a moment")
         try:
-            return run_query(cur, sql, params, max_rows)
+            cur = self.con.cursor()
+            timer = threading.Timer(timeout, cur.interrupt)
+            timer.daemon = True
+            timer.start()
+            try:
+                return run_query(cur, sql, params, max_rows)
+            finally:
+                timer.cancel()
+                cur.close()
         finally:
-            cur.close()
+            self._slots.release()
 
-    def close(self) -> None:
-        """Stop the flush thread after a last flush, checkpoint and close the file."""
+    def close(self, timeout: float = 60.0) -> None:
+        """Refuse new rows, write every queued one, checkpoint and close the file.
+
+        Args:
+            timeout: seconds to wait for the flush thread to write what is queued.
+
+        """
         with self._cv:
             self._stop = True
             self._cv.notify_all()
         if self._thread.is_alive():
-            self._thread.join(5)
+            self._thread.join(timeout)
         else:
-            self.flush()
+            self._drain()
         try:
             self.con.execute("CHECKPOINT").fetchall()
         except duckdb.Error:

@@ -59,9 +59,10 @@ _STACK = ("starting", "ready", "degraded", "stopping", "stopped", "failed", "dea
 StackStatus = Annotated[str, Enum(*_STACK)]
 """A stack's status in ``state.json``."""
 ServiceStatus = Annotated[
-    str, Enum("pending", "starting", "ready", "backoff", "failed", "stopped", "exited", "orphaned", "gone")
+    str, Enum("pending", "starting", "ready", "unhealthy", "backoff", "failed", "stopped", "exited", "orphaned", "gone")
 ]
-"""A service's status in ``state.json`` (``exited``: seen dead before the supervisor's next tick; ``orphaned``
+"""A service's status in ``state.json`` (``unhealthy``: ready, then failed its liveness probe 3 times in a
+row; ``exited``: seen dead before the supervisor's next tick; ``orphaned``
 and ``gone``: a service of a dead stack that still runs, or that does not)."""
 
 
@@ -929,6 +930,38 @@ class ErrorDoc(TypedDict):
 
 
 #: Every schema name legible emits or writes, and its type (the generator and the tests read this).
+class CollectorSignals(TypedDict):
+    """A count per OTLP signal: spans, log records, metric data points."""
+
+    traces: Count
+    logs: Count
+    metrics: Count
+
+
+class CollectorLastReceived(TypedDict):
+    """Unix time in ns of the last accepted export per signal, or ``None`` before the first."""
+
+    traces: int | None
+    logs: int | None
+    metrics: int | None
+
+
+class CollectorStatusDoc(TypedDict):
+    """The collector's ``GET /status`` (``legible.collector-status/v1``), counted since it started.
+
+    ``refused`` counts refusals by reason (``busy``, ``unhealthy``, ``grpc_on_http_port``, ``unauthorized``,
+    ``foreign_host``, ...); ``pending`` is rows queued for the store.
+    """
+
+    schema: Literal["legible.collector-status/v1"]
+    healthy: bool
+    error: str
+    pending: Count
+    received: CollectorSignals
+    refused: dict[str, Count]
+    last_received_ns: CollectorLastReceived
+
+
 SCHEMAS: dict[str, Any] = {
     "legible.state/v1": StateFile,
     "legible.plan/v1": PlanDoc,
@@ -967,4 +1000,5 @@ SCHEMAS: dict[str, Any] = {
     "legible.skills-list/v1": SkillsListDoc,
     "legible.skills-install/v1": SkillsInstallDoc,
     "legible.error/v1": ErrorDoc,
+    "legible.collector-status/v1": CollectorStatusDoc,
 }

@@ -85,6 +85,7 @@ def metrics_url(cwd: Path | None = None) -> str:
         NotRunning: no stack runs for this worktree, or it has no ``victoria-metrics`` endpoint.
 
     """
+    from legible.store import read_token
     from legible.worktree import find_worktree
 
     wt = find_worktree(cwd)
@@ -96,19 +97,28 @@ def metrics_url(cwd: Path | None = None) -> str:
             hint="run `legible up --wait`; logs and traces stay queryable from the kept store",
         )
     if endpoints.get("otlp-http"):
-        flush_collector(endpoints["otlp-http"])
+        flush_collector(endpoints["otlp-http"], read_token(wt.state_dir))
     return str(url)
 
 
-def flush_collector(collector_url: str, timeout: float = 2.0) -> bool:
+def flush_collector(collector_url: str, token: str | None, timeout: float = 2.0) -> bool:
     """Ask the collector to push its derived metrics and flush VictoriaMetrics now (``POST /flush``).
 
     Called before every PromQL query so what the agent just did is visible (read-your-writes). A
     collector that does not answer is not an error: the query then sees data up to about 2 s old.
+
+    Args:
+        collector_url: the collector's HTTP base URL.
+        token: its bearer token (:func:`legible.store.read_token` of the state directory).
+        timeout: seconds.
+
     """
     import urllib.request
 
-    req = urllib.request.Request(f"{collector_url.rstrip('/')}/flush", data=b"", method="POST")  # noqa: S310
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    req = urllib.request.Request(  # noqa: S310 - loopback collector
+        f"{collector_url.rstrip('/')}/flush", data=b"", headers=headers, method="POST"
+    )
     try:
         with _loopback.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback collector
             return bool(resp.status == 200)

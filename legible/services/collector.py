@@ -2,7 +2,8 @@
 
 It runs this Python (``sys.executable -m legible.collector``), so :meth:`CollectorService.detect` only checks
 that the package imports. Ports: ``otlp-http`` (also ``/health``, ``/metrics``, ``/query``) and ``otlp-grpc``
-from the lease; the store is ``.legible/data/signals.duckdb`` (:func:`legible.store.store_path`); it tails
+from the lease; the store is ``.legible/data/signals.duckdb`` (:func:`legible.store.store_path`), the bearer
+token of its ``/query`` is ``.legible/collector.token`` (:data:`legible.store.TOKEN_FILENAME`); it tails
 ``.legible/logs/`` and pushes derived metrics to the stack's VictoriaMetrics; it starts beside it, not after it.
 """
 
@@ -13,13 +14,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from legible.services.base import Component, Probe, ServicePlan
-from legible.store import store_path
+from legible.store import TOKEN_FILENAME, store_path
 
 if TYPE_CHECKING:
     from legible.services._context import PlanContext
 
 #: Default store size cap in MiB.
 DEFAULT_MAX_DB_MB = 512
+#: Seconds ``down`` waits for the collector to write its queue (at most ``MAX_PENDING`` rows, a few seconds
+#: even on a busy machine) before SIGKILL.
+STOP_TIMEOUT_S = 30.0
 
 
 class CollectorService:
@@ -59,6 +63,7 @@ class CollectorService:
             f"--vm-url=http://127.0.0.1:{vm_port}",
             f"--worktree={ctx.worktree.key}",
             f"--max-db-mb={DEFAULT_MAX_DB_MB}",
+            f"--token-file={ctx.worktree.state_dir / TOKEN_FILENAME}",
         ]
         env = ctx.env_for(self.name, http_port)
         # The collector must not export its own telemetry to itself.
@@ -77,5 +82,5 @@ class CollectorService:
             depends_on=[],  # beside VictoriaMetrics: span and log series are cumulative, re-sent every push
             port=http_port,
             log=str(ctx.worktree.logs_dir / f"{self.name}.log"),
-            stop_timeout=3.0,
+            stop_timeout=STOP_TIMEOUT_S,
         )
