@@ -1,4 +1,7 @@
-"""Parsing and formatting shared by the query modules: durations, times, numbers, cut lines.
+"""Parsing and formatting shared by the query modules: times, numbers, cut lines.
+
+Durations are parsed and printed by :mod:`legible._duration` (re-exported here as ``parse_duration``,
+``fmt_ms`` and ``format_seconds``), the one parser and formatter of the whole package.
 
 Everything here is pure (the current time is passed in or read once by the caller), cheap to import and
 never prints.
@@ -11,6 +14,8 @@ import math
 import re
 import time
 
+from legible._duration import format_ms as fmt_ms
+from legible._duration import format_seconds, parse_duration
 from legible._errors import UsageError
 
 __all__ = [
@@ -19,8 +24,8 @@ __all__ = [
     "fmt_ago",
     "fmt_clock",
     "fmt_count",
-    "fmt_duration_s",
     "fmt_ms",
+    "format_seconds",
     "iso",
     "now_ns",
     "one_line",
@@ -28,53 +33,6 @@ __all__ = [
     "parse_time",
     "sig4",
 ]
-
-_UNITS_S = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-    "d": 86400.0,
-    "w": 604800.0,
-}
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d|w)")
-
-
-def parse_duration(text: str, *, what: str = "duration") -> float:
-    """Parse a duration such as ``500ms``, ``30s``, ``5m``, ``2h``, ``1d``, ``1h30m`` or ``1.5s``.
-
-    Args:
-        text: the duration; a bare number means seconds.
-        what: the option name, for the error message (e.g. ``"--since"``).
-
-    Returns:
-        The duration in seconds (``float``, ``>= 0``).
-
-    Raises:
-        UsageError: ``text`` is not a duration.
-
-    """
-    s = text.strip().lower().replace(" ", "")
-    if not s:
-        raise UsageError(f"{what}: empty duration", hint="use e.g. 500ms, 30s, 5m, 2h, 1d")
-    try:
-        value = float(s)
-    except ValueError:
-        pos, total = 0, 0.0
-        for m in _DURATION_RE.finditer(s):
-            if m.start() != pos:
-                break
-            total += float(m.group(1)) * _UNITS_S[m.group(2)]
-            pos = m.end()
-        if pos != len(s) or pos == 0:
-            raise UsageError(f"{what}: {text!r} is not a duration", hint="use e.g. 500ms, 30s, 5m, 2h, 1d") from None
-        return total
-    if not math.isfinite(value) or value < 0:
-        raise UsageError(f"{what}: {text!r} is not a duration", hint="use e.g. 500ms, 30s, 5m, 2h, 1d")
-    return value
 
 
 def parse_time(text: str, now_ns: int, *, what: str = "--since") -> int:
@@ -138,48 +96,14 @@ def fmt_clock(ns: int, *, ms: bool = False) -> str:
     return t.strftime("%H:%M:%S.%f")[:12] if ms else t.strftime("%H:%M:%S")
 
 
-def fmt_duration_s(seconds: float) -> str:
-    """Seconds -> a short human duration: ``45s``, ``15m``, ``1h30m``, ``2d``; sub-second as ``fmt_ms``."""
-    if seconds < 1:
-        return fmt_ms(seconds * 1000)
-    s = round(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        m, r = divmod(s, 60)
-        return f"{m}m" if r == 0 or m >= 10 else f"{m}m{r:02d}s"
-    if s < 86400:
-        h, r = divmod(s, 3600)
-        return f"{h}h" if r < 60 else f"{h}h{r // 60:02d}m"
-    d, r = divmod(s, 86400)
-    return f"{d}d" if r < 3600 else f"{d}d{r // 3600}h"
-
-
 def fmt_ago(ns: int, now: int) -> str:
     """How long before ``now`` the instant ``ns`` was: ``3s ago``, ``12m ago``, ``in 2s`` (clock skew)."""
     delta = (now - ns) / 1e9
     if delta < 0:
-        return f"in {fmt_duration_s(-delta)}"
+        return f"in {format_seconds(max(1, round(-delta)))}"
     if delta < 1:
         return "now"
-    return f"{fmt_duration_s(delta)} ago"
-
-
-def fmt_ms(ms: float | None) -> str:
-    """Milliseconds -> ``0.42 ms``, ``3.4 ms``, ``87 ms``, ``1.23 s``, ``12.3 s``, ``2m05s``; ``None`` -> ``-``."""
-    if ms is None:
-        return "-"
-    if ms < 1:
-        return f"{ms:.2f} ms"
-    if ms < 10:
-        return f"{ms:.1f} ms"
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    if ms < 10_000:
-        return f"{ms / 1000:.2f} s"
-    if ms < 60_000:
-        return f"{ms / 1000:.1f} s"
-    return fmt_duration_s(ms / 1000)
+    return f"{format_seconds(round(delta))} ago"
 
 
 def fmt_count(n: int) -> str:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from legible._errors import NotRunning, UsageError
-from legible.queries._fmt import cut_line, fmt_count, fmt_duration_s, iso, one_line, sig4
+from legible.queries._fmt import cut_line, fmt_count, format_seconds, iso, one_line, sig4
 
 __all__ = [
     "MetricInfo",
@@ -331,7 +331,7 @@ def render_metrics(res: MetricsResult, limit: int = MAX_SERIES) -> list[str]:
     """
     unit = f"; unit {res.unit} (from the name)" if res.unit else ""
     if res.kind == "range":
-        when = f"last {fmt_duration_s(res.end - (res.start or res.end))} every {fmt_duration_s(res.step_s or 0)}"
+        when = f"last {format_seconds(res.end - (res.start or res.end))} every {format_seconds(res.step_s or 0)}"
     else:
         when = "now"
     if not res.series:
