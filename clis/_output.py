@@ -3,6 +3,10 @@
 Contract (ARCHITECTURE.md, "CLI contract"): text by default, ``--json`` prints one document with a stable
 ``schema`` field; errors print ``error: <message>`` then ``hint: <what to do>`` on stderr (and, for a
 failing service, its last log lines) and exit with the code of :mod:`legible._errors`.
+
+A :class:`~legible._errors.LegibleError` that escapes a command is reported by the entry point
+(:mod:`legible.cli.main`); commands with ``--out`` wrap their call in :func:`run` so the error document is
+also written to that file.
 """
 
 from __future__ import annotations
@@ -44,8 +48,12 @@ def write_out(path: Path | None, doc: dict[str, Any]) -> None:
     path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
 
 
-def fail(err: LegibleError, as_json: bool = False, out: Path | None = None) -> NoReturn:
-    """Print ``err`` (one line, a hint, the log tail) and exit with its exit code; also to ``out`` as JSON."""
+def report(err: LegibleError, as_json: bool = False, out: Path | None = None) -> int:
+    """Print ``err`` (one line, a hint, the log tail) and return its exit code; also to ``out`` as JSON.
+
+    With ``as_json`` the error is one ``legible.error/v1`` document on stdout; otherwise ``error: ...``,
+    the log tail and ``hint: ...`` on stderr.
+    """
     write_out(out, {"schema": "legible.error/v1", **err.to_dict()})
     if as_json:
         emit_json({"schema": "legible.error/v1", **err.to_dict()})
@@ -57,7 +65,12 @@ def fail(err: LegibleError, as_json: bool = False, out: Path | None = None) -> N
         if err.hint:
             lines.append(f"hint: {err.hint}")
         sys.stderr.write("\n".join(lines) + "\n")
-    raise typer.Exit(err.exit_code)
+    return err.exit_code
+
+
+def fail(err: LegibleError, as_json: bool = False, out: Path | None = None) -> NoReturn:
+    """:func:`report` ``err``, then exit with its exit code."""
+    raise typer.Exit(report(err, as_json, out))
 
 
 @contextmanager
@@ -74,15 +87,6 @@ def run(fn: Callable[[], T], as_json: bool = False, out: Path | None = None) -> 
     with errors_to_exit(as_json, out):
         return fn()
     raise AssertionError("unreachable")
-
-
-def fmt_ms(ms: float | None) -> str:
-    """``1234.5`` -> ``"1.23 s"``, ``87.2`` -> ``"87 ms"``, ``None`` -> ``"-"``."""
-    if ms is None:
-        return "-"
-    if ms >= 1000:
-        return f"{ms / 1000:.2f} s"
-    return f"{ms:.0f} ms"
 
 
 def table(rows: list[list[str]], header: list[str] | None = None) -> str:

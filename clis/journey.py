@@ -6,12 +6,13 @@ from typing import Any
 
 import typer
 
-from ._output import emit_json, fmt_ms, run, table
+from legible._duration import format_ms
+
+from ._output import emit_json, run, table
 
 JSON = typer.Option(False, "--json", help="Print one JSON document (stable `schema` field) instead of text.")
 journey_app = typer.Typer(
     help="Named browser journeys from legible.toml: list them, run one (traced, optionally recorded).",
-    no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
 )
@@ -46,12 +47,12 @@ def render(doc: dict[str, Any]) -> list[str]:
     """Text lines for a ``legible.journey/v1`` document: steps, verdict, backend spans, video, failure."""
     verdict = "passed" if doc["ok"] else "FAILED"
     out = [
-        f"journey {doc['name']}: {verdict} in {fmt_ms(doc['duration_ms'])} "
+        f"journey {doc['name']}: {verdict} in {format_ms(doc['duration_ms'])} "
         f"({len(doc['steps'])} steps run) trace {doc['trace_id']}"
     ]
     rows = []
     for s in doc["steps"]:
-        rows.append(["  ok" if s["ok"] else "  FAIL", str(s["n"]), s["title"][:70], fmt_ms(s.get("ms"))])
+        rows.append(["  ok" if s["ok"] else "  FAIL", str(s["n"]), s["title"][:70], format_ms(s.get("ms"))])
     if rows:
         out.append(table(rows))
     failed = doc.get("failed")
@@ -70,7 +71,7 @@ def render(doc: dict[str, Any]) -> list[str]:
                     [
                         "  " + r["service"],
                         r["name"][:60],
-                        fmt_ms(r["duration_ms"]),
+                        format_ms(r["duration_ms"]),
                         "ERROR" if r["status_code"] == "error" else "",
                     ]
                     for r in b["slowest"]

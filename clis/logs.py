@@ -8,7 +8,6 @@ from typing import Any
 import typer
 
 from ._output import emit_json, errors_to_exit, print_lines
-from ._usage import Command
 
 HELP = (
     "Show this worktree's logs: groups of similar lines (errors first) with counts and an example, "
@@ -113,4 +112,4 @@ def _follow(q: Any, opener: Any, flt: Any, fields: list[str], n: int) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add ``legible logs`` to ``app``."""
-    app.command("logs", cls=Command, help=HELP, epilog=EPILOG)(logs)
+    app.command("logs", help=HELP, epilog=EPILOG)(logs)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from ._output import emit_json, errors_to_exit, print_lines
-from ._usage import Command
 
 HELP = (
     "Query the stack's VictoriaMetrics with PromQL: instant, or --range 10m [--step 15s] with a "
@@ -65,4 +64,4 @@ def metrics(
 
 def register(app: typer.Typer) -> None:
     """Add ``legible metrics`` to ``app``."""
-    app.command("metrics", cls=Command, help=HELP, epilog=EPILOG)(metrics)
+    app.command("metrics", help=HELP, epilog=EPILOG)(metrics)

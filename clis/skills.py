@@ -6,7 +6,7 @@ import typer
 
 from ._output import emit_json, run
 
-skills_app = typer.Typer(help="Agent Skills that teach coding agents the legible commands.", no_args_is_help=True)
+skills_app = typer.Typer(help="Agent Skills that teach coding agents the legible commands.")
 
 
 @skills_app.command("list")

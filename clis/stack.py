@@ -8,7 +8,9 @@ from typing import Any
 
 import typer
 
-from ._output import OUT_HELP, emit_json, fmt_ms, run, table, write_out
+from legible._duration import format_ms
+
+from ._output import OUT_HELP, emit_json, run, table, write_out
 
 JSON = typer.Option(False, "--json", help="Print one JSON document (stable `schema` field) instead of text.")
 OUT = typer.Option(None, "--out", help=OUT_HELP)
@@ -32,7 +34,7 @@ def _service_rows(services: dict[str, Any], endpoints: dict[str, str]) -> list[l
             [
                 f"  {name}",
                 s.get("status", "?"),
-                fmt_ms(s.get("first_ready_ms") or s.get("ready_ms")),
+                format_ms(s.get("first_ready_ms") or s.get("ready_ms")),
                 url,
                 " ".join(extra),
             ]
@@ -58,7 +60,7 @@ def up(
         emit_json(res)
         return
     head = "already running" if res["already_running"] else res["status"]
-    when = f" in {fmt_ms(res['ready_ms'])}" if res["ready_ms"] and not res["already_running"] else ""
+    when = f" in {format_ms(res['ready_ms'])}" if res["ready_ms"] and not res["already_running"] else ""
     if out:
         print(f"stack {res['key']} {head}{when}: app {res['endpoints'].get('app', '?')}; json: {out}")
         return
@@ -87,7 +89,7 @@ def down(
         emit_json(res)
         return
     if res["was_running"]:
-        msg = f"stack {res['key']} stopped in {fmt_ms(res['took_ms'])} ({', '.join(res['stopped'])})"
+        msg = f"stack {res['key']} stopped in {format_ms(res['took_ms'])} ({', '.join(res['stopped'])})"
     else:
         msg = f"stack {res['key']} was not running"
     if res["killed_orphans"]:
@@ -106,7 +108,7 @@ def status(as_json: bool = JSON) -> None:
     if res["status"] == "down":
         print(f"stack {res['key']}: down (no stack has run here; `legible up --wait` starts one)")
         return
-    ready = f", ready in {fmt_ms(res['ready_ms'])}" if res["ready_ms"] else ""
+    ready = f", ready in {format_ms(res['ready_ms'])}" if res["ready_ms"] else ""
     print(f"stack {res['key']}: {res['status']}{ready}")
     if res["error"]:
         print(f"error: {res['error']}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from ._output import emit_json, errors_to_exit, print_lines
-from ._usage import Command
 
 TRACES_HELP = (
     "List recent traces (root span, service, start, duration, span count, errors), or the "
@@ -83,5 +82,5 @@ def trace(
 
 def register(app: typer.Typer) -> None:
     """Add ``legible traces`` and ``legible trace`` to ``app``."""
-    app.command("traces", cls=Command, help=TRACES_HELP, epilog=TRACES_EPILOG)(traces)
-    app.command("trace", cls=Command, help=TRACE_HELP)(trace)
+    app.command("traces", help=TRACES_HELP, epilog=TRACES_EPILOG)(traces)
+    app.command("trace", help=TRACE_HELP)(trace)
