@@ -13,12 +13,14 @@ import datetime as _dt
 import math
 import re
 import time
+from typing import Any, NamedTuple
 
 from legible._duration import format_ms as fmt_ms
 from legible._duration import format_seconds, parse_duration
 from legible._errors import UsageError
 
 __all__ = [
+    "View",
     "align",
     "cut_line",
     "fmt_ago",
@@ -30,9 +32,36 @@ __all__ = [
     "now_ns",
     "one_line",
     "parse_duration",
+    "parse_limit",
     "parse_time",
     "sig4",
 ]
+
+
+class View(NamedTuple):
+    """What a query command shows: its ``--json`` document (with ``schema``) and its text lines (bounded)."""
+
+    doc: dict[str, Any]
+    lines: list[str]
+
+
+def parse_limit(value: int | None, default: int, *, what: str = "--limit") -> int:
+    """Check a count option (a positive integer) and apply its default.
+
+    Args:
+        value: what the user gave, or ``None``.
+        default: the count when ``value`` is ``None``.
+        what: the option, for the message (``--limit``, ``--slowest``).
+
+    Raises:
+        UsageError: zero or negative.
+
+    """
+    if value is None:
+        return default
+    if value < 1:
+        raise UsageError(f"{what}: {value} must be at least 1", hint=f"e.g. {what} 100")
+    return value
 
 
 def parse_time(text: str, now_ns: int, *, what: str = "--since") -> int:
