@@ -4,21 +4,18 @@ Contract (ARCHITECTURE.md, "CLI contract"): text by default, ``--json`` prints o
 ``schema`` field; errors print ``error: <message>`` then ``hint: <what to do>`` on stderr (and, for a
 failing service, its last log lines) and exit with the code of :mod:`legible._errors`.
 
-A :class:`~legible._errors.LegibleError` that escapes a command is reported by the entry point
-(:mod:`legible.cli.main`); commands with ``--out`` wrap their call in :func:`run` so the error document is
-also written to that file.
+A :class:`~legible._errors.LegibleError` that escapes a command is reported once, by the entry point
+(:mod:`legible.cli.main`, with :func:`report`); commands with ``--out`` wrap their call in :func:`run` so the
+error document is also written to that file.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
-
-import typer
+from typing import Any, TypeVar
 
 from legible._errors import LegibleError
 
@@ -48,13 +45,12 @@ def write_out(path: Path | None, doc: dict[str, Any]) -> None:
     path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
 
 
-def report(err: LegibleError, as_json: bool = False, out: Path | None = None) -> int:
-    """Print ``err`` (one line, a hint, the log tail) and return its exit code; also to ``out`` as JSON.
+def report(err: LegibleError, as_json: bool = False) -> int:
+    """Print ``err`` (one line, a hint, the log tail) and return its exit code.
 
     With ``as_json`` the error is one ``legible.error/v1`` document on stdout; otherwise ``error: ...``,
     the log tail and ``hint: ...`` on stderr.
     """
-    write_out(out, {"schema": "legible.error/v1", **err.to_dict()})
     if as_json:
         emit_json({"schema": "legible.error/v1", **err.to_dict()})
     else:
@@ -68,34 +64,13 @@ def report(err: LegibleError, as_json: bool = False, out: Path | None = None) ->
     return err.exit_code
 
 
-def fail(err: LegibleError, as_json: bool = False, out: Path | None = None) -> NoReturn:
-    """:func:`report` ``err``, then exit with its exit code."""
-    raise typer.Exit(report(err, as_json, out))
+def run(fn: Callable[[], T], out: Path | None = None) -> T:
+    """Call ``fn``; a :class:`LegibleError` is also written to ``out`` (as ``legible.error/v1``), then re-raised.
 
-
-@contextmanager
-def errors_to_exit(as_json: bool = False, out: Path | None = None) -> Iterator[None]:
-    """Turn a :class:`LegibleError` raised inside the block into :func:`fail`."""
+    The entry point (:mod:`legible.cli.main`) prints the re-raised error and exits with its code.
+    """
     try:
-        yield
-    except LegibleError as err:
-        fail(err, as_json, out)
-
-
-def run(fn: Callable[[], T], as_json: bool = False, out: Path | None = None) -> T:
-    """Call ``fn`` and turn a :class:`LegibleError` into :func:`fail` (its JSON also written to ``out``)."""
-    with errors_to_exit(as_json, out):
         return fn()
-    raise AssertionError("unreachable")
-
-
-def table(rows: list[list[str]], header: list[str] | None = None) -> str:
-    """Left-aligned columns separated by two spaces; no borders, no colour (cheap for an agent)."""
-    all_rows = ([header] if header else []) + rows
-    if not all_rows:
-        return ""
-    widths = [max(len(r[i]) for r in all_rows) for i in range(len(all_rows[0]))]
-    out = []
-    for r in all_rows:
-        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    return "\n".join(out)
+    except LegibleError as err:
+        write_out(out, {"schema": "legible.error/v1", **err.to_dict()})
+        raise

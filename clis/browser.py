@@ -10,130 +10,11 @@ from typing import Any
 
 import typer
 
-from legible._duration import format_ms
 from legible._errors import UsageError
 
-from ._output import emit_json, errors_to_exit, print_lines
+from ._output import emit_json, print_lines
 
-#: Lines of a long snapshot printed before the cut line.
-SNAPSHOT_LINES = 60
-#: Rows of console groups and requests printed before the cut line.
-ROWS = 20
 SCHEMA = "legible.browser.{op}/v1"
-
-
-def _kb(n: int) -> str:
-    return f"{n / 1024:.1f} KB" if n >= 1024 else f"{n} B"
-
-
-def _errors_line(res: dict[str, Any]) -> list[str]:
-    n = res.get("new_console_errors") or 0
-    return [f"console: {n} new error{'s' if n != 1 else ''} (see `legible browser console`)"] if n else []
-
-
-def render(op: str, res: dict[str, Any]) -> list[str]:
-    """Text lines for the result of ``op`` (see the module docstring)."""
-    page = f"{res.get('title') or '(no title)'} · {res.get('url', '')}"
-    if op == "open":
-        return [
-            f"opened {res['url']} ({res.get('status') or '-'}, {format_ms(res.get('ms'))}): "
-            f"{res.get('title') or '(no title)'}"
-        ] + _errors_line(res)  # noqa: E501
-    if op == "snapshot":
-        lines: list[str] = res["text"].splitlines()
-        out = lines
-        if res["bytes"] > 4000 or len(lines) > SNAPSHOT_LINES * 2:
-            out = lines[:SNAPSHOT_LINES] + [
-                f"... {len(lines) - SNAPSHOT_LINES} more lines cut; the whole snapshot: {res['path']}"
-            ]
-        return out + [f"snapshot {_kb(res['bytes'])}, {res['refs']} refs: {res['path']}", f"page: {page}"]
-    if op in ("click", "fill", "press"):
-        verb = {"click": "clicked", "fill": "filled", "press": "pressed"}[op]
-        what = res.get("target") or ""
-        nav = " (navigated)" if res.get("navigated") else ""
-        return [f"{verb} {what}{nav}".replace("  ", " ").rstrip(), f"page: {page}"] + _errors_line(res)
-    if op == "wait":
-        return [f"visible after {format_ms(res.get('ms'))}", f"page: {page}"]
-    if op == "screenshot":
-        return [f"screenshot {res['width']}x{res['height']} {res['format']} {_kb(res['bytes'])}: {res['path']}"]
-    if op == "console":
-        return _render_console(res)
-    if op == "network":
-        return _render_network(res)
-    if op == "vitals":
-        return _render_vitals(res)
-    if op == "status":
-        rec = " · recording" if res.get("recording") else ""
-        return [f"tab: {page}{rec}", f"cdp: 127.0.0.1:{res.get('cdp_port')} (loopback only)"]
-    if op == "record.start":
-        return [f"recording to {res['dir']}; `legible browser record stop` encodes it"]
-    if op == "record.chapter":
-        return ["chapter card shown"]
-    if op == "record.stop":
-        return _render_video(res)
-    return [str(res)]
-
-
-def _render_console(res: dict[str, Any]) -> list[str]:
-    groups = res["groups"]
-    e, w = res["errors"], res["warnings"]
-    head = f"{e} error{'s' if e != 1 else ''}, {w} warning{'s' if w != 1 else ''} since the last call"
-    if not groups:
-        return [head]
-    out = [f"{head} ({len(groups)} distinct)"]
-    for g in groups[:ROWS]:
-        times = f" x{g['count']}" if g["count"] > 1 else ""
-        out.append(f"  {g['level']:<7} {g['text'][:300]}{times}")
-        out.append(f"          at {g['where']}")
-    if len(groups) > ROWS:
-        out.append(f"... {len(groups) - ROWS} more groups cut; --json lists all")
-    return out
-
-
-def _render_network(res: dict[str, Any]) -> list[str]:
-    failed, slow = res["failed"], res["slow"]
-    hidden = f", {res['hidden_static']} static hidden (--all shows them)" if res["hidden_static"] else ""
-    out = [
-        f"{res['requests']} requests since the last call{hidden}: {len(failed)} failed, "
-        f"{len(slow)} slow (>= {res['slow_ms']:g} ms)"
-    ]
-    rows = [("failed", r) for r in failed] + [("slow", r) for r in slow]
-    rows += [("", r) for r in res.get("all", []) if r not in failed and r not in slow]
-    for kind, r in rows[:ROWS]:
-        status = r["failure"] or str(r["status"])
-        out.append(f"  {kind:<6} {r['method']:<6} {status:<5} {format_ms(r['ms']):>8}  {r['url'][:200]}")
-    if len(rows) > ROWS:
-        out.append(f"... {len(rows) - ROWS} more requests cut; --json lists all")
-    return out
-
-
-def _rate(value: float | None, good: float, poor: float) -> str:
-    if value is None:
-        return ""
-    return " (good)" if value <= good else " (poor)" if value > poor else " (needs improvement)"
-
-
-def _render_vitals(v: dict[str, Any]) -> list[str]:
-    lcp, cls, inp = v.get("lcp_ms"), v.get("cls"), v.get("inp_ms")
-    inp_s = f"INP {format_ms(inp)}{_rate(inp, 200, 500)}" if inp is not None else "INP - (no interaction yet)"
-    cls_s = f"CLS {cls:.3f}{_rate(cls, 0.1, 0.25)}" if cls is not None else "CLS -"
-    return [
-        f"vitals of {v.get('url')}",
-        f"  LCP {format_ms(lcp)}{_rate(lcp, 2500, 4000)} · {cls_s} · {inp_s}",
-        f"  FCP {format_ms(v.get('fcp_ms'))} · TTFB {format_ms(v.get('ttfb_ms'))} · DOMContentLoaded "
-        f"{format_ms(v.get('dom_content_loaded_ms'))} · load {format_ms(v.get('load_ms'))} · "
-        f"{v.get('resources', 0)} resources",
-    ]
-
-
-def _render_video(res: dict[str, Any]) -> list[str]:
-    if res.get("error"):
-        return [f"video: not written: {res['error']}"]
-    return [
-        f"video {res['duration_s']:.1f} s, {_kb(res['bytes'])}, {len(res['chapters'])} chapters: {res['video']}",
-        f"gif {_kb(res['gif_bytes'])}: {res['gif']}",
-        f"poster: {res['poster']}",
-    ]
 
 
 HELP = (
@@ -150,14 +31,14 @@ app = typer.Typer(help=HELP, add_completion=False, rich_markup_mode=None)
 def _send(op: str, payload: dict[str, Any], timeout: float, as_json: bool) -> None:
     """Send ``op`` to the stack's browser agent and print its result (text lines, or JSON with ``as_json``)."""
     from legible.browser.client import call
+    from legible.render import render_browser
     from legible.worktree import find_worktree
 
-    with errors_to_exit(as_json):
-        res = call(find_worktree(None).state_dir, op, payload, timeout=timeout)
+    res = call(find_worktree(None).state_dir, op, payload, timeout=timeout)
     if as_json:
         emit_json({"schema": SCHEMA.format(op=op), **res})
         return
-    print_lines(render(op, res))
+    print_lines(render_browser(op, res))
 
 
 @app.command("open", help="Open a URL, or a path of the app (/order), in the stack's tab and wait for load.")

@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
-
 from legible.cli.main import app
+from typer.testing import CliRunner
 
 CASES = [
     # a bad flag
