@@ -6,11 +6,9 @@ prints a few lines and paths (never image data).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import typer
-
-from legible._errors import UsageError
 
 from ._output import emit_json, print_lines
 
@@ -21,7 +19,6 @@ HELP = (
     "Drive this stack's headless Chromium: open, snapshot, click, fill, press, wait, screenshot, console, "
     "network, vitals, record (state persists)."
 )
-RECORD_ACTIONS = ("start", "stop", "chapter")
 
 JSON = typer.Option(False, "--json", help="print one JSON document")
 
@@ -146,16 +143,11 @@ def status(as_json: bool = JSON) -> None:
     help="Record the tab: `record start`, `record chapter TITLE`, `record stop` (MP4, GIF, poster).",
 )
 def record(
-    action: str = typer.Argument(..., help="start, stop or chapter"),
+    action: Literal["start", "stop", "chapter"] = typer.Argument(..., metavar="start|chapter|stop", help="what to do"),
     title: str = typer.Argument("", show_default=False, help="chapter title (start, chapter)"),
     as_json: bool = JSON,
 ) -> None:
     """Start a recording, show a chapter card, or stop and encode the recording."""
-    if action not in RECORD_ACTIONS:
-        choices = ", ".join(RECORD_ACTIONS)
-        raise UsageError(
-            f"legible browser record: {action!r} is not one of {choices}", hint="see `legible browser record --help`"
-        )
     _send(f"record.{action}", {"title": title}, 180, as_json)
 
 

@@ -22,6 +22,10 @@ CASES = [
     (["traces", "--limit", "many"], "legible traces: invalid value for '--limit' / '-n': 'many' is not a valid int"),
     (["browser", "wait", "Done", "--timeout", "soon"], "legible browser wait: invalid value for '--timeout'"),
     (["metrics", "up", "--range"], "legible metrics: option '--range' requires an argument"),
+    (
+        ["browser", "record", "pause"],
+        "legible browser record: invalid value for 'start|chapter|stop': 'pause' is not one",
+    ),
     # a missing argument or command
     (["trace"], "legible trace: missing argument 'ID'"),
     (["browser", "fill", "e3"], "legible browser fill: missing argument 'text'"),
