@@ -361,7 +361,7 @@ def _render_network(res: dict[str, Any]) -> list[str]:
     hidden = f", {res['hidden_static']} static hidden (--all shows them)" if res["hidden_static"] else ""
     out = [
         f"{res['requests']} requests since the last call{hidden}: {len(failed)} failed, "
-        f"{len(slow)} slow (>= {res['slow_ms']:g} ms)"
+        f"{len(slow)} slow (>= {format_ms(res['slow_ms'])})"
     ]
     rows = [("failed", r) for r in failed] + [("slow", r) for r in slow]
     rows += [("", r) for r in res.get("all", []) if r not in failed and r not in slow]
