@@ -3,23 +3,21 @@
 Contract (ARCHITECTURE.md, "CLI contract"): text by default, ``--json`` prints one document with a stable
 ``schema`` field; errors print ``error: <message>`` then ``hint: <what to do>`` on stderr (and, for a
 failing service, its last log lines) and exit with the code of :mod:`legible._errors`.
+
+A :class:`~legible._errors.LegibleError` that escapes a command is reported once, by the entry point
+(:mod:`legible.cli.main`, with :func:`report`); commands with ``--out`` wrap their call in :func:`run` so the
+error document is also written to that file.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
-
-import typer
+from typing import Any, TypeVar
 
 from legible._errors import LegibleError
-
-if TYPE_CHECKING:
-    from legible.contract import ErrorDoc
 
 T = TypeVar("T")
 
@@ -47,11 +45,14 @@ def write_out(path: Path | None, doc: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
 
 
-def fail(err: LegibleError, as_json: bool = False, out: Path | None = None) -> NoReturn:
-    """Print ``err`` (one line, a hint, the log tail) and exit with its exit code; also to ``out`` as JSON."""
-    write_out(out, error_doc(err))
+def report(err: LegibleError, as_json: bool = False) -> int:
+    """Print ``err`` (one line, a hint, the log tail) and return its exit code.
+
+    With ``as_json`` the error is one ``legible.error/v1`` document on stdout; otherwise ``error: ...``,
+    the log tail and ``hint: ...`` on stderr.
+    """
     if as_json:
-        emit_json(error_doc(err))
+        emit_json({"schema": "legible.error/v1", **err.to_dict()})
     else:
         lines = [f"error: {err.message}"]
         if err.log_tail:
@@ -60,53 +61,16 @@ def fail(err: LegibleError, as_json: bool = False, out: Path | None = None) -> N
         if err.hint:
             lines.append(f"hint: {err.hint}")
         sys.stderr.write("\n".join(lines) + "\n")
-    raise typer.Exit(err.exit_code)
+    return err.exit_code
 
 
-def error_doc(err: LegibleError) -> ErrorDoc:
-    """The ``legible.error/v1`` document of ``err`` (what ``--json`` and ``--out`` carry on failure)."""
-    return {
-        "schema": "legible.error/v1",
-        "error": type(err).__name__,
-        "message": err.message,
-        "hint": err.hint,
-        "exit_code": err.exit_code,
-        "log_tail": err.log_tail,
-    }
+def run(fn: Callable[[], T], out: Path | None = None) -> T:
+    """Call ``fn``; a :class:`LegibleError` is also written to ``out`` (as ``legible.error/v1``), then re-raised.
 
-
-@contextmanager
-def errors_to_exit(as_json: bool = False, out: Path | None = None) -> Iterator[None]:
-    """Turn a :class:`LegibleError` raised inside the block into :func:`fail`."""
+    The entry point (:mod:`legible.cli.main`) prints the re-raised error and exits with its code.
+    """
     try:
-        yield
-    except LegibleError as err:
-        fail(err, as_json, out)
-
-
-def run(fn: Callable[[], T], as_json: bool = False, out: Path | None = None) -> T:
-    """Call ``fn`` and turn a :class:`LegibleError` into :func:`fail` (its JSON also written to ``out``)."""
-    with errors_to_exit(as_json, out):
         return fn()
-    raise AssertionError("unreachable")
-
-
-def fmt_ms(ms: float | None) -> str:
-    """``1234.5`` -> ``"1.23 s"``, ``87.2`` -> ``"87 ms"``, ``None`` -> ``"-"``."""
-    if ms is None:
-        return "-"
-    if ms >= 1000:
-        return f"{ms / 1000:.2f} s"
-    return f"{ms:.0f} ms"
-
-
-def table(rows: list[list[str]], header: list[str] | None = None) -> str:
-    """Left-aligned columns separated by two spaces; no borders, no colour (cheap for an agent)."""
-    all_rows = ([header] if header else []) + rows
-    if not all_rows:
-        return ""
-    widths = [max(len(r[i]) for r in all_rows) for i in range(len(all_rows[0]))]
-    out = []
-    for r in all_rows:
-        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    return "\n".join(out)
+    except LegibleError as err:
+        write_out(out, {"schema": "legible.error/v1", **err.to_dict()})
+        raise

@@ -5,14 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import typer
-
-from ._output import emit_json, run, write_out
-
 if TYPE_CHECKING:
     from legible.contract import CheckDoc
 
-_MARK = {"pass": "PASS ", "fail": "FAIL ", "error": "ERROR"}
+import typer
+
+from ._output import emit_json, print_lines, run, write_out
 
 
 def check(
@@ -30,6 +28,7 @@ def check(
 ) -> None:
     """Evaluate checks against the stack's signals: one line per check, exit 1 if any fails or errs."""
     from legible.checks import context_for, parse_adhoc, run_checks
+    from legible.render import render_check
 
     def go() -> CheckDoc:
         adhoc = []
@@ -45,27 +44,9 @@ def check(
                 adhoc.append((f"{kind}-{i}", parse_adhoc(kind, value)))
         return run_checks(context_for(), names or None, adhoc)
 
-    doc = run(go, as_json, out)
+    doc = run(go, out)
     write_out(out, doc)
-    if as_json:
-        emit_json(doc)
-    else:
-        c = doc["counts"]
-        total = c["pass"] + c["fail"] + c["error"]
-        verdict = "PASS" if doc["passed"] else "FAIL"
-        extra = f", {c['error']} could not be measured" if c["error"] else ""
-        head = f"{verdict}: {c['pass']} of {total} checks passed, {c['fail']} failed{extra} ({doc['took_ms']:.0f} ms)"
-        if out:
-            print(f"{head}; json: {out}")
-            raise typer.Exit(0 if doc["passed"] else 1)
-        print(head)
-        rows = sorted(doc["checks"], key=lambda r: {"fail": 0, "error": 1, "pass": 2}[r["status"]])
-        width = max(len(r["name"]) for r in rows)
-        for r in rows:
-            line = f"{_MARK[r['status']]} {r['name'].ljust(width)}  {r['summary']}"
-            if r["status"] != "pass" and r["evidence"]:
-                line += f"  -> {r['evidence']}"
-            print(line)
+    emit_json(doc) if as_json else print_lines(render_check(doc, out))
     if not doc["passed"]:
         raise typer.Exit(1)
 

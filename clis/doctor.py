@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ._output import emit_json, run, table
+from ._output import emit_json, print_lines
 
 
 def doctor(
@@ -18,28 +18,12 @@ def doctor(
 ) -> None:
     """Report each component (present, version, install command); exit 3 if a required one is missing."""
     from legible.doctor import check, install_missing
+    from legible.render import render_doctor
 
-    if install:
-        actions = run(lambda: install_missing(user=user), as_json)
-    else:
-        actions = []
-    res = run(check, as_json)
+    actions = install_missing(user=user) if install else []
+    res = check()
     res["installed"] = actions
-    if as_json:
-        emit_json(res)
-    else:
-        for a in actions:
-            print(f"install: {a}")
-        rows = [
-            [
-                c["name"],
-                "ok" if c["path"] else ("MISSING" if c["required"] else "absent"),
-                c["version"][:40],
-                c["path"] or f"install: {c['install']}",
-            ]
-            for c in res["components"]
-        ]
-        print(table(rows, ["COMPONENT", "STATE", "VERSION", "PATH / HOW TO INSTALL"]))
+    emit_json(res) if as_json else print_lines(render_doctor(res))
     if res["missing_required"]:
         raise typer.Exit(3)
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Iterator
 
 import typer
 
-from ._output import emit_json, errors_to_exit, print_lines
-from ._usage import Command
+from ._output import emit_json, print_lines
 
 HELP = (
     "Show this worktree's logs: groups of similar lines (errors first) with counts and an example, "
@@ -61,49 +60,21 @@ def logs(
 ) -> None:
     """Show this worktree's logs as groups of similar lines, raw lines, a follow, or the rows of one SELECT."""
     from legible.queries import logs as q
-    from legible.queries._source import store_opener
 
-    with errors_to_exit(as_json):
-        opener = store_opener()
-        if sql:
-            from legible.queries.sql import render_sql, run_sql, sql_json
-
-            n = q.parse_limit(limit, 40)
-            res = run_sql(opener(), sql)
-            emit_json(sql_json(res, "legible.sql/v1")) if as_json else print_lines(render_sql(res, n))
-            return
-        flt = q.make_filter(since, until, service, level, grep, regex, attr, trace_id)
-        field_list = q.parse_fields(fields)
-        if follow:
-            _follow(q, opener, flt, field_list, q.parse_limit(limit, 10))
-            return
-        store = opener()
-        if raw:
-            n = q.parse_limit(limit, 40)
-            lines = q.log_lines(store, flt, n, field_list)
-            emit_json(lines.to_json()) if as_json else print_lines(q.render_lines(lines, n))
-            return
-        n = q.parse_limit(limit, 30)
-        groups = q.log_groups(store, flt, n)
-        emit_json(groups.to_json()) if as_json else print_lines(q.render_groups(groups, n))
+    flt = q.make_filter(since, until, service, level, grep, regex, attr, trace_id)
+    if follow:
+        _print_follow(q.follow_lines(flt, fields=fields, limit=limit))
+        return
+    view = q.logs_view(flt, raw=raw, fields=fields, limit=limit, sql=sql)
+    emit_json(view.doc) if as_json else print_lines(view.lines)
 
 
-def _follow(q: Any, opener: Any, flt: Any, fields: list[str], n: int) -> None:
-    """Print the last ``n`` lines, then new ones every 0.5 s until Ctrl-C (exit 0) or a closed pipe."""
+def _print_follow(batches: Iterator[list[str]]) -> None:
+    """Print each batch of lines as it comes until Ctrl-C (exit 0) or a closed pipe."""
     try:
-        store = opener()
-        first = q.log_lines(store, flt, n, fields)
-        store.close()
-        print_lines(
-            [
-                f"following {flt.describe(with_time=False)}; last {len(first.rows)} shown; Ctrl-C stops",
-                *(ln for r in first.rows for ln in q.format_line(r, fields)),
-            ]
-        )
-        sys.stdout.flush()
-        for batch in q.follow(opener, flt, first.last_seq, fields):
-            if batch:
-                print_lines([ln for r in batch for ln in q.format_line(r, fields)])
+        for lines in batches:
+            if lines:
+                print_lines(lines)
                 sys.stdout.flush()
     except KeyboardInterrupt:
         sys.stdout.flush()
@@ -113,4 +84,4 @@ def _follow(q: Any, opener: Any, flt: Any, fields: list[str], n: int) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add ``legible logs`` to ``app``."""
-    app.command("logs", cls=Command, help=HELP, epilog=EPILOG)(logs)
+    app.command("logs", help=HELP, epilog=EPILOG)(logs)

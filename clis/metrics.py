@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ._output import emit_json, errors_to_exit, print_lines
-from ._usage import Command
+from ._output import emit_json, print_lines
 
 HELP = (
     "Query the stack's VictoriaMetrics with PromQL: instant, or --range 10m [--step 15s] with a "
@@ -37,32 +36,12 @@ def metrics(
     as_json: bool = typer.Option(False, "--json", help="one JSON document (schema legible.metrics/v1)"),
 ) -> None:
     """Run one PromQL query (instant, or over --range), or with ``list`` list the metric names."""
-    from legible._errors import UsageError
-    from legible.queries import metrics as q
-    from legible.queries._fmt import parse_duration
-    from legible.queries._source import metrics_url
-    from legible.queries.logs import parse_limit
+    from legible.queries.metrics import metrics_view
 
-    with errors_to_exit(as_json):
-        if query == "list":
-            url = metrics_url()
-            res = q.list_metrics(url, pattern)
-            n = parse_limit(limit, 40)
-            emit_json(res.to_json()) if as_json else print_lines(q.render_list(res, n))
-            return
-        if pattern is not None:
-            raise UsageError(f"unexpected argument {pattern!r}", hint="quote the PromQL query as one argument")
-        range_s = parse_duration(range_, what="--range") if range_ else None
-        step_s = parse_duration(step, what="--step") if step else None
-        if step_s is not None and range_s is None:
-            raise UsageError("--step needs --range", hint="e.g. --range 10m --step 15s")
-        if range_s is not None and range_s <= 0 or step_s is not None and step_s <= 0:
-            raise UsageError("--range and --step must be positive", hint="e.g. --range 10m --step 15s")
-        n = parse_limit(limit, 20)
-        mres = q.query(metrics_url(), query, range_s, step_s)
-        emit_json(mres.to_json()) if as_json else print_lines(q.render_metrics(mres, n))
+    view = metrics_view(query, pattern, range_=range_, step=step, limit=limit)
+    emit_json(view.doc) if as_json else print_lines(view.lines)
 
 
 def register(app: typer.Typer) -> None:
     """Add ``legible metrics`` to ``app``."""
-    app.command("metrics", cls=Command, help=HELP, epilog=EPILOG)(metrics)
+    app.command("metrics", help=HELP, epilog=EPILOG)(metrics)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._output import emit_json, run, write_out
+from ._output import emit_json, print_lines, run, write_out
 
 
 def proof(
@@ -22,8 +22,9 @@ def proof(
 ) -> None:
     """Run journeys (recorded) and checks; write .legible/proof/<run-id>/; print one line and the path."""
     from legible.proof import MARKER, run_proof
+    from legible.render import render_proof
 
-    manifest = run(lambda: run_proof(record=record, baseline=baseline), as_json, out)
+    manifest = run(lambda: run_proof(record=record, baseline=baseline), out)
     bundle = Path(manifest.pop("dir"))
     posted = None
     if post:
@@ -31,23 +32,13 @@ def proof(
 
         posted = run(
             lambda: post_summary(bundle / "summary.md", cwd=bundle, pr=pr, marker=MARKER, media_base=media_base),
-            as_json,
             out,
         )
     write_out(out, {**manifest, "posted": posted})
     if as_json:
         emit_json({**manifest, "posted": posted})
     else:
-        c = manifest["checks"]["counts"]
-        total = c["pass"] + c["fail"] + c["error"]
-        jn = manifest["journeys"]
-        jtext = f", {sum(1 for j in jn.values() if j.get('passed'))}/{len(jn)} journeys" if jn else ""
-        verdict = "PASS" if manifest["passed"] else "FAIL"
-        took = manifest["took_ms"] / 1000
-        line = f"proof {verdict}: {c['pass']}/{total} checks{jtext} in {took:.1f} s -> {bundle}/summary.md"
-        if posted:
-            line += f"; {posted['action']} comment on PR #{posted['pr']}"
-        print(line)
+        print_lines(render_proof(manifest, bundle / "summary.md", posted))
     if not manifest["passed"]:
         raise typer.Exit(1)
 

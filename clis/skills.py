@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import typer
 
-from ._output import emit_json, run
+from ._output import emit_json, print_lines
 
-if TYPE_CHECKING:
-    from legible.contract import SkillsListDoc
-
-skills_app = typer.Typer(help="Agent Skills that teach coding agents the legible commands.", no_args_is_help=True)
+skills_app = typer.Typer(help="Agent Skills that teach coding agents the legible commands.")
 
 
 @skills_app.command("list")
 def list_skills(as_json: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
     """List the bundled skills with their descriptions."""
     from legible.agents import bundled, read_skill
+    from legible.render import render_skills
 
-    found = [read_skill(p) for p in bundled()]
-    if as_json:
-        doc: SkillsListDoc = {
-            "schema": "legible.skills-list/v1",
-            "skills": [{"name": s["name"], "description": s["description"]} for s in found],
-        }
-        emit_json(doc)
-        return
-    print(f"{len(found)} skills")
-    for s in found:
-        print(f"  {s['name']}: {s['description'][:110]}{'…' if len(s['description']) > 110 else ''}")
+    skills = [{k: s[k] for k in ("name", "description")} for s in map(read_skill, bundled())]
+    doc = {"schema": "legible.skills-list/v1", "skills": skills}
+    emit_json(doc) if as_json else print_lines(render_skills(doc))
 
 
 @skills_app.command("install")
@@ -38,7 +26,7 @@ def install(as_json: bool = typer.Option(False, "--json", help="Print one JSON d
     from legible.agents import TARGETS
     from legible.agents import install as do_install
 
-    res = run(do_install, as_json)
+    res = do_install()
     if as_json:
         emit_json(res)
         return

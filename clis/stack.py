@@ -2,43 +2,15 @@
 
 from __future__ import annotations
 
-import shlex
 import time
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from ._output import OUT_HELP, emit_json, fmt_ms, run, table, write_out
+from ._output import OUT_HELP, emit_json, print_lines, run, write_out
 
 JSON = typer.Option(False, "--json", help="Print one JSON document (stable `schema` field) instead of text.")
 OUT = typer.Option(None, "--out", help=OUT_HELP)
-
-
-def _service_rows(services: dict[str, Any], endpoints: dict[str, str]) -> list[list[str]]:
-    urls = {
-        "app": endpoints.get("app", ""),
-        "victoria-metrics": endpoints.get("vmui", ""),
-        "collector": endpoints.get("otlp-http", ""),
-    }
-    rows = []
-    for name, s in services.items():
-        extra = []
-        if s.get("restarts"):
-            extra.append(f"restarts={s['restarts']}")
-        if s.get("error") and s.get("status") != "ready":
-            extra.append(s["error"])
-        url = urls.get(name) or (f"127.0.0.1:{s['port']}" if s.get("port") else "")
-        rows.append(
-            [
-                f"  {name}",
-                s.get("status", "?"),
-                fmt_ms(s.get("first_ready_ms") or s.get("ready_ms")),
-                url,
-                " ".join(extra),
-            ]
-        )
-    return rows
 
 
 def up(
@@ -49,29 +21,14 @@ def up(
     as_json: bool = JSON,
 ) -> None:
     """Start this worktree's stack (idempotent: a running stack is reported, not restarted)."""
+    from legible.render import render_up
     from legible.stack import up as do_up
 
     t0 = time.monotonic()
-    res = run(lambda: do_up(wait=wait, timeout=timeout, browser=browser), as_json, out)
+    res = run(lambda: do_up(wait=wait, timeout=timeout, browser=browser), out)
     res["took_ms"] = round((time.monotonic() - t0) * 1000, 1)
     write_out(out, res)
-    if as_json:
-        emit_json(res)
-        return
-    head = "already running" if res["already_running"] else res["status"]
-    when = f" in {fmt_ms(res['ready_ms'])}" if res["ready_ms"] and not res["already_running"] else ""
-    if out:
-        print(f"stack {res['key']} {head}{when}: app {res['endpoints'].get('app', '?')}; json: {out}")
-        return
-    print(f"stack {res['key']} {head}{when}")
-    print(table(_service_rows(res["services"], res["endpoints"])))
-    print(f"env: set -a; . {shlex.quote(res['env_file'])}; set +a")
-    if res["status"] == "starting":
-        print("services are still starting: `legible status` shows progress, `legible up --wait` blocks")
-    if res["status"] == "degraded":
-        print("warning: a service failed after start; see `legible status` and .legible/logs/")
-    if res["note"]:
-        print(f"note: {res['note']}")
+    emit_json(res) if as_json else print_lines(render_up(res, out))
 
 
 def down(
@@ -80,20 +37,12 @@ def down(
     as_json: bool = JSON,
 ) -> None:
     """Stop this worktree's stack and free its ports; data stays until --purge."""
+    from legible.render import render_down
     from legible.stack import down as do_down
 
-    res = run(lambda: do_down(purge=purge), as_json, out)
+    res = run(lambda: do_down(purge=purge), out)
     write_out(out, res)
-    if as_json:
-        emit_json(res)
-        return
-    if res["was_running"]:
-        msg = f"stack {res['key']} stopped in {fmt_ms(res['took_ms'])} ({', '.join(res['stopped'])})"
-    else:
-        msg = f"stack {res['key']} was not running"
-    if res["killed_orphans"]:
-        msg += f"; killed {len(res['killed_orphans'])} orphaned processes"
-    print(msg + ("; .legible/ purged" if res["purged"] else "; data kept in .legible/ (use --purge to delete)"))
+    emit_json(res) if as_json else print_lines(render_down(res))
 
 
 #: ``legible status`` exits 4 ("not ready") for these: the stack is not running though it was not stopped.
@@ -105,52 +54,22 @@ def status(as_json: bool = JSON) -> None:
 
     Exits 4 when the stack is dead (its supervisor is gone) or failed, 0 otherwise (also when down).
     """
+    from legible.render import render_status
     from legible.stack import status as do_status
 
-    res = run(do_status, as_json)
-    code = 4 if res["status"] in STATUS_NOT_OK else 0
-    if as_json:
-        emit_json(res)
-        raise typer.Exit(code)
-    if res["status"] == "down":
-        print(f"stack {res['key']}: down (no stack has run here; `legible up --wait` starts one)")
-        return
-    ready = f", ready in {fmt_ms(res['ready_ms'])}" if res["ready_ms"] else ""
-    print(f"stack {res['key']}: {res['status']}{ready}")
-    if res["error"]:
-        print(f"error: {res['error']}")
-    print(table(_service_rows(res["services"], res["endpoints"])))
-    if not res["alive"]:
-        print("not running: `legible up --wait` starts it; queries still read the kept data")
-    raise typer.Exit(code)
+    res = do_status()
+    emit_json(res) if as_json else print_lines(render_status(res))
+    if res["status"] in STATUS_NOT_OK:
+        raise typer.Exit(4)
 
 
 def ps(as_json: bool = JSON) -> None:
     """List every legible stack on this machine."""
+    from legible.render import render_ps
     from legible.stack import ps as do_ps
 
-    res = run(do_ps, as_json)
-    if as_json:
-        emit_json(res)
-        return
-    stacks = res["stacks"]
-    if not stacks:
-        print("no stacks on this machine")
-        return
-    rows = [
-        [
-            s["key"],
-            s["status"],
-            s["ports"],
-            s["app"],
-            str(s["restarts"]),
-            f"{s['uptime_s']:.0f}s" if s["uptime_s"] is not None else "-",
-            s["worktree"],
-        ]
-        for s in stacks
-    ]
-    print(f"{len(stacks)} stacks ({sum(s['alive'] for s in stacks)} alive)")
-    print(table(rows, ["KEY", "STATUS", "PORTS", "APP", "RESTARTS", "UP", "WORKTREE"]))
+    res = do_ps()
+    emit_json(res) if as_json else print_lines(render_ps(res))
 
 
 def gc(
@@ -158,22 +77,11 @@ def gc(
     as_json: bool = JSON,
 ) -> None:
     """Reclaim stacks whose supervisor or worktree is gone, and kill their orphaned processes."""
+    from legible.render import render_gc
     from legible.stack import gc as do_gc
 
-    res = run(lambda: do_gc(dry_run=dry_run), as_json)
-    if as_json:
-        emit_json(res)
-        return
-    verb = "would reclaim" if dry_run else "reclaimed"
-    kill = "would kill" if dry_run else "killed"
-    print(f"{verb} {len(res['leases'])} leases, {kill} {len(res['orphans'])} orphaned processes")
-    for lease in res["leases"][:20]:
-        print(f"  lease {lease['key']}: {lease['why']} ({lease['worktree']})")
-    for o in res["orphans"][:20]:
-        print(f"  pid {o['pid']} of {o['key']}: {o['cmdline'][:100]}")
-    cut = max(0, len(res["leases"]) - 20) + max(0, len(res["orphans"]) - 20)
-    if cut:
-        print(f"... {cut} more not shown; --json lists all")
+    res = do_gc(dry_run=dry_run)
+    emit_json(res) if as_json else print_lines(render_gc(res, dry_run))
 
 
 def init(
@@ -184,18 +92,11 @@ def init(
 ) -> None:
     """Write a commented legible.toml for this worktree, guessing the app's command from the repo."""
     from legible.init import write_config
+    from legible.render import render_init
 
-    res = run(lambda: write_config(Path.cwd(), force=force, keep=keep), as_json, out)
+    res = run(lambda: write_config(Path.cwd(), force=force, keep=keep), out)
     write_out(out, res)
-    if as_json:
-        emit_json(res)
-        return
-    if not res["written"]:
-        print(f"kept {res['path']} (already there)")
-        return
-    print(f"wrote {res['path']} (app: {res['command']}; guessed from {res['guessed_from']})")
-    if not out:
-        print("next: check the command, then `legible up --wait`")
+    emit_json(res) if as_json else print_lines(render_init(res, out))
 
 
 def register(app: typer.Typer) -> None:

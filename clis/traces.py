@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ._output import emit_json, errors_to_exit, print_lines
-from ._usage import Command
+from ._output import emit_json, print_lines
 
 TRACES_HELP = (
     "List recent traces (root span, service, start, duration, span count, errors), or the "
@@ -42,25 +41,10 @@ def traces(
 ) -> None:
     """List the worktree's recent traces, or the slowest ones, or the rows of one SELECT over the spans."""
     from legible.queries import traces as q
-    from legible.queries._source import worktree_store
-    from legible.queries.logs import parse_limit
 
-    with errors_to_exit(as_json):
-        store = worktree_store()
-        if sql:
-            from legible.queries.sql import render_sql, run_sql, sql_json
-
-            res = run_sql(store, sql)
-            n = parse_limit(limit, 40)
-            emit_json(sql_json(res, "legible.sql/v1")) if as_json else print_lines(render_sql(res, n))
-            return
-        flt = q.make_trace_filter(since, until, service, name, min_duration, errors)
-        if slowest is not None:
-            n = parse_limit(slowest, 10)
-        else:
-            n = parse_limit(limit, 20)
-        traced = q.list_traces(store, flt, n, slowest=slowest is not None)
-        emit_json(traced.to_json()) if as_json else print_lines(q.render_traces(traced, n))
+    flt = q.make_trace_filter(since, until, service, name, min_duration, errors)
+    view = q.traces_view(flt, slowest=slowest, limit=limit, sql=sql)
+    emit_json(view.doc) if as_json else print_lines(view.lines)
 
 
 def trace(
@@ -71,17 +55,13 @@ def trace(
     as_json: bool = typer.Option(False, "--json", help="the full tree as one JSON document (legible.trace/v1)"),
 ) -> None:
     """Show one trace as an indented tree of spans with their exceptions and log lines."""
-    from legible.queries import traces as q
-    from legible.queries._source import worktree_store
-    from legible.queries.logs import parse_limit
+    from legible.queries.traces import trace_view
 
-    with errors_to_exit(as_json):
-        n = parse_limit(limit, 40)
-        tree = q.get_trace(worktree_store(), trace_id)
-        emit_json(tree.to_json()) if as_json else print_lines(q.render_tree(tree, n))
+    view = trace_view(trace_id, limit=limit)
+    emit_json(view.doc) if as_json else print_lines(view.lines)
 
 
 def register(app: typer.Typer) -> None:
     """Add ``legible traces`` and ``legible trace`` to ``app``."""
-    app.command("traces", cls=Command, help=TRACES_HELP, epilog=TRACES_EPILOG)(traces)
-    app.command("trace", cls=Command, help=TRACE_HELP)(trace)
+    app.command("traces", help=TRACES_HELP, epilog=TRACES_EPILOG)(traces)
+    app.command("trace", help=TRACE_HELP)(trace)

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
+from legible._duration import format_ms, parse_duration
 from legible._errors import LegibleError, UsageError
 from legible.config import (
     CHECK_KINDS,
@@ -138,16 +139,8 @@ class CheckContext:
 
 
 def duration_ms(text: str) -> float:
-    """``"800ms"`` -> ``800.0``; ``"2s"`` -> ``2000.0``; ``"1m"`` -> ``60000.0`` (validated by the config)."""
-    from legible.queries._fmt import parse_duration
-
-    return parse_duration(text) * 1000
-
-
-def _fmt_ms(ms: float) -> str:
-    if ms >= 1000:
-        return f"{ms / 1000:.3g} s"
-    return f"{ms:.3g} ms" if ms < 10 else f"{ms:.0f} ms"
+    """``"800ms"`` -> ``800.0``; ``"2s"`` -> ``2000.0``; ``"1h30m"`` -> ``5400000.0`` (validated by the config)."""
+    return parse_duration(text, bare=None) * 1000
 
 
 def _fmt_num(x: float) -> str:
@@ -176,7 +169,7 @@ def check_startup(name: str, spec: StartupCheck, ctx: CheckContext) -> CheckResu
         measured,
         budget,
         "ms",
-        f"{spec.service} ready in {_fmt_ms(measured)} {cmp} {_fmt_ms(budget)}",
+        f"{spec.service} ready in {format_ms(measured)} {cmp} {format_ms(budget)}",
         "legible status",
     )
 
@@ -257,7 +250,7 @@ def check_span(name: str, spec: SpanCheck, ctx: CheckContext) -> CheckResult:
         measured,
         budget,
         "ms",
-        f"{label} {_fmt_ms(measured)} {cmp} {_fmt_ms(budget)} ({where_text})",
+        f"{label} {format_ms(measured)} {cmp} {format_ms(budget)} ({where_text})",
         evidence,
         details=details,
     )
@@ -366,11 +359,11 @@ def check_journey(name: str, spec: Any, ctx: CheckContext) -> CheckResult:
             took,
             budget,
             "ms",
-            f"journey {spec.name} passed in {_fmt_ms(took)} > {_fmt_ms(budget)}",
+            f"journey {spec.name} passed in {format_ms(took)} > {format_ms(budget)}",
             evidence,
             details=out,
         )
-    within = f" <= {_fmt_ms(budget)}" if budget is not None else ""
+    within = f" <= {format_ms(budget)}" if budget is not None else ""
     return CheckResult(
         name,
         "journey",
@@ -378,7 +371,7 @@ def check_journey(name: str, spec: Any, ctx: CheckContext) -> CheckResult:
         took,
         budget,
         "ms",
-        f"journey {spec.name} passed in {_fmt_ms(took or 0)}{within}",
+        f"journey {spec.name} passed in {format_ms(took or 0)}{within}",
         evidence,
         details=out,
     )

@@ -50,11 +50,12 @@ import re
 import shlex
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from legible._errors import ConfigError
+from legible._duration import EXAMPLES, parse_duration
+from legible._errors import ConfigError, UsageError
 
 CONFIG_FILENAME = "legible.toml"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -255,14 +256,24 @@ class JourneyConfig(_Strict):
         return self
 
 
-_DURATION = r"^\d+(\.\d+)?(ms|s|m|h)$"
+def _duration(text: str) -> str:
+    """Check that ``text`` is a duration :func:`legible._duration.parse_duration` reads; keep it as written."""
+    try:
+        parse_duration(text, what="", bare=None)
+    except UsageError:
+        raise ValueError(f"{text!r} is not a duration like {EXAMPLES} (a number needs its unit)") from None
+    return text
+
+
+#: A duration as written in legible.toml (``"800ms"``, ``"1h30m"``): the forms of the command line, no bare number.
+Duration = Annotated[str, AfterValidator(_duration)]
 LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
 
 
 class StartupCheck(_Strict):
     """The service's time from spawn to ready (first start) is at most ``max`` (``"800ms"``, ``"2s"``)."""
 
-    max: str = Field(pattern=_DURATION)
+    max: Duration
     service: str = "app"
 
 
@@ -279,12 +290,12 @@ class SpanCheck(_Strict):
         since: how far back to look (``"15m"``); ignored with ``journey``.
     """
 
-    max: str = Field(pattern=_DURATION)
+    max: Duration
     name: str | None = None
     service: str | None = None
     journey: str | None = None
     percentile: float | None = Field(default=None, gt=0, lt=100)
-    since: str = Field(default="15m", pattern=_DURATION)
+    since: Duration = "15m"
 
 
 class PromqlCheck(_Strict):
@@ -302,14 +313,14 @@ class LogsCheck(_Strict):
     pattern: str | None = None
     service: str | None = None
     max_count: int = Field(default=0, ge=0)
-    since: str = Field(default="15m", pattern=_DURATION)
+    since: Duration = "15m"
 
 
 class JourneyCheck(_Strict):
     """The journey ``name`` passes (and, with ``max``, takes at most that long)."""
 
     name: str
-    max: str | None = Field(default=None, pattern=_DURATION)
+    max: Duration | None = None
 
 
 class BrowserCheck(_Strict):
@@ -505,7 +516,8 @@ def describe_validation_error(exc: ValidationError, skip: int = 0) -> tuple[str,
     elif err["type"] == "missing":
         msg = "required key is missing"
     elif err["type"] == "string_pattern_mismatch":
-        like = "12h, 7d, 4w or 1y" if "hdwy" in str(err.get("ctx", {}).get("pattern")) else "500ms, 2s, 5m or 1h"
+        # the two keys in VictoriaMetrics' own syntax: retention and scrape_interval
+        like = "12h, 7d, 4w or 1y" if "hdwy" in str(err.get("ctx", {}).get("pattern")) else "500ms, 5s or 1m"
         msg = f"{err['input']!r} is not a duration like {like}"
     elif len(same) > 1:  # a union (str | list[str], bool | int): say what was given instead
         msg = f"wrong type ({type(err['input']).__name__}): see the docs of this key"

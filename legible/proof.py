@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
+from legible._duration import format_ms
 from legible._errors import UsageError
 
 if TYPE_CHECKING:
@@ -321,7 +322,7 @@ def _fmt(v: float | None, unit: str) -> str:
     if v is None:
         return "-"
     if unit == "ms":
-        return f"{v / 1000:.2f} s" if v >= 1000 else f"{v:.0f} ms"
+        return format_ms(v)
     if unit == "lines":
         return f"{v:.0f} lines"
     return f"{v:.4g}{' ' + unit if unit else ''}"
@@ -559,7 +560,7 @@ def render_summary(manifest: Mapping[str, Any], spark: dict[str, str], *, charts
         + (f", {jpass}/{len(jn)} journeys passed" if jn else ""),
         "",
         f"`{manifest['branch']}` @ `{manifest['commit'][:10]}` · worktree `{manifest['key']}` "
-        f"· run `{manifest['run_id']}` · {manifest['took_ms'] / 1000:.1f} s",
+        f"· run `{manifest['run_id']}` · {format_ms(manifest['took_ms'])}",
         "",
     ]
     if checks["checks"]:

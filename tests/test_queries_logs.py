@@ -129,7 +129,8 @@ def test_sql_escape_hatch_bounded(repo, monkeypatch):
         (["--attr", "novalue"], "error: --attr: 'novalue' is not key=value"),
         (["--fields", "ts,nope"], "error: --fields: unknown field 'nope'"),
         (["--limit", "0"], "error: --limit: 0 must be at least 1"),
-        (["--bogus"], "error: legible logs: unrecognized arguments: --bogus"),
+        (["--bogus"], "error: legible logs: no such option: --bogus"),
+        (["--lim", "5"], "error: legible logs: no such option: --lim"),  # no prefix abbreviation
     ],
 )
 def test_bad_input_exits_2_with_one_line_error(repo, monkeypatch, args, message):

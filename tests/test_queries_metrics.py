@@ -138,7 +138,7 @@ def test_range_sparklines_and_series_cap(repo, monkeypatch):
     res = run(repo, monkeypatch, "metrics", "legible_demo_gauge", "--range", "10m", "--step", "30s")
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
-    assert lines[0].startswith('25 series (last 10m every 30s); common: legible_demo_gauge{worktree="wt-1"}')
+    assert lines[0].startswith('25 series (last 10m every 30 s); common: legible_demo_gauge{worktree="wt-1"}')
     assert lines[1].startswith('{idx="24"}  ') and "min " in lines[1] and " last " in lines[1]
     spark = lines[1].split("  ")[1]
     assert set(spark) <= set("▁▂▃▄▅▆▇█ ") and spark[-1] == "█" and len(spark) <= 40

@@ -45,7 +45,7 @@ JOURNEY_SCHEMA: Final = "legible.journey/v1"
 JOURNEYS_SCHEMA: Final = "legible.journeys/v1"
 #: How long :func:`run_journey` waits for the backend's spans of the journey to reach the store, in s.
 SPAN_WAIT_S = 4.0
-#: Wait before the first look, in s: ``OTEL_BSP_SCHEDULE_DELAY`` is 500 ms in a stack, plus the store write.
+#: Wait before the first look, in s: ``OTEL_BSP_SCHEDULE_DELAY`` is 100 ms in a stack (plan.py), plus the store write.
 SETTLE_S = 0.8
 
 

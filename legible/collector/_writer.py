@@ -274,7 +274,7 @@ class Writer:
         Two records are the same event when service, trace id, span id and the message's first line are
         equal and they came by different sources (``stdout`` vs ``otlp``); the first to arrive is kept.
         Records without a span id are never merged. The count goes to ``on_deduplicated``
-        (``legible_collector_deduplicated_total``). At most :data:`DEDUPE_KEYS` recent keys are remembered.
+        (``legible_collector_deduplicated_logs_total``). At most :data:`DEDUPE_KEYS` recent keys are remembered.
         """
         keep = []
         recent = self._recent

@@ -2,7 +2,9 @@ r"""Queries over a worktree's signals: the core of ``legible logs``, ``legible t
 
 Usable without the CLI; every function takes a :class:`legible.store.Store` (logs, spans) or a
 VictoriaMetrics URL (metrics), returns plain dataclasses with a ``to_json()`` (the ``--json`` documents),
-and has a ``render_*`` companion producing the bounded text lines the CLI prints. Errors are the
+and has a ``render_*`` companion producing the bounded text lines the CLI prints. Each command is one call
+that checks its option values and returns a ``View(doc, lines)``: ``logs.logs_view``, ``logs.follow_lines``,
+``traces.traces_view``, ``traces.trace_view``, ``metrics.metrics_view``. Errors are the
 :mod:`legible._errors` classes (bad input is :class:`~legible._errors.UsageError`, exit 2).
 
 Modules (heavy libraries, DuckDB and prometheus-api-client, are imported inside the functions):

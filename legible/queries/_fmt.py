@@ -1,4 +1,7 @@
-"""Parsing and formatting shared by the query modules: durations, times, numbers, cut lines.
+"""Parsing and formatting shared by the query modules: times, numbers, cut lines.
+
+Durations are parsed and printed by :mod:`legible._duration` (re-exported here as ``parse_duration``,
+``fmt_ms`` and ``format_seconds``), the one parser and formatter of the whole package.
 
 Everything here is pure (the current time is passed in or read once by the caller), cheap to import and
 never prints.
@@ -10,71 +13,55 @@ import datetime as _dt
 import math
 import re
 import time
-from typing import overload
+from collections.abc import Mapping
+from typing import Any, NamedTuple, overload
 
+from legible._duration import format_ms as fmt_ms
+from legible._duration import format_seconds, parse_duration
 from legible._errors import UsageError
 
 __all__ = [
+    "View",
     "align",
     "cut_line",
     "fmt_ago",
     "fmt_clock",
     "fmt_count",
-    "fmt_duration_s",
     "fmt_ms",
+    "format_seconds",
     "iso",
     "now_ns",
     "one_line",
     "parse_duration",
+    "parse_limit",
     "parse_time",
     "sig4",
 ]
 
-_UNITS_S = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-    "d": 86400.0,
-    "w": 604800.0,
-}
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d|w)")
+
+class View(NamedTuple):
+    """What a query command shows: its ``--json`` document (with ``schema``) and its text lines (bounded)."""
+
+    doc: Mapping[str, Any]
+    lines: list[str]
 
 
-def parse_duration(text: str, *, what: str = "duration") -> float:
-    """Parse a duration such as ``500ms``, ``30s``, ``5m``, ``2h``, ``1d``, ``1h30m`` or ``1.5s``.
+def parse_limit(value: int | None, default: int, *, what: str = "--limit") -> int:
+    """Check a count option (a positive integer) and apply its default.
 
     Args:
-        text: the duration; a bare number means seconds.
-        what: the option name, for the error message (e.g. ``"--since"``).
-
-    Returns:
-        The duration in seconds (``float``, ``>= 0``).
+        value: what the user gave, or ``None``.
+        default: the count when ``value`` is ``None``.
+        what: the option, for the message (``--limit``, ``--slowest``).
 
     Raises:
-        UsageError: ``text`` is not a duration.
+        UsageError: zero or negative.
 
     """
-    s = text.strip().lower().replace(" ", "")
-    if not s:
-        raise UsageError(f"{what}: empty duration", hint="use e.g. 500ms, 30s, 5m, 2h, 1d")
-    try:
-        value = float(s)
-    except ValueError:
-        pos, total = 0, 0.0
-        for m in _DURATION_RE.finditer(s):
-            if m.start() != pos:
-                break
-            total += float(m.group(1)) * _UNITS_S[m.group(2)]
-            pos = m.end()
-        if pos != len(s) or pos == 0:
-            raise UsageError(f"{what}: {text!r} is not a duration", hint="use e.g. 500ms, 30s, 5m, 2h, 1d") from None
-        return total
-    if not math.isfinite(value) or value < 0:
-        raise UsageError(f"{what}: {text!r} is not a duration", hint="use e.g. 500ms, 30s, 5m, 2h, 1d")
+    if value is None:
+        return default
+    if value < 1:
+        raise UsageError(f"{what}: {value} must be at least 1", hint=f"e.g. {what} 100")
     return value
 
 
@@ -147,48 +134,14 @@ def fmt_clock(ns: int, *, ms: bool = False) -> str:
     return t.strftime("%H:%M:%S.%f")[:12] if ms else t.strftime("%H:%M:%S")
 
 
-def fmt_duration_s(seconds: float) -> str:
-    """Seconds -> a short human duration: ``45s``, ``15m``, ``1h30m``, ``2d``; sub-second as ``fmt_ms``."""
-    if seconds < 1:
-        return fmt_ms(seconds * 1000)
-    s = round(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        m, r = divmod(s, 60)
-        return f"{m}m" if r == 0 or m >= 10 else f"{m}m{r:02d}s"
-    if s < 86400:
-        h, r = divmod(s, 3600)
-        return f"{h}h" if r < 60 else f"{h}h{r // 60:02d}m"
-    d, r = divmod(s, 86400)
-    return f"{d}d" if r < 3600 else f"{d}d{r // 3600}h"
-
-
 def fmt_ago(ns: int, now: int) -> str:
     """How long before ``now`` the instant ``ns`` was: ``3s ago``, ``12m ago``, ``in 2s`` (clock skew)."""
     delta = (now - ns) / 1e9
     if delta < 0:
-        return f"in {fmt_duration_s(-delta)}"
+        return f"in {format_seconds(max(1, round(-delta)))}"
     if delta < 1:
         return "now"
-    return f"{fmt_duration_s(delta)} ago"
-
-
-def fmt_ms(ms: float | None) -> str:
-    """Milliseconds -> ``0.42 ms``, ``3.4 ms``, ``87 ms``, ``1.23 s``, ``12.3 s``, ``2m05s``; ``None`` -> ``-``."""
-    if ms is None:
-        return "-"
-    if ms < 1:
-        return f"{ms:.2f} ms"
-    if ms < 10:
-        return f"{ms:.1f} ms"
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    if ms < 10_000:
-        return f"{ms / 1000:.2f} s"
-    if ms < 60_000:
-        return f"{ms / 1000:.1f} s"
-    return fmt_duration_s(ms / 1000)
+    return f"{format_seconds(round(delta))} ago"
 
 
 def fmt_count(n: int) -> str:

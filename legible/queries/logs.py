@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from legible._errors import NotRunning, UsageError
 from legible.queries._fmt import (
+    View,
     align,
     cut_line,
     fmt_ago,
@@ -30,6 +31,7 @@ from legible.queries._fmt import (
     iso,
     now_ns,
     one_line,
+    parse_limit,
     parse_time,
 )
 
@@ -48,10 +50,13 @@ __all__ = [
     "LogLines",
     "compact_location",
     "follow",
+    "follow_lines",
     "headline",
     "log_groups",
     "log_lines",
+    "logs_view",
     "make_filter",
+    "parse_limit",
     "render_groups",
     "render_lines",
 ]
@@ -730,15 +735,89 @@ def follow(
             sleep(poll_s)
 
 
-def parse_limit(value: int | None, default: int) -> int:
-    """Check ``--limit`` (a positive integer) and apply the default.
+# ------------------------------------------------------------------------------------------------ view
+
+
+def logs_view(
+    flt: LogFilter,
+    *,
+    raw: bool = False,
+    fields: str | None = None,
+    limit: int | None = None,
+    sql: str | None = None,
+    opener: Callable[[], Store] | None = None,
+) -> View:
+    """What ``legible logs`` shows: groups of similar lines, ``raw`` lines, or the rows of one ``sql`` SELECT.
+
+    Args:
+        flt: the filter (:func:`make_filter`); not used with ``sql``.
+        raw: plain lines, newest last, instead of groups.
+        fields: raw columns, comma-separated (:func:`parse_fields`), or ``None`` for the default.
+        limit: groups (default 30), raw lines (40) or SQL rows (40) shown.
+        sql: one read-only SELECT over the store's tables, instead of the views above.
+        opener: returns the store (default: :func:`legible.queries.store_opener` of the current directory).
+
+    Returns:
+        The ``legible.logs/v1`` (or ``legible.sql/v1``) document and the text lines.
 
     Raises:
-        UsageError: zero or negative.
+        UsageError: a bad option value, or DuckDB rejected the query.
+        NotRunning: there is no store yet.
 
     """
-    if value is None:
-        return default
-    if value < 1:
-        raise UsageError(f"--limit: {value} must be at least 1", hint="e.g. --limit 100")
-    return value
+    from legible.queries._source import store_opener
+
+    field_list = parse_fields(fields)
+    n = parse_limit(limit, 30 if not (raw or sql) else 40)
+    store = (opener or store_opener())()
+    if sql:
+        from legible.queries.sql import render_sql, run_sql, sql_json
+
+        res = run_sql(store, sql)
+        return View(sql_json(res, "legible.sql/v1"), render_sql(res, n))
+    if raw:
+        lines = log_lines(store, flt, n, field_list)
+        return View(lines.to_json(), render_lines(lines, n))
+    groups = log_groups(store, flt, n)
+    return View(groups.to_json(), render_groups(groups, n))
+
+
+def follow_lines(
+    flt: LogFilter,
+    *,
+    fields: str | None = None,
+    limit: int | None = None,
+    opener: Callable[[], Store] | None = None,
+    poll_s: float = 0.5,
+) -> Iterator[list[str]]:
+    """What ``legible logs --follow`` prints: a header and the last ``limit`` lines, then new lines as they come.
+
+    Args:
+        flt: the filter (time bounds apply to the first lines only).
+        fields: raw columns, as for :func:`logs_view`.
+        limit: lines shown first (default 10).
+        opener: returns the store (default: the current directory's).
+        poll_s: seconds between polls when nothing new arrived.
+
+    Yields:
+        Lists of text lines (empty after a poll that found nothing); stop by closing the generator.
+
+    Raises:
+        UsageError: a bad option value.
+        NotRunning: there is no store yet.
+
+    """
+    from legible.queries._source import store_opener
+
+    opener = opener or store_opener()
+    field_list = parse_fields(fields)
+    n = parse_limit(limit, 10)
+    store = opener()
+    first = log_lines(store, flt, n, field_list)
+    store.close()
+    yield [
+        f"following {flt.describe(with_time=False)}; last {len(first.rows)} shown; Ctrl-C stops",
+        *(ln for r in first.rows for ln in format_line(r, field_list)),
+    ]
+    for batch in follow(opener, flt, first.last_seq, field_list, poll_s=poll_s):
+        yield [ln for r in batch for ln in format_line(r, field_list)]

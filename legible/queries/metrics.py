@@ -30,10 +30,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from legible._errors import NotRunning, UsageError
+from legible.queries._fmt import (
+    View,
+    cut_line,
+    fmt_count,
+    format_seconds,
+    iso,
+    one_line,
+    parse_duration,
+    parse_limit,
+    sig4,
+)
 
 if TYPE_CHECKING:
     from legible.contract import MetricsDoc, MetricsListDoc, SeriesDoc
-from legible.queries._fmt import cut_line, fmt_count, fmt_duration_s, iso, one_line, sig4
 
 __all__ = [
     "MetricInfo",
@@ -43,6 +53,8 @@ __all__ = [
     "format_value",
     "list_metrics",
     "metric_type",
+    "metrics_view",
+    "parse_window",
     "query",
     "render_list",
     "render_metrics",
@@ -335,7 +347,7 @@ def render_metrics(res: MetricsResult, limit: int = MAX_SERIES) -> list[str]:
     """
     unit = f"; unit {res.unit} (from the name)" if res.unit else ""
     if res.kind == "range":
-        when = f"last {fmt_duration_s(res.end - (res.start or res.end))} every {fmt_duration_s(res.step_s or 0)}"
+        when = f"last {format_seconds(res.end - (res.start or res.end))} every {format_seconds(res.step_s or 0)}"
     else:
         when = "now"
     if not res.series:
@@ -481,3 +493,63 @@ def render_list(res: MetricList, limit: int = 40) -> list[str]:
             )
         )
     return out
+
+
+# ------------------------------------------------------------------------------------------------ view
+
+
+def parse_window(range_: str | None, step: str | None) -> tuple[float | None, float | None]:
+    """Check ``--range`` and ``--step`` and return them in seconds (``None`` when not given).
+
+    Raises:
+        UsageError: not a duration, not positive, or ``--step`` without ``--range``.
+
+    """
+    range_s = parse_duration(range_, what="--range") if range_ is not None else None
+    step_s = parse_duration(step, what="--step") if step is not None else None
+    if step_s is not None and range_s is None:
+        raise UsageError("--step needs --range", hint="e.g. --range 10m --step 15s")
+    if range_s is not None and range_s <= 0 or step_s is not None and step_s <= 0:
+        raise UsageError("--range and --step must be positive", hint="e.g. --range 10m --step 15s")
+    return range_s, step_s
+
+
+def metrics_view(
+    promql: str,
+    pattern: str | None = None,
+    *,
+    range_: str | None = None,
+    step: str | None = None,
+    limit: int | None = None,
+    url: str | None = None,
+) -> View:
+    """What ``legible metrics`` shows: one PromQL query (instant, or over ``range_``), or with ``list`` the names.
+
+    Args:
+        promql: the query, or ``"list"`` to list metric names.
+        pattern: with ``list``: a regex or substring of the names; otherwise it must be ``None``.
+        range_: a duration (``10m``): a range query over that much time back from now.
+        step: the range step (a duration; default ``range_ / 60``, at least 1 s).
+        limit: series shown (default 20) or metrics listed (default 40).
+        url: VictoriaMetrics' base URL (default: the running stack's, :func:`legible.queries.metrics_url`).
+
+    Returns:
+        The ``legible.metrics/v1`` (or ``legible.metrics.list/v1``) document and the text lines.
+
+    Raises:
+        UsageError: a bad option, a second argument without ``list``, or the server rejected the query.
+        NotRunning: no stack runs, or VictoriaMetrics does not answer.
+
+    """
+    from legible.queries._source import metrics_url
+
+    if promql == "list":
+        n = parse_limit(limit, 40)
+        listed = list_metrics(url or metrics_url(), pattern)
+        return View(listed.to_json(), render_list(listed, n))
+    if pattern is not None:
+        raise UsageError(f"unexpected argument {pattern!r}", hint="quote the PromQL query as one argument")
+    range_s, step_s = parse_window(range_, step)
+    n = parse_limit(limit, 20)
+    res = query(url or metrics_url(), promql, range_s, step_s)
+    return View(res.to_json(), render_metrics(res, n))

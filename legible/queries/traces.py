@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from legible._errors import UsageError
 from legible.queries._fmt import (
+    View,
     align,
     cut_line,
     fmt_ago,
@@ -34,6 +35,7 @@ from legible.queries._fmt import (
     now_ns,
     one_line,
     parse_duration,
+    parse_limit,
     parse_time,
 )
 
@@ -55,6 +57,8 @@ __all__ = [
     "make_trace_filter",
     "render_traces",
     "render_tree",
+    "trace_view",
+    "traces_view",
 ]
 
 #: Default window of ``legible traces``.
@@ -693,3 +697,62 @@ def render_tree(tree: TraceTree, limit: int = 40) -> list[str]:
         )
     )
     return out
+
+
+# ------------------------------------------------------------------------------------------------ views
+
+
+def traces_view(
+    flt: TraceFilter,
+    *,
+    slowest: int | None = None,
+    limit: int | None = None,
+    sql: str | None = None,
+    store: Store | None = None,
+) -> View:
+    """What ``legible traces`` shows: the newest traces, the ``slowest`` N, or the rows of one ``sql`` SELECT.
+
+    Args:
+        flt: the filter (:func:`make_trace_filter`); not used with ``sql``.
+        slowest: show the N longest traces, longest first, instead of the newest ``limit``.
+        limit: traces shown (default 20) or SQL rows (default 40).
+        sql: one read-only SELECT over the store's tables.
+        store: the store (default: the current directory's worktree store).
+
+    Returns:
+        The ``legible.traces/v1`` (or ``legible.sql/v1``) document and the text lines.
+
+    Raises:
+        UsageError: a bad count, or DuckDB rejected the query.
+        NotRunning: there is no store yet.
+
+    """
+    from legible.queries._source import worktree_store
+
+    store = store or worktree_store()
+    if sql:
+        from legible.queries.sql import render_sql, run_sql, sql_json
+
+        res = run_sql(store, sql)
+        return View(sql_json(res, "legible.sql/v1"), render_sql(res, parse_limit(limit, 40)))
+    if slowest is not None:
+        n = parse_limit(slowest, 10, what="--slowest")
+    else:
+        n = parse_limit(limit, 20)
+    traced = list_traces(store, flt, n, slowest=slowest is not None)
+    return View(traced.to_json(), render_traces(traced, n))
+
+
+def trace_view(trace_id: str, *, limit: int | None = None, store: Store | None = None) -> View:
+    """What ``legible trace ID`` shows: the whole tree as a document, and at most ``limit`` lines (40) of it.
+
+    Raises:
+        UsageError: a malformed, unknown or ambiguous id, or a bad ``limit``.
+        NotRunning: there is no store yet.
+
+    """
+    from legible.queries._source import worktree_store
+
+    n = parse_limit(limit, 40)
+    tree = get_trace(store or worktree_store(), trace_id)
+    return View(tree.to_json(), render_tree(tree, n))
