@@ -12,8 +12,6 @@ import typer
 
 from ._output import emit_json, print_lines
 
-SCHEMA = "legible.browser.{op}/v1"
-
 
 HELP = (
     "Drive this stack's headless Chromium: open, snapshot, click, fill, press, wait, screenshot, console, "
@@ -28,12 +26,13 @@ app = typer.Typer(help=HELP, add_completion=False, rich_markup_mode=None)
 def _send(op: str, payload: dict[str, Any], timeout: float, as_json: bool) -> None:
     """Send ``op`` to the stack's browser agent and print its result (text lines, or JSON with ``as_json``)."""
     from legible.browser.client import call
+    from legible.contract import browser_schema
     from legible.render import render_browser
     from legible.worktree import find_worktree
 
     res = call(find_worktree(None).state_dir, op, payload, timeout=timeout)
     if as_json:
-        emit_json({"schema": SCHEMA.format(op=op), **res})
+        emit_json({"schema": browser_schema(op), **res})
         return
     print_lines(render_browser(op, res))
 
