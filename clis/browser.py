@@ -12,7 +12,6 @@ import typer
 
 from ._output import emit_json, print_lines
 
-
 HELP = (
     "Drive this stack's headless Chromium: open, snapshot, click, fill, press, wait, screenshot, console, "
     "network, vitals, record (state persists)."
