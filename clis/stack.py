@@ -71,6 +71,8 @@ def up(
         print("warning: a service failed after start; see `legible status` and .legible/logs/")
     if res["note"]:
         print(f"note: {res['note']}")
+    for w in res.get("warnings", []):
+        print(f"warning: {w}")
 
 
 def down(
