@@ -1,4 +1,4 @@
-"""Proof of work: run the journeys (recorded) and the checks, and pack the evidence into one bundle.
+"""Proof of work: run the journeys (recorded for the video, unrecorded for the verdict) and the checks; pack it.
 
 ``legible proof`` writes ``.legible/proof/<run-id>/``:
 
@@ -333,10 +333,7 @@ def run_proof(
         from legible.browser.checks import journey_outcome
 
         for name in cfg.journeys:
-            try:
-                journeys[name] = journey_outcome(run_journey(name, record=record, start=wt.root))
-            except Exception as exc:  # noqa: BLE001 - one journey's crash is that journey's failure
-                journeys[name] = {"passed": False, "error": (str(exc).splitlines() or [""])[0][:300], "steps": []}
+            journeys[name] = _run_for_proof(run_journey, journey_outcome, name, record, wt.root)
     skipped = [] if has_browser or not cfg.journeys else sorted(cfg.journeys)
     lap("journeys")
 
@@ -421,8 +418,46 @@ def run_proof(
     return manifest
 
 
+def _run_for_proof(
+    run_journey: Callable[..., dict[str, Any]],
+    outcome: Callable[[dict[str, Any]], dict[str, Any]],
+    name: str,
+    record: bool,
+    root: Path,
+) -> dict[str, Any]:
+    """Run journey ``name`` for a proof: recorded for the video, then unrecorded for the verdict.
+
+    A recording slows a journey down (chapter cards, highlights, visible typing: a 0.6 s journey takes
+    4-5 s), so its times are not what ``legible check`` measures. The verdict, the duration and the steps
+    come from an unrecorded run, exactly as ``legible check`` runs it; it runs last, so span checks over
+    "the last run of the journey" read its trace, as they do under ``legible check``. The recorded run
+    contributes its video and screenshots, and its own outcome as ``recording`` (``{"passed", "error",
+    "duration_ms"}``), shown in the summary when it failed.
+
+    Returns:
+        :func:`legible.browser.checks.journey_outcome` of the unrecorded run, plus ``"recording"`` (or
+        ``None``) and, when recorded, ``"recorded"``: the recorded run's whole outcome (media paths).
+
+    """
+
+    def one(rec: bool) -> dict[str, Any]:
+        try:
+            return outcome(run_journey(name, record=rec, start=root))
+        except Exception as exc:  # noqa: BLE001 - one journey's crash is that journey's failure
+            return {"passed": False, "error": (str(exc).splitlines() or [""])[0][:300], "steps": []}
+
+    recorded = one(True) if record else None
+    result = one(False)
+    result["recording"] = (
+        {k: recorded.get(k) for k in ("passed", "error", "duration_ms")} if recorded is not None else None
+    )
+    if recorded is not None:
+        result["recorded"] = recorded
+    return result
+
+
 def _journey_summary(j: dict[str, Any]) -> dict[str, Any]:
-    keep = ("passed", "duration_ms", "error", "failed_step", "trace_id")
+    keep = ("passed", "duration_ms", "error", "failed_step", "trace_id", "recording")
     out = {k: j.get(k) for k in keep}
     out["steps"] = [{k: s.get(k) for k in ("title", "status", "duration_ms")} for s in j.get("steps", [])][:50]
     return out
@@ -515,7 +550,11 @@ def render_summary(manifest: dict[str, Any], spark: dict[str, str], *, charts: l
         for name, j in jn.items():
             steps = j.get("steps") or []
             ok = sum(1 for s in steps if s.get("status") == "pass")
-            detail = (j.get("error") or "").replace("|", "\\|")[:200]
+            detail = j.get("error") or ""
+            rec = j.get("recording") or {}
+            if rec and not rec.get("passed"):
+                detail = (detail + " · " if detail else "") + f"the recorded run failed: {rec.get('error') or '?'}"
+            detail = detail.replace("|", "\\|")[:300]
             lines.append(
                 f"| {'✅' if j.get('passed') else '❌'} | {name} | {_fmt(j.get('duration_ms'), 'ms')} | "
                 f"{ok}/{len(steps)} | {detail} |"
