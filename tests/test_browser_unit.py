@@ -105,3 +105,19 @@ def test_chromium_planned_only_with_browser(tmp_path: Path) -> None:
     cfg = parse_config({"app": {"command": "python app.py"}, "stack": {"cdp_port": True}})
     sp = build_plan(wt, cfg, lease, browser=True).services[-1]
     assert sp.port == 20005 and "--cdp-port=20005" in sp.argv
+
+
+def test_journey_does_not_import_the_agent_and_every_operation_is_a_documented_table_entry() -> None:
+    import subprocess
+    import sys
+
+    probe = "import sys, legible.browser.journey, legible.browser._ops; print('legible.browser.agent' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # no import cycle: journey and the operations use _common
+
+    from legible.browser._ops import OPS
+
+    assert {"open", "snapshot", "click", "fill", "press", "wait", "screenshot", "console", "network"} <= set(OPS)
+    assert {"vitals", "status", "record.start", "record.chapter", "record.stop", "journey"} <= set(OPS)
+    for name, fn in OPS.items():
+        assert fn.__doc__ and fn.__name__ == "op_" + name.replace(".", "_"), name
