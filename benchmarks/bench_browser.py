@@ -4,7 +4,8 @@ Boots the example shop with the browser in a temp git repo, then measures, with 
 - browser ready after the app (the chromium service's ready_ms: agent start, Chromium, Playwright connect);
 - `legible browser snapshot | click | screenshot` end to end as an agent calls them (a new process each,
   command start included), median of N; baselines: `python -c pass`, `legible --help`, and a bare
-  Playwright `connect_over_cdp` + snapshot in a fresh process (what a per-call CDP client would pay);
+  Playwright `launch` + open + snapshot in a fresh process (what a per-call browser would pay: the stack's
+  Chromium has no CDP port to connect to, CDP goes over the agent's pipe);
 - snapshot bytes versus the page's HTML bytes on the shop's pages.
 """
 
@@ -38,12 +39,13 @@ def median_ms(argv: list[str], cwd: Path, env: dict[str, str], n: int = N) -> fl
 
 
 BARE = """
-import sys
 from playwright.sync_api import sync_playwright
 with sync_playwright() as p:
-    b = p.chromium.connect_over_cdp("http://127.0.0.1:%d")
-    page = b.contexts[0].pages[0]
+    b = p.chromium.launch(executable_path=%r, args=["--headless=new"])
+    page = b.new_page()
+    page.goto(%r)
     page.locator("body").aria_snapshot(mode="ai")
+    b.close()
 """
 
 
@@ -73,9 +75,11 @@ def main() -> None:
         print(f"  app ready: {svc['app']['ready_ms']:.0f} ms; stack ready: {doc['ready_ms']:.0f} ms")
         base_py = median_ms([sys.executable, "-c", "pass"], root, env)
         base_help = median_ms([*leg, "--help"], root, env)
-        port = svc["chromium"]["port"]
+        from legible.browser import find_chromium
+
         subprocess.run([*leg, "browser", "open", "/order"], cwd=root, env=env, check=True, capture_output=True)
-        bare = median_ms([sys.executable, "-c", BARE % port], root, env, n=7)
+        bare_code = BARE % (str(find_chromium()), doc["endpoints"]["app"] + "/order")
+        bare = median_ms([sys.executable, "-c", bare_code], root, env, n=7)
         snap = median_ms([*leg, "browser", "snapshot"], root, env)
         shot = median_ms([*leg, "browser", "screenshot"], root, env)
         click = median_ms([*leg, "browser", "click", "#name"], root, env)
@@ -86,7 +90,7 @@ def main() -> None:
         print("baselines in this run:")
         print(f"  python -c pass                          {base_py:6.0f} ms")
         print(f"  legible --help                          {base_help:6.0f} ms")
-        print(f"  bare Playwright connect_over_cdp+snapshot {bare:4.0f} ms (median of 7)")
+        print(f"  bare Playwright launch+open+snapshot    {bare:6.0f} ms (median of 7)")
         print("snapshot size vs page HTML:")
         for path in ("/", "/products/1", "/order", "/orders"):
             subprocess.run([*leg, "browser", "open", path], cwd=root, env=env, check=True, capture_output=True)

@@ -20,6 +20,7 @@ The file sits at the worktree root; ``[tool.legible]`` in ``pyproject.toml`` is 
     [stack]
     scrape_interval = "5s"                    # how often VictoriaMetrics scrapes metrics_path
     browser = false                           # also run a headless Chromium (or `legible up --browser`)
+    cdp_port = false                          # also open its CDP port on 127.0.0.1 (any local process can drive it)
 
     [checks.fast-start]                       # `legible check`: one line per check, exit 1 on a failure
     startup = { max = "800ms" }
@@ -180,12 +181,17 @@ class StackConfig(_Strict):
         scrape_interval: how often VictoriaMetrics scrapes ``metrics_path`` targets, as ``"5s"`` or ``"1m"``.
         retention: how long VictoriaMetrics keeps samples, in its ``-retentionPeriod`` syntax (``"7d"``).
         browser: also start Chromium (issue 4); ``legible up --browser`` sets it for one run.
+        cdp_port: also open Chromium's DevTools (CDP) TCP port, on ``127.0.0.1`` at the ``chromium`` lease
+            port, for a debugger or another CDP client. Default false: the agent talks CDP over a pipe and
+            no port exists, because any local process that reaches a CDP port can drive the browser (and,
+            with ``file://``, read files). ``legible up`` warns when it is on.
 
     """
 
     scrape_interval: str = Field(default="5s", pattern=r"^\d+(ms|s|m)$")
     retention: str = Field(default="7d", pattern=r"^\d+[hdwy]$")
     browser: bool = False
+    cdp_port: bool = False
 
 
 class JourneyStep(_Strict):

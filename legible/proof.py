@@ -1,4 +1,4 @@
-"""Proof of work: run the journeys (recorded) and the checks, and pack the evidence into one bundle.
+"""Proof of work: run the journeys (recorded for the video, unrecorded for the verdict) and the checks; pack it.
 
 ``legible proof`` writes ``.legible/proof/<run-id>/``:
 
@@ -10,9 +10,12 @@
 * ``checks.json`` (``legible.check/v1``), ``charts/*.png`` (request rate, latency percentiles, errors over the
   run, drawn with matplotlib), and each journey's screenshots, video (MP4), poster and GIF.
 
-Every text file is passed through :func:`redact` before it is written: values of the stack's environment
-variables whose names look secret, ``Authorization`` headers, ``key=value`` pairs with secret-looking keys,
-credentials in URLs, and well-known token shapes become ``[REDACTED]``.
+Redaction (:mod:`legible.redact`): the journeys' results, the checks, the store's evidence and the manifest
+are redacted as data (each string value, before anything is rendered or serialized), the summary's text
+once more, and media file names too. Secrets are the values of the stack's (and this process's)
+environment variables with secret NAMES, ``Authorization``/``Bearer`` credentials, ``key=value`` and JSON
+``"key": "value"`` pairs with secret-looking keys, credentials and secret query parameters in URLs, and
+well-known token shapes; each becomes ``[REDACTED]``. The worktree path is not a secret.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -31,16 +35,14 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from legible._duration import format_ms
 from legible._errors import UsageError
+from legible.redact import Redactor, secret_values
 
 if TYPE_CHECKING:
     from legible.contract import (
         CheckDoc,
         ErrorGroupDoc,
         FigureChange,
-        PlanDoc,
         ProofDoc,
-        ProofJourney,
-        ProofStep,
         SlowSpan,
     )
 
@@ -49,50 +51,6 @@ PROOF_SCHEMA: Final = "legible.proof/v1"
 SUMMARY_MAX_BYTES = 60_000
 #: The hidden marker that identifies legible's sticky PR comment.
 MARKER = "<!-- legible-proof -->"
-REDACTED = "[REDACTED]"
-_SECRET_NAME = re.compile(
-    r"(?i)(secret|token|passw(or)?d|passwd|pwd|api[_-]?key|access[_-]?key|private[_-]?key|"
-    r"credential|auth|session|cookie|dsn)"
-)
-_SECRET_PATTERNS = [
-    # Authorization / Proxy-Authorization headers, as "Authorization: Bearer x" or JSON "authorization": "x"
-    re.compile(r"(?i)((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)(?:(?:bearer|basic|token|digest)\s+)?[^\s\"',;]+"),
-    # key=value / "key": "value" with a secret-looking key
-    re.compile(
-        r"(?i)([\"']?[\w.-]*(?:secret|token|passw(?:or)?d|passwd|pwd|api[_-]?key|access[_-]?key|"
-        r"private[_-]?key|credential|session[_-]?id|cookie)[\w.-]*[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&}]+"
-    ),
-    # credentials in URLs: scheme://user:password@host
-    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s:/@]+:)[^\s@/]+(?=@)"),
-]
-_TOKEN_SHAPES = re.compile(
-    r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,}|sk-[A-Za-z0-9_-]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}|"
-    r"AKIA[0-9A-Z]{16}|glpat-[A-Za-z0-9_-]{20,}|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})\b"
-)
-
-
-# -- redaction ----------------------------------------------------------------------------------------
-def secret_values(env: dict[str, str], min_len: int = 6) -> list[str]:
-    """Values of ``env`` whose names look secret (``*TOKEN*``, ``*PASSWORD*``, ...), longest first.
-
-    Values shorter than ``min_len`` characters are left out: replacing ``"1"`` everywhere would wreck the
-    bundle and protect nothing.
-    """
-    vals = {v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= min_len}
-    return sorted(vals, key=len, reverse=True)
-
-
-def redact(text: str, secrets: list[str] | None = None) -> str:
-    """Replace secrets in ``text`` with ``[REDACTED]``: the exact ``secrets`` first, then the patterns."""
-    for value in secrets or []:
-        text = text.replace(value, REDACTED)
-    for pat in _SECRET_PATTERNS:
-        text = pat.sub(lambda m: m.group(1) + REDACTED, text)
-    return _TOKEN_SHAPES.sub(REDACTED, text)
-
-
-def _redact_json(doc: Any, secrets: list[str]) -> Any:
-    return json.loads(redact(json.dumps(doc), secrets))
 
 
 # -- figures ------------------------------------------------------------------------------------------
@@ -363,8 +321,9 @@ def run_proof(
     run_id = dt.datetime.fromtimestamp(t_start, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = wt.state_dir / "proof" / run_id
     out.mkdir(parents=True, exist_ok=False)
-    plan: PlanDoc = json.loads((wt.state_dir / "plan.json").read_text())
-    secrets = secret_values({k: v for s in plan["services"] for k, v in s["env"].items()})
+    plan = json.loads((wt.state_dir / "plan.json").read_text())
+    env = {**os.environ, **{k: v for s in plan["services"] for k, v in s["env"].items()}}
+    red = Redactor(secret_values(env))
 
     timings: dict[str, float] = {}
     mark = time.monotonic()
@@ -384,10 +343,7 @@ def run_proof(
         from legible.browser.checks import journey_outcome
 
         for name in cfg.journeys:
-            try:
-                journeys[name] = journey_outcome(run_journey(name, record=record, start=wt.root))
-            except Exception as exc:  # noqa: BLE001 - one journey's crash is that journey's failure
-                journeys[name] = {"passed": False, "error": str(exc).splitlines()[0][:300], "steps": []}
+            journeys[name] = _run_for_proof(run_journey, journey_outcome, name, record, wt.root)
     skipped = [] if has_browser or not cfg.journeys else sorted(cfg.journeys)
     lap("journeys")
 
@@ -423,9 +379,10 @@ def run_proof(
     lap("figures")
     charts = draw_charts(series, out / "charts")
     lap("charts")
-    slowest, error_groups = _store_evidence(ctx, window_start)
+    slowest, error_groups = red.doc(_store_evidence(ctx, window_start))
+    checks = red.doc(checks)
 
-    media = _collect_media(journeys, out)
+    media = _collect_media(journeys, out, red)
     passed = checks["passed"] and all(j.get("passed") for j in journeys.values())
     info = git_info(wt.root)
     app = state["services"].get("app")
@@ -442,7 +399,7 @@ def run_proof(
         "took_ms": round((t_end - t_start) * 1000, 1),
         "passed": passed,
         "checks": checks,
-        "journeys": {n: _journey_summary(j) for n, j in journeys.items()},
+        "journeys": {red.text(n): red.doc(_journey_summary(j)) for n, j in journeys.items()},
         "journeys_skipped": skipped,
         "figures": figures,
         "startup_ms": app["first_ready_ms"] if app else None,
@@ -459,36 +416,66 @@ def run_proof(
             "commit": base_manifest.get("commit"),
             "figures": compare(manifest, base_manifest),
         }
+    manifest = red.doc(manifest)  # every string of it, before anything is rendered from it
     spark = {k: _spark([v for _, v in pts]) for k, pts in series.items()}
-    (out / "checks.json").write_text(redact(json.dumps(checks, indent=1), secrets))
+    (out / "checks.json").write_text(json.dumps(checks, indent=1))
     summary = render_summary(
         manifest, spark, charts=[p.relative_to(out) for p in charts], media=[p.relative_to(out) for p in media]
     )
-    (out / "summary.md").write_text(redact(summary, secrets))
+    (out / "summary.md").write_text(red.text(summary))
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
     manifest["files"] = [
         {"path": str(p.relative_to(out)), "bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files
     ]
     lap("bundle")
-    manifest = _redact_json(manifest, secrets)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     manifest["dir"] = str(out)
     return manifest
 
 
-def _journey_summary(j: dict[str, Any]) -> ProofJourney:
-    steps: list[ProofStep] = [
-        {"title": s.get("title"), "status": s.get("status"), "duration_ms": s.get("duration_ms")}
-        for s in j.get("steps", [])
-    ]
-    return {
-        "passed": bool(j.get("passed")),
-        "duration_ms": j.get("duration_ms"),
-        "error": j.get("error"),
-        "failed_step": j.get("failed_step"),
-        "trace_id": j.get("trace_id"),
-        "steps": steps[:50],
-    }
+def _run_for_proof(
+    run_journey: Callable[..., Any],
+    outcome: Callable[[Any], dict[str, Any]],
+    name: str,
+    record: bool,
+    root: Path,
+) -> dict[str, Any]:
+    """Run journey ``name`` for a proof: recorded for the video, then unrecorded for the verdict.
+
+    A recording slows a journey down (chapter cards, highlights, visible typing: a 0.6 s journey takes
+    4-5 s), so its times are not what ``legible check`` measures. The verdict, the duration and the steps
+    come from an unrecorded run, exactly as ``legible check`` runs it; it runs last, so span checks over
+    "the last run of the journey" read its trace, as they do under ``legible check``. The recorded run
+    contributes its video and screenshots, and its own outcome as ``recording`` (``{"passed", "error",
+    "duration_ms"}``), shown in the summary when it failed.
+
+    Returns:
+        :func:`legible.browser.checks.journey_outcome` of the unrecorded run, plus ``"recording"`` (or
+        ``None``) and, when recorded, ``"recorded"``: the recorded run's whole outcome (media paths).
+
+    """
+
+    def one(rec: bool) -> dict[str, Any]:
+        try:
+            return outcome(run_journey(name, record=rec, start=root))
+        except Exception as exc:  # noqa: BLE001 - one journey's crash is that journey's failure
+            return {"passed": False, "error": (str(exc).splitlines() or [""])[0][:300], "steps": []}
+
+    recorded = one(True) if record else None
+    result = one(False)
+    result["recording"] = (
+        {k: recorded.get(k) for k in ("passed", "error", "duration_ms")} if recorded is not None else None
+    )
+    if recorded is not None:
+        result["recorded"] = recorded
+    return result
+
+
+def _journey_summary(j: dict[str, Any]) -> dict[str, Any]:
+    keep = ("passed", "duration_ms", "error", "failed_step", "trace_id", "recording")
+    out = {k: j.get(k) for k in keep}
+    out["steps"] = [{k: s.get(k) for k in ("title", "status", "duration_ms")} for s in j.get("steps", [])][:50]
+    return out
 
 
 def _files_in(doc: Any) -> list[Path]:
@@ -506,13 +493,13 @@ def _files_in(doc: Any) -> list[Path]:
     return found
 
 
-def _collect_media(journeys: dict[str, dict[str, Any]], out: Path) -> list[Path]:
+def _collect_media(journeys: dict[str, dict[str, Any]], out: Path, red: Redactor) -> list[Path]:
     copied: list[Path] = []
     for name, j in journeys.items():
-        dest = out / "journeys" / name
+        dest = out / "journeys" / red.text(name).replace("/", "_")
         for src in dict.fromkeys(_files_in(j)):
             dest.mkdir(parents=True, exist_ok=True)
-            target = dest / src.name
+            target = dest / red.text(src.name).replace("/", "_")
             shutil.copy2(src, target)
             copied.append(target)
     return copied
@@ -578,7 +565,11 @@ def render_summary(manifest: Mapping[str, Any], spark: dict[str, str], *, charts
         for name, j in jn.items():
             steps = j.get("steps") or []
             ok = sum(1 for s in steps if s.get("status") == "pass")
-            detail = (j.get("error") or "").replace("|", "\\|")[:200]
+            detail = j.get("error") or ""
+            rec = j.get("recording") or {}
+            if rec and not rec.get("passed"):
+                detail = (detail + " · " if detail else "") + f"the recorded run failed: {rec.get('error') or '?'}"
+            detail = detail.replace("|", "\\|")[:300]
             lines.append(
                 f"| {'✅' if j.get('passed') else '❌'} | {name} | {_fmt(j.get('duration_ms'), 'ms')} | "
                 f"{ok}/{len(steps)} | {detail} |"

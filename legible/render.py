@@ -83,6 +83,7 @@ def render_up(res: Mapping[str, Any], out: Path | None = None) -> list[str]:
         lines.append("warning: a service failed after start; see `legible status` and .legible/logs/")
     if res["note"]:
         lines.append(f"note: {res['note']}")
+    lines.extend(f"warning: {w}" for w in res.get("warnings", []))
     return lines
 
 

@@ -94,7 +94,8 @@ def up(start: Path | None = None, *, wait: bool = True, timeout: float = 60.0, b
 
     Returns:
         ``legible.up/v1``: ``{"schema", "key", "worktree", "already_running", "status", "ready_ms",
-        "services": {name: {status, ready_ms, restarts, port, ...}}, "endpoints", "env_file", "note"}``.
+        "services": {name: {status, ready_ms, restarts, port, ...}}, "endpoints", "env_file", "note",
+        "warnings": [str]}``.
 
     Raises:
         ConfigError: legible.toml is missing or invalid (exit 2).
@@ -384,7 +385,19 @@ def _up_result(
         "env_file": str(wt.env_file),
         "note": note,
         "reclaimed_pids": list(reclaimed or []),
+        "warnings": _warnings(state),
     }
+
+
+def _warnings(state: dict[str, Any]) -> list[str]:
+    """What the stack does that weakens its isolation: today, a Chromium CDP port (``[stack] cdp_port = true``)."""
+    port = (state.get("services", {}).get("chromium") or {}).get("port")
+    if not port:
+        return []
+    return [
+        f"Chromium's CDP port listens on 127.0.0.1:{port} ([stack] cdp_port = true): any local process can drive "
+        "the browser; remove cdp_port unless a debugger needs it"
+    ]
 
 
 def down(start: Path | None = None, *, purge: bool = False, timeout: float = 15.0) -> DownDoc:
@@ -414,6 +427,10 @@ def down(start: Path | None = None, *, purge: bool = False, timeout: float = 15.
     registry = LeaseRegistry()
     orphans = terminate(stack_processes(wt.key, registry=str(registry.path)), timeout=3.0)
     registry.release(wt.key)
+    from legible.browser.client import browser_tmp_dir
+
+    shutil.rmtree(wt.state_dir / "tmp", ignore_errors=True)  # the browser's profile and temp files
+    shutil.rmtree(browser_tmp_dir(wt.state_dir), ignore_errors=True)
     if purge and wt.state_dir.exists():
         shutil.rmtree(wt.state_dir, ignore_errors=True)
     return {

@@ -152,12 +152,15 @@ def _chromium_procs(key: str) -> list[psutil.Process]:
     return out
 
 
-def test_chromium_ready_after_app_and_only_on_loopback(stack: Stack) -> None:
+def test_chromium_ready_after_app_with_no_cdp_port_and_a_private_socket(stack: Stack) -> None:
     svc = stack.up["services"]["chromium"]
     assert svc["status"] == "ready" and svc["role"] == "browser"
     assert svc["ready_ms"] < 10_000
+    assert not svc["port"] and stack.up["warnings"] == []
     procs = _chromium_procs(stack.key)
     assert procs, "no chromium process carries the stack marker"
+    main = [p for p in procs if "--user-data-dir" in " ".join(p.cmdline()) and "--type=" not in " ".join(p.cmdline())]
+    assert len(main) == 1 and "--remote-debugging-pipe" in main[0].cmdline()
     listening = []
     for p in procs:
         try:
@@ -165,8 +168,12 @@ def test_chromium_ready_after_app_and_only_on_loopback(stack: Stack) -> None:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
         listening += [c.laddr for c in conns if c.status == psutil.CONN_LISTEN]
-    assert any(a.port == svc["port"] for a in listening), listening
-    assert {a.ip for a in listening} <= {"127.0.0.1", "::1"}, listening
+    assert listening == [], f"chromium listens on {listening}: CDP must go over the pipe"
+    from legible.browser.client import socket_path
+
+    sock = socket_path(stack.root / ".legible")
+    assert sock.is_socket() and sock.stat().st_mode & 0o777 == 0o600
+    assert stack.json("browser", "status")["cdp_port"] is None
 
 
 def test_open_snapshot_fill_by_ref_submit_screenshot(stack: Stack) -> None:
@@ -325,7 +332,8 @@ def test_down_leaves_no_chromium(stack: Stack) -> None:
     assert res.returncode == 0, res.stderr
     time.sleep(0.3)
     assert _chromium_procs(stack.key) == []
-    profile = str(stack.root / ".legible" / "browser" / "profile")
+    assert not (stack.root / ".legible" / "tmp").exists()  # the profile and temp files go at down
+    profile = str(stack.root / ".legible" / "tmp" / "browser-profile")
     left = []
     for p in psutil.process_iter(["pid", "cmdline"]):
         try:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from legible.browser import chromium_argv
+from legible.browser import chromium_args, chromium_env
 from legible.browser._otlp import Span, encode_spans, traceparent
 from legible.browser._snapshot import compact, resolve_ref
+from legible.browser.client import browser_tmp_dir
 
 RAW = """\
 - generic [active] [ref=f5e1]:
@@ -59,12 +60,14 @@ def test_resolve_ref_accepts_short_and_prefixed_forms() -> None:
     assert resolve_ref("#email", "f5") is None
 
 
-def test_chromium_flags_bind_cdp_to_loopback(tmp_path: Path) -> None:
-    argv = chromium_argv("/usr/bin/chromium", 12345, tmp_path / "profile")
-    assert "--remote-debugging-address=127.0.0.1" in argv
-    assert "--remote-debugging-port=12345" in argv
-    assert "--headless=new" in argv
-    assert f"--user-data-dir={tmp_path / 'profile'}" in argv
+def test_chromium_flags_open_no_cdp_port_unless_asked_and_then_on_loopback(tmp_path: Path) -> None:
+    args = chromium_args()
+    assert "--headless=new" in args
+    assert not any(a.startswith("--remote-debugging") for a in args)  # Playwright adds --remote-debugging-pipe
+    opened = chromium_args(12345)
+    assert "--remote-debugging-address=127.0.0.1" in opened and "--remote-debugging-port=12345" in opened
+    env = chromium_env(tmp_path / "browser", tmp_path / "tmp")
+    assert env["TMPDIR"] == str(tmp_path / "tmp") and env["XDG_CONFIG_HOME"].startswith(str(tmp_path))
 
 
 def test_traceparent_and_span_encoding() -> None:
@@ -95,5 +98,26 @@ def test_chromium_planned_only_with_browser(tmp_path: Path) -> None:
     names = [s.name for s in plan.services]
     assert names[-1] == "chromium"
     sp = plan.services[-1]
-    assert sp.role == "browser" and sp.depends_on == ["app"] and sp.port == 20005
+    assert sp.role == "browser" and sp.depends_on == ["app"] and sp.port == 0
     assert sp.argv[1:3] == ["-m", "legible.browser.agent"] and sp.probe.kind == "log"
+    assert not any(a.startswith("--cdp-port") for a in sp.argv)
+    assert sp.env["TMPDIR"] == str(browser_tmp_dir(wt.state_dir))
+    cfg = parse_config({"app": {"command": "python app.py"}, "stack": {"cdp_port": True}})
+    sp = build_plan(wt, cfg, lease, browser=True).services[-1]
+    assert sp.port == 20005 and "--cdp-port=20005" in sp.argv
+
+
+def test_journey_does_not_import_the_agent_and_every_operation_is_a_documented_table_entry() -> None:
+    import subprocess
+    import sys
+
+    probe = "import sys, legible.browser.journey, legible.browser._ops; print('legible.browser.agent' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # no import cycle: journey and the operations use _common
+
+    from legible.browser._ops import OPS
+
+    assert {"open", "snapshot", "click", "fill", "press", "wait", "screenshot", "console", "network"} <= set(OPS)
+    assert {"vitals", "status", "record.start", "record.chapter", "record.stop", "journey"} <= set(OPS)
+    for name, fn in OPS.items():
+        assert fn.__doc__ and fn.__name__ == "op_" + name.replace(".", "_"), name

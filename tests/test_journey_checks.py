@@ -63,3 +63,29 @@ def test_proof_runs_the_journeys_recorded_and_bundles_the_video(shop: Path) -> N
     assert summary.splitlines()[1].startswith("## ✅ legible proof: PASS: 4/4 checks passed, 2/2 journeys passed")
     assert "### Walkthrough" in summary and ".gif)" in summary
     print(f"proof took {took:.1f} s")  # the budget (30 s) lives in benchmarks/, reported in the notes
+
+
+def test_a_journey_check_that_passes_under_check_passes_under_proof(shop: Path) -> None:
+    """The budget sits between the unrecorded and the recorded duration: proof must judge the former."""
+    code, plain = cli_json(shop, "journey", "run", "checkout")
+    assert code == 0, plain
+    code, recorded = cli_json(shop, "journey", "run", "checkout", "--record", timeout=180)
+    assert code == 0, recorded
+    budget = round(max(2 * plain["duration_ms"] + 500, 1500))
+    assert recorded["duration_ms"] > budget, (plain["duration_ms"], recorded["duration_ms"])  # the trap is set
+    toml = shop / "legible.toml"
+    original = toml.read_text()
+    toml.write_text(original + f'\n[checks.checkout-fast]\njourney = {{ name = "checkout", max = "{budget}ms" }}\n')
+    try:
+        _, check = cli_json(shop, "check")
+        code, manifest = cli_json(shop, "proof", timeout=300)
+    finally:
+        toml.write_text(original)
+    # span checks over a journey differ by design: `check` reads the journey's last run, proof runs it first
+    in_check = {c["name"]: c["status"] for c in check["checks"] if c["kind"] == "journey"}
+    in_proof = {c["name"]: c["status"] for c in manifest["checks"]["checks"] if c["kind"] == "journey"}
+    assert in_check == {"checkout-fast": "pass"}, check["checks"]
+    assert in_proof == in_check, manifest["checks"]["checks"]
+    assert manifest["journeys"]["checkout"]["duration_ms"] <= budget
+    assert manifest["journeys"]["checkout"]["recording"]["passed"] is True
+    assert any(f["path"].endswith(".mp4") for f in manifest["files"])

@@ -1,7 +1,7 @@
 """Talk to a stack's browser agent: where its socket is, and one request per call.
 
 The ``chromium`` service runs :mod:`legible.browser.agent`, which owns the stack's Chromium and one
-Playwright connection to it (CDP on loopback). Each ``legible browser ...`` command is a short process that
+Playwright connection to it (CDP over a pipe). Each ``legible browser ...`` command is a short process that
 sends one request over the agent's Unix socket and prints the answer, so the tab, the last snapshot's refs
 and the console/network buffers live on between calls, and a call costs no Playwright start-up.
 
@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import socket
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +32,36 @@ def browser_dir(state_dir: Path) -> Path:
 
 
 def socket_path(state_dir: Path) -> Path:
-    """The agent's Unix socket: ``.legible/browser/agent.sock``, or a short path in the temp dir when too long."""
+    """The agent's Unix socket: ``.legible/browser/agent.sock``, or ``/tmp/legible-<uid>-<hash>.sock`` when too long.
+
+    The fallback is ``/tmp`` itself, not ``$TMPDIR``: the agent runs with ``TMPDIR`` under ``.legible/`` and
+    the CLI does not, and both must name the same socket. The agent removes it when it stops.
+    """
     p = browser_dir(state_dir) / "agent.sock"
     if len(str(p)) <= _MAX_SOCK:
         return p
     digest = hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"legible-{os.getuid()}-{digest}.sock"
+    return Path("/tmp") / f"legible-{os.getuid()}-{digest}.sock"  # noqa: S108 - see above
+
+
+#: Longest ``TMPDIR`` Chromium can use: its ProcessSingleton binds
+#: ``<TMPDIR>/org.chromium.Chromium.XXXXXX/SingletonSocket`` (45 bytes more), which must fit ``sun_path``.
+MAX_TMPDIR = _MAX_SOCK - len("/org.chromium.Chromium.XXXXXX/SingletonSocket")
+
+
+def browser_tmp_dir(state_dir: Path) -> Path:
+    """The browser's ``TMPDIR``: ``.legible/tmp``, or ``/tmp/legible-<uid>-<hash>`` when that path is too long.
+
+    Chromium's scratch folders (``org.chromium.Chromium.*``, its singleton socket among them), Playwright's
+    artifacts and the agent's temp files go there; the agent empties it when it starts and removes it when
+    it stops, and ``legible down`` removes it. The fallback exists because a longer ``TMPDIR`` makes Chromium
+    abort ("Socket path too long"); it is private (0700) and as short-lived as the ``.legible`` one.
+    """
+    p = Path(state_dir) / "tmp"
+    if len(str(p)) <= MAX_TMPDIR:
+        return p
+    digest = hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
+    return Path("/tmp") / f"legible-{os.getuid()}-{digest}"  # noqa: S108 - see above
 
 
 class BrowserError(LegibleError):

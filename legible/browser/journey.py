@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from legible._errors import UsageError
 from legible.browser import _otlp
+from legible.browser._common import OpError, Recorder, first_line, load_script, stamp
 
 if TYPE_CHECKING:
     from legible.browser.agent import Agent
@@ -162,17 +163,17 @@ class JourneyRun:
             if a == "click":
                 await loc.click(timeout=t)
                 await asyncio.sleep(0.05)
-                await agent._settle()
+                await agent.settle()
             elif a == "fill":
-                await agent._fill(loc, (step.fill or {})["text"], t, sel, slow=agent.recorder is not None)
+                await agent.fill(loc, (step.fill or {})["text"], t, sel, slow=agent.recorder is not None)
             else:
                 await loc.press(step.press["key"], timeout=t)  # type: ignore[index]
                 await asyncio.sleep(0.05)
-                await agent._settle()
+                await agent.settle()
         elif a == "press":
             await page.keyboard.press(str(step.press))
             await asyncio.sleep(0.05)
-            await agent._settle()
+            await agent.settle()
         elif a in ("wait_for", "expect_text"):
             text = step.wait_for if a == "wait_for" else step.expect_text
             assert text is not None
@@ -190,13 +191,11 @@ class _Reason(Exception):
 
 
 def _reason(e: BaseException) -> str:
-    from legible.browser.agent import OpError, _first_line
-
     if isinstance(e, OpError):
         return e.message
     if isinstance(e, _Reason):
         return str(e)
-    return _first_line(e)
+    return first_line(e)
 
 
 def describe(step: JourneyStep) -> str:
@@ -223,12 +222,11 @@ async def run_in_agent(agent: Agent, args: dict[str, Any]) -> JourneyDoc:
         "duration_ms", "steps", "failed", "video", "dir", "url"}``.
 
     """
-    from legible.browser.agent import OpError, Recorder, _stamp, load_script
     from legible.config import JourneyStep
 
     name = str(args["name"])
     steps = [JourneyStep.model_validate(s) for s in args.get("steps") or []]
-    run_dir = agent.dir / "journeys" / f"{name}-{_stamp()}"
+    run_dir = agent.dir / "journeys" / f"{name}-{stamp()}"
     run_dir.mkdir(parents=True, exist_ok=True)
     run = JourneyRun(agent, name, run_dir)
     run.total = len(steps)
@@ -236,7 +234,7 @@ async def run_in_agent(agent: Agent, args: dict[str, Any]) -> JourneyDoc:
     if record:
         if agent.recorder is not None:
             raise OpError("usage", "a recording is already running", hint="run `legible browser record stop` first")
-        agent.recorder = Recorder(await agent.cdp(), run_dir)
+        agent.recorder = Recorder(await agent.cdp(), run_dir, agent.redactor)
         await agent.recorder.start()
     start_ns = time.time_ns()
     t0 = time.monotonic()
@@ -253,9 +251,7 @@ async def run_in_agent(agent: Agent, args: dict[str, Any]) -> JourneyDoc:
     except StepFailed:
         failed = next((s for s in run.steps if not s["ok"]), None)
     except Exception as e:  # noqa: BLE001 - a script error outside any step
-        from legible.browser.agent import _first_line
-
-        failed = {"n": len(run.steps) + 1, "title": "script", "ok": False, "error": f"script: {_first_line(e)}"}
+        failed = {"n": len(run.steps) + 1, "title": "script", "ok": False, "error": f"script: {first_line(e)}"}
         run.steps.append({**failed, "action": "script", "ms": 0.0})
     duration_ms = round((time.monotonic() - t0) * 1000, 1)
     end_ns = time.time_ns()
@@ -284,7 +280,7 @@ async def run_in_agent(agent: Agent, args: dict[str, Any]) -> JourneyDoc:
             await asyncio.to_thread(_otlp.post, agent.args.otlp_url, "/v1/traces", body)
         except OSError as e:
             exported = str(e)
-    await agent.flush_logs()
+    await agent.watch.flush()
     page = await agent.page()
     return {
         "schema": JOURNEY_SCHEMA,

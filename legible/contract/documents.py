@@ -189,6 +189,7 @@ class UpDoc(TypedDict):
     env_file: str
     note: str
     reclaimed_pids: list[int]
+    warnings: list[str]
     took_ms: NotRequired[Ms]
 
 
@@ -625,14 +626,23 @@ class ProofStep(TypedDict):
     duration_ms: Ms | None
 
 
+class ProofRecording(TypedDict):
+    """The outcome of a journey's recorded run (its video); the verdict comes from an unrecorded run."""
+
+    passed: bool | None
+    error: str | None
+    duration_ms: Ms | None
+
+
 class ProofJourney(TypedDict):
-    """A journey's outcome in a proof manifest."""
+    """A journey's outcome in a proof manifest: verdict, duration and steps of its unrecorded run."""
 
     passed: bool
     duration_ms: Ms | None
     error: str | None
     failed_step: int | None
     trace_id: str | None
+    recording: ProofRecording | None
     steps: Annotated[list[ProofStep], Json(maxItems=50)]
 
 

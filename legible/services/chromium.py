@@ -1,11 +1,12 @@
 """The ``chromium`` service kind: a headless Chromium per stack behind the browser agent (role ``browser``).
 
 Planned only when the stack runs the browser (``[stack] browser = true`` or ``legible up --browser``). The
-process is ``python -m legible.browser.agent``, which starts the system Chromium as its child in the same
-process group (so the supervisor's group SIGTERM/SIGKILL stops every Chromium helper) with CDP on
-``127.0.0.1:<chromium port>``, connects Playwright over CDP and serves ``legible browser`` requests. It is
-ready when it prints ``legible-browser ready`` (after CDP answers ``/json/version`` and the socket listens).
-It depends on the app, so it starts once the app is ready.
+process is ``python -m legible.browser.agent``, which launches the system Chromium through Playwright with
+CDP over a pipe (no TCP port; ``[stack] cdp_port = true`` also opens ``127.0.0.1:<chromium port>``) and
+serves ``legible browser`` requests on a Unix socket. Its ``TMPDIR`` is ``.legible/tmp``
+(:func:`legible.browser.client.browser_tmp_dir`; Chromium's and Playwright's temp files), removed with the
+profile when the agent stops and by ``legible down``. It is ready
+when it prints ``legible-browser ready``. It depends on the app, so it starts once the app is ready.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from legible._errors import PrerequisiteMissing
 from legible.browser import find_chromium
+from legible.browser.client import browser_tmp_dir
 from legible.services.base import Component, Probe, ServicePlan
 
 if TYPE_CHECKING:
@@ -44,7 +46,7 @@ class ChromiumService:
         return Component(self.name, path, version, INSTALL, required=False)
 
     def plan(self, ctx: PlanContext) -> ServicePlan | None:
-        """Plan the browser agent on the ``chromium`` port, or ``None`` when the stack has no browser.
+        """Plan the browser agent (CDP over a pipe; a loopback CDP port with ``cdp_port``), or ``None``.
 
         Raises:
             PrerequisiteMissing: no Chromium, or Playwright for Python is not installed.
@@ -59,19 +61,21 @@ class ChromiumService:
 
         if importlib.util.find_spec("playwright") is None:
             raise PrerequisiteMissing("playwright is not installed (it drives the browser)", hint=PLAYWRIGHT_INSTALL)
-        port = ctx.ports[self.name]
+        cdp = bool(ctx.config.stack.cdp_port)
+        port = ctx.ports[self.name] if cdp else 0
         argv = [
             sys.executable,
             "-m",
             "legible.browser.agent",
-            f"--port={port}",
             f"--state-dir={ctx.worktree.state_dir}",
             f"--app-url=http://127.0.0.1:{ctx.ports['app']}",
             f"--otlp-url=http://127.0.0.1:{ctx.ports['otlp-http']}",
             f"--worktree={ctx.worktree.key}",
             f"--chromium={binary}",
+            *([f"--cdp-port={port}"] if cdp else []),
         ]
-        env = ctx.env_for(self.name, port)
+        tmp = browser_tmp_dir(ctx.worktree.state_dir)
+        env = ctx.env_for(self.name, port, {"TMPDIR": str(tmp), "TMP": str(tmp), "TEMP": str(tmp)})
         for k in [k for k in env if k.startswith("OTEL_")]:
             del env[k]  # the agent exports its own signals (service "browser"); no SDK auto-configuration
         return ServicePlan(
