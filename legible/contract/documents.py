@@ -880,7 +880,7 @@ class BrowserStatusDoc(PageInfo):
 
     schema: Literal["legible.browser-status/v1"]
     recording: bool
-    cdp_port: int
+    cdp_port: int | None
 
 
 class BrowserRecordStartDoc(TypedDict):
