@@ -90,6 +90,8 @@ def down(
         msg = f"stack {res['key']} stopped in {fmt_ms(res['took_ms'])} ({', '.join(res['stopped'])})"
     else:
         msg = f"stack {res['key']} was not running"
+    for k in res.get("sigkilled", []):
+        msg += f"; {k['service']} ignored SIGTERM: killed after {k['after_s']:g} s"
     if res["killed_orphans"]:
         msg += f"; killed {len(res['killed_orphans'])} orphaned processes"
     print(msg + ("; .legible/ purged" if res["purged"] else "; data kept in .legible/ (use --purge to delete)"))
