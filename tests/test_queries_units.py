@@ -81,7 +81,12 @@ def test_sparkline():
 
 
 def test_units_and_values():
-    assert unit_of("legible_span_duration_seconds_bucket") == "s"
+    assert unit_of("legible_span_duration_seconds_bucket") is None  # a bucket holds a count of observations
+    assert unit_of(None, 'sum(legible_span_duration_seconds_bucket{le="+Inf"})') is None
+    assert unit_of(None, "sum(rate(x_seconds_sum[5m])) / sum(rate(x_seconds_count[5m]))") == "s"
+    assert unit_of(None, "count(x_seconds_sum)") is None
+    assert unit_of("legible_spans_total") is None and unit_of("process_cpu_seconds_total") == "s"
+    assert unit_of("legible_service_restarts_created") is None
     assert unit_of(None, "histogram_quantile(0.99, sum by (le) (rate(x_seconds_bucket[5m])))") == "s"
     assert unit_of(None, "rate(x_seconds_count[5m])") is None
     assert unit_of("process_resident_memory_bytes") == "bytes"
@@ -89,6 +94,14 @@ def test_units_and_values():
     assert format_value(2.5, "s") == "2.5 s"
     assert format_value(3 * 2**20, "bytes") == "3 MiB"
     assert format_value(12.34567, None) == "12.35"
+
+
+def test_created_series_belong_to_their_family():
+    names = {"r_total", "r_created", "h_bucket", "h_count", "h_created", "s_count", "s_created", "g_created"}
+    assert metric_type("r_created", names) == "counter"
+    assert metric_type("h_created", names) == "histogram"
+    assert metric_type("s_created", names) == "summary"
+    assert metric_type("g_created", names) == "gauge"  # no family beside it: a gauge that happens to say created
 
 
 def test_metric_types():
