@@ -538,6 +538,28 @@ def test_log_file_lines_become_records(col: Proc) -> None:
     )
 
 
+def test_victoria_metrics_own_lines_keep_their_level(col: Proc, tmp_path: Path) -> None:
+    log = col.logs / "victoria-metrics.log"
+    with open(log, "ab") as out:  # a real VictoriaMetrics writing its startup lines where the supervisor would
+        p = subprocess.Popen(
+            [VM_BIN, f"-httpListenAddr=127.0.0.1:{free_port()}", f"-storageDataPath={tmp_path / 'vm'}"],
+            stdout=out,
+            stderr=out,
+        )
+        try:
+            wait_http(f"http://127.0.0.1:{p.args[1].rsplit(':', 1)[1]}/health")
+        finally:
+            p.terminate()
+            p.wait(10)
+    with open(log, "a") as f:  # the shape of its warnings (lib/logger): time, level, caller, message
+        f.write("2026-01-01T00:00:00.000Z\twarn\tVictoriaMetrics/lib/promscrape/scraper.go:1\tcannot scrape x\n")
+    sql = "SELECT level, body, attributes->>'code.location' FROM logs WHERE service = 'victoria-metrics' AND body = ?"
+    [(level, _, where)] = wait_until(lambda: col.q(sql, ["cannot scrape x"]), 10, "the warn line stored")
+    assert level == "warn" and where == "VictoriaMetrics/lib/promscrape/scraper.go:1"
+    [(level, body, where)] = col.q(sql.replace("body = ?", "body LIKE ?"), ["build version:%"])
+    assert level == "info" and where.startswith("VictoriaMetrics/lib/logger/")
+
+
 def test_flood_of_lines_is_complete(col: Proc) -> None:
     n = 100_000
     with open(col.logs / "flood.log", "w") as f:
