@@ -15,9 +15,10 @@ OUT = typer.Option(None, "--out", help=OUT_HELP)
 
 
 def _service_rows(services: dict[str, Any], endpoints: dict[str, str]) -> list[list[str]]:
+    vm = endpoints.get("victoria-metrics", "")
     urls = {
         "app": endpoints.get("app", ""),
-        "victoria-metrics": endpoints.get("vmui", ""),
+        "victoria-metrics": endpoints.get("vmui") or (f"{vm}/" if vm else ""),  # vmui, else VM's home page
         "collector": endpoints.get("otlp-http", ""),
     }
     rows = []

@@ -590,11 +590,11 @@ class _Metrics:
             self.server.server_close()
 
 
-def vmui_url(vm: str) -> str:
-    """Return VictoriaMetrics' vmui URL if this build bundles it, else its home page.
+def vmui_url(vm: str) -> str | None:
+    """Return VictoriaMetrics' vmui URL (``<vm>/vmui/``) if this build serves it (HTTP 200), else ``None``.
 
-    The home page links the targets, config and flags pages. Debian's ``victoria-metrics`` package is built
-    without vmui's assets, so ``/vmui/`` answers 404 there.
+    Debian's ``victoria-metrics`` package is built without vmui's assets, so ``/vmui/`` answers 404 there;
+    an endpoint that answers 404 is not advertised.
     """
     u = urllib.parse.urlsplit(vm)
     conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 80, timeout=1.0)
@@ -605,7 +605,7 @@ def vmui_url(vm: str) -> str:
         ok = False
     finally:
         conn.close()
-    return f"{vm}/vmui/" if ok else f"{vm}/"
+    return f"{vm}/vmui/" if ok else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -634,7 +634,13 @@ def main(argv: list[str] | None = None) -> int:
     def on_ready(name: str, ms: float) -> None:
         if name == "victoria-metrics":
             pushed_store["ready"] = True
-            plan.endpoints["vmui"] = vmui_url(plan.endpoints["victoria-metrics"])
+            vmui = vmui_url(plan.endpoints["victoria-metrics"])
+            if vmui:  # advertise vmui (state.json, .legible/env) only where it answers
+                plan.endpoints["vmui"] = vmui
+                try:
+                    (plan_path.parent / "env").write_text(plan.env_file_text())
+                except OSError as exc:
+                    print(f"supervisor: cannot rewrite the env file: {exc}", file=sys.stderr, flush=True)
 
     def on_change(s: Supervisor) -> None:
         metrics.update(s)
