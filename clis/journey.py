@@ -79,7 +79,8 @@ def render(doc: dict[str, Any]) -> list[str]:
         )
         out.append(f"the whole trace: legible trace {doc['trace_id'][:12]}")
     else:
-        out.append("backend: no spans joined this trace (is the app instrumented with OpenTelemetry?)")
+        why = b.get("none_because") or "is the app instrumented with OpenTelemetry?"
+        out.append(f"backend: no spans joined this trace ({why})")
     v = doc.get("video")
     if v:
         if v.get("error"):
