@@ -8,6 +8,7 @@ from legible._errors import UsageError
 from legible.queries import _fmt
 from legible.queries.logs import compact_location, headline, make_filter
 from legible.queries.metrics import format_value, metric_type, sparkline, unit_of
+from legible.queries.traces import top_frame
 from tests._query_fixtures import TRACEBACK
 
 
@@ -130,3 +131,20 @@ def test_filter_sql_is_parameterised():
     assert "?" in where and "Boom" not in where and "boom" in params
     assert params[:3] == [10**18 - 300 * 10**9, "app", "worker"] and "warn" in params and "abcdef" in params
     assert flt.describe() == "in last 5m, level>=warn, service=app,worker, grep 'Boom', k=v, trace abcdef"
+
+
+def test_top_frame_of_a_stacktrace_per_language():
+    py = (
+        "Traceback (most recent call last):\n"
+        '  File "/app/server.py", line 88, in handle\n    charge(order)\n'
+        '  File "/app/payments.py", line 12, in charge\n    raise ValueError("no")\nValueError: no'
+    )
+    assert top_frame(py) == "/app/payments.py:12 in charge"  # the innermost frame: where it was raised
+    java = (
+        "java.lang.IllegalStateException: no\n"
+        "\tat com.shop.Payments.charge(Payments.java:42)\n\tat com.shop.Server.handle(Server.java:7)"
+    )
+    assert top_frame(java) == "Payments.java:42 in Payments.charge"
+    js = "Error: no\n    at charge (/app/pay.js:12:9)\n    at handle (/app/server.js:3:1)"
+    assert top_frame(js) == "/app/pay.js:12 in charge"
+    assert top_frame("ValueError: no frames") is None and top_frame("") is None
