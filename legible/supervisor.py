@@ -195,6 +195,7 @@ class Supervisor:
 
     def _start(self, run: ServiceRun, now: float) -> None:
         run.exit_code = None
+        run.killed_after_s = None  # a kill of an earlier process of this service is not news at shutdown
         try:
             run.log_offset = os.path.getsize(run.plan.log) if run.plan.log else 0
         except OSError:
