@@ -20,6 +20,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from _report import record, venv_env
+
 REPO = Path(__file__).resolve().parent.parent
 CHECKS = """
 [checks.c1]
@@ -52,7 +54,7 @@ def legible(cwd: Path, *args: str) -> tuple[float, subprocess.CompletedProcess[s
         cwd=cwd,
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=venv_env(),
         check=False,
     )
     return time.perf_counter() - t0, res
@@ -73,6 +75,8 @@ def main() -> None:
         subprocess.run(["git", *cmd], cwd=shop, check=True, capture_output=True)
     try:
         _, res = legible(shop, "up", "--wait", "--json")
+        if res.returncode != 0:
+            raise SystemExit(f"legible up failed (exit {res.returncode}): {res.stdout}{res.stderr}")
         app = json.loads(res.stdout)["endpoints"]["app"]
         for path in ("/", "/slow?ms=300", "/error"):
             urllib.request.urlopen(app + path).read() if path != "/error" else None
@@ -84,18 +88,29 @@ def main() -> None:
             took, res = legible(shop, "check")
             checks.append(took)
         print(f"runs={args.runs} (medians)")
-        print(f"baseline legible status        {statistics.median(status) * 1000:7.0f} ms")
-        print(
-            f"legible check, 10 checks       {statistics.median(checks) * 1000:7.0f} ms  target < 1000 ms "
-            f"({statistics.median(checks) / statistics.median(status):.1f}x status); last verdict: "
-            f"{res.stdout.splitlines()[0] if res.stdout else res.stderr.strip()}"
+        verdict = res.stdout.splitlines()[0] if res.stdout else res.stderr.strip()
+        record(
+            "legible check, 10 checks",
+            statistics.median(checks) * 1000,
+            "ms",
+            baseline=statistics.median(status) * 1000,
+            baseline_name="legible status",
+            target="< 1000 ms",
+            note=f"last verdict: {verdict}",
         )
         took, res = legible(shop, "proof", "--json")
+        if not res.stdout.startswith("{"):
+            raise SystemExit(f"legible proof failed (exit {res.returncode}): {res.stdout}{res.stderr}")
         doc = json.loads(res.stdout)
         t = doc["timings_ms"]
-        print(
-            f"legible proof (journeys recorded) {took:5.1f} s  target < 30 s; breakdown: "
-            + ", ".join(f"{k} {v / 1000:.1f} s" for k, v in t.items())
+        record(
+            "legible proof, journeys recorded",
+            took,
+            "s",
+            baseline=statistics.median(status),
+            baseline_name="legible status",
+            target="< 30 s",
+            note="breakdown: " + ", ".join(f"{k} {v / 1000:.1f} s" for k, v in t.items()),
         )
         print(f"proof bundle: {len(doc['files'])} files, {sum(f['bytes'] for f in doc['files']) / 1024:.0f} KB")
     finally:

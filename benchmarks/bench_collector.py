@@ -47,6 +47,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _report import record, venv_env  # noqa: E402
+
 from legible.collector._writer import SPAN_COLUMNS, _arrow, _insert_sql  # noqa: E402
 from legible.queries.logs import log_groups, make_filter  # noqa: E402
 from legible.queries.traces import list_traces, make_trace_filter  # noqa: E402
@@ -62,11 +64,12 @@ def free_port() -> int:
 
 
 class Collector:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, vm_url: str = "") -> None:
         self.state = root / ".legible"
         self.logs = self.state / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.db = store_path(self.state)
+        self.vm_url = vm_url
 
     def start(self) -> Collector:
         self.http, self.grpc = free_port(), free_port()
@@ -82,9 +85,10 @@ class Collector:
                 f"--worktree={WT}",
                 "--max-db-mb=4096",
                 f"--token-file={self.state / 'collector.token'}",
+                *([f"--vm-url={self.vm_url}"] if self.vm_url else []),
             ],
             cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO), "MALLOC_ARENA_MAX": "2"},  # as the service plan
+            env=venv_env({"MALLOC_ARENA_MAX": "2"}),  # as the service plan
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -111,10 +115,14 @@ class Collector:
         t = self.proc.cpu_times()
         return t.user + t.system
 
-    def stop(self) -> None:
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            self.p.wait(30)
+    def stop(self) -> float:
+        """SIGTERM the collector and wait for it to exit; return the seconds that took (0 if already gone)."""
+        if self.p.poll() is not None:
+            return 0.0
+        t0 = time.perf_counter()
+        self.p.send_signal(signal.SIGTERM)
+        self.p.wait(30)
+        return time.perf_counter() - t0
 
     def __enter__(self) -> Collector:
         return self
@@ -144,7 +152,7 @@ def make_lines(n: int) -> bytes:
 
 def bench_lines(n: int, runs: int) -> dict[str, float]:
     data = make_lines(n)
-    rates, cpu_rates, wc_rates = [], [], []
+    rates, cpu_rates, wc_rates, stops = [], [], [], []
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as tmp:
             col = Collector(Path(tmp)).start()
@@ -156,7 +164,7 @@ def bench_lines(n: int, runs: int) -> dict[str, float]:
             took = time.perf_counter() - t0
             cpu = col.cpu() - cpu0
             assert col.count("logs") == n, "lines lost or duplicated"
-            col.stop()
+            stops.append(col.stop())
             rates.append(n / took)
             cpu_rates.append(n / cpu)
             t0 = time.perf_counter()
@@ -167,7 +175,64 @@ def bench_lines(n: int, runs: int) -> dict[str, float]:
         "lines/s": statistics.median(rates),
         "lines/cpu-s": statistics.median(cpu_rates),
         "wc -l lines/s": statistics.median(wc_rates),
+        "stop s": statistics.median(stops),
     }
+
+
+def bench_span_metrics(runs: int) -> float:
+    """Seconds from a 200 OK for 10 spans to ``legible_spans_total`` answering 10 in VictoriaMetrics (median)."""
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        vm_port = free_port()
+        vm = subprocess.Popen(
+            [
+                "/usr/bin/victoria-metrics",
+                f"-httpListenAddr=127.0.0.1:{vm_port}",
+                f"-storageDataPath={tmp}/vm",
+                "-search.latencyOffset=1s",
+                "-loggerLevel=ERROR",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        atexit.register(vm.terminate)
+        vm_url = f"http://127.0.0.1:{vm_port}"
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            try:
+                if requests.get(f"{vm_url}/health", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.05)
+        try:
+            for run in range(runs):
+                with Collector(Path(tmp) / f"c{run}", vm_url).start() as col:
+                    name = f"pay{run}"
+                    body = span_request(10, run)
+                    req = ExportTraceServiceRequest.FromString(body)
+                    for sp in req.resource_spans[0].scope_spans[0].spans:
+                        sp.name = name
+                    t0 = time.perf_counter()
+                    r = requests.post(
+                        f"{col.url}/v1/traces",
+                        data=req.SerializeToString(),
+                        headers={"Content-Type": "application/x-protobuf"},
+                        timeout=10,
+                    )
+                    assert r.status_code == 200, r.status_code
+                    q = f'sum(legible_spans_total{{span_name="{name}",worktree="{WT}"}})'
+                    while time.perf_counter() - t0 < 60:
+                        res = requests.get(f"{vm_url}/api/v1/query", params={"query": q}, timeout=5).json()
+                        if res["data"]["result"] and float(res["data"]["result"][0]["value"][1]) == 10:
+                            break
+                        time.sleep(0.05)
+                    else:
+                        raise SystemExit("span metrics never reached VictoriaMetrics")
+                    times.append(time.perf_counter() - t0)
+        finally:
+            vm.terminate()
+            vm.wait(10)
+    return statistics.median(times)
 
 
 def span_request(n: int, seed: int) -> bytes:
@@ -622,19 +687,59 @@ def main() -> None:
         return
     lines = bench_lines(a.lines, a.runs)
     raw = bench_raw_insert(a.lines)
-    print(
-        f"stdout lines: {lines['lines/s']:,.0f} lines/s wall, {lines['lines/cpu-s']:,.0f} lines per collector "
-        f"CPU-second (target 50,000); baselines: wc -l {lines['wc -l lines/s']:,.0f}/s "
-        f"(x{lines['wc -l lines/s'] / lines['lines/s']:.0f}), raw DuckDB insert {raw:,.0f} rows/s "
-        f"(x{raw / lines['lines/s']:.1f})"
+    record(
+        "stdout lines ingested, wall",
+        lines["lines/s"],
+        "lines/s",
+        baseline=raw,
+        baseline_name="raw DuckDB insert",
+        target=">= 50,000 lines/s",
+        note=f"wc -l {lines['wc -l lines/s']:,.0f}/s",
+    )
+    record(
+        "stdout lines per collector CPU-second",
+        lines["lines/cpu-s"],
+        "lines/s",
+        baseline=raw,
+        baseline_name="raw DuckDB insert",
+        target=">= 50,000 lines/s",
+    )
+    record(
+        "collector stop after an ingest",
+        lines["stop s"] * 1000,
+        "ms",
+        target="< 2000 ms",
+        note="SIGTERM to exit, store flushed",
     )
     spans = bench_spans(a.spans, a.runs)
-    print(
-        f"OTLP/HTTP protobuf spans: {spans['spans/s']:,.0f} spans/s wall, {spans['spans/cpu-s']:,.0f} per "
-        f"collector CPU-second (target 20,000); raw DuckDB insert x{raw / spans['spans/s']:.1f}"
+    record(
+        "OTLP/HTTP protobuf spans, wall",
+        spans["spans/s"],
+        "spans/s",
+        baseline=raw,
+        baseline_name="raw DuckDB insert",
+        target=">= 20,000 spans/s",
+    )
+    record(
+        "spans per collector CPU-second",
+        spans["spans/cpu-s"],
+        "spans/s",
+        baseline=raw,
+        baseline_name="raw DuckDB insert",
+        target=">= 20,000 spans/s",
+    )
+    record(
+        "span metrics queryable after export",
+        bench_span_metrics(a.runs) * 1000,
+        "ms",
+        target="< 6000 ms",
+        note="200 OK to PromQL answering",
     )
     for k, v in bench_queries(a.store_logs, a.store_spans, max(5, a.runs)).items():
-        print(f"{k}: {v:,.1f}")
+        if k.endswith(" ms"):
+            record(k[:-3], v, "ms", target="< 300 ms")
+        else:
+            record(k.replace(" MB", ""), v, "MB", target="< 150 MB")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 import duckdb
+from _report import record, venv_env
 
 from legible.store import migrate, store_path, template_sql
 
@@ -118,7 +118,7 @@ def main() -> None:
         took = build(root, args.logs, args.spans)
         size = store_path(root / ".legible").stat().st_size / 2**20
         print(f"store: {args.logs:,} log lines, {args.spans:,} spans, {size:.0f} MiB, built in {took:.1f} s")
-        env = {**os.environ, "XDG_STATE_HOME": str(tmp / "xdg")}
+        env = venv_env({"XDG_STATE_HOME": str(tmp / "xdg")})
         py = sys.executable
         legible = [py, "-m", "legible.cli.main"]
         cases = [
@@ -149,6 +149,9 @@ def main() -> None:
                 f"{name:32} {r['median_ms']:7.1f}ms {r['median_ms'] / base:8.1f}x "
                 f"{r['median_ms'] / helpm:8.2f}x {r['lines']:6d}{ok}"
             )
+        for name, r in results.items():
+            if not name.startswith(("python", "legible --help")):
+                record(name, r["median_ms"], "ms", baseline=base, baseline_name="python -c pass", target="< 300 ms")
         print(
             json.dumps(
                 {

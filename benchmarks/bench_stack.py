@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import psutil
+from _report import record, venv_env
 
 REPO = Path(__file__).resolve().parent.parent
 SHOP = REPO / "examples" / "shop"
@@ -37,7 +38,7 @@ def legible(cwd: Path, *args: str) -> tuple[float, dict]:
         cwd=cwd,
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=venv_env(),
         check=False,
     )
     took = time.perf_counter() - t0
@@ -70,7 +71,7 @@ def app_alone_s() -> float:
     proc = subprocess.Popen(
         [sys.executable, "app.py"],
         cwd=SHOP,
-        env={**os.environ, "PORT": str(port)},
+        env=venv_env({"PORT": str(port)}),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -128,19 +129,34 @@ def main() -> None:
             up_shop.append(legible(shop, "up", "--wait")[0])
             down_shop.append(legible(shop, "down")[0])
         print(f"runs={args.runs} (medians)")
-        print(f"baseline python -c pass           {med(py) * 1000:7.0f} ms")
-        print(f"baseline example app alone        {med(alone) * 1000:7.0f} ms  (start to /healthz)")
-        print(
-            f"up --wait, stack without the app  {med(up_bare) * 1000:7.0f} ms  target < 1500 ms  "
-            f"({med(up_bare) / med(py):.1f}x python start)"
+        py_ms, alone_ms = med(py) * 1000, med(alone) * 1000
+        record(
+            "up --wait, stack without the app",
+            med(up_bare) * 1000,
+            "ms",
+            baseline=py_ms,
+            baseline_name="python -c pass",
+            target="< 1500 ms",
         )
-        overhead = med(up_shop) - med(alone)
-        print(
-            f"up --wait, with the example app   {med(up_shop) * 1000:7.0f} ms  = app alone + {overhead * 1000:.0f} ms "
-            f"overhead (target < 1000 ms; ratio {med(up_shop) / med(alone):.2f}x)"
+        overhead = med(up_shop) * 1000 - alone_ms
+        record(
+            "up --wait, with the example app",
+            med(up_shop) * 1000,
+            "ms",
+            baseline=alone_ms,
+            baseline_name="app alone to /healthz",
+            target="app + < 1000 ms",
+            note=f"overhead {overhead:.0f} ms",
         )
-        print(f"down                              {med(down_bare + down_shop) * 1000:7.0f} ms  target < 1000 ms")
-        print(f"idle RSS supervisor+VM            {med(idle):7.1f} MB  target < 100 MB")
+        record(
+            "down",
+            med(down_bare + down_shop) * 1000,
+            "ms",
+            baseline=py_ms,
+            baseline_name="python -c pass",
+            target="< 1000 ms",
+        )
+        record("idle RSS supervisor+VM", med(idle), "MB", target="< 100 MB")
 
         many = [repo(base, f"wt{i}", SHOP_TOML, True) for i in range(args.stacks)]
         t0 = time.perf_counter()
@@ -150,7 +166,7 @@ def main() -> None:
                 cwd=w,
                 stdout=subprocess.PIPE,
                 text=True,
-                env={**os.environ, "PYTHONPATH": str(REPO)},
+                env=venv_env(),
             )
             for w in many
         ]
@@ -158,9 +174,14 @@ def main() -> None:
         wall = time.perf_counter() - t0
         ready = sum(d.get("status") == "ready" for d in docs)
         ports = [s["port"] for d in docs for s in d.get("services", {}).values()]
-        print(
-            f"{args.stacks} stacks up at once            {wall * 1000:7.0f} ms  ready={ready}/{args.stacks} "
-            f"port collisions={len(ports) - len(set(ports))}"
+        record(
+            f"{args.stacks} stacks up at once",
+            wall * 1000,
+            "ms",
+            baseline=med(up_shop) * 1000,
+            baseline_name="one stack",
+            target="all ready, no collision",
+            note=f"ready={ready}/{args.stacks} port collisions={len(ports) - len(set(ports))}",
         )
         for w in many:
             legible(w, "down")
@@ -171,7 +192,7 @@ def main() -> None:
                     [sys.executable, "-m", "legible.cli.main", "down"],
                     cwd=d,
                     capture_output=True,
-                    env={**os.environ, "PYTHONPATH": str(REPO)},
+                    env=venv_env(),
                     check=False,
                 )
         shutil.rmtree(base, ignore_errors=True)

@@ -60,7 +60,8 @@ class StackPlan:
         ports: port by name.
         services: service plans in start order (stores, collector, user services, browser).
         files: rendered files by absolute path.
-        endpoints: URL by name (``app``, ``vmui``, ``victoria-metrics``, ``otlp-http``, ``otlp-grpc``).
+        endpoints: URL by name (``app``, ``victoria-metrics``, ``otlp-http``, ``otlp-grpc``, ``supervisor``;
+            the supervisor adds ``vmui`` once VictoriaMetrics is ready, only if ``/vmui/`` answers 200).
         config_hash: sha256 of the configuration that produced this plan (to notice edits after ``up``).
 
     """
@@ -280,7 +281,6 @@ def build_plan(
     endpoints = {
         "app": f"http://127.0.0.1:{ports['app']}",
         "victoria-metrics": f"http://127.0.0.1:{ports['victoria-metrics']}",
-        "vmui": f"http://127.0.0.1:{ports['victoria-metrics']}/vmui/",
         "otlp-http": f"http://127.0.0.1:{ports['otlp-http']}",
         "otlp-grpc": f"127.0.0.1:{ports['otlp-grpc']}",
         "supervisor": f"http://127.0.0.1:{ports['supervisor']}/metrics",

@@ -51,9 +51,10 @@ def table(rows: list[list[str]], header: list[str] | None = None) -> str:
 
 # -- stack --------------------------------------------------------------------------------------------
 def _service_rows(services: Mapping[str, Any], endpoints: dict[str, str]) -> list[list[str]]:
+    vm = endpoints.get("victoria-metrics", "")
     urls = {
         "app": endpoints.get("app", ""),
-        "victoria-metrics": endpoints.get("vmui", ""),
+        "victoria-metrics": endpoints.get("vmui") or (f"{vm}/" if vm else ""),  # vmui, else VM's home page
         "collector": endpoints.get("otlp-http", ""),
     }
     rows = []
@@ -95,6 +96,8 @@ def render_down(res: Mapping[str, Any]) -> list[str]:
         msg = f"stack {res['key']} was not running"
     if res["killed_orphans"]:
         msg += f"; killed {len(res['killed_orphans'])} orphaned processes"
+    for k in res.get("sigkilled", []):
+        msg += f"; {k['service']} ignored SIGTERM: killed after {k['after_s']:g} s"
     return [msg + ("; .legible/ purged" if res["purged"] else "; data kept in .legible/ (use --purge to delete)")]
 
 
@@ -271,7 +274,8 @@ def render_journey(doc: Mapping[str, Any]) -> list[str]:
         )
         out.append(f"the whole trace: legible trace {doc['trace_id'][:12]}")
     else:
-        out.append("backend: no spans joined this trace (is the app instrumented with OpenTelemetry?)")
+        why = b.get("none_because") or "is the app instrumented with OpenTelemetry?"
+        out.append(f"backend: no spans joined this trace ({why})")
     v = doc.get("video")
     if v:
         if v.get("error"):

@@ -30,7 +30,18 @@ from legible.lease import LeaseRegistry
 from legible.worktree import Worktree, find_worktree
 
 if TYPE_CHECKING:
-    from legible.contract import DownDoc, GcDoc, GcLease, GcOrphan, PsDoc, PsRow, StackState, StatusDoc, UpDoc
+    from legible.contract import (
+        DownDoc,
+        GcDoc,
+        GcLease,
+        GcOrphan,
+        PsDoc,
+        PsRow,
+        SigkilledDoc,
+        StackState,
+        StatusDoc,
+        UpDoc,
+    )
 
 UP_SCHEMA: Final = "legible.up/v1"
 DOWN_SCHEMA: Final = "legible.down/v1"
@@ -405,7 +416,9 @@ def down(start: Path | None = None, *, purge: bool = False, timeout: float = 15.
 
     Returns:
         ``legible.down/v1``: ``{"schema", "key", "was_running", "stopped": [service...],
-        "killed_orphans": [pid...], "purged", "took_ms"}``.
+        "sigkilled": [{"service", "after_s"}...], "killed_orphans": [pid...], "purged", "took_ms"}``;
+        ``sigkilled`` lists the services that ignored SIGTERM and were killed after ``after_s`` seconds
+        (from the supervisor's last ``state.json``).
 
     """
     t0 = time.monotonic()
@@ -424,6 +437,12 @@ def down(start: Path | None = None, *, purge: bool = False, timeout: float = 15.
         if not wait_gone(ref, timeout):
             os.kill(ref.pid, signal.SIGKILL)
             wait_gone(ref, 2.0)
+    final = _read(wt) if was_running else None
+    sigkilled: list[SigkilledDoc] = [
+        {"service": n, "after_s": s["killed_after_s"]}
+        for n, s in (final or {}).get("services", {}).items()
+        if s.get("killed_after_s") is not None
+    ]
     registry = LeaseRegistry()
     orphans = terminate(stack_processes(wt.key, registry=str(registry.path)), timeout=3.0)
     registry.release(wt.key)
@@ -438,6 +457,7 @@ def down(start: Path | None = None, *, purge: bool = False, timeout: float = 15.
         "key": wt.key,
         "was_running": was_running,
         "stopped": stopped,
+        "sigkilled": sigkilled,
         "killed_orphans": orphans,
         "purged": purge,
         "took_ms": round((time.monotonic() - t0) * 1000, 1),

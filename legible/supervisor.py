@@ -85,6 +85,8 @@ Spawner = Callable[[ServicePlan], Proc]
 ProbeFn = Callable[[ServicePlan, int], bool]
 #: Liveness probe: ``""`` when the service is alive, else the cause (one line).
 LiveFn = Callable[[ServicePlan], str]
+#: Sends a signal to a process group: ``(pgid, signum)``.
+SignalFn = Callable[[int, int], object]
 
 
 @dataclass
@@ -107,6 +109,7 @@ class ServiceRun:
         ready_wall: seconds since the epoch when it last became ready (``ready_at`` in state.json).
         live_failures: failed liveness probes in a row since ready.
         next_live: monotonic seconds of the next liveness probe.
+        killed_after_s: when the service ignored SIGTERM at shutdown, the seconds after which it got SIGKILL.
 
     """
 
@@ -127,6 +130,7 @@ class ServiceRun:
     log_offset: int = 0
     live_failures: int = 0
     next_live: float = 0.0
+    killed_after_s: float | None = None
 
     def to_dict(self) -> ServiceState:
         """JSON-ready summary for state.json."""
@@ -144,7 +148,12 @@ class ServiceRun:
             "error": self.error,
             "log": self.plan.log,
             "argv": self.plan.argv,
+            "killed_after_s": self.killed_after_s,
         }
+
+
+#: True once a service's process group has no live member.
+GoneFn = Callable[[ServiceRun], bool]
 
 
 @dataclass
@@ -182,6 +191,7 @@ class Supervisor:
         self.started = self.clock()
         self.ready_ms: float | None = None
         self.stopping = False
+        self.killed: dict[str, float] = {}
 
     # -- decisions -------------------------------------------------------------------------------------
     def step(self) -> None:
@@ -211,6 +221,7 @@ class Supervisor:
 
     def _start(self, run: ServiceRun, now: float) -> None:
         run.exit_code = None
+        run.killed_after_s = None  # a kill of an earlier process of this service is not news at shutdown
         try:
             run.log_offset = os.path.getsize(run.plan.log) if run.plan.log else 0
         except OSError:
@@ -347,21 +358,43 @@ class Supervisor:
             print(f"supervisor: cannot write {self.state_path}: {exc}", file=sys.stderr, flush=True)
 
     # -- shutdown --------------------------------------------------------------------------------------
-    def stop_all(self) -> None:
-        """Stop every service, highest tier first (browser, app, collector, store), tier by tier."""
+    def stop_all(
+        self,
+        *,
+        send: SignalFn | None = None,
+        gone: GoneFn | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> dict[str, float]:
+        """Stop every service, highest tier first (browser and app, then collector, then stores), tier by tier.
+
+        Each tier is stopped by :func:`stop_services` with this supervisor's ``clock``; a tier starts only
+        once the one before it is gone.
+
+        Args:
+            send: sends a signal to a process group, ``(pgid, signum)`` (default :func:`signal_group`).
+            gone: True once a service's process group has no live member (default :func:`group_gone`).
+            sleep: waits, in seconds, between checks (default ``time.sleep``).
+
+        Returns:
+            ``{service: seconds}`` for each service that ignored SIGTERM and was SIGKILLed after that many
+            seconds (also kept in ``self.killed`` and in ``state.json`` as ``killed_after_s``).
+
+        """
         self.stopping = True
         tiers = sorted({ROLE_TIER.get(r.plan.role, 2) for r in self.services.values()}, reverse=True)
         for tier in tiers:
             group = [r for r in self.services.values() if ROLE_TIER.get(r.plan.role, 2) == tier]
-            t0 = time.monotonic()
-            stop_services(group)
+            t0 = self.clock()
+            killed = stop_services(group, clock=self.clock, send=send, gone=gone, sleep=sleep)
+            self.killed.update(killed)
             names = ", ".join(r.plan.name for r in group)
-            print(
-                f"supervisor: stopped {names} in {(time.monotonic() - t0) * 1000:.0f} ms", file=sys.stderr, flush=True
-            )
+            print(f"supervisor: stopped {names} in {(self.clock() - t0) * 1000:.0f} ms", file=sys.stderr, flush=True)
+            for name, after in killed.items():
+                print(f"supervisor: {name} ignored SIGTERM: killed after {after:g} s", file=sys.stderr, flush=True)
             for r in group:
                 if r.status != "failed":
                     r.status = "stopped"
+        return dict(self.killed)
 
 
 # -- the real effects ----------------------------------------------------------------------------------
@@ -465,31 +498,56 @@ def kill_service(run: ServiceRun, timeout: float) -> None:
     stop_services([run], timeout)
 
 
-def stop_services(runs: list[ServiceRun], timeout: float | None = None) -> None:
+def stop_services(
+    runs: list[ServiceRun],
+    timeout: float | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    send: SignalFn | None = None,
+    gone: GoneFn | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, float]:
     """SIGTERM the process groups of ``runs`` together, then SIGKILL each group still alive after its timeout.
 
-    The timeout is each service's ``stop_timeout`` (or ``timeout`` when given), in seconds.
+    Args:
+        runs: the services to stop; those without a process are skipped.
+        timeout: seconds to wait after SIGTERM before SIGKILL, for every service; ``None`` uses each
+            service's own ``stop_timeout``.
+        clock: monotonic seconds (default ``time.monotonic``).
+        send: sends a signal to a process group, ``(pgid, signum)`` (default :func:`signal_group`).
+        gone: True once a service's process group has no live member (default :func:`group_gone`).
+        sleep: waits, in seconds, between checks (default ``time.sleep``).
+
+    Returns:
+        ``{service: seconds}``: the services that were still alive after their timeout and got SIGKILL,
+        with the seconds from SIGTERM to SIGKILL (rounded to 0.1 s). Each run also keeps it in
+        ``killed_after_s``.
+
     """
+    send = send or signal_group
+    gone = gone or group_gone
     live = [r for r in runs if r.proc is not None]
-    start = time.monotonic()
+    start = clock()
     for r in live:
         assert r.proc is not None
-        signal_group(r.proc.pid, signal.SIGTERM)
+        send(r.proc.pid, signal.SIGTERM)
+    killed: dict[str, float] = {}
     pending = list(live)
     while pending:
-        now = time.monotonic()
+        now = clock()
         still = []
         for r in pending:
             assert r.proc is not None
-            if _group_gone(r):
+            if gone(r):
                 continue
             if now - start >= (timeout if timeout is not None else r.plan.stop_timeout):
-                signal_group(r.proc.pid, signal.SIGKILL)
+                send(r.proc.pid, signal.SIGKILL)
+                r.killed_after_s = killed[r.plan.name] = round(now - start, 1)
                 continue
             still.append(r)
         pending = still
         if pending:
-            time.sleep(0.01)
+            sleep(0.01)
     for r in live:
         assert r.proc is not None
         if isinstance(r.proc, subprocess.Popen):
@@ -498,9 +556,11 @@ def stop_services(runs: list[ServiceRun], timeout: float | None = None) -> None:
             except subprocess.TimeoutExpired:
                 pass
         r.proc = None
+    return killed
 
 
-def _group_gone(run: ServiceRun) -> bool:
+def group_gone(run: ServiceRun) -> bool:
+    """True once ``run``'s process group has no live member (its leader reaped first); ``kill(-pgid, 0)``."""
     assert run.proc is not None
     run.proc.poll()  # reap the leader so it does not count as alive
     try:
@@ -606,11 +666,11 @@ class _Metrics:
             self.server.server_close()
 
 
-def vmui_url(vm: str) -> str:
-    """Return VictoriaMetrics' vmui URL if this build bundles it, else its home page.
+def vmui_url(vm: str) -> str | None:
+    """Return VictoriaMetrics' vmui URL (``<vm>/vmui/``) if this build serves it (HTTP 200), else ``None``.
 
-    The home page links the targets, config and flags pages. Debian's ``victoria-metrics`` package is built
-    without vmui's assets, so ``/vmui/`` answers 404 there.
+    Debian's ``victoria-metrics`` package is built without vmui's assets, so ``/vmui/`` answers 404 there;
+    an endpoint that answers 404 is not advertised.
     """
     u = urllib.parse.urlsplit(vm)
     conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 80, timeout=1.0)
@@ -621,7 +681,7 @@ def vmui_url(vm: str) -> str:
         ok = False
     finally:
         conn.close()
-    return f"{vm}/vmui/" if ok else f"{vm}/"
+    return f"{vm}/vmui/" if ok else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -651,7 +711,13 @@ def main(argv: list[str] | None = None) -> int:
     def on_ready(name: str, ms: float) -> None:
         if name == "victoria-metrics":
             pushed_store["ready"] = True
-            plan.endpoints["vmui"] = vmui_url(plan.endpoints["victoria-metrics"])
+            vmui = vmui_url(plan.endpoints["victoria-metrics"])
+            if vmui:  # advertise vmui (state.json, .legible/env) only where it answers
+                plan.endpoints["vmui"] = vmui
+                try:
+                    (plan_path.parent / "env").write_text(plan.env_file_text())
+                except OSError as exc:
+                    print(f"supervisor: cannot rewrite the env file: {exc}", file=sys.stderr, flush=True)
 
     def on_change(s: Supervisor) -> None:
         metrics.update(s)

@@ -8,13 +8,40 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_APP = REPO / "examples" / "shop" / "app.py"
+
+T = TypeVar("T")
+
+
+def wait_until(fn: Callable[[], T], timeout: float = 10.0, what: str = "", every: float = 0.05) -> T:
+    """Call ``fn`` until it returns a truthy value and return that value: poll with a deadline, never a sleep.
+
+    An ``AssertionError`` raised by ``fn`` counts as "not yet". Past ``timeout`` seconds the test fails with
+    a message naming ``what`` never became true, the last value and the last assertion.
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    err: AssertionError | None = None
+    while True:
+        try:
+            last, err = fn(), None
+            if last:
+                return last
+        except AssertionError as exc:
+            err = exc
+        if time.monotonic() >= deadline:
+            why = what or getattr(fn, "__name__", repr(fn))
+            raise AssertionError(f"never became true in {timeout:g} s: {why} (last value: {last!r}; {err or ''})")
+        time.sleep(every)
 
 
 @pytest.fixture(autouse=True)

@@ -10,14 +10,13 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
-from .conftest import REPO, make_repo
+from .conftest import REPO, make_repo, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -155,7 +154,7 @@ def _chromium_procs(key: str) -> list[psutil.Process]:
 def test_chromium_ready_after_app_with_no_cdp_port_and_a_private_socket(stack: Stack) -> None:
     svc = stack.up["services"]["chromium"]
     assert svc["status"] == "ready" and svc["role"] == "browser"
-    assert svc["ready_ms"] < 10_000
+    assert svc["ready_ms"] > 0  # how fast: benchmarks/bench_browser.py
     assert not svc["port"] and stack.up["warnings"] == []
     procs = _chromium_procs(stack.key)
     assert procs, "no chromium process carries the stack marker"
@@ -236,15 +235,16 @@ def test_js_error_in_console_and_in_the_store(stack: Stack) -> None:
     assert re.search(r"throw\.html:\d+:\d+", out.stdout), out.stdout
     assert "a warning from the test page" in out.stdout
     assert stack.json("browser", "console")["errors"] == 0  # only new ones
-    deadline = time.monotonic() + 10
-    rows: list[dict] = []
-    while time.monotonic() < deadline and not rows:
-        rows = stack.sql(
+    rows = wait_until(
+        lambda: stack.sql(
             "SELECT level, body, source FROM logs WHERE service = 'browser' AND body LIKE ?",
             ["%boom from the test page%"],
-        )
-        time.sleep(0.2)
-    assert rows and rows[0]["level"] == "error" and rows[0]["source"] == "browser"
+        ),
+        10,
+        "the page's uncaught error stored as a browser log line",
+        every=0.2,
+    )
+    assert rows[0]["level"] == "error" and rows[0]["source"] == "browser"
     logs = stack.cli("logs", "--service", "browser", "--level", "error")
     assert "boom from the test page" in logs.stdout, logs.stdout + logs.stderr
 
@@ -330,8 +330,7 @@ def test_down_leaves_no_chromium(stack: Stack) -> None:
     assert _chromium_procs(stack.key)
     res = stack.cli("down")
     assert res.returncode == 0, res.stderr
-    time.sleep(0.3)
-    assert _chromium_procs(stack.key) == []
+    wait_until(lambda: _chromium_procs(stack.key) == [], 10, "no chromium process of the stack after down")
     assert not (stack.root / ".legible" / "tmp").exists()  # the profile and temp files go at down
     profile = str(stack.root / ".legible" / "tmp" / "browser-profile")
     left = []

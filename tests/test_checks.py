@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import jsonschema
@@ -13,7 +12,7 @@ import requests
 
 from legible.schemas import load as load_schema
 
-from .conftest import cli, cli_json
+from .conftest import cli, cli_json, wait_until
 from .test_stack import SHOP_TOML, shop_repo
 
 CHECKS_TOML = """
@@ -41,11 +40,9 @@ def shop(tmp_path_factory: pytest.TempPathFactory):
         requests.get(f"{app}/slow?ms=1200", timeout=10)
         requests.get(f"{app}/error", timeout=10)
         requests.get(f"{app}/", timeout=10)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # the spans reach the store within about a second
-            if "GET /slow" in cli(root, "traces", "--since", "5m").stdout:
-                break
-            time.sleep(0.2)
+        wait_until(
+            lambda: "GET /slow" in cli(root, "traces", "--since", "5m").stdout, 15, "the GET /slow span in the store"
+        )
         yield root, doc
         cli(root, "down")
 

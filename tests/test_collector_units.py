@@ -28,6 +28,13 @@ NOW = 1_800_000_000_000_000_000
         ("WARNING:root:careful", "warn", "WARNING:root:careful"),
         ("just some text with error inside", "info", "just some text with error inside"),
         ("{not json", "info", "{not json"),
+        (  # VictoriaMetrics' own log format (lib/logger): time, level, caller, message, tab-separated
+            "2024-01-01T00:00:00.000Z\twarn\tVictoriaMetrics/lib/promscrape/scrapework.go:387\tcannot scrape",
+            "warn",
+            "cannot scrape",
+        ),
+        ("2024-01-01T00:00:00.000Z\terror\tapp/vminsert/main.go:12\tcannot open", "error", "cannot open"),
+        ("2024-01-01 10:00:00\tnot-a-level\tx\ty", "info", "2024-01-01 10:00:00\tnot-a-level\tx\ty"),
         ("a=b but not logfmt", "info", "a=b but not logfmt"),
     ],
 )
@@ -47,6 +54,8 @@ def test_parsed_fields() -> None:
     p = parse_line("GET / [trace_id=4bf92f3577b34da6a3ce929d0e0e4736 span_id=00f067aa0ba902b7] ok", NOW)
     assert (p.trace_id, p.span_id) == ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
     assert parse_line('{"ts":99999999999999999999,"msg":"far"}', NOW).time_ns is None
+    p = parse_line("2024-01-01T00:00:00.000Z\twarn\tlib/logger/flag.go:12\tflag x", NOW)
+    assert p.time_ns == 1704067200_000000000 and p.attributes == {"code.location": "lib/logger/flag.go:12"}
 
 
 def _records(text: str) -> list[tuple[str, str]]:

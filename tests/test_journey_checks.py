@@ -17,7 +17,13 @@ def shop(tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("journeys")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_STATE_HOME", str(base / "xdg"))
-        root = shop_repo(base / "shop", (REPO / "examples" / "shop" / "legible.toml").read_text())
+        # the shipped checks' time budgets are speed targets for a quiet machine (`make bench` measures them);
+        # here the checks must pass on a busy one, so the budgets are wide and only the machinery is judged
+        toml = (REPO / "examples" / "shop" / "legible.toml").read_text()
+        for budget in ('startup = { max = "2s" }', 'max = "500ms"', 'journey = "report", max = "2s"'):
+            assert budget in toml, budget
+            toml = toml.replace(budget, budget.replace('"2s"', '"60s"').replace('"500ms"', '"60s"'))
+        root = shop_repo(base / "shop", toml)
         code, doc = cli_json(root, "up", "--wait", timeout=120)
         assert code == 0, doc
         assert doc["services"]["chromium"]["status"] == "ready"

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jsonschema
@@ -17,7 +16,7 @@ import requests
 from legible.schemas import load as load_schema
 from legible.schemas import registry
 
-from .conftest import REPO, cli, cli_json
+from .conftest import REPO, cli, cli_json, wait_until
 from .test_stack import shop_repo
 
 PLANTED = "sk_live_9f8e7d6c5b4a39281706"  # a secret planted in the environment and the logs
@@ -43,6 +42,12 @@ span = {{ name = "GET /slow", max = "1s" }}
 """
 
 
+def slow_traces(root: Path) -> int:
+    """How many traces with a ``GET /slow`` span the worktree's store holds."""
+    code, doc = cli_json(root, "traces", "--since", "1h", "--name", "GET /slow")
+    return int(doc["total"]) if code == 0 else 0
+
+
 @pytest.fixture(scope="module")
 def proofs(tmp_path_factory: pytest.TempPathFactory):
     """A shop stack with a planted secret; two proof runs, the second against the first as baseline."""
@@ -57,10 +62,10 @@ def proofs(tmp_path_factory: pytest.TempPathFactory):
         requests.get(f"{app}/error", timeout=10)
         for _ in range(5):
             requests.get(f"{app}/", timeout=10)
-        time.sleep(1.5)
+        wait_until(lambda: slow_traces(root) == 1, 15, "the first GET /slow trace in the store")
         first = cli(root, "proof")
         requests.get(f"{app}/slow?ms=1500", timeout=10)
-        time.sleep(1.0)
+        wait_until(lambda: slow_traces(root) == 2, 15, "the second GET /slow trace in the store")
         code, second = cli_json(root, "proof", "--baseline", first.stdout.split("/proof/")[1].split("/")[0])
         yield root, first, code, second
         cli(root, "down")

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from legible.cli.main import app
 from typer.testing import CliRunner
 
 from tests._query_fixtures import T_ERR, build_store, git_repo
+from tests.conftest import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -187,14 +189,23 @@ def test_follow_prints_new_lines_and_stops_cleanly_on_ctrl_c(tmp_path):
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
+    lines: list[str] = []
+
+    def read() -> None:  # line by line, as --follow prints them
+        for ln in proc.stdout:
+            lines.append(ln)
+
+    reader = threading.Thread(target=read, daemon=True)
     try:
         first = proc.stdout.readline()
         assert first.startswith("following new lines, level>=error; last 2 shown; Ctrl-C stops"), first
+        reader.start()
         _append_error_line(root, "disk full while writing /tmp/x")
-        time.sleep(1.2)
+        wait_until(lambda: any("disk full" in ln for ln in lines), 15, "the appended error line printed by --follow")
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=10)
-        out, err = proc.stdout.read(), proc.stderr.read()
+        reader.join(timeout=10)
+        out, err = "".join(lines), proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()

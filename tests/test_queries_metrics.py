@@ -17,6 +17,7 @@ from legible.cli.main import app
 from typer.testing import CliRunner
 
 from tests._query_fixtures import git_repo
+from tests.conftest import wait_until
 
 VM = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
 LABELS = 'service="app",status_code="unset",span_kind="server",worktree="wt-1"'
@@ -45,6 +46,9 @@ def samples(now: int) -> str:
         for n in range(25):
             lines.append(f'legible_demo_gauge{{idx="{n}",worktree="wt-1"}} {n * 1.5 + i} {t}')
         lines.append(f'legible_log_lines_total{{service="app",level="info",worktree="wt-1"}} {i * 7} {t}')
+        # a prometheus_client counter: its _total and the _created timestamp beside it
+        lines.append(f'legible_service_restarts_total{{service="app",worktree="wt-1"}} 0 {t}')
+        lines.append(f'legible_service_restarts_created{{service="app",worktree="wt-1"}} {now - 600} {t}')
     return "\n".join(lines) + "\n"
 
 
@@ -67,21 +71,23 @@ def vm(tmp_path_factory: pytest.TempPathFactory):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
+
+        def healthy() -> bool:
             try:
-                if requests.get(f"{url}/health", timeout=1).ok:
-                    break
+                return requests.get(f"{url}/health", timeout=1).ok
             except requests.RequestException:
-                time.sleep(0.05)
+                return False
+
+        wait_until(healthy, 20, "VictoriaMetrics answering /health")
         r = requests.post(f"{url}/api/v1/import/prometheus", data=samples(int(time.time())), timeout=10)
         assert r.status_code == 204, r.text
         requests.get(f"{url}/internal/force_flush", timeout=10)
-        for _ in range(100):  # imported series become searchable after a moment
-            if requests.get(f"{url}/api/v1/series", params={"match[]": "legible_log_lines_total"}, timeout=5).json()[
-                "data"
-            ]:
-                break
-            time.sleep(0.1)
+        series = {"match[]": "legible_log_lines_total"}
+        wait_until(  # imported series become searchable after a moment
+            lambda: requests.get(f"{url}/api/v1/series", params=series, timeout=5).json()["data"],
+            20,
+            "the imported series searchable in VictoriaMetrics",
+        )
         yield url
     finally:
         proc.terminate()
@@ -134,6 +140,14 @@ def test_instant_common_labels_once_and_units(repo, monkeypatch):
     assert lines[2].startswith('{span_name="GET /"}  ') and lines[2].endswith(" ms")
 
 
+def test_bucket_counts_carry_no_unit(repo, monkeypatch):
+    res = run(repo, monkeypatch, "metrics", 'sum(legible_span_duration_seconds_bucket{le="+Inf"})')
+    assert res.exit_code == 0, res.output
+    head, line = res.output.splitlines()
+    assert head == "1 series (now)"  # no "unit s": the value is a number of observations
+    assert line == "(no labels)  1200"
+
+
 def test_range_sparklines_and_series_cap(repo, monkeypatch):
     res = run(repo, monkeypatch, "metrics", "legible_demo_gauge", "--range", "10m", "--step", "30s")
     assert res.exit_code == 0, res.output
@@ -153,12 +167,13 @@ def test_json(repo, monkeypatch):
 
 def test_list_with_types_and_series_counts(repo, monkeypatch):
     lines = run(repo, monkeypatch, "metrics", "list").output.splitlines()
-    assert lines[0] == "4 metrics, 38 series"
+    assert lines[0] == "6 metrics, 40 series"
     rows = {ln.split()[0]: ln.split()[1:] for ln in lines[2:]}
     assert rows["legible_span_duration_seconds_bucket"] == ["histogram", "10"]
     assert rows["legible_span_duration_seconds_count"] == ["histogram", "2"]
     assert rows["legible_log_lines_total"] == ["counter", "1"]
     assert rows["legible_demo_gauge"] == ["gauge", "25"]
+    assert rows["legible_service_restarts_created"] == ["counter", "1"]  # part of the counter, not a gauge
     out = run(repo, monkeypatch, "metrics", "list", "SPAN").output
     assert out.startswith("2 metrics matching 'SPAN', 12 series")
     doc = json.loads(run(repo, monkeypatch, "metrics", "list", "log_lines", "--json").output)

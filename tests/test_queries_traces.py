@@ -65,7 +65,8 @@ def test_tree_with_exception_logs_and_attributes(repo, monkeypatch):
     assert lines[1].startswith("GET /error  48 ms  +0  [app]  ERROR  http.method=GET http.route=/error")
     charge = next(i for i, ln in enumerate(lines) if ln.startswith("  charge"))
     assert "ERROR" in lines[charge] and "+4 ms" in lines[charge]
-    assert lines[charge + 1] == "    ! ValueError: card declined for order 42"
+    # the exception with its top source frame (the innermost of exception.stacktrace), on one line
+    assert lines[charge + 1] == "    ! ValueError: card declined for order 42  at /app/payments.py:12 in charge"
     assert "error ValueError: card declined for order 42  at /app/payments.py:12 in charge" in lines[charge + 2]
     assert any(ln.startswith("    | ") and "validating order 42" in ln for ln in lines)
 

@@ -8,6 +8,7 @@ from legible._errors import UsageError
 from legible.queries import _fmt
 from legible.queries.logs import compact_location, headline, make_filter
 from legible.queries.metrics import format_value, metric_type, sparkline, unit_of
+from legible.queries.traces import top_frame
 from tests._query_fixtures import TRACEBACK
 
 
@@ -51,7 +52,12 @@ def test_sparkline():
 
 
 def test_units_and_values():
-    assert unit_of("legible_span_duration_seconds_bucket") == "s"
+    assert unit_of("legible_span_duration_seconds_bucket") is None  # a bucket holds a count of observations
+    assert unit_of(None, 'sum(legible_span_duration_seconds_bucket{le="+Inf"})') is None
+    assert unit_of(None, "sum(rate(x_seconds_sum[5m])) / sum(rate(x_seconds_count[5m]))") == "s"
+    assert unit_of(None, "count(x_seconds_sum)") is None
+    assert unit_of("legible_spans_total") is None and unit_of("process_cpu_seconds_total") == "s"
+    assert unit_of("legible_service_restarts_created") is None
     assert unit_of(None, "histogram_quantile(0.99, sum by (le) (rate(x_seconds_bucket[5m])))") == "s"
     assert unit_of(None, "rate(x_seconds_count[5m])") is None
     assert unit_of("process_resident_memory_bytes") == "bytes"
@@ -59,6 +65,14 @@ def test_units_and_values():
     assert format_value(2.5, "s") == "2.5 s"
     assert format_value(3 * 2**20, "bytes") == "3 MiB"
     assert format_value(12.34567, None) == "12.35"
+
+
+def test_created_series_belong_to_their_family():
+    names = {"r_total", "r_created", "h_bucket", "h_count", "h_created", "s_count", "s_created", "g_created"}
+    assert metric_type("r_created", names) == "counter"
+    assert metric_type("h_created", names) == "histogram"
+    assert metric_type("s_created", names) == "summary"
+    assert metric_type("g_created", names) == "gauge"  # no family beside it: a gauge that happens to say created
 
 
 def test_metric_types():
@@ -87,3 +101,20 @@ def test_filter_sql_is_parameterised():
     assert "?" in where and "Boom" not in where and "boom" in params
     assert params[:3] == [10**18 - 300 * 10**9, "app", "worker"] and "warn" in params and "abcdef" in params
     assert flt.describe() == "in last 5m, level>=warn, service=app,worker, grep 'Boom', k=v, trace abcdef"
+
+
+def test_top_frame_of_a_stacktrace_per_language():
+    py = (
+        "Traceback (most recent call last):\n"
+        '  File "/app/server.py", line 88, in handle\n    charge(order)\n'
+        '  File "/app/payments.py", line 12, in charge\n    raise ValueError("no")\nValueError: no'
+    )
+    assert top_frame(py) == "/app/payments.py:12 in charge"  # the innermost frame: where it was raised
+    java = (
+        "java.lang.IllegalStateException: no\n"
+        "\tat com.shop.Payments.charge(Payments.java:42)\n\tat com.shop.Server.handle(Server.java:7)"
+    )
+    assert top_frame(java) == "Payments.java:42 in Payments.charge"
+    js = "Error: no\n    at charge (/app/pay.js:12:9)\n    at handle (/app/server.js:3:1)"
+    assert top_frame(js) == "/app/pay.js:12 in charge"
+    assert top_frame("ValueError: no frames") is None and top_frame("") is None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -44,10 +44,15 @@ if TYPE_CHECKING:
 
 JOURNEY_SCHEMA: Final = "legible.journey/v1"
 JOURNEYS_SCHEMA: Final = "legible.journeys/v1"
-#: How long :func:`run_journey` waits for the backend's spans of the journey to reach the store, in s.
+#: The longest :func:`run_journey` waits for the backend's spans of the journey to reach the store, in s.
 SPAN_WAIT_S = 4.0
-#: Wait before the first look, in s: ``OTEL_BSP_SCHEDULE_DELAY`` is 100 ms in a stack (plan.py), plus the store write.
-SETTLE_S = 0.8
+#: The trace's backend spans are all in once their count held this long, in s: longer than one export
+#: interval (``OTEL_BSP_SCHEDULE_DELAY`` is 100 ms in a stack, plus the store write), so a second batch is not missed.
+SETTLE_S = 0.6
+#: An app that has sent no span at all by this long after the journey is taken as not instrumented, in s.
+NO_SPANS_GRACE_S = 1.5
+#: How often the store is asked, in s.
+POLL_S = 0.1
 
 
 class StepFailed(Exception):
@@ -356,43 +361,93 @@ def run_journey(name: str, *, record: bool = False, start: Path | None = None) -
         args["steps"] = [s.model_dump(exclude_none=True) for s in journey.steps]
         budget += sum(s.timeout_ms for s in journey.steps) / 1000 * 2
     doc = cast("JourneyDoc", call(wt.state_dir, "journey", args, timeout=budget + (120 if record else 0)))
-    doc["backend"] = backend_spans(wt.state_dir, state["endpoints"].get("otlp-http"), doc["trace_id"])
+    ended_ns = time.time_ns()
+    collector = state.get("endpoints", {}).get("otlp-http")
+    doc["backend"] = backend_spans(wt.state_dir, collector, doc["trace_id"], ended_ns=ended_ns)
     return doc
 
 
-def backend_spans(state_dir: Path, collector_url: str | None, trace_id: str, limit: int = 5) -> BackendDoc:
-    """The spans of ``trace_id`` not from the browser, slowest first, once they stop arriving (at most 4 s).
+def backend_spans(
+    state_dir: Path,
+    collector_url: str | None,
+    trace_id: str,
+    limit: int = 5,
+    *,
+    ended_ns: int | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> BackendDoc:
+    """The spans of ``trace_id`` not from the browser, slowest first, polled until they are all in.
+
+    The store is asked every :data:`POLL_S` seconds and the wait ends as soon as one of these holds:
+
+    * the trace has backend spans and their count has not changed for :data:`SETTLE_S` (all in);
+    * the app has delivered spans that ended after the journey (``ended_ns``), none in this trace: its
+      exporter sends spans in the order they end, so none of this trace is still coming;
+    * the store holds no backend span at all :data:`NO_SPANS_GRACE_S` after the journey (the app sends none);
+    * :data:`SPAN_WAIT_S` passed.
+
+    Args:
+        state_dir: the worktree's ``.legible``.
+        collector_url: the running collector (queries go through it), or ``None`` to read the file.
+        trace_id: the journey's trace, 32 hex.
+        limit: how many of the slowest spans to return.
+        ended_ns: when the journey ended, epoch ns (default: now).
+        clock: monotonic seconds (default ``time.monotonic``).
+        sleep: waits, in seconds (default ``time.sleep``).
 
     Returns:
-        ``{"spans": total, "slowest": [{"service", "name", "duration_ms", "status_code"}], "error": str}``.
+        ``{"spans": total, "slowest": [{"service", "name", "duration_ms", "status_code"}], "error": str,
+        "waited_ms": float, "none_because": str}``; ``none_because`` says why no backend span is expected
+        (``""`` when some arrived).
 
     """
     from legible._errors import LegibleError
     from legible.store import open_store
 
     store = open_store(state_dir, collector_url=collector_url)
-    deadline = time.monotonic() + SPAN_WAIT_S
-    time.sleep(SETTLE_S)  # the app's batch span processor exports about every 0.5 s
-    last = -1
+    ended = time.time_ns() if ended_ns is None else ended_ns
+    start = clock()
+    last, changed_at = -1, start
     rows: list[dict[str, Any]] = []
     total = 0
+    why = ""
     while True:
+        now = clock()
         try:
             res = store.query(
                 "SELECT service, name, duration_ms, status_code, count(*) OVER () AS total FROM spans "
                 "WHERE trace_id = ? AND service <> 'browser' ORDER BY duration_ms DESC LIMIT ?",
                 [trace_id, limit],
             )
+            rows = res.dicts()
+            total = int(rows[0]["total"]) if rows else 0
+            if total != last:
+                last, changed_at = total, now
+            if total and now - changed_at >= SETTLE_S:
+                break
+            if not total:
+                seen = store.query(
+                    "SELECT count(*) AS n, count(*) FILTER (WHERE end_ns > ?) AS after FROM spans "
+                    "WHERE service <> 'browser'",
+                    [ended],
+                ).dicts()[0]
+                if seen["after"]:
+                    why = "the app's spans from after the journey hold none of its trace"
+                    break
+                if not seen["n"] and now - start >= NO_SPANS_GRACE_S:
+                    why = "the app has sent no spans (is it instrumented with OpenTelemetry?)"
+                    break
         except LegibleError as e:
-            return {"spans": 0, "slowest": [], "error": e.message}
-        rows = res.dicts()
-        total = int(rows[0]["total"]) if rows else 0
-        if (total and total == last) or time.monotonic() > deadline:
+            return {"spans": 0, "slowest": [], "error": e.message, "waited_ms": 0.0, "none_because": ""}
+        if now - start >= SPAN_WAIT_S:
+            if not total:
+                why = f"no span of this trace arrived in {SPAN_WAIT_S:g} s"
             break
-        last = total
-        time.sleep(0.4)
+        sleep(POLL_S)
     slowest: list[BackendSpan] = [
         {"service": r["service"], "name": r["name"], "duration_ms": r["duration_ms"], "status_code": r["status_code"]}
         for r in rows
     ]
-    return {"spans": total, "slowest": slowest, "error": ""}
+    waited = round((clock() - start) * 1000, 1)
+    return {"spans": total, "slowest": slowest, "error": "", "waited_ms": waited, "none_because": why}

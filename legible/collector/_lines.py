@@ -9,6 +9,9 @@ One line is parsed by :func:`parse_line`:
   body; the other keys become attributes.
 * **logfmt** (https://brandur.org/logfmt: the line is all ``key=value`` pairs, values optionally quoted):
   the same keys.
+* **tab-separated** ``time<TAB>level<TAB>caller<TAB>message``, as VictoriaMetrics (its ``lib/logger``) and
+  zap's console encoder write: an ISO 8601 time, a lower-case level name, ``path/file.go:line`` (kept as the
+  ``code.location`` attribute) and the message, which becomes the body.
 * **plain text**: the level is the first level word (``ERROR``, ``WARNING``, ``[error]``, ...) in the
   first 256 characters, else ``info``; a leading ISO 8601 time is used as the event time; ``trace_id=<32
   hex>`` and ``span_id=<16 hex>`` anywhere (the OpenTelemetry logging format) are picked up.
@@ -297,6 +300,25 @@ def _unquote(v: str) -> str:
     return v
 
 
+def _from_tabs(line: str, now_ns: int) -> Parsed | None:
+    """``time<TAB>level<TAB>caller<TAB>message`` (VictoriaMetrics, zap console), or ``None`` if not that."""
+    parts = line.split("\t", 3)
+    if len(parts) != 4 or not _ISO_PREFIX.fullmatch(parts[0]):
+        return None
+    level = level_from_name(parts[1])
+    if level is None:
+        return None
+    return Parsed(
+        body=parts[3],
+        level=level,
+        severity_text=parts[1],
+        time_ns=_sane(parse_time(parts[0]), now_ns),
+        attributes={"code.location": parts[2]} if parts[2] else {},
+        structured=True,
+        explicit_level=True,
+    )
+
+
 def parse_line(line: str, now_ns: int) -> Parsed:
     """Parse one line (no trailing newline) as JSON, logfmt or plain text; see the module docstring.
 
@@ -317,6 +339,8 @@ def parse_line(line: str, now_ns: int) -> Parsed:
         pairs = {k: _unquote(v) for k, v in _LOGFMT_PAIR.findall(line)}
         if len(pairs) >= 2 or "msg" in pairs or "level" in pairs:
             return _from_fields(pairs, line, now_ns)
+    if c.isdigit() and "\t" in line and (tsv := _from_tabs(line, now_ns)) is not None:
+        return tsv
     p = Parsed(body=line)
     head = line[:256]
     m = _LEVEL_RE.search(head)

@@ -90,6 +90,7 @@ class ServiceState(TypedDict):
     log: str
     argv: list[str]
     ready_at: NotRequired[float | None]
+    killed_after_s: NotRequired[float | None]
 
 
 class StateFile(TypedDict):
@@ -193,6 +194,13 @@ class UpDoc(TypedDict):
     took_ms: NotRequired[Ms]
 
 
+class SigkilledDoc(TypedDict):
+    """A service that ignored SIGTERM at ``down`` and got SIGKILL after ``after_s`` seconds."""
+
+    service: str
+    after_s: Annotated[float, Json(minimum=0)]
+
+
 class DownDoc(TypedDict):
     """``legible down --json`` (``legible.down/v1``)."""
 
@@ -201,6 +209,7 @@ class DownDoc(TypedDict):
     was_running: bool
     stopped: list[str]
     killed_orphans: list[int]
+    sigkilled: list[SigkilledDoc]
     purged: bool
     took_ms: Ms
 
@@ -583,6 +592,8 @@ class BackendDoc(TypedDict):
     spans: Count
     slowest: list[BackendSpan]
     error: str
+    waited_ms: Ms
+    none_because: str
 
 
 class JourneyDoc(TypedDict):

@@ -68,6 +68,8 @@ MAX_SERIES = 20
 SPARK_WIDTH = 40
 _BLOCKS = "▁▂▃▄▅▆▇█"
 _IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+#: A query whose outermost function yields a count whatever it counts.
+_COUNTING = re.compile(r"\s*(count|count_over_time|count_values|changes|resets|absent|absent_over_time)\b\s*\(")
 
 
 #: Seconds added to "now" for instant queries. VictoriaMetrics 1.79 does not return a sample ingested
@@ -191,12 +193,19 @@ def _call(url: str, fn: Any) -> Any:
 def unit_of(name: str | None, promql: str = "") -> str | None:
     """Infer the unit from the metric name, or the first metric-like name in ``promql``.
 
-    ``*_seconds`` (and its ``_bucket``/``_sum``/``_max`` series) -> ``"s"``; ``*_milliseconds`` -> ``"ms"``;
-    ``*_bytes`` -> ``"bytes"``; counts (``_count``, ``_total`` of non-unit metrics) -> ``None``.
+    The Prometheus naming convention (https://prometheus.io/docs/practices/naming/) puts the base unit in
+    the name: ``*_seconds`` (and its ``_sum``/``_max``/``_min`` series, and ``_total`` of seconds) -> ``"s"``;
+    ``*_milliseconds`` -> ``"ms"``; ``*_bytes`` -> ``"bytes"``. Counts have no unit: ``_count``, a
+    ``_bucket`` series (cumulative observations per bucket), ``_created`` (a timestamp), a ``_total`` of a
+    unitless name, and a query whose outermost function counts (``count``, ``count_over_time``, ...).
+    Only ``histogram_quantile`` over ``*_seconds_bucket`` turns bucket counts back into seconds.
     """
+    if _COUNTING.match(promql):
+        return None
+    quantile = "histogram_quantile" in promql
     candidates = [name] if name else _IDENT.findall(promql)
     for c in candidates:
-        if c.endswith("_count"):
+        if c.endswith(("_count", "_created")) or (c.endswith("_bucket") and not quantile):
             continue
         base = re.sub(r"_(bucket|sum|max|min|total)$", "", c)
         if base.endswith("_seconds"):
@@ -397,7 +406,17 @@ def render_metrics(res: MetricsResult, limit: int = MAX_SERIES) -> list[str]:
 
 
 def metric_type(name: str, names: set[str]) -> str:
-    """Infer a metric's type from its suffix: ``counter``, ``histogram``, ``summary`` or ``gauge``."""
+    """Infer a metric's type from its suffix: ``counter``, ``histogram``, ``summary`` or ``gauge``.
+
+    ``*_created`` (the creation timestamp ``prometheus_client`` exposes beside a counter, histogram or
+    summary) belongs to its family, as in OpenMetrics (https://prometheus.io/docs/specs/om/open_metrics_spec/):
+    the type of ``<base>_total``, ``<base>_bucket`` or ``<base>_count`` when one of them exists in ``names``.
+    """
+    if name.endswith("_created"):
+        base = name[: -len("_created")]
+        for sibling, kind in (("_total", "counter"), ("_bucket", "histogram"), ("_count", "summary")):
+            if f"{base}{sibling}" in names:
+                return kind
     if name.endswith("_total"):
         return "counter"
     if name.endswith("_bucket"):

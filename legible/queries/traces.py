@@ -408,11 +408,21 @@ class SpanNode:
 
     def exceptions(self) -> list[tuple[str, str]]:
         """``[(type, message)]`` of the span's ``exception`` events."""
+        return [(t, m) for t, m, _ in self.exception_frames()]
+
+    def exception_frames(self) -> list[tuple[str, str, str | None]]:
+        """``[(type, message, top frame)]`` of the span's ``exception`` events; see :func:`top_frame`."""
         out = []
         for ev in self.events:
             if ev.get("name") == "exception":
                 a = ev.get("attributes") or {}
-                out.append((str(a.get("exception.type", "Exception")), str(a.get("exception.message", ""))))
+                out.append(
+                    (
+                        str(a.get("exception.type", "Exception")),
+                        str(a.get("exception.message", "")),
+                        top_frame(str(a.get("exception.stacktrace") or "")),
+                    )
+                )
         return out
 
     def subtree_has_error(self) -> bool:
@@ -582,6 +592,32 @@ def get_trace(store: Store, trace_id: str, max_logs: int = 2000, now: int | None
     return TraceTree(tid, roots, len(nodes), errors, start, end, loose, len(logs), now)
 
 
+_PY_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+)(?:, in (.+))?')
+_JAVA_FRAME = re.compile(r"^\s*at ([\w$.<>/]+)\.([\w$<>]+)\(([^():]+):(\d+)\)")
+_JS_FRAME = re.compile(r"^\s*at (?:(.+?) \()?(.+?):(\d+):\d+\)?$")
+
+
+def top_frame(stacktrace: str) -> str | None:
+    """The source frame where an exception was raised, as ``file:line in function``, or ``None``.
+
+    ``stacktrace`` is the ``exception.stacktrace`` attribute of an OpenTelemetry exception event
+    (https://opentelemetry.io/docs/specs/semconv/exceptions/exceptions-spans/), in the language's own format:
+    a Python traceback (the innermost frame is the last ``File "...", line N, in f``), a Java stack trace
+    (the first ``at pkg.Class.method(File.java:N)``) or a JavaScript one (the first ``at f (file:N:C)``).
+    """
+    lines = stacktrace.splitlines()
+    py = [m for m in (_PY_FRAME.match(ln) for ln in lines) if m]
+    if py:
+        m = py[-1]
+        return f"{m.group(1)}:{m.group(2)}" + (f" in {m.group(3).strip()}" if m.group(3) else "")
+    for ln in lines:
+        if j := _JAVA_FRAME.match(ln):
+            return f"{j.group(3)}:{j.group(4)} in {j.group(1).rsplit('.', 1)[-1]}.{j.group(2)}"
+        if js := _JS_FRAME.match(ln):
+            return f"{js.group(2)}:{js.group(3)}" + (f" in {js.group(1)}" if js.group(1) else "")
+    return None
+
+
 def _attrs_text(node: SpanNode) -> str:
     a = node.attributes
     parts = []
@@ -605,10 +641,10 @@ def render_tree(tree: TraceTree, limit: int = 40) -> list[str]:
     """Render one trace: a header, the indented span tree, exceptions and log lines, a cut line.
 
     Each span line reads ``name  duration  +offset  [service]  ERROR  key=value ...``; an exception is
-    ``! Type: message`` under its span and a log line ``| HH:MM:SS.mmm level message``. More than
-    :data:`FOLD_AFTER` same-named siblings fold into ``… N more `name` spans (total T)`` (error spans are never
-    folded). When the lines exceed ``limit``, lines on error paths are kept first, then the earliest; the
-    last line says how many were cut.
+    ``! Type: message  at file:line in function`` under its span (the top source frame, :func:`top_frame`)
+    and a log line ``| HH:MM:SS.mmm level message``. More than :data:`FOLD_AFTER` same-named siblings fold
+    into ``… N more `name` spans (total T)`` (error spans are never folded). When the lines exceed ``limit``,
+    lines on error paths are kept first, then the earliest; the last line says how many were cut.
     """
     t0 = tree.start_ns
     lines: list[tuple[str, bool]] = []  # (text, important)
@@ -642,9 +678,10 @@ def render_tree(tree: TraceTree, limit: int = 40) -> list[str]:
             parts.append(attrs)
         important = node.subtree_has_error()
         lines.append(("  ".join(parts), important))
-        excs = node.exceptions()
-        for etype, emsg in excs:
-            lines.append((f"{pad}  ! {etype}: {one_line(emsg, 160)}", True))
+        excs = node.exception_frames()
+        for etype, emsg, frame in excs:
+            at = f"  at {one_line(frame, 120)}" if frame else ""
+            lines.append((f"{pad}  ! {etype}: {one_line(emsg, 160)}{at}", True))
         if node.is_error and not excs and node.status_message:
             lines.append((f"{pad}  ! status: {one_line(node.status_message, 160)}", True))
         emit_logs(node.logs, pad + "  ", "")
