@@ -23,6 +23,8 @@ COMMAND_MODULES = [
     "journey",
     "proof",
     "skills",
+    "mcp",
+    "hook",
 ]
 
 app = typer.Typer(
