@@ -28,7 +28,7 @@ def list_skills(as_json: bool = typer.Option(False, "--json", help="Print one JS
 @skills_app.command("install")
 def install(
     mcp: bool = typer.Option(False, "--mcp", help="Also add the legible MCP server to .mcp.json (Claude Code)."),
-    hooks: bool = typer.Option(False, "--hooks", help="Also add a Claude Code Stop hook running the checks."),
+    hooks: bool = typer.Option(False, "--hooks", help="Also add a Stop hook running the checks (Claude Code, Codex)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Copy the skills into .claude/skills, .codex/skills and .agents/skills, and point AGENTS.md at them."""
@@ -58,7 +58,7 @@ def install(
         print("\n".join("    " + line for line in m["codex_toml"].splitlines()))
     if hooks:
         h = res["hooks"]
-        print(f"hooks: Stop hook `{h['command']}` in {h['path']} (Claude Code); Codex: see docs/orchestrators.md")
+        print(f"hooks: Stop hook `{h['command']}` in {', '.join(h['paths'])} (Claude Code, Codex)")
 
 
 def register(app: typer.Typer) -> None:

@@ -24,7 +24,7 @@ __all__ = ["HOOK_COMMAND", "MAX_LINES", "StopDecision", "install_hooks", "stop_h
 HOOK_COMMAND = "legible hook stop"
 #: Lines of the check output passed to the agent at most (the verdict line, then failing checks).
 MAX_LINES = 12
-#: Claude Code's default hook timeout is 60 s; checks are quick, so a smaller one stops a hung stack sooner.
+#: Seconds the agent waits for the hook (Claude Code's default is 60 too); the checks take well under it.
 HOOK_TIMEOUT_S = 60
 
 
@@ -103,23 +103,15 @@ def stop_hook(stdin_text: str, cwd: Path | None = None) -> StopDecision:
     return StopDecision(2, "\n".join(shown))
 
 
-def install_hooks(start: Path | None = None) -> dict[str, Any]:
-    """Add the Stop hook to the worktree's ``.claude/settings.json``, keeping every other setting and hook.
-
-    Idempotent: a Stop hook already running :data:`HOOK_COMMAND` is left as it is.
-
-    Returns:
-        ``legible.skills-hooks/v1``: ``{"schema", "path", "command", "added": bool}``.
+def _merge_stop_hook(path: Path) -> bool:
+    """Add the Stop hook to the JSON settings file ``path`` (created if absent); return whether it was added.
 
     Raises:
-        UsageError: the settings file exists but is not a JSON object with a ``hooks`` object.
+        UsageError: the file is not a JSON object with a ``hooks`` object whose ``Stop`` is a list.
 
     """
     from legible._errors import UsageError
-    from legible.worktree import find_worktree
 
-    wt = find_worktree(start)
-    path = wt.root / ".claude" / "settings.json"
     try:
         settings = json.loads(path.read_text()) if path.exists() else {}
     except ValueError as e:
@@ -139,4 +131,30 @@ def install_hooks(start: Path | None = None) -> dict[str, Any]:
         stop.append({"hooks": [{"type": "command", "command": HOOK_COMMAND, "timeout": HOOK_TIMEOUT_S}]})
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(settings, indent=2) + "\n")
-    return {"schema": "legible.skills-hooks/v1", "path": str(path), "command": HOOK_COMMAND, "added": not present}
+    return not present
+
+
+def install_hooks(start: Path | None = None) -> dict[str, Any]:
+    """Add the Stop hook to the worktree's ``.claude/settings.json`` and ``.codex/hooks.json``, merged.
+
+    Every other setting and hook is kept; a Stop hook already running :data:`HOOK_COMMAND` is left as it is.
+
+    Returns:
+        ``legible.skills-hooks/v1``: ``{"schema", "path" (Claude Code's), "paths", "command", "added": bool}``.
+
+    Raises:
+        UsageError: a settings file exists but is not a JSON object with a ``hooks`` object.
+
+    """
+    from legible.worktree import find_worktree
+
+    wt = find_worktree(start)
+    paths = [wt.root / ".claude" / "settings.json", wt.root / ".codex" / "hooks.json"]
+    added = [_merge_stop_hook(p) for p in paths]
+    return {
+        "schema": "legible.skills-hooks/v1",
+        "path": str(paths[0]),
+        "paths": [str(p) for p in paths],
+        "command": HOOK_COMMAND,
+        "added": any(added),
+    }

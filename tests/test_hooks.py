@@ -86,3 +86,7 @@ def test_skills_install_hooks_merges_into_claude_settings(tmp_path: Path) -> Non
         mine,
         {"hooks": [{"type": "command", "command": "legible hook stop", "timeout": 60}]},
     ]
+    codex = json.loads((root / ".codex" / "hooks.json").read_text())
+    assert codex == {
+        "hooks": {"Stop": [{"hooks": [{"type": "command", "command": "legible hook stop", "timeout": 60}]}]}
+    }
