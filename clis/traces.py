@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from ._output import emit_json, errors_to_exit, print_lines
@@ -23,8 +25,11 @@ TRACES_EPILOG = (
 
 
 def traces(
-    since: str = typer.Option(
-        "1h", "--since", show_default=False, help="window start: 5m, 2h, 14:03, ISO 8601, or 'all' (default 1h)"
+    since: str | None = typer.Option(
+        None,
+        "--since",
+        show_default=False,
+        help="window start: 5m, 2h, 14:03, ISO 8601, or 'all' (default 1h; with --from, all)",
     ),
     until: str | None = typer.Option(None, "--until", help="window end, same forms (default: now)"),
     slowest: int | None = typer.Option(None, "--slowest", metavar="N", help="the N longest traces, longest first"),
@@ -38,15 +43,19 @@ def traces(
     sql: str | None = typer.Option(
         None, "--sql", help="run one read-only SELECT over the store's tables (docs/store.md)"
     ),
+    from_: Path | None = typer.Option(
+        None, "--from", metavar="BUNDLE_DIR", help="answer from a proof bundle's spans (.legible/proof/<run-id>)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="one JSON document (schema legible.traces/v1)"),
 ) -> None:
     """List the worktree's recent traces, or the slowest ones, or the rows of one SELECT over the spans."""
     from legible.queries import traces as q
-    from legible.queries._source import worktree_store
+    from legible.queries._source import bundle_or_worktree
     from legible.queries.logs import parse_limit
 
     with errors_to_exit(as_json):
-        store = worktree_store()
+        store = bundle_or_worktree(from_)()
+        since = since or ("all" if from_ else "1h")
         if sql:
             from legible.queries.sql import render_sql, run_sql, sql_json
 
@@ -68,16 +77,19 @@ def trace(
         ..., metavar="ID", help="trace id, or a unique prefix of at least 6 hex digits", show_default=False
     ),
     limit: int | None = typer.Option(None, "--limit", "-n", help="lines of tree shown (default 40)"),
+    from_: Path | None = typer.Option(
+        None, "--from", metavar="BUNDLE_DIR", help="answer from a proof bundle's spans (.legible/proof/<run-id>)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="the full tree as one JSON document (legible.trace/v1)"),
 ) -> None:
     """Show one trace as an indented tree of spans with their exceptions and log lines."""
     from legible.queries import traces as q
-    from legible.queries._source import worktree_store
+    from legible.queries._source import bundle_or_worktree
     from legible.queries.logs import parse_limit
 
     with errors_to_exit(as_json):
         n = parse_limit(limit, 40)
-        tree = q.get_trace(worktree_store(), trace_id)
+        tree = q.get_trace(bundle_or_worktree(from_)(), trace_id)
         emit_json(tree.to_json()) if as_json else print_lines(q.render_tree(tree, n))
 
 

@@ -409,6 +409,7 @@ def run_proof(
     charts = draw_charts(series, out / "charts")
     lap("charts")
     slowest, error_groups = _store_evidence(ctx, window_start)
+    signals = _write_signals(ctx, out, window_start, secrets)
 
     media = _collect_media(journeys, out)
     passed = checks["passed"] and all(j.get("passed") for j in journeys.values())
@@ -431,6 +432,7 @@ def run_proof(
         "slowest_spans": slowest,
         "error_groups": error_groups,
         "baseline": None,
+        "signals": signals,
         "timings_ms": timings,
         "files": [],
     }
@@ -490,6 +492,20 @@ def _collect_media(journeys: dict[str, dict[str, Any]], out: Path) -> list[Path]
             shutil.copy2(src, target)
             copied.append(target)
     return copied
+
+
+def _write_signals(ctx: Any, out: Path, since_s: float, secrets: list[str]) -> dict[str, Any] | None:
+    """The run window's logs and spans as Parquet in ``out/signals`` (:mod:`legible.bundle`), redacted.
+
+    Returns what :func:`legible.bundle.write_signals` returns, or ``{"error": message}`` when the store
+    could not be read (the bundle then says so instead of silently lacking the files).
+    """
+    from legible.bundle import SIGNALS_DIR, write_signals
+
+    try:
+        return write_signals(ctx.store(), out / SIGNALS_DIR, int(since_s * 1e9), lambda t: redact(t, secrets))
+    except Exception as exc:  # noqa: BLE001 - the bundle records the failure; checks carry the verdict
+        return {"error": " ".join(str(exc).split())[:300]}
 
 
 def _store_evidence(ctx: Any, since_s: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
