@@ -307,6 +307,18 @@ def build_server() -> "MCPServer[Any]":
         return _answer(["browser", "console"])
 
     @server.tool()
+    def browser_diff(reference: str | None = None) -> CallToolResult:
+        """What changed on the page since the previous snapshot; with a reference image, also the pixels.
+
+        Args:
+            reference: a PNG or JPEG of the same viewport (`legible browser screenshot --png`); the diff
+                image's path and the changed fraction are printed.
+        """
+        argv = ["browser", "diff"]
+        _opt(argv, "--screenshot", reference)
+        return _answer(argv)
+
+    @server.tool()
     def journey_run(name: str, record: bool = False) -> CallToolResult:
         """Run a scripted journey of legible.toml; a failed step is a tool error (legible journey run).
 

@@ -111,6 +111,7 @@ def test_every_tool_answers_like_the_cli_on_a_real_stack(tmp_path: Path, down_af
         ("browser_press", {"key": "Tab"}, r"^pressed"),
         ("browser_console", {}, r"errors, \d+ warnings"),
         ("browser_screenshot", {}, r"^screenshot \d+x\d+ jpeg"),
+        ("browser_diff", {}, r"^snapshot vs previous \(\S+\): \d+ changed, \d+ added, \d+ removed lines$"),
         ("journey_run", {"name": "report"}, r"report"),
         ("proof", {"record": False}, r"^proof (PASS|FAIL)"),
     ]
