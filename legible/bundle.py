@@ -24,7 +24,7 @@ from legible._errors import UsageError
 if TYPE_CHECKING:
     from legible.store import Store
 
-__all__ = ["MAX_ROWS", "SIGNALS_DIR", "bundle_store", "write_signals"]
+__all__ = ["MAX_ROWS", "SIGNALS_DIR", "bundle_end_ns", "bundle_store", "write_signals"]
 
 #: The bundle's folder of Parquet files.
 SIGNALS_DIR = "signals"
@@ -133,3 +133,25 @@ def bundle_store(bundle: Path) -> Store:
             f"make_timestamp({time_col} // 1000) AS {virtual} FROM _{table}_parquet"
         )
     return Store(path=folder, _con=con)
+
+
+def bundle_end_ns(bundle: Path) -> int:
+    """The end of ``bundle``'s run (its manifest's ``finished_at``), in nanoseconds since the Unix epoch.
+
+    ``legible check --from`` ends the checks' ``since`` windows there, so "errors in the last 15m" means
+    the 15 minutes before the run ended, not before now.
+
+    Raises:
+        UsageError: no readable ``manifest.json`` with ``finished_at``.
+
+    """
+    import datetime as dt
+    import json
+
+    try:
+        doc = json.loads((Path(bundle) / "manifest.json").read_text())
+        return int(dt.datetime.fromisoformat(doc["finished_at"]).timestamp() * 1e9)
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UsageError(
+            f"{bundle} has no manifest.json with finished_at", hint="pass the bundle directory itself"
+        ) from None

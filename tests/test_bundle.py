@@ -70,5 +70,15 @@ def test_logs_and_traces_answer_from_a_bundle_after_down_purge(tmp_path: Path, d
     raw = cli(reviewer, "logs", "--from", str(artifact), "--raw", "--grep", "products", "--json")
     assert PLANTED not in raw.stdout and json.loads(raw.stdout)["schema"] == "legible.logs/v1"
 
+    # checks over the bundle (config from the worktree; windows end when the run ended)
+    res = cli(root, "check", "--from", str(artifact), "--logs", "level=error,max_count=0", "--span", "max=30s")
+    assert res.returncode == 1, res.stdout + res.stderr
+    out = res.stdout.splitlines()
+    assert out[0].startswith("FAIL: 1 of 2 checks passed, 1 failed")
+    assert re.match(r"FAIL +logs-1 +[1-9]\d* lines at error or above in the last 15m", out[1]), out
+    assert re.match(r"PASS +span-1 ", out[2]), out
+    res = cli(root, "check", "--from", str(artifact), "--startup", "5s")
+    assert res.returncode == 1 and "could not be measured" in res.stdout, res.stdout  # needs the live stack
+
     bad = cli(reviewer, "logs", "--from", str(reviewer))
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "hint: " in bad.stderr
