@@ -375,6 +375,9 @@ def run_proof(
                 journeys[name] = journey_outcome(run_journey(name, record=record, start=wt.root))
             except Exception as exc:  # noqa: BLE001 - one journey's crash is that journey's failure
                 journeys[name] = {"passed": False, "error": str(exc).splitlines()[0][:300], "steps": []}
+            from legible.browser.diff import capture_end_state  # the end state, for a later run's --baseline
+
+            capture_end_state(wt.state_dir, out, name)
     skipped = [] if has_browser or not cfg.journeys else sorted(cfg.journeys)
     lap("journeys")
 
@@ -443,6 +446,12 @@ def run_proof(
             "commit": base_manifest.get("commit"),
             "figures": compare(manifest, base_manifest),
         }
+        if journeys:
+            from legible.browser.diff import visual_diffs
+
+            assert baseline is not None
+            base_dir = find_baseline(wt.root, baseline).parent
+            manifest["baseline"]["visual"] = visual_diffs(out, base_dir, list(journeys))
     spark = {k: _spark([v for _, v in pts]) for k, pts in series.items()}
     (out / "checks.json").write_text(redact(json.dumps(checks, indent=1), secrets))
     summary = render_summary(
@@ -601,6 +610,10 @@ def render_summary(manifest: dict[str, Any], spark: dict[str, str], *, charts: l
             )
         lines.append(f"\nBaseline: run `{base['run_id']}` of `{base['branch']}` @ `{(base['commit'] or '')[:10]}`.")
     lines.append("")
+    if base and base.get("visual"):
+        from legible.browser.diff import render_visual
+
+        lines += render_visual(base["visual"])
     if manifest["slowest_spans"]:
         lines += ["### Slowest spans", "", "| duration | service | span | status | trace |", "|---|---|---|---|---|"]
         for s in manifest["slowest_spans"]:

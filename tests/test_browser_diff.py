@@ -84,3 +84,27 @@ def test_diff_after_changing_a_heading(tmp_path: Path, down_after: list[Path]) -
     assert same["lines"] == {"changed": [], "added": [], "removed": []}
     assert same["screenshot"]["changed_fraction"] > 0  # still different from the old reference
     json.dumps(same)
+
+
+@pytest.mark.slow
+def test_proof_baseline_adds_each_journeys_end_state_diff(tmp_path: Path, down_after: list[Path]) -> None:
+    root = shop_repo(tmp_path / "shop", (REPO / "examples" / "shop" / "legible.toml").read_text())
+    down_after.append(root)
+    code, doc = cli_json(root, "up", "--wait", "--timeout", "90", timeout=120)
+    assert code == 0, doc
+    _, first = cli_json(root, "proof", "--no-record", timeout=180)
+    bundle1 = root / ".legible" / "proof" / first["run_id"]
+    assert (bundle1 / "journeys" / "checkout" / "end-state.png").is_file()
+    _, second = cli_json(root, "proof", "--no-record", "--baseline", first["run_id"], timeout=180)
+    visual = {r["journey"]: r for r in second["baseline"]["visual"]}
+    assert set(visual) == {"checkout", "report"}
+    bundle2 = root / ".legible" / "proof" / second["run_id"]
+    summary = (bundle2 / "summary.md").read_text()
+    assert "### End state vs baseline" in summary
+    for name, row in visual.items():
+        assert 0 <= row["changed_fraction"] < 1, row
+        assert (bundle2 / row["diff"]).read_bytes()[:4] == b"\x89PNG"
+        assert f"| {name} | {row['changed_fraction']:.2%} | ![{name} diff]({row['diff']}) |" in summary
+    # the order confirmation names a new order number each run: its end state differs from the baseline's
+    assert visual["checkout"]["changed_fraction"] > 0
+    assert any(f["path"] == visual["checkout"]["diff"] for f in second["files"])

@@ -134,3 +134,71 @@ def image_diff(reference: Path, current: Path, out: Path, threshold: float = 0.1
     out.parent.mkdir(parents=True, exist_ok=True)
     diff.save(out)
     return ImageDiff(changed, ref.size[0] * ref.size[1], out, ref.size)
+
+
+#: The end-state screenshot of each journey in a proof bundle: ``journeys/<name>/END_STATE``.
+END_STATE = "end-state.png"
+
+
+def capture_end_state(state_dir: Path, bundle: Path, journey: str) -> Path | None:
+    """Screenshot the tab as a journey left it (PNG) into ``bundle/journeys/<journey>/end-state.png``.
+
+    Returns:
+        The file, or ``None`` when the browser could not take it (the proof then has no visual diff for it).
+
+    """
+    import shutil
+
+    from legible.browser.client import call
+
+    try:
+        shot = call(state_dir, "screenshot", {"png": True, "name": f"{journey}-end-state"}, timeout=30)
+    except Exception:  # noqa: BLE001 - evidence is best effort; the journey's verdict is already recorded
+        return None
+    dest = bundle / "journeys" / journey / END_STATE
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(shot["path"], dest)
+    return dest
+
+
+def visual_diffs(bundle: Path, baseline: Path, journeys: list[str]) -> list[dict[str, Any]]:
+    """Each journey's end state against the baseline bundle's, for ``legible proof --baseline``.
+
+    Args:
+        bundle: this run's bundle (with ``journeys/<name>/end-state.png``).
+        baseline: the baseline run's bundle directory.
+        journeys: the journey names to compare.
+
+    Returns:
+        ``[{"journey", "changed_fraction" (0..1) or None, "diff" (bundle-relative path) or None, "note"}]``:
+        ``note`` says why there is no figure (no end state in one of the runs, a different size).
+
+    """
+    out: list[dict[str, Any]] = []
+    for name in journeys:
+        cur, ref = bundle / "journeys" / name / END_STATE, baseline / "journeys" / name / END_STATE
+        row: dict[str, Any] = {"journey": name, "changed_fraction": None, "diff": None, "note": ""}
+        if not cur.is_file() or not ref.is_file():
+            row["note"] = "no end-state screenshot in " + ("this run" if not cur.is_file() else "the baseline")
+        else:
+            try:
+                d = image_diff(ref, cur, bundle / "journeys" / name / "end-state-diff.png")
+            except (UsageError, PrerequisiteMissing) as e:
+                row["note"] = e.message
+            else:
+                row["changed_fraction"] = round(d.fraction, 6)
+                row["diff"] = str(d.diff_path.relative_to(bundle))
+        out.append(row)
+    return out
+
+
+def render_visual(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines for the proof summary: one row per journey, the changed fraction and the diff image."""
+    if not rows:
+        return []
+    lines = ["### End state vs baseline", "", "| journey | pixels changed | diff |", "|---|---|---|"]
+    for r in rows:
+        frac = "-" if r["changed_fraction"] is None else f"{r['changed_fraction']:.2%}"
+        diff = f"![{r['journey']} diff]({r['diff']})" if r["diff"] else r["note"]
+        lines.append(f"| {r['journey']} | {frac} | {diff} |")
+    return [*lines, ""]
