@@ -106,7 +106,10 @@ def _procfile(root: Path) -> Guess | None:
     if not m:
         return None
     command = m.group(1).strip().replace("0.0.0.0", "127.0.0.1")  # noqa: S104 - rewritten to loopback
-    return Guess(command, "Procfile (web)", instrument=bool(re.match(r"(python|gunicorn|uvicorn|flask)\b", command)))
+    python = bool(re.match(r"(python|gunicorn|uvicorn|flask|django-admin)\b", command))
+    # a Procfile line is run by a shell (foreman, honcho, Heroku): keep that when it uses shell syntax
+    shell = re.search(r"&&|\|\||[;|<>`]|\$\{|\$\(", command) is not None
+    return Guess(command, "Procfile (web)", shell=shell, instrument=python)
 
 
 def _node(root: Path) -> Guess | None:
@@ -278,9 +281,7 @@ def write_config(start: Path, *, force: bool = False, keep: bool = False) -> dic
         env = "env = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in g.env.items()) + " }"
     text = TEMPLATE.format(
         command=json.dumps(g.command),
-        shell="shell = true              # the placeholder runs in a shell: edit the command above\n"
-        if g.shell
-        else "",
+        shell="shell = true              # the command runs with /bin/sh -c\n" if g.shell else "",
         env=env,
         ready_timeout=g.ready_timeout,
         guessed_from=g.source,

@@ -109,6 +109,14 @@ def test_guesses_the_command_of_each_stack(
     assert "0.0.0.0" not in (root / "legible.toml").read_text()
 
 
+def test_procfile_with_shell_syntax_runs_in_a_shell(tmp_path: Path) -> None:
+    root = repo(tmp_path, {"Procfile": "web: bin/migrate && exec gunicorn app:app -b 0.0.0.0:${PORT:-5000}\n"})
+    init(root)
+    app = tomllib.loads((root / "legible.toml").read_text())["app"]
+    assert app["command"] == "bin/migrate && exec gunicorn app:app -b 127.0.0.1:${PORT:-5000}"
+    assert app["shell"] is True
+
+
 def test_node_with_auto_instrumentations_gets_node_options(tmp_path: Path) -> None:
     pkg = {
         "scripts": {"start": "node server.js"},
