@@ -262,7 +262,8 @@ def write_config(start: Path, *, force: bool = False, keep: bool = False) -> dic
     orchestrator's ``after_create`` hook can run ``legible init --keep`` on every worktree.
 
     Returns:
-        ``legible.init/v1``: ``{"schema", "path", "written", "command", "guessed_from"}``.
+        ``legible.init/v1``: ``{"schema", "path", "written", "command", "guessed_from"}``, and when written
+        ``"instrument"`` (bool) and ``"env"`` (the extra variables, e.g. Node's ``NODE_OPTIONS``).
 
     Raises:
         UsageError: the file exists and neither ``force`` nor ``keep`` is set.
