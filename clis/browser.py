@@ -6,6 +6,7 @@ prints a few lines and paths (never image data).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import typer
@@ -147,6 +148,79 @@ def record(
 ) -> None:
     """Start a recording, show a chapter card, or stop and encode the recording."""
     _send(f"record.{action}", {"title": title}, 180, as_json)
+
+
+#: Lines of a snapshot diff printed before the cut line.
+DIFF_LINES = 30
+
+
+@app.command(
+    "diff",
+    help="What changed since the previous snapshot (changed/added/removed lines); with --screenshot REF, "
+    "also the pixels against a reference image (a diff image and the changed fraction).",
+)
+def diff(
+    screenshot: Path | None = typer.Option(
+        None, "--screenshot", metavar="REF", help="a reference image (PNG or JPEG) of the same viewport"
+    ),
+    limit: int = typer.Option(DIFF_LINES, "--limit", "-n", help="diff lines shown (default 30)"),
+    as_json: bool = JSON,
+) -> None:
+    """Compare the page's snapshot with the previous one, and a screenshot with a reference image."""
+    from legible.browser.client import call
+    from legible.browser.diff import image_diff, previous_snapshot, snapshot_diff
+    from legible.worktree import find_worktree
+
+    state_dir = find_worktree(None).state_dir
+    snap = call(state_dir, "snapshot", {}, timeout=30)
+    current = Path(snap["path"])
+    before = previous_snapshot(current.parent, current)
+    changes = snapshot_diff(before.read_text(), snap["text"]) if before else None
+    pixels = None
+    if screenshot is not None:
+        shot = call(state_dir, "screenshot", {"png": True}, timeout=30)
+        out = state_dir / "browser" / "diffs" / f"{Path(shot['path']).stem}-diff.png"
+        pixels = image_diff(screenshot, Path(shot["path"]), out)
+    page = f"{snap.get('title') or '(no title)'} · {snap.get('url', '')}"
+    if as_json:
+        emit_json(
+            {
+                "schema": "legible.browser-diff/v1",
+                "url": snap.get("url"),
+                "snapshot": str(current),
+                "previous": str(before) if before else None,
+                "lines": changes.to_json() if changes else None,
+                "screenshot": None
+                if pixels is None
+                else {
+                    "reference": str(screenshot),
+                    "diff_image": str(pixels.diff_path),
+                    "changed_pixels": pixels.changed,
+                    "total_pixels": pixels.total,
+                    "changed_fraction": round(pixels.fraction, 6),
+                },
+            }
+        )
+        return
+    lines: list[str] = []
+    if changes is None:
+        lines.append(f"first snapshot ({current.name}): nothing to compare yet; the next diff compares with it")
+    else:
+        assert before is not None
+        c, a, r = len(changes.changed), len(changes.added), len(changes.removed)
+        lines.append(f"snapshot vs previous ({before.name}): {c} changed, {a} added, {r} removed lines")
+        body = [f"~ {b}  ->  {x}" for b, x in changes.changed]
+        body += [f"+ {x}" for x in changes.added] + [f"- {x}" for x in changes.removed]
+        lines += body[:limit]
+        if len(body) > limit:
+            lines.append(f"... {len(body) - limit} more: --limit {len(body)}, or --json")
+    if pixels is not None:
+        lines.append(
+            f"screenshot vs {screenshot}: {pixels.fraction:.2%} of pixels changed "
+            f"({pixels.changed} of {pixels.total}); diff image: {pixels.diff_path}"
+        )
+    lines.append(f"page: {page}")
+    print_lines(lines)
 
 
 def register(main_app: typer.Typer) -> None:

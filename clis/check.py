@@ -23,6 +23,13 @@ def check(
     logs: list[str] = typer.Option([], "--logs", help="Ad hoc: 'level=error[,max_count=0][,pattern=RE][,since=15m]'."),
     journey: list[str] = typer.Option([], "--journey", help="Ad hoc: a journey name, or 'name=J,max=10s'."),
     browser: list[str] = typer.Option([], "--browser", help="Ad hoc: 'pages=/|/order[,console_errors=0]'."),
+    from_: Path = typer.Option(
+        None,
+        "--from",
+        metavar="BUNDLE_DIR",
+        help="Read logs and spans from a proof bundle (windows end at its run's end); "
+        "startup and promql checks then cannot be measured.",
+    ),
     out: Path = typer.Option(None, "--out", help="Write the JSON document to this file; print only the summary line."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document (schema legible.check/v1)."),
 ) -> None:
@@ -42,7 +49,15 @@ def check(
         ):
             for i, value in enumerate(values, 1):
                 adhoc.append((f"{kind}-{i}", parse_adhoc(kind, value)))
-        return run_checks(context_for(), names or None, adhoc)
+        if from_ is None:
+            return run_checks(context_for(), names or None, adhoc)
+        from legible.bundle import bundle_end_ns, bundle_store
+
+        ctx = context_for(browser=False)
+        ctx.state, ctx._store = None, bundle_store(from_)  # the bundle, never the live stack
+        end = bundle_end_ns(from_)
+        ctx.now_ns = lambda: end
+        return run_checks(ctx, names or None, adhoc)
 
     doc = run(go, out)
     write_out(out, doc)

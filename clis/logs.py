@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import typer
 
@@ -25,11 +26,11 @@ examples:
 
 
 def logs(
-    since: str = typer.Option(
-        "15m",
+    since: str | None = typer.Option(
+        None,
         "--since",
         show_default=False,
-        help="window start: 5m, 2h, 14:03, ISO 8601, or 'all' (default 15m)",
+        help="window start: 5m, 2h, 14:03, ISO 8601, or 'all' (default 15m; with --from, all)",
     ),
     until: str | None = typer.Option(None, "--until", help="window end, same forms (default: now)"),
     service: list[str] = typer.Option([], "--service", "-s", help="only these services (repeatable, or a,b)"),
@@ -56,16 +57,22 @@ def logs(
     sql: str | None = typer.Option(
         None, "--sql", help="run one read-only SELECT over the store's tables (docs/store.md)"
     ),
+    from_: Path | None = typer.Option(
+        None, "--from", metavar="BUNDLE_DIR", help="answer from a proof bundle's logs (.legible/proof/<run-id>)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="one JSON document (schema legible.logs/v1)"),
 ) -> None:
     """Show this worktree's logs as groups of similar lines, raw lines, a follow, or the rows of one SELECT."""
     from legible.queries import logs as q
+    from legible.queries._source import bundle_or_worktree
 
+    opener = bundle_or_worktree(from_)
+    since = since or ("all" if from_ else "15m")
     flt = q.make_filter(since, until, service, level, grep, regex, attr, trace_id)
     if follow:
-        _print_follow(q.follow_lines(flt, fields=fields, limit=limit))
+        _print_follow(q.follow_lines(flt, fields=fields, limit=limit, opener=opener))
         return
-    view = q.logs_view(flt, raw=raw, fields=fields, limit=limit, sql=sql)
+    view = q.logs_view(flt, raw=raw, fields=fields, limit=limit, sql=sql, opener=opener)
     emit_json(view.doc) if as_json else print_lines(view.lines)
 
 

@@ -37,6 +37,8 @@ COMMAND_MODULES = [
     "journey",
     "proof",
     "skills",
+    "mcp",
+    "hook",
 ]
 
 

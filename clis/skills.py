@@ -21,12 +21,24 @@ def list_skills(as_json: bool = typer.Option(False, "--json", help="Print one JS
 
 
 @skills_app.command("install")
-def install(as_json: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
+def install(
+    mcp: bool = typer.Option(False, "--mcp", help="Also add the legible MCP server to .mcp.json (Claude Code)."),
+    hooks: bool = typer.Option(False, "--hooks", help="Also add a Stop hook running the checks (Claude Code, Codex)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
     """Copy the skills into .claude/skills, .codex/skills and .agents/skills, and point AGENTS.md at them."""
     from legible.agents import TARGETS
     from legible.agents import install as do_install
 
     res = do_install()
+    if mcp:
+        from legible.agents import install_mcp
+
+        res["mcp"] = install_mcp()
+    if hooks:
+        from legible.hooks import install_hooks
+
+        res["hooks"] = install_hooks()
     if as_json:
         emit_json(res)
         return
@@ -34,6 +46,14 @@ def install(as_json: bool = typer.Option(False, "--json", help="Print one JSON d
         f"installed {len(res['skills'])} skills ({', '.join(res['skills'])}) into {', '.join(TARGETS)}; "
         f"pointer in {res['agents_md']}"
     )
+    if mcp:
+        m = res["mcp"]
+        print(f"mcp: server `legible` in {m['path']} (Claude Code); for Codex run: {m['codex_command']}")
+        print("  or add to ~/.codex/config.toml:")
+        print("\n".join("    " + line for line in m["codex_toml"].splitlines()))
+    if hooks:
+        h = res["hooks"]
+        print(f"hooks: Stop hook `{h['command']}` in {', '.join(h['paths'])} (Claude Code, Codex)")
 
 
 def register(app: typer.Typer) -> None:

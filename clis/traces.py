@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from ._output import emit_json, print_lines
@@ -22,8 +24,11 @@ TRACES_EPILOG = (
 
 
 def traces(
-    since: str = typer.Option(
-        "1h", "--since", show_default=False, help="window start: 5m, 2h, 14:03, ISO 8601, or 'all' (default 1h)"
+    since: str | None = typer.Option(
+        None,
+        "--since",
+        show_default=False,
+        help="window start: 5m, 2h, 14:03, ISO 8601, or 'all' (default 1h; with --from, all)",
     ),
     until: str | None = typer.Option(None, "--until", help="window end, same forms (default: now)"),
     slowest: int | None = typer.Option(None, "--slowest", metavar="N", help="the N longest traces, longest first"),
@@ -37,13 +42,19 @@ def traces(
     sql: str | None = typer.Option(
         None, "--sql", help="run one read-only SELECT over the store's tables (docs/store.md)"
     ),
+    from_: Path | None = typer.Option(
+        None, "--from", metavar="BUNDLE_DIR", help="answer from a proof bundle's spans (.legible/proof/<run-id>)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="one JSON document (schema legible.traces/v1)"),
 ) -> None:
     """List the worktree's recent traces, or the slowest ones, or the rows of one SELECT over the spans."""
     from legible.queries import traces as q
+    from legible.queries._source import bundle_or_worktree
 
+    store = bundle_or_worktree(from_)()
+    since = since or ("all" if from_ else "1h")
     flt = q.make_trace_filter(since, until, service, name, min_duration, errors)
-    view = q.traces_view(flt, slowest=slowest, limit=limit, sql=sql)
+    view = q.traces_view(flt, slowest=slowest, limit=limit, sql=sql, store=store)
     emit_json(view.doc) if as_json else print_lines(view.lines)
 
 
@@ -52,12 +63,16 @@ def trace(
         ..., metavar="ID", help="trace id, or a unique prefix of at least 6 hex digits", show_default=False
     ),
     limit: int | None = typer.Option(None, "--limit", "-n", help="lines of tree shown (default 40)"),
+    from_: Path | None = typer.Option(
+        None, "--from", metavar="BUNDLE_DIR", help="answer from a proof bundle's spans (.legible/proof/<run-id>)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="the full tree as one JSON document (legible.trace/v1)"),
 ) -> None:
     """Show one trace as an indented tree of spans with their exceptions and log lines."""
+    from legible.queries._source import bundle_or_worktree
     from legible.queries.traces import trace_view
 
-    view = trace_view(trace_id, limit=limit)
+    view = trace_view(trace_id, limit=limit, store=bundle_or_worktree(from_)())
     emit_json(view.doc) if as_json else print_lines(view.lines)
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Final
 from legible.worktree import find_worktree
 
 if TYPE_CHECKING:
-    from legible.contract import SkillsInstallDoc
+    from legible.contract import SkillsInstallDoc, SkillsMcpDoc
 
 SKILLS_SCHEMA: Final = "legible.skills-install/v1"
 TARGETS = (".claude/skills", ".codex/skills", ".agents/skills")
@@ -86,3 +86,46 @@ def install(start: Path | None = None) -> SkillsInstallDoc:
         text = (text.rstrip() + "\n\n" if text.strip() else "") + section + "\n"
     agents.write_text(text)
     return {"schema": SKILLS_SCHEMA, "skills": names, "written": written, "agents_md": str(agents)}
+
+
+#: The server entry ``legible skills install --mcp`` writes into ``.mcp.json`` (Claude Code's project scope,
+#: https://docs.anthropic.com/en/docs/claude-code/mcp: ``{"mcpServers": {name: {"type", "command", "args",
+#: "env"}}}``). Claude Code starts it in the project directory, so it finds this worktree's stack.
+MCP_SERVER = {"type": "stdio", "command": "legible", "args": ["mcp"], "env": {}}
+#: What Codex needs for the same server (https://developers.openai.com/codex/mcp): the command, or the
+#: ``~/.codex/config.toml`` table it writes.
+CODEX_MCP_COMMAND = "codex mcp add legible -- legible mcp"
+CODEX_MCP_TOML = '[mcp_servers.legible]\ncommand = "legible"\nargs = ["mcp"]'
+
+
+def install_mcp(start: Path | None = None) -> SkillsMcpDoc:
+    """Add the ``legible`` MCP server to the worktree's ``.mcp.json``, keeping every other server.
+
+    Returns:
+        ``legible.skills-mcp/v1``: ``{"schema", "path", "server", "codex_command", "codex_toml"}``.
+
+    Raises:
+        UsageError: ``.mcp.json`` exists but is not a JSON object.
+
+    """
+    import json
+
+    from legible._errors import UsageError
+
+    wt = find_worktree(start)
+    path = wt.root / ".mcp.json"
+    try:
+        config = json.loads(path.read_text()) if path.exists() else {}
+    except ValueError as e:
+        raise UsageError(f"{path} is not valid JSON: {e}", hint="fix or remove it, then rerun") from None
+    if not isinstance(config, dict) or not isinstance(config.setdefault("mcpServers", {}), dict):
+        raise UsageError(f"{path}: expected an object with an mcpServers object", hint="fix or remove it")
+    config["mcpServers"]["legible"] = MCP_SERVER
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    return {
+        "schema": "legible.skills-mcp/v1",
+        "path": str(path),
+        "server": MCP_SERVER,
+        "codex_command": CODEX_MCP_COMMAND,
+        "codex_toml": CODEX_MCP_TOML,
+    }

@@ -96,6 +96,8 @@ class CheckContext:
         run_journey: runs a journey by name and returns ``{"passed", "duration_ms", "failed_step", "trace_id",
             "error"}``; ``None`` when the browser is not available.
         check_pages: opens pages and returns ``{"console_errors": [...], "failed_requests": [...]}``, or ``None``.
+        now_ns: the clock the ``since`` windows end at (nanoseconds since the epoch); a proof bundle's end
+            time for ``legible check --from``.
     """
 
     worktree: Worktree
@@ -103,6 +105,7 @@ class CheckContext:
     state: StackState | None
     run_journey: Callable[[str], dict[str, Any]] | None = None
     check_pages: Callable[[list[str]], dict[str, Any]] | None = None
+    now_ns: Callable[[], int] = time.time_ns
     _store: Any = None
     _flushed: bool = False
 
@@ -206,7 +209,7 @@ def check_span(name: str, spec: SpanCheck, ctx: CheckContext) -> CheckResult:
         scope.append(f"journey {spec.journey}")
     else:
         where.append("start_ns >= ?")
-        params.append(time.time_ns() - int(duration_ms(spec.since) * 1e6))
+        params.append(ctx.now_ns() - int(duration_ms(spec.since) * 1e6))
         scope.append(f"last {spec.since}")
     if spec.name:
         where.append("name = ?")
@@ -299,7 +302,7 @@ def check_logs(name: str, spec: LogsCheck, ctx: CheckContext) -> CheckResult:
         except re.error as exc:
             raise UsageError(f"check {name}: pattern is not a valid regex: {exc}") from exc
     levels = list(LEVELS[LEVELS.index(spec.level) :])
-    since_ns = time.time_ns() - int(duration_ms(spec.since) * 1e6)
+    since_ns = ctx.now_ns() - int(duration_ms(spec.since) * 1e6)
     where = ["time_ns >= ?", f"level IN ({', '.join('?' for _ in levels)})"]
     params: list[Any] = [since_ns, *levels]
     if spec.pattern:

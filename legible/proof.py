@@ -39,6 +39,7 @@ from legible.redact import Redactor, secret_values
 
 if TYPE_CHECKING:
     from legible.contract import (
+        BaselineDoc,
         CheckDoc,
         ErrorGroupDoc,
         FigureChange,
@@ -344,6 +345,9 @@ def run_proof(
 
         for name in cfg.journeys:
             journeys[name] = _run_for_proof(run_journey, journey_outcome, name, record, wt.root)
+            from legible.browser.diff import capture_end_state  # the end state, for a later run's --baseline
+
+            capture_end_state(wt.state_dir, out, name)
     skipped = [] if has_browser or not cfg.journeys else sorted(cfg.journeys)
     lap("journeys")
 
@@ -381,6 +385,7 @@ def run_proof(
     lap("charts")
     slowest, error_groups = red.doc(_store_evidence(ctx, window_start))
     checks = red.doc(checks)
+    signals = _write_signals(ctx, out, window_start, red.text)
 
     media = _collect_media(journeys, out, red)
     passed = checks["passed"] and all(j.get("passed") for j in journeys.values())
@@ -406,16 +411,24 @@ def run_proof(
         "slowest_spans": slowest,
         "error_groups": error_groups,
         "baseline": None,
+        "signals": signals,
         "timings_ms": timings,
         "files": [],
     }
     if base_manifest is not None:
-        manifest["baseline"] = {
+        base_doc: BaselineDoc = {
             "run_id": base_manifest.get("run_id"),
             "branch": base_manifest.get("branch"),
             "commit": base_manifest.get("commit"),
             "figures": compare(manifest, base_manifest),
         }
+        if journeys:
+            from legible.browser.diff import visual_diffs
+
+            assert baseline is not None
+            base_dir = find_baseline(wt.root, baseline).parent
+            base_doc["visual"] = visual_diffs(out, base_dir, list(journeys))
+        manifest["baseline"] = base_doc
     manifest = red.doc(manifest)  # every string of it, before anything is rendered from it
     spark = {k: _spark([v for _, v in pts]) for k, pts in series.items()}
     (out / "checks.json").write_text(json.dumps(checks, indent=1))
@@ -503,6 +516,20 @@ def _collect_media(journeys: dict[str, dict[str, Any]], out: Path, red: Redactor
             shutil.copy2(src, target)
             copied.append(target)
     return copied
+
+
+def _write_signals(ctx: Any, out: Path, since_s: float, redact: Callable[[str], str]) -> dict[str, Any] | None:
+    """The run window's logs and spans as Parquet in ``out/signals`` (:mod:`legible.bundle`), redacted.
+
+    Returns what :func:`legible.bundle.write_signals` returns, or ``{"error": message}`` when the store
+    could not be read (the bundle then says so instead of silently lacking the files).
+    """
+    from legible.bundle import SIGNALS_DIR, write_signals
+
+    try:
+        return write_signals(ctx.store(), out / SIGNALS_DIR, int(since_s * 1e9), redact)
+    except Exception as exc:  # noqa: BLE001 - the bundle records the failure; checks carry the verdict
+        return {"error": " ".join(str(exc).split())[:300]}
 
 
 def _store_evidence(ctx: Any, since_s: float) -> tuple[list[SlowSpan], list[ErrorGroupDoc]]:
@@ -602,6 +629,10 @@ def render_summary(manifest: Mapping[str, Any], spark: dict[str, str], *, charts
             )
         lines.append(f"\nBaseline: run `{base['run_id']}` of `{base['branch']}` @ `{(base['commit'] or '')[:10]}`.")
     lines.append("")
+    if base and base.get("visual"):
+        from legible.browser.diff import render_visual
+
+        lines += render_visual(base["visual"])
     if manifest["slowest_spans"]:
         lines += ["### Slowest spans", "", "| duration | service | span | status | trace |", "|---|---|---|---|---|"]
         for s in manifest["slowest_spans"]:

@@ -19,11 +19,12 @@ def test_init_guesses_a_flask_app_and_writes_a_valid_commented_config(tmp_path: 
     (root / "legible.toml").unlink()
     code, doc = cli_json(root, "init")
     assert code == 0 and doc["schema"] == "legible.init/v1"
-    assert doc["command"] == "python app.py" and doc["guessed_from"] == "app.py"
+    assert doc["command"] == "flask --app app:app run --host 127.0.0.1 --port $PORT --no-reload"
+    assert doc["guessed_from"] == "app.py (Flask)"
     text = (root / "legible.toml").read_text()
     assert text.count("\n#") >= 5  # commented for a newcomer
     assert tomllib.loads(text)["app"]["metrics_path"] == "/metrics"
-    assert load_config(root).app.command == "python app.py"
+    assert load_config(root).app.command == doc["command"]
     res = cli(root, "init")
     assert res.returncode == 2 and "already exists" in res.stderr and "--force" in res.stderr
 
@@ -32,7 +33,7 @@ def test_init_reads_package_json_scripts(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "r", "", {"package.json": json.dumps({"scripts": {"dev": "vite"}})})
     (root / "legible.toml").unlink()
     code, doc = cli_json(root, "init")
-    assert doc["command"] == "npm run dev -- --port $PORT"
+    assert doc["command"] == "npm run dev -- --port $PORT --strictPort --host 127.0.0.1"
 
 
 def test_doctor_reports_versions_and_exit_3_with_install_command_when_vm_missing(tmp_path: Path) -> None:

@@ -137,7 +137,7 @@ def test_baseline_puts_each_figure_beside_the_earlier_run(proofs) -> None:
 FAKE_GH = r"""#!/usr/bin/env python3
 # A stand-in for GitHub's `gh` CLI: GitHub cannot be reached from here, so this fake keeps PR comments
 # in a JSON file and answers the few calls legible makes (auth status, repo view, pr view, api).
-import json, os, sys
+import json, os, subprocess, sys
 db = os.environ["FAKE_GH_DB"]
 state = json.load(open(db)) if os.path.exists(db) else {"comments": [], "next": 100}
 args = sys.argv[1:]
@@ -149,7 +149,8 @@ elif args[:2] == ["repo", "view"]:
 elif args[:2] == ["pr", "view"]:
     out = "7"
 elif args[0] == "api":
-    rest = [a for a in args[1:] if a != "--paginate"]
+    jq = args[args.index("--jq") + 1] if "--jq" in args else None
+    rest = [a for a in args[1:] if a not in ("--paginate", "--jq", jq)]
     body = next((a.split("=@", 1)[1] for a in rest if a.startswith("body=@")), None)
     if rest[:2] == ["-X", "PATCH"]:
         cid = int(rest[2].rsplit("/", 1)[1])
@@ -164,6 +165,8 @@ elif args[0] == "api":
         out = json.dumps(c)
     else:
         out = json.dumps([{"id": 1, "body": "LGTM"}] + state["comments"])
+        if jq:  # gh applies --jq like `jq -r`; the real jq does it here
+            out = subprocess.run(["jq", "-r", jq], input=out, capture_output=True, text=True, check=True).stdout.strip()
 json.dump(state, open(db, "w"))
 print(out)
 """

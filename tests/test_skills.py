@@ -24,7 +24,14 @@ SKILLS = bundled()
 
 
 def test_there_are_skills_for_each_area() -> None:
-    assert {p.parent.name for p in SKILLS} == {"legible-stack", "legible-debug", "legible-browser", "legible-proof"}
+    assert {p.parent.name for p in SKILLS} == {
+        "legible-stack",
+        "legible-debug",
+        "legible-browser",
+        "legible-proof",
+        "launch-app",  # the two steps a Symphony WORKFLOW.md names (docs/orchestrators.md)
+        "github-pr-media",
+    }
 
 
 @pytest.mark.parametrize("path", SKILLS, ids=lambda p: p.parent.name)

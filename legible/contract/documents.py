@@ -285,6 +285,8 @@ class InitDoc(TypedDict):
     written: bool
     command: str
     guessed_from: str
+    instrument: NotRequired[bool]
+    env: NotRequired[dict[str, str]]
 
 
 class DoctorComponent(TypedDict):
@@ -694,6 +696,15 @@ class FigureChange(TypedDict):
     change_pct: float | None
 
 
+class VisualDiffDoc(TypedDict):
+    """A journey's end-state screenshot against the baseline run's (``changed_fraction`` 0..1)."""
+
+    journey: str
+    changed_fraction: Annotated[float, Json(minimum=0, maximum=1)] | None
+    diff: str | None
+    note: str
+
+
 class BaselineDoc(TypedDict):
     """The earlier run a proof compares with."""
 
@@ -701,6 +712,7 @@ class BaselineDoc(TypedDict):
     branch: str | None
     commit: str | None
     figures: list[FigureChange]
+    visual: NotRequired[list[VisualDiffDoc]]
 
 
 class BundleFile(TypedDict):
@@ -716,8 +728,9 @@ class PostedDoc(TypedDict):
 
     pr: int
     repo: str
-    comment_id: int
-    action: Annotated[str, Enum("created", "updated")]
+    comment_id: int | None
+    action: Annotated[str, Enum("created", "updated", "replaced")]
+    attached: list[str]
 
 
 class ProofDoc(TypedDict):
@@ -746,6 +759,7 @@ class ProofDoc(TypedDict):
     slowest_spans: Annotated[list[SlowSpan], Json(maxItems=5)]
     error_groups: Annotated[list[ErrorGroupDoc], Json(maxItems=5)]
     baseline: BaselineDoc | None
+    signals: dict[str, Any] | None
     timings_ms: dict[str, Ms]
     files: list[BundleFile]
     dir: NotRequired[str]
@@ -930,6 +944,26 @@ class SkillsListDoc(TypedDict):
     skills: list[SkillInfo]
 
 
+class SkillsMcpDoc(TypedDict):
+    """``legible skills install --mcp``: the MCP server entry written to ``.mcp.json`` and the Codex equivalent."""
+
+    schema: Literal["legible.skills-mcp/v1"]
+    path: str
+    server: dict[str, Any]
+    codex_command: str
+    codex_toml: str
+
+
+class SkillsHooksDoc(TypedDict):
+    """``legible skills install --hooks``: the Stop hook merged into Claude Code's and Codex's settings."""
+
+    schema: Literal["legible.skills-hooks/v1"]
+    path: str
+    paths: list[str]
+    command: str
+    added: bool
+
+
 class SkillsInstallDoc(TypedDict):
     """``legible skills install --json`` (``legible.skills-install/v1``): the skills and files written."""
 
@@ -937,6 +971,44 @@ class SkillsInstallDoc(TypedDict):
     skills: list[str]
     written: list[str]
     agents_md: str
+    mcp: NotRequired[SkillsMcpDoc]
+    hooks: NotRequired[SkillsHooksDoc]
+
+
+class ChangedLine(TypedDict):
+    """A snapshot line before and after."""
+
+    before: str
+    after: str
+
+
+class SnapshotDiffDoc(TypedDict):
+    """Changed, added and removed lines of two snapshots, refs ignored."""
+
+    changed: list[ChangedLine]
+    added: list[str]
+    removed: list[str]
+
+
+class PixelDiffDoc(TypedDict):
+    """A screenshot against a reference image (pixelmatch): the diff image and the changed fraction (0..1)."""
+
+    reference: str
+    diff_image: str
+    changed_pixels: Count
+    total_pixels: Count
+    changed_fraction: Annotated[float, Json(minimum=0, maximum=1)]
+
+
+class BrowserDiffDoc(TypedDict):
+    """``legible browser diff --json`` (``legible.browser-diff/v1``); ``lines`` is ``None`` on the first snapshot."""
+
+    schema: Literal["legible.browser-diff/v1"]
+    url: str | None
+    snapshot: str
+    previous: str | None
+    lines: SnapshotDiffDoc | None
+    screenshot: PixelDiffDoc | None
 
 
 class ErrorDoc(TypedDict):
@@ -1022,4 +1094,7 @@ SCHEMAS: dict[str, Any] = {
     "legible.skills-install/v1": SkillsInstallDoc,
     "legible.error/v1": ErrorDoc,
     "legible.collector-status/v1": CollectorStatusDoc,
+    "legible.skills-mcp/v1": SkillsMcpDoc,
+    "legible.skills-hooks/v1": SkillsHooksDoc,
+    "legible.browser-diff/v1": BrowserDiffDoc,
 }

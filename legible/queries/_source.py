@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STATUS_SCHEMA",
+    "bundle_or_worktree",
     "collector_status",
     "explain_missing",
     "flush_collector",
@@ -65,6 +66,24 @@ def store_opener(cwd: Path | None = None) -> Callable[[], Store]:
         return open_store(wt.state_dir, collector_url=url, worktree=wt.key)
 
     return opener
+
+
+def bundle_or_worktree(bundle: Path | None, cwd: Path | None = None) -> Callable[[], Store]:
+    """Return a store opener: a proof bundle's Parquet files when ``bundle`` is given, else the worktree's.
+
+    With ``bundle`` no worktree is needed (:func:`legible.bundle.bundle_store`); without it this is
+    :func:`store_opener` for the worktree containing ``cwd``.
+
+    Raises:
+        UsageError: ``bundle`` is not a queryable bundle, or (without it) ``cwd`` is not in a git worktree.
+
+    """
+    if bundle is None:
+        return store_opener(cwd)
+    from legible.bundle import bundle_store
+
+    store = bundle_store(bundle)
+    return lambda: store
 
 
 def worktree_store(cwd: Path | None = None) -> Store:
