@@ -36,6 +36,9 @@ if TYPE_CHECKING:  # the supervisor loads plans without paying for pydantic (abo
     from legible.config import LegibleConfig, ServiceConfig
 
 PLAN_SCHEMA = "legible.plan/v1"
+#: What ``legible up --watch`` watches for the app when ``[app] watch`` is unset (``.legible/``, ``.git/``,
+#: caches and virtualenvs are always ignored).
+WATCH_ALL = ("*",)
 
 
 def _env_name(name: str) -> str:
@@ -52,6 +55,7 @@ class PlanContext:
         ports: port by name: the slots of :data:`legible.lease.SLOTS` plus one per extra service.
         files: rendered files so far, by absolute path (filled by :meth:`render`).
         browser: run Chromium (``[stack] browser = true`` or ``legible up --browser``).
+        watch: ``legible up --watch``: the app restarts on changes to any file (when ``[app] watch`` is unset).
 
     """
 
@@ -60,6 +64,7 @@ class PlanContext:
     ports: dict[str, int]
     files: dict[str, str] = field(default_factory=dict)
     browser: bool = False
+    watch: bool = False
 
     @property
     def config_dir(self) -> Path:
@@ -302,13 +307,17 @@ def _user_service_plan(ctx: PlanContext, name: str, svc: ServiceConfig, infra: l
         log=str(ctx.worktree.logs_dir / f"{name}.log"),
         restart=svc.restart,
         max_restarts=svc.max_restarts,
+        watch=list(svc.watch) or (list(WATCH_ALL) if ctx.watch and name == "app" else []),
     )
 
 
-def build_plan(worktree: Worktree, config: LegibleConfig, lease: Lease, *, browser: bool = False) -> StackPlan:
+def build_plan(
+    worktree: Worktree, config: LegibleConfig, lease: Lease, *, browser: bool = False, watch: bool = False
+) -> StackPlan:
     """Compute the stack plan; no side effects.
 
     ``browser`` (or ``[stack] browser = true``) adds the browser service kinds, which start after the app.
+    ``watch`` makes the app restart on changes to any file when ``[app] watch`` is unset.
 
     Raises:
         ConfigError: a bad ``cwd`` or too many ported services.
@@ -316,7 +325,9 @@ def build_plan(worktree: Worktree, config: LegibleConfig, lease: Lease, *, brows
 
     """
     ports = assign_ports(config, lease)
-    ctx = PlanContext(worktree=worktree, config=config, ports=ports, browser=browser or config.stack.browser)
+    ctx = PlanContext(
+        worktree=worktree, config=config, ports=ports, browser=browser or config.stack.browser, watch=watch
+    )
     from legible.services import BUILTIN
 
     planned = [p for p in (kind.plan(ctx) for kind in BUILTIN) if p is not None]

@@ -72,12 +72,15 @@ def _failure(state: dict[str, Any], fallback: str) -> NotReady | PrerequisiteMis
     return NotReady(msg, hint=hint, log_tail=tail)
 
 
-def up(start: Path | None = None, *, wait: bool = True, timeout: float = 60.0, browser: bool = False) -> dict[str, Any]:
+def up(
+    start: Path | None = None, *, wait: bool = True, timeout: float = 60.0, browser: bool = False, watch: bool = False
+) -> dict[str, Any]:
     """Bring up the stack of the worktree containing ``start``; idempotent.
 
     With ``wait``, block until every service is ready (or ``timeout`` seconds pass). Without it, return as
     soon as the supervisor runs and the plan (ports, endpoints) is known. ``browser`` also starts Chromium
-    (as ``[stack] browser = true`` does); a running stack without it is reported, not changed.
+    (as ``[stack] browser = true`` does); a running stack without it is reported, not changed. ``watch``
+    restarts the app on file changes (as ``[app] watch`` does).
 
     Returns:
         ``legible.up/v1``: ``{"schema", "key", "worktree", "already_running", "status", "ready_ms",
@@ -116,7 +119,7 @@ def up(start: Path | None = None, *, wait: bool = True, timeout: float = 60.0, b
         from legible.plan import build_plan
 
         try:
-            plan = build_plan(wt, cfg, lease, browser=browser)
+            plan = build_plan(wt, cfg, lease, browser=browser, watch=watch)
             plan_path = plan.write(wt.state_dir)
             wt.state_file.unlink(missing_ok=True)
             _rotate_logs(wt)

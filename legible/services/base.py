@@ -51,6 +51,8 @@ class ServicePlan:
         restart: restart after a crash (with backoff).
         max_restarts: restart cap before the service is marked failed.
         stop_timeout: seconds between SIGTERM and SIGKILL.
+        watch: gitignore-style globs relative to the worktree root; a change to a matching file restarts
+            the service (``[app] watch``, ``legible up --watch``).
 
     """
 
@@ -67,6 +69,7 @@ class ServicePlan:
     restart: bool = True
     max_restarts: int = 5
     stop_timeout: float = 3.0
+    watch: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (see :meth:`from_dict`)."""
