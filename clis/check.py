@@ -22,6 +22,9 @@ def check(
     logs: list[str] = typer.Option([], "--logs", help="Ad hoc: 'level=error[,max_count=0][,pattern=RE][,since=15m]'."),
     journey: list[str] = typer.Option([], "--journey", help="Ad hoc: a journey name, or 'name=J,max=10s'."),
     browser: list[str] = typer.Option([], "--browser", help="Ad hoc: 'pages=/|/order[,console_errors=0]'."),
+    since: str | None = typer.Option(
+        None, "--since", help="Window of span and logs checks: deploy, deploy~1, deploy:7 (default: each check's)."
+    ),
     out: Path = typer.Option(None, "--out", help="Write the JSON document to this file; print only the summary line."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document (schema legible.check/v1)."),
 ) -> None:
@@ -40,10 +43,24 @@ def check(
         ):
             for i, value in enumerate(values, 1):
                 adhoc.append((f"{kind}-{i}", parse_adhoc(kind, value)))
-        return run_checks(context_for(), names or None, adhoc)
+        ctx = context_for()
+        if since:
+            from legible.deploys import resolve_window
+
+            w = resolve_window(ctx.worktree.state_dir, since)
+            ctx.window = (w.since_ns, w.until_ns, w.label)
+        doc = run_checks(ctx, names or None, adhoc)
+        from legible.deploys import record_checks
+
+        record_checks(ctx.worktree.state_dir, doc)
+        return doc
 
     doc = run(go, as_json, out)
     write_out(out, doc)
+    if not as_json and not out:
+        from ._deploy import stale_warning
+
+        stale_warning(as_json)
     if as_json:
         emit_json(doc)
     else:

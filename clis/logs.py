@@ -30,7 +30,7 @@ def logs(
         "15m",
         "--since",
         show_default=False,
-        help="window start: 5m, 2h, 14:03, ISO 8601, or 'all' (default 15m)",
+        help="window start: 5m, 2h, 14:03, ISO 8601, 'all', or a deploy: deploy, deploy~1, deploy:7 (default 15m)",
     ),
     until: str | None = typer.Option(None, "--until", help="window end, same forms (default: now)"),
     service: list[str] = typer.Option([], "--service", "-s", help="only these services (repeatable, or a,b)"),
@@ -72,8 +72,14 @@ def logs(
             res = run_sql(opener(), sql)
             emit_json(sql_json(res, "legible.sql/v1")) if as_json else print_lines(render_sql(res, n))
             return
+        from ._deploy import deploy_window, label, stale_warning
+
+        since, until, since_label, until_label = deploy_window(since, until)
         flt = q.make_filter(since, until, service, level, grep, regex, attr, trace_id)
+        label(flt, since_label, until_label)
         field_list = q.parse_fields(fields)
+        if not follow:
+            stale_warning(as_json)
         if follow:
             _follow(q, opener, flt, field_list, q.parse_limit(limit, 10))
             return

@@ -14,11 +14,13 @@ import typer
 #: Modules (relative to this package) whose ``register(app)`` adds commands, in ``--help`` order.
 COMMAND_MODULES = [
     "stack",
+    "restart",
     "doctor",
     "logs",
     "traces",
     "metrics",
     "check",
+    "diff",
     "browser",
     "journey",
     "proof",

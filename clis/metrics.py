@@ -26,7 +26,10 @@ def metrics(
     query: str = typer.Argument(..., metavar="PROMQL", help="a PromQL query, or 'list' to list metric names"),
     pattern: str | None = typer.Argument(None, metavar="PATTERN", help="with list: regex or substring of the names"),
     range_: str | None = typer.Option(
-        None, "--range", metavar="DURATION", help="range query over the last 10m, 1h, ..."
+        None,
+        "--range",
+        metavar="DURATION",
+        help="range query over the last 10m, 1h, ..., or a deploy: deploy, deploy~1",
     ),
     step: str | None = typer.Option(
         None, "--step", metavar="DURATION", help="range step (default: range / 60, at least 1s)"
@@ -52,14 +55,26 @@ def metrics(
             return
         if pattern is not None:
             raise UsageError(f"unexpected argument {pattern!r}", hint="quote the PromQL query as one argument")
-        range_s = parse_duration(range_, what="--range") if range_ else None
+        from legible.deploys import is_ref
+
+        end: float | None = None
+        if is_ref(range_):
+            from legible.deploys import resolve_window
+            from legible.worktree import find_worktree
+
+            assert range_ is not None
+            w = resolve_window(find_worktree().state_dir, range_, what="--range")
+            end = w.until_ns / 1e9 if w.until_ns is not None else None
+            range_s = w.seconds()
+        else:
+            range_s = parse_duration(range_, what="--range") if range_ else None
         step_s = parse_duration(step, what="--step") if step else None
         if step_s is not None and range_s is None:
             raise UsageError("--step needs --range", hint="e.g. --range 10m --step 15s")
         if range_s is not None and range_s <= 0 or step_s is not None and step_s <= 0:
             raise UsageError("--range and --step must be positive", hint="e.g. --range 10m --step 15s")
         n = parse_limit(limit, 20)
-        mres = q.query(metrics_url(), query, range_s, step_s)
+        mres = q.query(metrics_url(), query, range_s, step_s, now=end)
         emit_json(mres.to_json()) if as_json else print_lines(q.render_metrics(mres, n))
 
 

@@ -44,6 +44,9 @@ def up(
     wait: bool = typer.Option(False, "--wait", help="Block until every service is ready (exit 4 if not in time)."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for readiness with --wait."),
     browser: bool = typer.Option(False, "--browser", help="Also start a headless Chromium (CDP on loopback)."),
+    watch: bool = typer.Option(
+        False, "--watch", help="Restart the app when files change ([app] watch globs, else any file); each is a deploy."
+    ),
     out: Path = OUT,
     as_json: bool = JSON,
 ) -> None:
@@ -51,7 +54,7 @@ def up(
     from legible.stack import up as do_up
 
     t0 = time.monotonic()
-    res = run(lambda: do_up(wait=wait, timeout=timeout, browser=browser), as_json, out)
+    res = run(lambda: do_up(wait=wait, timeout=timeout, browser=browser, watch=watch), as_json, out)
     res["took_ms"] = round((time.monotonic() - t0) * 1000, 1)
     write_out(out, res)
     if as_json:
@@ -100,6 +103,7 @@ def status(as_json: bool = JSON) -> None:
     from legible.stack import status as do_status
 
     res = run(do_status, as_json)
+    _add_deploy(res)
     if as_json:
         emit_json(res)
         return
@@ -110,9 +114,23 @@ def status(as_json: bool = JSON) -> None:
     print(f"stack {res['key']}: {res['status']}{ready}")
     if res["error"]:
         print(f"error: {res['error']}")
+    from .restart import status_lines
+
+    for line in status_lines(res):
+        print(line)
     print(table(_service_rows(res["services"], res["endpoints"])))
     if not res["alive"]:
         print("not running: `legible up --wait` starts it; queries still read the kept data")
+
+
+def _add_deploy(res: dict[str, Any]) -> None:
+    """Add ``deploy`` (the current deploy record) and ``stale`` (see legible.deploys.stale_note) to ``res``."""
+    from legible.deploys import current, stale_note
+
+    state_dir = Path(res["worktree"]) / ".legible"
+    dep = current(state_dir)
+    res["deploy"] = {k: v for k, v in dep.items() if k != "files"} if dep else None
+    res["stale"] = stale_note(Path(res["worktree"]), state_dir, alive=bool(res.get("alive")))
 
 
 def ps(as_json: bool = JSON) -> None:

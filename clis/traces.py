@@ -24,7 +24,10 @@ TRACES_EPILOG = (
 
 def traces(
     since: str = typer.Option(
-        "1h", "--since", show_default=False, help="window start: 5m, 2h, 14:03, ISO 8601, or 'all' (default 1h)"
+        "1h",
+        "--since",
+        show_default=False,
+        help="window start: 5m, 2h, 14:03, ISO 8601, 'all', or deploy, deploy~1, deploy:7 (default 1h)",
     ),
     until: str | None = typer.Option(None, "--until", help="window end, same forms (default: now)"),
     slowest: int | None = typer.Option(None, "--slowest", metavar="N", help="the N longest traces, longest first"),
@@ -54,7 +57,12 @@ def traces(
             n = parse_limit(limit, 40)
             emit_json(sql_json(res, "legible.sql/v1")) if as_json else print_lines(render_sql(res, n))
             return
+        from ._deploy import deploy_window, label, stale_warning
+
+        since, until, since_label, until_label = deploy_window(since, until)
         flt = q.make_trace_filter(since, until, service, name, min_duration, errors)
+        label(flt, since_label, until_label)
+        stale_warning(as_json)
         if slowest is not None:
             n = parse_limit(slowest, 10)
         else:

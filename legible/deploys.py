@@ -363,3 +363,138 @@ def listing(start: Path | None = None, limit: int = 10) -> dict[str, Any]:
         "current": found[-1]["number"] if found else None,
         "deploys": shown,
     }
+
+
+# -- restart ------------------------------------------------------------------------------------------
+RESTART_SCHEMA = "legible.restart/v1"
+
+
+def restart(start: Path | None = None, services: list[str] | None = None, *, timeout: float = 60.0) -> dict[str, Any]:
+    """Restart the user services of the running stack (default: the app and its extra services) as a new deploy.
+
+    The stores, collector and browser keep running (same tab, cookies, port lease); the supervisor stops the
+    named services and their dependents, starts them in dependency order and waits for readiness.
+
+    Args:
+        start: a path inside the worktree (default: the current directory).
+        services: user service names; ``None`` or empty for all of them.
+        timeout: seconds to wait for the new deploy to be ready.
+
+    Returns:
+        ``legible.restart/v1``: ``{"schema", "key", "deploy": record (see the module docstring),
+        "ready_ms", "took_ms"}``; ``ready_ms`` is the app's (or slowest service's) spawn-to-ready time.
+
+    Raises:
+        NotRunning: no stack runs here.
+        UsageError: the supervisor refused (unknown or observability service, stack still starting).
+        NotReady: a service exited or was not ready in time (exit 4); the message names it and carries its
+            last log lines; the previous deploy's data stays queryable.
+
+    """
+    from legible._errors import NotReady
+    from legible.control import request_restart
+    from legible.stack import require_running
+    from legible.supervisor import log_tail
+    from legible.worktree import find_worktree
+
+    t0 = time.monotonic()
+    wt = find_worktree(start)
+    state = require_running(wt.root)
+    rec = request_restart(wt.state_dir, list(services or []), timeout=timeout)
+    took = round((time.monotonic() - t0) * 1000, 1)
+    if rec.get("status") != "ready":
+        name = str(rec.get("failed_service") or "app")
+        log = (state.get("services", {}).get(name) or {}).get("log") or str(wt.logs_dir / f"{name}.log")
+        raise NotReady(
+            f"deploy {rec.get('number')}: {rec.get('error') or name + ' did not start'}",
+            hint=f"the rest of the stack runs; fix it and run `legible restart` (log: {log})",
+            log_tail=log_tail(log),
+        )
+    return {
+        "schema": RESTART_SCHEMA,
+        "key": wt.key,
+        "deploy": rec,
+        "ready_ms": rec.get("ready_ms"),
+        "took_ms": took,
+    }
+
+
+def window_args(
+    since: str | None, until: str | None, state_dir: Path
+) -> tuple[str | None, str | None, str | None, str | None]:
+    """Turn ``--since deploy...`` into ISO bounds for the ordinary time parsers.
+
+    Returns:
+        ``(since, until, since_label, until_label)``: unchanged with ``None`` labels when ``since`` is not a
+        deploy reference; else the deploy window's bounds (``until`` is the next deploy's start, or the
+        caller's ``until`` for the current deploy) labelled ``deploy N`` and ``deploy N+1``.
+
+    Raises:
+        UsageError: an unknown deploy.
+
+    """
+    if not is_ref(since):
+        return since, until, None, None
+    assert since is not None
+    found = load(state_dir)
+    w = window(found, since)
+    lo, hi = iso_bounds(w)
+    if hi is None:
+        return lo, until, w.label, until
+    nxt = next((d for d in found if float(d["started_at"]) * 1e9 >= w.until_ns), None) if w.until_ns else None
+    return lo, hi, w.label, f"deploy {nxt['number']}" if nxt else hi
+
+
+# -- check verdicts per deploy (for legible diff) -----------------------------------------------------
+CHECKS_FILE = "checks.jsonl"
+#: ``checks.jsonl`` is cut to its newest half past this many lines.
+MAX_CHECK_LINES = 2000
+
+
+def record_checks(state_dir: Path, doc: dict[str, Any]) -> None:
+    """Append the verdicts of a ``legible check`` run to ``.legible/checks.jsonl`` (0600), tagged with the deploy.
+
+    One line: ``{"deploy": N | null, "time": unix s, "checks": {name: {"status", "summary"}}}``. Never raises
+    (the verdicts are already printed; a full disk must not turn a pass into an error).
+    """
+    dep = current(state_dir)
+    line = {
+        "deploy": dep["number"] if dep else None,
+        "time": round(time.time(), 3),
+        "checks": {c["name"]: {"status": c["status"], "summary": c["summary"]} for c in doc.get("checks", [])},
+    }
+    path = Path(state_dir) / CHECKS_FILE
+    try:
+        if not Path(state_dir).is_dir():
+            return
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, (json.dumps(line, sort_keys=True) + "\n").encode())
+        finally:
+            os.close(fd)
+        if path.stat().st_size > MAX_CHECK_LINES * 400:
+            lines = path.read_text().splitlines()
+            if len(lines) > MAX_CHECK_LINES:
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text("\n".join(lines[-MAX_CHECK_LINES // 2 :]) + "\n")
+                os.chmod(tmp, 0o600)
+                os.replace(tmp, path)
+    except OSError:
+        return
+
+
+def check_verdicts(state_dir: Path, number: int) -> dict[str, dict[str, Any]]:
+    """The last verdict of each check run during deploy ``number`` (``{name: {"status", "summary"}}``)."""
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        text = (Path(state_dir) / CHECKS_FILE).read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if rec.get("deploy") == number:
+            out.update(rec.get("checks") or {})
+    return out

@@ -269,7 +269,7 @@ class Supervisor:
             r.error = ""
             r.exit_code = None
             r.streak = 0
-            r.first_ready_ms = None  # the startup figure is the current deploy's
+            r.ready_ms = r.first_ready_ms = None  # the startup figure is the current deploy's
         rec = self.begin_deploy(ordered, trigger)
         self.step()
         return rec
