@@ -74,7 +74,8 @@ def logs(
             return
         from ._deploy import deploy_window, label, stale_warning
 
-        since, until, since_label, until_label = deploy_window(since, until)
+        win_since, until, since_label, until_label = deploy_window(since, until)
+        since = win_since or since
         flt = q.make_filter(since, until, service, level, grep, regex, attr, trace_id)
         label(flt, since_label, until_label)
         field_list = q.parse_fields(fields)

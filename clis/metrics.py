@@ -58,6 +58,7 @@ def metrics(
         from legible.deploys import is_ref
 
         end: float | None = None
+        range_s: float | None
         if is_ref(range_):
             from legible.deploys import resolve_window
             from legible.worktree import find_worktree

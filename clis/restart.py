@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from ._output import OUT_HELP, emit_json, fmt_ms, run, table, write_out
 
 
-def describe(rec: dict) -> str:
+def describe(rec: dict[str, Any]) -> str:
     """``commit abc1234, dirty`` for a deploy record."""
     commit = str(rec.get("commit") or "")[:7] or "no commit"
     return f"commit {commit}{', dirty' if rec.get('dirty') else ''}"
@@ -84,7 +85,7 @@ def _age(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h ago"
 
 
-def status_lines(res: dict) -> list[str]:
+def status_lines(res: dict[str, Any]) -> list[str]:
     """The deploy and stale-code lines ``legible status`` prints under the stack line."""
     dep = res.get("deploy")
     if not dep:

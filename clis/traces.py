@@ -59,7 +59,8 @@ def traces(
             return
         from ._deploy import deploy_window, label, stale_warning
 
-        since, until, since_label, until_label = deploy_window(since, until)
+        win_since, until, since_label, until_label = deploy_window(since, until)
+        since = win_since or since
         flt = q.make_trace_filter(since, until, service, name, min_duration, errors)
         label(flt, since_label, until_label)
         stale_warning(as_json)
