@@ -391,20 +391,22 @@ def restart(start: Path | None = None, services: list[str] | None = None, *, tim
             last log lines; the previous deploy's data stays queryable.
 
     """
-    from legible._errors import NotReady
+    from legible._errors import NotReady, NotRunning
     from legible.control import request_restart
-    from legible.stack import require_running
-    from legible.supervisor import log_tail
+    from legible.queries._source import read_endpoints
     from legible.worktree import find_worktree
 
     t0 = time.monotonic()
     wt = find_worktree(start)
-    state = require_running(wt.root)
+    if read_endpoints(wt) is None:  # the supervisor's liveness test without importing legible.stack (pydantic)
+        raise NotRunning(f"no stack is running for {wt.key}", hint="run `legible up --wait` first")
     rec = request_restart(wt.state_dir, list(services or []), timeout=timeout)
     took = round((time.monotonic() - t0) * 1000, 1)
     if rec.get("status") != "ready":
+        from legible.supervisor import log_tail
+
         name = str(rec.get("failed_service") or "app")
-        log = (state.get("services", {}).get(name) or {}).get("log") or str(wt.logs_dir / f"{name}.log")
+        log = str(wt.logs_dir / f"{name}.log")
         raise NotReady(
             f"deploy {rec.get('number')}: {rec.get('error') or name + ' did not start'}",
             hint=f"the rest of the stack runs; fix it and run `legible restart` (log: {log})",

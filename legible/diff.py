@@ -67,7 +67,7 @@ def _routes(store: Any, a: Any, b: Any, now_ns: int, threshold: float, min_count
     b_hi = b.until_ns if b.until_ns is not None else now_ns
     sql = """
 SELECT CASE WHEN start_ns >= ? AND start_ns < ? THEN 'after' ELSE 'before' END AS side, service, name,
-       count(*), quantile_cont(duration_ms, 0.5), quantile_cont(duration_ms, 0.95),
+       count(*), quantile_cont(duration_ms, [0.5, 0.95]),
        count(*) FILTER (WHERE status_code = 'error'), arg_max(trace_id, duration_ms)
 FROM spans
 WHERE ((start_ns >= ? AND start_ns < ?) OR (start_ns >= ? AND start_ns < ?))
@@ -76,7 +76,8 @@ GROUP BY ALL"""
     rows = store.query(sql, [b.since_ns, b_hi, a.since_ns, a_hi, b.since_ns, b_hi, BROWSER_SERVICE]).rows
     secs = {"before": a.seconds(now_ns), "after": b.seconds(now_ns)}
     table: dict[tuple[str, str], dict[str, Any]] = {}
-    for side, service, name, n, p50, p95, errs, tid in rows:
+    for side, service, name, n, qs, errs, tid in rows:
+        p50, p95 = qs
         row = table.setdefault((service, name), {"service": service, "name": name, "before": None, "after": None})
         row[side] = {
             "count": int(n),
@@ -269,15 +270,17 @@ def _ms(v: float | None) -> str:
     return fmt_ms(v)
 
 
+def _rate(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def _signed(p: float | None) -> str:
     return "" if p is None else f"{p:+.0f}%"
 
 
 def _describe(side: dict[str, Any]) -> str:
-    from legible.queries._fmt import fmt_duration_s
-
     commit = str(side.get("commit") or "")[:7] or "no commit"
-    return f"{side['label']} ({commit}{', dirty' if side['dirty'] else ''}; {fmt_duration_s(side['seconds'])})"
+    return f"{side['label']} ({commit}{', dirty' if side['dirty'] else ''})"
 
 
 def render(doc: dict[str, Any]) -> list[str]:
@@ -314,7 +317,12 @@ def render(doc: dict[str, Any]) -> list[str]:
     groups("gone error groups (not seen in this deploy)", "-", doc["errors"]["gone"])
     routes = doc["routes"]
     if routes:
-        lines.append(f"routes (requests/min, p50, p95 before -> after; ! beyond {doc['threshold_pct']:g}%):")
+        from legible.queries._fmt import fmt_duration_s
+
+        spans = f"{fmt_duration_s(doc['before']['seconds'])} -> {fmt_duration_s(doc['after']['seconds'])}"
+        lines.append(
+            f"routes over {spans} (requests/min, p50, p95 before -> after; ! beyond {doc['threshold_pct']:g}%):"
+        )
         for r in routes[:MAX_ROUTES]:
             b, a = r["before"], r["after"]
             mark = "!" if r["flagged"] else " "
@@ -324,7 +332,7 @@ def render(doc: dict[str, Any]) -> list[str]:
                 assert one is not None
                 lines.append(f"{head}  {r['note']}: n={one['count']} p50 {_ms(one['p50_ms'])} p95 {_ms(one['p95_ms'])}")
                 continue
-            rate = f"{b['rate_per_min']:.3g} -> {a['rate_per_min']:.3g}/min"
+            rate = f"{_rate(b['rate_per_min'])} -> {_rate(a['rate_per_min'])}/min"
             if r["change_p50_pct"] is None and r["change_p95_pct"] is None:
                 lines.append(f"{head}  {rate}  {r['note']}")
                 continue
