@@ -8,9 +8,9 @@ the previous one. Compared, in this order:
   traceback are one incident), each with a trace id to follow;
 * per route (server spans) and per root span of the app's services (the browser's journey spans are its
   consequences, not routes): request rate per minute (windows of unequal length are compared as rates),
-  p50 and p95 before and after with the change in percent; a row is *flagged* when p50 or p95 moved by
-  at least ``threshold_pct`` percent and ``MIN_DELTA_MS`` ms; a side seen fewer than ``min_count`` times
-  says so instead of a percentage;
+  p50 and p95 before and after with the change in percent; a row is *flagged* when p50 (or, with at least
+  ``P95_MIN_COUNT`` requests a side, p95) moved by at least ``threshold_pct`` percent and ``MIN_DELTA_MS``
+  ms; a side seen fewer than ``min_count`` times says so instead of a percentage;
 * time to ready of each restarted service; new browser console errors; checks whose verdict changed
   (``legible check`` records its verdicts per deploy in ``.legible/checks.jsonl``).
 
@@ -30,8 +30,11 @@ DIFF_SCHEMA = "legible.diff/v1"
 MIN_COUNT = 3
 #: Flag a route whose p50 or p95 changed by at least this many percent ...
 THRESHOLD_PCT = 20.0
-#: ... and by at least this many ms (a 0.4 -> 0.6 ms route is not news).
-MIN_DELTA_MS = 2.0
+#: ... and by at least this many ms (a 0.4 -> 3 ms background job on a busy machine is not news).
+MIN_DELTA_MS = 5.0
+#: p95 flags a route only with this many requests on both sides (below, p95 is about the slowest request,
+#: which one scheduling hiccup moves); p50 needs ``min_count``.
+P95_MIN_COUNT = 20
 #: Most routes and error groups listed in text (JSON has all).
 MAX_ROUTES = 15
 MAX_GROUPS = 6
@@ -102,9 +105,10 @@ GROUP BY ALL"""
             row["note"] = ""
             row["change_p50_pct"] = _pct(before["p50_ms"], after["p50_ms"])
             row["change_p95_pct"] = _pct(before["p95_ms"], after["p95_ms"])
+            p95_ok = min(before["count"], after["count"]) >= P95_MIN_COUNT
             row["flagged"] = any(
                 pct is not None and abs(pct) >= threshold and abs(after[k] - before[k]) >= MIN_DELTA_MS
-                for pct, k in ((row["change_p50_pct"], "p50_ms"), (row["change_p95_pct"], "p95_ms"))
+                for pct, k in ((row["change_p50_pct"], "p50_ms"), (row["change_p95_pct"] if p95_ok else None, "p95_ms"))
             )
             if row["flagged"]:
                 worse = (row["change_p95_pct"] or 0) + (row["change_p50_pct"] or 0) > 0
