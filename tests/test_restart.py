@@ -228,3 +228,47 @@ def test_restart_with_extra_services_depends_on_chains_and_watch(tmp_path: Path,
     assert not _status(root)["stale"]["stale"]
     assert json.loads((root / ".legible" / "deploys.jsonl").read_text().splitlines()[-1])["number"] == 4
     assert oct((root / ".legible" / "deploys.jsonl").stat().st_mode & 0o777) == "0o600"
+
+
+P99_SLOW = (
+    'histogram_quantile(0.99, sum by (le) (increase(legible_span_duration_seconds_bucket{span_name="GET /slow"}[10m])))'
+)
+
+
+def test_the_eight_questions_each_take_at_most_two_commands_and_2_kb(tmp_path: Path, down_after: list[Path]) -> None:
+    root = shop_repo(tmp_path / "shop", EXAMPLE_TOML)
+    down_after.append(root)
+    code, up = cli_json(root, "up", "--wait", "--timeout", "90")
+    assert code == 0, up
+    app_url = up["endpoints"]["app"]
+    requests.get(app_url + "/slow", timeout=10)
+    _edit(root, "SLOW_DEFAULT_MS = 1200", "SLOW_DEFAULT_MS = 1300")  # "my change", on top of main
+    _restart(root)
+    assert requests.get(app_url + "/error", timeout=10).status_code == 500
+    requests.get(app_url + "/slow", timeout=10)
+    wait_until(lambda: _order_errors_seen(root), timeout=20)
+    wait_until(lambda: cli_json(root, "metrics", P99_SLOW)[1].get("series"), timeout=30)
+
+    def ask(*commands: list[str], codes: tuple[int, ...] = (0,)) -> str:
+        out = ""
+        for args in commands:
+            if "<trace-id>" in args:  # the id the previous command printed
+                args = [re.findall(r"trace=([0-9a-f]{32})", out)[0] if a == "<trace-id>" else a for a in args]
+            res = cli(root, *args)
+            assert res.returncode in codes, res.stdout + res.stderr
+            out += res.stdout
+        assert len(commands) <= 2 and len(out.encode()) <= 2048, (len(out.encode()), out)
+        return out
+
+    why = ask(["logs", "--level", "error", "--since", "deploy"], ["trace", "<trace-id>"])
+    assert "ValueError: payment provider rejected card 4242" in why and "GET /error" in why
+    assert re.search(
+        r"(PASS|FAIL) +startup-1 +app ready in .* 800 ms \(deploy 2\)",
+        ask(["check", "--startup", "800ms"], codes=(0, 1)),
+    )
+    assert re.search(r"app +GET /slow +1\.\d+ s", ask(["journey", "run", "report"]))
+    assert re.search(r"\d\.\d+ s", ask(["metrics", P99_SLOW]))
+    assert "ValueError: payment provider rejected card 4242" in ask(["logs", "--level", "error", "--since", "deploy"])
+    assert "PASS  browser-1  0 console errors" in ask(["check", "--browser", "pages=/order,console_errors=0"])
+    assert "Thank you, Ada Lovelace" in ask(["journey", "run", "checkout"], ["browser", "snapshot"])
+    assert ask(["diff", "--against", "deploy:1"]).startswith("deploy 2 (")
