@@ -184,10 +184,12 @@ class Watcher:
     """
 
     def __init__(self, root: Path, patterns: dict[str, list[str]], debounce_ms: int = 300) -> None:
-        import pathspec
-
         self.root = Path(root).resolve()
-        self.specs = {n: pathspec.PathSpec.from_lines("gitwildmatch", p) for n, p in patterns.items() if p}
+        self.specs: dict[str, Any] = {}
+        if any(patterns.values()):
+            import pathspec
+
+            self.specs = {n: pathspec.PathSpec.from_lines("gitwildmatch", p) for n, p in patterns.items() if p}
         self.debounce_ms = debounce_ms
         self.changes: queue.SimpleQueue[set[str]] = queue.SimpleQueue()
         self.stop_event = threading.Event()

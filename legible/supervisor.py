@@ -38,11 +38,13 @@ import ctypes
 import http.client
 import json
 import os
+import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from collections import deque
@@ -162,7 +164,9 @@ class Supervisor:
         on_change: called after every tick that changed a status.
         stop: stops services (default :func:`stop_services`).
         wall: wall-clock seconds since the epoch (default ``time.time``), for deploy records.
-        snapshot: returns the git snapshot of the worktree for a deploy record, or ``None`` (default).
+        snapshot: called with a deploy's number once its services are spawned; returns its git snapshot
+            (:class:`legible.deploys.GitSnapshot`), or ``None`` when it is delivered later through
+            :meth:`apply_snapshot` (the real supervisor runs git in a thread) or not at all (default).
         on_deploy: called with the current deploy record each time it begins or ends.
         deploy_number: the number of the last deploy recorded (the next one is one more).
 
@@ -177,7 +181,7 @@ class Supervisor:
     on_change: Callable[[Supervisor], None] = lambda sup: None
     stop: StopFn = field(default=lambda runs: stop_services(runs))
     wall: Callable[[], float] = time.time
-    snapshot: Callable[[], Any] = lambda: None
+    snapshot: Callable[[int], Any] = lambda number: None
     on_deploy: Callable[[dict[str, Any]], None] = lambda rec: None
     deploy_number: int = 0
 
@@ -274,6 +278,13 @@ class Supervisor:
         self.step()
         return rec
 
+    def apply_snapshot(self, number: int, snap: Any) -> None:
+        """Record the git snapshot ``snap`` in deploy ``number`` (ignored when that deploy is no longer current)."""
+        if self.deploy is None or self.deploy["number"] != number:
+            return
+        self.deploy.update(commit=snap.commit, dirty=snap.dirty, changes=snap.changes, files=snap.files)
+        self.on_deploy(self.deploy)  # a new line for the same number: readers keep the last one
+
     def _deploy_progress(self, run: ServiceRun) -> None:
         """``run`` became ready: record it; close the deploy when all of it is ready."""
         if self.deploy is None or run.plan.name not in self.deploying:
@@ -313,11 +324,9 @@ class Supervisor:
             changed |= self._step_one(run, now)
         if self._need_snapshot and self.deploy is not None:  # after the spawns: git runs while the app starts
             self._need_snapshot = False
-            snap = self.snapshot()
+            snap = self.snapshot(int(self.deploy["number"]))
             if snap is not None:
-                self.deploy.update(commit=snap.commit, dirty=snap.dirty, changes=snap.changes, files=snap.files)
-                if self.deploying:  # the end record repeats it; write the start record only while it is open
-                    self.on_deploy(self.deploy)
+                self.apply_snapshot(int(self.deploy["number"]), snap)
         if self.status == "starting":
             if all(r.status == "ready" for r in self.services.values()):
                 self.status = "ready"
@@ -777,6 +786,14 @@ def main(argv: list[str] | None = None) -> int:
     state_dir = plan_path.parent
     root = Path(plan.worktree)
 
+    snapshots: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+
+    def snapshot_later(number: int) -> None:
+        """Run git in a thread so a slow repository never delays the probes; the loop applies the result."""
+        threading.Thread(
+            target=lambda: snapshots.put((number, deploys.git_snapshot(root))), name="legible-git", daemon=True
+        ).start()
+
     def on_deploy(rec: dict[str, Any]) -> None:
         try:
             deploys.append(state_dir, rec)
@@ -790,7 +807,7 @@ def main(argv: list[str] | None = None) -> int:
         state_path,
         on_ready=on_ready,
         on_change=on_change,
-        snapshot=lambda: deploys.git_snapshot(root),
+        snapshot=snapshot_later,
         on_deploy=on_deploy,
         deploy_number=deploys.next_number(state_dir) - 1,
     )
@@ -814,6 +831,8 @@ def main(argv: list[str] | None = None) -> int:
             if sup.status == "failed":
                 code = 1
                 break
+            while not snapshots.empty():
+                sup.apply_snapshot(*snapshots.get_nowait())
             if waiters and not sup.deploying and sup.deploy is not None:
                 for conn, _n in waiters:
                     send(conn, {"done": True, "deploy": {k: v for k, v in sup.deploy.items() if k != "files"}})
@@ -845,6 +864,10 @@ def main(argv: list[str] | None = None) -> int:
         for conn, _n in waiters:
             send(conn, {"ok": False, "error": "the stack is stopping", "hint": "run `legible up --wait`"})
             conn.close()
+        if sup.deploying and sup.deploy is not None:  # stopped (down, timeout) before the deploy was ready
+            sup.deploying.clear()
+            sup.deploy.update(status="failed", error=sup.deploy.get("error") or "the stack stopped before it was ready")
+            on_deploy(sup.deploy)
         if sup.status != "failed":
             sup.status = "stopping"
         sup.write_state()

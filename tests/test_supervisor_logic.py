@@ -268,3 +268,24 @@ def test_restart_refuses_observability_services_unknown_names_and_a_starting_sta
     with pytest.raises(RestartRefused, match="deploy 2 is still starting"):
         h.sup.restart(None)
     assert h.stopped == ["app"]
+
+
+def test_a_late_git_snapshot_completes_the_deploy_record_and_a_stale_one_is_ignored() -> None:
+    from legible.deploys import GitSnapshot
+
+    h = _stack()
+    asked: list[int] = []
+    h.sup.snapshot = lambda number: asked.append(number)  # delivered later, as the real supervisor's thread does
+    h.boot()
+    assert asked == [1] and h.records[-1]["status"] == "ready" and h.records[-1]["commit"] is None
+    h.sup.apply_snapshot(1, GitSnapshot("c0ffee", True, "abcd", {"app.py": "1234"}))
+    assert h.records[-1]["number"] == 1 and h.records[-1]["status"] == "ready"
+    assert (h.records[-1]["commit"], h.records[-1]["dirty"], h.records[-1]["files"]) == (
+        "c0ffee",
+        True,
+        {"app.py": "1234"},
+    )
+    h.sup.restart(None)
+    n = len(h.records)
+    h.sup.apply_snapshot(1, GitSnapshot("old", False, "", {}))  # deploy 1 is over: not rewritten
+    assert len(h.records) == n and h.sup.deploy is not None and h.sup.deploy["commit"] is None
