@@ -150,6 +150,8 @@ def request_restart(state_dir: Path, services: list[str], timeout: float = 60.0)
         if not first.get("ok"):
             raise UsageError(str(first.get("error") or "restart refused"), hint=str(first.get("hint") or ""))
         done = _read_line(sock, reader, deadline)
+        if not done.get("done"):  # the stack is stopping under us
+            raise NotRunning(str(done.get("error") or "the supervisor gave up"), hint=str(done.get("hint") or ""))
         rec: dict[str, Any] = done.get("deploy") or {}
         return rec
     finally:

@@ -403,14 +403,12 @@ def restart(start: Path | None = None, services: list[str] | None = None, *, tim
     rec = request_restart(wt.state_dir, list(services or []), timeout=timeout)
     took = round((time.monotonic() - t0) * 1000, 1)
     if rec.get("status") != "ready":
-        from legible.supervisor import log_tail
-
         name = str(rec.get("failed_service") or "app")
         log = str(wt.logs_dir / f"{name}.log")
         raise NotReady(
             f"deploy {rec.get('number')}: {rec.get('error') or name + ' did not start'}",
             hint=f"the rest of the stack runs; fix it and run `legible restart` (log: {log})",
-            log_tail=log_tail(log),
+            log_tail=_tail_since(log, int(rec.get("log_offset") or 0)),
         )
     return {
         "schema": RESTART_SCHEMA,
@@ -419,6 +417,20 @@ def restart(start: Path | None = None, services: list[str] | None = None, *, tim
         "ready_ms": rec.get("ready_ms"),
         "took_ms": took,
     }
+
+
+def _tail_since(path: str, offset: int, lines: int = 10) -> list[str]:
+    """The last ``lines`` lines written to ``path`` after byte ``offset`` (this start's output only)."""
+    from legible.supervisor import log_tail
+
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read()[-64 * 1024 :].decode("utf-8", "replace")
+    except OSError:
+        return log_tail(path, lines)
+    tail = [ln.rstrip() for ln in text.splitlines() if ln.strip()][-lines:]
+    return [ln if len(ln) <= 300 else ln[:297] + "..." for ln in tail] or log_tail(path, lines)
 
 
 def window_args(

@@ -312,6 +312,7 @@ class Supervisor:
         self.deploy["status"] = "failed"
         self.deploy["error"] = why
         self.deploy["failed_service"] = run.plan.name
+        self.deploy["log_offset"] = run.log_offset  # where this start's output begins in the service's log
         self.deploy["took_ms"] = round((self.clock() - self._deploy_t0) * 1000, 1)
         self.on_deploy(self.deploy)
 

@@ -153,6 +153,7 @@ def test_edit_restart_diff_on_the_example_shop(tmp_path: Path, down_after: list[
     lines = res.stderr.splitlines()
     assert lines[0].startswith("error: deploy 5: app exited with code 1 while deploy 5 was starting"), lines
     assert any("broken on purpose" in ln for ln in lines) and lines[-1].startswith("hint: ")
+    assert not any("restock" in ln for ln in lines)  # only this start's output, not the previous deploy's
     st = _status(root)
     assert st["alive"] and st["status"] == "degraded" and st["services"]["app"]["status"] == "failed"
     assert st["services"]["collector"]["status"] == "ready" and st["deploy"]["status"] == "failed"
