@@ -392,13 +392,12 @@ def restart(start: Path | None = None, services: list[str] | None = None, *, tim
 
     """
     from legible._errors import NotReady, NotRunning
-    from legible.control import request_restart
-    from legible.queries._source import read_endpoints
+    from legible.control import request_restart, socket_path
     from legible.worktree import find_worktree
 
     t0 = time.monotonic()
     wt = find_worktree(start)
-    if read_endpoints(wt) is None:  # the supervisor's liveness test without importing legible.stack (pydantic)
+    if not socket_path(wt.state_dir).exists():  # a live supervisor listens there; connecting tells the rest
         raise NotRunning(f"no stack is running for {wt.key}", hint="run `legible up --wait` first")
     rec = request_restart(wt.state_dir, list(services or []), timeout=timeout)
     took = round((time.monotonic() - t0) * 1000, 1)

@@ -266,7 +266,9 @@ class Supervisor:
             grew = bool(more)
         ordered = [u for u in users if u in chosen]
         runs = [self.services[u] for u in ordered]
+        t_stop = self.clock()
         self.stop(runs)
+        stop_ms = round((self.clock() - t_stop) * 1000, 1)
         for r in runs:
             r.proc, r.ref = None, None
             r.status = "pending"
@@ -275,6 +277,8 @@ class Supervisor:
             r.streak = 0
             r.ready_ms = r.first_ready_ms = None  # the startup figure is the current deploy's
         rec = self.begin_deploy(ordered, trigger)
+        rec["stop_ms"] = stop_ms  # stopping the previous processes (their own shutdown: SIGTERM to exit)
+        self._deploy_t0 = t_stop  # took_ms: from the request to ready, stop included
         self.step()
         return rec
 
