@@ -22,7 +22,7 @@ examples:
 
 def diff(
     against: str | None = typer.Option(
-        None, "--against", help="the deploy to compare with: deploy:N or deploy~N (default: the previous one)"
+        None, "--against", help="compare with: deploy:N, deploy~N or proof:RUN (default: the previous deploy)"
     ),
     deploy: str = typer.Option("deploy", "--deploy", help="the deploy looked at (default: the current one)"),
     threshold: float = typer.Option(20.0, "--threshold", help="flag routes whose p50 or p95 moved this many %"),

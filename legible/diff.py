@@ -162,6 +162,46 @@ def _fold(groups: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _proof_window(state_dir: Path, run: str) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """The window of proof run ``run`` of this worktree (``.legible/proof/RUN/manifest.json``) and its verdicts.
+
+    Raises:
+        UsageError: no such run (the message lists the newest ones).
+
+    """
+    import datetime as dt
+    import json
+
+    from legible.deploys import Window
+
+    path = Path(state_dir) / "proof" / run / "manifest.json"
+    try:
+        m = json.loads(path.read_text())
+        lo = dt.datetime.fromisoformat(m["started_at"]).timestamp()
+        hi = dt.datetime.fromisoformat(m["finished_at"]).timestamp()
+    except (OSError, ValueError, KeyError) as exc:
+        runs = sorted(p.parent.name for p in (Path(state_dir) / "proof").glob("*/manifest.json"))[-5:]
+        raise UsageError(
+            f"--against proof:{run}: no proof run {run!r} here ({type(exc).__name__})",
+            hint=f"runs: {', '.join(runs)}" if runs else "run `legible proof` first",
+        ) from None
+    startup = m.get("startup_ms")
+    rec = {
+        "number": f"proof:{run}",
+        "started_at": lo,
+        "trigger": "proof",
+        "status": "passed" if m.get("passed") else "failed",
+        "commit": m.get("commit"),
+        "dirty": bool(m.get("dirty")),
+        "ready": {"app": startup} if startup is not None else {},
+        "ready_ms": startup,
+    }
+    checks = {
+        c["name"]: {"status": c["status"], "summary": c["summary"]} for c in m.get("checks", {}).get("checks", [])
+    }
+    return Window(rec, int(lo * 1e9), int(hi * 1e9), f"proof {run}"), checks
+
+
 def diff(
     start: Path | None = None,
     *,
@@ -175,7 +215,8 @@ def diff(
     Args:
         start: a path in the worktree (default: the current directory).
         after: the deploy looked at: ``deploy`` (current), ``deploy~N`` or ``deploy:N``.
-        against: the deploy it is compared with (default: the one before ``after``).
+        against: the deploy it is compared with (default: the one before ``after``), or ``proof:RUN`` (the
+            window of that ``legible proof`` run of this worktree, its verdicts and startup figure).
         threshold_pct: flag routes whose p50 or p95 moved at least this many percent.
         min_count: fewer requests than this on a side: no percentage.
 
@@ -188,8 +229,8 @@ def diff(
         "status", "ready_ms", "ready"}``.
 
     Raises:
-        UsageError: fewer than two deploys, an unknown deploy, ``proof:`` (not supported), the two sides
-            are the same deploy, or a bad threshold.
+        UsageError: fewer than two deploys, an unknown deploy or proof run, the two sides are the same
+            deploy, or a bad threshold.
         NotRunning: no store yet.
 
     """
@@ -200,8 +241,6 @@ def diff(
     t0 = time.monotonic()
     if threshold_pct <= 0 or min_count < 1:
         raise UsageError("--threshold must be > 0 and --min-count >= 1", hint="e.g. --threshold 20 --min-count 3")
-    if against and against.startswith("proof:"):
-        raise UsageError("--against proof:RUN is not supported yet", hint="compare deploys: --against deploy:N")
     wt = find_worktree(start)
     found = deploys.load(wt.state_dir)
     b = deploys.window(found, after, what="deploy")
@@ -213,7 +252,11 @@ def diff(
                 hint="edit, `legible restart`, drive traffic, then `legible diff`",
             )
         against = f"deploy:{found[i - 1]['number']}"
-    a = deploys.window(found, against, what="--against")
+    if against.startswith("proof:"):
+        a, va = _proof_window(wt.state_dir, against.removeprefix("proof:"))
+    else:
+        a = deploys.window(found, against, what="--against")
+        va = deploys.check_verdicts(wt.state_dir, a.deploy["number"])
     if a.deploy["number"] == b.deploy["number"]:
         raise UsageError(f"both sides are {a.label}", hint="--against deploy:N with another N (legible deploys)")
     now_ns = time.time_ns()
@@ -232,10 +275,7 @@ def diff(
     for name in sorted(set(a.deploy.get("ready") or {}) | set(b.deploy.get("ready") or {})):
         rb, ra = (a.deploy.get("ready") or {}).get(name), (b.deploy.get("ready") or {}).get(name)
         ready.append({"service": name, "before_ms": rb, "after_ms": ra, "change_pct": _pct(rb, ra)})
-    va, vb = (
-        deploys.check_verdicts(wt.state_dir, a.deploy["number"]),
-        deploys.check_verdicts(wt.state_dir, b.deploy["number"]),
-    )
+    vb = deploys.check_verdicts(wt.state_dir, b.deploy["number"])
     checks = [
         {"name": n, "before": va[n]["status"], "after": vb[n]["status"], "summary": vb[n]["summary"]}
         for n in sorted(set(va) & set(vb))

@@ -146,3 +146,35 @@ def test_diff_flags_the_slower_route_normalises_rates_and_folds_incidents(tmp_pa
     assert res.returncode == 2 and "deploy 1 is the first deploy" in res.stderr
     code, logs = cli_json(root, "logs", "--since", "deploy~1", "--level", "error")
     assert code == 0 and logs["total"] == 2
+
+
+def test_diff_against_a_proof_run_uses_its_window_and_verdicts(tmp_path: Path) -> None:
+    import datetime as dt
+
+    root = make_repo(tmp_path / "r", "[app]\ncommand = 'true'\n")
+    now = time.time_ns()
+    _store(root, now)
+    run = root / ".legible" / "proof" / "20261129-0100-abc"
+    run.mkdir(parents=True)
+
+    def iso(ns: int) -> str:
+        return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).isoformat()
+
+    manifest = {
+        "started_at": iso(now - 1200 * S),
+        "finished_at": iso(now - 600 * S),
+        "commit": "f" * 40,
+        "dirty": False,
+        "passed": True,
+        "startup_ms": 280.0,
+        "checks": {"checks": [{"name": "report", "status": "pass", "summary": "ok"}]},
+    }
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    doc = diff(root, against="proof:20261129-0100-abc")
+    assert doc["before"]["label"] == "proof 20261129-0100-abc" and doc["before"]["seconds"] == 600
+    slow = next(r for r in doc["routes"] if r["name"] == "GET /slow")
+    assert slow["before"]["count"] == 10 and slow["flagged"]
+    assert doc["ready"][0]["before_ms"] == 280.0 and doc["checks"][0]["before"] == "pass"
+    assert render(doc)[0].startswith("deploy 2 (no commit) vs proof 20261129-0100-abc (fffffff): 1 route slower")
+    with pytest.raises(UsageError, match="no proof run 'nope'"):
+        diff(root, against="proof:nope")
