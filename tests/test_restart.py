@@ -273,3 +273,23 @@ def test_the_eight_questions_each_take_at_most_two_commands_and_2_kb(tmp_path: P
     assert "PASS  browser-1  0 console errors" in ask(["check", "--browser", "pages=/order,console_errors=0"])
     assert "Thank you, Ada Lovelace" in ask(["journey", "run", "checkout"], ["browser", "snapshot"])
     assert ask(["diff", "--against", "deploy:1"]).startswith("deploy 2 (")
+
+
+def test_up_watch_restarts_on_an_edit_and_not_on_its_own_writes(tmp_path: Path, down_after: list[Path]) -> None:
+    root = shop_repo(tmp_path / "shop")
+    down_after.append(root)
+    code, up = cli_json(root, "up", "--wait", "--watch", "--timeout", "90")
+    assert code == 0, up
+    requests.get(up["endpoints"]["app"] + "/", timeout=10)  # logs and spans written under .legible/
+    wait_until(lambda: cli_json(root, "traces", "--since", "deploy")[1]["total"] > 0, timeout=20)
+    assert [d["number"] for d in cli_json(root, "deploys")[1]["deploys"]] == [1]  # its own writes: no restart
+    template = root / "templates" / "layout.html"
+    template.write_text(template.read_text() + "\n<!-- an edit -->\n")
+
+    def watched() -> dict | None:
+        deps = cli_json(root, "deploys")[1]["deploys"]
+        return deps[0] if deps[0]["trigger"] == "watch" and deps[0]["status"] == "ready" else None
+
+    rec = wait_until(watched, timeout=30, every=0.5)
+    assert rec["number"] == 2 and rec["services"] == ["app"]
+    assert "<!-- an edit -->" in requests.get(up["endpoints"]["app"] + "/", timeout=10).text
