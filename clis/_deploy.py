@@ -23,10 +23,12 @@ def deploy_window(since: str | None, until: str | None) -> tuple[str | None, str
 
 def label(flt: Any, since_label: str | None, until_label: str | None) -> None:
     """Show the deploy labels instead of ISO times in ``flt``'s summary line."""
-    if since_label:
-        flt.since_text = since_label
-        if hasattr(flt, "until_text"):
-            flt.until_text = until_label
+    if not since_label:
+        return
+    if hasattr(flt, "until_text"):
+        flt.since_text, flt.until_text = since_label, until_label
+    else:  # the filter's summary has no "until": say it in the start's words
+        flt.since_text = f"{since_label} (until {until_label})" if until_label else since_label
 
 
 def stale_warning(as_json: bool) -> None:
