@@ -22,9 +22,10 @@ in a new session; the supervisor then:
   the port lease when it exits;
 * numbers every start of the user services as a *deploy* (:mod:`legible.deploys`, ``.legible/deploys.jsonl``)
   and takes restart requests on a control socket (``.legible/supervisor.sock``, mode 0600; see
-  :func:`legible.control.request_restart`): the named user services (default: all of them, never the stores, collector or
-  browser) and those that depend on them are stopped and started again under the same lease, and a service
-  that fails to start then is ``failed`` (the stack ``degraded``, the observability services untouched);
+  :func:`legible.control.request_restart`): the named user services (default: all of them, never the
+  stores, collector or browser) and those that depend on them are stopped and started again under the same
+  lease, and a service that fails to start then is ``failed`` (the stack ``degraded``, the observability
+  services untouched);
 * with ``watch`` patterns on a service (``[app] watch``, ``legible up --watch``), restarts it when matching
   files change (watchfiles, debounced).
 
