@@ -213,6 +213,12 @@ def test_restart_with_extra_services_depends_on_chains_and_watch(tmp_path: Path,
     assert st["services"]["app"]["pid"] == pids["app"] and st["services"]["cache"]["pid"] == pids["cache"]
     assert st["services"]["worker"]["pid"] != pids["worker"] and st["services"]["mailer"]["pid"] != pids["mailer"]
 
+    def deploy_labels() -> set[str]:  # startup history as a metric: one series per deploy
+        doc = cli_json(root, "metrics", 'sum by (deploy) (legible_deploy_ready_seconds{service="worker"})')[1]
+        return {ser["labels"].get("deploy") for ser in doc.get("series", [])}
+
+    assert wait_until(lambda: deploy_labels() == {"1", "2", "3"}, timeout=20)
+
     res = cli(root, "restart", "collector")
     assert res.returncode == 2 and res.stderr.startswith("error: collector is part of the observability stack")
 
