@@ -320,13 +320,12 @@ def stale_line(start: Path | None = None) -> str:
     Cheap: reads ``state.json`` and ``deploys.jsonl`` and runs one ``git diff``; never raises.
     """
     from legible._errors import LegibleError
-    from legible.stack import read_state
+    from legible.queries._source import read_endpoints  # liveness without importing legible.stack
     from legible.worktree import find_worktree
 
     try:
         wt = find_worktree(start)
-        st = read_state(wt)
-        note = stale_note(wt.root, wt.state_dir, alive=bool(st and st.get("alive")))
+        note = stale_note(wt.root, wt.state_dir, alive=read_endpoints(wt) is not None)
     except (LegibleError, OSError):
         return ""
     return f"warning: {note['message']}" if note and note["message"] else ""
