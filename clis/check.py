@@ -30,6 +30,9 @@ def check(
         help="Read logs and spans from a proof bundle (windows end at its run's end); "
         "startup and promql checks then cannot be measured.",
     ),
+    since: str | None = typer.Option(
+        None, "--since", help="Window of span and logs checks: deploy, deploy~1, deploy:7 (default: each check's)."
+    ),
     out: Path = typer.Option(None, "--out", help="Write the JSON document to this file; print only the summary line."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document (schema legible.check/v1)."),
 ) -> None:
@@ -50,7 +53,17 @@ def check(
             for i, value in enumerate(values, 1):
                 adhoc.append((f"{kind}-{i}", parse_adhoc(kind, value)))
         if from_ is None:
-            return run_checks(context_for(), names or None, adhoc)
+            ctx = context_for()
+            if since:
+                from legible.deploys import resolve_window
+
+                w = resolve_window(ctx.worktree.state_dir, since)
+                ctx.window = (w.since_ns, w.until_ns, w.label)
+            doc = run_checks(ctx, names or None, adhoc)
+            from legible.deploys import record_checks
+
+            record_checks(ctx.worktree.state_dir, doc)
+            return doc
         from legible.bundle import bundle_end_ns, bundle_store
 
         ctx = context_for(browser=False)
@@ -61,6 +74,10 @@ def check(
 
     doc = run(go, out)
     write_out(out, doc)
+    if not as_json and not out and from_ is None:
+        from ._deploy import stale_warning
+
+        stale_warning(as_json)
     emit_json(doc) if as_json else print_lines(render_check(doc, out))
     if not doc["passed"]:
         raise typer.Exit(1)

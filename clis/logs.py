@@ -30,7 +30,8 @@ def logs(
         None,
         "--since",
         show_default=False,
-        help="window start: 5m, 2h, 14:03, ISO 8601, or 'all' (default 15m; with --from, all)",
+        help="window start: 5m, 2h, 14:03, ISO 8601, 'all', or a deploy: deploy, deploy~1, deploy:7 "
+        "(default 15m; with --from, all)",
     ),
     until: str | None = typer.Option(None, "--until", help="window end, same forms (default: now)"),
     service: list[str] = typer.Option([], "--service", "-s", help="only these services (repeatable, or a,b)"),
@@ -66,13 +67,21 @@ def logs(
     from legible.queries import logs as q
     from legible.queries._source import bundle_or_worktree
 
+    from ._deploy import deploy_window, label, stale_warning
+
     opener = bundle_or_worktree(from_)
     since = since or ("all" if from_ else "15m")
-    flt = q.make_filter(since, until, service, level, grep, regex, attr, trace_id)
+    win_since, until, since_label, until_label = (
+        deploy_window(since, until) if not from_ else (since, until, None, None)
+    )
+    flt = q.make_filter(win_since or since, until, service, level, grep, regex, attr, trace_id)
+    label(flt, since_label, until_label)
     if follow:
         _print_follow(q.follow_lines(flt, fields=fields, limit=limit, opener=opener))
         return
     view = q.logs_view(flt, raw=raw, fields=fields, limit=limit, sql=sql, opener=opener)
+    if not from_ and not sql:
+        stale_warning(as_json)
     emit_json(view.doc) if as_json else print_lines(view.lines)
 
 

@@ -28,11 +28,13 @@ from ._output import report
 #: Modules (relative to this package) whose ``register(app)`` adds commands, in ``--help`` order.
 COMMAND_MODULES = [
     "stack",
+    "restart",
     "doctor",
     "logs",
     "traces",
     "metrics",
     "check",
+    "diff",
     "browser",
     "journey",
     "proof",

@@ -25,7 +25,10 @@ def metrics(
     query: str = typer.Argument(..., metavar="PROMQL", help="a PromQL query, or 'list' to list metric names"),
     pattern: str | None = typer.Argument(None, metavar="PATTERN", help="with list: regex or substring of the names"),
     range_: str | None = typer.Option(
-        None, "--range", metavar="DURATION", help="range query over the last 10m, 1h, ..."
+        None,
+        "--range",
+        metavar="DURATION",
+        help="range query over the last 10m, 1h, ..., or a deploy: deploy, deploy~1",
     ),
     step: str | None = typer.Option(
         None, "--step", metavar="DURATION", help="range step (default: range / 60, at least 1s)"
@@ -38,7 +41,18 @@ def metrics(
     """Run one PromQL query (instant, or over --range), or with ``list`` list the metric names."""
     from legible.queries.metrics import metrics_view
 
-    view = metrics_view(query, pattern, range_=range_, step=step, limit=limit)
+    end: float | None = None
+    from legible.deploys import is_ref
+
+    if is_ref(range_):
+        from legible.deploys import resolve_window
+        from legible.worktree import find_worktree
+
+        assert range_ is not None
+        w = resolve_window(find_worktree().state_dir, range_, what="--range")
+        end = w.until_ns / 1e9 if w.until_ns is not None else None
+        range_ = f"{w.seconds():.3f}s"
+    view = metrics_view(query, pattern, range_=range_, step=step, limit=limit, end=end)
     emit_json(view.doc) if as_json else print_lines(view.lines)
 
 

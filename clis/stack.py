@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from legible.contract import StatusDoc
 
 from ._output import OUT_HELP, emit_json, print_lines, run, write_out
 
@@ -17,6 +21,9 @@ def up(
     wait: bool = typer.Option(False, "--wait", help="Block until every service is ready (exit 4 if not in time)."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for readiness with --wait."),
     browser: bool = typer.Option(False, "--browser", help="Also start a headless Chromium (CDP on loopback)."),
+    watch: bool = typer.Option(
+        False, "--watch", help="Restart the app when files change ([app] watch globs, else any file); each is a deploy."
+    ),
     out: Path = OUT,
     as_json: bool = JSON,
 ) -> None:
@@ -25,7 +32,7 @@ def up(
     from legible.stack import up as do_up
 
     t0 = time.monotonic()
-    res = run(lambda: do_up(wait=wait, timeout=timeout, browser=browser), out)
+    res = run(lambda: do_up(wait=wait, timeout=timeout, browser=browser, watch=watch), out)
     res["took_ms"] = round((time.monotonic() - t0) * 1000, 1)
     write_out(out, res)
     emit_json(res) if as_json else print_lines(render_up(res, out))
@@ -58,9 +65,28 @@ def status(as_json: bool = JSON) -> None:
     from legible.stack import status as do_status
 
     res = do_status()
-    emit_json(res) if as_json else print_lines(render_status(res))
+    _add_deploy(res)
+    if as_json:
+        emit_json(res)
+    else:
+        from .restart import status_lines
+
+        lines = render_status(res)
+        at = 2 if res["error"] else 1  # under the stack line (and its error), above the services
+        lines[at:at] = status_lines(res)
+        print_lines(lines)
     if res["status"] in STATUS_NOT_OK:
         raise typer.Exit(4)
+
+
+def _add_deploy(res: StatusDoc) -> None:
+    """Add ``deploy`` (the current deploy record) and ``stale`` (see legible.deploys.stale_note) to ``res``."""
+    from legible.deploys import current, stale_note
+
+    state_dir = Path(res["worktree"]) / ".legible"
+    dep = current(state_dir)
+    res["deploy"] = {k: v for k, v in dep.items() if k != "files"} if dep else None
+    res["stale"] = stale_note(Path(res["worktree"]), state_dir, alive=bool(res.get("alive")))
 
 
 def ps(as_json: bool = JSON) -> None:

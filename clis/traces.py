@@ -28,7 +28,8 @@ def traces(
         None,
         "--since",
         show_default=False,
-        help="window start: 5m, 2h, 14:03, ISO 8601, or 'all' (default 1h; with --from, all)",
+        help="window start: 5m, 2h, 14:03, ISO 8601, 'all', or deploy, deploy~1, deploy:7 "
+        "(default 1h; with --from, all)",
     ),
     until: str | None = typer.Option(None, "--until", help="window end, same forms (default: now)"),
     slowest: int | None = typer.Option(None, "--slowest", metavar="N", help="the N longest traces, longest first"),
@@ -51,10 +52,18 @@ def traces(
     from legible.queries import traces as q
     from legible.queries._source import bundle_or_worktree
 
+    from ._deploy import deploy_window, label, stale_warning
+
     store = bundle_or_worktree(from_)()
     since = since or ("all" if from_ else "1h")
-    flt = q.make_trace_filter(since, until, service, name, min_duration, errors)
+    win_since, until, since_label, until_label = (
+        deploy_window(since, until) if not from_ else (since, until, None, None)
+    )
+    flt = q.make_trace_filter(win_since or since, until, service, name, min_duration, errors)
+    label(flt, since_label, until_label)
     view = q.traces_view(flt, slowest=slowest, limit=limit, sql=sql, store=store)
+    if not from_ and not sql:
+        stale_warning(as_json)
     emit_json(view.doc) if as_json else print_lines(view.lines)
 
 

@@ -98,6 +98,8 @@ class CheckContext:
         check_pages: opens pages and returns ``{"console_errors": [...], "failed_requests": [...]}``, or ``None``.
         now_ns: the clock the ``since`` windows end at (nanoseconds since the epoch); a proof bundle's end
             time for ``legible check --from``.
+        window: ``(since_ns, until_ns | None, label)`` replacing the ``since`` of span and logs checks
+            (``legible check --since deploy``), or ``None``.
     """
 
     worktree: Worktree
@@ -106,6 +108,7 @@ class CheckContext:
     run_journey: Callable[[str], dict[str, Any]] | None = None
     check_pages: Callable[[list[str]], dict[str, Any]] | None = None
     now_ns: Callable[[], int] = time.time_ns
+    window: tuple[int, int | None, str] | None = None
     _store: Any = None
     _flushed: bool = False
 
@@ -165,6 +168,8 @@ def check_startup(name: str, spec: StartupCheck, ctx: CheckContext) -> CheckResu
         )
     ok = measured <= budget
     cmp = "<=" if ok else ">"
+    deploy: dict[str, Any] = (ctx.state.get("deploy") if ctx.state else None) or {}
+    of = f" (deploy {deploy['number']})" if deploy.get("number") and spec.service in deploy.get("services", []) else ""
     return CheckResult(
         name,
         "startup",
@@ -172,8 +177,9 @@ def check_startup(name: str, spec: StartupCheck, ctx: CheckContext) -> CheckResu
         measured,
         budget,
         "ms",
-        f"{spec.service} ready in {format_ms(measured)} {cmp} {format_ms(budget)}",
+        f"{spec.service} ready in {format_ms(measured)} {cmp} {format_ms(budget)}{of}",
         "legible status",
+        details={"deploy": deploy.get("number")},
     )
 
 
@@ -207,6 +213,13 @@ def check_span(name: str, spec: SpanCheck, ctx: CheckContext) -> CheckResult:
         where += ["trace_id = ?", "service != ?"]
         params += [found[0], found[1]]
         scope.append(f"journey {spec.journey}")
+    elif ctx.window is not None:
+        where.append("start_ns >= ?")
+        params.append(ctx.window[0])
+        if ctx.window[1] is not None:
+            where.append("start_ns < ?")
+            params.append(ctx.window[1])
+        scope.append(ctx.window[2])
     else:
         where.append("start_ns >= ?")
         params.append(ctx.now_ns() - int(duration_ms(spec.since) * 1e6))
@@ -303,8 +316,14 @@ def check_logs(name: str, spec: LogsCheck, ctx: CheckContext) -> CheckResult:
             raise UsageError(f"check {name}: pattern is not a valid regex: {exc}") from exc
     levels = list(LEVELS[LEVELS.index(spec.level) :])
     since_ns = ctx.now_ns() - int(duration_ms(spec.since) * 1e6)
+    span_text = f"the last {spec.since}"
     where = ["time_ns >= ?", f"level IN ({', '.join('?' for _ in levels)})"]
     params: list[Any] = [since_ns, *levels]
+    if ctx.window is not None:
+        params[0], span_text = ctx.window[0], ctx.window[2]
+        if ctx.window[1] is not None:
+            where.append("time_ns < ?")
+            params.append(ctx.window[1])
     if spec.pattern:
         where.append("regexp_matches(body, ?)")
         params.append(spec.pattern)
@@ -320,7 +339,7 @@ def check_logs(name: str, spec: LogsCheck, ctx: CheckContext) -> CheckResult:
     ok = count <= spec.max_count
     match = f" matching /{spec.pattern}/" if spec.pattern else ""
     svc = f" from {spec.service}" if spec.service else ""
-    summary = f"{count} lines at {spec.level} or above{match}{svc} in the last {spec.since} (at most {spec.max_count})"
+    summary = f"{count} lines at {spec.level} or above{match}{svc} in {span_text} (at most {spec.max_count})"
     if not ok and example:
         summary += f"; latest: {str(example)[:100]}"
     evidence = f"legible logs --level {spec.level} --since {spec.since}" + (

@@ -125,6 +125,8 @@ class ServiceConfig(_Strict):
         instrument: prefix the command with ``opentelemetry-instrument`` (zero-code instrumentation).
         restart: restart after a crash (with backoff, at most ``max_restarts`` times).
         max_restarts: the restart cap; after it the service is marked ``failed``.
+        watch: gitignore-style globs relative to the worktree root (``["src/**/*.py", "templates/**"]``);
+            when a matching file changes the service is restarted (debounced), and that start is a deploy.
 
     """
 
@@ -140,6 +142,7 @@ class ServiceConfig(_Strict):
     instrument: bool = False
     restart: bool = True
     max_restarts: int = Field(default=5, ge=0, le=1000)
+    watch: list[str] = Field(default_factory=list)
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 

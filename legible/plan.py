@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 PLAN_SCHEMA: Final = "legible.plan/v1"
 
 __all__ = ["PLAN_SCHEMA", "PlanContext", "StackPlan", "assign_ports", "build_plan"]
+#: What ``legible up --watch`` watches for the app when ``[app] watch`` is unset (``.legible/``, ``.git/``,
+#: caches and virtualenvs are always ignored).
+WATCH_ALL = ("*",)
 
 
 def _env_name(name: str) -> str:
@@ -239,6 +242,7 @@ def _user_service_plan(ctx: PlanContext, name: str, svc: ServiceConfig, infra: l
         restart=svc.restart,
         max_restarts=svc.max_restarts,
         deferred=deferred,
+        watch=list(svc.watch) or (list(WATCH_ALL) if ctx.watch and name == "app" else []),
     )
 
 
@@ -248,11 +252,13 @@ def build_plan(
     lease: Lease,
     *,
     browser: bool = False,
+    watch: bool = False,
     environ: Mapping[str, str] | None = None,
 ) -> StackPlan:
     """Compute the stack plan; no side effects.
 
     ``browser`` (or ``[stack] browser = true``) adds the browser service kinds, which start after the app.
+    ``watch`` (``legible up --watch``) restarts the app on changes to any file when ``[app] watch`` is unset.
     ``environ`` is the environment the supervisor will inherit (default ``os.environ``): read for the OTLP
     protocol the user chose and ``$NAME`` references, never copied into the plan.
 
@@ -268,6 +274,7 @@ def build_plan(
         ports=ports,
         browser=browser or config.stack.browser,
         environ=dict(os.environ if environ is None else environ),
+        watch=watch,
     )
     from legible.services import BUILTIN
 

@@ -91,12 +91,15 @@ def _failure(state: dict[str, Any], fallback: str) -> NotReady | PrerequisiteMis
     return NotReady(msg, hint=hint, log_tail=tail)
 
 
-def up(start: Path | None = None, *, wait: bool = True, timeout: float = 60.0, browser: bool = False) -> UpDoc:
+def up(
+    start: Path | None = None, *, wait: bool = True, timeout: float = 60.0, browser: bool = False, watch: bool = False
+) -> UpDoc:
     """Bring up the stack of the worktree containing ``start``; idempotent.
 
     With ``wait``, block until every service is ready (or ``timeout`` seconds pass). Without it, return as
     soon as the supervisor runs and the plan (ports, endpoints) is known. ``browser`` also starts Chromium
-    (as ``[stack] browser = true`` does); a running stack without it is reported, not changed.
+    (as ``[stack] browser = true`` does); a running stack without it is reported, not changed. ``watch``
+    restarts the app on file changes (as ``[app] watch`` does).
 
     A dead stack of this worktree (its supervisor was killed) is reclaimed first: its leftover processes are
     stopped (SIGTERM, then SIGKILL) and its port block is reused when free. A port of the block taken by a
@@ -132,7 +135,7 @@ def up(start: Path | None = None, *, wait: bool = True, timeout: float = 60.0, b
             except OSError as exc:
                 raise _unwritable(wt, exc) from None
             try:
-                return _up_locked(wt, cfg, t0, wait=wait, timeout=timeout, browser=browser)
+                return _up_locked(wt, cfg, t0, wait=wait, timeout=timeout, browser=browser, watch=watch)
             finally:
                 lock.release()
         except KeyboardInterrupt:
@@ -169,7 +172,9 @@ def _unwritable(wt: Worktree, exc: OSError) -> UsageError:
     )
 
 
-def _up_locked(wt: Worktree, cfg: Any, t0: float, *, wait: bool, timeout: float, browser: bool) -> UpDoc:
+def _up_locked(
+    wt: Worktree, cfg: Any, t0: float, *, wait: bool, timeout: float, browser: bool, watch: bool = False
+) -> UpDoc:
     state = _read(wt)
     if state and state["alive"] and state["status"] in (*LIVE, "stopping"):
         ref = ProcRef.from_dict(state["supervisor"])
@@ -194,7 +199,7 @@ def _up_locked(wt: Worktree, cfg: Any, t0: float, *, wait: bool, timeout: float,
                     "but state.json shows no stack",
                     hint="run `legible down` (or `legible gc`) in this worktree, then `legible up`",
                 )
-            plan = build_plan(wt, cfg, lease, browser=browser)
+            plan = build_plan(wt, cfg, lease, browser=browser, watch=watch)
             busy = _foreign_listeners(plan.ports.values(), wt.key)
             if not busy:
                 break

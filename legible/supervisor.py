@@ -23,7 +23,15 @@ in a new session; the supervisor then:
   them to VictoriaMetrics' ``/api/v1/import/prometheus`` the moment a service becomes ready, so
   ``legible_service_ready_seconds{service="app"}`` is queryable as soon as ``legible up --wait`` returns;
 * writes ``.legible/state.json`` (schema ``legible.state/v1``) atomically on every change, and releases
-  the port lease when it exits.
+  the port lease when it exits;
+* numbers every start of the user services as a *deploy* (:mod:`legible.deploys`, ``.legible/deploys.jsonl``)
+  and takes restart requests on a control socket (``.legible/supervisor.sock``, mode 0600; see
+  :func:`legible.control.request_restart`): the named user services (default: all of them, never the
+  stores, collector or browser) and those that depend on them are stopped and started again under the same
+  lease, and a service that fails to start then is ``failed`` (the stack ``degraded``, the observability
+  services untouched);
+* with ``watch`` patterns on a service (``[app] watch``, ``legible up --watch``), restarts it when matching
+  files change (watchfiles, debounced).
 
 The decision logic lives in :class:`Supervisor` with the clock, process spawner and probe injected, so it
 is unit-tested without processes; :func:`main` wires the real ones.
@@ -35,11 +43,13 @@ import ctypes
 import http.client
 import json
 import os
+import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from collections import deque
@@ -87,6 +97,22 @@ ProbeFn = Callable[[ServicePlan, int], bool]
 LiveFn = Callable[[ServicePlan], str]
 #: Sends a signal to a process group: ``(pgid, signum)``.
 SignalFn = Callable[[int, int], object]
+StopFn = Callable[[list["ServiceRun"]], object]
+#: Roles a restart may touch: the user's services (the app and its extra services).
+RESTARTABLE_ROLES = ("app",)
+
+
+class RestartRefused(ValueError):
+    """A restart request the supervisor cannot carry out now (unknown service, stack still starting, ...).
+
+    Attributes:
+        hint: what to do instead.
+
+    """
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 @dataclass
@@ -169,6 +195,14 @@ class Supervisor:
         live: liveness probe of a ready service with an ``http`` probe (default :func:`probe_live`).
         kill: stops a service's process group within the given seconds (default :func:`kill_service`).
         on_ready: called with ``(service, ready_ms)`` each time a service becomes ready.
+        on_change: called after every tick that changed a status.
+        stop: stops services (default :func:`stop_services`).
+        wall: wall-clock seconds since the epoch (default ``time.time``), for deploy records.
+        snapshot: called with a deploy's number once its services are spawned; returns its git snapshot
+            (:class:`legible.deploys.GitSnapshot`), or ``None`` when it is delivered later through
+            :meth:`apply_snapshot` (the real supervisor runs git in a thread) or not at all (default).
+        on_deploy: called with the current deploy record each time it begins or ends.
+        deploy_number: the number of the last deploy recorded (the next one is one more).
 
     """
 
@@ -181,6 +215,11 @@ class Supervisor:
     kill: Callable[[ServiceRun, float], None] = field(default=lambda run, timeout: kill_service(run, timeout))
     on_ready: Callable[[str, float], None] = lambda name, ms: None
     on_change: Callable[[Supervisor], None] = lambda sup: None
+    stop: StopFn = field(default=lambda runs: stop_services(runs))
+    wall: Callable[[], float] = time.time
+    snapshot: Callable[[int], Any] = lambda number: None
+    on_deploy: Callable[[dict[str, Any]], None] = lambda rec: None
+    deploy_number: int = 0
 
     def __post_init__(self) -> None:
         self.services: dict[str, ServiceRun] = {s.name: ServiceRun(s) for s in self.plan.services}
@@ -192,6 +231,131 @@ class Supervisor:
         self.ready_ms: float | None = None
         self.stopping = False
         self.killed: dict[str, float] = {}
+        #: the current deploy record (see :mod:`legible.deploys`), or ``None`` before the first.
+        self.deploy: dict[str, Any] | None = None
+        #: services of the current deploy not ready yet; empty once it ended.
+        self.deploying: set[str] = set()
+        self._deploy_t0 = 0.0
+        self._need_snapshot = False
+
+    # -- deploys ---------------------------------------------------------------------------------------
+    def user_services(self) -> list[str]:
+        """The services a restart may touch (role ``app``: the app and its extra services), in start order."""
+        return [r.plan.name for r in self.services.values() if r.plan.role in RESTARTABLE_ROLES]
+
+    def begin_deploy(self, names: list[str], trigger: str) -> dict[str, Any]:
+        """Open deploy ``deploy_number + 1`` for ``names`` (already pending); returns its record."""
+        from legible.deploys import new_record
+
+        self.deploy_number += 1
+        rec = new_record(self.deploy_number, trigger, names, None)
+        rec["started_at"] = round(self.wall(), 6)
+        self.deploy = rec
+        self.deploying = set(names)
+        self._deploy_t0 = self.clock()
+        self._need_snapshot = True
+        self.on_deploy(rec)
+        return rec
+
+    def restart(self, names: list[str] | None = None, trigger: str = "restart") -> dict[str, Any]:
+        """Stop ``names`` (default: every user service) and their dependents, and start them as a new deploy.
+
+        The stores, the collector and the browser are never touched. Services start again in dependency
+        order as :meth:`step` runs; one that exits or misses its ``ready_timeout`` is ``failed`` (no backoff
+        loop) and the deploy with it, while the rest of the stack runs on.
+
+        Args:
+            names: user service names, or ``None``/empty for all of them.
+            trigger: ``restart`` or ``watch``, recorded in the deploy.
+
+        Returns:
+            The new deploy record (``status = "starting"``).
+
+        Raises:
+            RestartRefused: an unknown or non-user service, the stack is still starting or stopping, or a
+                deploy is still starting.
+
+        """
+        users = self.user_services()
+        if self.stopping or self.status in ("failed", "stopping", "stopped"):
+            raise RestartRefused(f"the stack is {self.status}", hint="run `legible up --wait`")
+        if self.status == "starting":
+            raise RestartRefused("the stack is still starting", hint="wait for `legible up --wait`, then restart")
+        if self.deploying:
+            assert self.deploy is not None
+            raise RestartRefused(
+                f"deploy {self.deploy['number']} is still starting ({', '.join(sorted(self.deploying))})",
+                hint="wait a moment and run `legible restart` again",
+            )
+        for n in names or []:
+            if n not in self.services:
+                raise RestartRefused(f"no service {n!r} in this stack", hint=f"services: {', '.join(users)}")
+            if n not in users:
+                raise RestartRefused(
+                    f"{n} is part of the observability stack, not the app",
+                    hint=f"restart the app's services ({', '.join(users)}); `legible down && legible up` for the rest",
+                )
+        chosen = set(names or users)
+        grew = True
+        while grew:  # dependents of a restarted service restart too (they may hold connections to it)
+            more = {u for u in users if set(self.services[u].plan.depends_on) & chosen} - chosen
+            chosen |= more
+            grew = bool(more)
+        ordered = [u for u in users if u in chosen]
+        runs = [self.services[u] for u in ordered]
+        t_stop = self.clock()
+        self.stop(runs)
+        stop_ms = round((self.clock() - t_stop) * 1000, 1)
+        for r in runs:
+            r.proc, r.ref = None, None
+            r.status = "pending"
+            r.error = ""
+            r.exit_code = None
+            r.streak = 0
+            r.ready_ms = r.first_ready_ms = None  # the startup figure is the current deploy's
+        rec = self.begin_deploy(ordered, trigger)
+        rec["stop_ms"] = stop_ms  # stopping the previous processes (their own shutdown: SIGTERM to exit)
+        self._deploy_t0 = t_stop  # took_ms: from the request to ready, stop included
+        self.step()
+        return rec
+
+    def apply_snapshot(self, number: int, snap: Any) -> None:
+        """Record the git snapshot ``snap`` in deploy ``number`` (ignored when that deploy is no longer current)."""
+        if self.deploy is None or self.deploy["number"] != number:
+            return
+        self.deploy.update(commit=snap.commit, dirty=snap.dirty, changes=snap.changes, files=snap.files)
+        self.on_deploy(self.deploy)  # a new line for the same number: readers keep the last one
+
+    def _deploy_progress(self, run: ServiceRun) -> None:
+        """``run`` became ready: record it; close the deploy when all of it is ready."""
+        if self.deploy is None or run.plan.name not in self.deploying:
+            return
+        self.deploying.discard(run.plan.name)
+        self.deploy["ready"][run.plan.name] = None if run.ready_ms is None else round(run.ready_ms, 1)
+        if not self.deploying:
+            ready = self.deploy["ready"]
+            app = ready.get("app")
+            self.deploy["ready_ms"] = app if app is not None else max((v or 0.0) for v in ready.values())
+            self.deploy["took_ms"] = round((self.clock() - self._deploy_t0) * 1000, 1)
+            self.deploy["status"] = "ready"
+            self.on_deploy(self.deploy)
+
+    def _deploy_failed(self, run: ServiceRun, why: str) -> None:
+        """A service of the current deploy did not start: it and the deploy fail; its dependents stay down."""
+        run.status, run.error, run.proc = "failed", why, None
+        if self.deploy is None:
+            return
+        for name in sorted(self.deploying - {run.plan.name}):
+            other = self.services[name]
+            if other.status == "pending":
+                other.status, other.error = "failed", f"not started: {run.plan.name} did not start"
+        self.deploying.clear()
+        self.deploy["status"] = "failed"
+        self.deploy["error"] = why
+        self.deploy["failed_service"] = run.plan.name
+        self.deploy["log_offset"] = run.log_offset  # where this start's output begins in the service's log
+        self.deploy["took_ms"] = round((self.clock() - self._deploy_t0) * 1000, 1)
+        self.on_deploy(self.deploy)
 
     # -- decisions -------------------------------------------------------------------------------------
     def step(self) -> None:
@@ -200,6 +364,11 @@ class Supervisor:
         changed = False
         for run in self.services.values():
             changed |= self._step_one(run, now)
+        if self._need_snapshot and self.deploy is not None:  # after the spawns: git runs while the app starts
+            self._need_snapshot = False
+            snap = self.snapshot(int(self.deploy["number"]))
+            if snap is not None:
+                self.apply_snapshot(int(self.deploy["number"]), snap)
         if self.status == "starting":
             if all(r.status == "ready" for r in self.services.values()):
                 self.status = "ready"
@@ -238,10 +407,13 @@ class Supervisor:
 
     def _step_one(self, run: ServiceRun, now: float) -> bool:
         st = run.status
-        if st == "pending" and self.status == "starting" and self._deps_ready(run):
+        if st == "pending" and (self.status == "starting" or run.plan.name in self.deploying) and self._deps_ready(run):
             self._start(run, now)
             if run.status == "failed":
-                self._fail(run, run.error)
+                if self.status == "starting":
+                    self._fail(run, run.error)
+                else:
+                    self._deploy_failed(run, run.error)
             return True
         if st == "backoff" and now >= run.next_start:
             self._start(run, now)
@@ -267,11 +439,15 @@ class Supervisor:
                 if run.first_ready_ms is None:
                     run.first_ready_ms = run.ready_ms
                 self.on_ready(run.plan.name, run.ready_ms)
+                self._deploy_progress(run)
                 return True
             if now - run.started_at > run.plan.ready_timeout:
                 msg = f"{run.plan.name} was not ready after {run.plan.ready_timeout:g} s ({_describe(run.plan.probe)})"
                 if self.status == "starting":
                     self._fail(run, msg)
+                elif run.plan.name in self.deploying:
+                    self.stop([run])
+                    self._deploy_failed(run, msg)
                 else:
                     kill_service(run, 0.5)
                     self._crashed(run, now, msg)
@@ -301,6 +477,10 @@ class Supervisor:
     def _exited(self, run: ServiceRun, now: float, code: int) -> bool:
         if self.status == "starting":  # fail fast: a restart loop would hide a broken command
             self._fail(run, f"{run.plan.name} exited with code {code} while the stack was starting")
+        elif run.plan.name in self.deploying:  # the same rule for a deploy: the new code does not start
+            self._deploy_failed(
+                run, f"{run.plan.name} exited with code {code} while deploy {self.deploy_number} was starting"
+            )
         else:
             self._crashed(run, now, f"{run.plan.name} exited with code {code}")
         return True
@@ -324,6 +504,10 @@ class Supervisor:
         self.status = "failed"
         self.error = why
         self.error_service = run.plan.name
+        if self.deploy is not None and self.deploying:
+            self.deploying.clear()
+            self.deploy.update(status="failed", error=why, failed_service=run.plan.name)
+            self.on_deploy(self.deploy)
 
     # -- state -----------------------------------------------------------------------------------------
     def state(self) -> StateFile:
@@ -344,6 +528,7 @@ class Supervisor:
             "endpoints": self.plan.endpoints,
             "config_hash": self.plan.config_hash,
             "services": {n: r.to_dict() for n, r in self.services.items()},
+            "deploy": None if self.deploy is None else {k: v for k, v in self.deploy.items() if k != "files"},
         }
 
     def write_state(self) -> None:
@@ -547,7 +732,7 @@ def stop_services(
             still.append(r)
         pending = still
         if pending:
-            sleep(0.01)
+            sleep(0.005)
     for r in live:
         assert r.proc is not None
         if isinstance(r.proc, subprocess.Popen):
@@ -612,6 +797,13 @@ class _Metrics:
             registry=self.registry,
         )
         self.up = Gauge("legible_service_up", "1 while the service is ready.", ["service"], registry=self.registry)
+        self.deploy_ready = Gauge(
+            "legible_deploy_ready_seconds",
+            "Time from spawn to ready of each user service in a deploy (label deploy: its number), in seconds.",
+            ["service", "deploy"],
+            registry=self.registry,
+        )
+        self._deploys_shown: list[tuple[str, str]] = []
         self.stack_ready = Gauge(
             "legible_stack_ready_seconds",
             "Time from supervisor start to every service ready, in seconds.",
@@ -643,6 +835,17 @@ class _Metrics:
                 self._restarts_seen[name] = run.restarts
         if sup.ready_ms is not None:
             self.stack_ready.set(sup.ready_ms / 1000)
+
+    def deployed(self, rec: dict[str, Any]) -> None:
+        """Add deploy ``rec``'s ready times to ``legible_deploy_ready_seconds`` (the last 20 deploys kept)."""
+        for name, ms in (rec.get("ready") or {}).items():
+            if ms is None:
+                continue
+            labels = (name, str(rec["number"]))
+            self.deploy_ready.labels(*labels).set(ms / 1000)
+            self._deploys_shown.append(labels)
+        while len(self._deploys_shown) > 20 * 4:
+            self.deploy_ready.remove(*self._deploys_shown.pop(0))
 
     def push(self) -> None:
         """POST the current values to VictoriaMetrics' import API with the labels a scrape would add."""
@@ -725,8 +928,43 @@ def main(argv: list[str] | None = None) -> int:
         if pushed_store["ready"]:
             metrics.push()
 
-    sup = Supervisor(plan, state_path, on_ready=on_ready, on_change=on_change)
+    from legible import deploys
+    from legible.control import ControlServer, Watcher, send
+
+    state_dir = plan_path.parent
+    root = Path(plan.worktree)
+
+    snapshots: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+
+    def snapshot_later(number: int) -> None:
+        """Run git in a thread so a slow repository never delays the probes; the loop applies the result."""
+        threading.Thread(
+            target=lambda: snapshots.put((number, deploys.git_snapshot(root))), name="legible-git", daemon=True
+        ).start()
+
+    def on_deploy(rec: dict[str, Any]) -> None:
+        try:
+            deploys.append(state_dir, rec)
+        except OSError as exc:
+            print(f"supervisor: cannot record deploy {rec.get('number')}: {exc}", file=sys.stderr, flush=True)
+        if rec.get("status") == "ready":
+            metrics.deployed(rec)
+
+    sup = Supervisor(
+        plan,
+        state_path,
+        on_ready=on_ready,
+        on_change=on_change,
+        snapshot=snapshot_later,
+        on_deploy=on_deploy,
+        deploy_number=deploys.next_number(state_dir) - 1,
+    )
+    sup.begin_deploy(sup.user_services(), "up")  # up's deploy: the user services, spawned as their deps get ready
     sup.write_state()
+    control = ControlServer(state_dir)
+    watcher = Watcher(root, {s.name: list(s.watch) for s in plan.services if s.watch})
+    watcher.start()
+    waiters: list[tuple[Any, int]] = []
     code = 0
     git_marker = Path(plan.worktree) / ".git"  # a file in linked worktrees; nothing we write recreates it
     next_check = 0.0
@@ -741,9 +979,43 @@ def main(argv: list[str] | None = None) -> int:
             if sup.status == "failed":
                 code = 1
                 break
+            while not snapshots.empty():
+                sup.apply_snapshot(*snapshots.get_nowait())
+            if waiters and not sup.deploying and sup.deploy is not None:
+                for conn, _n in waiters:
+                    send(conn, {"done": True, "deploy": {k: v for k, v in sup.deploy.items() if k != "files"}})
+                    conn.close()
+                waiters.clear()
+            changed = watcher.drain() if not sup.deploying and sup.status in ("ready", "degraded") else set()
+            if changed:
+                try:
+                    sup.restart(sorted(changed), "watch")
+                except RestartRefused as exc:
+                    print(f"supervisor: watch restart skipped: {exc}", file=sys.stderr, flush=True)
             busy = sup.status == "starting" or any(r.status in ("starting", "backoff") for r in sup.services.values())
-            time.sleep(0.01 if busy else 0.1)
+            for conn, req in control.wait(0.005 if busy else 0.1):
+                if req.get("op") != "restart":
+                    send(conn, {"ok": False, "error": f"unknown op {req.get('op')!r}", "hint": "op: restart"})
+                    conn.close()
+                    continue
+                try:
+                    rec = sup.restart([str(n) for n in req.get("services") or []], "restart")
+                except RestartRefused as exc:
+                    send(conn, {"ok": False, "error": str(exc), "hint": exc.hint})
+                    conn.close()
+                    continue
+                send(conn, {"ok": True, "deploy": rec["number"], "services": rec["services"]})
+                waiters.append((conn, rec["number"]))
     finally:
+        watcher.close()
+        control.close()
+        for conn, _n in waiters:
+            send(conn, {"ok": False, "error": "the stack is stopping", "hint": "run `legible up --wait`"})
+            conn.close()
+        if sup.deploying and sup.deploy is not None:  # stopped (down, timeout) before the deploy was ready
+            sup.deploying.clear()
+            sup.deploy.update(status="failed", error=sup.deploy.get("error") or "the stack stopped before it was ready")
+            on_deploy(sup.deploy)
         if sup.status != "failed":
             sup.status = "stopping"
         sup.write_state()

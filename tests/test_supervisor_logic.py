@@ -224,3 +224,150 @@ def test_liveness_probes_are_spaced_by_the_interval() -> None:
     times = [ready_at] + [t for t, _ in h.live_probes]
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert len(gaps) == 3 and all(abs(g - LIVENESS_EVERY_S) < dt * 1.01 for g in gaps), gaps
+
+
+# -- restarts and deploys (legible restart, watch) -------------------------------------------------------
+class DeployHarness(Harness):
+    """A harness whose supervisor records deploys and whose stop is observable."""
+
+    def __init__(self, services: list[ServicePlan]) -> None:
+        super().__init__(services)
+        self.stopped: list[str] = []
+        self.records: list[dict] = []
+        self.sup.stop = self.stop
+        self.sup.on_deploy = lambda rec: self.records.append(dict(rec))
+        self.sup.wall = lambda: 1000.0 + self.now
+
+    def stop(self, runs: list) -> None:
+        for r in runs:
+            self.stopped.append(r.plan.name)
+            r.proc = None
+
+    def boot(self) -> None:
+        self.sup.begin_deploy(self.sup.user_services(), "up")
+        self.ready |= set(self.sup.services)
+        for _ in range(6):
+            self.tick()
+        assert self.sup.status == "ready"
+
+
+def _stack(*extra: ServicePlan) -> DeployHarness:
+    return DeployHarness(
+        [
+            _svc("victoria-metrics", "store"),
+            _svc("app", "app", ["victoria-metrics"]),
+            *extra,
+            _svc("chromium", "browser"),
+        ]
+    )
+
+
+def test_restart_stops_and_starts_only_the_user_services_as_a_new_deploy() -> None:
+    h = _stack()
+    h.boot()
+    assert [r["number"] for r in h.records] == [1, 1] and h.records[-1]["status"] == "ready"
+    h.ready.discard("app")
+    rec = h.sup.restart(None)
+    assert h.stopped == ["app"]  # never the stores or the browser
+    assert rec["number"] == 2 and rec["trigger"] == "restart" and rec["services"] == ["app"]
+    assert h.status("app") == "starting" and h.sup.services["app"].first_ready_ms is None
+    assert [n for _, n in h.spawned].count("app") == 2 and [n for _, n in h.spawned].count("chromium") == 1
+    h.now += 0.2
+    h.ready.add("app")
+    h.tick()
+    assert h.sup.status == "ready"
+    assert h.records[-1]["number"] == 2 and h.records[-1]["status"] == "ready"
+    assert round(h.records[-1]["ready_ms"]) == round(h.sup.services["app"].first_ready_ms or 0) == 210
+    assert h.sup.state()["deploy"]["number"] == 2
+
+
+def test_restart_of_the_app_restarts_its_dependents_in_dependency_order() -> None:
+    h = _stack(_svc("worker", "app", ["app"]), _svc("mailer", "app", ["worker"]), _svc("db", "app"))
+    h.boot()
+    h.ready -= {"app", "worker", "mailer"}
+    rec = h.sup.restart(["app"])
+    assert rec["services"] == ["app", "worker", "mailer"]  # db does not depend on app: it keeps running
+    assert sorted(h.stopped) == ["app", "mailer", "worker"]
+    assert h.status("worker") == "pending" and h.status("mailer") == "pending" and h.status("db") == "ready"
+    h.ready.add("app")
+    h.tick()
+    assert h.status("app") == "ready" and h.status("worker") == "starting" and h.status("mailer") == "pending"
+    h.ready |= {"worker", "mailer"}
+    for _ in range(3):
+        h.tick()
+    assert h.records[-1]["status"] == "ready" and set(h.records[-1]["ready"]) == {"app", "worker", "mailer"}
+
+
+def test_an_app_that_fails_on_restart_is_down_and_the_stack_runs_on() -> None:
+    h = _stack(_svc("worker", "app", ["app"]))
+    h.boot()
+    h.ready -= {"app", "worker"}
+    h.sup.restart(None)
+    h.procs["app"].code = 1
+    h.tick()
+    assert (
+        h.status("app") == "failed" and "exited with code 1 while deploy 2 was starting" in h.sup.services["app"].error
+    )
+    assert h.status("worker") == "failed" and h.sup.services["worker"].error == "not started: app did not start"
+    assert h.sup.status == "degraded"  # not failed: the observability services keep running
+    assert h.status("victoria-metrics") == "ready" and h.status("chromium") == "ready"
+    assert h.records[-1]["status"] == "failed" and h.records[-1]["failed_service"] == "app"
+    n = len(h.spawned)
+    h.tick(5.0)
+    assert len(h.spawned) == n  # no backoff loop on a deploy that did not start
+    h.sup.restart(None)  # the fix: a new deploy
+    h.ready |= {"app", "worker"}
+    for _ in range(3):
+        h.tick()
+    assert h.sup.status == "ready" and h.records[-1]["number"] == 3 and h.records[-1]["status"] == "ready"
+
+
+def test_a_restart_not_ready_in_time_fails_the_deploy_naming_the_probe() -> None:
+    h = _stack()
+    h.boot()
+    h.ready.discard("app")
+    h.sup.restart(None)
+    h.tick(5.5)
+    assert h.status("app") == "failed" and h.records[-1]["status"] == "failed"
+    assert h.records[-1]["error"] == "app was not ready after 5 s (tcp probe on 127.0.0.1:1)"
+
+
+def test_restart_refuses_observability_services_unknown_names_and_a_starting_stack() -> None:
+    import pytest
+
+    from legible.supervisor import RestartRefused
+
+    h = _stack()
+    with pytest.raises(RestartRefused, match="still starting"):
+        h.sup.restart(None)
+    h.boot()
+    with pytest.raises(RestartRefused, match="part of the observability stack"):
+        h.sup.restart(["chromium"])
+    with pytest.raises(RestartRefused, match="no service 'nope'"):
+        h.sup.restart(["nope"])
+    h.ready.discard("app")
+    h.sup.restart(None)
+    with pytest.raises(RestartRefused, match="deploy 2 is still starting"):
+        h.sup.restart(None)
+    assert h.stopped == ["app"]
+
+
+def test_a_late_git_snapshot_completes_the_deploy_record_and_a_stale_one_is_ignored() -> None:
+    from legible.deploys import GitSnapshot
+
+    h = _stack()
+    asked: list[int] = []
+    h.sup.snapshot = lambda number: asked.append(number)  # delivered later, as the real supervisor's thread does
+    h.boot()
+    assert asked == [1] and h.records[-1]["status"] == "ready" and h.records[-1]["commit"] is None
+    h.sup.apply_snapshot(1, GitSnapshot("c0ffee", True, "abcd", {"app.py": "1234"}))
+    assert h.records[-1]["number"] == 1 and h.records[-1]["status"] == "ready"
+    assert (h.records[-1]["commit"], h.records[-1]["dirty"], h.records[-1]["files"]) == (
+        "c0ffee",
+        True,
+        {"app.py": "1234"},
+    )
+    h.sup.restart(None)
+    n = len(h.records)
+    h.sup.apply_snapshot(1, GitSnapshot("old", False, "", {}))  # deploy 1 is over: not rewritten
+    assert len(h.records) == n and h.sup.deploy is not None and h.sup.deploy["commit"] is None

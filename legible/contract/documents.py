@@ -110,6 +110,7 @@ class StateFile(TypedDict):
     endpoints: dict[str, str]
     config_hash: str
     services: dict[str, ServiceState]
+    deploy: NotRequired[dict[str, Any] | None]
 
 
 class StackState(StateFile):
@@ -228,6 +229,8 @@ class StatusDoc(TypedDict):
     left_running: list[str]
     endpoints: dict[str, str]
     env_file: str
+    deploy: NotRequired[dict[str, Any] | None]
+    stale: NotRequired[dict[str, Any] | None]
 
 
 class PsRow(TypedDict):
@@ -1055,6 +1058,88 @@ class CollectorStatusDoc(TypedDict):
     last_received_ns: CollectorLastReceived
 
 
+# -- deploys, restart, diff --------------------------------------------------------------------------------
+class DeployDoc(TypedDict):
+    """One deploy (``legible.deploy/v1``): a line of ``.legible/deploys.jsonl`` (see :mod:`legible.deploys`).
+
+    ``ready_ms`` is the app's (or slowest restarted service's) spawn-to-ready time; ``changes`` and ``files``
+    hash ``git diff COMMIT`` (whole and per file) for the stale-code warning.
+    """
+
+    schema: NotRequired[Literal["legible.deploy/v1"]]
+    number: Annotated[int, Json(minimum=1)]
+    started_at: float
+    trigger: Annotated[str, Enum("up", "restart", "watch")]
+    services: list[str]
+    status: Annotated[str, Enum("starting", "ready", "failed")]
+    ready_ms: Ms | None
+    ready: dict[str, Ms | None]
+    error: str
+    commit: str | None
+    dirty: bool
+    changes: str
+    files: NotRequired[dict[str, str]]
+    files_changed: NotRequired[Count]
+    age_s: NotRequired[float]
+    took_ms: NotRequired[Ms]
+    stop_ms: NotRequired[Ms]
+    failed_service: NotRequired[str]
+    log_offset: NotRequired[Count]
+
+
+class DeploysDoc(TypedDict):
+    """``legible deploys --json`` (``legible.deploys/v1``): the last deploys, newest first."""
+
+    schema: Literal["legible.deploys/v1"]
+    key: Key
+    total: Count
+    current: int | None
+    deploys: list[DeployDoc]
+
+
+class RestartDoc(TypedDict):
+    """``legible restart --json`` (``legible.restart/v1``): the new deploy and its times."""
+
+    schema: Literal["legible.restart/v1"]
+    key: Key
+    deploy: DeployDoc
+    ready_ms: Ms | None
+    took_ms: Ms
+
+
+class DiffSummary(TypedDict):
+    """The counts ``legible diff`` leads with."""
+
+    flagged: Count
+    slower: Count
+    faster: Count
+    new_errors: Count
+    gone_errors: Count
+    new_console_errors: Count
+    checks_changed: Count
+
+
+class DiffDoc(TypedDict):
+    """``legible diff --json`` (``legible.diff/v1``): one deploy (``after``) against another (``before``).
+
+    Sides, routes, error groups, ready times and checks are described in :func:`legible.diff.diff`.
+    """
+
+    schema: Literal["legible.diff/v1"]
+    key: Key
+    after: dict[str, Any]
+    before: dict[str, Any]
+    threshold_pct: float
+    min_count: Count
+    summary: DiffSummary
+    errors: dict[str, list[dict[str, Any]]]
+    console_errors: dict[str, list[dict[str, Any]]]
+    routes: list[dict[str, Any]]
+    ready: list[dict[str, Any]]
+    checks: list[dict[str, Any]]
+    took_ms: Ms
+
+
 SCHEMAS: dict[str, Any] = {
     "legible.state/v1": StateFile,
     "legible.plan/v1": PlanDoc,
@@ -1097,4 +1182,8 @@ SCHEMAS: dict[str, Any] = {
     "legible.skills-mcp/v1": SkillsMcpDoc,
     "legible.skills-hooks/v1": SkillsHooksDoc,
     "legible.browser-diff/v1": BrowserDiffDoc,
+    "legible.deploy/v1": DeployDoc,
+    "legible.deploys/v1": DeploysDoc,
+    "legible.restart/v1": RestartDoc,
+    "legible.diff/v1": DiffDoc,
 }

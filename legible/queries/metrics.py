@@ -541,6 +541,7 @@ def metrics_view(
     step: str | None = None,
     limit: int | None = None,
     url: str | None = None,
+    end: float | None = None,
 ) -> View:
     """What ``legible metrics`` shows: one PromQL query (instant, or over ``range_``), or with ``list`` the names.
 
@@ -551,6 +552,7 @@ def metrics_view(
         step: the range step (a duration; default ``range_ / 60``, at least 1 s).
         limit: series shown (default 20) or metrics listed (default 40).
         url: VictoriaMetrics' base URL (default: the running stack's, :func:`legible.queries.metrics_url`).
+        end: the range's end in Unix seconds (default: now), e.g. the end of an earlier deploy.
 
     Returns:
         The ``legible.metrics/v1`` (or ``legible.metrics.list/v1``) document and the text lines.
@@ -570,5 +572,5 @@ def metrics_view(
         raise UsageError(f"unexpected argument {pattern!r}", hint="quote the PromQL query as one argument")
     range_s, step_s = parse_window(range_, step)
     n = parse_limit(limit, 20)
-    res = query(url or metrics_url(), promql, range_s, step_s)
+    res = query(url or metrics_url(), promql, range_s, step_s, now=end)
     return View(res.to_json(), render_metrics(res, n))

@@ -203,6 +203,7 @@ class PlanContext:
         ports: port by name: the slots of :data:`legible.lease.SLOTS` plus one per extra service.
         files: rendered files so far, by absolute path (filled by :meth:`render`).
         browser: run Chromium (``[stack] browser = true`` or ``legible up --browser``).
+        watch: ``legible up --watch``: the app restarts on changes to any file (when ``[app] watch`` is unset).
         environ: the caller's environment (``legible up``'s; the supervisor inherits it). Only read, for
             the OTLP protocol the user chose and for ``$NAME`` references; never copied into the plan.
 
@@ -213,6 +214,7 @@ class PlanContext:
     ports: dict[str, int]
     files: dict[str, str] = field(default_factory=dict)
     browser: bool = False
+    watch: bool = False
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
     @property

@@ -56,6 +56,8 @@ class ServicePlan:
         stop_timeout: seconds between SIGTERM and SIGKILL.
         deferred: ``env`` keys (and ``"argv"``) that still name inherited variables (``$HOME``); the
             supervisor substitutes them at spawn time, so their values are never written to the plan.
+        watch: gitignore-style globs relative to the worktree root; a change to a matching file restarts
+            the service (``[app] watch``, ``legible up --watch``).
 
     """
 
@@ -73,6 +75,7 @@ class ServicePlan:
     max_restarts: int = 5
     stop_timeout: float = 3.0
     deferred: list[str] = field(default_factory=list)
+    watch: list[str] = field(default_factory=list)
 
     def to_dict(self) -> ServicePlanDoc:
         """A JSON-ready dict (see :meth:`from_dict`)."""

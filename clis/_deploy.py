@@ -1,0 +1,42 @@
+"""Deploy windows and the stale-code warning for the query commands (``logs``, ``traces``, ``check``, ``metrics``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def deploy_window(since: str | None, until: str | None) -> tuple[str | None, str | None, str | None, str | None]:
+    """``--since deploy|deploy~N|deploy:N`` -> ISO bounds and labels (see legible.deploys.window_args).
+
+    Raises:
+        UsageError: an unknown deploy, or not in a git worktree.
+
+    """
+    from legible.deploys import is_ref, window_args
+
+    if not is_ref(since):
+        return since, until, None, None
+    from legible.worktree import find_worktree
+
+    return window_args(since, until, find_worktree().state_dir)
+
+
+def label(flt: Any, since_label: str | None, until_label: str | None) -> None:
+    """Show the deploy labels instead of ISO times in ``flt``'s summary line."""
+    if not since_label:
+        return
+    if hasattr(flt, "until_text"):
+        flt.since_text, flt.until_text = since_label, until_label
+    else:  # the filter's summary has no "until": say it in the start's words
+        flt.since_text = f"{since_label} (until {until_label})" if until_label else since_label
+
+
+def stale_warning(as_json: bool) -> None:
+    """Print the stale-code warning as the first line of text output (nothing with ``--json`` or when current)."""
+    if as_json:
+        return
+    from legible.deploys import stale_line
+
+    line = stale_line()
+    if line:
+        print(line)
