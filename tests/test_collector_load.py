@@ -39,7 +39,8 @@ from legible.collector._otlp import PayloadError, decode
 from legible.queries.logs import log_groups, make_filter
 from legible.queries.traces import list_traces, make_trace_filter
 from legible.store import open_store
-from tests.test_collector import WT, Proc, eventually
+from tests.conftest import wait_until
+from tests.test_collector import WT, Proc
 
 LOAD_S = float(os.environ.get("LEGIBLE_LOAD_SECONDS", "60"))
 BATCH = 100
@@ -371,7 +372,7 @@ def test_malformed_payloads_interleaved_with_valid_ones(col: Proc) -> None:
     assert col.p is not None and col.p.poll() is None  # never crashed
     assert sum(answers.values()) == 10_000 and answers["grpc INVALID_ARGUMENT"] > 1500
     store = col.store()
-    eventually(lambda: count(store, "spans", "fuzz-valid") >= valid_acked, timeout=30)
+    wait_until(lambda: count(store, "spans", "fuzz-valid") >= valid_acked, timeout=30)
     assert count(store, "spans", "fuzz-valid") == valid_acked
     assert count(store, "spans", "fuzz-template") == 0
     assert requests.get(f"{col.url}/health", timeout=5).status_code == 200
