@@ -15,7 +15,7 @@ from .test_stack import SHOP_TOML, shop_repo, wait_until
 
 def fold(lines: list[str]) -> list[str]:
     """The lines without their ages ("7s ago" then, "13s ago" now) and the column padding they shift."""
-    return [re.sub(r"\s+", " ", re.sub(r"\d+[smh] ago", "ago", ln)) for ln in lines]
+    return [re.sub(r"\s+", " ", re.sub(r"\d+(\.\d+)? ?[smhd] ago", "ago", ln)) for ln in lines]
 
 
 #: A value the app logs that the bundle must not keep (an environment variable with a secret-looking name).

@@ -118,5 +118,7 @@ def test_a_bad_flag_on_any_command_is_one_line_and_exit_2(tmp_path: Path) -> Non
         assert lines[0].startswith(first) and lines[1].startswith("hint: see `legible") and len(lines) == 2, lines
     code, doc = cli_json(root, "check", "--nope")
     assert (
-        code == 2 and doc["schema"] == "legible.error/v1" and doc["message"] == "legible check: no such option: --nope"
+        code == 2
+        and doc["schema"] == "legible.error/v1"
+        and doc["message"].startswith("legible check: no such option: --nope")  # click may add suggestions
     )

@@ -135,7 +135,7 @@ def test_diff_flags_the_slower_route_normalises_rates_and_folds_incidents(tmp_pa
     text = render(doc)
     assert text[0].startswith("deploy 2 (no commit) vs deploy 1 (no commit): 1 route slower, 1 new error group, 1 gone")
     assert len(text) <= 40
-    assert any(ln.startswith("! GET /slow [app]  1 -> ") and "p50 1.20 s -> 2.40 s +100%" in ln for ln in text), text
+    assert any(ln.startswith("! GET /slow [app]  1 -> ") and "p50 1.2 s -> 2.4 s +100%" in ln for ln in text), text
     # the same through the CLI, and the usage errors
     code, same = cli_json(root, "diff", "--against", "deploy:1")
     flags = [(r["name"], r["flagged"], r["change_p50_pct"]) for r in doc["routes"]]

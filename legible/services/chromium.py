@@ -90,5 +90,5 @@ class ChromiumService:
             depends_on=["app"],
             port=port,
             log=str(ctx.worktree.logs_dir / f"{self.name}.log"),
-            stop_timeout=0.5,  # the agent flushes its logs at once; the throwaway Chromium needs no more
+            stop_timeout=3.0,  # the agent flushes its logs, kills Chromium and removes its profile (~1 s)
         )
