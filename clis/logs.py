@@ -65,7 +65,7 @@ def logs(
 ) -> None:
     """Show this worktree's logs as groups of similar lines, raw lines, a follow, or the rows of one SELECT."""
     from legible.queries import logs as q
-    from legible.queries._source import bundle_or_worktree
+    from legible.queries.source import bundle_or_worktree
 
     from ._deploy import deploy_window, label, stale_warning
 

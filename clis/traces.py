@@ -50,7 +50,7 @@ def traces(
 ) -> None:
     """List the worktree's recent traces, or the slowest ones, or the rows of one SELECT over the spans."""
     from legible.queries import traces as q
-    from legible.queries._source import bundle_or_worktree
+    from legible.queries.source import bundle_or_worktree
 
     from ._deploy import deploy_window, label, stale_warning
 
@@ -78,7 +78,7 @@ def trace(
     as_json: bool = typer.Option(False, "--json", help="the full tree as one JSON document (legible.trace/v1)"),
 ) -> None:
     """Show one trace as an indented tree of spans with their exceptions and log lines."""
-    from legible.queries._source import bundle_or_worktree
+    from legible.queries.source import bundle_or_worktree
     from legible.queries.traces import trace_view
 
     view = trace_view(trace_id, limit=limit, store=bundle_or_worktree(from_)())

@@ -137,7 +137,7 @@ class CheckContext:
         if not self.alive or not self.state:
             raise NotRunning("promql checks need a running stack", hint="run `legible up --wait` first")
         if not self._flushed and self.state["endpoints"].get("otlp-http"):
-            from legible.queries._source import flush_collector
+            from legible.queries.source import flush_collector
             from legible.store import read_token
 
             self._flushed = flush_collector(self.state["endpoints"]["otlp-http"], read_token(self.worktree.state_dir))

@@ -61,7 +61,7 @@ from legible._errors import ConfigError, UsageError
 CONFIG_FILENAME = "legible.toml"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 #: The OTLP exporter protocols of the specification (the same tuple as
-#: ``legible.services._context.OTLP_PROTOCOLS``, which the supervisor loads without pydantic).
+#: ``legible.services.context.OTLP_PROTOCOLS``, which the supervisor loads without pydantic).
 OTLP_PROTOCOLS = ("grpc", "http/protobuf", "http/json")
 RESERVED_SERVICES = frozenset({"victoria-metrics", "collector", "chromium", "vector", "grafana", "supervisor"})
 

@@ -320,7 +320,7 @@ def stale_line(start: Path | None = None) -> str:
     Cheap: reads ``state.json`` and ``deploys.jsonl`` and runs one ``git diff``; never raises.
     """
     from legible._errors import LegibleError
-    from legible.queries._source import read_endpoints  # liveness without importing legible.stack
+    from legible.queries.source import read_endpoints  # liveness without importing legible.stack
     from legible.worktree import find_worktree
 
     try:

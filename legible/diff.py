@@ -235,7 +235,7 @@ def diff(
 
     """
     from legible import deploys
-    from legible.queries._source import worktree_store
+    from legible.queries.source import worktree_store
     from legible.worktree import find_worktree
 
     t0 = time.monotonic()
@@ -309,7 +309,7 @@ def diff(
 
 # -- text -----------------------------------------------------------------------------------------------
 def _ms(v: float | None) -> str:
-    from legible.queries._fmt import fmt_ms
+    from legible._duration import format_ms as fmt_ms
 
     return fmt_ms(v)
 

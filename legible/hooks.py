@@ -71,7 +71,7 @@ def stop_hook(stdin_text: str, cwd: Path | None = None) -> StopDecision:
 
     """
     from legible._errors import LegibleError
-    from legible.queries._source import read_endpoints
+    from legible.queries.source import read_endpoints
     from legible.worktree import find_worktree
 
     doc = _parse(stdin_text)

@@ -10,7 +10,7 @@ which never reaches ``plan.json``): ``PORT`` (the service's own port), ``HOST``,
 leased port, ``LEGIBLE_STACK``/``LEGIBLE_WORKTREE`` (the key), and the standard OpenTelemetry SDK variables
 (https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/):
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` and ``OTEL_EXPORTER_OTLP_PROTOCOL`` (``http/protobuf`` unless the user chose
-another protocol; endpoint and protocol always agree, see :mod:`legible.services._context`),
+another protocol; endpoint and protocol always agree, see :mod:`legible.services.context`),
 ``OTEL_SERVICE_NAME`` (the service name), ``OTEL_RESOURCE_ATTRIBUTES=legible.worktree=<key>`` (percent-encoded),
 short export intervals so signals arrive within about a second, and ``PYTHONUNBUFFERED=1``. Values from
 ``legible.toml`` win.
@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any, Final
 from legible._errors import ConfigError, PrerequisiteMissing
 from legible._files import private_dir, write_private
 from legible.lease import BLOCK_SIZE, FIRST_EXTRA_SLOT, SLOTS, Lease
-from legible.services._context import PlanContext, expand
 from legible.services.base import Probe, ServicePlan
+from legible.services.context import PlanContext, expand
 from legible.worktree import Worktree
 
 if TYPE_CHECKING:

@@ -370,7 +370,7 @@ def run_proof(
             "took_ms": 0.0,
         }
     )
-    from legible.queries._source import flush_collector
+    from legible.queries.source import flush_collector
     from legible.store import read_token
 
     lap("checks")

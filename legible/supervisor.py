@@ -61,8 +61,8 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from legible._files import PRIVATE_UMASK
 from legible._procs import ProcRef, signal_group
 from legible.plan import StackPlan
-from legible.services._context import service_argv, service_environ
 from legible.services.base import Probe, ServicePlan
+from legible.services.context import service_argv, service_environ
 
 if TYPE_CHECKING:
     from legible.contract import ServiceState, StateFile
@@ -600,7 +600,7 @@ def spawn_service(sp: ServicePlan) -> subprocess.Popen[bytes]:
     """Start ``sp`` in its own session and process group, output appended to its log.
 
     Its environment is this process's (inherited from ``legible up``) plus the plan's additions
-    (:func:`legible.services._context.service_environ`).
+    (:func:`legible.services.context.service_environ`).
 
     Raises:
         OSError: the command cannot be executed (not found, not executable).

@@ -82,7 +82,7 @@ def test_missing_config_says_how_to_create_one(tmp_path: Path) -> None:
 
 def test_an_otlp_protocol_in_env_is_checked_where_it_is_written() -> None:
     from legible.config import OTLP_PROTOCOLS
-    from legible.services._context import OTLP_PROTOCOLS as PLANNED
+    from legible.services.context import OTLP_PROTOCOLS as PLANNED
 
     assert OTLP_PROTOCOLS == PLANNED
     data = {"app": {"command": "a", "env": {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http"}}}

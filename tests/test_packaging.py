@@ -65,3 +65,40 @@ def test_fast_commands_import_no_heavy_library(tmp_path: Path, args: list[str]) 
     root = make_repo(tmp_path / "r", "")
     heavy = _imported(args, root) & set(HEAVY)
     assert not heavy, f"legible {' '.join(args)} imports {sorted(heavy)}"
+
+
+def _module_name(path: Path) -> str:
+    """The import name of a file of ``legible/`` or ``clis/`` (installed as ``legible.cli``)."""
+    rel = path.relative_to(REPO)
+    parts = list(rel.with_suffix("").parts)
+    if parts[0] == "clis":
+        parts[0:1] = ["legible", "cli"]
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def test_no_module_imports_a_private_name_of_another_package() -> None:
+    """``legible.x._y`` (a module or a name starting with one underscore) is used only inside ``legible.x``."""
+    import ast
+
+    bad = []
+    for path in sorted([*(REPO / "legible").rglob("*.py"), *(REPO / "clis").rglob("*.py")]):
+        mod = _module_name(path)
+        package = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names = [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for full in names:
+                parts = full.split(".")
+                for i, part in enumerate(parts):
+                    if part.startswith("_") and not part.startswith("__"):
+                        owner = ".".join(parts[:i])
+                        if package != owner and not package.startswith(owner + "."):
+                            bad.append(f"{path.relative_to(REPO)}: {full}")
+                        break
+    assert not bad, "private names imported across packages:\n" + "\n".join(bad)

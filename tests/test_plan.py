@@ -109,7 +109,7 @@ def _app(plan):
 
 
 def test_otlp_endpoint_follows_the_protocol_from_the_callers_env_or_legible_toml(tmp_path: Path) -> None:
-    from legible.services._context import otlp_env
+    from legible.services.context import otlp_env
 
     assert otlp_env({}, 2, 3) == {
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
@@ -140,7 +140,7 @@ def test_otlp_endpoint_follows_the_protocol_from_the_callers_env_or_legible_toml
 def test_plan_holds_no_inherited_value_and_the_supervisor_rebuilds_the_env(tmp_path: Path) -> None:
     import json
 
-    from legible.services._context import service_argv, service_environ
+    from legible.services.context import service_argv, service_environ
 
     root = make_repo(tmp_path / "repo", "[app]\ncommand='true'\n")
     wt = Worktree(root, worktree_key(root))
@@ -205,7 +205,7 @@ def test_env_file_and_scrape_config_quote_a_hostile_worktree_name(tmp_path: Path
 
 
 def test_missing_telemetry_line_names_the_cause() -> None:
-    from legible.queries._source import explain_missing
+    from legible.queries.source import explain_missing
 
     status = {
         "schema": "legible.collector-status/v1",

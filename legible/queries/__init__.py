@@ -22,6 +22,6 @@ Example::
 """
 
 from legible.queries._fmt import fmt_ms, parse_duration, parse_time
-from legible.queries._source import metrics_url, store_opener, worktree_store
+from legible.queries.source import metrics_url, store_opener, worktree_store
 
 __all__ = ["fmt_ms", "metrics_url", "parse_duration", "parse_time", "store_opener", "worktree_store"]

@@ -353,7 +353,7 @@ class LogGroups:
         newest_outside_ns: when nothing matched in the window: the newest matching line outside it.
         total_outside: when nothing matched in the window: matching lines outside it.
         missing: when nothing matched and the running app sent no OTLP log records since it became ready:
-            one line saying so and why (:func:`legible.queries._source.missing_telemetry`), else ``""``.
+            one line saying so and why (:func:`legible.queries.source.missing_telemetry`), else ``""``.
 
     """
 
@@ -472,7 +472,7 @@ def log_groups(store: Store, flt: LogFilter, limit: int = 30, now: int | None = 
         n, newest = store.query(f"SELECT count(*), max(time_ns) FROM logs WHERE {w}", p).rows[0]  # noqa: S608 - fixed SQL fragments; values are bound parameters
         res.total_outside, res.newest_outside_ns = int(n or 0), newest
     if res.total == 0:
-        from legible.queries._source import missing_telemetry
+        from legible.queries.source import missing_telemetry
 
         res.missing = missing_telemetry(store, "logs")
     return res
@@ -765,7 +765,7 @@ def logs_view(
         NotRunning: there is no store yet.
 
     """
-    from legible.queries._source import store_opener
+    from legible.queries.source import store_opener
 
     field_list = parse_fields(fields)
     n = parse_limit(limit, 30 if not (raw or sql) else 40)
@@ -807,7 +807,7 @@ def follow_lines(
         NotRunning: there is no store yet.
 
     """
-    from legible.queries._source import store_opener
+    from legible.queries.source import store_opener
 
     opener = opener or store_opener()
     field_list = parse_fields(fields)

@@ -562,7 +562,7 @@ def metrics_view(
         NotRunning: no stack runs, or VictoriaMetrics does not answer.
 
     """
-    from legible.queries._source import metrics_url
+    from legible.queries.source import metrics_url
 
     if promql == "list":
         n = parse_limit(limit, 40)

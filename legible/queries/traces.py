@@ -254,7 +254,7 @@ class TraceList:
         total_errors: matching traces with an error.
         traces: the traces shown.
         missing: when nothing matched and the running app sent no spans since it became ready: one line
-            saying so and why (:func:`legible.queries._source.missing_telemetry`), else ``""``.
+            saying so and why (:func:`legible.queries.source.missing_telemetry`), else ``""``.
 
     """
 
@@ -322,7 +322,7 @@ FROM t ORDER BY {order}, trace_id LIMIT {int(max(limit, 0))}
     total_err = int(rows[0][9]) if rows else 0
     missing = ""
     if not items:
-        from legible.queries._source import missing_telemetry
+        from legible.queries.source import missing_telemetry
 
         missing = missing_telemetry(store, "traces")
     return TraceList(flt, now, "slowest" if slowest else "recent", total, total_err, items, missing)
@@ -764,7 +764,7 @@ def traces_view(
         NotRunning: there is no store yet.
 
     """
-    from legible.queries._source import worktree_store
+    from legible.queries.source import worktree_store
 
     store = store or worktree_store()
     if sql:
@@ -788,7 +788,7 @@ def trace_view(trace_id: str, *, limit: int | None = None, store: Store | None =
         NotRunning: there is no store yet.
 
     """
-    from legible.queries._source import worktree_store
+    from legible.queries.source import worktree_store
 
     n = parse_limit(limit, 40)
     tree = get_trace(store or worktree_store(), trace_id)

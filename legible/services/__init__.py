@@ -7,10 +7,10 @@ for the interface.
 
 from __future__ import annotations
 
-from legible.services._context import PlanContext
 from legible.services.base import Component, Probe, ServiceKind, ServicePlan
 from legible.services.chromium import ChromiumService
 from legible.services.collector import CollectorService
+from legible.services.context import PlanContext
 from legible.services.victoria_metrics import VictoriaMetrics
 
 #: Built-in service kinds, in start order. User services depend on all of them (stores and collector first).

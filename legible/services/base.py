@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 if TYPE_CHECKING:
     from legible.contract import ServicePlanDoc
-    from legible.services._context import PlanContext
+    from legible.services.context import PlanContext
 
 ProbeKind = Literal["http", "tcp", "log", "none"]
 
@@ -45,7 +45,7 @@ class ServicePlan:
         cwd: working directory.
         env: what legible and ``legible.toml`` add to the inherited environment (never inherited values:
             the supervisor rebuilds the full environment at spawn time, see
-            :func:`legible.services._context.service_environ`).
+            :func:`legible.services.context.service_environ`).
         probe: the readiness probe.
         ready_timeout: seconds to become ready.
         depends_on: services that must be ready before this one starts.

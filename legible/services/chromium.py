@@ -20,7 +20,7 @@ from legible.browser.client import browser_tmp_dir
 from legible.services.base import Component, Probe, ServicePlan
 
 if TYPE_CHECKING:
-    from legible.services._context import PlanContext
+    from legible.services.context import PlanContext
 
 INSTALL = "sudo apt-get install chromium  (Debian/Ubuntu; or set $LEGIBLE_CHROMIUM to a Chrome/Chromium binary)"
 PLAYWRIGHT_INSTALL = "pip install 'legible[browser]'  (Playwright for Python; its browsers are not needed)"

@@ -17,7 +17,7 @@ from legible.services.base import Component, Probe, ServicePlan
 from legible.store import TOKEN_FILENAME, store_path
 
 if TYPE_CHECKING:
-    from legible.services._context import PlanContext
+    from legible.services.context import PlanContext
 
 #: Default store size cap in MiB.
 DEFAULT_MAX_DB_MB = 512

@@ -17,7 +17,7 @@ from legible._paths import tool_cache
 from legible.services.base import Component, Probe, ServicePlan
 
 if TYPE_CHECKING:
-    from legible.services._context import PlanContext
+    from legible.services.context import PlanContext
 
 BINARY_NAMES = ("victoria-metrics", "victoria-metrics-prod")
 INSTALL = "legible doctor --install  (or: sudo apt-get install victoria-metrics)"
