@@ -30,7 +30,18 @@ from legible.lease import LeaseRegistry
 from legible.worktree import Worktree, find_worktree
 
 if TYPE_CHECKING:
-    from legible.contract import DownDoc, GcDoc, GcLease, GcOrphan, PsDoc, PsRow, StackState, StatusDoc, UpDoc
+    from legible.contract import (
+        DownDoc,
+        ForwardHealth,
+        GcDoc,
+        GcLease,
+        GcOrphan,
+        PsDoc,
+        PsRow,
+        StackState,
+        StatusDoc,
+        UpDoc,
+    )
 
 UP_SCHEMA: Final = "legible.up/v1"
 DOWN_SCHEMA: Final = "legible.down/v1"
@@ -490,7 +501,7 @@ def status(start: Path | None = None) -> StatusDoc:
         )
     elif state["status"] == "dead":
         state["error"] = "the supervisor is gone (killed?); `legible up` starts the stack again"
-    return {
+    doc: StatusDoc = {
         "schema": STATUS_SCHEMA,
         "key": wt.key,
         "worktree": str(wt.root),
@@ -503,6 +514,26 @@ def status(start: Path | None = None) -> StatusDoc:
         "endpoints": state.get("endpoints", {}) if state["alive"] else {},
         "env_file": str(wt.env_file),
     }
+    if state["alive"]:
+        fwd = _forward_health(wt)
+        if fwd:
+            doc["forward"] = fwd
+    return doc
+
+
+def _forward_health(wt: Worktree) -> list[ForwardHealth]:
+    """Forwarding health of the running stack (empty when it forwards nothing); see :func:`legible.forward.health`."""
+    try:
+        plan = json.loads((wt.state_dir / "plan.json").read_text())
+    except (OSError, ValueError):
+        return []
+    services = {sp["name"]: sp for sp in plan.get("services", [])}
+    coll = services.get("collector", {}).get("argv", [])
+    if "vmagent" not in services and not any(str(a).startswith("--forward-config=") for a in coll):
+        return []
+    from legible import forward
+
+    return forward.health(wt.state_dir, plan.get("ports", {}), services)
 
 
 def require_running(start: Path | None = None) -> StackState:

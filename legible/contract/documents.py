@@ -219,6 +219,7 @@ class StatusDoc(TypedDict):
     left_running: list[str]
     endpoints: dict[str, str]
     env_file: str
+    forward: NotRequired[list[ForwardHealth]]
 
 
 class PsRow(TypedDict):
@@ -970,6 +971,50 @@ class CollectorStatusDoc(TypedDict):
     received: CollectorSignals
     refused: dict[str, Count]
     last_received_ns: CollectorLastReceived
+    forward: NotRequired[ForwardQueueDoc | None]
+
+
+class ForwardSignals(TypedDict):
+    """A count per forwarded signal: spans, log records."""
+
+    traces: Count
+    logs: Count
+
+
+class ForwardQueueDoc(TypedDict):
+    """The collector's OTLP forwarding queue (``forward`` of ``GET /status``; :mod:`legible.collector._forward`).
+
+    ``queue_*`` is what waits on disk; ``dropped`` was past the ``max_bytes`` cap; ``rejected`` was refused
+    by the upstream with a non-retryable 4xx; ``last_success_ns`` is Unix ns of the last 2xx, or ``None``.
+    """
+
+    url: str
+    queue_files: Count
+    queue_bytes: Count
+    max_bytes: Count
+    sent: ForwardSignals
+    dropped: ForwardSignals
+    rejected: ForwardSignals
+    last_success_ns: int | None
+    last_error: str
+
+
+class ForwardHealth(TypedDict):
+    """One forwarding destination in ``legible status`` (``forward`` of ``legible.status/v1``).
+
+    ``kind`` is ``otlp`` (spans and logs, the collector's queue) or ``remote_write`` (metrics, vmagent's
+    queue); ``state`` is ``ok``, ``retrying`` (the upstream fails; data waits on disk), ``dropping`` (past
+    the cap) or ``unknown`` (its process does not answer).
+    """
+
+    kind: Annotated[str, Enum("otlp", "remote_write")]
+    url: str
+    state: Annotated[str, Enum("ok", "retrying", "dropping", "unknown")]
+    queue_bytes: Count
+    sent: Count
+    dropped: Count
+    last_success_ns: int | None
+    error: str
 
 
 SCHEMAS: dict[str, Any] = {

@@ -5,6 +5,8 @@ that the package imports. Ports: ``otlp-http`` (also ``/health``, ``/metrics``, 
 from the lease; the store is ``.legible/data/signals.duckdb`` (:func:`legible.store.store_path`), the bearer
 token of its ``/query`` is ``.legible/collector.token`` (:data:`legible.store.TOKEN_FILENAME`); it tails
 ``.legible/logs/`` and pushes derived metrics to the stack's VictoriaMetrics; it starts beside it, not after it.
+With ``[forward] otlp`` set it also queues spans and logs for a shared OTLP endpoint (``--forward-config``,
+:mod:`legible.forward`).
 """
 
 from __future__ import annotations
@@ -65,6 +67,13 @@ class CollectorService:
             f"--max-db-mb={DEFAULT_MAX_DB_MB}",
             f"--token-file={ctx.worktree.state_dir / TOKEN_FILENAME}",
         ]
+        from legible import forward
+
+        fwd = forward.collector_config(
+            forward.resolve(ctx.config.forward, ctx.environ), ctx.worktree, forward.labels(ctx.worktree)
+        )
+        if fwd is not None:  # spans and logs also go to a shared OTLP endpoint (headers stay in a 0600 file)
+            argv.append(f"--forward-config={ctx.add_file(forward.COLLECTOR_FILE, fwd)}")
         env = ctx.env_for(self.name, http_port)
         # The collector must not export its own telemetry to itself.
         for k in [k for k in env if k.startswith("OTEL_")]:
