@@ -73,14 +73,32 @@ def components() -> list[Component]:
             False,
         )
     )
-    out.append(_binary("vector", ("vector",), "not in Debian: install Vector from its project's packages", False))
+    out.append(
+        _binary(
+            "vector",
+            ("vector",),
+            "optional, ships stdout/stderr instead of the built-in tailer; not in Debian: see"
+            " https://vector.dev/docs/setup/installation/",
+            False,
+        )
+    )
     out.append(
         _binary(
             "grafana",
             ("grafana", "grafana-server"),
-            "not in Debian: install Grafana from its project's packages",
+            "optional, dashboards per worktree; not in Debian: apt repository at"
+            " https://grafana.com/docs/grafana/latest/setup-grafana/installation/debian/",
             False,
             "-v",
+        )
+    )
+    out.append(
+        _binary(
+            "docker",
+            ("docker",),
+            'optional, [stack] backend = "docker"; see https://docs.docker.com/engine/install/debian/'
+            " (`docker info` must answer)",
+            False,
         )
     )
     return out

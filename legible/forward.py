@@ -29,13 +29,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from legible._errors import ConfigError, NotRunning
+from legible._errors import ConfigError, NotReady
 
 if TYPE_CHECKING:
     from legible.config import ForwardConfig
-    from legible.contract import ForwardHealth
+    from legible.contract import ForwardHealth, MetricsSharedDoc
     from legible.worktree import Worktree
 
 ENV_PREFIX = "LEGIBLE_FORWARD_"
@@ -43,7 +43,7 @@ ENV_PREFIX = "LEGIBLE_FORWARD_"
 LABEL_KEYS = ("worktree", "branch", "commit", "deploy", "host")
 #: File name of the collector's forwarding settings under ``.legible/config/``.
 COLLECTOR_FILE = "forward-otlp.json"
-SHARED_SCHEMA = "legible.metrics-shared/v1"
+SHARED_SCHEMA: Final = "legible.metrics-shared/v1"
 
 
 @dataclass(frozen=True)
@@ -304,7 +304,7 @@ def health(state_dir: Path, ports: Mapping[str, int], plan_services: Mapping[str
 # ---- fleet questions ---------------------------------------------------------------------------------
 
 
-def shared_query(settings: ForwardSettings, promql: str, at: float | None = None) -> dict[str, Any]:
+def shared_query(settings: ForwardSettings, promql: str, at: float | None = None) -> MetricsSharedDoc:
     """Evaluate ``promql`` on the shared engine (``query_url``); instant query.
 
     Returns:
@@ -313,7 +313,7 @@ def shared_query(settings: ForwardSettings, promql: str, at: float | None = None
 
     Raises:
         ConfigError: no ``query_url`` is configured.
-        NotRunning: the shared engine does not answer.
+        NotReady: the shared engine does not answer.
         UsageError: the engine refuses the query.
 
     """
@@ -334,7 +334,7 @@ def shared_query(settings: ForwardSettings, promql: str, at: float | None = None
     except PrometheusApiClientException as e:
         raise UsageError(f"the shared engine refused the query: {e}", hint="check the PromQL") from e
     except OSError as e:
-        raise NotRunning(
+        raise NotReady(
             f"the shared engine at {settings.query_url} does not answer: {e}",
             hint="check [forward] query_url",
         ) from e
@@ -345,3 +345,33 @@ def shared_query(settings: ForwardSettings, promql: str, at: float | None = None
         "time": when,
         "result": [{"metric": r.get("metric", {}), "value": float(r["value"][1])} for r in result],
     }
+
+
+def worktree_settings(start: Path | None = None) -> ForwardSettings:
+    """The forwarding settings of the worktree around ``start`` (its ``legible.toml`` if any, then the environment).
+
+    Raises:
+        ConfigError: ``legible.toml`` or a ``LEGIBLE_FORWARD_*`` variable is malformed.
+        UsageError: not inside a git worktree.
+
+    """
+    import os
+
+    from legible.config import find_config_file, load_config
+    from legible.worktree import find_worktree
+
+    wt = find_worktree(start)
+    cfg = load_config(wt.root).forward if find_config_file(wt.root) else None
+    return resolve(cfg, os.environ)
+
+
+def render_shared(doc: Mapping[str, Any], limit: int = 20) -> list[str]:
+    """Lines for a ``legible.metrics-shared/v1`` document: a summary, then one series per line, largest first."""
+    rows = sorted(doc["result"], key=lambda r: -r["value"])
+    lines = [f"{len(rows)} series from the shared engine {doc['query_url']}"]
+    for r in rows[:limit]:
+        labels = ",".join(f"{k}={v!r}" for k, v in sorted(r["metric"].items()))
+        lines.append(f"{r['value']:.6g}  {{{labels}}}")
+    if len(rows) > limit:
+        lines.append(f"... {len(rows) - limit} more series; aggregate with sum by (...) or use --json")
+    return lines

@@ -974,6 +974,26 @@ class CollectorStatusDoc(TypedDict):
     forward: NotRequired[ForwardQueueDoc | None]
 
 
+class SharedSeries(TypedDict):
+    """One series of the shared engine's answer: its labels and its value at ``time``."""
+
+    metric: dict[str, str]
+    value: float
+
+
+class MetricsSharedDoc(TypedDict):
+    """``legible metrics --shared PROMQL --json`` (``legible.metrics-shared/v1``).
+
+    An instant query on the shared engine (``[forward] query_url``); ``time`` is Unix seconds.
+    """
+
+    schema: Literal["legible.metrics-shared/v1"]
+    query_url: str
+    query: str
+    time: float
+    result: list[SharedSeries]
+
+
 class ForwardSignals(TypedDict):
     """A count per forwarded signal: spans, log records."""
 
@@ -1024,6 +1044,7 @@ SCHEMAS: dict[str, Any] = {
     "legible.up/v1": UpDoc,
     "legible.down/v1": DownDoc,
     "legible.status/v1": StatusDoc,
+    "legible.metrics-shared/v1": MetricsSharedDoc,
     "legible.ps/v1": PsDoc,
     "legible.gc/v1": GcDoc,
     "legible.init/v1": InitDoc,

@@ -54,9 +54,15 @@ class VmAgent:
         if path is not None:
             try:
                 out = subprocess.run([str(path), "-version"], capture_output=True, text=True, timeout=10, check=False)
-                version = (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else ""
+                text = (out.stdout or out.stderr).strip()
             except (OSError, subprocess.TimeoutExpired):
-                version = ""
+                text = ""
+            if text:
+                version = text.splitlines()[0]
+            else:  # Debian's build prints an empty -version; vmagent ships in the victoria-metrics package
+                from legible.services.victoria_metrics import VictoriaMetrics
+
+                version = VictoriaMetrics().detect().version
         return Component(self.name, path, version, INSTALL, required=False)
 
     def plan(self, ctx: PlanContext) -> ServicePlan | None:
