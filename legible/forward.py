@@ -375,3 +375,41 @@ def render_shared(doc: Mapping[str, Any], limit: int = 20) -> list[str]:
     if len(rows) > limit:
         lines.append(f"... {len(rows) - limit} more series; aggregate with sum by (...) or use --json")
     return lines
+
+
+def _with_label(promql: str, name: str, value: str) -> str:
+    """Add ``name="value"`` to every ``{...}`` selector of ``promql`` (the figures of :mod:`legible.proof`)."""
+    matcher = f"{name}={json.dumps(value)}"  # a JSON string is a valid PromQL string literal
+    return promql.replace("{", "{" + matcher + ",").replace(",}", "}")
+
+
+def shared_baseline(settings: ForwardSettings, branch: str, window_s: int = 86_400) -> dict[str, Any]:
+    """A baseline manifest for ``legible proof --baseline branch:NAME`` from the shared engine.
+
+    The proof's figures (:data:`legible.proof.FIGURES`) over the last ``window_s`` seconds of every series
+    labelled ``branch=NAME``, whichever worktree or machine sent them.
+
+    Returns:
+        ``{"run_id": "shared:<branch>", "branch", "commit": the newest commit label seen or "", "figures":
+        {key: {"value": float | None}}}``; the shape :func:`legible.proof.comparable` reads.
+
+    Raises:
+        ConfigError: no ``query_url``.
+        NotReady: the shared engine does not answer.
+
+    """
+    from legible.proof import FIGURES
+
+    figures: dict[str, dict[str, float | None]] = {}
+    for fig in FIGURES:
+        doc = shared_query(settings, _with_label(fig.promql.replace("{W}", str(window_s)), "branch", branch))
+        vals = [r["value"] for r in doc["result"] if r["value"] == r["value"]]
+        figures[fig.key] = {"value": vals[0] if vals else None}
+    commits = shared_query(settings, f"max by (commit) (timestamp(legible_spans_total{{branch={json.dumps(branch)}}}))")
+    newest = max(commits["result"], key=lambda r: r["value"], default=None)
+    return {
+        "run_id": f"shared:{branch}",
+        "branch": branch,
+        "commit": newest["metric"].get("commit", "") if newest else "",
+        "figures": figures,
+    }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -374,6 +375,7 @@ def test_two_worktrees_reach_the_shared_engines(
     toml = '[app]\ncommand = "python app.py"\nready = { http = "/healthz" }\n\n[stack]\nscrape_interval = "1s"\n'
     roots = [shop_repo(tmp_path / "main", toml), shop_repo(tmp_path / "feature", toml)]
     git(roots[1], "checkout", "-q", "-b", "feature-x")
+    main_commit = git(roots[0], "rev-parse", "HEAD")
     try:
         keys = []
         for root in roots:
@@ -405,8 +407,20 @@ def test_two_worktrees_reach_the_shared_engines(
         code, shared_doc = cli_json(roots[0], "metrics", "--shared", "sum by (worktree) (legible_spans_total)")
         assert code == 0, shared_doc
         assert {r["metric"]["worktree"] for r in shared_doc["result"]} >= set(keys)
+        # main's worktree goes away; the feature's proof still gets main's figures, from the shared engine
+        assert cli(roots[0], "down", "--purge").returncode == 0
+        shutil.rmtree(roots[0])
+        down_after.remove(roots[0])
+        code, proof = cli_json(roots[1], "proof", "--baseline", "branch:main", timeout=180)
+        assert code in (0, 1), proof
+        base = proof["baseline"]
+        assert base["run_id"] == "shared:main" and base["branch"] == "main"
+        assert base["commit"] == main_commit
+        by_key = {f["key"]: f for f in base["figures"]}
+        assert by_key["requests"]["baseline"] and by_key["requests"]["baseline"] >= 3, by_key
     finally:
         for root in roots:
-            cli(root, "down")
+            if root.exists():
+                cli(root, "down")
         col.stop()
         vm.stop()
