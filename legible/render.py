@@ -134,7 +134,10 @@ def render_forward(entries: list[Mapping[str, Any]], now_ns: int | None = None) 
     parts = []
     for e in entries:
         last = e.get("last_success_ns")
-        ago = f"last ok {format_seconds(max(0, round((now - last) / 1e9)))} ago" if last else "never ok yet"
+        if last:
+            ago = f"last ok {format_seconds(max(0, round((now - last) / 1e9)))} ago"
+        else:  # vmagent 1.79 exports no time of its last success
+            ago = "last ok: time not reported" if e["sent"] else "never ok yet"
         text = (
             f"{e['kind']} {e['state']}, queue {_size(int(e['queue_bytes']))}, sent {e['sent']},"
             f" dropped {e['dropped']}, {ago}"
