@@ -84,16 +84,6 @@ def components() -> list[Component]:
     )
     out.append(
         _binary(
-            "grafana",
-            ("grafana", "grafana-server"),
-            "optional, dashboards per worktree; not in Debian: apt repository at"
-            " https://grafana.com/docs/grafana/latest/setup-grafana/installation/debian/",
-            False,
-            "-v",
-        )
-    )
-    out.append(
-        _binary(
             "docker",
             ("docker",),
             'optional, [stack] backend = "docker"; see https://docs.docker.com/engine/install/debian/'

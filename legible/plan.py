@@ -285,6 +285,8 @@ def build_plan(
         "otlp-grpc": f"127.0.0.1:{ports['otlp-grpc']}",
         "supervisor": f"http://127.0.0.1:{ports['supervisor']}/metrics",
     }
+    if any(p.name == "grafana" for p in planned):
+        endpoints["grafana"] = f"http://127.0.0.1:{ports['grafana']}/"
     raw = json.dumps(config.model_dump(mode="json"), sort_keys=True)
     return StackPlan(
         key=worktree.key,
