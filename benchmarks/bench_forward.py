@@ -305,7 +305,7 @@ def main() -> int:
         )
         print(
             f"OTLP queue at the end of the outage: {fwd['queue_files']} files, {fwd['queue_bytes']} bytes, "
-            f"{fwd['queue_bytes'] / max(1, spans_in_outage):.0f} bytes/span (spans + lines), "
+            f"{fwd['queue_bytes'] / max(1, spans_in_outage):.0f} bytes/span (spans + lines, gzip), "
             f"{fwd['queue_bytes'] / outage_s / 1024:.1f} KiB/s; dropped {fwd['dropped']}"
         )
         print(f"vmagent queue at the end of the outage: {agent_h['queue_bytes']} bytes, state {agent_h['state']}")

@@ -161,8 +161,10 @@ def test_labels_replace_resource_attributes_and_tailed_lines_become_otlp_logs() 
 
 def test_queue_past_its_cap_drops_and_counts(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: every send fails and data waits on disk
-    one = len(spans_request("app", 5, 0)) + 30  # the labels add about 17 bytes
-    fw = Forwarder(dead, tmp_path / "q", {"worktree": "w"}, max_bytes=3 * one)
+    probe = Forwarder(dead, tmp_path / "probe", {"worktree": "w"})
+    probe.offer("traces", ExportTraceServiceRequest.FromString(spans_request("app", 5, 0)), 5)
+    one = probe.status()["queue_bytes"]  # one queued request, labelled and gzipped
+    fw = Forwarder(dead, tmp_path / "q", {"worktree": "w"}, max_bytes=3 * one + one // 2)
     fw.start()
     try:
         results = [

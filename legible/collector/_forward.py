@@ -3,9 +3,9 @@
 The collector hands every accepted export request (and every batch of tailed stdout/stderr lines, turned
 into OTLP log records) to :meth:`Forwarder.offer`, which adds the forwarding labels to each resource
 (``worktree``, ``branch``, ``commit``, ``deploy``, ``host``), serialises the ``Export*ServiceRequest`` of the
-``opentelemetry-proto`` package and writes it as one file in the queue directory
+``opentelemetry-proto`` package, gzips it and writes it as one file in the queue directory
 (``.legible/data/forward/<seq>-<signal>-<items>.pb``, mode 0600, written then renamed). A sender thread
-posts the oldest file to ``<url>/v1/<signal>`` (OTLP/HTTP, ``application/x-protobuf``,
+posts the oldest file to ``<url>/v1/<signal>`` (OTLP/HTTP, ``application/x-protobuf``, ``Content-Encoding: gzip``,
 https://opentelemetry.io/docs/specs/otlp/#otlphttp) and deletes it on a 2xx answer. On a connection error,
 a timeout, 429, 502, 503 or 504 it waits (``Retry-After`` when given, else exponential backoff up to
 :data:`MAX_BACKOFF_S`) and tries the same file again, so the upstream sees the data in order and nothing is
@@ -19,6 +19,7 @@ the collector; files left by a previous run are sent first (the sequence number 
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import threading
@@ -39,6 +40,8 @@ MAX_BACKOFF_S: Final = 5.0
 TIMEOUT_S: Final = 5.0
 #: HTTP statuses the OTLP specification calls retryable.
 RETRYABLE: Final = frozenset({429, 502, 503, 504})
+#: gzip level of queued requests (they are stored and sent compressed, ``Content-Encoding: gzip``).
+GZIP_LEVEL: Final = 6
 _NAME = re.compile(r"^(\d{12})-(traces|logs)-(\d+)\.pb$")
 _RESOURCE_FIELD = {"traces": "resource_spans", "logs": "resource_logs"}
 
@@ -128,7 +131,9 @@ class Forwarder:
         self.timeout = timeout
         self._session = requests.Session()
         self._session.trust_env = False  # no proxy or netrc from the environment: the URL is what was configured
-        self._session.headers.update({"Content-Type": "application/x-protobuf", **(headers or {})})
+        self._session.headers.update(
+            {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip", **(headers or {})}
+        )
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -141,6 +146,7 @@ class Forwarder:
         self.sent: dict[str, int] = {"traces": 0, "logs": 0}
         self.dropped: dict[str, int] = {"traces": 0, "logs": 0}
         self.rejected: dict[str, int] = {"traces": 0, "logs": 0}
+        self.sent_bytes = 0
         self.last_success_ns: int | None = None
         self.last_error = ""
 
@@ -172,7 +178,7 @@ class Forwarder:
         if items <= 0:
             return True
         label_resources(signal, msg, self.labels)
-        data = msg.SerializeToString()
+        data = gzip.compress(msg.SerializeToString(), compresslevel=GZIP_LEVEL, mtime=0)
         with self._lock:
             if self.queued_bytes + len(data) > self.max_bytes:
                 self.dropped[signal] += items
@@ -190,7 +196,7 @@ class Forwarder:
         return True
 
     def status(self) -> dict[str, Any]:
-        """``{"url", "queue_files", "queue_bytes", "max_bytes", "sent", "dropped", "rejected",
+        """``{"url", "queue_files", "queue_bytes", "max_bytes", "sent", "sent_bytes", "dropped", "rejected",
         "last_success_ns", "last_error"}`` (counts by signal since this process started).
         """  # noqa: D205, D415
         with self._lock:
@@ -200,6 +206,7 @@ class Forwarder:
                 "queue_bytes": self.queued_bytes,
                 "max_bytes": self.max_bytes,
                 "sent": dict(self.sent),
+                "sent_bytes": self.sent_bytes,
                 "dropped": dict(self.dropped),
                 "rejected": dict(self.rejected),
                 "last_success_ns": self.last_success_ns,
@@ -245,6 +252,7 @@ class Forwarder:
                 self._forget(path, len(data))
                 with self._lock:
                     self.sent[signal] += items
+                    self.sent_bytes += len(data)
                     self.last_success_ns = time.time_ns()
                     self.last_error = ""
                 backoff = 0.0

@@ -1013,6 +1013,7 @@ class ForwardQueueDoc(TypedDict):
     queue_bytes: Count
     max_bytes: Count
     sent: ForwardSignals
+    sent_bytes: Count
     dropped: ForwardSignals
     rejected: ForwardSignals
     last_success_ns: int | None
