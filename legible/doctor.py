@@ -75,15 +75,6 @@ def components() -> list[Component]:
     )
     out.append(
         _binary(
-            "vector",
-            ("vector",),
-            "optional, ships stdout/stderr instead of the built-in tailer; not in Debian: see"
-            " https://vector.dev/docs/setup/installation/",
-            False,
-        )
-    )
-    out.append(
-        _binary(
             "docker",
             ("docker",),
             'optional, [stack] backend = "docker"; see https://docs.docker.com/engine/install/debian/'

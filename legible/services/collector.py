@@ -61,13 +61,16 @@ class CollectorService:
             f"--http-port={http_port}",
             f"--grpc-port={grpc_port}",
             f"--db={store_path(ctx.worktree.state_dir)}",
-            f"--logs-dir={ctx.worktree.logs_dir}",
             f"--vm-url=http://127.0.0.1:{vm_port}",
             f"--worktree={ctx.worktree.key}",
             f"--max-db-mb={DEFAULT_MAX_DB_MB}",
             f"--token-file={ctx.worktree.state_dir / TOKEN_FILENAME}",
         ]
         from legible import forward
+        from legible.services.vector import find_vector
+
+        if find_vector() is None:  # where Vector is installed it ships the log files instead (services.vector)
+            argv.append(f"--logs-dir={ctx.worktree.logs_dir}")
 
         fwd = forward.collector_config(
             forward.resolve(ctx.config.forward, ctx.environ), ctx.worktree, forward.labels(ctx.worktree)
