@@ -128,6 +128,8 @@ class ServiceConfig(_Strict):
         port: lease a port for this service (always true for the app).
         shell: run ``command`` with ``/bin/sh -c``.
         instrument: prefix the command with ``opentelemetry-instrument`` (zero-code instrumentation).
+        image: with ``[stack] backend = "docker"``, the image the command runs in (default
+            ``python:3.11-slim``), with the worktree mounted at its own path.
         restart: restart after a crash (with backoff, at most ``max_restarts`` times).
         max_restarts: the restart cap; after it the service is marked ``failed``.
 
@@ -143,6 +145,7 @@ class ServiceConfig(_Strict):
     port: bool = False
     shell: bool = False
     instrument: bool = False
+    image: str | None = None
     restart: bool = True
     max_restarts: int = Field(default=5, ge=0, le=1000)
 
@@ -190,6 +193,9 @@ class StackConfig(_Strict):
             port, for a debugger or another CDP client. Default false: the agent talks CDP over a pipe and
             no port exists, because any local process that reaches a CDP port can drive the browser (and,
             with ``file://``, read files). ``legible up`` warns when it is on.
+        backend: ``native`` (processes) or ``docker``: VictoriaMetrics, vmagent, Grafana and Vector from their
+            official images and the app from ``[app] image`` (or its command in ``python:3.11-slim``), where a
+            Docker engine answers (:mod:`legible.docker_backend`).
 
     """
 
@@ -197,6 +203,7 @@ class StackConfig(_Strict):
     retention: str = Field(default="7d", pattern=r"^\d+[hdwy]$")
     browser: bool = False
     cdp_port: bool = False
+    backend: Literal["native", "docker"] = "native"
 
 
 class ForwardConfig(_Strict):

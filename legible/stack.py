@@ -123,6 +123,10 @@ def up(start: Path | None = None, *, wait: bool = True, timeout: float = 60.0, b
     t0 = time.monotonic()
     wt = find_worktree(start)
     cfg = load_config(wt.root)
+    if cfg.stack.backend == "docker":
+        from legible.docker_backend import engine
+
+        engine()  # PrerequisiteMissing (exit 3) with the reason when no Docker engine answers
     with _interrupts_raise():
         try:
             try:
@@ -195,6 +199,10 @@ def _up_locked(wt: Worktree, cfg: Any, t0: float, *, wait: bool, timeout: float,
                     hint="run `legible down` (or `legible gc`) in this worktree, then `legible up`",
                 )
             plan = build_plan(wt, cfg, lease, browser=browser)
+            if cfg.stack.backend == "docker":
+                from legible.docker_backend import pull
+
+                pull(plan)  # before the readiness deadlines start
             busy = _foreign_listeners(plan.ports.values(), wt.key)
             if not busy:
                 break
@@ -437,6 +445,10 @@ def down(start: Path | None = None, *, purge: bool = False, timeout: float = 15.
             wait_gone(ref, 2.0)
     registry = LeaseRegistry()
     orphans = terminate(stack_processes(wt.key, registry=str(registry.path)), timeout=3.0)
+    if _runs_containers(wt):
+        from legible.docker_backend import remove_containers
+
+        remove_containers(wt.key)  # what a killed supervisor left running in the engine
     registry.release(wt.key)
     from legible.browser.client import browser_tmp_dir
 
@@ -519,6 +531,14 @@ def status(start: Path | None = None) -> StatusDoc:
         if fwd:
             doc["forward"] = fwd
     return doc
+
+
+def _runs_containers(wt: Worktree) -> bool:
+    try:
+        plan = json.loads((wt.state_dir / "plan.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return any(sp.get("argv", [])[:2] == ["docker", "run"] for sp in plan.get("services", []))
 
 
 def _forward_health(wt: Worktree) -> list[ForwardHealth]:

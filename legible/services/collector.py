@@ -69,7 +69,9 @@ class CollectorService:
         from legible import forward
         from legible.services.vector import find_vector
 
-        if find_vector() is None:  # where Vector is installed it ships the log files instead (services.vector)
+        if (
+            find_vector() is None and ctx.config.stack.backend != "docker"
+        ):  # where Vector is installed it ships the log files instead (services.vector)
             argv.append(f"--logs-dir={ctx.worktree.logs_dir}")
 
         fwd = forward.collector_config(

@@ -109,6 +109,8 @@ class GrafanaService:
     def plan(self, ctx: PlanContext) -> ServicePlan | None:
         """Plan Grafana when it and the SDK are installed, else ``None`` (never an error: it is optional)."""
         binary = find_grafana()
+        if binary is None and ctx.config.stack.backend == "docker":
+            binary = Path("grafana")  # the official image runs it
         if binary is None or importlib.util.find_spec("grafana_foundation_sdk") is None:
             return None
         from legible.grafana import dashboards

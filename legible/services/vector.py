@@ -57,6 +57,8 @@ class VectorService:
     def plan(self, ctx: PlanContext) -> ServicePlan | None:
         """Plan Vector when it is installed, else ``None``."""
         binary = find_vector()
+        if binary is None and ctx.config.stack.backend == "docker":
+            binary = Path("vector")  # the official image runs it
         if binary is None:
             return None
         config = ctx.render(

@@ -79,6 +79,8 @@ class VmAgent:
         if not settings.remote_write:
             return None
         binary = find_vmagent()
+        if binary is None and ctx.config.stack.backend == "docker":
+            binary = Path("/vmagent-prod")  # the image's entrypoint runs it; only the flags are used
         if binary is None:
             raise PrerequisiteMissing("vmagent is not installed (metrics forwarding)", hint=f"run: {INSTALL}")
         port = ctx.ports[self.name]
