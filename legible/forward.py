@@ -217,12 +217,14 @@ def _otlp_health(state_dir: Path, port: int) -> ForwardHealth | None:
 def vmagent_health(port: int, url: str) -> ForwardHealth:
     """Read vmagent's ``/metrics`` on ``127.0.0.1:port`` into one :class:`ForwardHealth`.
 
-    Metric names are vmagent 1.79's: ``vm_persistentqueue_bytes_pending`` (queue on disk),
-    ``vmagent_remotewrite_requests_total{status_code}`` (answers), ``vmagent_remotewrite_conn_errors_total``,
-    ``vm_persistentqueue_bytes_dropped_total`` (past ``-remoteWrite.maxDiskUsagePerURL``),
-    ``vmagent_remotewrite_rows_pushed_after_relabel_total``, and the last 2xx from
-    ``vmagent_remotewrite_last_successful_request_timestamp_seconds`` when this vmagent exports it.
-    A vmagent that does not answer gives ``state = "unknown"``.
+    Metric names are vmagent 1.79's (read from its ``/metrics``): ``vmagent_remotewrite_pending_data_bytes``
+    (the queue, memory and disk), ``vm_persistentqueue_bytes_dropped_total`` (past
+    ``-remoteWrite.maxDiskUsagePerURL``), ``vmagent_remotewrite_rows_pushed_after_relabel_total`` (``sent``:
+    rows vmagent took to send), ``vmagent_remotewrite_errors_total``, ``..._dial_errors_total`` and
+    ``..._retries_count_total`` (failures), and the last success from
+    ``vmagent_remotewrite_last_successful_request_timestamp_seconds`` when a version exports it (1.79 does
+    not). ``retrying``: more than 1 MiB waits, or data waits and sends have failed. A vmagent that does not
+    answer gives ``state = "unknown"``.
     """
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -241,31 +243,30 @@ def vmagent_health(port: int, url: str) -> ForwardHealth:
     except (OSError, ValueError) as e:
         health["error"] = f"vmagent does not answer: {e}"
         return health
-    ok = bad = conn = 0.0
+    failures = 0.0
     last = 0.0
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
-            if s.name == "vm_persistentqueue_bytes_pending":
+            if s.name == "vmagent_remotewrite_pending_data_bytes":
                 health["queue_bytes"] += int(s.value)
             elif s.name == "vm_persistentqueue_bytes_dropped_total":
                 health["dropped"] += int(s.value)
             elif s.name == "vmagent_remotewrite_rows_pushed_after_relabel_total":
                 health["sent"] += int(s.value)
-            elif s.name == "vmagent_remotewrite_requests_total":
-                code = s.labels.get("status_code", "")
-                if code.startswith("2"):
-                    ok += s.value
-                else:
-                    bad += s.value
-            elif s.name == "vmagent_remotewrite_conn_errors_total":
-                conn += s.value
+            elif s.name in (
+                "vmagent_remotewrite_errors_total",
+                "vmagent_remotewrite_dial_errors_total",
+                "vmagent_remotewrite_retries_count_total",
+            ):
+                failures += s.value
             elif s.name == "vmagent_remotewrite_last_successful_request_timestamp_seconds":  # not in every version
                 last = max(last, s.value)
     health["last_success_ns"] = int(last * 1e9) if last else None
     health["state"] = "dropping" if health["dropped"] else "ok"
-    if health["state"] == "ok" and health["queue_bytes"] > 0:
+    backlog = health["queue_bytes"] > 1024 * 1024 or (health["queue_bytes"] > 0 and failures > 0)
+    if health["state"] == "ok" and backlog:
         health["state"] = "retrying"
-        health["error"] = f"{int(conn)} connection errors, {int(bad)} failed requests, {int(ok)} sent"
+        health["error"] = f"{int(failures)} failed sends or retries so far"
     return health
 
 

@@ -1025,7 +1025,8 @@ class ForwardHealth(TypedDict):
 
     ``kind`` is ``otlp`` (spans and logs, the collector's queue) or ``remote_write`` (metrics, vmagent's
     queue); ``state`` is ``ok``, ``retrying`` (the upstream fails; data waits on disk), ``dropping`` (past
-    the cap) or ``unknown`` (its process does not answer).
+    the cap) or ``unknown`` (its process does not answer). ``sent`` counts spans and log records the
+    upstream acknowledged (``otlp``) or rows vmagent took to send (``remote_write``).
     """
 
     kind: Annotated[str, Enum("otlp", "remote_write")]
