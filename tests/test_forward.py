@@ -157,6 +157,9 @@ def test_labels_replace_resource_attributes_and_tailed_lines_become_otlp_logs() 
     assert [rl.resource.attributes[0].value.string_value for rl in logs.resource_logs] == ["app", "worker"]
     rec = logs.resource_logs[0].scope_logs[0].log_records[0]
     assert rec.body.string_value == "boom" and rec.severity_number == 17 and rec.trace_id.hex() == "ab" * 16
+    odd = tail_request([(1, 2, "app", "warn", 0, "", "x", "{}", "{}", "{}", "zz", "abc", None)])
+    rec = odd.resource_logs[0].scope_logs[0].log_records[0]
+    assert rec.trace_id == b"" and rec.span_id == b"" and rec.severity_text == "WARN"  # a bad id is left out
 
 
 def test_queue_past_its_cap_drops_and_counts(tmp_path: Path) -> None:

@@ -67,6 +67,15 @@ def label_resources(signal: str, msg: Message, labels: Mapping[str, str]) -> Non
         attrs.extend(_kv(k, v) for k, v in labels.items())
 
 
+def _id_bytes(text: Any, size: int) -> bytes:
+    """A hex trace or span id as bytes; ``b""`` when absent or not ``size`` bytes of hex."""
+    try:
+        raw = bytes.fromhex(text) if text else b""
+    except (TypeError, ValueError):
+        return b""
+    return raw if len(raw) == size else b""
+
+
 def tail_request(rows: list[tuple[Any, ...]]) -> ExportLogsServiceRequest:
     """Turn tailed ``logs`` rows (store column order, see ``docs/store.md``) into an OTLP logs request.
 
@@ -75,7 +84,7 @@ def tail_request(rows: list[tuple[Any, ...]]) -> ExportLogsServiceRequest:
     """
     by_service: dict[str, ResourceLogs] = {}
     for r in rows:
-        time_ns, observed_ns, service, _level, sev_num, sev_text, body = r[:7]
+        time_ns, observed_ns, service, level, sev_num, sev_text, body = r[:7]
         trace_id, span_id, source = r[10], r[11], r[12]
         rl = by_service.get(service)
         if rl is None:
@@ -88,15 +97,13 @@ def tail_request(rows: list[tuple[Any, ...]]) -> ExportLogsServiceRequest:
             time_unix_nano=int(time_ns or 0),
             observed_time_unix_nano=int(observed_ns or 0),
             severity_number=int(sev_num or 0),  # type: ignore[arg-type]
-            severity_text=sev_text or "",
+            severity_text=sev_text or (str(level).upper() if level else ""),
             body=AnyValue(string_value=body or ""),
         )
         if source:
             rec.attributes.append(_kv("log.iostream", str(source)))
-        if trace_id:
-            rec.trace_id = bytes.fromhex(trace_id)
-        if span_id:
-            rec.span_id = bytes.fromhex(span_id)
+        rec.trace_id = _id_bytes(trace_id, 16)
+        rec.span_id = _id_bytes(span_id, 8)
         rl.scope_logs[0].log_records.append(rec)
     return ExportLogsServiceRequest(resource_logs=list(by_service.values()))
 

@@ -379,16 +379,24 @@ class Collector:
         self.writer.add("logs", rows, offsets, block=True)
         if rows:
             self.stats.received.labels("stdout").inc(len(rows))
-            self._forward("logs", tail_request(rows), len(rows))
+            try:
+                request = tail_request(rows)
+            except Exception as e:  # noqa: BLE001 - never let forwarding stop the tailer
+                request = None
+                if self.forwarder is not None:
+                    self.forwarder.dropped["logs"] += len(rows)
+                    self.forwarder.last_error = f"cannot convert tailed lines: {e}"
+            if request is not None:
+                self._forward("logs", request, len(rows))
 
     def _forward(self, sig: str, msg: Any, items: int) -> None:
         if self.forwarder is None:
             return
         try:
             self.forwarder.offer(sig, msg, items)
-        except OSError as e:  # the disk is full or gone: count the loss, never fail the local stack
+        except Exception as e:  # noqa: BLE001 - a full disk, a bad message: count the loss, never fail the stack
             self.forwarder.dropped[sig] += items
-            self.forwarder.last_error = f"cannot queue: {e}"
+            self.forwarder.last_error = f"cannot queue: {type(e).__name__}: {e}"
 
     def ingest(self, sig: str, body: bytes, encoding: str) -> tuple[int, str]:
         """Decode and store one export request; return ``(rejected, message)`` for ``partial_success``.
