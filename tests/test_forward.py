@@ -429,3 +429,38 @@ def test_two_worktrees_reach_the_shared_engines(
                 cli(root, "down")
         col.stop()
         vm.stop()
+
+
+def test_status_line_says_queue_sent_dropped_and_last_success() -> None:
+    from legible.render import render_forward
+
+    now = 1_800_000_000_000_000_000
+    line = render_forward(
+        [
+            {
+                "kind": "otlp",
+                "url": "http://otel:4318",
+                "state": "retrying",
+                "queue_bytes": 3 * 1024 * 1024,
+                "sent": 120,
+                "dropped": 0,
+                "last_success_ns": now - 31_000_000_000,
+                "error": "ConnectionError: refused",
+            },
+            {
+                "kind": "remote_write",
+                "url": "http://vm:8428/api/v1/write",
+                "state": "ok",
+                "queue_bytes": 0,
+                "sent": 40,
+                "dropped": 0,
+                "last_success_ns": None,
+                "error": "",
+            },
+        ],
+        now_ns=now,
+    )
+    assert line == (
+        "forward: otlp retrying, queue 3.0 MiB, sent 120, dropped 0, last ok 31 s ago (ConnectionError: refused);"
+        " remote_write ok, queue 0 B, sent 40, dropped 0, last ok: time not reported"
+    )
