@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 DOCTOR_SCHEMA: Final = "legible.doctor/v1"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+BACKEND_PREFIX = 'backend = "docker": '
 
 
 def _version(path: str, flag: str = "--version") -> str:
@@ -73,16 +74,29 @@ def components() -> list[Component]:
             False,
         )
     )
-    out.append(
-        _binary(
+    out.append(_docker())
+    return out
+
+
+def _docker() -> Component:
+    """Docker for ``[stack] backend = "docker"``: found only when an engine answers (the CLI alone is not enough)."""
+    from legible.docker_backend import INSTALL, engine
+
+    found = _binary("docker", ("docker",), INSTALL, False)
+    if importlib.util.find_spec("docker") is None:
+        return Component("docker", None, "", "optional, backend = \"docker\": pip install 'legible[docker]'", False)
+    try:
+        version = engine()
+    except PrerequisiteMissing as e:
+        where = f"the docker CLI is at {found.path} but " if found.path else ""
+        return Component(
             "docker",
-            ("docker",),
-            'optional, [stack] backend = "docker"; see https://docs.docker.com/engine/install/debian/'
-            " (`docker info` must answer)",
+            None,
+            "",
+            f'optional, backend = "docker": {where}{e.message.removeprefix(BACKEND_PREFIX)}; {INSTALL}',
             False,
         )
-    )
-    return out
+    return Component("docker", found.path, f"engine {version}", INSTALL, False)
 
 
 def check() -> DoctorDoc:
