@@ -412,6 +412,30 @@ def test_two_worktrees_reach_the_shared_engines(
         code, shared_doc = cli_json(roots[0], "metrics", "--shared", "sum by (worktree) (legible_spans_total)")
         assert code == 0, shared_doc
         assert {r["metric"]["worktree"] for r in shared_doc["result"]} >= set(keys)
+        # the shared engines go down while traffic flows: status says so, and nothing is lost once they return
+        col.stop()
+        vm.stop()
+        apps = [cli_json(root, "status")[1]["endpoints"]["app"] for root in roots]
+        for app in apps:
+            for path in ("/", "/error", "/"):
+                requests.get(app + path, timeout=10)
+        down = wait_until(lambda: "otlp retrying" in (o := cli(roots[0], "status").stdout) and o, timeout=30)
+        assert "dropped 0" in down, down
+        code, st = cli_json(roots[0], "status")
+        assert {f["kind"] for f in st["forward"]} == {"otlp", "remote_write"}
+        col.start()
+        vm.start()
+
+        def local_spans(root: Path) -> int:
+            return int(cli_json(root, "logs", "--sql", "SELECT count(*) FROM spans")[1]["rows"][0][0])
+
+        def caught_up() -> bool:
+            sql = "SELECT resource->>'worktree', count(*) FROM spans GROUP BY 1"
+            shared = dict(shared_rows(tmp_path / "shared-col", col_url, sql))
+            return all(shared.get(k) == local_spans(r) for k, r in zip(keys, roots, strict=True))
+
+        assert wait_until(caught_up, timeout=60, every=1.0)
+        assert wait_until(lambda: "forward: otlp ok" in cli(roots[0], "status").stdout, timeout=30)
         # main's worktree goes away; the feature's proof still gets main's figures, from the shared engine
         assert cli(roots[0], "down", "--purge").returncode == 0
         shutil.rmtree(roots[0])
