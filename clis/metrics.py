@@ -18,6 +18,7 @@ examples:
   legible metrics 'histogram_quantile(0.99, sum by (le)
       (rate(legible_span_duration_seconds_bucket{span_name="GET /slow"}[5m])))'
   legible metrics 'sum by (span_name) (rate(legible_span_duration_seconds_count[1m]))' --range 15m
+  legible metrics --shared 'sum by (worktree, branch, commit) (legible_spans_total)'
 """
 
 
@@ -36,9 +37,18 @@ def metrics(
     limit: int | None = typer.Option(
         None, "--limit", "-n", help="series shown (default 20) or metrics listed (default 40)"
     ),
+    shared: bool = typer.Option(
+        False, "--shared", help="ask the shared engine ([forward] query_url) instead: every forwarding worktree"
+    ),
     as_json: bool = typer.Option(False, "--json", help="one JSON document (schema legible.metrics/v1)"),
 ) -> None:
     """Run one PromQL query (instant, or over --range), or with ``list`` list the metric names."""
+    if shared:
+        from legible import forward
+
+        doc = forward.shared_query(forward.worktree_settings(), query)
+        emit_json(doc) if as_json else print_lines(forward.render_shared(doc, limit or 20))
+        return
     from legible.queries.metrics import metrics_view
 
     end: float | None = None

@@ -22,6 +22,11 @@ The file sits at the worktree root; ``[tool.legible]`` in ``pyproject.toml`` is 
     browser = false                           # also run a headless Chromium (or `legible up --browser`)
     cdp_port = false                          # also open its CDP port on 127.0.0.1 (any local process can drive it)
 
+    [forward]                                 # optional: send signals to shared engines (legible.forward)
+    remote_write = "http://vm:8428/api/v1/write"   # metrics, through vmagent's on-disk queue
+    otlp = "http://otel:4318"                 # spans and logs, through the collector's on-disk queue
+    query_url = "http://vm:8428"              # `legible metrics --shared`, baselines from the shared engine
+
     [checks.fast-start]                       # `legible check`: one line per check, exit 1 on a failure
     startup = { max = "800ms" }
     [checks.checkout-spans]
@@ -123,6 +128,8 @@ class ServiceConfig(_Strict):
         port: lease a port for this service (always true for the app).
         shell: run ``command`` with ``/bin/sh -c``.
         instrument: prefix the command with ``opentelemetry-instrument`` (zero-code instrumentation).
+        image: with ``[stack] backend = "docker"``, the image the command runs in (default
+            ``python:3.11-slim``), with the worktree mounted at its own path.
         restart: restart after a crash (with backoff, at most ``max_restarts`` times).
         max_restarts: the restart cap; after it the service is marked ``failed``.
         watch: gitignore-style globs relative to the worktree root (``["src/**/*.py", "templates/**"]``);
@@ -140,6 +147,7 @@ class ServiceConfig(_Strict):
     port: bool = False
     shell: bool = False
     instrument: bool = False
+    image: str | None = None
     restart: bool = True
     max_restarts: int = Field(default=5, ge=0, le=1000)
     watch: list[str] = Field(default_factory=list)
@@ -188,6 +196,9 @@ class StackConfig(_Strict):
             port, for a debugger or another CDP client. Default false: the agent talks CDP over a pipe and
             no port exists, because any local process that reaches a CDP port can drive the browser (and,
             with ``file://``, read files). ``legible up`` warns when it is on.
+        backend: ``native`` (processes) or ``docker``: VictoriaMetrics, vmagent, Grafana and Vector from their
+            official images and the app from ``[app] image`` (or its command in ``python:3.11-slim``), where a
+            Docker engine answers (:mod:`legible.docker_backend`).
 
     """
 
@@ -195,6 +206,33 @@ class StackConfig(_Strict):
     retention: str = Field(default="7d", pattern=r"^\d+[hdwy]$")
     browser: bool = False
     cdp_port: bool = False
+    backend: Literal["native", "docker"] = "native"
+
+
+class ForwardConfig(_Strict):
+    """``[forward]``: send the stack's signals to shared engines (see :mod:`legible.forward`).
+
+    Each key, when absent, falls back to the machine-wide environment an orchestrator sets
+    (``LEGIBLE_FORWARD_REMOTE_WRITE``, ``LEGIBLE_FORWARD_OTLP``, ``LEGIBLE_FORWARD_QUERY_URL``,
+    ``LEGIBLE_FORWARD_HEADERS`` as ``k=v,k=v``, ``LEGIBLE_FORWARD_MAX_DISK_MB``): ``legible.toml`` wins.
+
+    Attributes:
+        remote_write: a Prometheus remote-write URL (``http://vminsert:8480/insert/0/prometheus/api/v1/write``);
+            vmagent sends every series of the stack's VictoriaMetrics there.
+        otlp: an OTLP/HTTP base URL (``http://otel:4318``); the collector sends spans and logs to
+            ``<otlp>/v1/traces`` and ``<otlp>/v1/logs``.
+        query_url: the shared engine's Prometheus query API base (``http://vmselect:8481/select/0/prometheus``)
+            for ``legible metrics --shared`` and ``legible proof --baseline branch:NAME``.
+        headers: HTTP headers sent with every forwarded request (for example an ``Authorization``).
+        max_disk_mb: on-disk queue cap per destination, in MiB; past it new data is dropped and counted.
+
+    """
+
+    remote_write: str | None = Field(default=None, pattern=r"^https?://")
+    otlp: str | None = Field(default=None, pattern=r"^https?://")
+    query_url: str | None = Field(default=None, pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict)
+    max_disk_mb: int = Field(default=512, ge=1, le=1_048_576)
 
 
 class JourneyStep(_Strict):
@@ -380,6 +418,7 @@ class LegibleConfig(_Strict):
         app: the app under development; it always gets a port (``$PORT``) and defaults to a TCP probe.
         services: extra services by name (lowercase, ``a-z0-9-``).
         stack: stack-wide settings.
+        forward: forwarding to shared engines (``[forward]``, see :class:`ForwardConfig`).
         journeys: named browser journeys (see :class:`JourneyConfig`).
         checks: named checks (see :class:`CheckConfig`), evaluated by ``legible check``.
         source: the file this came from (for messages); not a TOML key.
@@ -389,6 +428,7 @@ class LegibleConfig(_Strict):
     app: ServiceConfig
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
     stack: StackConfig = Field(default_factory=StackConfig)
+    forward: ForwardConfig = Field(default_factory=ForwardConfig)
     journeys: dict[str, JourneyConfig] = Field(default_factory=dict)
     checks: dict[str, CheckConfig] = Field(default_factory=dict)
     source: str = ""

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 DOCTOR_SCHEMA: Final = "legible.doctor/v1"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+BACKEND_PREFIX = 'backend = "docker": '
 
 
 def _version(path: str, flag: str = "--version") -> str:
@@ -73,17 +74,29 @@ def components() -> list[Component]:
             False,
         )
     )
-    out.append(_binary("vector", ("vector",), "not in Debian: install Vector from its project's packages", False))
-    out.append(
-        _binary(
-            "grafana",
-            ("grafana", "grafana-server"),
-            "not in Debian: install Grafana from its project's packages",
-            False,
-            "-v",
-        )
-    )
+    out.append(_docker())
     return out
+
+
+def _docker() -> Component:
+    """Docker for ``[stack] backend = "docker"``: found only when an engine answers (the CLI alone is not enough)."""
+    from legible.docker_backend import INSTALL, engine
+
+    found = _binary("docker", ("docker",), INSTALL, False)
+    if importlib.util.find_spec("docker") is None:
+        return Component("docker", None, "", "optional, backend = \"docker\": pip install 'legible[docker]'", False)
+    try:
+        version = engine()
+    except PrerequisiteMissing as e:
+        where = f"the docker CLI is at {found.path} but " if found.path else ""
+        return Component(
+            "docker",
+            None,
+            "",
+            f'optional, backend = "docker": {where}{e.message.removeprefix(BACKEND_PREFIX)}; {INSTALL}',
+            False,
+        )
+    return Component("docker", found.path, f"engine {version}", INSTALL, False)
 
 
 def check() -> DoctorDoc:

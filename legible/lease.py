@@ -44,9 +44,10 @@ SLOTS: dict[str, int] = {
     "chromium": 5,
     "vector": 6,
     "grafana": 7,
+    "vmagent": 8,
 }
 #: First slot for extra services declared with ``port = true``.
-FIRST_EXTRA_SLOT = 8
+FIRST_EXTRA_SLOT = 9
 PORT_LOW = 10000
 
 

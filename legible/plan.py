@@ -292,8 +292,10 @@ def build_plan(
         "otlp-grpc": f"127.0.0.1:{ports['otlp-grpc']}",
         "supervisor": f"http://127.0.0.1:{ports['supervisor']}/metrics",
     }
+    if any(p.name == "grafana" for p in planned):
+        endpoints["grafana"] = f"http://127.0.0.1:{ports['grafana']}/"
     raw = json.dumps(config.model_dump(mode="json"), sort_keys=True)
-    return StackPlan(
+    plan = StackPlan(
         key=worktree.key,
         worktree=str(worktree.root),
         lease_base=lease.base,
@@ -303,3 +305,9 @@ def build_plan(
         endpoints=endpoints,
         config_hash=hashlib.sha256(raw.encode()).hexdigest()[:16],
     )
+    if config.stack.backend == "docker":
+        from legible.docker_backend import containerize
+
+        images = {n: s.image for n, s in [("app", config.app), *config.services.items()] if s.image}
+        plan = containerize(plan, images)
+    return plan

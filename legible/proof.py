@@ -242,6 +242,32 @@ def find_baseline(root: Path, ref_or_run: str) -> Path:
     )
 
 
+def baseline_manifest(root: Path, baseline: str) -> Mapping[str, Any]:
+    """The baseline's manifest; ``branch:NAME`` is the branch's worktree, else the shared engine's figures.
+
+    ``branch:NAME`` first looks for a worktree of this repository with NAME checked out (like ``NAME``);
+    when there is none (it ran on another machine, or was removed) and forwarding has a ``query_url``, the
+    figures come from the shared engine (:func:`legible.forward.shared_baseline`).
+
+    Raises:
+        UsageError: nothing matches.
+        NotReady: the shared engine does not answer.
+
+    """
+    if baseline.startswith("branch:"):
+        name = baseline.removeprefix("branch:")
+        try:
+            return cast("Mapping[str, Any]", json.loads(find_baseline(root, name).read_text()))
+        except UsageError:
+            from legible import forward
+
+            settings = forward.worktree_settings(root)
+            if not settings.query_url:
+                raise
+            return forward.shared_baseline(settings, name)
+    return cast("Mapping[str, Any]", json.loads(find_baseline(root, baseline).read_text()))
+
+
 def comparable(manifest: Mapping[str, Any]) -> dict[str, float]:
     """The figures of a manifest that a baseline compares: key figures, check values, journey durations."""
     out: dict[str, float] = {}
@@ -317,7 +343,7 @@ def run_proof(
     wt = find_worktree(start)
     state = require_running(start)
     cfg = load_config(wt.root)
-    base_manifest = json.loads(find_baseline(wt.root, baseline).read_text()) if baseline else None
+    base_manifest = baseline_manifest(wt.root, baseline) if baseline else None
     t_start = now()
     run_id = dt.datetime.fromtimestamp(t_start, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = wt.state_dir / "proof" / run_id

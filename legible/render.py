@@ -110,9 +110,45 @@ def render_status(res: Mapping[str, Any]) -> list[str]:
     if res["error"]:
         lines.append(f"error: {res['error']}")
     lines.append(table(_service_rows(res["services"], res["endpoints"])))
+    if res.get("forward"):
+        lines.append(render_forward(res["forward"]))
     if not res["alive"]:
         lines.append("not running: `legible up --wait` starts it; queries still read the kept data")
     return lines
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n = n / 1024  # type: ignore[assignment]
+    return f"{n:.1f} GiB"
+
+
+def render_forward(entries: list[Mapping[str, Any]], now_ns: int | None = None) -> str:
+    """One line of forwarding health (``forward`` of ``legible.status/v1``), one clause per destination.
+
+    ``forward: otlp retrying, queue 12.0 KiB, sent 340, dropped 0, last ok 35 s ago (ConnectionError...);
+    remote_write ok, queue 0 B, ...``
+    """
+    import time
+
+    now = time.time_ns() if now_ns is None else now_ns
+    parts = []
+    for e in entries:
+        last = e.get("last_success_ns")
+        if last:
+            ago = f"last ok {format_seconds(max(0, round((now - last) / 1e9)))} ago"
+        else:  # vmagent 1.79 exports no time of its last success
+            ago = "last ok: time not reported" if e["sent"] else "never ok yet"
+        text = (
+            f"{e['kind']} {e['state']}, queue {_size(int(e['queue_bytes']))}, sent {e['sent']},"
+            f" dropped {e['dropped']}, {ago}"
+        )
+        if e.get("error"):
+            text += f" ({e['error'][:80]})"
+        parts.append(text)
+    return "forward: " + "; ".join(parts)
 
 
 def render_ps(res: Mapping[str, Any]) -> list[str]:

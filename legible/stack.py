@@ -32,6 +32,7 @@ from legible.worktree import Worktree, find_worktree
 if TYPE_CHECKING:
     from legible.contract import (
         DownDoc,
+        ForwardHealth,
         GcDoc,
         GcLease,
         GcOrphan,
@@ -126,6 +127,10 @@ def up(
     t0 = time.monotonic()
     wt = find_worktree(start)
     cfg = load_config(wt.root)
+    if cfg.stack.backend == "docker":
+        from legible.docker_backend import engine
+
+        engine()  # PrerequisiteMissing (exit 3) with the reason when no Docker engine answers
     with _interrupts_raise():
         try:
             try:
@@ -200,6 +205,10 @@ def _up_locked(
                     hint="run `legible down` (or `legible gc`) in this worktree, then `legible up`",
                 )
             plan = build_plan(wt, cfg, lease, browser=browser, watch=watch)
+            if cfg.stack.backend == "docker":
+                from legible.docker_backend import pull
+
+                pull(plan)  # before the readiness deadlines start
             busy = _foreign_listeners(plan.ports.values(), wt.key)
             if not busy:
                 break
@@ -450,6 +459,10 @@ def down(start: Path | None = None, *, purge: bool = False, timeout: float = 15.
     ]
     registry = LeaseRegistry()
     orphans = terminate(stack_processes(wt.key, registry=str(registry.path)), timeout=3.0)
+    if _runs_containers(wt):
+        from legible.docker_backend import remove_containers
+
+        remove_containers(wt.key)  # what a killed supervisor left running in the engine
     registry.release(wt.key)
     from legible.browser.client import browser_tmp_dir
 
@@ -515,7 +528,7 @@ def status(start: Path | None = None) -> StatusDoc:
         )
     elif state["status"] == "dead":
         state["error"] = "the supervisor is gone (killed?); `legible up` starts the stack again"
-    return {
+    doc: StatusDoc = {
         "schema": STATUS_SCHEMA,
         "key": wt.key,
         "worktree": str(wt.root),
@@ -528,6 +541,34 @@ def status(start: Path | None = None) -> StatusDoc:
         "endpoints": state.get("endpoints", {}) if state["alive"] else {},
         "env_file": str(wt.env_file),
     }
+    if state["alive"]:
+        fwd = _forward_health(wt)
+        if fwd:
+            doc["forward"] = fwd
+    return doc
+
+
+def _runs_containers(wt: Worktree) -> bool:
+    try:
+        plan = json.loads((wt.state_dir / "plan.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return any(sp.get("argv", [])[:2] == ["docker", "run"] for sp in plan.get("services", []))
+
+
+def _forward_health(wt: Worktree) -> list[ForwardHealth]:
+    """Forwarding health of the running stack (empty when it forwards nothing); see :func:`legible.forward.health`."""
+    try:
+        plan = json.loads((wt.state_dir / "plan.json").read_text())
+    except (OSError, ValueError):
+        return []
+    services = {sp["name"]: sp for sp in plan.get("services", [])}
+    coll = services.get("collector", {}).get("argv", [])
+    if "vmagent" not in services and not any(str(a).startswith("--forward-config=") for a in coll):
+        return []
+    from legible import forward
+
+    return forward.health(wt.state_dir, plan.get("ports", {}), services)
 
 
 def require_running(start: Path | None = None) -> StackState:

@@ -839,12 +839,15 @@ def test_size_cap_prunes_oldest(tmp_path: Path) -> None:
 
 
 def test_service_plan(tmp_path: Path) -> None:
+    from legible.config import parse_config
     from legible.services.collector import CollectorService
     from legible.worktree import Worktree
 
     class Ctx:  # the attributes of legible.plan.PlanContext the kind reads
         worktree = Worktree(tmp_path, "wt-abcdef01")
         ports = {"otlp-http": 41002, "otlp-grpc": 41003, "victoria-metrics": 41001}
+        config = parse_config({"app": {"command": "true"}})
+        environ: dict[str, str] = {}  # no LEGIBLE_FORWARD_*: nothing is forwarded
 
         def env_for(self, service: str, port: int) -> dict[str, str]:
             return {"PATH": "/bin", "OTEL_SERVICE_NAME": service, "PORT": str(port)}
@@ -856,6 +859,7 @@ def test_service_plan(tmp_path: Path) -> None:
     assert f"--db={tmp_path}/.legible/data/signals.duckdb" in plan.argv
     assert "--grpc-port=41003" in plan.argv and "--vm-url=http://127.0.0.1:41001" in plan.argv
     assert f"--token-file={tmp_path}/.legible/collector.token" in plan.argv
+    assert not any(a.startswith("--forward-config") for a in plan.argv)
     assert plan.stop_timeout >= 10  # time to write what is queued before SIGKILL
     assert plan.env["OTEL_SDK_DISABLED"] == "true" and "OTEL_SERVICE_NAME" not in plan.env
     assert CollectorService().detect().path is not None

@@ -46,7 +46,7 @@ def test_plan_substitutes_ports_and_sets_opentelemetry_env(tmp_path: Path) -> No
     assert app.argv == ["python", "-m", "http.server", "20000", "--bind", "127.0.0.1"]
     assert app.env["PORT"] == "20000"
     assert app.env["DB_URL"] == f"postgres://127.0.0.1:{plan.ports['db']}/x"
-    assert plan.ports["db"] == 20008
+    assert plan.ports["db"] == 20009  # slots 0..8 are the built-in services (8: vmagent)
     assert app.env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:20002"
     assert app.env["OTEL_SERVICE_NAME"] == "app"
     assert app.env["OTEL_RESOURCE_ATTRIBUTES"] == f"legible.worktree={plan.key}"

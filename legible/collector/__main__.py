@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-limit", default="128MB", help="DuckDB's buffer pool (larger work spills to disk)")
     p.add_argument("--query-timeout", type=float, default=30.0, help="seconds before a /query is interrupted")
     p.add_argument("--max-db-mb", type=int, default=512, help="store size cap in MiB; oldest rows go first")
+    p.add_argument(
+        "--forward-config", default="", help="JSON file: forward spans and logs to a shared OTLP/HTTP endpoint"
+    )
     return p
 
 

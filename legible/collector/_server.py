@@ -69,6 +69,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from legible._errors import UsageError
+from legible.collector._forward import Forwarder, tail_request
 from legible.collector._metrics import Derived, Pusher, SelfMetrics
 from legible.collector._otlp import (
     PayloadError,
@@ -83,7 +84,7 @@ from legible.collector._tail import Tailer
 from legible.collector._writer import MEMORY_LIMIT, QUERY_TIMEOUT_S, Writer
 
 if TYPE_CHECKING:
-    from legible.contract import CollectorLastReceived, CollectorSignals, CollectorStatusDoc
+    from legible.contract import CollectorLastReceived, CollectorSignals, CollectorStatusDoc, ForwardQueueDoc
 
 #: Largest request body accepted, before and after decompression, in bytes.
 MAX_BODY = 32 * 1024 * 1024
@@ -195,6 +196,8 @@ class Collector:
             :attr:`token`).
         memory_limit: DuckDB's buffer pool size, e.g. ``"128MB"``.
         query_timeout: seconds after which a ``/query`` is interrupted (and longest wait for a query slot).
+        forwarder: where accepted spans and logs (OTLP and tailed lines) are also queued for a shared OTLP
+            endpoint (:mod:`legible.collector._forward`), or ``None``.
 
     Raises:
         OSError: a port cannot be bound.
@@ -214,8 +217,10 @@ class Collector:
         token_file: Path | None = None,
         memory_limit: str = MEMORY_LIMIT,
         query_timeout: float = QUERY_TIMEOUT_S,
+        forwarder: Forwarder | None = None,
     ) -> None:
         self.query_timeout = query_timeout
+        self.forwarder = forwarder
         self.worktree = worktree
         self.token = secrets.token_urlsafe(32)
         self.token_file = token_file
@@ -288,6 +293,8 @@ class Collector:
             write_token(self.token_file, self.token)
         self.writer.start()
         self.pusher.start()
+        if self.forwarder is not None:
+            self.forwarder.start()
         if self.tailer is not None:
             self.tailer.start()
         if self.grpc_server is not None:
@@ -306,6 +313,8 @@ class Collector:
             self.tailer.stop()
         self.writer.close()
         self.pusher.stop()
+        if self.forwarder is not None:
+            self.forwarder.stop()
 
     @property
     def healthy(self) -> bool:
@@ -329,7 +338,8 @@ class Collector:
 
         Shape: ``{"schema": STATUS_SCHEMA, "healthy": bool, "error": str, "pending": rows queued,
         "received": {"traces": spans, "logs": records, "metrics": data points}, "refused": {reason: n},
-        "last_received_ns": {signal: Unix ns of the last accepted export, or None}}``.
+        "last_received_ns": {signal: Unix ns of the last accepted export, or None}, "forward": the
+        forwarder's :meth:`~legible.collector._forward.Forwarder.status` or None}``.
         """
         with self._tally_lock:
             received = {k: self.received[k] for k in _SIGNALS}
@@ -343,6 +353,7 @@ class Collector:
             "received": cast("CollectorSignals", received),
             "refused": refused,
             "last_received_ns": cast("CollectorLastReceived", last),
+            "forward": cast("ForwardQueueDoc", self.forwarder.status()) if self.forwarder is not None else None,
         }
 
     def h2_refused(self) -> None:
@@ -368,6 +379,24 @@ class Collector:
         self.writer.add("logs", rows, offsets, block=True)
         if rows:
             self.stats.received.labels("stdout").inc(len(rows))
+            try:
+                request = tail_request(rows)
+            except Exception as e:  # noqa: BLE001 - never let forwarding stop the tailer
+                request = None
+                if self.forwarder is not None:
+                    self.forwarder.dropped["logs"] += len(rows)
+                    self.forwarder.last_error = f"cannot convert tailed lines: {e}"
+            if request is not None:
+                self._forward("logs", request, len(rows))
+
+    def _forward(self, sig: str, msg: Any, items: int) -> None:
+        if self.forwarder is None:
+            return
+        try:
+            self.forwarder.offer(sig, msg, items)
+        except Exception as e:  # noqa: BLE001 - a full disk, a bad message: count the loss, never fail the stack
+            self.forwarder.dropped[sig] += items
+            self.forwarder.last_error = f"cannot queue: {type(e).__name__}: {e}"
 
     def ingest(self, sig: str, body: bytes, encoding: str) -> tuple[int, str]:
         """Decode and store one export request; return ``(rejected, message)`` for ``partial_success``.
@@ -401,6 +430,8 @@ class Collector:
         accepted = d.received - (d.rejected if sig != "metrics" else 0)
         if accepted > 0:
             self._count_received(sig, accepted)
+            if sig != "metrics":
+                self._forward(sig, msg, accepted)
         if d.rejected:
             self.refuse(sig, "invalid_item", d.rejected)
         return d.rejected, d.reason
@@ -635,6 +666,27 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, out, "application/json" if encoding == "json" else "application/x-protobuf")
 
 
+def load_forwarder(path: Path) -> Forwarder:
+    """Build the forwarder from its JSON file (rendered by :mod:`legible.forward`, mode 0600).
+
+    Shape: ``{"url": OTLP/HTTP base, "queue_dir": path, "labels": {k: v}, "headers": {k: v},
+    "max_bytes": int}``.
+
+    Raises:
+        OSError: the file or the queue directory cannot be read or created.
+        ValueError: the file is not that JSON.
+
+    """
+    doc = json.loads(path.read_text())
+    return Forwarder(
+        url=str(doc["url"]),
+        queue_dir=Path(doc["queue_dir"]),
+        labels=doc.get("labels") or {},
+        headers=doc.get("headers") or {},
+        max_bytes=int(doc["max_bytes"]),
+    )
+
+
 def serve(args: Any) -> int:
     """Run a collector until SIGTERM/SIGINT; return the exit code (0 after a clean shutdown).
 
@@ -643,6 +695,7 @@ def serve(args: Any) -> int:
 
     """
     try:
+        forwarder = load_forwarder(Path(args.forward_config)) if args.forward_config else None
         col = Collector(
             db=Path(args.db),
             logs_dir=Path(args.logs_dir) if args.logs_dir else None,
@@ -654,6 +707,7 @@ def serve(args: Any) -> int:
             token_file=Path(args.token_file) if args.token_file else None,
             memory_limit=args.memory_limit,
             query_timeout=args.query_timeout,
+            forwarder=forwarder,
         )
     except OSError as e:
         print(f"collector: cannot start: {e}", file=sys.stderr)

@@ -231,6 +231,7 @@ class StatusDoc(TypedDict):
     env_file: str
     deploy: NotRequired[dict[str, Any] | None]
     stale: NotRequired[dict[str, Any] | None]
+    forward: NotRequired[list[ForwardHealth]]
 
 
 class PsRow(TypedDict):
@@ -1056,6 +1057,72 @@ class CollectorStatusDoc(TypedDict):
     received: CollectorSignals
     refused: dict[str, Count]
     last_received_ns: CollectorLastReceived
+    forward: NotRequired[ForwardQueueDoc | None]
+
+
+class SharedSeries(TypedDict):
+    """One series of the shared engine's answer: its labels and its value at ``time``."""
+
+    metric: dict[str, str]
+    value: float
+
+
+class MetricsSharedDoc(TypedDict):
+    """``legible metrics --shared PROMQL --json`` (``legible.metrics-shared/v1``).
+
+    An instant query on the shared engine (``[forward] query_url``); ``time`` is Unix seconds.
+    """
+
+    schema: Literal["legible.metrics-shared/v1"]
+    query_url: str
+    query: str
+    time: float
+    result: list[SharedSeries]
+
+
+class ForwardSignals(TypedDict):
+    """A count per forwarded signal: spans, log records."""
+
+    traces: Count
+    logs: Count
+
+
+class ForwardQueueDoc(TypedDict):
+    """The collector's OTLP forwarding queue (``forward`` of ``GET /status``; :mod:`legible.collector._forward`).
+
+    ``queue_*`` is what waits on disk; ``dropped`` was past the ``max_bytes`` cap; ``rejected`` was refused
+    by the upstream with a non-retryable 4xx; ``last_success_ns`` is Unix ns of the last 2xx, or ``None``.
+    """
+
+    url: str
+    queue_files: Count
+    queue_bytes: Count
+    max_bytes: Count
+    sent: ForwardSignals
+    sent_bytes: Count
+    dropped: ForwardSignals
+    rejected: ForwardSignals
+    last_success_ns: int | None
+    last_error: str
+
+
+class ForwardHealth(TypedDict):
+    """One forwarding destination in ``legible status`` (``forward`` of ``legible.status/v1``).
+
+    ``kind`` is ``otlp`` (spans and logs, the collector's queue) or ``remote_write`` (metrics, vmagent's
+    queue); ``state`` is ``ok``, ``retrying`` (the upstream fails; data waits on disk), ``dropping`` (past
+    the cap) or ``unknown`` (its process does not answer). ``sent`` counts spans and log records the
+    upstream acknowledged (``otlp``) or rows vmagent took to send (``remote_write``).
+    """
+
+    kind: Annotated[str, Enum("otlp", "remote_write")]
+    url: str
+    state: Annotated[str, Enum("ok", "retrying", "dropping", "unknown")]
+    queue_bytes: Count
+    sent: Count
+    dropped: Count
+    last_success_ns: int | None
+    error: str
 
 
 # -- deploys, restart, diff --------------------------------------------------------------------------------
@@ -1147,6 +1214,7 @@ SCHEMAS: dict[str, Any] = {
     "legible.up/v1": UpDoc,
     "legible.down/v1": DownDoc,
     "legible.status/v1": StatusDoc,
+    "legible.metrics-shared/v1": MetricsSharedDoc,
     "legible.ps/v1": PsDoc,
     "legible.gc/v1": GcDoc,
     "legible.init/v1": InitDoc,

@@ -11,9 +11,19 @@ from legible.services.base import Component, Probe, ServiceKind, ServicePlan
 from legible.services.chromium import ChromiumService
 from legible.services.collector import CollectorService
 from legible.services.context import PlanContext
+from legible.services.grafana import GrafanaService
+from legible.services.vector import VectorService
 from legible.services.victoria_metrics import VictoriaMetrics
+from legible.services.vmagent import VmAgent
 
 #: Built-in service kinds, in start order. User services depend on all of them (stores and collector first).
-BUILTIN: list[ServiceKind] = [VictoriaMetrics(), CollectorService(), ChromiumService()]
+BUILTIN: list[ServiceKind] = [
+    VictoriaMetrics(),
+    CollectorService(),
+    VectorService(),
+    ChromiumService(),
+    VmAgent(),
+    GrafanaService(),
+]
 
 __all__ = ["BUILTIN", "Component", "PlanContext", "Probe", "ServiceKind", "ServicePlan"]

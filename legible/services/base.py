@@ -40,7 +40,8 @@ class ServicePlan:
 
     Attributes:
         name: service name (``app``, ``victoria-metrics``, ...).
-        role: ``store`` | ``collector`` | ``app`` | ``browser``; stores start first, browser last.
+        role: ``store`` | ``collector`` | ``app`` | ``browser`` | ``forward``; stores start first, then the
+            app, then browser and forward (nothing waits for those).
         argv: the command, already substituted.
         cwd: working directory.
         env: what legible and ``legible.toml`` add to the inherited environment (never inherited values:

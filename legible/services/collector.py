@@ -5,6 +5,8 @@ that the package imports. Ports: ``otlp-http`` (also ``/health``, ``/metrics``, 
 from the lease; the store is ``.legible/data/signals.duckdb`` (:func:`legible.store.store_path`), the bearer
 token of its ``/query`` is ``.legible/collector.token`` (:data:`legible.store.TOKEN_FILENAME`); it tails
 ``.legible/logs/`` and pushes derived metrics to the stack's VictoriaMetrics; it starts beside it, not after it.
+With ``[forward] otlp`` set it also queues spans and logs for a shared OTLP endpoint (``--forward-config``,
+:mod:`legible.forward`).
 """
 
 from __future__ import annotations
@@ -59,12 +61,24 @@ class CollectorService:
             f"--http-port={http_port}",
             f"--grpc-port={grpc_port}",
             f"--db={store_path(ctx.worktree.state_dir)}",
-            f"--logs-dir={ctx.worktree.logs_dir}",
             f"--vm-url=http://127.0.0.1:{vm_port}",
             f"--worktree={ctx.worktree.key}",
             f"--max-db-mb={DEFAULT_MAX_DB_MB}",
             f"--token-file={ctx.worktree.state_dir / TOKEN_FILENAME}",
         ]
+        from legible import forward
+        from legible.services.vector import find_vector
+
+        if (
+            find_vector() is None and ctx.config.stack.backend != "docker"
+        ):  # where Vector is installed it ships the log files instead (services.vector)
+            argv.append(f"--logs-dir={ctx.worktree.logs_dir}")
+
+        fwd = forward.collector_config(
+            forward.resolve(ctx.config.forward, ctx.environ), ctx.worktree, forward.labels(ctx.worktree)
+        )
+        if fwd is not None:  # spans and logs also go to a shared OTLP endpoint (headers stay in a 0600 file)
+            argv.append(f"--forward-config={ctx.add_file(forward.COLLECTOR_FILE, fwd)}")
         env = ctx.env_for(self.name, http_port)
         # The collector must not export its own telemetry to itself.
         for k in [k for k in env if k.startswith("OTEL_")]:

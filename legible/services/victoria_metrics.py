@@ -68,6 +68,8 @@ class VictoriaMetrics:
 
         """
         binary = find_binary()
+        if binary is None and ctx.config.stack.backend == "docker":
+            binary = Path("/victoria-metrics-prod")  # the image's entrypoint runs it; only the flags are used
         if binary is None:
             raise PrerequisiteMissing("victoria-metrics is not installed", hint=f"run: {INSTALL}")
         port = ctx.ports[self.name]
