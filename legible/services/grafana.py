@@ -25,7 +25,7 @@ from legible._paths import tool_cache
 from legible.services.base import Component, Probe, ServicePlan
 
 if TYPE_CHECKING:
-    from legible.services._context import PlanContext
+    from legible.services.context import PlanContext
 
 INSTALL = (
     "optional: not in Debian; Grafana's apt repository (https://grafana.com/docs/grafana/latest/setup-grafana/"

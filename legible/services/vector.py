@@ -21,7 +21,7 @@ from legible._paths import tool_cache
 from legible.services.base import Component, Probe, ServicePlan
 
 if TYPE_CHECKING:
-    from legible.services._context import PlanContext
+    from legible.services.context import PlanContext
 
 INSTALL = "optional: not in Debian; see https://vector.dev/docs/setup/installation/ (then `legible up` uses it)"
 
