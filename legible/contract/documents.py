@@ -120,9 +120,9 @@ class StackState(StateFile):
 
 
 class ProbeDoc(TypedDict):
-    """A readiness probe: ``kind`` ``http`` | ``tcp`` | ``log`` | ``none`` and its ``target``."""
+    """A readiness probe: ``kind`` (``http``, ``tcp``, ``log``, ``postgres``, ``redis``, ``none``), ``target``."""
 
-    kind: Annotated[str, Enum("http", "tcp", "log", "none")]
+    kind: Annotated[str, Enum("http", "tcp", "log", "postgres", "redis", "none")]
     target: str
 
 
@@ -143,6 +143,7 @@ class ServicePlanDoc(TypedDict):
     max_restarts: int
     stop_timeout: float
     deferred: list[str]
+    setup: NotRequired[list[str]]
 
 
 class PlanDoc(TypedDict):
@@ -1059,6 +1060,23 @@ class CollectorStatusDoc(TypedDict):
 
 
 # -- deploys, restart, diff --------------------------------------------------------------------------------
+class SetupStepDoc(TypedDict):
+    """One setup step of a start (``[app] setup``): its command, duration and exit code."""
+
+    command: str
+    ms: Ms
+    exit_code: int
+
+
+class SetupDoc(TypedDict):
+    """The setup steps of one service's start in a deploy (see :mod:`legible.setup_steps`)."""
+
+    ok: bool
+    ms: Ms
+    steps: list[SetupStepDoc]
+    error: str
+
+
 class DeployDoc(TypedDict):
     """One deploy (``legible.deploy/v1``): a line of ``.legible/deploys.jsonl`` (see :mod:`legible.deploys`).
 
@@ -1085,6 +1103,23 @@ class DeployDoc(TypedDict):
     stop_ms: NotRequired[Ms]
     failed_service: NotRequired[str]
     log_offset: NotRequired[Count]
+    setup: NotRequired[dict[str, SetupDoc]]
+
+
+class ResetEntryDoc(TypedDict):
+    """One database service emptied by ``legible reset``."""
+
+    service: str
+    kind: Annotated[str, Enum("postgres", "redis")]
+    took_ms: Ms
+
+
+class ResetDoc(TypedDict):
+    """``legible reset --json`` (``legible.reset/v1``): the database services emptied."""
+
+    schema: Literal["legible.reset/v1"]
+    key: Key
+    reset: list[ResetEntryDoc]
 
 
 class DeploysDoc(TypedDict):
@@ -1186,4 +1221,5 @@ SCHEMAS: dict[str, Any] = {
     "legible.deploys/v1": DeploysDoc,
     "legible.restart/v1": RestartDoc,
     "legible.diff/v1": DiffDoc,
+    "legible.reset/v1": ResetDoc,
 }

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from legible.contract import ServicePlanDoc
     from legible.services._context import PlanContext
 
-ProbeKind = Literal["http", "tcp", "log", "none"]
+ProbeKind = Literal["http", "tcp", "log", "postgres", "redis", "none"]
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,8 @@ class Probe:
 
     Attributes:
         kind: ``http`` (GET ``target``, ready below status 500), ``tcp`` (connect to ``127.0.0.1:target``),
-            ``log`` (``target`` is a regex matched against new lines of the service log), ``none``.
+            ``log`` (``target`` is a regex matched against new lines of the service log), ``postgres``
+            (``pg_isready`` on ``127.0.0.1:target``), ``redis`` (``PING`` on ``127.0.0.1:target``), ``none``.
         target: URL, port number as a string, or regex.
 
     """
@@ -58,6 +59,8 @@ class ServicePlan:
             supervisor substitutes them at spawn time, so their values are never written to the plan.
         watch: gitignore-style globs relative to the worktree root; a change to a matching file restarts
             the service (``[app] watch``, ``legible up --watch``).
+        setup: shell commands the supervisor runs before each start of the service (``[app] setup``,
+            :mod:`legible.setup_steps`); a failing one fails that start.
 
     """
 
@@ -76,6 +79,7 @@ class ServicePlan:
     stop_timeout: float = 3.0
     deferred: list[str] = field(default_factory=list)
     watch: list[str] = field(default_factory=list)
+    setup: list[str] = field(default_factory=list)
 
     def to_dict(self) -> ServicePlanDoc:
         """A JSON-ready dict (see :meth:`from_dict`)."""
