@@ -64,7 +64,8 @@ class StackPlan:
         services: service plans in start order (stores, collector, user services, browser).
         files: rendered files by absolute path.
         endpoints: URL by name (``app``, ``victoria-metrics``, ``otlp-http``, ``otlp-grpc``, ``supervisor``;
-            the supervisor adds ``vmui`` once VictoriaMetrics is ready, only if ``/vmui/`` answers 200).
+            the supervisor adds ``vmui`` once VictoriaMetrics is ready, only if ``/vmui/`` answers 200);
+            a database service's client URL under its name (``db``: ``postgresql://postgres@127.0.0.1:P/db``).
         config_hash: sha256 of the configuration that produced this plan (to notice edits after ``up``).
 
     """
@@ -312,6 +313,9 @@ def build_plan(
         "otlp-grpc": f"127.0.0.1:{ports['otlp-grpc']}",
         "supervisor": f"http://127.0.0.1:{ports['supervisor']}/metrics",
     }
+    for name, svc in config.services.items():  # database services: their client URL (``.legible/env``)
+        if svc.kind is not None:
+            endpoints[name] = _client_env(ctx)[f"{name.upper().replace('-', '_')}_URL"]
     raw = json.dumps(config.model_dump(mode="json"), sort_keys=True)
     return StackPlan(
         key=worktree.key,

@@ -66,8 +66,9 @@ def postgres(args: argparse.Namespace) -> None:
         "log_line_prefix": "%m [%p] ",
         "log_min_duration_statement": args.slow_ms,
         "shared_preload_libraries": "pg_stat_statements",
-        "fsync": "off",  # a throwaway development database: speed over crash safety of the machine
-        "synchronous_commit": "off",
+        # a development database: a crash of the machine may lose it, a crash (kill -9) of Postgres may not:
+        # commits are written to the kernel before they are acknowledged (synchronous_commit stays on)
+        "fsync": "off",
         "full_page_writes": "off",
         "dynamic_shared_memory_type": "mmap",  # files in the data dir, nothing left in /dev/shm after a kill
     }
