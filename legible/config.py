@@ -370,8 +370,26 @@ class BrowserCheck(_Strict):
     failed_requests: int = Field(default=0, ge=0)
 
 
+class DbCheck(_Strict):
+    """No SQL statement slower than ``max_statement`` (``"50ms"``) in ``since``.
+
+    Statements are the app's database client spans (those with a ``db.statement`` attribute, from the
+    psycopg/redis-py instrumentations under ``instrument = true``) and the slow-statement lines of the
+    ``postgres`` services (``log_min_duration_statement``, 50 ms: shorter ones only show as spans).
+
+    Attributes:
+        max_statement: the budget of one statement.
+        service: only spans and lines of this service.
+        since: how far back to look.
+    """
+
+    max_statement: Duration
+    service: str | None = None
+    since: Duration = "15m"
+
+
 #: Check kinds, in documentation order.
-CHECK_KINDS = ("startup", "span", "promql", "logs", "journey", "browser")
+CHECK_KINDS = ("startup", "span", "promql", "logs", "journey", "browser", "db")
 
 
 class CheckConfig(_Strict):
@@ -383,6 +401,7 @@ class CheckConfig(_Strict):
     logs: LogsCheck | None = None
     journey: JourneyCheck | None = None
     browser: BrowserCheck | None = None
+    db: DbCheck | None = None
     description: str = ""
 
     @model_validator(mode="after")

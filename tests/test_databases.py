@@ -154,6 +154,20 @@ def test_two_worktrees_setup_failure_reset_kill9_and_down(tmp_path: Path, down_a
     assert steps[0]["command"] == "python migrate.py" and steps[0]["exit_code"] == 0 and steps[0]["ms"] > 0
     assert "migrated db" in (a / ".legible/logs/app-setup.log").read_text()
 
+    # a slow statement is a warn line with the statement, and the db check judges it
+    assert _psql(url_a, "SELECT pg_sleep(0.08)") == ""
+
+    def slow_line() -> dict:
+        doc = cli_json(a, "logs", "--level", "warn", "--service", "db", "--raw")[1]
+        return next((ln for ln in doc["lines"] if "pg_sleep(0.08)" in ln["body"]), {})
+
+    assert "duration:" in wait_until(slow_line, timeout=15, what="the slow statement in the log store")["body"]
+    code, check = cli_json(a, "check", "--db", "max_statement=50ms")
+    assert code == 1 and check["checks"][0]["measured"] >= 80, check
+    assert "pg_sleep(0.08)" in check["checks"][0]["summary"]
+    code, check = cli_json(a, "check", "--db", "max_statement=5s")
+    assert code == 0, check
+
     # a failing setup step: one-line error, exit 4, the log tail; the previous deploy's data stays
     (a / "FAIL").write_text("")
     res = cli(a, "restart", timeout=120)

@@ -515,7 +515,7 @@ class CheckResultDoc(TypedDict):
     """The verdict of one check (see :class:`legible.checks.CheckResult`)."""
 
     name: Annotated[str, Json(minLength=1)]
-    kind: Annotated[str, Enum("startup", "span", "promql", "logs", "journey", "browser")]
+    kind: Annotated[str, Enum("startup", "span", "promql", "logs", "journey", "browser", "db")]
     status: Annotated[str, Enum("pass", "fail", "error")]
     measured: float | None
     budget: float | None
