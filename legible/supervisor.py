@@ -676,7 +676,7 @@ def probe_ready(sp: ServicePlan, log_offset: int = 0) -> bool:
             finally:
                 conn.close()
         if p.kind in ("postgres", "redis"):
-            from legible.services.databases import pg_ready, redis_ready
+            from legible._dbrun import pg_ready, redis_ready
 
             return pg_ready(int(p.target)) if p.kind == "postgres" else redis_ready(int(p.target))
         if p.kind == "log":

@@ -24,7 +24,6 @@ Readiness is by protocol: ``pg_isready`` (PostgreSQL's own client, ``libpq``'s `
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from legible._dbrun import PG_USER, find_pg_bindir, pg_ready, redis_ready
 from legible._errors import PrerequisiteMissing
 from legible.services.base import Component, Probe, ServicePlan
 
@@ -55,8 +55,6 @@ __all__ = [
     "socket_dir",
 ]
 
-#: The Postgres role legible's clusters are created with (``initdb -U``).
-PG_USER = "postgres"
 #: Statements slower than this (ms) are logged by Postgres (``log_min_duration_statement``).
 SLOW_STATEMENT_MS = 50
 PG_INSTALL = "legible doctor --install  (or: sudo apt-get install postgresql)"
@@ -65,17 +63,6 @@ REDIS_INSTALL = "legible doctor --install  (or: sudo apt-get install redis-serve
 _MAX_SOCK = 107
 #: Longest socket file name placed in :func:`socket_dir`: Postgres' ``.s.PGSQL.<port>`` (5-digit port).
 _SOCK_NAME = ".s.PGSQL.65535"
-
-
-def find_pg_bindir() -> Path | None:
-    """Return the directory of ``postgres``/``initdb``/``pg_isready``: PATH, else Debian's newest version."""
-    on_path = shutil.which("initdb")
-    if on_path:  # Debian links some tools into PATH (/usr/local/bin/initdb -> /usr/lib/postgresql/15/bin/initdb)
-        real = Path(on_path).resolve().parent
-        if all((real / t).is_file() for t in ("postgres", "pg_isready")):
-            return real
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda p: int(Path(p).parts[4] or 0))
-    return Path(found[-1]).parent if found else None
 
 
 def socket_dir(state_dir: Path, key: str, service: str) -> Path:
@@ -105,38 +92,6 @@ def remove_socket_dirs(state_dir: Path, key: str) -> None:
         return
     for name in names:
         shutil.rmtree(socket_dir(state_dir, key, name), ignore_errors=True)
-
-
-def pg_ready(port: int, bindir: Path | None = None) -> bool:
-    """True when the Postgres server on ``127.0.0.1:port`` accepts connections (``pg_isready`` exit 0).
-
-    Never raises; returns within about 1 s.
-    """
-    bindir = bindir or find_pg_bindir()
-    if bindir is None:
-        return False
-    try:
-        out = subprocess.run(
-            [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port), "-t", "1", "-U", PG_USER],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=2,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return out.returncode == 0
-
-
-def redis_ready(port: int) -> bool:
-    """True when the Redis server on ``127.0.0.1:port`` answers ``PING`` with ``+PONG`` (not ``-LOADING``)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 def _quote_ident(name: str) -> str:
@@ -174,7 +129,7 @@ class Postgres:
         argv = [
             sys.executable,
             "-m",
-            "legible.services._dbrun",
+            "legible._dbrun",
             "postgres",
             "--bindir",
             str(bindir),
@@ -234,7 +189,7 @@ class Redis:
         argv = [
             sys.executable,
             "-m",
-            "legible.services._dbrun",
+            "legible._dbrun",
             "redis",
             "--binary",
             binary,

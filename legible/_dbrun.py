@@ -1,21 +1,71 @@
-"""``python -m legible.services._dbrun postgres|redis ...``: prepare a database server's files, then exec it.
+"""``python -m legible._dbrun postgres|redis ...``: prepare a database server's files, then exec it.
 
-The supervisor spawns this (see :mod:`legible.services.databases`); it creates the private data and socket
-directories, on the first start of Postgres runs ``initdb`` and creates the service's database (with
-``pg_stat_statements``) in single-user mode, then replaces itself with the server (``os.execv``), so the
-supervisor's process is the server's and its signals (SIGTERM: shut down) reach it directly.
+The supervisor spawns this (see :mod:`legible.services.databases`) and probes the servers with
+:func:`pg_ready` and :func:`redis_ready`; this module imports nothing heavy, since the supervisor loads it.
+It creates the private data and socket directories, on the first start of Postgres runs ``initdb`` and
+creates the service's database (with ``pg_stat_statements``) in single-user mode, then replaces itself with
+the server (``os.execv``), so the supervisor's process is the server's and its signals (SIGTERM: shut
+down) reach it directly.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from legible._files import private_dir
+
+#: The Postgres role legible's clusters are created with (``initdb -U``).
+PG_USER = "postgres"
+
+
+def find_pg_bindir() -> Path | None:
+    """Return the directory of ``postgres``/``initdb``/``pg_isready``: PATH, else Debian's newest version."""
+    on_path = shutil.which("initdb")
+    if on_path:  # Debian links some tools into PATH (/usr/local/bin/initdb -> /usr/lib/postgresql/15/bin/initdb)
+        real = Path(on_path).resolve().parent
+        if all((real / t).is_file() for t in ("postgres", "pg_isready")):
+            return real
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda p: int(Path(p).parts[4] or 0))
+    return Path(found[-1]).parent if found else None
+
+
+def pg_ready(port: int, bindir: Path | None = None) -> bool:
+    """True when the Postgres server on ``127.0.0.1:port`` accepts connections (``pg_isready`` exit 0).
+
+    Never raises; returns within about 1 s.
+    """
+    bindir = bindir or find_pg_bindir()
+    if bindir is None:
+        return False
+    try:
+        out = subprocess.run(
+            [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port), "-t", "1", "-U", PG_USER],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=2,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0
+
+
+def redis_ready(port: int) -> bool:
+    """True when the Redis server on ``127.0.0.1:port`` answers ``PING`` with ``+PONG`` (not ``-LOADING``)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def _as_non_root(argv: list[str]) -> list[str]:
@@ -111,7 +161,7 @@ def redis(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the arguments the plan gives and run the chosen kind."""
-    p = argparse.ArgumentParser(prog="legible.services._dbrun")
+    p = argparse.ArgumentParser(prog="legible._dbrun")
     sub = p.add_subparsers(dest="kind", required=True)
     pg = sub.add_parser("postgres")
     pg.add_argument("--bindir", required=True)
