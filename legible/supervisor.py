@@ -75,6 +75,8 @@ STABLE_AFTER_S = 30.0
 #: Shutdown waves, highest first: the app and the browser together (both report to the collector), then the
 #: collector (it flushes what they sent), then the stores.
 ROLE_TIER = {"store": 0, "collector": 1, "app": 2, "browser": 2}
+#: Probe kinds of the database services (``kind = "postgres"``/``"redis"``).
+DB_PROBES = ("postgres", "redis")
 #: Seconds between liveness probes of a ready service that has an ``http`` probe.
 LIVENESS_EVERY_S = 2.0
 #: Failed liveness probes in a row that make a ready service ``unhealthy`` (and restart it).
@@ -851,6 +853,13 @@ class _Metrics:
             "Time from supervisor start to every service ready, in seconds.",
             registry=self.registry,
         )
+        dbs: list[tuple[str, str, int]] = [
+            (s.name, s.probe.kind, int(s.probe.target)) for s in plan.services if s.probe.kind in DB_PROBES
+        ]
+        if dbs:  # legible_db_* of the database services, read at each scrape (legible._dbmetrics)
+            from legible._dbmetrics import DbCollector
+
+            self.registry.register(DbCollector(dbs))
         for s in plan.services:
             self.restarts.labels(s.name)
             self.up.labels(s.name).set(0)

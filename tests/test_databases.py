@@ -168,6 +168,19 @@ def test_two_worktrees_setup_failure_reset_kill9_and_down(tmp_path: Path, down_a
     code, check = cli_json(a, "check", "--db", "max_statement=5s")
     assert code == 0, check
 
+    # legible_db_* from pg_stat_statements and Redis INFO, scraped from the supervisor
+    def db_metric(query: str) -> float:
+        code, doc = cli_json(a, "metrics", query)
+        assert code == 0, doc
+        return max((s["value"] or 0.0 for s in doc["series"]), default=0.0)
+
+    wait_until(
+        lambda: db_metric('legible_db_statement_max_seconds{service="db"}') >= 0.08,
+        timeout=30,
+        what="pg_sleep(0.08) as legible_db_statement_max_seconds",
+    )
+    assert db_metric('legible_db_statements_total{service="cache",system="redis"}') >= 1
+
     # a failing setup step: one-line error, exit 4, the log tail; the previous deploy's data stays
     (a / "FAIL").write_text("")
     res = cli(a, "restart", timeout=120)
