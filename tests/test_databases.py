@@ -21,7 +21,7 @@ import requests
 from legible.config import parse_config
 from legible.services.databases import find_pg_bindir, socket_dir
 
-from .conftest import cli, cli_json, is_loopback, make_repo, stack_pids, wait_until
+from .conftest import cli, cli_json, git, is_loopback, make_repo, stack_pids, wait_until
 
 pytestmark = pytest.mark.skipif(
     find_pg_bindir() is None or not Path("/usr/bin/redis-server").exists(),
@@ -75,8 +75,8 @@ print("migrated", os.environ["PGDATABASE"])
 """
 
 
-def _repo(path: Path, *, setup: bool = True) -> Path:
-    toml = TOML if setup else TOML.replace('setup = ["python migrate.py"]\n', "")
+def _repo(path: Path) -> Path:
+    toml = TOML
     bindir = str(find_pg_bindir())
     toml = toml.replace('command = "python app.py"', f'command = "python app.py"\nenv = {{ PG_BINDIR = "{bindir}" }}')
     return make_repo(path, toml, {"app.py": APP, "migrate.py": MIGRATE})
@@ -121,7 +121,9 @@ def test_socket_dir_falls_back_to_a_short_private_tmp_dir_when_the_path_is_too_l
 
 def test_two_worktrees_setup_failure_reset_kill9_and_down(tmp_path: Path, down_after: list[Path]) -> None:
     a = _repo(tmp_path / "a")
-    b = _repo(tmp_path / "b", setup=False)
+    b = tmp_path / "b"  # a second worktree of the same repository, whose app has no setup step
+    git(a, "worktree", "add", "-q", "-b", "other", str(b))
+    (b / "legible.toml").write_text((b / "legible.toml").read_text().replace('setup = ["python migrate.py"]\n', ""))
     down_after += [a, b]
     doc_a, doc_b = _up(a), _up(b)
 
