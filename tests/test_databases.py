@@ -19,7 +19,10 @@ import pytest
 import requests
 
 from legible.config import parse_config
+from legible.lease import Lease
+from legible.plan import build_plan
 from legible.services.databases import find_pg_bindir, socket_dir
+from legible.worktree import find_worktree
 
 from .conftest import cli, cli_json, git, is_loopback, make_repo, stack_pids, wait_until
 
@@ -109,6 +112,26 @@ def test_config_kind_needs_no_command_and_app_cannot_have_a_kind() -> None:
         parse_config({"app": {"command": "x"}, "services": {"db": {"kind": "redis", "command": "redis-server"}}})
     with pytest.raises(Exception, match="app.kind"):
         parse_config({"app": {"kind": "postgres"}})
+
+
+def test_the_plan_starts_databases_first_and_gives_the_app_their_urls(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", '[app]\ncommand = "python -V"\n')
+    wt = find_worktree(root)
+    data = {
+        "app": {"command": "python -V", "setup": ["python -c pass"]},
+        "services": {"db": {"kind": "postgres"}, "cache": {"kind": "redis"}, "worker": {"command": "python -V"}},
+    }
+    plan = build_plan(wt, parse_config(data), Lease(wt.key, str(root), 20000))
+    names = [s.name for s in plan.services]
+    assert names.index("cache") < names.index("app") and names.index("db") < names.index("worker")
+    by = {s.name: s for s in plan.services}
+    assert {"db", "cache"} <= set(by["app"].depends_on) and {"db", "cache"} <= set(by["worker"].depends_on)
+    assert (by["db"].role, by["db"].probe.kind, by["cache"].probe.kind) == ("store", "postgres", "redis")
+    assert by["db"].port and by["cache"].port and by["db"].port != by["cache"].port
+    assert by["app"].setup == ["python -c pass"] and by["worker"].setup == []
+    assert by["worker"].env["REDIS_URL"] == f"redis://127.0.0.1:{by['cache'].port}/0"
+    assert plan.endpoints["db"] == f"postgresql://postgres@127.0.0.1:{by['db'].port}/db"
+    assert str(wt.state_dir / "data" / "db") in by["db"].argv
 
 
 def test_socket_dir_falls_back_to_a_short_private_tmp_dir_when_the_path_is_too_long(tmp_path: Path) -> None:
