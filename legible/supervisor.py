@@ -292,6 +292,11 @@ class Supervisor:
         for n in names or []:
             if n not in self.services:
                 raise RestartRefused(f"no service {n!r} in this stack", hint=f"services: {', '.join(users)}")
+            if n not in users and self.services[n].plan.probe.kind in DB_PROBES:
+                raise RestartRefused(
+                    f"{n} is a database service: it keeps running across deploys",
+                    hint=f"`legible reset {n}` empties it; `legible down && legible up` restarts it",
+                )
             if n not in users:
                 raise RestartRefused(
                     f"{n} is part of the observability stack, not the app",

@@ -224,6 +224,8 @@ def test_two_worktrees_setup_failure_reset_kill9_and_down(tmp_path: Path, down_a
     code, reset = cli_json(a, "reset", "db")
     assert code == 0 and reset["reset"][0]["service"] == "db", reset
     assert _psql(url_a, "SELECT to_regclass('items') IS NULL") == "t"
+    refused = cli(a, "restart", "db")
+    assert refused.returncode == 2 and "db is a database service" in refused.stderr, refused.stderr
     (a / "FAIL").unlink()
     code, doc = cli_json(a, "restart", "--timeout", "60", timeout=120)
     assert code == 0, doc
