@@ -22,12 +22,13 @@ from __future__ import annotations
 import socket
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from legible._dbrun import PG_USER, find_pg_bindir
+from legible._dbrun import PG_USER, find_pg_bindir, postmaster_ready
 
 _PG_QUERY = (
     "SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0), coalesce(max(max_exec_time), 0),"
@@ -85,11 +86,11 @@ class DbCollector(Collector):
     """Collects ``legible_db_*`` (see the module docstring) for ``services``.
 
     Args:
-        services: ``[(service, kind, port)]`` with kind ``postgres`` or ``redis``; a Postgres service's
-            database is named after it.
+        services: ``[(service, kind, port, probe target)]`` with kind ``postgres`` (the target is its data
+            directory; its database is named after the service) or ``redis``.
     """
 
-    def __init__(self, services: list[tuple[str, str, int]]) -> None:
+    def __init__(self, services: list[tuple[str, str, int, str]]) -> None:
         self.services = services
 
     def collect(self) -> Iterator[Any]:
@@ -103,9 +104,10 @@ class DbCollector(Collector):
             "legible_db_statement_max_seconds", "Slowest single statement execution, in seconds.", labels=labels
         )
         conns = GaugeMetricFamily("legible_db_connections", "Open client connections.", labels=labels)
-        for name, kind, port in self.services:
+        for name, kind, port, target in self.services:
             if kind == "postgres":
-                pg = pg_stats(port, name)
+                # not before it is ready: a connection during startup leaves a FATAL line in its log
+                pg = pg_stats(port, name) if postmaster_ready(Path(target)) else None
                 if pg is None:
                     continue
                 lv = [name, "postgresql"]

@@ -36,11 +36,25 @@ def find_pg_bindir() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
-def pg_ready(port: int, bindir: Path | None = None) -> bool:
+def postmaster_ready(data_dir: Path) -> bool:
+    """True when ``postmaster.pid``'s status line (the 8th) says ``ready`` (Postgres' ``PM_STATUS_READY``)."""
+    try:
+        lines = (data_dir / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return False
+    return len(lines) >= 8 and lines[7].strip() == "ready"
+
+
+def pg_ready(port: int, bindir: Path | None = None, data_dir: Path | None = None) -> bool:
     """True when the Postgres server on ``127.0.0.1:port`` accepts connections (``pg_isready`` exit 0).
 
+    With ``data_dir``, ``pg_isready`` runs only once the server wrote ``ready`` in ``postmaster.pid``: a
+    connection during startup is refused with a ``FATAL: the database system is starting up`` line in the
+    server's log, which a readiness probe must not leave behind (it would count as a fatal log line).
     Never raises; returns within about 1 s.
     """
+    if data_dir is not None and not postmaster_ready(data_dir):
+        return False
     bindir = bindir or find_pg_bindir()
     if bindir is None:
         return False

@@ -685,7 +685,9 @@ def probe_ready(sp: ServicePlan, log_offset: int = 0) -> bool:
         if p.kind in ("postgres", "redis"):
             from legible._dbrun import pg_ready, redis_ready
 
-            return pg_ready(int(p.target)) if p.kind == "postgres" else redis_ready(int(p.target))
+            if p.kind == "postgres":
+                return pg_ready(sp.port, data_dir=Path(p.target))
+            return redis_ready(int(p.target))
         if p.kind == "log":
             with open(sp.log, "rb") as fh:
                 fh.seek(log_offset)
@@ -722,7 +724,7 @@ def _describe(p: Probe) -> str:
         "tcp": f"tcp probe on 127.0.0.1:{p.target}",
         "http": f"http probe {p.target}",
         "log": f"log probe /{p.target}/",
-        "postgres": f"pg_isready on 127.0.0.1:{p.target}",
+        "postgres": f"postgres probe (postmaster.pid, pg_isready) of {p.target}",
         "redis": f"redis PING on 127.0.0.1:{p.target}",
     }.get(p.kind, "no probe")
 
@@ -858,8 +860,8 @@ class _Metrics:
             "Time from supervisor start to every service ready, in seconds.",
             registry=self.registry,
         )
-        dbs: list[tuple[str, str, int]] = [
-            (s.name, s.probe.kind, int(s.probe.target)) for s in plan.services if s.probe.kind in DB_PROBES
+        dbs: list[tuple[str, str, int, str]] = [
+            (s.name, s.probe.kind, s.port, s.probe.target) for s in plan.services if s.probe.kind in DB_PROBES
         ]
         if dbs:  # legible_db_* of the database services, read at each scrape (legible._dbmetrics)
             from legible._dbmetrics import DbCollector

@@ -187,6 +187,9 @@ def test_two_worktrees_setup_failure_reset_kill9_and_down(tmp_path: Path, down_a
         return next((ln for ln in doc["lines"] if "pg_sleep(0.08)" in ln["body"]), {})
 
     assert "duration:" in wait_until(slow_line, timeout=15, what="the slow statement in the log store")["body"]
+    # the startup lines are in too (the file is read in order): the readiness probe left no FATAL line
+    code, errors = cli_json(a, "logs", "--level", "error", "--service", "db")
+    assert code == 0 and errors["total"] == 0, errors
     code, check = cli_json(a, "check", "--db", "max_statement=50ms")
     assert code == 1 and check["checks"][0]["measured"] >= 80, check
     assert "pg_sleep(0.08)" in check["checks"][0]["summary"]

@@ -26,8 +26,9 @@ class Probe:
     Attributes:
         kind: ``http`` (GET ``target``, ready below status 500), ``tcp`` (connect to ``127.0.0.1:target``),
             ``log`` (``target`` is a regex matched against new lines of the service log), ``postgres``
-            (``pg_isready`` on ``127.0.0.1:target``), ``redis`` (``PING`` on ``127.0.0.1:target``), ``none``.
-        target: URL, port number as a string, or regex.
+            (``ready`` in ``<target>/postmaster.pid``, then ``pg_isready`` on the plan's ``port``), ``redis``
+            (``PING`` on ``127.0.0.1:target``), ``none``.
+        target: URL, port number as a string, regex, or (``postgres``) the data directory.
 
     """
 

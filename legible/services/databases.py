@@ -150,7 +150,7 @@ class Postgres:
             argv=argv,
             cwd=str(ctx.worktree.root),
             env={**ctx.env_for(name, port, svc.env), **svc.env},
-            probe=Probe("postgres", str(port)),
+            probe=Probe("postgres", str(ctx.worktree.data_dir / name)),  # its data dir; the port is ``port``
             ready_timeout=max(svc.ready_timeout, 60.0),  # the first start runs initdb (seconds)
             port=port,
             log=str(ctx.worktree.logs_dir / f"{name}.log"),
@@ -300,7 +300,7 @@ def reset(start: Path | None = None, services: list[str] | None = None) -> dict[
     out = []
     for name in services or sorted(dbs):
         sp = dbs[name]
-        port = int(sp["probe"]["target"])
+        port = int(sp["port"])
         t0 = time.monotonic()
         if sp["probe"]["kind"] == "postgres":
             bindir = find_pg_bindir()
