@@ -23,6 +23,7 @@ def check(
     logs: list[str] = typer.Option([], "--logs", help="Ad hoc: 'level=error[,max_count=0][,pattern=RE][,since=15m]'."),
     journey: list[str] = typer.Option([], "--journey", help="Ad hoc: a journey name, or 'name=J,max=10s'."),
     browser: list[str] = typer.Option([], "--browser", help="Ad hoc: 'pages=/|/order[,console_errors=0]'."),
+    db: list[str] = typer.Option([], "--db", help="Ad hoc: 'max_statement=50ms[,service=app][,since=15m]'."),
     from_: Path = typer.Option(
         None,
         "--from",
@@ -49,6 +50,7 @@ def check(
             ("logs", logs),
             ("journey", journey),
             ("browser", browser),
+            ("db", db),
         ):
             for i, value in enumerate(values, 1):
                 adhoc.append((f"{kind}-{i}", parse_adhoc(kind, value)))

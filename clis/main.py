@@ -29,6 +29,7 @@ from ._output import report
 COMMAND_MODULES = [
     "stack",
     "restart",
+    "reset",
     "doctor",
     "logs",
     "traces",

@@ -57,7 +57,7 @@ class CheckResult:
 
     Attributes:
         name: the check's name (``[checks.<name>]``, or ``<kind>-<n>`` for ad-hoc checks).
-        kind: ``startup`` | ``span`` | ``promql`` | ``logs`` | ``journey`` | ``browser``.
+        kind: ``startup`` | ``span`` | ``promql`` | ``logs`` | ``journey`` | ``browser`` | ``db``.
         status: ``pass`` | ``fail`` | ``error``.
         measured: the figure measured (unit in ``unit``), or ``None`` when it could not be measured.
         budget: the figure it is held to, or ``None``.
@@ -428,6 +428,53 @@ def check_browser(name: str, spec: Any, ctx: CheckContext) -> CheckResult:
     )
 
 
+def check_db(name: str, spec: Any, ctx: CheckContext) -> CheckResult:
+    """The slowest SQL statement (client span or Postgres slow-statement line) in ``since`` is within budget."""
+    budget = duration_ms(spec.max_statement)
+    since_ns = ctx.now_ns() - int(duration_ms(spec.since) * 1e6)
+    span_text = f"the last {spec.since}"
+    until_ns: int | None = None
+    if ctx.window is not None:
+        since_ns, until_ns, span_text = ctx.window
+    svc = " AND service = ?" if spec.service else ""
+    extra = [spec.service] if spec.service else []
+    spans_until = " AND start_ns < ?" if until_ns is not None else ""
+    logs_until = " AND time_ns < ?" if until_ns is not None else ""
+    until = [until_ns] if until_ns is not None else []
+    sql = (
+        "SELECT ms, statement, trace_id, source FROM ("  # noqa: S608 - only placeholders and fixed clauses are pasted
+        " SELECT duration_ms AS ms, attributes->>'db.statement' AS statement, trace_id, 'span' AS source FROM spans"
+        f" WHERE start_ns >= ? AND attributes->>'db.statement' IS NOT NULL{spans_until}{svc}"
+        " UNION ALL"
+        " SELECT CAST(attributes->>'db.duration_ms' AS DOUBLE), attributes->>'db.statement', trace_id, 'log' FROM logs"
+        f" WHERE time_ns >= ? AND attributes->>'db.duration_ms' IS NOT NULL{logs_until}{svc}"
+        ") ORDER BY ms DESC LIMIT 1"
+    )
+    params: list[Any] = [since_ns, *until, *extra, since_ns, *until, *extra]
+    rows = ctx.store().query(sql, params).rows
+    if not rows:
+        summary = f"no SQL statements in {span_text}"
+        return CheckResult(name, "db", "pass", None, budget, "ms", summary, "", details={})
+    ms, statement, trace_id, source = rows[0]
+    ok = float(ms) <= budget
+    summary = (
+        f"slowest statement {_fmt_num(float(ms))} ms (at most {_fmt_num(budget)} ms) in {span_text}:"
+        f" {str(statement)[:100]}"
+    )
+    evidence = f"legible trace {trace_id}" if trace_id else "legible logs --level warn --grep duration:"
+    return CheckResult(
+        name,
+        "db",
+        "pass" if ok else "fail",
+        float(ms),
+        budget,
+        "ms",
+        summary,
+        evidence,
+        details={"statement": statement, "trace_id": trace_id, "source": source},
+    )
+
+
 _KINDS: dict[str, Callable[[str, Any, CheckContext], CheckResult]] = {
     "startup": check_startup,
     "span": check_span,
@@ -435,6 +482,7 @@ _KINDS: dict[str, Callable[[str, Any, CheckContext], CheckResult]] = {
     "logs": check_logs,
     "journey": check_journey,
     "browser": check_browser,
+    "db": check_db,
 }
 
 

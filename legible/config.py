@@ -11,11 +11,15 @@ The file sits at the worktree root; ``[tool.legible]`` in ``pyproject.toml`` is 
     ready_timeout = 30                        # seconds until the app must be ready
     metrics_path = "/metrics"                 # Prometheus endpoint scraped by VictoriaMetrics
     instrument = false                        # true: run under `opentelemetry-instrument`
+    setup = ["alembic upgrade head"]          # run before every start of the app (each deploy)
 
     [services.worker]                         # extra services, started after what they depend on
     command = "python worker.py"
     depends_on = ["app"]
     port = true                               # lease a port for it: $PORT inside, $WORKER_PORT for all
+
+    [services.db]                             # a built-in kind instead of a command: "postgres" or "redis"
+    kind = "postgres"                         # the app gets DATABASE_URL, PGHOST/PGPORT/...; REDIS_URL for redis
 
     [stack]
     scrape_interval = "5s"                    # how often VictoriaMetrics scrapes metrics_path
@@ -116,7 +120,14 @@ class ServiceConfig(_Strict):
     """One process the user declares: the app, or an extra service (a worker, a database).
 
     Attributes:
-        command: argv, or a string split with ``shlex`` (no shell runs unless ``shell = true``).
+        command: argv, or a string split with ``shlex`` (no shell runs unless ``shell = true``); not set
+            for a built-in ``kind``.
+        kind: a built-in service kind instead of a command: ``"postgres"`` or ``"redis"`` (extra services
+            only; see :mod:`legible.services.databases`). Such a service always has a leased port, its data
+            under ``.legible/data/<name>/``, and the app depends on it implicitly.
+        setup: commands run (each with ``/bin/sh -c``, in ``cwd``, with the service's environment) before
+            every start of the service, in order; their output goes to ``logs/<name>-setup.log`` and a
+            failing one stops that start (``[app] setup = ["alembic upgrade head", "python seed.py"]``).
         cwd: working directory, relative to the worktree root.
         env: extra environment variables (values are substituted like the command); an
             ``OTEL_EXPORTER_OTLP[_<SIGNAL>]_PROTOCOL`` here must be ``grpc``, ``http/protobuf`` or ``http/json``
@@ -137,7 +148,9 @@ class ServiceConfig(_Strict):
 
     """
 
-    command: str | list[str]
+    command: str | list[str] | None = None
+    kind: Literal["postgres", "redis"] | None = None
+    setup: list[str] = Field(default_factory=list)
     cwd: str = "."
     env: dict[str, str] = Field(default_factory=dict)
     ready: ReadyProbe | None = None
@@ -154,9 +167,26 @@ class ServiceConfig(_Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
+    @model_validator(mode="after")
+    def _command_or_kind(self) -> ServiceConfig:
+        if (self.command is None) == (self.kind is None):
+            raise ValueError("set either command or kind (postgres, redis)")
+        if self.kind is not None and self.setup:
+            raise ValueError(f"setup runs before a command; a {self.kind} service has none")
+        return self
+
+    @field_validator("setup")
+    @classmethod
+    def _steps(cls, v: list[str]) -> list[str]:
+        if any(not step.strip() for step in v):
+            raise ValueError("a setup step must not be empty")
+        return v
+
     @field_validator("command")
     @classmethod
-    def _non_empty(cls, v: str | list[str]) -> str | list[str]:
+    def _non_empty(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if v is None:
+            return v
         if (isinstance(v, str) and not v.strip()) or (isinstance(v, list) and not v):
             raise ValueError("must not be empty")
         if isinstance(v, str):
@@ -378,8 +408,26 @@ class BrowserCheck(_Strict):
     failed_requests: int = Field(default=0, ge=0)
 
 
+class DbCheck(_Strict):
+    """No SQL statement slower than ``max_statement`` (``"50ms"``) in ``since``.
+
+    Statements are the app's database client spans (those with a ``db.statement`` attribute, from the
+    psycopg/redis-py instrumentations under ``instrument = true``) and the slow-statement lines of the
+    ``postgres`` services (``log_min_duration_statement``, 50 ms: shorter ones only show as spans).
+
+    Attributes:
+        max_statement: the budget of one statement.
+        service: only spans and lines of this service.
+        since: how far back to look.
+    """
+
+    max_statement: Duration
+    service: str | None = None
+    since: Duration = "15m"
+
+
 #: Check kinds, in documentation order.
-CHECK_KINDS = ("startup", "span", "promql", "logs", "journey", "browser")
+CHECK_KINDS = ("startup", "span", "promql", "logs", "journey", "browser", "db")
 
 
 class CheckConfig(_Strict):
@@ -391,6 +439,7 @@ class CheckConfig(_Strict):
     logs: LogsCheck | None = None
     journey: JourneyCheck | None = None
     browser: BrowserCheck | None = None
+    db: DbCheck | None = None
     description: str = ""
 
     @model_validator(mode="after")
@@ -442,6 +491,8 @@ class LegibleConfig(_Strict):
                     f"services.{name}: a service name is lowercase a-z, 0-9 and '-', at most 31 characters,"
                     f" and not one of app, {', '.join(sorted(RESERVED_SERVICES))}"
                 )
+        if self.app.kind is not None:
+            raise ValueError("app.kind: the app runs a command; declare a database as [services.<name>] kind")
         for name, svc in [("app", self.app), *self.services.items()]:
             for dep in svc.depends_on:
                 if dep not in names:

@@ -19,6 +19,7 @@ from legible._errors import PrerequisiteMissing
 from legible._paths import tool_cache
 from legible.services import BUILTIN
 from legible.services.base import Component
+from legible.services.databases import DB_KINDS
 
 if TYPE_CHECKING:
     from legible.contract import DoctorDoc
@@ -61,6 +62,7 @@ def _python_package(name: str, module: str, install: str) -> Component:
 def components() -> list[Component]:
     """Every component legible uses, required ones first."""
     out = [kind.detect() for kind in BUILTIN]
+    out += [kind.detect() for kind in DB_KINDS.values()]  # postgres, redis: for [services.*] kind
     out.append(_binary("git", ("git",), "apt-get install git", True))
     if not any(c.name == "chromium" for c in out):  # the chromium service kind reports it when registered
         out.append(_binary("chromium", CHROMIUM_NAMES, "apt-get install chromium", False))
@@ -124,7 +126,10 @@ def check() -> DoctorDoc:
 
 
 def install_missing(user: bool = False) -> list[str]:
-    """Install missing Debian components (victoria-metrics, chromium); return what was done, one line each.
+    """Install missing Debian components (victoria-metrics, chromium, postgresql, redis-server); say what was done.
+
+    PostgreSQL and Redis (the ``kind = "postgres"``/``"redis"`` services) are installed with ``apt-get``
+    only (as root); without root they are reported as a line saying the command to run, and no error.
 
     Args:
         user: never use ``apt-get install``, even as root: unpack into the tool cache (what a user without
@@ -141,6 +146,13 @@ def install_missing(user: bool = False) -> list[str]:
             continue
         as_root = os.geteuid() == 0 and not user
         done.append(_install_deb(package, unpack_ok=name == "victoria-metrics", root=as_root))
+    for name, package in (("postgres", "postgresql"), ("redis", "redis-server")):
+        if comps[name].path is not None:
+            continue
+        if os.geteuid() != 0 or user:
+            done.append(f"{package}: not installed (needs root: sudo apt-get install {package})")
+            continue
+        done.append(_install_deb(package, unpack_ok=False, root=True))
     return done
 
 

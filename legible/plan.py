@@ -64,7 +64,8 @@ class StackPlan:
         services: service plans in start order (stores, collector, user services, browser).
         files: rendered files by absolute path.
         endpoints: URL by name (``app``, ``victoria-metrics``, ``otlp-http``, ``otlp-grpc``, ``supervisor``;
-            the supervisor adds ``vmui`` once VictoriaMetrics is ready, only if ``/vmui/`` answers 200).
+            the supervisor adds ``vmui`` once VictoriaMetrics is ready, only if ``/vmui/`` answers 200);
+            a database service's client URL under its name (``db``: ``postgresql://postgres@127.0.0.1:P/db``).
         config_hash: sha256 of the configuration that produced this plan (to notice edits after ``up``).
 
     """
@@ -145,7 +146,7 @@ class StackPlan:
 
 
 def assign_ports(config: LegibleConfig, lease: Lease) -> dict[str, int]:
-    """Map names to ports: every :data:`SLOTS` name, then one slot per extra service with ``port = true``.
+    """Map names to ports: every :data:`SLOTS` name, then one slot per extra service with ``port = true`` or a ``kind``.
 
     Raises:
         ConfigError: more extra services want a port than the block has slots.
@@ -154,7 +155,7 @@ def assign_ports(config: LegibleConfig, lease: Lease) -> dict[str, int]:
     ports = {name: lease.port(slot) for name, slot in SLOTS.items()}
     slot = FIRST_EXTRA_SLOT
     for name, svc in sorted(config.services.items()):
-        if svc.port:
+        if svc.port or svc.kind is not None:
             if slot >= BLOCK_SIZE:
                 raise ConfigError(
                     f"{Path(config.source).name}: at most {BLOCK_SIZE - FIRST_EXTRA_SLOT} extra services"
@@ -167,13 +168,18 @@ def assign_ports(config: LegibleConfig, lease: Lease) -> dict[str, int]:
 
 
 def _user_service_plan(ctx: PlanContext, name: str, svc: ServiceConfig, infra: list[str]) -> ServicePlan:
+    if svc.kind is not None:  # a built-in database kind (legible.services.databases)
+        from legible.services.databases import DB_KINDS
+
+        return DB_KINDS[svc.kind].plan_service(ctx, name, svc)
+    assert svc.command is not None  # the config guarantees command or kind
     port = ctx.ports.get(name, 0)
     cwd = (ctx.worktree.root / svc.cwd).resolve()
     where = "app" if name == "app" else f"services.{name}"
     src = Path(ctx.config.source).name or "legible.toml"
     if not cwd.is_dir():
         raise ConfigError(f"{src}: {where}.cwd: {cwd} is not a directory", hint=f"fix {where}.cwd in {src}")
-    own = ctx.env_for(name, port, svc.env)
+    own = {**ctx.env_for(name, port, svc.env), **_client_env(ctx)}
     deferred: list[str] = []
     env = dict(own)
     for k, v in svc.env.items():
@@ -243,7 +249,17 @@ def _user_service_plan(ctx: PlanContext, name: str, svc: ServiceConfig, infra: l
         max_restarts=svc.max_restarts,
         deferred=deferred,
         watch=list(svc.watch) or (list(WATCH_ALL) if ctx.watch and name == "app" else []),
+        setup=list(svc.setup),
     )
+
+
+def _client_env(ctx: PlanContext) -> dict[str, str]:
+    """``DATABASE_URL``, ``REDIS_URL``... for the stack's database services (none without any)."""
+    if not any(s.kind for s in ctx.config.services.values()):
+        return {}
+    from legible.services.databases import client_env
+
+    return client_env(ctx)
 
 
 def build_plan(
@@ -283,7 +299,12 @@ def build_plan(
     # User services wait for the stores, not for the collector: OTLP exporters retry a refused connection
     # (OTLP spec, "Retrying"), stdout is tailed from files, and the collector's ~0.3 s start overlaps the app's.
     infra = [s.name for s in services if s.role == "store"]
-    services.extend(_user_service_plan(ctx, n, s, infra) for n, s in ctx.user_services())
+    users = ctx.user_services()
+    # database kinds first: every command service depends on them (their clients connect at start)
+    dbs = [_user_service_plan(ctx, n, s, infra) for n, s in users if s.kind is not None]
+    services.extend(dbs)
+    infra += [d.name for d in dbs]
+    services.extend(_user_service_plan(ctx, n, s, infra) for n, s in users if s.kind is None)
     services.extend(p for p in planned if p.role not in ("store", "collector"))  # the browser, after the app
     endpoints = {
         "app": f"http://127.0.0.1:{ports['app']}",
@@ -294,6 +315,9 @@ def build_plan(
     }
     if any(p.name == "grafana" for p in planned):
         endpoints["grafana"] = f"http://127.0.0.1:{ports['grafana']}/"
+    for name, svc in config.services.items():  # database services: their client URL (``.legible/env``)
+        if svc.kind is not None:
+            endpoints[name] = _client_env(ctx)[f"{name.upper().replace('-', '_')}_URL"]
     raw = json.dumps(config.model_dump(mode="json"), sort_keys=True)
     plan = StackPlan(
         key=worktree.key,

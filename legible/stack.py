@@ -468,6 +468,9 @@ def down(start: Path | None = None, *, purge: bool = False, timeout: float = 15.
 
     shutil.rmtree(wt.state_dir / "tmp", ignore_errors=True)  # the browser's profile and temp files
     shutil.rmtree(browser_tmp_dir(wt.state_dir), ignore_errors=True)
+    from legible.services.databases import remove_socket_dirs
+
+    remove_socket_dirs(wt.state_dir, wt.key)  # the database services' socket directories (/tmp fallback too)
     if purge and wt.state_dir.exists():
         shutil.rmtree(wt.state_dir, ignore_errors=True)
     return {

@@ -75,6 +75,8 @@ STABLE_AFTER_S = 30.0
 #: Shutdown waves, highest first: the app and the browser together (both report to the collector), then the
 #: collector (it flushes what they sent), then the stores.
 ROLE_TIER = {"store": 0, "collector": 1, "app": 2, "browser": 2}
+#: Probe kinds of the database services (``kind = "postgres"``/``"redis"``).
+DB_PROBES = ("postgres", "redis")
 #: Seconds between liveness probes of a ready service that has an ``http`` probe.
 LIVENESS_EVERY_S = 2.0
 #: Failed liveness probes in a row that make a ready service ``unhealthy`` (and restart it).
@@ -290,6 +292,11 @@ class Supervisor:
         for n in names or []:
             if n not in self.services:
                 raise RestartRefused(f"no service {n!r} in this stack", hint=f"services: {', '.join(users)}")
+            if n not in users and self.services[n].plan.probe.kind in DB_PROBES:
+                raise RestartRefused(
+                    f"{n} is a database service: it keeps running across deploys",
+                    hint=f"`legible reset {n}` empties it; `legible down && legible up` restarts it",
+                )
             if n not in users:
                 raise RestartRefused(
                     f"{n} is part of the observability stack, not the app",
@@ -332,6 +339,9 @@ class Supervisor:
             return
         self.deploying.discard(run.plan.name)
         self.deploy["ready"][run.plan.name] = None if run.ready_ms is None else round(run.ready_ms, 1)
+        setup = self._setup_record(run)
+        if setup is not None:
+            self.deploy.setdefault("setup", {})[run.plan.name] = setup
         if not self.deploying:
             ready = self.deploy["ready"]
             app = ready.get("app")
@@ -353,6 +363,9 @@ class Supervisor:
         self.deploy["status"] = "failed"
         self.deploy["error"] = why
         self.deploy["failed_service"] = run.plan.name
+        setup = self._setup_record(run)
+        if setup is not None:
+            self.deploy.setdefault("setup", {})[run.plan.name] = setup
         self.deploy["log_offset"] = run.log_offset  # where this start's output begins in the service's log
         self.deploy["took_ms"] = round((self.clock() - self._deploy_t0) * 1000, 1)
         self.on_deploy(self.deploy)
@@ -474,7 +487,28 @@ class Supervisor:
         run.error = f"{run.plan.name} unhealthy: {cause}"
         return True
 
+    def _setup_record(self, run: ServiceRun) -> dict[str, Any] | None:
+        """``run``'s setup record of this start (``None`` without setup steps); see :mod:`legible.setup_steps`."""
+        if not run.plan.setup or not run.plan.log:
+            return None
+        from legible.setup_steps import read_record
+
+        rec = read_record(run.plan.log)
+        if rec is None:
+            return None
+        return {k: rec[k] for k in ("ok", "ms", "steps", "error") if k in rec}
+
     def _exited(self, run: ServiceRun, now: float, code: int) -> bool:
+        setup = self._setup_record(run)
+        if setup is not None and not setup["ok"] and run.status == "starting":
+            why = f"{run.plan.name}: {setup['error']}"
+            if self.status == "starting":
+                self._fail(run, why)
+            elif run.plan.name in self.deploying:
+                self._deploy_failed(run, why)
+            else:
+                self._crashed(run, now, why)
+            return True
         if self.status == "starting":  # fail fast: a restart loop would hide a broken command
             self._fail(run, f"{run.plan.name} exited with code {code} while the stack was starting")
         elif run.plan.name in self.deploying:  # the same rule for a deploy: the new code does not start
@@ -507,6 +541,9 @@ class Supervisor:
         if self.deploy is not None and self.deploying:
             self.deploying.clear()
             self.deploy.update(status="failed", error=why, failed_service=run.plan.name)
+            setup = self._setup_record(run)
+            if setup is not None:
+                self.deploy.setdefault("setup", {})[run.plan.name] = setup
             self.on_deploy(self.deploy)
 
     # -- state -----------------------------------------------------------------------------------------
@@ -608,9 +645,15 @@ def spawn_service(sp: ServicePlan) -> subprocess.Popen[bytes]:
     """
     Path(sp.log).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     env = service_environ(sp)  # the inherited environment is added here, never stored in the plan
+    argv = service_argv(sp, env)
+    if sp.setup:  # setup steps first (legible.setup_steps), then the command in the same process
+        from legible.setup_steps import record_path, wrap
+
+        Path(record_path(sp.log)).unlink(missing_ok=True)  # this start's record only
+        argv = wrap(argv, sp.setup, sp.log)
     with open(sp.log, "ab") as log:
         return subprocess.Popen(
-            service_argv(sp, env),
+            argv,
             cwd=sp.cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -639,6 +682,12 @@ def probe_ready(sp: ServicePlan, log_offset: int = 0) -> bool:
                 return conn.getresponse().status < 500
             finally:
                 conn.close()
+        if p.kind in ("postgres", "redis"):
+            from legible._dbrun import pg_ready, redis_ready
+
+            if p.kind == "postgres":
+                return pg_ready(sp.port, data_dir=Path(p.target))
+            return redis_ready(int(p.target))
         if p.kind == "log":
             with open(sp.log, "rb") as fh:
                 fh.seek(log_offset)
@@ -675,6 +724,8 @@ def _describe(p: Probe) -> str:
         "tcp": f"tcp probe on 127.0.0.1:{p.target}",
         "http": f"http probe {p.target}",
         "log": f"log probe /{p.target}/",
+        "postgres": f"postgres probe (postmaster.pid, pg_isready) of {p.target}",
+        "redis": f"redis PING on 127.0.0.1:{p.target}",
     }.get(p.kind, "no probe")
 
 
@@ -809,6 +860,13 @@ class _Metrics:
             "Time from supervisor start to every service ready, in seconds.",
             registry=self.registry,
         )
+        dbs: list[tuple[str, str, int, str]] = [
+            (s.name, s.probe.kind, s.port, s.probe.target) for s in plan.services if s.probe.kind in DB_PROBES
+        ]
+        if dbs:  # legible_db_* of the database services, read at each scrape (legible._dbmetrics)
+            from legible._dbmetrics import DbCollector
+
+            self.registry.register(DbCollector(dbs))
         for s in plan.services:
             self.restarts.labels(s.name)
             self.up.labels(s.name).set(0)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything legible needs on a fresh Debian machine: a virtualenv with legible and its test/example
-# extras, then Debian's victoria-metrics and chromium (through `legible doctor --install`, which uses apt
+# extras, then Debian's victoria-metrics, chromium, postgresql and redis-server (through `legible doctor --install`, which uses apt
 # as root and otherwise unpacks the .deb into legible's tool cache). Idempotent: a second run is quick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,11 +16,12 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --no-deps 'httpbin==0.10.4'
   touch "$stamp"
 fi
-if ! command -v victoria-metrics >/dev/null || ! command -v chromium >/dev/null; then
+if ! command -v victoria-metrics >/dev/null || ! command -v chromium >/dev/null \
+  || ! command -v redis-server >/dev/null || ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq victoria-metrics chromium >/dev/null
+    apt-get install -y -qq victoria-metrics chromium postgresql redis-server >/dev/null
   else
     .venv/bin/legible doctor --install || true
   fi

@@ -12,6 +12,16 @@ One line is parsed by :func:`parse_line`:
 * **tab-separated** ``time<TAB>level<TAB>caller<TAB>message``, as VictoriaMetrics (its ``lib/logger``) and
   zap's console encoder write: an ISO 8601 time, a lower-case level name, ``path/file.go:line`` (kept as the
   ``code.location`` attribute) and the message, which becomes the body.
+* **Postgres** server lines with ``log_line_prefix = '%m [%p] '`` (what legible's ``postgres`` kind sets):
+  ``2026-01-02 03:04:05.678 UTC [123] ERROR:  message``; the severity maps ``DEBUG1-5`` to ``debug``,
+  ``LOG``/``INFO``/``NOTICE`` to ``info``, ``WARNING`` to ``warn``, ``ERROR`` to ``error``, ``FATAL``/``PANIC``
+  to ``fatal``; a ``log_min_duration_statement`` line (``LOG:  duration: 63.1 ms  statement: ...``) is a
+  ``warn`` with ``db.statement`` and ``db.duration_ms`` attributes; the ``DETAIL``/``HINT``/``CONTEXT``/
+  ``STATEMENT``/``QUERY`` lines that follow a message from the same process join its record (the
+  statement of an error is in its body). Severities: https://www.postgresql.org/docs/15/runtime-config-logging.html
+* **Redis** server lines, ``pid:role DD Mon YYYY HH:MM:SS.mmm <mark> message`` (``src/server.c``
+  ``serverLogRaw``): the mark ``.`` is ``debug``, ``-`` ``debug`` (verbose), ``*`` ``info`` (notice),
+  ``#`` ``warn``; the time is the server's local time.
 * **plain text**: the level is the first level word (``ERROR``, ``WARNING``, ``[error]``, ...) in the
   first 256 characters, else ``info``; a leading ISO 8601 time is used as the event time; ``trace_id=<32
   hex>`` and ``span_id=<16 hex>`` anywhere (the OpenTelemetry logging format) are picked up.
@@ -319,6 +329,69 @@ def _from_tabs(line: str, now_ns: int) -> Parsed | None:
     )
 
 
+_PG_LINE = re.compile(
+    r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) (\w+|[+-]\d\d(?::?\d\d)?) \[(\d+)\] "
+    r"(DEBUG[1-5]|LOG|INFO|NOTICE|WARNING|ERROR|FATAL|PANIC|DETAIL|HINT|CONTEXT|STATEMENT|QUERY|LOCATION):  (.*)",
+    re.DOTALL,
+)
+_PG_LEVEL = {"LOG": "info", "INFO": "info", "NOTICE": "info", "WARNING": "warn", "ERROR": "error"}
+_PG_LEVEL |= {"FATAL": "fatal", "PANIC": "fatal"}
+#: Postgres lines that belong to the message before them (from the same process).
+_PG_TAIL = ("DETAIL", "HINT", "CONTEXT", "STATEMENT", "QUERY", "LOCATION")
+_PG_SLOW = re.compile(
+    r"duration: (\d+(?:\.\d+)?) ms  (?:statement|execute [^:]*|parse [^:]*|bind [^:]*): (.*)", re.DOTALL
+)
+_REDIS_LINE = re.compile(r"(\d+):[XCSM] (\d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d\.\d{3}) ([.\-*#]) (.*)", re.DOTALL)
+_REDIS_LEVEL = {".": "debug", "-": "debug", "*": "info", "#": "warn"}
+
+
+def _pg_time(stamp: str, zone: str) -> int | None:
+    if zone in ("UTC", "GMT"):
+        zone = "+00:00"
+    elif zone.isalpha():  # a named zone other than UTC: its offset is unknown here, use the observed time
+        return None
+    try:
+        return int(_dt.datetime.fromisoformat(f"{stamp}{zone}").timestamp() * 1e9)
+    except ValueError:
+        return None
+
+
+def _from_postgres(m: re.Match[str], now_ns: int) -> Parsed:
+    stamp, zone, pid, tag, msg = m.groups()
+    level = "debug" if tag.startswith("DEBUG") else _PG_LEVEL.get(tag, "info")
+    attrs: dict[str, Any] = {"db.system": "postgresql", "process.pid": int(pid)}
+    if tag == "LOG" and (slow := _PG_SLOW.match(msg)):
+        level = "warn"  # a statement slower than log_min_duration_statement
+        attrs["db.duration_ms"] = float(slow.group(1))
+        attrs["db.statement"] = cut(slow.group(2), MAX_ATTR_VALUE)
+    return Parsed(
+        body=f"{tag}:  {msg}",
+        level=level,
+        severity_text=tag,
+        time_ns=_sane(_pg_time(stamp, zone), now_ns),
+        attributes=attrs,
+        structured=True,
+        explicit_level=True,
+    )
+
+
+def _from_redis(m: re.Match[str], now_ns: int) -> Parsed:
+    pid, stamp, mark, msg = m.groups()
+    try:
+        t: int | None = int(_dt.datetime.strptime(stamp, "%d %b %Y %H:%M:%S.%f").timestamp() * 1e9)
+    except ValueError:
+        t = None
+    return Parsed(
+        body=msg,
+        level=_REDIS_LEVEL[mark],
+        severity_text=mark,
+        time_ns=_sane(t, now_ns),
+        attributes={"db.system": "redis", "process.pid": int(pid)},
+        structured=True,
+        explicit_level=True,
+    )
+
+
 def parse_line(line: str, now_ns: int) -> Parsed:
     """Parse one line (no trailing newline) as JSON, logfmt or plain text; see the module docstring.
 
@@ -341,6 +414,10 @@ def parse_line(line: str, now_ns: int) -> Parsed:
             return _from_fields(pairs, line, now_ns)
     if c.isdigit() and "\t" in line and (tsv := _from_tabs(line, now_ns)) is not None:
         return tsv
+    if c.isdigit() and "] " in line[:60] and (pg := _PG_LINE.match(line)) is not None:
+        return _from_postgres(pg, now_ns)
+    if c.isdigit() and ":" in line[:12] and (rd := _REDIS_LINE.match(line)) is not None:
+        return _from_redis(rd, now_ns)
     p = Parsed(body=line)
     head = line[:256]
     m = _LEVEL_RE.search(head)
@@ -416,6 +493,10 @@ class RecordAssembler:
             return not self._has_tb and (self._after_exc or _RANK[self._head.level] >= _RANK["warn"])
         if self._after_exc and line.startswith(_TB_CHAIN):
             return True
+        if c.isdigit() and self._head.attributes.get("db.system") == "postgresql":
+            m = _PG_LINE.match(line)  # DETAIL/STATEMENT/... of the same backend belong to its message
+            if m is not None and m.group(4) in _PG_TAIL and int(m.group(3)) == self._head.attributes["process.pid"]:
+                return True
         return bool(self._lines) and _JAVA_CONT.match(line) is not None
 
     def feed(self, line: str, end_offset: int, now_ns: int) -> list[Record]:

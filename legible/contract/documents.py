@@ -120,9 +120,9 @@ class StackState(StateFile):
 
 
 class ProbeDoc(TypedDict):
-    """A readiness probe: ``kind`` ``http`` | ``tcp`` | ``log`` | ``none`` and its ``target``."""
+    """A readiness probe: ``kind`` (``http``, ``tcp``, ``log``, ``postgres``, ``redis``, ``none``), ``target``."""
 
-    kind: Annotated[str, Enum("http", "tcp", "log", "none")]
+    kind: Annotated[str, Enum("http", "tcp", "log", "postgres", "redis", "none")]
     target: str
 
 
@@ -143,6 +143,7 @@ class ServicePlanDoc(TypedDict):
     max_restarts: int
     stop_timeout: float
     deferred: list[str]
+    setup: NotRequired[list[str]]
 
 
 class PlanDoc(TypedDict):
@@ -515,7 +516,7 @@ class CheckResultDoc(TypedDict):
     """The verdict of one check (see :class:`legible.checks.CheckResult`)."""
 
     name: Annotated[str, Json(minLength=1)]
-    kind: Annotated[str, Enum("startup", "span", "promql", "logs", "journey", "browser")]
+    kind: Annotated[str, Enum("startup", "span", "promql", "logs", "journey", "browser", "db")]
     status: Annotated[str, Enum("pass", "fail", "error")]
     measured: float | None
     budget: float | None
@@ -1126,6 +1127,23 @@ class ForwardHealth(TypedDict):
 
 
 # -- deploys, restart, diff --------------------------------------------------------------------------------
+class SetupStepDoc(TypedDict):
+    """One setup step of a start (``[app] setup``): its command, duration and exit code."""
+
+    command: str
+    ms: Ms
+    exit_code: int
+
+
+class SetupDoc(TypedDict):
+    """The setup steps of one service's start in a deploy (see :mod:`legible.setup_steps`)."""
+
+    ok: bool
+    ms: Ms
+    steps: list[SetupStepDoc]
+    error: str
+
+
 class DeployDoc(TypedDict):
     """One deploy (``legible.deploy/v1``): a line of ``.legible/deploys.jsonl`` (see :mod:`legible.deploys`).
 
@@ -1152,6 +1170,23 @@ class DeployDoc(TypedDict):
     stop_ms: NotRequired[Ms]
     failed_service: NotRequired[str]
     log_offset: NotRequired[Count]
+    setup: NotRequired[dict[str, SetupDoc]]
+
+
+class ResetEntryDoc(TypedDict):
+    """One database service emptied by ``legible reset``."""
+
+    service: str
+    kind: Annotated[str, Enum("postgres", "redis")]
+    took_ms: Ms
+
+
+class ResetDoc(TypedDict):
+    """``legible reset --json`` (``legible.reset/v1``): the database services emptied."""
+
+    schema: Literal["legible.reset/v1"]
+    key: Key
+    reset: list[ResetEntryDoc]
 
 
 class DeploysDoc(TypedDict):
@@ -1254,4 +1289,5 @@ SCHEMAS: dict[str, Any] = {
     "legible.deploys/v1": DeploysDoc,
     "legible.restart/v1": RestartDoc,
     "legible.diff/v1": DiffDoc,
+    "legible.reset/v1": ResetDoc,
 }

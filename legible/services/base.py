@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from legible.contract import ServicePlanDoc
     from legible.services.context import PlanContext
 
-ProbeKind = Literal["http", "tcp", "log", "none"]
+ProbeKind = Literal["http", "tcp", "log", "postgres", "redis", "none"]
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,10 @@ class Probe:
 
     Attributes:
         kind: ``http`` (GET ``target``, ready below status 500), ``tcp`` (connect to ``127.0.0.1:target``),
-            ``log`` (``target`` is a regex matched against new lines of the service log), ``none``.
-        target: URL, port number as a string, or regex.
+            ``log`` (``target`` is a regex matched against new lines of the service log), ``postgres``
+            (``ready`` in ``<target>/postmaster.pid``, then ``pg_isready`` on the plan's ``port``), ``redis``
+            (``PING`` on ``127.0.0.1:target``), ``none``.
+        target: URL, port number as a string, regex, or (``postgres``) the data directory.
 
     """
 
@@ -59,6 +61,8 @@ class ServicePlan:
             supervisor substitutes them at spawn time, so their values are never written to the plan.
         watch: gitignore-style globs relative to the worktree root; a change to a matching file restarts
             the service (``[app] watch``, ``legible up --watch``).
+        setup: shell commands the supervisor runs before each start of the service (``[app] setup``,
+            :mod:`legible.setup_steps`); a failing one fails that start.
 
     """
 
@@ -77,6 +81,7 @@ class ServicePlan:
     stop_timeout: float = 3.0
     deferred: list[str] = field(default_factory=list)
     watch: list[str] = field(default_factory=list)
+    setup: list[str] = field(default_factory=list)
 
     def to_dict(self) -> ServicePlanDoc:
         """A JSON-ready dict (see :meth:`from_dict`)."""
