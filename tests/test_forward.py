@@ -185,6 +185,30 @@ def test_queue_past_its_cap_drops_and_counts(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path / "q"))[-1].startswith("000000000003-traces-1")
 
 
+def test_deploy_and_commit_labels_follow_the_newest_deploy(tmp_path: Path) -> None:
+    import gzip
+
+    state = tmp_path / ".legible"
+    state.mkdir()
+    deploys = state / "deploys.jsonl"
+    deploys.write_text(json.dumps({"number": 1, "commit": "a" * 40, "status": "ready"}) + "\n")
+    dead = f"http://127.0.0.1:{free_port()}"
+    fw = Forwarder(dead, state / "data" / "forward", {"worktree": "w", "deploy": "0", "commit": "x"}, state_dir=state)
+
+    def labels_of_newest() -> dict[str, str]:
+        newest = sorted((state / "data" / "forward").glob("*.pb"))[-1]
+        msg = ExportTraceServiceRequest.FromString(gzip.decompress(newest.read_bytes()))
+        return {kv.key: kv.value.string_value for kv in msg.resource_spans[0].resource.attributes}
+
+    fw.offer("traces", ExportTraceServiceRequest.FromString(spans_request("app", 1, 0)), 1)
+    assert labels_of_newest()["deploy"] == "1" and labels_of_newest()["commit"] == "a" * 40
+    with deploys.open("a") as fh:  # legible restart: deploy 2 on a new commit
+        fh.write(json.dumps({"number": 2, "commit": "b" * 40, "status": "starting"}) + "\n")
+    os.utime(deploys, ns=(time.time_ns(), time.time_ns() + 1_000_000))  # a new mtime even on a coarse clock
+    fw.offer("traces", ExportTraceServiceRequest.FromString(spans_request("app", 1, 1)), 1)
+    assert labels_of_newest()["deploy"] == "2" and labels_of_newest()["commit"] == "b" * 40
+
+
 # ---- the collector's OTLP queue across an outage of the shared collector ------------------------------
 
 

@@ -118,6 +118,9 @@ class Forwarder:
         headers: extra HTTP headers of every POST.
         max_bytes: queue cap in bytes.
         timeout: seconds per POST.
+        state_dir: the worktree's ``.legible``: when given, the ``deploy`` and ``commit`` labels follow the
+            newest deploy of ``deploys.jsonl`` (re-read when the file changes), so a ``legible restart``
+            relabels what is forwarded after it.
 
     """
 
@@ -129,11 +132,14 @@ class Forwarder:
         headers: Mapping[str, str] | None = None,
         max_bytes: int = 512 * 1024 * 1024,
         timeout: float = TIMEOUT_S,
+        state_dir: Path | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.dir = queue_dir
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.labels = dict(labels)
+        self._state_dir = state_dir
+        self._deploys_mtime = 0
         self.max_bytes = max_bytes
         self.timeout = timeout
         self._session = requests.Session()
@@ -156,6 +162,25 @@ class Forwarder:
         self.sent_bytes = 0
         self.last_success_ns: int | None = None
         self.last_error = ""
+
+    def _follow_deploys(self) -> None:
+        """Refresh the ``deploy`` and ``commit`` labels when ``deploys.jsonl`` changed (one stat per offer)."""
+        if self._state_dir is None:
+            return
+        from legible.deploys import deploys_path, load
+
+        try:
+            mtime = deploys_path(self._state_dir).stat().st_mtime_ns
+        except OSError:
+            return
+        if mtime == self._deploys_mtime:
+            return
+        self._deploys_mtime = mtime
+        found = load(self._state_dir)
+        if found:
+            self.labels["deploy"] = str(found[-1]["number"])
+            if found[-1].get("commit"):
+                self.labels["commit"] = str(found[-1]["commit"])
 
     def start(self) -> None:
         """Start the sender thread."""
@@ -184,6 +209,7 @@ class Forwarder:
         """
         if items <= 0:
             return True
+        self._follow_deploys()
         label_resources(signal, msg, self.labels)
         data = gzip.compress(msg.SerializeToString(), compresslevel=GZIP_LEVEL, mtime=0)
         with self._lock:

@@ -684,6 +684,7 @@ def load_forwarder(path: Path) -> Forwarder:
         labels=doc.get("labels") or {},
         headers=doc.get("headers") or {},
         max_bytes=int(doc["max_bytes"]),
+        state_dir=Path(doc["queue_dir"]).parent.parent,  # .legible/data/forward -> .legible
     )
 
 
