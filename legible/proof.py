@@ -80,7 +80,7 @@ _SERVER = 'span_kind="server"'
 
 def _quantile(q: int, window: str) -> str:
     bucket = f"legible_span_duration_seconds_bucket{{{_SERVER}}}"
-    return f"histogram_quantile(0.{q}, sum by (le) (increase({bucket}[{window}s]))) * 1000"
+    return f"histogram_quantile(0.{q}, sum by (vmrange) (increase({bucket}[{window}s]))) * 1000"
 
 
 FIGURES = [
