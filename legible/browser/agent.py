@@ -3,7 +3,13 @@
 ``python -m legible.browser.agent --state-dir D --app-url U --otlp-url O --worktree K --chromium BIN
 [--cdp-port P]``:
 
-1. launches the system Chromium headless through Playwright (``chromium.launch_persistent_context`` with
+1. starts cheap: it serves its socket and prints its ready line at once, and launches Chromium (and
+   Playwright's driver) at the first request (:meth:`Agent.ensure_launched`), so a stack whose browser is
+   never used pays neither their start nor their memory (about 250 MiB). That first answer carries
+   ``launched_ms`` (the client says so once on stderr), and ``.legible/browser/chromium.pid`` holds
+   Chromium's pid while it runs (``legible status`` shows the service ``idle`` until then). With
+   ``--cdp-port`` Chromium starts at once (a debugger may connect before any request). Then it
+   launches the system Chromium headless through Playwright (``chromium.launch_persistent_context`` with
    ``executable_path``), which talks CDP over a pipe (``--remote-debugging-pipe``): no DevTools TCP port
    exists, so no other local process can drive the browser. Only with ``--cdp-port`` (``[stack] cdp_port =
    true``) does Chromium also listen on ``127.0.0.1:P``. The profile (``.legible/tmp/browser-profile``),
@@ -14,7 +20,8 @@
    failed and finished requests go to ring buffers, errors are exported as OTLP logs (service ``browser``);
 3. listens on a Unix socket (mode 0600, :func:`legible.browser.client.socket_path`) for one JSON request
    per connection, handled one at a time by the operation table :data:`legible.browser._ops.OPS`;
-4. prints ``legible-browser ready`` (the service's readiness probe) and runs until SIGTERM.
+4. prints ``legible-browser ready`` (the service's readiness probe) and runs until SIGTERM, or until a
+   launched Chromium exits (exit 1: the supervisor restarts the agent, idle again).
 
 Lifetime: Playwright starts Chromium in its own process group, so the supervisor's signal to the agent's
 group does not reach it; the agent kills Chromium's group itself when it stops, and when the agent is killed
@@ -57,7 +64,7 @@ from legible.browser._common import (
 from legible.browser._observe import Watcher
 from legible.browser._ops import OPS
 from legible.browser._snapshot import resolve_ref
-from legible.browser.client import browser_dir, browser_tmp_dir, socket_path
+from legible.browser.client import browser_dir, browser_tmp_dir, pid_file, socket_path
 
 
 def profile_dir(state_dir: Path) -> Path:
@@ -99,6 +106,34 @@ class Agent:
         self._cdp: Any = None
 
     # -- set-up and tear-down -------------------------------------------------------------------------
+    async def ensure_launched(self) -> float | None:
+        """Launch Chromium unless it runs; return the milliseconds the launch took, or ``None`` if it ran.
+
+        Raises:
+            OpError: Chromium did not start (kind ``failed``; the agent stays up and tries again at the
+                next request).
+
+        """
+        if self.context is not None:
+            return None
+        t0 = asyncio.get_running_loop().time()
+        try:
+            await self.launch()
+        except Exception as e:  # noqa: BLE001 - reported to the caller; the next request tries again
+            self.kill_chromium()
+            if self.pw is not None:
+                with contextlib.suppress(Exception):
+                    await self.pw.stop()
+            self.pw = self.context = self._page = self._cdp = None
+            self.chromium_pid = None
+            print(f"legible-browser: chromium did not start: {first_line(e)}", flush=True)
+            raise OpError(
+                "failed", f"chromium did not start: {first_line(e)}", hint="see .legible/logs/chromium.log"
+            ) from e
+        ms = (asyncio.get_running_loop().time() - t0) * 1000
+        print(f"legible-browser: chromium started in {ms:.0f} ms (pid {self.chromium_pid})", flush=True)
+        return ms
+
     async def launch(self) -> None:
         """Launch Chromium through Playwright (CDP over a pipe), watch it and prepare the tab.
 
@@ -127,6 +162,8 @@ class Agent:
         )
         self.context.on("close", lambda _ctx: self.closed.set())
         self.chromium_pid = _find_chromium(self.profile)
+        if self.chromium_pid is not None:
+            pid_file(self.state_dir).write_text(f"{self.chromium_pid}\n")
         await self.context.add_init_script(_scripts.VITALS_INIT)
         self.watch.attach(self.context)
         await self.page()
@@ -134,6 +171,7 @@ class Agent:
     def kill_chromium(self) -> None:
         """SIGKILL Chromium's process group at once (a throwaway headless profile needs no graceful exit)."""
         pid = self.chromium_pid
+        pid_file(self.state_dir).unlink(missing_ok=True)
         if pid is None:
             return
         import psutil
@@ -171,8 +209,11 @@ class Agent:
             if fn is None:
                 raise OpError("usage", f"unknown browser operation {op!r}")
             async with self.lock:
+                launched_ms = await self.ensure_launched()
                 result = await fn(self, req.get("args") or {})
             answer: dict[str, Any] = {"ok": True, "result": result}
+            if launched_ms is not None:
+                answer["launched_ms"] = round(launched_ms, 1)
         except OpError as e:
             answer = {"ok": False, "error": {"kind": e.kind, "message": e.message, "hint": e.hint}}
         except Exception as e:  # noqa: BLE001 - report, keep serving
@@ -375,7 +416,8 @@ async def serve(args: argparse.Namespace) -> int:
     sock = socket_path(agent.state_dir)
     server = None
     try:
-        await agent.launch()
+        if agent.cdp_port:
+            await agent.launch()
         sock.parent.mkdir(parents=True, exist_ok=True)
         sock.unlink(missing_ok=True)
         server = await asyncio.start_unix_server(agent.handle, path=str(sock))

@@ -59,10 +59,24 @@ _STACK = ("starting", "ready", "degraded", "stopping", "stopped", "failed", "dea
 StackStatus = Annotated[str, Enum(*_STACK)]
 """A stack's status in ``state.json``."""
 ServiceStatus = Annotated[
-    str, Enum("pending", "starting", "ready", "unhealthy", "backoff", "failed", "stopped", "exited", "orphaned", "gone")
+    str,
+    Enum(
+        "pending",
+        "starting",
+        "ready",
+        "idle",
+        "unhealthy",
+        "backoff",
+        "failed",
+        "stopped",
+        "exited",
+        "orphaned",
+        "gone",
+    ),
 ]
 """A service's status in ``state.json`` (``unhealthy``: ready, then failed its liveness probe 3 times in a
-row; ``exited``: seen dead before the supervisor's next tick; ``orphaned``
+row; ``idle``: in ``legible status`` only, the ``chromium`` service whose agent is ready and has not launched
+Chromium yet (it does at the first browser call); ``exited``: seen dead before the supervisor's next tick; ``orphaned``
 and ``gone``: a service of a dead stack that still runs, or that does not)."""
 
 
@@ -876,11 +890,11 @@ class BrowserVitalsDoc(TypedDict):
 
 
 class BrowserStatusDoc(PageInfo):
-    """``legible browser status --json`` (``legible.browser-status/v1``)."""
+    """``legible browser status --json`` (``legible.browser-status/v1``); ``cdp_port`` null: CDP over a pipe."""
 
     schema: Literal["legible.browser-status/v1"]
     recording: bool
-    cdp_port: int
+    cdp_port: int | None
 
 
 class BrowserRecordStartDoc(TypedDict):
