@@ -44,6 +44,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -354,24 +355,30 @@ class Agent:
         return {"path": str(path), "bytes": len(data), "width": w, "height": h, "format": fmt}
 
     async def chapter_card(self, title: str, sub: str, hold_s: float = 0.7) -> None:
-        """Show a full-viewport card for ``hold_s`` seconds and mark a chapter (recording only; text redacted)."""
+        """Show a full-viewport card held ``hold_s`` seconds in the video, and mark a chapter (recording only).
+
+        The hold is added when the video is encoded (:meth:`Recorder.hold`), so the walk does not wait it;
+        the text is redacted.
+        """
         if self.recorder is None:
             return
         page = await self.page()
         title, sub = self.redactor.text(title), self.redactor.text(sub)
         self.recorder.chapter(title)
         with contextlib.suppress(Exception):
+            since = time.time()
             await page.evaluate(_scripts.CARD_SHOW, [title, sub])
-            await asyncio.sleep(hold_s)
+            await self.recorder.hold(page, hold_s, since)  # held in the video, not in the walk
             await page.evaluate(_scripts.CARD_HIDE)
 
     async def highlight(self, loc: Any, hold_s: float = 0.4) -> None:
-        """Outline the element for ``hold_s`` seconds (recording only)."""
+        """Outline the element, held ``hold_s`` seconds in the video (recording only; see :meth:`chapter_card`)."""
         if self.recorder is None:
             return
         with contextlib.suppress(Exception):
+            since = time.time()
             await loc.evaluate(_scripts.HIGHLIGHT_ON, timeout=DEFAULT_TIMEOUT_MS)
-            await asyncio.sleep(hold_s)
+            await self.recorder.hold(await self.page(), hold_s, since)  # held in the video, not in the walk
             await loc.evaluate(_scripts.HIGHLIGHT_OFF, timeout=1000)
 
     @contextlib.asynccontextmanager
