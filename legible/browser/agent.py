@@ -67,6 +67,9 @@ from legible.browser._ops import OPS
 from legible.browser._snapshot import resolve_ref
 from legible.browser.client import browser_dir, browser_tmp_dir, pid_file, socket_path
 
+#: Delay between keys when a recorded journey types visibly, in ms.
+TYPE_DELAY_MS = 35
+
 
 def profile_dir(state_dir: Path) -> Path:
     """``.legible/tmp/browser-profile``: Chromium's throwaway profile (removed when the agent stops, and at down)."""
@@ -99,6 +102,7 @@ class Agent:
         self.ref_prefix = ""
         self.recorder: Recorder | None = None
         self.recorder_label = ""
+        self.recording_s = 0.0  # time the recording added to the walk so far (cards, outlines, key delays)
         self.closed = asyncio.Event()
         self.pw: Any = None
         self.context: Any = None
@@ -299,7 +303,8 @@ class Agent:
                 await loc.select_option(value=value, timeout=timeout)
             elif slow:
                 await loc.fill("", timeout=timeout)
-                await loc.press_sequentially(text, delay=35, timeout=timeout + 60 * len(text))
+                await loc.press_sequentially(text, delay=TYPE_DELAY_MS, timeout=timeout + 60 * len(text))
+                self.recording_s += len(text) * TYPE_DELAY_MS / 1000  # the delays visible typing adds
             else:
                 await loc.fill(text, timeout=timeout)
         except OpError:
@@ -365,21 +370,25 @@ class Agent:
         page = await self.page()
         title, sub = self.redactor.text(title), self.redactor.text(sub)
         self.recorder.chapter(title)
+        t0 = time.monotonic()
         with contextlib.suppress(Exception):
             since = time.time()
             await page.evaluate(_scripts.CARD_SHOW, [title, sub])
             await self.recorder.hold(page, hold_s, since)  # held in the video, not in the walk
             await page.evaluate(_scripts.CARD_HIDE)
+        self.recording_s += time.monotonic() - t0
 
     async def highlight(self, loc: Any, hold_s: float = 0.4) -> None:
         """Outline the element, held ``hold_s`` seconds in the video (recording only; see :meth:`chapter_card`)."""
         if self.recorder is None:
             return
+        t0 = time.monotonic()
         with contextlib.suppress(Exception):
             since = time.time()
             await loc.evaluate(_scripts.HIGHLIGHT_ON, timeout=DEFAULT_TIMEOUT_MS)
             await self.recorder.hold(await self.page(), hold_s, since)  # held in the video, not in the walk
             await loc.evaluate(_scripts.HIGHLIGHT_OFF, timeout=1000)
+        self.recording_s += time.monotonic() - t0
 
     @contextlib.asynccontextmanager
     async def traced(self, trace_id: str, span_id: str) -> AsyncIterator[None]:

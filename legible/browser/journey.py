@@ -46,8 +46,11 @@ JOURNEY_SCHEMA: Final = "legible.journey/v1"
 JOURNEYS_SCHEMA: Final = "legible.journeys/v1"
 #: How long :func:`run_journey` waits for the backend's spans of the journey to reach the store, in s.
 SPAN_WAIT_S = 4.0
-#: Wait before the first look, in s: ``OTEL_BSP_SCHEDULE_DELAY`` is 100 ms in a stack (plan.py), plus the store write.
-SETTLE_S = 0.8
+#: Wait before the first look, in s: ``OTEL_BSP_SCHEDULE_DELAY`` is 100 ms in a stack (plan.py), plus the
+#: collector's 0.2 s flush; then the count must hold still for one :data:`SPAN_POLL_S`.
+SETTLE_S = 0.4
+#: Between two looks at the backend's span count, in s.
+SPAN_POLL_S = 0.3
 
 
 class StepFailed(Exception):
@@ -91,7 +94,10 @@ class JourneyRun:
         rec: dict[str, Any] = {"n": n, "title": title, "action": action, "ok": True, "ms": 0.0, "error": ""}
         self.steps.append(rec)
         of = f"/{self.total}" if self.total else ""
+        rec0 = self.agent.recording_s
+        t_card = time.monotonic()
         await self.agent.chapter_card(card or f"{n}{of} · {title}", f"journey {self.name}")
+        card_s = time.monotonic() - t_card
         span_id = _otlp.new_span_id()
         start_ns = time.time_ns()
         t0 = time.monotonic()
@@ -109,6 +115,9 @@ class JourneyRun:
             raise StepFailed(rec["error"]) from e
         finally:
             rec["ms"] = round((time.monotonic() - t0) * 1000, 1)
+            if self.agent.recorder is not None:  # what the recording added inside the step (not the card)
+                added = max(self.agent.recording_s - rec0 - card_s, 0.0)
+                rec["recording_ms"] = round(min(added * 1000, rec["ms"]), 1)
             self.spans.append(
                 _otlp.Span(
                     name=f"step {n} {title}"[:200],
@@ -238,6 +247,7 @@ async def run_in_agent(agent: Agent, args: dict[str, Any]) -> JourneyDoc:
         await agent.recorder.start()
     start_ns = time.time_ns()
     t0 = time.monotonic()
+    agent.recording_s = 0.0
     failed: dict[str, Any] | None = None
     try:
         if record:
@@ -254,6 +264,7 @@ async def run_in_agent(agent: Agent, args: dict[str, Any]) -> JourneyDoc:
         failed = {"n": len(run.steps) + 1, "title": "script", "ok": False, "error": f"script: {first_line(e)}"}
         run.steps.append({**failed, "action": "script", "ms": 0.0})
     duration_ms = round((time.monotonic() - t0) * 1000, 1)
+    recording_ms = round(min(agent.recording_s * 1000, duration_ms), 1)
     end_ns = time.time_ns()
     video = None
     if record and agent.recorder is not None:
@@ -282,7 +293,7 @@ async def run_in_agent(agent: Agent, args: dict[str, Any]) -> JourneyDoc:
             exported = str(e)
     await agent.watch.flush()
     page = await agent.page()
-    return {
+    doc: JourneyDoc = {
         "schema": JOURNEY_SCHEMA,
         "name": name,
         "ok": failed is None,
@@ -295,6 +306,9 @@ async def run_in_agent(agent: Agent, args: dict[str, Any]) -> JourneyDoc:
         "url": page.url,
         "export_error": exported,
     }
+    if record:
+        doc["recording_ms"] = recording_ms
+    return doc
 
 
 # -- the client side (runs in the CLI process) -------------------------------------------------------------
@@ -390,7 +404,7 @@ def backend_spans(state_dir: Path, collector_url: str | None, trace_id: str, lim
         if (total and total == last) or time.monotonic() > deadline:
             break
         last = total
-        time.sleep(0.4)
+        time.sleep(SPAN_POLL_S)
     slowest: list[BackendSpan] = [
         {"service": r["service"], "name": r["name"], "duration_ms": r["duration_ms"], "status_code": r["status_code"]}
         for r in rows

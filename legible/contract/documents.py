@@ -547,6 +547,8 @@ class JourneyStepDoc(TypedDict):
     ms: Ms
     error: str
     screenshot: NotRequired[str]
+    recording_ms: NotRequired[Ms]
+    """Of ``ms``, the time the recording added (cards, outlines, visible typing's key delays); recorded runs only."""
 
 
 class FailedStepDoc(TypedDict):
@@ -614,6 +616,9 @@ class JourneyDoc(TypedDict):
     url: str
     export_error: str
     backend: NotRequired[BackendDoc]
+    recording_ms: NotRequired[Ms]
+    """Of ``duration_ms``, the time the recording added (the sum of the steps' ``recording_ms``, and the opening
+    card); ``duration_ms - recording_ms`` is the walk as an unrecorded run times it. Recorded runs only."""
 
 
 class JourneyInfo(TypedDict):
@@ -641,15 +646,16 @@ class ProofStep(TypedDict):
 
 
 class ProofRecording(TypedDict):
-    """The outcome of a journey's recorded run (its video); the verdict comes from an unrecorded run."""
+    """The outcome of a journey's recorded run as timed; the verdict takes its times less ``recording_ms``."""
 
     passed: bool | None
     error: str | None
     duration_ms: Ms | None
+    recording_ms: NotRequired[Ms]
 
 
 class ProofJourney(TypedDict):
-    """A journey's outcome in a proof manifest: verdict, duration and steps of its unrecorded run."""
+    """A journey's outcome in a proof manifest: verdict, duration and steps, without the recording's time."""
 
     passed: bool
     duration_ms: Ms | None
