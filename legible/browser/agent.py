@@ -483,6 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = browser_tmp_dir(Path(args.state_dir))
     _fresh_dir(tmp)  # what a killed agent left behind goes now
     shutil.rmtree(profile_dir(Path(args.state_dir)), ignore_errors=True)
+    pid_file(Path(args.state_dir)).unlink(missing_ok=True)  # a killed agent's Chromium is gone (its pipe closed)
     for name in ("TMPDIR", "TMP", "TEMP"):
         os.environ[name] = str(tmp)  # the Playwright driver and Chromium inherit it
     code = asyncio.run(serve(args))

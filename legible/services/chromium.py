@@ -77,7 +77,8 @@ class ChromiumService:
             *([f"--cdp-port={port}"] if cdp else []),
         ]
         tmp = browser_tmp_dir(ctx.worktree.state_dir)
-        env = ctx.env_for(self.name, port, {"TMPDIR": str(tmp), "TMP": str(tmp), "TEMP": str(tmp)})
+        env = ctx.env_for(self.name, port)
+        env.update({"TMPDIR": str(tmp), "TMP": str(tmp), "TEMP": str(tmp)})  # env_for only reads its 3rd argument
         for k in [k for k in env if k.startswith("OTEL_")]:
             del env[k]  # the agent exports its own signals (service "browser"); no SDK auto-configuration
         return ServicePlan(
