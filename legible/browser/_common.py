@@ -134,6 +134,7 @@ class Recorder:
         self.frames: list[tuple[Path, float]] = []
         self.chapters: list[tuple[str, float]] = []
         self.holds: list[tuple[float, float]] = []  # (timestamp of the held frame, extra seconds in the video)
+        self.stretches: list[tuple[float, float, float]] = []  # (start, end, seconds in the video)
         self.started = time.time()
         (out_dir / "frames").mkdir(parents=True, exist_ok=True)
 
@@ -177,6 +178,14 @@ class Recorder:
         if self.frames:
             self.holds.append((max(ts for _, ts in self.frames), seconds))
 
+    def stretch(self, start: float, end: float, video_s: float) -> None:
+        """Play the real time ``start``..``end`` (``time.time()``) over ``video_s`` seconds of video (if longer).
+
+        :meth:`encode` holds each frame captured in that span an equal share of the difference (or the frame
+        shown at ``start`` when none was), so fast visible typing reads at a human pace in the video.
+        """
+        self.stretches.append((start, end, video_s))
+
     async def stop(self) -> None:
         """Stop the screencast."""
         with contextlib.suppress(Exception):
@@ -194,7 +203,18 @@ class Recorder:
         frames = sorted(self.frames, key=lambda f: f[1])
         if not frames:
             raise OpError("failed", "no frames were captured while recording")
-        holds = sorted(self.holds)
+        holds = list(self.holds)
+        for start, end, video_s in self.stretches:
+            extra = video_s - (end - start)
+            if extra <= 0:
+                continue
+            inside = [ts for _, ts in frames if start <= ts <= end]
+            before = [ts for _, ts in frames if ts < start]
+            if inside:
+                holds += [(ts, extra / len(inside)) for ts in inside]
+            elif before:
+                holds.append((before[-1], extra))
+        holds.sort()
 
         def shifted(ts: float) -> float:  # the video time of real time ts: later than every hold before it
             return ts + sum(d for th, d in holds if th < ts)

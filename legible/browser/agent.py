@@ -67,7 +67,7 @@ from legible.browser._ops import OPS
 from legible.browser._snapshot import resolve_ref
 from legible.browser.client import browser_dir, browser_tmp_dir, pid_file, socket_path
 
-#: Delay between keys when a recorded journey types visibly, in ms.
+#: How long a key of visible typing lasts in a recorded journey's video, in ms.
 TYPE_DELAY_MS = 35
 
 
@@ -301,10 +301,13 @@ class Agent:
                     shown = ", ".join(repr(x) for x in labels[:10]) + (" ..." if len(labels) > 10 else "")
                     raise OpError("usage", f"fill {what}: no option is labelled {text!r} (options: {shown})")
                 await loc.select_option(value=value, timeout=timeout)
-            elif slow:
+            elif slow and self.recorder is not None:
                 await loc.fill("", timeout=timeout)
-                await loc.press_sequentially(text, delay=TYPE_DELAY_MS, timeout=timeout + 60 * len(text))
-                self.recording_s += len(text) * TYPE_DELAY_MS / 1000  # the delays visible typing adds
+                t0, wall0 = time.monotonic(), time.time()
+                await loc.press_sequentially(text, timeout=timeout + 60 * len(text))
+                # key by key at full speed; the video plays it at TYPE_DELAY_MS a key (Recorder.stretch)
+                self.recorder.stretch(wall0, time.time(), len(text) * TYPE_DELAY_MS / 1000)
+                self.recording_s += time.monotonic() - t0  # an unrecorded run fills in one call instead
             else:
                 await loc.fill(text, timeout=timeout)
         except OpError:
