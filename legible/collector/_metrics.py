@@ -22,7 +22,9 @@ The text is produced by ``prometheus_client``'s exposition (``generate_latest``)
 so names, label escaping and timestamps follow the format. A VictoriaMetrics that is down or slow never
 blocks ingestion: the push runs in its own thread with a short timeout; OTLP samples that could not be
 pushed are dropped and counted (``legible_collector_dropped_total{reason="vm_unavailable"}``); the
-cumulative span and log series are re-sent on the next push. When a push brings new series, the pusher
+cumulative span and log series are re-sent on the next push. A push carries the span and log series that
+changed since the last one, and every :data:`FULL_EVERY_S` seconds all of them (an idle collector sends
+nothing most seconds; its series keep a sample every few seconds). When a push brings new series, the pusher
 calls VictoriaMetrics' ``/internal/force_flush`` so they are searchable in about a second rather than ten.
 """
 
@@ -73,6 +75,8 @@ def bucket_of(seconds: float) -> int:
 
 
 MAX_SERIES = 5000
+#: Seconds between pushes of every span and log series; in between, only the series that changed are pushed.
+FULL_EVERY_S = 5.0
 MAX_SAMPLES = 100_000
 PUSH_EVERY_S = 1.0
 
@@ -153,6 +157,10 @@ class Derived:
         self._lock = threading.Lock()
         self._spans: dict[tuple[str, str, str, str], _Hist] = {}
         self._logs: dict[tuple[str, str], int] = {}
+        self._dirty_spans: set[tuple[str, str, str, str]] = set()  # changed since the last take()
+        self._dirty_logs: set[tuple[str, str]] = set()
+        self._last_full = -FULL_EVERY_S  # monotonic time of the last take() of every series
+        self._force_full = False
         self._samples: deque[Sample] = deque()
         self._taken: list[Sample] = []  # the OTLP samples of the last take(), until its push is known good
         self._seen: set[int] = set()  # hashes of the OTLP series pushed so far (to notice new ones)
@@ -173,6 +181,7 @@ class Derived:
                         a = agg.get(key)
                     if a is None:
                         a = agg[key] = _Hist()
+                self._dirty_spans.add(key)
                 secs = r[9] / 1000.0
                 k = bucket_of(secs)
                 a.buckets[k] = a.buckets.get(k, 0) + 1
@@ -186,6 +195,7 @@ class Derived:
             for r in rows:
                 key = (r[2], r[3])
                 agg[key] = agg.get(key, 0) + 1
+                self._dirty_logs.add(key)
 
     def add_samples(self, samples: list[Sample]) -> bool:
         """Queue converted OTLP samples for the next push, all or none.
@@ -214,6 +224,11 @@ class Derived:
             self._samples.extendleft(reversed(keep))
             return len(taken) - len(keep)
 
+    def resend_all(self) -> None:
+        """Make the next :meth:`take` return every span and log series (the last push did not arrive)."""
+        with self._lock:
+            self._force_full = True
+
     def forget_taken(self) -> None:
         """Drop the OTLP samples of the last :meth:`take` (VictoriaMetrics refused them as invalid)."""
         with self._lock:
@@ -224,13 +239,21 @@ class Derived:
         wt = self.worktree
         fams: list[Metric] = []
         with self._lock:
-            spans = [(k, v.copy()) for k, v in self._spans.items()]
-            logs = list(self._logs.items())
+            now = time.monotonic()
+            if self._force_full or now - self._last_full >= FULL_EVERY_S:
+                self._force_full, self._last_full = False, now
+                spans = [(k, v.copy()) for k, v in self._spans.items()]
+                logs = list(self._logs.items())
+            else:  # only what changed: an idle collector pushes nothing but the periodic full set
+                spans = [(k, self._spans[k].copy()) for k in self._dirty_spans]
+                logs = [(k, self._logs[k]) for k in self._dirty_logs]
+            self._dirty_spans.clear()
+            self._dirty_logs.clear()
             samples = list(self._samples)
             self._samples.clear()
             self._taken = samples
-            if len(spans) + len(logs) != self._known:
-                self._known = len(spans) + len(logs)
+            if len(self._spans) + len(self._logs) != self._known:
+                self._known = len(self._spans) + len(self._logs)
                 self.new_series = True
             if len(self._seen) > 500_000:
                 self._seen.clear()
@@ -388,6 +411,7 @@ class Pusher:
                 resp.read()
         except OSError as e:
             self.stats.pushes.labels("error").inc()
+            self.derived.resend_all()
             if isinstance(e, urllib.error.HTTPError) and e.code < 500:  # refused as data: resending cannot help
                 self.derived.forget_taken()
                 self.stats.dropped.labels("vm_rejected").inc(n_samples)
