@@ -15,7 +15,7 @@ HELP = (
 EPILOG = """\b
 examples:
   legible metrics list span
-  legible metrics 'histogram_quantile(0.99, sum by (le)
+  legible metrics 'histogram_quantile(0.99, sum by (vmrange)
       (rate(legible_span_duration_seconds_bucket{span_name="GET /slow"}[5m])))'
   legible metrics 'sum by (span_name) (rate(legible_span_duration_seconds_count[1m]))' --range 15m
   legible metrics --shared 'sum by (worktree, branch, commit) (legible_spans_total)'

@@ -1,4 +1,4 @@
-"""Proof of work: run the journeys (recorded for the video, unrecorded for the verdict) and the checks; pack it.
+"""Proof of work: run the journeys (recorded once, judged without the recording's time) and the checks; pack it.
 
 ``legible proof`` writes ``.legible/proof/<run-id>/``:
 
@@ -81,7 +81,7 @@ _SERVER = 'span_kind="server"'
 
 def _quantile(q: int, window: str) -> str:
     bucket = f"legible_span_duration_seconds_bucket{{{_SERVER}}}"
-    return f"histogram_quantile(0.{q}, sum by (le) (increase({bucket}[{window}s]))) * 1000"
+    return f"histogram_quantile(0.{q}, sum by (vmrange) (increase({bucket}[{window}s]))) * 1000"
 
 
 FIGURES = [
@@ -479,18 +479,19 @@ def _run_for_proof(
     record: bool,
     root: Path,
 ) -> dict[str, Any]:
-    """Run journey ``name`` for a proof: recorded for the video, then unrecorded for the verdict.
+    """Run journey ``name`` once for a proof: recorded when ``record``, judged without the recording's time.
 
-    A recording slows a journey down (chapter cards, highlights, visible typing: a 0.6 s journey takes
-    4-5 s), so its times are not what ``legible check`` measures. The verdict, the duration and the steps
-    come from an unrecorded run, exactly as ``legible check`` runs it; it runs last, so span checks over
-    "the last run of the journey" read its trace, as they do under ``legible check``. The recorded run
-    contributes its video and screenshots, and its own outcome as ``recording`` (``{"passed", "error",
-    "duration_ms"}``), shown in the summary when it failed.
+    A recording adds time to the walk (chapter cards and outlines wait for a screencast frame; visible typing
+    waits between keys); the agent counts it (``recording_ms``, per step and for the run; the cards' and
+    outlines' reading time is added to the video at encoding, not to the walk). The verdict's duration and
+    step times are the recorded run's minus that, which is what an unrecorded run (``legible check``)
+    measures; span checks read this run's trace, whose backend spans the recording does not slow. One run
+    instead of a recorded plus an unrecorded one halves the journeys' share of a proof.
 
     Returns:
-        :func:`legible.browser.checks.journey_outcome` of the unrecorded run, plus ``"recording"`` (or
-        ``None``) and, when recorded, ``"recorded"``: the recorded run's whole outcome (media paths).
+        :func:`legible.browser.checks.journey_outcome` of the run (times without the recording's), plus
+        ``"recording"``: ``{"passed", "error", "duration_ms", "recording_ms"}`` of the recorded run as
+        timed (or ``None``) and, when recorded, ``"recorded"``: its whole outcome (media paths).
 
     """
 
@@ -500,13 +501,26 @@ def _run_for_proof(
         except Exception as exc:  # noqa: BLE001 - one journey's crash is that journey's failure
             return {"passed": False, "error": (str(exc).splitlines() or [""])[0][:300], "steps": []}
 
-    recorded = one(True) if record else None
-    result = one(False)
-    result["recording"] = (
-        {k: recorded.get(k) for k in ("passed", "error", "duration_ms")} if recorded is not None else None
-    )
-    if recorded is not None:
-        result["recorded"] = recorded
+    if not record:
+        result = one(False)
+        result["recording"] = None
+        return result
+    recorded = one(True)
+    result = {**recorded, "steps": [dict(s) for s in recorded.get("steps", [])]}
+    added = float(recorded.get("recording_ms") or 0.0)
+    if recorded.get("duration_ms") is not None:
+        result["duration_ms"] = round(max(float(recorded["duration_ms"]) - added, 0.0), 1)
+    for s in result["steps"]:
+        if s.get("duration_ms") is not None:
+            s["duration_ms"] = round(max(float(s["duration_ms"]) - float(s.pop("recording_ms", 0.0) or 0.0), 0.0), 1)
+    result.pop("recording_ms", None)
+    result["recording"] = {
+        "passed": recorded.get("passed"),
+        "error": recorded.get("error"),
+        "duration_ms": recorded.get("duration_ms"),
+        "recording_ms": added,
+    }
+    result["recorded"] = recorded
     return result
 
 

@@ -492,7 +492,9 @@ def status(start: Path | None = None) -> StatusDoc:
         ``legible.status/v1``: ``{"schema", "key", "worktree", "status", "alive", "ready_ms", "error",
         "services", "left_running", "endpoints", "env_file"}``; ``status`` is ``down`` when no stack ever ran
         here, ``dead`` when its supervisor is gone: then no service is ``ready``, each is ``orphaned``
-        (still running, listed in ``left_running``) or ``gone``. The CLI exits 4 for ``dead`` and ``failed``.
+        (still running, listed in ``left_running``) or ``gone``. The ``chromium`` service is ``idle`` while
+        its agent is ready but has not launched Chromium yet (it does at the first browser call). The CLI
+        exits 4 for ``dead`` and ``failed``.
 
     """
     wt = find_worktree(start)
@@ -524,6 +526,12 @@ def status(start: Path | None = None) -> StatusDoc:
                 left.append(name)
             else:
                 svc["status"] = "gone"
+    chromium = state.get("services", {}).get("chromium")
+    if state["alive"] and chromium and chromium.get("status") == "ready":
+        from legible.browser.client import browser_launched
+
+        if not browser_launched(wt.state_dir):
+            chromium["status"] = "idle"  # the agent answers; Chromium starts at the first browser call
     if state["status"] == "dead" and left:
         state["error"] = (
             f"the supervisor is gone (killed?) and left {', '.join(left)} running; "

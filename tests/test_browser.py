@@ -156,6 +156,12 @@ def test_chromium_ready_after_app_with_no_cdp_port_and_a_private_socket(stack: S
     assert svc["status"] == "ready" and svc["role"] == "browser"
     assert svc["ready_ms"] > 0  # how fast: benchmarks/bench_browser.py
     assert not svc["port"] and stack.up["warnings"] == []
+    assert stack.json("status")["services"]["chromium"]["status"] == "idle"  # lazy: no Chromium before a call
+    assert _chromium_procs(stack.key) == []
+    first = stack.cli("browser", "status")
+    assert first.returncode == 0 and "started Chromium for this stack" in first.stderr, first.stderr
+    assert "started Chromium" not in stack.cli("browser", "status").stderr  # said once
+    assert stack.json("status")["services"]["chromium"]["status"] == "ready"
     procs = _chromium_procs(stack.key)
     assert procs, "no chromium process carries the stack marker"
     main = [p for p in procs if "--user-data-dir" in " ".join(p.cmdline()) and "--type=" not in " ".join(p.cmdline())]

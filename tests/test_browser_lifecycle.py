@@ -77,6 +77,7 @@ def test_kill_9_of_the_agent_leaves_no_chromium(tmp_path: Path, monkeypatch: pyt
         code, doc = cli_json(root, "up", "--wait", timeout=120)
         assert code == 0, doc
         key = doc["key"]
+        assert cli(root, "browser", "status").returncode == 0  # the browser starts at its first call
         before = _browser_procs(key)
         assert any("chrom" in p.name() for p in before)
         assert _listening(before) == []  # the default: CDP over the pipe, no port

@@ -128,10 +128,11 @@ def test_span_histogram_exposition() -> None:
     d.count_logs([(0, 0, "svc", "error")])
     text = render(d.take()[0]).decode()
     assert (
-        'legible_span_duration_seconds_bucket{le="0.002",service="svc",span_kind="server",span_name="GET /",'
-        'status_code="ok",worktree="wt"} 2.0'
+        'legible_span_duration_seconds_bucket{service="svc",span_kind="server",span_name="GET /",'
+        'status_code="ok",vmrange="1.896e-03...2.021e-03",worktree="wt"} 1.0'
     ) in text
-    assert 'le="+Inf"' in text and 'legible_spans_total{service="svc"' in text
+    assert 'vmrange="9.380e-01...1.000e+00"' not in text and 'vmrange="2.966e+00...3.162e+00"' in text
+    assert 'le="' not in text and 'legible_spans_total{service="svc"' in text
     assert 'legible_log_lines_total{level="error",service="svc",worktree="wt"} 1.0' in text
 
 
@@ -155,3 +156,18 @@ def test_samples_of_a_failed_push_stay_queued_and_a_full_queue_refuses() -> None
     assert b'legible_collector_dropped_total{reason="vm_unavailable"}' not in stats.exposition()
     assert d.add_samples(samples[:1] * _metrics.MAX_SAMPLES)  # fills the queue exactly
     assert not d.add_samples(samples[:1])  # all or nothing: the export is refused, nothing half-kept
+
+
+def test_a_push_carries_what_changed_and_a_failed_push_resends_everything() -> None:
+    d = Derived("wt")
+    row = ("t", "s", None, None, "svc", "GET /", "server", 0, 0, 0.0, "ok")
+    d.observe_spans([row[:5] + (name,) + row[6:9] + (5.0,) + row[10:] for name in ("GET /a", "GET /b")])
+    first = render(d.take()[0]).decode()
+    assert 'span_name="GET /a"' in first and 'span_name="GET /b"' in first
+    assert d.take()[0] == []  # idle: nothing to push until the periodic full push
+    d.observe_spans([row[:5] + ("GET /a",) + row[6:9] + (7.0,) + row[10:]])
+    changed = render(d.take()[0]).decode()
+    assert 'span_name="GET /a"' in changed and 'span_name="GET /b"' not in changed
+    d.resend_all()  # what the pusher calls when a push failed
+    again = render(d.take()[0]).decode()
+    assert 'span_name="GET /a"' in again and 'span_name="GET /b"' in again

@@ -110,6 +110,10 @@ def process_redactor() -> Redactor:
     return Redactor(secret_values(dict(os.environ)))
 
 
+#: Resolves after the page's next two animation frames (the change on screen was painted).
+_RAF2 = "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))"
+
+
 class Recorder:
     """Screencast frames of one page to JPEG files, with chapter marks (see :mod:`legible.browser._video`).
 
@@ -129,6 +133,8 @@ class Recorder:
         self.redactor = redactor or Redactor()
         self.frames: list[tuple[Path, float]] = []
         self.chapters: list[tuple[str, float]] = []
+        self.holds: list[tuple[float, float]] = []  # (timestamp of the held frame, extra seconds in the video)
+        self.stretches: list[tuple[float, float, float]] = []  # (start, end, seconds in the video)
         self.started = time.time()
         (out_dir / "frames").mkdir(parents=True, exist_ok=True)
 
@@ -155,6 +161,31 @@ class Recorder:
         """Mark a chapter starting now (its title redacted)."""
         self.chapters.append((self.redactor.text(title), time.time()))
 
+    async def hold(self, page: Any, seconds: float, since: float) -> None:
+        """Hold what the page shows now for ``seconds`` in the video, without waiting that long.
+
+        Waits for the page's next two animation frames and for a screencast frame captured after ``since``
+        (``time.time()`` before the change on screen; at most 1 s), then marks the newest frame to be shown
+        ``seconds`` longer: :meth:`encode` shifts every later frame and chapter by as much. A chapter card
+        or an outlined element thus stays readable in the video while the walk itself does not slow down.
+        """
+        with contextlib.suppress(Exception):
+            await page.evaluate(_RAF2)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 1.0
+        while loop.time() < end and not (self.frames and self.frames[-1][1] >= since):
+            await asyncio.sleep(0.01)
+        if self.frames:
+            self.holds.append((max(ts for _, ts in self.frames), seconds))
+
+    def stretch(self, start: float, end: float, video_s: float) -> None:
+        """Play the real time ``start``..``end`` (``time.time()``) over ``video_s`` seconds of video (if longer).
+
+        :meth:`encode` holds each frame captured in that span an equal share of the difference (or the frame
+        shown at ``start`` when none was), so fast visible typing reads at a human pace in the video.
+        """
+        self.stretches.append((start, end, video_s))
+
     async def stop(self) -> None:
         """Stop the screencast."""
         with contextlib.suppress(Exception):
@@ -172,6 +203,27 @@ class Recorder:
         frames = sorted(self.frames, key=lambda f: f[1])
         if not frames:
             raise OpError("failed", "no frames were captured while recording")
+        holds = list(self.holds)
+        for start, end, video_s in self.stretches:
+            extra = video_s - (end - start)
+            if extra <= 0:
+                continue
+            inside = [ts for _, ts in frames if start <= ts <= end]
+            before = [ts for _, ts in frames if ts < start]
+            if inside:
+                holds += [(ts, extra / len(inside)) for ts in inside]
+            elif before:
+                holds.append((before[-1], extra))
+        holds.sort()
+
+        def shifted(ts: float) -> float:  # the video time of real time ts: later than every hold before it
+            return ts + sum(d for th, d in holds if th < ts)
+
+        last_path, last_ts = frames[-1]
+        tail = sum(d for th, d in holds if th >= last_ts)  # holds of the last frame: show it that much longer
+        frames = [(p, shifted(ts)) for p, ts in frames]
+        if tail:
+            frames.append((last_path, shifted(last_ts) + tail))
         t0 = frames[0][1]
-        chapters = [Chapter(t, max(0.0, ts - t0)) for t, ts in self.chapters]
+        chapters = [Chapter(t, max(0.0, shifted(ts) - t0)) for t, ts in self.chapters]
         return encode(frames, chapters, self.dir, self.redactor.text(name))

@@ -106,27 +106,28 @@ def encode(
     meta_file = out_dir / f"{name}.chapters.txt"
     meta_file.write_text("\n".join(meta) + "\n")
     video = out_dir / f"{name}.mp4"
-    _run(
+    gif = out_dir / f"{name}.gif"
+    speed = max(1.0, total / GIF_MAX_S)
+    # the MP4 and the GIF are encoded at once, both from the frame listing (two ffmpeg processes)
+    _run_all(
         [
-            exe, "-y", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing),
-            "-i", str(meta_file), "-map", "0:v", "-map_metadata", "1", "-map_chapters", "1",
-            "-vf", f"fps={FPS},scale=trunc(iw/2)*2:trunc(ih/2)*2,format=yuv420p",
-            "-c:v", "libx264", "-preset", "veryfast", "-crf", "30", "-tune", "stillimage",
-            "-movflags", "+faststart", str(video),
+            [
+                exe, "-y", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing),
+                "-i", str(meta_file), "-map", "0:v", "-map_metadata", "1", "-map_chapters", "1",
+                "-vf", f"fps={FPS},scale=trunc(iw/2)*2:trunc(ih/2)*2,format=yuv420p",
+                "-c:v", "libx264", "-preset", "veryfast", "-crf", "30", "-tune", "stillimage",
+                "-movflags", "+faststart", str(video),
+            ],
+            [
+                exe, "-y", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing),
+                "-vf", f"fps={FPS},setpts=PTS/{speed:.3f},fps=5,scale={GIF_WIDTH}:-2:flags=lanczos,split[a][b];"
+                "[a]palettegen=max_colors=64:stats_mode=diff[p];[b][p]paletteuse=dither=none",
+                str(gif),
+            ],
         ]
     )  # fmt: skip
     poster = out_dir / f"{name}-poster.jpg"
     shutil.copyfile(frames[-1][0], poster)
-    gif = out_dir / f"{name}.gif"
-    speed = max(1.0, total / GIF_MAX_S)
-    _run(
-        [
-            exe, "-y", "-loglevel", "error", "-i", str(video),
-            "-vf", f"setpts=PTS/{speed:.3f},fps=5,scale={GIF_WIDTH}:-2:flags=lanczos,split[a][b];"
-            "[a]palettegen=max_colors=64:stats_mode=diff[p];[b][p]paletteuse=dither=none",
-            str(gif),
-        ]
-    )  # fmt: skip
     info = probe(video)
     return {
         "video": str(video),
@@ -144,11 +145,21 @@ def _meta_escape(s: str) -> str:
     return re.sub(r"([=;#\\\n])", r"\\\1", s)
 
 
-def _run(argv: list[str]) -> None:
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-    if out.returncode != 0:
-        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"ffmpeg failed ({out.returncode}): {last}")
+def _run_all(argvs: list[list[str]]) -> None:
+    """Run the ffmpeg command lines ``argvs`` at once; raise RuntimeError naming the first that failed."""
+    procs = [subprocess.Popen(a, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for a in argvs]
+    errors = []
+    for p in procs:
+        try:
+            _, err = p.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _, err = p.communicate()
+        if p.returncode != 0:
+            last = (err.strip().splitlines() or ["no output"])[-1]
+            errors.append(f"ffmpeg failed ({p.returncode}): {last}")
+    if errors:
+        raise RuntimeError(errors[0])
 
 
 def probe(path: Path) -> dict[str, Any]:

@@ -3,7 +3,13 @@
 ``python -m legible.browser.agent --state-dir D --app-url U --otlp-url O --worktree K --chromium BIN
 [--cdp-port P]``:
 
-1. launches the system Chromium headless through Playwright (``chromium.launch_persistent_context`` with
+1. starts cheap: it serves its socket and prints its ready line at once, and launches Chromium (and
+   Playwright's driver) at the first request (:meth:`Agent.ensure_launched`), so a stack whose browser is
+   never used pays neither their start nor their memory (about 250 MiB). That first answer carries
+   ``launched_ms`` (the client says so once on stderr), and ``.legible/browser/chromium.pid`` holds
+   Chromium's pid while it runs (``legible status`` shows the service ``idle`` until then). With
+   ``--cdp-port`` Chromium starts at once (a debugger may connect before any request). Then it
+   launches the system Chromium headless through Playwright (``chromium.launch_persistent_context`` with
    ``executable_path``), which talks CDP over a pipe (``--remote-debugging-pipe``): no DevTools TCP port
    exists, so no other local process can drive the browser. Only with ``--cdp-port`` (``[stack] cdp_port =
    true``) does Chromium also listen on ``127.0.0.1:P``. The profile (``.legible/tmp/browser-profile``),
@@ -14,7 +20,8 @@
    failed and finished requests go to ring buffers, errors are exported as OTLP logs (service ``browser``);
 3. listens on a Unix socket (mode 0600, :func:`legible.browser.client.socket_path`) for one JSON request
    per connection, handled one at a time by the operation table :data:`legible.browser._ops.OPS`;
-4. prints ``legible-browser ready`` (the service's readiness probe) and runs until SIGTERM.
+4. prints ``legible-browser ready`` (the service's readiness probe) and runs until SIGTERM, or until a
+   launched Chromium exits (exit 1: the supervisor restarts the agent, idle again).
 
 Lifetime: Playwright starts Chromium in its own process group, so the supervisor's signal to the agent's
 group does not reach it; the agent kills Chromium's group itself when it stops, and when the agent is killed
@@ -37,6 +44,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -57,7 +65,10 @@ from legible.browser._common import (
 from legible.browser._observe import Watcher
 from legible.browser._ops import OPS
 from legible.browser._snapshot import resolve_ref
-from legible.browser.client import browser_dir, browser_tmp_dir, socket_path
+from legible.browser.client import browser_dir, browser_tmp_dir, pid_file, socket_path
+
+#: How long a key of visible typing lasts in a recorded journey's video, in ms.
+TYPE_DELAY_MS = 35
 
 
 def profile_dir(state_dir: Path) -> Path:
@@ -91,6 +102,7 @@ class Agent:
         self.ref_prefix = ""
         self.recorder: Recorder | None = None
         self.recorder_label = ""
+        self.recording_s = 0.0  # time the recording added to the walk so far (cards, outlines, key delays)
         self.closed = asyncio.Event()
         self.pw: Any = None
         self.context: Any = None
@@ -99,6 +111,34 @@ class Agent:
         self._cdp: Any = None
 
     # -- set-up and tear-down -------------------------------------------------------------------------
+    async def ensure_launched(self) -> float | None:
+        """Launch Chromium unless it runs; return the milliseconds the launch took, or ``None`` if it ran.
+
+        Raises:
+            OpError: Chromium did not start (kind ``failed``; the agent stays up and tries again at the
+                next request).
+
+        """
+        if self.context is not None:
+            return None
+        t0 = asyncio.get_running_loop().time()
+        try:
+            await self.launch()
+        except Exception as e:  # noqa: BLE001 - reported to the caller; the next request tries again
+            self.kill_chromium()
+            if self.pw is not None:
+                with contextlib.suppress(Exception):
+                    await self.pw.stop()
+            self.pw = self.context = self._page = self._cdp = None
+            self.chromium_pid = None
+            print(f"legible-browser: chromium did not start: {first_line(e)}", flush=True)
+            raise OpError(
+                "failed", f"chromium did not start: {first_line(e)}", hint="see .legible/logs/chromium.log"
+            ) from e
+        ms = (asyncio.get_running_loop().time() - t0) * 1000
+        print(f"legible-browser: chromium started in {ms:.0f} ms (pid {self.chromium_pid})", flush=True)
+        return ms
+
     async def launch(self) -> None:
         """Launch Chromium through Playwright (CDP over a pipe), watch it and prepare the tab.
 
@@ -127,6 +167,8 @@ class Agent:
         )
         self.context.on("close", lambda _ctx: self.closed.set())
         self.chromium_pid = _find_chromium(self.profile)
+        if self.chromium_pid is not None:
+            pid_file(self.state_dir).write_text(f"{self.chromium_pid}\n")
         await self.context.add_init_script(_scripts.VITALS_INIT)
         self.watch.attach(self.context)
         await self.page()
@@ -134,6 +176,7 @@ class Agent:
     def kill_chromium(self) -> None:
         """SIGKILL Chromium's process group at once (a throwaway headless profile needs no graceful exit)."""
         pid = self.chromium_pid
+        pid_file(self.state_dir).unlink(missing_ok=True)
         if pid is None:
             return
         import psutil
@@ -171,8 +214,11 @@ class Agent:
             if fn is None:
                 raise OpError("usage", f"unknown browser operation {op!r}")
             async with self.lock:
+                launched_ms = await self.ensure_launched()
                 result = await fn(self, req.get("args") or {})
             answer: dict[str, Any] = {"ok": True, "result": result}
+            if launched_ms is not None:
+                answer["launched_ms"] = round(launched_ms, 1)
         except OpError as e:
             answer = {"ok": False, "error": {"kind": e.kind, "message": e.message, "hint": e.hint}}
         except Exception as e:  # noqa: BLE001 - report, keep serving
@@ -255,9 +301,13 @@ class Agent:
                     shown = ", ".join(repr(x) for x in labels[:10]) + (" ..." if len(labels) > 10 else "")
                     raise OpError("usage", f"fill {what}: no option is labelled {text!r} (options: {shown})")
                 await loc.select_option(value=value, timeout=timeout)
-            elif slow:
+            elif slow and self.recorder is not None:
                 await loc.fill("", timeout=timeout)
-                await loc.press_sequentially(text, delay=35, timeout=timeout + 60 * len(text))
+                t0, wall0 = time.monotonic(), time.time()
+                await loc.press_sequentially(text, timeout=timeout + 60 * len(text))
+                # key by key at full speed; the video plays it at TYPE_DELAY_MS a key (Recorder.stretch)
+                self.recorder.stretch(wall0, time.time(), len(text) * TYPE_DELAY_MS / 1000)
+                self.recording_s += time.monotonic() - t0  # an unrecorded run fills in one call instead
             else:
                 await loc.fill(text, timeout=timeout)
         except OpError:
@@ -313,25 +363,35 @@ class Agent:
         return {"path": str(path), "bytes": len(data), "width": w, "height": h, "format": fmt}
 
     async def chapter_card(self, title: str, sub: str, hold_s: float = 0.7) -> None:
-        """Show a full-viewport card for ``hold_s`` seconds and mark a chapter (recording only; text redacted)."""
+        """Show a full-viewport card held ``hold_s`` seconds in the video, and mark a chapter (recording only).
+
+        The hold is added when the video is encoded (:meth:`Recorder.hold`), so the walk does not wait it;
+        the text is redacted.
+        """
         if self.recorder is None:
             return
         page = await self.page()
         title, sub = self.redactor.text(title), self.redactor.text(sub)
         self.recorder.chapter(title)
+        t0 = time.monotonic()
         with contextlib.suppress(Exception):
+            since = time.time()
             await page.evaluate(_scripts.CARD_SHOW, [title, sub])
-            await asyncio.sleep(hold_s)
+            await self.recorder.hold(page, hold_s, since)  # held in the video, not in the walk
             await page.evaluate(_scripts.CARD_HIDE)
+        self.recording_s += time.monotonic() - t0
 
     async def highlight(self, loc: Any, hold_s: float = 0.4) -> None:
-        """Outline the element for ``hold_s`` seconds (recording only)."""
+        """Outline the element, held ``hold_s`` seconds in the video (recording only; see :meth:`chapter_card`)."""
         if self.recorder is None:
             return
+        t0 = time.monotonic()
         with contextlib.suppress(Exception):
+            since = time.time()
             await loc.evaluate(_scripts.HIGHLIGHT_ON, timeout=DEFAULT_TIMEOUT_MS)
-            await asyncio.sleep(hold_s)
+            await self.recorder.hold(await self.page(), hold_s, since)  # held in the video, not in the walk
             await loc.evaluate(_scripts.HIGHLIGHT_OFF, timeout=1000)
+        self.recording_s += time.monotonic() - t0
 
     @contextlib.asynccontextmanager
     async def traced(self, trace_id: str, span_id: str) -> AsyncIterator[None]:
@@ -375,7 +435,8 @@ async def serve(args: argparse.Namespace) -> int:
     sock = socket_path(agent.state_dir)
     server = None
     try:
-        await agent.launch()
+        if agent.cdp_port:
+            await agent.launch()
         sock.parent.mkdir(parents=True, exist_ok=True)
         sock.unlink(missing_ok=True)
         server = await asyncio.start_unix_server(agent.handle, path=str(sock))
@@ -425,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = browser_tmp_dir(Path(args.state_dir))
     _fresh_dir(tmp)  # what a killed agent left behind goes now
     shutil.rmtree(profile_dir(Path(args.state_dir)), ignore_errors=True)
+    pid_file(Path(args.state_dir)).unlink(missing_ok=True)  # a killed agent's Chromium is gone (its pipe closed)
     for name in ("TMPDIR", "TMP", "TEMP"):
         os.environ[name] = str(tmp)  # the Playwright driver and Chromium inherit it
     code = asyncio.run(serve(args))

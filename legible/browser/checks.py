@@ -19,7 +19,8 @@ def journey_outcome(doc: Mapping[str, Any]) -> dict[str, Any]:
 
     Returns:
         ``{"passed", "duration_ms", "error", "failed_step", "trace_id", "steps": [{"title", "status",
-        "duration_ms"}], "video": {...}, "backend": {...}}`` (``status`` is ``pass`` or ``fail``).
+        "duration_ms"}], "video": {...}, "backend": {...}}`` (``status`` is ``pass`` or ``fail``); of a
+        recorded run also ``"recording_ms"`` (the run's and each step's time added by the recording).
     """
     failed = doc.get("failed") or {}
     return {
@@ -34,11 +35,13 @@ def journey_outcome(doc: Mapping[str, Any]) -> dict[str, Any]:
                 "status": "pass" if s.get("ok") else "fail",
                 "duration_ms": s.get("ms"),
                 "screenshot": s.get("screenshot") or "",
+                **({"recording_ms": s["recording_ms"]} if "recording_ms" in s else {}),
             }
             for s in doc.get("steps", [])
         ],
         "video": doc.get("video") or {},
         "backend": doc.get("backend") or {},
+        **({"recording_ms": doc["recording_ms"]} if "recording_ms" in doc else {}),
     }
 
 

@@ -3,7 +3,9 @@
 The ``chromium`` service runs :mod:`legible.browser.agent`, which owns the stack's Chromium and one
 Playwright connection to it (CDP over a pipe). Each ``legible browser ...`` command is a short process that
 sends one request over the agent's Unix socket and prints the answer, so the tab, the last snapshot's refs
-and the console/network buffers live on between calls, and a call costs no Playwright start-up.
+and the console/network buffers live on between calls, and a call costs no Playwright start-up. The agent
+launches Chromium at its first request; that answer carries ``"launched_ms"`` beside ``ok`` and
+:func:`call` prints one line about it on stderr.
 
 Wire format (one request per connection): the client writes one JSON line ``{"op": str, "args": {...}}``;
 the agent answers one JSON line ``{"ok": true, "result": {...}}`` or ``{"ok": false, "error": {"kind",
@@ -17,6 +19,7 @@ import hashlib
 import json
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,32 @@ def socket_path(state_dir: Path) -> Path:
         return p
     digest = hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
     return Path("/tmp") / f"legible-{os.getuid()}-{digest}.sock"  # noqa: S108 - see above
+
+
+def pid_file(state_dir: Path) -> Path:
+    """``.legible/browser/chromium.pid``: the pid of the Chromium the agent launched; absent while it is idle.
+
+    The agent launches Chromium at its first request (lazy browser), writes this file then, and removes it
+    when Chromium stops; :func:`browser_launched` reads it.
+    """
+    return browser_dir(state_dir) / "chromium.pid"
+
+
+def browser_launched(state_dir: Path) -> bool:
+    """True when the stack's agent has launched Chromium and that process still runs (``idle`` otherwise)."""
+    try:
+        pid = int(pid_file(state_dir).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 #: Longest ``TMPDIR`` Chromium can use: its ProcessSingleton binds
@@ -78,6 +107,10 @@ _KINDS: dict[str, type[LegibleError]] = {
 }
 
 
+#: Extra seconds a call waits while the stack's Chromium is not launched yet (Playwright's launch gives up at 20).
+LAUNCH_ALLOWANCE_S = 30.0
+
+
 def call(state_dir: Path, op: str, args: dict[str, Any] | None = None, timeout: float = 60.0) -> dict[str, Any]:
     """Send one request to the agent of the stack whose state directory is ``state_dir``.
 
@@ -85,7 +118,7 @@ def call(state_dir: Path, op: str, args: dict[str, Any] | None = None, timeout: 
         state_dir: the worktree's ``.legible`` directory.
         op: the operation (``open``, ``snapshot``, ``click``, ... see :mod:`legible.browser.agent`).
         args: its arguments (JSON-compatible).
-        timeout: seconds to wait for the answer.
+        timeout: seconds to wait for the answer; :data:`LAUNCH_ALLOWANCE_S` more while Chromium is idle.
 
     Returns:
         The operation's result document.
@@ -98,6 +131,8 @@ def call(state_dir: Path, op: str, args: dict[str, Any] | None = None, timeout: 
 
     """
     path = socket_path(state_dir)
+    if not browser_launched(state_dir):
+        timeout += LAUNCH_ALLOWANCE_S  # this call may have to start Chromium first
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -126,6 +161,13 @@ def call(state_dir: Path, op: str, args: dict[str, Any] | None = None, timeout: 
     if not raw:
         raise NotReady(f"browser {op}: the agent closed the connection", hint="see .legible/logs/chromium.log")
     doc: dict[str, Any] = json.loads(raw)
+    if doc.get("launched_ms") is not None:  # this call started the stack's browser: say so, once
+        print(
+            f"browser: started Chromium for this stack ({float(doc['launched_ms']) / 1000:.1f} s; "
+            "it starts at the first browser call)",
+            file=sys.stderr,
+            flush=True,
+        )
     if doc.get("ok"):
         result: dict[str, Any] = doc["result"]
         return result

@@ -48,7 +48,7 @@ JOURNEYS_SCHEMA: Final = "legible.journeys/v1"
 SPAN_WAIT_S = 4.0
 #: The trace's backend spans are all in once their count held this long, in s: longer than one export
 #: interval (``OTEL_BSP_SCHEDULE_DELAY`` is 100 ms in a stack, plus the store write), so a second batch is not missed.
-SETTLE_S = 0.6
+SETTLE_S = 0.4
 #: An app that has sent no span at all by this long after the journey is taken as not instrumented, in s.
 NO_SPANS_GRACE_S = 1.5
 #: How often the store is asked, in s.
@@ -96,7 +96,10 @@ class JourneyRun:
         rec: dict[str, Any] = {"n": n, "title": title, "action": action, "ok": True, "ms": 0.0, "error": ""}
         self.steps.append(rec)
         of = f"/{self.total}" if self.total else ""
+        rec0 = self.agent.recording_s
+        t_card = time.monotonic()
         await self.agent.chapter_card(card or f"{n}{of} · {title}", f"journey {self.name}")
+        card_s = time.monotonic() - t_card
         span_id = _otlp.new_span_id()
         start_ns = time.time_ns()
         t0 = time.monotonic()
@@ -114,6 +117,9 @@ class JourneyRun:
             raise StepFailed(rec["error"]) from e
         finally:
             rec["ms"] = round((time.monotonic() - t0) * 1000, 1)
+            if self.agent.recorder is not None:  # what the recording added inside the step (not the card)
+                added = max(self.agent.recording_s - rec0 - card_s, 0.0)
+                rec["recording_ms"] = round(min(added * 1000, rec["ms"]), 1)
             self.spans.append(
                 _otlp.Span(
                     name=f"step {n} {title}"[:200],
@@ -243,6 +249,7 @@ async def run_in_agent(agent: Agent, args: dict[str, Any]) -> JourneyDoc:
         await agent.recorder.start()
     start_ns = time.time_ns()
     t0 = time.monotonic()
+    agent.recording_s = 0.0
     failed: dict[str, Any] | None = None
     try:
         if record:
@@ -259,6 +266,7 @@ async def run_in_agent(agent: Agent, args: dict[str, Any]) -> JourneyDoc:
         failed = {"n": len(run.steps) + 1, "title": "script", "ok": False, "error": f"script: {first_line(e)}"}
         run.steps.append({**failed, "action": "script", "ms": 0.0})
     duration_ms = round((time.monotonic() - t0) * 1000, 1)
+    recording_ms = round(min(agent.recording_s * 1000, duration_ms), 1)
     end_ns = time.time_ns()
     video = None
     if record and agent.recorder is not None:
@@ -287,7 +295,7 @@ async def run_in_agent(agent: Agent, args: dict[str, Any]) -> JourneyDoc:
             exported = str(e)
     await agent.watch.flush()
     page = await agent.page()
-    return {
+    doc: JourneyDoc = {
         "schema": JOURNEY_SCHEMA,
         "name": name,
         "ok": failed is None,
@@ -300,6 +308,9 @@ async def run_in_agent(agent: Agent, args: dict[str, Any]) -> JourneyDoc:
         "url": page.url,
         "export_error": exported,
     }
+    if record:
+        doc["recording_ms"] = recording_ms
+    return doc
 
 
 # -- the client side (runs in the CLI process) -------------------------------------------------------------

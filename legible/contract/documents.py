@@ -59,10 +59,24 @@ _STACK = ("starting", "ready", "degraded", "stopping", "stopped", "failed", "dea
 StackStatus = Annotated[str, Enum(*_STACK)]
 """A stack's status in ``state.json``."""
 ServiceStatus = Annotated[
-    str, Enum("pending", "starting", "ready", "unhealthy", "backoff", "failed", "stopped", "exited", "orphaned", "gone")
+    str,
+    Enum(
+        "pending",
+        "starting",
+        "ready",
+        "idle",
+        "unhealthy",
+        "backoff",
+        "failed",
+        "stopped",
+        "exited",
+        "orphaned",
+        "gone",
+    ),
 ]
 """A service's status in ``state.json`` (``unhealthy``: ready, then failed its liveness probe 3 times in a
-row; ``exited``: seen dead before the supervisor's next tick; ``orphaned``
+row; ``idle``: in ``legible status`` only, the ``chromium`` service whose agent is ready and has not launched
+Chromium yet (it does at the first browser call); ``exited``: seen dead before the supervisor's next tick; ``orphaned``
 and ``gone``: a service of a dead stack that still runs, or that does not)."""
 
 
@@ -549,6 +563,8 @@ class JourneyStepDoc(TypedDict):
     ms: Ms
     error: str
     screenshot: NotRequired[str]
+    recording_ms: NotRequired[Ms]
+    """Of ``ms``, the time the recording added (cards, outlines, visible typing's key delays); recorded runs only."""
 
 
 class FailedStepDoc(TypedDict):
@@ -618,6 +634,9 @@ class JourneyDoc(TypedDict):
     url: str
     export_error: str
     backend: NotRequired[BackendDoc]
+    recording_ms: NotRequired[Ms]
+    """Of ``duration_ms``, the time the recording added (the sum of the steps' ``recording_ms``, and the opening
+    card); ``duration_ms - recording_ms`` is the walk as an unrecorded run times it. Recorded runs only."""
 
 
 class JourneyInfo(TypedDict):
@@ -645,15 +664,16 @@ class ProofStep(TypedDict):
 
 
 class ProofRecording(TypedDict):
-    """The outcome of a journey's recorded run (its video); the verdict comes from an unrecorded run."""
+    """The outcome of a journey's recorded run as timed; the verdict takes its times less ``recording_ms``."""
 
     passed: bool | None
     error: str | None
     duration_ms: Ms | None
+    recording_ms: NotRequired[Ms]
 
 
 class ProofJourney(TypedDict):
-    """A journey's outcome in a proof manifest: verdict, duration and steps of its unrecorded run."""
+    """A journey's outcome in a proof manifest: verdict, duration and steps, without the recording's time."""
 
     passed: bool
     duration_ms: Ms | None
@@ -906,7 +926,7 @@ class BrowserVitalsDoc(TypedDict):
 
 
 class BrowserStatusDoc(PageInfo):
-    """``legible browser status --json`` (``legible.browser-status/v1``)."""
+    """``legible browser status --json`` (``legible.browser-status/v1``); ``cdp_port`` null: CDP over a pipe."""
 
     schema: Literal["legible.browser-status/v1"]
     recording: bool

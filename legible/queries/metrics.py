@@ -13,7 +13,7 @@ Server errors (bad PromQL) raise :class:`UsageError` with the server's message o
 Example ("is the p99 of the slow endpoint under 2 s?")::
 
     from legible.queries import metrics, metrics_url
-    res = metrics.query(metrics_url(), 'histogram_quantile(0.99, sum by (le) (rate('
+    res = metrics.query(metrics_url(), 'histogram_quantile(0.99, sum by (vmrange) (rate('
                         'legible_span_duration_seconds_bucket{span_name="GET /slow"}[5m])))')
     print("\n".join(metrics.render_metrics(res)))
 """

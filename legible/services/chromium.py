@@ -6,7 +6,9 @@ CDP over a pipe (no TCP port; ``[stack] cdp_port = true`` also opens ``127.0.0.1
 serves ``legible browser`` requests on a Unix socket. Its ``TMPDIR`` is ``.legible/tmp``
 (:func:`legible.browser.client.browser_tmp_dir`; Chromium's and Playwright's temp files), removed with the
 profile when the agent stops and by ``legible down``. It is ready
-when it prints ``legible-browser ready``. It depends on the app, so it starts once the app is ready.
+when it prints ``legible-browser ready``, at once: the agent launches Chromium at the first browser call
+(``legible status`` shows the service ``idle`` until then; with ``cdp_port`` it launches at start).
+It depends on the app, so it starts once the app is ready.
 """
 
 from __future__ import annotations
