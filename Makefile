@@ -11,7 +11,7 @@ test: setup
 	PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/python -m pytest -q -p no:cacheprovider
 
 # ruff (lint and format) on every Python folder, mypy strict on legible/ and clis/ (pyproject.toml).
-LINT_DIRS = legible clis stacks skills tests benchmarks examples
+LINT_DIRS = legible clis stacks skills tests benchmarks examples scripts
 lint: setup
 	.venv/bin/ruff check $(LINT_DIRS)
 	.venv/bin/ruff format --check $(LINT_DIRS)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything legible needs on a fresh Debian machine: a virtualenv with legible and its test/example
-# extras, then Debian's victoria-metrics, chromium, postgresql and redis-server (through `legible doctor --install`, which uses apt
-# as root and otherwise unpacks the .deb into legible's tool cache). Idempotent: a second run is quick.
+# extras, then Debian's victoria-metrics, chromium, postgresql and redis-server (apt as root; otherwise
+# `legible doctor --install`, which unpacks the .deb into legible's tool cache). Idempotent: a second run is quick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
