@@ -52,7 +52,7 @@ DASHBOARDS: Final[list[tuple[str, str, list[tuple[str, str, list[tuple[str, str]
                 "s",
                 [
                     (
-                        f"histogram_quantile(0.{q}, sum by (span_name, le)"
+                        f"histogram_quantile(0.{q}, sum by (span_name, vmrange)"
                         f" (rate(legible_span_duration_seconds_bucket{{{_SERVER}}}[{_RATE}])))",
                         f"p{q} {{{{span_name}}}}",
                     )

@@ -231,7 +231,7 @@ def build_server() -> "MCPServer[Any]":
         """A PromQL query, instant or over a range, or the metric names (legible metrics).
 
         Args:
-            query: a PromQL expression, e.g. 'histogram_quantile(0.99, sum by (le) (rate(...[5m])))'.
+            query: a PromQL expression, e.g. 'histogram_quantile(0.99, sum by (vmrange) (rate(...[5m])))'.
             range: a range such as 10m for a series instead of an instant value.
             list_names: list the metric names instead (query, if given, filters them).
         """

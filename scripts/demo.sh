@@ -20,7 +20,7 @@ run legible logs --level warn --since 5m
 trace=$(legible traces --errors --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["traces"][0]["trace_id"][:12])')
 run legible trace "$trace"
 run legible traces --slowest 5
-run legible metrics 'histogram_quantile(0.99, sum by (le) (increase(legible_span_duration_seconds_bucket{span_name="GET /slow"}[10m])))'
+run legible metrics 'histogram_quantile(0.99, sum by (vmrange) (increase(legible_span_duration_seconds_bucket{span_name="GET /slow"}[10m])))'
 run legible metrics 'sum by (service) (legible_service_ready_seconds)'
 run legible journey run checkout
 run legible journey run report

@@ -78,6 +78,8 @@ def test_every_tool_answers_like_the_cli_on_a_real_stack(tmp_path: Path, down_af
     code, doc = cli_json(root, "up", "--wait", "--browser", "--timeout", "90", timeout=120)
     assert code == 0, doc
     app_url = doc["endpoints"]["app"]
+    # the browser starts at its first call (lazy): start it now, so `status` reads the same before and after
+    assert cli(root, "browser", "status").returncode == 0
     for path in ("/", "/error", "/slow?ms=30"):
         try:
             urllib.request.urlopen(app_url + path, timeout=10).read()  # noqa: S310 - loopback

@@ -241,7 +241,8 @@ def test_restart_with_extra_services_depends_on_chains_and_watch(tmp_path: Path,
 
 
 P99_SLOW = (
-    'histogram_quantile(0.99, sum by (le) (increase(legible_span_duration_seconds_bucket{span_name="GET /slow"}[10m])))'
+    "histogram_quantile(0.99, sum by (vmrange) "
+    '(increase(legible_span_duration_seconds_bucket{span_name="GET /slow"}[10m])))'
 )
 
 
