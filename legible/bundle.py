@@ -75,14 +75,17 @@ def write_signals(store: Store, out: Path, since_ns: int, redact: Callable[[str]
         migrate(con)  # the store's own tables, so the Parquet files carry its column types
         for table, cols in _COLUMNS.items():
             time_col = _TIME[table][0]
-            total = int(store.query(f"SELECT count(*) FROM {table} WHERE {time_col} >= ?", [since_ns]).rows[0][0])  # noqa: S608 - fixed table and column names
+            # one statement, so the count and the rows see the same snapshot of a store still being written
             got = store.query(
-                f"SELECT {', '.join(cols)} FROM {table} WHERE {time_col} >= ? ORDER BY seq DESC LIMIT {MAX_ROWS}",  # noqa: S608 - fixed names; the cap is an int
+                f"SELECT {', '.join(cols)}, count(*) OVER () AS _total FROM {table} WHERE {time_col} >= ? "  # noqa: S608 - fixed names
+                f"ORDER BY seq DESC LIMIT {MAX_ROWS}",
                 [since_ns],
                 max_rows=MAX_ROWS,
             )
+            total = int(got.rows[0][-1]) if got.rows else 0
+            got_cols = got.columns[:-1]
             rows = [
-                {c: redact(v) if isinstance(v, str) else v for c, v in zip(got.columns, r, strict=True)}
+                {c: redact(v) if isinstance(v, str) else v for c, v in zip(got_cols, r[:-1], strict=True)}
                 for r in got.rows
             ]
             arrow = pa.Table.from_pylist(rows, schema=None) if rows else None

@@ -77,8 +77,11 @@ def test_a_journey_check_that_passes_under_check_passes_under_proof(shop: Path) 
     assert code == 0, plain
     code, recorded = cli_json(shop, "journey", "run", "checkout", "--record", timeout=180)
     assert code == 0, recorded
-    budget = round(max(2 * plain["duration_ms"] + 500, 1500))
-    assert recorded["duration_ms"] > budget, (plain["duration_ms"], recorded["duration_ms"])  # the trap is set
+    # the chapter cards are held on screen for a fixed time, so a recorded run is longer by design
+    added = recorded["recording_ms"]
+    assert added >= 300, recorded
+    walk = max(plain["duration_ms"], recorded["duration_ms"] - added)
+    budget = round(walk + added / 2)  # over the walk, under the walk plus its recording: the trap
     toml = shop / "legible.toml"
     original = toml.read_text()
     toml.write_text(original + f'\n[checks.checkout-fast]\njourney = {{ name = "checkout", max = "{budget}ms" }}\n')
@@ -92,6 +95,8 @@ def test_a_journey_check_that_passes_under_check_passes_under_proof(shop: Path) 
     in_proof = {c["name"]: c["status"] for c in manifest["checks"]["checks"] if c["kind"] == "journey"}
     assert in_check == {"checkout-fast": "pass"}, check["checks"]
     assert in_proof == in_check, manifest["checks"]["checks"]
-    assert manifest["journeys"]["checkout"]["duration_ms"] <= budget
-    assert manifest["journeys"]["checkout"]["recording"]["passed"] is True
+    judged = manifest["journeys"]["checkout"]
+    assert judged["duration_ms"] <= budget, (budget, judged)
+    assert judged["recording"]["passed"] is True
+    assert judged["recording"]["duration_ms"] > budget, (budget, judged)  # the trap held in proof's own run
     assert any(f["path"].endswith(".mp4") for f in manifest["files"])
