@@ -5,8 +5,12 @@ command reads one JSON object on stdin (``session_id``, ``transcript_path``, ``c
 ``"Stop"``, ``stop_hook_active``); exit 0 lets the agent stop; exit 2 blocks the stop and feeds stderr to the
 agent as the reason to keep working; any other code is a non-blocking error shown to the user.
 ``stop_hook_active`` is true when the agent is already continuing because of a Stop hook: the hook then exits
-0, so a check that cannot be fixed never loops the agent forever. Codex's hooks (``.codex/hooks.json``) use
-the same stdin fields, the same ``Stop`` event and the same exit code 2 (``docs/orchestrators.md``).
+0, so a check that cannot be fixed never loops the agent forever.
+
+Codex (https://developers.openai.com/codex/hooks) reads ``.codex/hooks.json`` in the same shape and writes the
+same stdin fields, but its Stop hook answers on stdout with the JSON object of its published schema
+``stop.command.output`` (``{"decision": "block", "reason": ...}``, exit 0): :data:`CODEX_HOOK_COMMAND`
+(``legible hook stop --codex``) prints that instead of using exit code 2.
 
 :func:`stop_hook` decides; ``legible hook stop`` (``clis/hook.py``) is the command the settings run, and
 ``legible skills install --hooks`` (:func:`install_hooks`) writes it into ``.claude/settings.json``.
@@ -21,10 +25,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from legible.contract import SkillsHooksDoc
 
-__all__ = ["HOOK_COMMAND", "MAX_LINES", "StopDecision", "install_hooks", "stop_hook"]
+__all__ = ["CODEX_HOOK_COMMAND", "HOOK_COMMAND", "MAX_LINES", "StopDecision", "install_hooks", "stop_hook"]
 
-#: What the settings run (on PATH, like every agent's shell command).
+#: What Claude Code's settings run (on PATH, like every agent's shell command).
 HOOK_COMMAND = "legible hook stop"
+#: What Codex's ``hooks.json`` runs: the same decision as Codex's stdout JSON.
+CODEX_HOOK_COMMAND = "legible hook stop --codex"
 #: Lines of the check output passed to the agent at most (the verdict line, then failing checks).
 MAX_LINES = 12
 #: Seconds the agent waits for the hook (Claude Code's default is 60 too); the checks take well under it.
@@ -44,6 +50,16 @@ class StopDecision:
     def __init__(self, exit_code: int, stderr: str = "") -> None:
         self.exit_code = exit_code
         self.stderr = stderr
+
+    def codex(self) -> tuple[int, str, str]:
+        """The same decision in Codex's Stop-hook contract: ``(exit_code, stdout, stderr)``.
+
+        A blocking decision (exit 2) becomes exit 0 with ``{"decision": "block", "reason": <the lines>}`` on
+        stdout (Codex's ``stop.command.output`` schema); the rest keep their exit code and stderr.
+        """
+        if self.exit_code == 2:
+            return 0, json.dumps({"decision": "block", "reason": self.stderr}), ""
+        return self.exit_code, "", self.stderr
 
 
 def _parse(stdin_text: str) -> dict[str, Any]:
@@ -106,7 +122,7 @@ def stop_hook(stdin_text: str, cwd: Path | None = None) -> StopDecision:
     return StopDecision(2, "\n".join(shown))
 
 
-def _merge_stop_hook(path: Path) -> bool:
+def _merge_stop_hook(path: Path, command: str) -> bool:
     """Add the Stop hook to the JSON settings file ``path`` (created if absent); return whether it was added.
 
     Raises:
@@ -124,14 +140,21 @@ def _merge_stop_hook(path: Path) -> bool:
     stop = settings["hooks"].setdefault("Stop", [])
     if not isinstance(stop, list):
         raise UsageError(f"{path}: hooks.Stop is not a list", hint="fix it, then rerun")
-    present = any(
-        isinstance(h, dict) and h.get("command") == HOOK_COMMAND
+    ours = [
+        h
         for group in stop
-        if isinstance(group, dict)
-        for h in group.get("hooks", [])
-    )
+        if isinstance(group, dict) and isinstance(group.get("hooks"), list)
+        for h in group["hooks"]
+        if isinstance(h, dict) and h.get("command") in (HOOK_COMMAND, CODEX_HOOK_COMMAND)
+    ]
+    present = any(h["command"] == command for h in ours)
+    for h in ours:  # an older install's form (Codex once got the Claude Code command): brought up to date
+        h["command"] = command
+    if ours and not present:
+        path.write_text(json.dumps(settings, indent=2) + "\n")
+        return True
     if not present:
-        stop.append({"hooks": [{"type": "command", "command": HOOK_COMMAND, "timeout": HOOK_TIMEOUT_S}]})
+        stop.append({"hooks": [{"type": "command", "command": command, "timeout": HOOK_TIMEOUT_S}]})
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(settings, indent=2) + "\n")
     return not present
@@ -140,7 +163,8 @@ def _merge_stop_hook(path: Path) -> bool:
 def install_hooks(start: Path | None = None) -> SkillsHooksDoc:
     """Add the Stop hook to the worktree's ``.claude/settings.json`` and ``.codex/hooks.json``, merged.
 
-    Every other setting and hook is kept; a Stop hook already running :data:`HOOK_COMMAND` is left as it is.
+    Every other setting and hook is kept; a Stop hook already running :data:`HOOK_COMMAND` is left as it is
+    (Codex's file gets :data:`CODEX_HOOK_COMMAND`, and an older install's plain command there is updated).
 
     Returns:
         ``legible.skills-hooks/v1``: ``{"schema", "path" (Claude Code's), "paths", "command", "added": bool}``.
@@ -153,7 +177,7 @@ def install_hooks(start: Path | None = None) -> SkillsHooksDoc:
 
     wt = find_worktree(start)
     paths = [wt.root / ".claude" / "settings.json", wt.root / ".codex" / "hooks.json"]
-    added = [_merge_stop_hook(p) for p in paths]
+    added = [_merge_stop_hook(paths[0], HOOK_COMMAND), _merge_stop_hook(paths[1], CODEX_HOOK_COMMAND)]
     return {
         "schema": "legible.skills-hooks/v1",
         "path": str(paths[0]),

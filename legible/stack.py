@@ -186,7 +186,9 @@ def _up_locked(
         assert ref is not None
         if wait and state["status"] == "starting":
             state = _wait_for(wt, ref, t0 + timeout)
-        return _up_result(wt, state, already=True, config_hash=_config_hash(cfg))
+        return _up_result(
+            wt, state, already=True, config_hash=_config_hash(cfg), unapplied=_unapplied(wt, browser, watch)
+        )
     registry = LeaseRegistry()
     prefer, reclaimed = _reclaim_dead(wt, state, registry)
     me = ProcRef.of(os.getpid())
@@ -390,12 +392,36 @@ def _rotate_logs(wt: Worktree) -> None:
         os.replace(log, log.with_suffix(".log.1"))
 
 
+def _unapplied(wt: Worktree, browser: bool, watch: bool) -> list[str]:
+    """The ``up`` options (``--browser``, ``--watch``) a running stack was not started with: they apply at start."""
+    try:
+        plan = json.loads((wt.state_dir / "plan.json").read_text())
+    except (OSError, ValueError):
+        return []
+    services = {sp.get("name"): sp for sp in plan.get("services", [])}
+    missing = []
+    if browser and "chromium" not in services:
+        missing.append("--browser")
+    if watch and not (services.get("app") or {}).get("watch"):
+        missing.append("--watch")
+    return missing
+
+
 def _up_result(
-    wt: Worktree, state: dict[str, Any], *, already: bool, config_hash: str = "", reclaimed: list[int] | None = None
+    wt: Worktree,
+    state: dict[str, Any],
+    *,
+    already: bool,
+    config_hash: str = "",
+    reclaimed: list[int] | None = None,
+    unapplied: list[str] | None = None,
 ) -> UpDoc:
     note = ""
     if already and config_hash and state.get("config_hash") and config_hash != state["config_hash"]:
         note = "legible.toml changed since this stack started: run `legible down && legible up` to apply it"
+    elif unapplied:
+        opts = " ".join(unapplied)
+        note = f"the running stack was started without {opts}: run `legible down && legible up --wait {opts}` to apply"
     if reclaimed:
         note = f"reclaimed this worktree's dead stack first: stopped {len(reclaimed)} processes it left running"
     return {

@@ -15,10 +15,11 @@ from .test_stack import SHOP_TOML, shop_repo
 FAILING_TOML = SHOP_TOML + '\n[checks.instant-start]\nstartup = { max = "1ms" }\n'
 
 
-def stop_hook(cwd: Path, payload: dict) -> subprocess.CompletedProcess[str]:
-    """Run the installed hook command the way Claude Code does: the JSON on stdin, in the project."""
+def stop_hook(cwd: Path, payload: dict, *extra: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed hook command the way Claude Code (or, with ``--codex``, Codex) does: the JSON on
+    stdin, in the project."""
     return subprocess.run(
-        [sys.executable, "-m", "legible.cli.main", "hook", "stop"],
+        [sys.executable, "-m", "legible.cli.main", "hook", "stop", *extra],
         cwd=cwd,
         input=json.dumps(payload),
         capture_output=True,
@@ -66,9 +67,16 @@ def test_failing_check_blocks_the_stop_with_the_failing_lines(tmp_path: Path, do
     # the same lines `legible check` prints for the failing check
     check_out = cli(root, "check").stdout.splitlines()
     assert [ln for ln in lines if "instant-start" in ln] == [ln for ln in check_out if "instant-start" in ln]
-    # already continuing because of this hook: let the agent stop (no loop)
-    res = stop_hook(root, payload(root, active=True))
-    assert (res.returncode, res.stderr) == (0, "")
+    # Codex's form of the same decision: its stop.command.output JSON on stdout, exit 0
+    res = stop_hook(sub, payload(sub), "--codex")
+    assert (res.returncode, res.stderr) == (0, ""), res.stderr
+    answer = json.loads(res.stdout)
+    assert set(answer) == {"decision", "reason"} and answer["decision"] == "block"
+    assert answer["reason"].splitlines() == lines
+    # already continuing because of this hook: let the agent stop (no loop), in both forms
+    for extra in ((), ("--codex",)):
+        res = stop_hook(root, payload(root, active=True), *extra)
+        assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
 
 
 def test_skills_install_hooks_merges_into_claude_settings(tmp_path: Path) -> None:
@@ -86,7 +94,11 @@ def test_skills_install_hooks_merges_into_claude_settings(tmp_path: Path) -> Non
         mine,
         {"hooks": [{"type": "command", "command": "legible hook stop", "timeout": 60}]},
     ]
-    codex = json.loads((root / ".codex" / "hooks.json").read_text())
-    assert codex == {
-        "hooks": {"Stop": [{"hooks": [{"type": "command", "command": "legible hook stop", "timeout": 60}]}]}
-    }
+    codex_file = root / ".codex" / "hooks.json"
+    codex = json.loads(codex_file.read_text())
+    entry = {"type": "command", "command": "legible hook stop --codex", "timeout": 60}
+    assert codex == {"hooks": {"Stop": [{"hooks": [entry]}]}}
+    # an earlier install gave Codex the Claude Code command: it is brought up to date, not duplicated
+    codex_file.write_text(json.dumps({"hooks": {"Stop": [{"hooks": [{**entry, "command": "legible hook stop"}]}]}}))
+    assert cli(root, "skills", "install", "--hooks").returncode == 0
+    assert json.loads(codex_file.read_text()) == {"hooks": {"Stop": [{"hooks": [entry]}]}}

@@ -68,6 +68,11 @@ def test_up_example_app_answers_and_down_leaves_nothing(tmp_path: Path, down_aft
     # idempotent: a second up reports the running stack
     code, again = cli_json(root, "up", "--wait")
     assert code == 0 and again["already_running"] and again["endpoints"] == ep
+    assert again["note"] == ""
+    # options that apply at start are reported on a running stack, not silently ignored
+    code, again = cli_json(root, "up", "--watch")
+    assert code == 0 and again["already_running"], again
+    assert "started without --watch" in again["note"] and "legible up --wait --watch" in again["note"]
     # state on disk: env file, excluded from git
     env = (root / ".legible" / "env").read_text()
     assert f"LEGIBLE_APP_URL={ep['app']}" in env
