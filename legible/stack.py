@@ -357,6 +357,8 @@ def _foreign_listeners(ports: Any, key: str) -> list[tuple[int, int | None, str]
     out = []
     for port, pid in owners.items():
         name = ""
+        if pid is None and port_free(port):
+            continue  # its listener closed between the two looks (a service of this stack still exiting)
         if pid is not None:
             try:
                 proc = psutil.Process(pid)
