@@ -394,6 +394,16 @@ def _rotate_logs(wt: Worktree) -> None:
         os.replace(log, log.with_suffix(".log.1"))
 
 
+def _mark_idle_browser(wt: Worktree, services: dict[str, Any]) -> None:
+    """Show a ready browser agent whose Chromium has not started yet (the lazy browser) as ``idle``."""
+    chromium = services.get("chromium")
+    if chromium and chromium.get("status") == "ready":
+        from legible.browser.client import browser_launched
+
+        if not browser_launched(wt.state_dir):
+            chromium["status"] = "idle"  # the agent answers; Chromium starts at the first browser call
+
+
 def _unapplied(wt: Worktree, browser: bool, watch: bool) -> list[str]:
     """The ``up`` options (``--browser``, ``--watch``) a running stack was not started with: they apply at start."""
     try:
@@ -426,6 +436,7 @@ def _up_result(
         note = f"the running stack was started without {opts}: run `legible down && legible up --wait {opts}` to apply"
     if reclaimed:
         note = f"reclaimed this worktree's dead stack first: stopped {len(reclaimed)} processes it left running"
+    _mark_idle_browser(wt, state.get("services", {}))
     return {
         "schema": UP_SCHEMA,
         "key": wt.key,
@@ -554,12 +565,8 @@ def status(start: Path | None = None) -> StatusDoc:
                 left.append(name)
             else:
                 svc["status"] = "gone"
-    chromium = state.get("services", {}).get("chromium")
-    if state["alive"] and chromium and chromium.get("status") == "ready":
-        from legible.browser.client import browser_launched
-
-        if not browser_launched(wt.state_dir):
-            chromium["status"] = "idle"  # the agent answers; Chromium starts at the first browser call
+    if state["alive"]:
+        _mark_idle_browser(wt, state.get("services", {}))
     if state["status"] == "dead" and left:
         state["error"] = (
             f"the supervisor is gone (killed?) and left {', '.join(left)} running; "
