@@ -25,6 +25,12 @@ def test_snapshot_diff_pairs_changed_lines_and_ignores_refs() -> None:
     d = snapshot_diff(before, after)
     assert d.changed == [('- heading "Products" [level=1]', '- heading "Our products" [level=1]')]
     assert d.added == ["- text: new"] and d.removed == []
+    # a different page: a heading renamed is a change; unrelated lines are removed and added, never paired
+    d = snapshot_diff(
+        '- heading "Products" [level=1]\n- table:\n', '- heading "Place an order" [level=1]\n- textbox "Name"\n'
+    )
+    assert d.changed == [('- heading "Products" [level=1]', '- heading "Place an order" [level=1]')]
+    assert d.removed == ["- table:"] and d.added == ['- textbox "Name"']
 
 
 def app_pid(key: str) -> int | None:

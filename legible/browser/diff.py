@@ -1,8 +1,9 @@
 """``legible browser diff``: what changed on the page, as text and as pixels.
 
 * :func:`snapshot_diff` compares two accessibility snapshots (the agent's ``snapshots/*.yaml``) line by line
-  with :class:`difflib.SequenceMatcher` (Python's standard library): a replaced line is *changed*, others
-  *added* or *removed*. Refs (``[ref=e19]``) are left out of the comparison, since they are renumbered
+  with :class:`difflib.SequenceMatcher` (Python's standard library): a replaced line that still resembles
+  the line it replaces (similarity ratio at least :data:`SIMILAR`) is *changed*, others *added* or
+  *removed*, so a new page reads as lines gone and lines come, not as unrelated pairs. Refs (``[ref=e19]``) are left out of the comparison, since they are renumbered
   between snapshots.
 * :func:`image_diff` compares a screenshot with a reference image with pixelmatch (the Python port of
   mapbox's pixelmatch, https://github.com/whtsky/pixelmatch-py), writes the diff image (changed pixels in
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["ImageDiff", "SnapshotDiff", "image_diff", "previous_snapshot", "snapshot_diff"]
 
 _REF = re.compile(r" \[ref=[a-z]*\d+\]")
+#: :meth:`difflib.SequenceMatcher.ratio` from which a replaced line counts as the same line changed.
+SIMILAR = 0.6
 
 
 @dataclass
@@ -62,7 +65,13 @@ def snapshot_diff(before: str, after: str) -> SnapshotDiff:
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
         if tag == "replace":
             pairs = min(i2 - i1, j2 - j1)
-            res.changed += [(a[i1 + k].strip(), b[j1 + k].strip()) for k in range(pairs)]
+            for k in range(pairs):
+                old, new = a[i1 + k].strip(), b[j1 + k].strip()
+                if difflib.SequenceMatcher(a=old, b=new, autojunk=False).ratio() >= SIMILAR:
+                    res.changed.append((old, new))
+                else:
+                    res.removed.append(old)
+                    res.added.append(new)
             res.removed += [ln.strip() for ln in a[i1 + pairs : i2]]
             res.added += [ln.strip() for ln in b[j1 + pairs : j2]]
         elif tag == "delete":
