@@ -3,7 +3,8 @@
 * :func:`snapshot_diff` compares two accessibility snapshots (the agent's ``snapshots/*.yaml``) line by line
   with :class:`difflib.SequenceMatcher` (Python's standard library): a replaced line that still resembles
   the line it replaces (similarity ratio at least :data:`SIMILAR`) is *changed*, others *added* or
-  *removed*, so a new page reads as lines gone and lines come, not as unrelated pairs. Refs (``[ref=e19]``) are left out of the comparison, since they are renumbered
+  *removed*, so a new page reads as lines gone and lines come, not as unrelated pairs. Refs (``[ref=e19]``)
+  are left out of the comparison, since they are renumbered
   between snapshots.
 * :func:`image_diff` compares a screenshot with a reference image with pixelmatch (the Python port of
   mapbox's pixelmatch, https://github.com/whtsky/pixelmatch-py), writes the diff image (changed pixels in
