@@ -12,64 +12,10 @@ import pytest
 from legible._gh import post_summary
 from legible.proof import MARKER
 
+from ._gh_standin import install_gh
+
 pytestmark = pytest.mark.skipif(shutil.which("jq") is None, reason="the stand-in gh applies --jq with jq")
 
-STAND_IN_GH = r"""#!/usr/bin/env python3
-import json, os, re, subprocess, sys
-db, log = os.environ["FAKE_GH_DB"], os.environ["FAKE_GH_LOG"]
-state = json.load(open(db))
-args = sys.argv[1:]
-with open(log, "a") as f:
-    f.write(json.dumps({"args": args, "cwd": os.getcwd()}) + "\n")
-out = ""
-def page(items, jq):
-    # gh --paginate --jq runs the filter on every page of 2 comments and prints the results in order
-    text = ""
-    for i in range(0, len(items), 2):
-        chunk = json.dumps(items[i : i + 2])
-        text += subprocess.run(["jq", "-r", jq], input=chunk, capture_output=True, text=True, check=True).stdout
-    return text.strip()
-if args == ["--version"]:
-    out = f"gh version {os.environ['FAKE_GH_VERSION']} (2026-10-01)\nhttps://github.com/cli/cli/releases/latest"
-elif args[:2] == ["auth", "status"]:
-    pass
-elif args[:2] == ["repo", "view"]:
-    out = "acme/shop"
-elif args[:2] == ["pr", "view"]:
-    out = "7"
-elif args[:2] == ["pr", "comment"]:
-    body = open(args[args.index("--body-file") + 1]).read()
-    attached = [args[i + 1] for i, a in enumerate(args) if a == "--attach"]
-    for n, path in enumerate(attached):
-        assert os.path.isfile(path), path
-        body = body.replace(f"]({path})", f"](https://github.com/user-attachments/assets/{n})")
-    c = {"id": state["next"], "body": body}
-    state["next"] += 1
-    state["comments"].append(c)
-    out = f"https://github.com/acme/shop/pull/7#issuecomment-{c['id']}"
-elif args[0] == "api":
-    jq = args[args.index("--jq") + 1] if "--jq" in args else None
-    rest = [a for a in args[1:] if a not in ("--paginate", "--jq", jq)]
-    body = next((a.split("=@", 1)[1] for a in rest if a.startswith("body=@")), None)
-    if rest[:2] == ["-X", "PATCH"]:
-        cid = int(rest[2].rsplit("/", 1)[1])
-        for c in state["comments"]:
-            if c["id"] == cid:
-                c["body"] = open(body).read()
-        out = "{}"
-    elif rest[:2] == ["-X", "DELETE"]:
-        cid = int(rest[2].rsplit("/", 1)[1])
-        state["comments"] = [c for c in state["comments"] if c["id"] != cid]
-    elif body is not None:
-        c = {"id": state["next"], "body": open(body).read()}
-        state["next"] += 1
-        state["comments"].append(c)
-        out = json.dumps(c)
-    else:
-        out = page(state["comments"], jq) if jq else json.dumps(state["comments"])
-json.dump(state, open(db, "w"))
-print(out)
-"""
 
 #: Comments already on the PR: bodies with `][` (which broke the old lookup), and a legible comment with one.
 EXISTING = [
@@ -83,9 +29,7 @@ EXISTING = [
 @pytest.fixture
 def gh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "gh").write_text(STAND_IN_GH)
-    (bindir / "gh").chmod(0o755)
+    install_gh(bindir)
     db, log = tmp_path / "gh.json", tmp_path / "gh.log"
     db.write_text(json.dumps({"comments": EXISTING, "next": 100}))
     monkeypatch.setenv("PATH", f"{bindir}:{monkeypatch.delenv('PATH', raising=False) or '/usr/bin:/bin'}")

@@ -16,6 +16,7 @@ import requests
 from legible.schemas import load as load_schema
 from legible.schemas import registry
 
+from ._gh_standin import install_gh
 from .conftest import REPO, cli, cli_json, wait_until
 from .test_stack import shop_repo
 
@@ -134,50 +135,10 @@ def test_baseline_puts_each_figure_beside_the_earlier_run(proofs) -> None:
     assert "| check.slow-endpoint |" in text and "Baseline: run `" in text
 
 
-FAKE_GH = r"""#!/usr/bin/env python3
-# A stand-in for GitHub's `gh` CLI: GitHub cannot be reached from here, so this fake keeps PR comments
-# in a JSON file and answers the few calls legible makes (auth status, repo view, pr view, api).
-import json, os, subprocess, sys
-db = os.environ["FAKE_GH_DB"]
-state = json.load(open(db)) if os.path.exists(db) else {"comments": [], "next": 100}
-args = sys.argv[1:]
-out = ""
-if args[:2] == ["auth", "status"]:
-    sys.exit(0 if os.environ.get("FAKE_GH_AUTH") == "1" else 1)
-elif args[:2] == ["repo", "view"]:
-    out = "acme/shop"
-elif args[:2] == ["pr", "view"]:
-    out = "7"
-elif args[0] == "api":
-    jq = args[args.index("--jq") + 1] if "--jq" in args else None
-    rest = [a for a in args[1:] if a not in ("--paginate", "--jq", jq)]
-    body = next((a.split("=@", 1)[1] for a in rest if a.startswith("body=@")), None)
-    if rest[:2] == ["-X", "PATCH"]:
-        cid = int(rest[2].rsplit("/", 1)[1])
-        for c in state["comments"]:
-            if c["id"] == cid:
-                c["body"] = open(body).read()
-        out = "{}"
-    elif body is not None:
-        c = {"id": state["next"], "body": open(body).read()}
-        state["next"] += 1
-        state["comments"].append(c)
-        out = json.dumps(c)
-    else:
-        out = json.dumps([{"id": 1, "body": "LGTM"}] + state["comments"])
-        if jq:  # gh applies --jq like `jq -r`; the real jq does it here
-            out = subprocess.run(["jq", "-r", jq], input=out, capture_output=True, text=True, check=True).stdout.strip()
-json.dump(state, open(db, "w"))
-print(out)
-"""
-
-
 def test_post_adds_then_updates_one_sticky_comment(proofs, tmp_path: Path) -> None:
     root, _, _, _ = proofs
     bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "gh").write_text(FAKE_GH)
-    (bindir / "gh").chmod(0o755)
+    install_gh(bindir)  # GitHub cannot be reached from here: a stand-in gh (tests/_gh_standin.py)
     db = tmp_path / "gh.json"
     env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "FAKE_GH_DB": str(db), "PYTHONPATH": str(REPO)}
 
