@@ -23,17 +23,44 @@ BINARY_NAMES = ("victoria-metrics", "victoria-metrics-prod")
 INSTALL = "legible doctor --install  (or: sudo apt-get install victoria-metrics)"
 
 
-def find_binary() -> Path | None:
-    """Return the VictoriaMetrics binary on PATH, else in legible's tool cache, else ``None``."""
-    for name in BINARY_NAMES:
+def find_tool(names: tuple[str, ...]) -> Path | None:
+    """Return the first of ``names`` on PATH, else in legible's tool cache, else ``None``.
+
+    ``names`` are binaries of Debian's ``victoria-metrics`` package; the cache holds it unpacked under
+    ``<cache>/victoria-metrics/usr/bin/``.
+    """
+    for name in names:
         found = shutil.which(name)
         if found:
             return Path(found)
-    for name in BINARY_NAMES:
+    for name in names:
         cached = tool_cache() / "victoria-metrics" / "usr" / "bin" / name
         if cached.is_file():
             return cached
     return None
+
+
+def find_binary() -> Path | None:
+    """Return the VictoriaMetrics binary on PATH, else in legible's tool cache, else ``None``."""
+    return find_tool(BINARY_NAMES)
+
+
+def tool_version(path: Path) -> str:
+    """The first line ``path -version`` prints, else the ``victoria-metrics`` package's version, else ``""``.
+
+    Debian's build prints an empty ``-version``, so its package version (``dpkg-query``) stands in.
+    """
+    try:
+        out = subprocess.run([str(path), "-version"], capture_output=True, text=True, timeout=10, check=False)
+        version = (out.stdout or out.stderr).strip()
+    except (OSError, subprocess.TimeoutExpired):
+        version = ""
+    if not version and shutil.which("dpkg-query"):
+        deb = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", "victoria-metrics"], capture_output=True, text=True, check=False
+        )
+        version = deb.stdout.strip() if deb.returncode == 0 else ""
+    return version.splitlines()[0] if version else ""
 
 
 class VictoriaMetrics:
@@ -44,21 +71,7 @@ class VictoriaMetrics:
     def detect(self) -> Component:
         """Find the binary and ask it for ``-version``."""
         path = find_binary()
-        version = ""
-        if path is not None:
-            out = subprocess.run([str(path), "-version"], capture_output=True, text=True, timeout=10, check=False)
-            version = (out.stdout or out.stderr).strip()
-            if not version and shutil.which(
-                "dpkg-query"
-            ):  # Debian's build prints an empty -version: ask dpkg for the package version
-                deb = subprocess.run(
-                    ["dpkg-query", "-W", "-f=${Version}", "victoria-metrics"],
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                )
-                version = deb.stdout.strip() if deb.returncode == 0 else ""
-        return Component(self.name, path, version.splitlines()[0] if version else "", INSTALL)
+        return Component(self.name, path, tool_version(path) if path is not None else "", INSTALL)
 
     def plan(self, ctx: PlanContext) -> ServicePlan:
         """Plan VictoriaMetrics on the ``victoria-metrics`` port with data under ``.legible/data/``.

@@ -15,14 +15,12 @@ nothing waits for it.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from legible._errors import PrerequisiteMissing
-from legible._paths import tool_cache
 from legible.services.base import Component, Probe, ServicePlan
+from legible.services.victoria_metrics import find_tool, tool_version
 
 if TYPE_CHECKING:
     from legible.services.context import PlanContext
@@ -32,14 +30,7 @@ INSTALL = "sudo apt-get install victoria-metrics  (ships /usr/bin/vmagent)"
 
 def find_vmagent() -> Path | None:
     """Return ``vmagent`` on PATH, else in legible's tool cache, else ``None``."""
-    for name in ("vmagent", "vmagent-prod"):
-        found = shutil.which(name)
-        if found:
-            return Path(found)
-        cached = tool_cache() / "victoria-metrics" / "usr" / "bin" / name
-        if cached.is_file():
-            return cached
-    return None
+    return find_tool(("vmagent", "vmagent-prod"))
 
 
 class VmAgent:
@@ -50,19 +41,7 @@ class VmAgent:
     def detect(self) -> Component:
         """Find ``vmagent``; only needed when metrics are forwarded."""
         path = find_vmagent()
-        version = ""
-        if path is not None:
-            try:
-                out = subprocess.run([str(path), "-version"], capture_output=True, text=True, timeout=10, check=False)
-                text = (out.stdout or out.stderr).strip()
-            except (OSError, subprocess.TimeoutExpired):
-                text = ""
-            if text:
-                version = text.splitlines()[0]
-            else:  # Debian's build prints an empty -version; vmagent ships in the victoria-metrics package
-                from legible.services.victoria_metrics import VictoriaMetrics
-
-                version = VictoriaMetrics().detect().version
+        version = tool_version(path) if path is not None else ""
         return Component(self.name, path, version, INSTALL, required=False)
 
     def plan(self, ctx: PlanContext) -> ServicePlan | None:
