@@ -144,20 +144,43 @@ class Postgres:
             "--slow-ms",
             str(SLOW_STATEMENT_MS),
         ]
-        return ServicePlan(
-            name=name,
-            role="store",
-            argv=argv,
-            cwd=str(ctx.worktree.root),
-            env={**ctx.env_for(name, port, svc.env), **svc.env},
+        return _server_plan(
+            ctx,
+            name,
+            svc,
+            argv,
             probe=Probe("postgres", str(ctx.worktree.data_dir / name)),  # its data dir; the port is ``port``
             ready_timeout=max(svc.ready_timeout, 60.0),  # the first start runs initdb (seconds)
-            port=port,
-            log=str(ctx.worktree.logs_dir / f"{name}.log"),
-            restart=svc.restart,
-            max_restarts=svc.max_restarts,
             stop_timeout=10.0,  # SIGTERM is Postgres' "smart" shutdown; fast enough with no clients left
         )
+
+
+def _server_plan(
+    ctx: PlanContext,
+    name: str,
+    svc: ServiceConfig,
+    argv: list[str],
+    *,
+    probe: Probe,
+    ready_timeout: float,
+    stop_timeout: float,
+) -> ServicePlan:
+    """The plan of database server ``name`` (role ``store``) run by ``argv`` on its leased port (seconds)."""
+    port = ctx.ports[name]
+    return ServicePlan(
+        name=name,
+        role="store",
+        argv=argv,
+        cwd=str(ctx.worktree.root),
+        env={**ctx.env_for(name, port, svc.env), **svc.env},
+        probe=probe,
+        ready_timeout=ready_timeout,
+        port=port,
+        log=str(ctx.worktree.logs_dir / f"{name}.log"),
+        restart=svc.restart,
+        max_restarts=svc.max_restarts,
+        stop_timeout=stop_timeout,
+    )
 
 
 class Redis:
@@ -200,19 +223,8 @@ class Redis:
             "--port",
             str(port),
         ]
-        return ServicePlan(
-            name=name,
-            role="store",
-            argv=argv,
-            cwd=str(ctx.worktree.root),
-            env={**ctx.env_for(name, port, svc.env), **svc.env},
-            probe=Probe("redis", str(port)),
-            ready_timeout=svc.ready_timeout,
-            port=port,
-            log=str(ctx.worktree.logs_dir / f"{name}.log"),
-            restart=svc.restart,
-            max_restarts=svc.max_restarts,
-            stop_timeout=5.0,
+        return _server_plan(
+            ctx, name, svc, argv, probe=Probe("redis", str(port)), ready_timeout=svc.ready_timeout, stop_timeout=5.0
         )
 
 
