@@ -36,15 +36,12 @@ import datetime as _dt
 import decimal
 import json
 import math
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from legible import _loopback
 from legible._errors import NotRunning, UsageError
 
 if TYPE_CHECKING:
@@ -393,6 +390,11 @@ class Store:
     def _query_collector(
         self, sql: str, params: Sequence[Any] | dict[str, Any] | None, max_rows: int
     ) -> QueryResult | None:
+        import urllib.error  # here, not at the top: reading the file (no stack running) needs no HTTP client
+        import urllib.request
+
+        from legible import _loopback
+
         body = json.dumps({"sql": sql, "params": params, "max_rows": max_rows, "worktree": self.worktree})
         url = f"{self.collector_url.rstrip('/')}/query"  # type: ignore[union-attr]
         headers = {"Content-Type": "application/json"}
