@@ -1,138 +1,108 @@
-"""The ``legible`` entry point: one typer app; each command group lives in its own module.
+"""The ``legible`` entry point: the command table and the root help; each command group in its own module.
 
-To add a command group, write ``clis/<group>.py`` (installed as ``legible.cli.<group>``) with a
-``register(app: typer.Typer)`` function and list the module in :data:`COMMAND_MODULES`. Modules must import
-heavy libraries inside their commands.
+To add a command, write ``clis/<group>.py`` (installed as ``legible.cli.<group>``) with a
+``register(app: typer.Typer)`` function and add a row per command to :data:`COMMANDS`: its name, its module
+and the one line ``legible --help`` shows. Modules must import heavy libraries inside their commands.
 
-Errors are turned into the CLI contract's output in one place, :meth:`LegibleGroup.main`: a usage error of
-click (an unknown option, a bad value, a missing argument or command) and a
+Commands load lazily (click's documented "LazyGroup" pattern): ``legible --help`` renders the names and
+one-line helps of :data:`COMMANDS` without importing a command module, and ``legible logs ...`` imports
+``clis/logs.py`` only. The root group's ``commands`` is a mapping whose keys come from the table and whose
+values are built on first access, so everything that reads ``commands`` (click's resolution, typer's "did
+you mean", ``tests/test_docs.py``'s walk) sees every command.
+
+Errors are turned into the CLI contract's output in one place, :meth:`legible.cli._app.LegibleGroup.main`:
+a usage error of click (an unknown option, a bad value, a missing argument or command) and a
 :class:`~legible._errors.LegibleError` escaping a command both print ``error: ...`` and ``hint: ...`` on
 stderr, or one ``legible.error/v1`` document on stdout when ``--json`` is in the arguments, and exit with
 the error's code (2 for usage errors). Long options must be spelled out: click matches them exactly.
+
+``legible``, ``legible --help`` and ``legible -h`` print :func:`root_help` without importing typer or any
+command module (the text is the one click renders from :data:`COMMANDS`, for a terminal of 80 columns or
+more; ``tests/test_cli_start.py`` compares the two); every other command line goes through the typer app
+``legible.cli.main.app`` (built in ``legible.cli._app`` on first use).
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
-from collections.abc import Sequence
 from typing import Any
 
-import typer
-from typer.core import TyperGroup
+#: The root help paragraph (``legible --help`` and the typer app's ``help``).
+HELP = "Make this worktree's running app legible: stack, logs, metrics, traces, browser, checks, proof."
 
-from legible._errors import LegibleError, UsageError
+#: Every top-level command, in ``--help`` order: name -> (module relative to this package whose
+#: ``register(app)`` adds it, the one line ``legible --help`` shows, at most 65 characters so that an
+#: 80-column help never cuts it). The line is also the loaded command's ``short_help``.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("stack", "Write a commented legible.toml, guessing the app's command."),
+    "up": ("stack", "Start this worktree's stack (a running stack is reported)."),
+    "down": ("stack", "Stop this worktree's stack and free its ports."),
+    "status": ("stack", "Show each service's state, ready time, restarts and endpoint."),
+    "ps": ("stack", "List every legible stack on this machine."),
+    "gc": ("stack", "Reclaim stacks whose supervisor or worktree is gone."),
+    "restart": ("restart", "Restart the app as a new deploy; the stack stays up."),
+    "deploys": ("restart", "List this worktree's last deploys."),
+    "reset": ("reset", "Empty databases back to a fresh state."),
+    "doctor": ("doctor", "Report each component: present, version, install command."),
+    "logs": ("logs", "Show logs: groups of similar lines, or --raw, --follow, --sql."),
+    "traces": ("traces", "List recent traces, or the --slowest N."),
+    "trace": ("traces", "Show one trace as an indented tree with its log lines."),
+    "metrics": ("metrics", "Query the stack's VictoriaMetrics with PromQL."),
+    "check": ("check", "Evaluate checks against the stack's signals; exit 1 on failure."),
+    "diff": ("diff", "What changed between two deploys."),
+    "proof": ("proof", "Run journeys (recorded) and checks; write the evidence bundle."),
+    "mcp": ("mcp", "Serve this worktree's legible commands as MCP tools over stdio."),
+    "browser": ("browser", "Drive this stack's headless Chromium (state persists)."),
+    "journey": ("journey", "Named browser journeys from legible.toml: list, run."),
+    "skills": ("skills", "Agent Skills that teach coding agents the legible commands."),
+    "hook": ("hook", "Hooks that agents run (Claude Code, Codex)."),
+}
 
-from ._output import report
-
-#: Modules (relative to this package) whose ``register(app)`` adds commands, in ``--help`` order.
-COMMAND_MODULES = [
-    "stack",
-    "restart",
-    "reset",
-    "doctor",
-    "logs",
-    "traces",
-    "metrics",
-    "check",
-    "diff",
-    "browser",
-    "journey",
-    "proof",
-    "skills",
-    "mcp",
-    "hook",
-]
+#: Click's help is as wide as the terminal, at most 80 columns (``HelpFormatter`` wraps at 78).
+_HELP_COLUMNS = 80
 
 
-def _command_path(ctx: Any, root: Any, argv: list[str]) -> str:
-    """``legible browser open``: the command the error is about (the root is always called ``legible``).
+def root_help() -> str:
+    """Return what click prints for ``legible --help`` in a terminal of 80 columns or more.
 
-    From the error's click context when it has one, else (click raises some option errors without one)
-    from the leading words of ``argv`` that name commands of ``root`` and of its groups.
+    Built from :data:`HELP` and :data:`COMMANDS` in click's layout (usage line, help paragraph indented by 2
+    and wrapped at 78 columns, the options, then the commands as a two-column list), without a trailing
+    newline.
     """
-    names: list[str] = []
-    if ctx is not None:
-        while ctx.parent is not None:
-            names.insert(0, ctx.info_name)
-            ctx = ctx.parent
-    else:
-        group = root
-        for word in argv:
-            sub = getattr(group, "commands", {}).get(word)
-            if sub is None:
-                break
-            names.append(word)
-            group = sub
-    return " ".join(["legible", *names])
+    import textwrap
+
+    width = max(len(name) for name in COMMANDS) + 2
+    paragraph = textwrap.fill(HELP, 78, initial_indent="  ", subsequent_indent="  ")
+    rows = "\n".join(f"  {name:<{width}}{line}" for name, (_mod, line) in COMMANDS.items())
+    return (
+        f"Usage: legible [OPTIONS] COMMAND [ARGS]...\n\n{paragraph}\n\n"
+        f"Options:\n  -h, --help  Show this message and exit.\n\nCommands:\n{rows}"
+    )
 
 
-def usage_error(err: typer.TyperException, root: Any, argv: list[str]) -> UsageError:
-    """Click's usage error ``err`` as ``UsageError("legible CMD: message")`` with a hint to ``--help``.
+def _wide_terminal() -> bool:
+    """Whether click would lay the help out for at least 80 columns (``COLUMNS``, the terminal, or 80)."""
+    import shutil
 
-    Args:
-        err: an exception of click's ``ClickException`` tree (``UsageError``, ``BadParameter``,
-            ``NoSuchOption``, ``MissingParameter``...), whose public base in typer is ``TyperException``.
-        root: the root command, to name the command from ``argv`` when ``err`` carries no context.
-        argv: the command line, without the program name.
-    """
-    prog = _command_path(getattr(err, "ctx", None), root, argv)
-    message = err.format_message().strip()
-    if message[:1].isupper() and message[1:2].islower():  # "No such option" -> "no such option", keep "PROMQL"
-        message = message[0].lower() + message[1:]
-    return UsageError(f"{prog}: {' '.join(message.split())}", hint=f"see `{prog} --help`")
+    return shutil.get_terminal_size().columns >= _HELP_COLUMNS
 
 
-class LegibleGroup(TyperGroup):
-    """The root command: runs click in non-standalone mode and reports every error by the CLI contract."""
+def __getattr__(name: str) -> Any:
+    """``app``, ``LegibleGroup``, ``LazyCommands``, ``usage_error``: loaded from ``legible.cli._app`` (PEP 562)."""
+    if name in {"app", "LegibleGroup", "LazyCommands", "usage_error"}:
+        from . import _app
 
-    def main(
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        windows_expand_args: bool = True,
-        **extra: Any,
-    ) -> Any:
-        """Run the command line ``args`` (default ``sys.argv[1:]``); exit with the command's code.
-
-        ``legible`` alone prints the help. Returns the exit code instead of exiting when
-        ``standalone_mode`` is false.
-        """
-        argv = list(sys.argv[1:] if args is None else args) or ["--help"]
-        as_json = "--json" in argv
-        try:
-            rv = super().main(argv, prog_name or "legible", complete_var, False, windows_expand_args, **extra)
-            code = rv if isinstance(rv, int) else 0
-        except typer.TyperException as err:  # click's usage errors; the exception tree lives in click
-            code = report(usage_error(err, self, argv), as_json)
-        except LegibleError as err:
-            code = report(err, as_json)
-        except typer.Abort:
-            sys.stderr.write("aborted\n")
-            code = 1
-        if not standalone_mode:
-            return code
-        sys.exit(code)
-
-
-app = typer.Typer(
-    name="legible",
-    cls=LegibleGroup,
-    help="Make this worktree's running app legible: stack, logs, metrics, traces, browser, checks, proof.",
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-for _mod in COMMAND_MODULES:
-    importlib.import_module(f".{_mod}", __package__).register(app)
+        return getattr(_app, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
-    """Run the CLI (the ``legible`` console script)."""
+    """Run the CLI (the ``legible`` console script); the root help is answered without typer."""
+    if sys.argv[1:] in ([], ["--help"], ["-h"]) and _wide_terminal():
+        sys.stdout.write(root_help() + "\n")
+        return
+    from ._app import app
+
     app()
 
 

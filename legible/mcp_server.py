@@ -124,7 +124,7 @@ def build_server() -> "MCPServer[Any]":
             "the MCP Python SDK (package mcp) is not installed",
             hint="pip install 'legible[mcp]'  (or: pip install 'mcp>=2.3,<3')",
         ) from None
-    from legible.cli.main import app
+    from legible.cli.main import COMMANDS
 
     server: MCPServer[Any] = MCPServer(
         "legible",
@@ -339,8 +339,7 @@ def build_server() -> "MCPServer[Any]":
         """
         return _answer(["proof", "--record" if record else "--no-record"])
 
-    commands = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
-    if "restart" in commands:  # built on another branch; offered once it is merged
+    if "restart" in COMMANDS:  # built on another branch; offered once it is merged
 
         @server.tool()
         def restart(service: str | None = None) -> CallToolResult:
@@ -351,7 +350,7 @@ def build_server() -> "MCPServer[Any]":
             """
             return _answer(["restart", *([service] if service else [])])
 
-    if "diff" in commands:
+    if "diff" in COMMANDS:
 
         @server.tool()
         def diff() -> CallToolResult:

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from legible import _loopback
 from legible._errors import NotRunning
 
 if TYPE_CHECKING:
@@ -39,6 +38,8 @@ def read_endpoints(wt: Worktree) -> dict[str, str] | None:
     """
     from legible.contract import read_state
 
+    if not wt.state_file.exists():  # never started here: skip the reader's psutil import (a kept store alone)
+        return None
     state = read_state(wt.state_file)
     if state is None or not state["alive"]:
         return None
@@ -134,6 +135,8 @@ def flush_collector(collector_url: str, token: str | None, timeout: float = 2.0)
     """
     import urllib.request
 
+    from legible import _loopback
+
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     req = urllib.request.Request(  # noqa: S310 - loopback collector
         f"{collector_url.rstrip('/')}/flush", data=b"", headers=headers, method="POST"
@@ -153,6 +156,8 @@ def collector_status(state_dir: Path, collector_url: str, timeout: float = 1.0) 
     """
     import json
     import urllib.request
+
+    from legible import _loopback
 
     try:
         token = (state_dir / "collector.token").read_text().strip()
