@@ -20,6 +20,7 @@ well-known token shapes; each becomes ``[REDACTED]``. The worktree path is not a
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import hashlib
 import json
@@ -153,13 +154,30 @@ def collect_figures(vm: str, start: float, end: float) -> tuple[dict[str, Any], 
     return figures, series
 
 
+def _chart_modules() -> tuple[Any, Any]:
+    """Import matplotlib's ``Figure`` and Agg canvas (about 1-2 s on a busy machine; a proof warms it early).
+
+    Only the object-oriented API: no ``pyplot`` (its global figure registry and backend switching), so figures
+    can be drawn off the main thread.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as MplFigure
+
+    return MplFigure, FigureCanvasAgg
+
+
 def draw_charts(series: dict[str, list[tuple[float, float]]], out: Path) -> list[Path]:
-    """Draw one PNG per chart (requests, latency percentiles, errors) under ``out``; return their paths."""
-    import matplotlib
+    """Draw one PNG per chart (requests, latency percentiles, errors) under ``out``; return their paths.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Args:
+        series: ``{figure key: [(unix s, value)...]}`` as :func:`collect_figures` returns them.
+        out: the directory (created).
 
+    Returns:
+        ``[out/requests.png, out/latency.png, out/errors.png]`` (600x240 px PNGs, matplotlib's Agg renderer).
+
+    """
+    mpl_figure, canvas = _chart_modules()
     charts: dict[str, list[Figure]] = {}
     for f in FIGURES:
         charts.setdefault(f.chart, []).append(f)
@@ -167,7 +185,9 @@ def draw_charts(series: dict[str, list[tuple[float, float]]], out: Path) -> list
     paths = []
     titles = {"requests": "Requests per step", "latency": "Server latency (ms)", "errors": "Error spans per step"}
     for chart, figs in charts.items():
-        fig, ax = plt.subplots(figsize=(6, 2.4), dpi=100)
+        fig = mpl_figure(figsize=(6, 2.4), dpi=100, layout="tight")
+        canvas(fig)
+        ax = fig.add_subplot()
         drawn = 0
         for f in figs:
             pts = [(t, v) for t, v in series.get(f.key, []) if v == v]
@@ -183,10 +203,8 @@ def draw_charts(series: dict[str, list[tuple[float, float]]], out: Path) -> list
         ax.grid(alpha=0.3)
         if drawn > 1:
             ax.legend(fontsize=7)
-        fig.tight_layout()
         path = out / f"{chart}.png"
         fig.savefig(path)
-        plt.close(fig)
         paths.append(path)
     return paths
 
@@ -335,7 +353,6 @@ def run_proof(
         NotRunning: no stack is running here.
         UsageError: a bad baseline.
     """
-    from legible.checks import CheckContext, run_checks
     from legible.config import load_config
     from legible.stack import require_running
     from legible.worktree import find_worktree
@@ -352,6 +369,35 @@ def run_proof(
     env = {**os.environ, **{k: v for s in plan["services"] for k, v in s["env"].items()}}
     red = Redactor(secret_values(env))
 
+    # Work that waits for nothing the main thread does runs beside it: matplotlib's import while the journeys
+    # walk (the main thread then waits on the browser agent), each journey's video encoding (ffmpeg) while
+    # the next one walks and the checks run, and the charts while the store's evidence is read.
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=3, thread_name_prefix="legible-proof")
+    try:
+        return _run_proof(
+            wt, state, cfg, out, run_id, red, record, base_manifest, baseline, run_journey, now, t_start, pool
+        )
+    finally:
+        pool.shutdown(wait=True, cancel_futures=False)
+
+
+def _run_proof(
+    wt: Any,
+    state: Any,
+    cfg: Any,
+    out: Path,
+    run_id: str,
+    red: Redactor,
+    record: bool,
+    base_manifest: Mapping[str, Any] | None,
+    baseline: str | None,
+    run_journey: Callable[..., Mapping[str, Any]] | None,
+    now: Callable[[], float],
+    t_start: float,
+    pool: concurrent.futures.ThreadPoolExecutor,
+) -> ProofDoc:
+    from legible.checks import CheckContext, run_checks
+
     timings: dict[str, float] = {}
     mark = time.monotonic()
 
@@ -360,17 +406,20 @@ def run_proof(
         timings[name] = round((time.monotonic() - mark) * 1000, 1)
         mark = time.monotonic()
 
+    warm = pool.submit(_chart_modules)
     journeys: dict[str, dict[str, Any]] = {}
+    encoding: list[concurrent.futures.Future[None]] = []
     has_browser = "chromium" in state["services"]
     if cfg.journeys and has_browser:
+        defer = None
         if run_journey is None:
             from legible.browser.journey import run_journey as _run
 
-            run_journey = _run
+            run_journey, defer = _run, pool
         from legible.browser.checks import journey_outcome
 
         for name in cfg.journeys:
-            journeys[name] = _run_for_proof(run_journey, journey_outcome, name, record, wt.root)
+            journeys[name] = _run_for_proof(run_journey, journey_outcome, name, record, wt.root, defer, encoding)
             from legible.browser.diff import capture_end_state  # the end state, for a later run's --baseline
 
             capture_end_state(wt.state_dir, out, name)
@@ -407,11 +456,17 @@ def run_proof(
     vm = state["endpoints"]["victoria-metrics"]
     figures, series = collect_figures(vm, window_start, t_end)
     lap("figures")
-    charts = draw_charts(series, out / "charts")
-    lap("charts")
+    warm.result()
+    drawing = pool.submit(draw_charts, series, out / "charts")
     slowest, error_groups = red.doc(_store_evidence(ctx, window_start))
     checks = red.doc(checks)
     signals = _write_signals(ctx, out, window_start, red.text)
+    lap("evidence")
+    charts = drawing.result()
+    lap("charts")
+    for done in encoding:
+        done.result()
+    lap("videos")
 
     media = _collect_media(journeys, out, red)
     passed = checks["passed"] and all(j.get("passed") for j in journeys.values())
@@ -478,15 +533,28 @@ def _run_for_proof(
     name: str,
     record: bool,
     root: Path,
+    defer: concurrent.futures.Executor | None = None,
+    encoding: list[concurrent.futures.Future[None]] | None = None,
 ) -> dict[str, Any]:
     """Run journey ``name`` once for a proof: recorded when ``record``, judged without the recording's time.
 
-    A recording adds time to the walk (chapter cards and outlines wait for a screencast frame; visible typing
-    waits between keys); the agent counts it (``recording_ms``, per step and for the run; the cards' and
+    A recording adds time to the walk (chapter cards and outlines each get a captured frame; visible typing
+    goes key by key); the agent counts it (``recording_ms``, per step and for the run; the cards' and
     outlines' reading time is added to the video at encoding, not to the walk). The verdict's duration and
     step times are the recorded run's minus that, which is what an unrecorded run (``legible check``)
     measures; span checks read this run's trace, whose backend spans the recording does not slow. One run
     instead of a recorded plus an unrecorded one halves the journeys' share of a proof.
+
+    Args:
+        run_journey: runs one journey (see :func:`run_proof`).
+        outcome: :func:`legible.browser.checks.journey_outcome`.
+        name: the journey.
+        record: record it.
+        root: the worktree.
+        defer: when given, ``run_journey`` takes ``encode=False`` and the video is encoded on this executor
+            (while the next journey walks); the future goes to ``encoding`` and, when done, the outcome's
+            ``video`` (and ``recorded.video``) hold the encoded video's document.
+        encoding: collects the encoding futures; the caller waits for them before packing media.
 
     Returns:
         :func:`legible.browser.checks.journey_outcome` of the run (times without the recording's), plus
@@ -494,9 +562,14 @@ def _run_for_proof(
         timed (or ``None``) and, when recorded, ``"recorded"``: its whole outcome (media paths).
 
     """
+    late: list[Any] = []  # the journey document whose video is still to be encoded
 
     def one(rec: bool) -> dict[str, Any]:
         try:
+            if rec and defer is not None:
+                doc = run_journey(name, record=True, start=root, encode=False)
+                late.append(doc)
+                return outcome(doc)
             return outcome(run_journey(name, record=rec, start=root))
         except Exception as exc:  # noqa: BLE001 - one journey's crash is that journey's failure
             return {"passed": False, "error": (str(exc).splitlines() or [""])[0][:300], "steps": []}
@@ -521,6 +594,14 @@ def _run_for_proof(
         "recording_ms": added,
     }
     result["recorded"] = recorded
+    if late and defer is not None and encoding is not None:
+        from legible.browser.journey import finish_video
+
+        def encode() -> None:  # the video document lands where the outcome already points
+            video = finish_video(late[0]) or {}
+            result["video"] = recorded["video"] = dict(video)
+
+        encoding.append(defer.submit(encode))
     return result
 
 

@@ -365,20 +365,19 @@ class Agent:
     async def chapter_card(self, title: str, sub: str, hold_s: float = 0.7) -> None:
         """Show a full-viewport card held ``hold_s`` seconds in the video, and mark a chapter (recording only).
 
-        The hold is added when the video is encoded (:meth:`Recorder.hold`), so the walk does not wait it;
-        the text is redacted.
+        The card gets a frame of its own, held when the video is encoded (:meth:`Recorder.snap`), so the walk
+        does not wait the hold; the chapter starts on that frame. The text is redacted.
         """
         if self.recorder is None:
             return
         page = await self.page()
         title, sub = self.redactor.text(title), self.redactor.text(sub)
-        self.recorder.chapter(title)
-        t0 = time.monotonic()
+        t0, at = time.monotonic(), time.time()
         with contextlib.suppress(Exception):
-            since = time.time()
             await page.evaluate(_scripts.CARD_SHOW, [title, sub])
-            await self.recorder.hold(page, hold_s, since)  # held in the video, not in the walk
+            at = await self.recorder.snap(hold_s)  # the card's own frame, held in the video, not in the walk
             await page.evaluate(_scripts.CARD_HIDE)
+        self.recorder.chapter(title, at)  # the chapter starts on the card's frame
         self.recording_s += time.monotonic() - t0
 
     async def highlight(self, loc: Any, hold_s: float = 0.4) -> None:
@@ -387,9 +386,8 @@ class Agent:
             return
         t0 = time.monotonic()
         with contextlib.suppress(Exception):
-            since = time.time()
             await loc.evaluate(_scripts.HIGHLIGHT_ON, timeout=DEFAULT_TIMEOUT_MS)
-            await self.recorder.hold(await self.page(), hold_s, since)  # held in the video, not in the walk
+            await self.recorder.snap(hold_s)  # the outlined element's own frame, held in the video
             await loc.evaluate(_scripts.HIGHLIGHT_OFF, timeout=1000)
         self.recording_s += time.monotonic() - t0
 
