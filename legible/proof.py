@@ -146,11 +146,15 @@ def collect_figures(vm: str, start: float, end: float) -> tuple[dict[str, Any], 
     window = max(1, int(end - start))
     step = max(1, window // 60)
     figures, series = {}, {}
-    for f in FIGURES:
-        empty = 0.0 if f.chart in ("requests", "errors") else None  # no counter series means none happened
-        value = _instant(vm, f.promql.replace("{W}", str(window)), empty)
-        figures[f.key] = {"title": f.title, "value": value, "unit": f.unit}
-        series[f.key] = _range(vm, f.series.replace("{S}", str(max(step, 5))), start, end, step)
+    with concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="legible-figures") as pool:  # 10 HTTP queries
+        values, ranges = {}, {}
+        for f in FIGURES:
+            empty = 0.0 if f.chart in ("requests", "errors") else None  # no counter series means none happened
+            values[f.key] = pool.submit(_instant, vm, f.promql.replace("{W}", str(window)), empty)
+            ranges[f.key] = pool.submit(_range, vm, f.series.replace("{S}", str(max(step, 5))), start, end, step)
+        for f in FIGURES:
+            figures[f.key] = {"title": f.title, "value": values[f.key].result(), "unit": f.unit}
+            series[f.key] = ranges[f.key].result()
     return figures, series
 
 
@@ -371,8 +375,9 @@ def run_proof(
 
     # Work that waits for nothing the main thread does runs beside it: matplotlib's import while the journeys
     # walk (the main thread then waits on the browser agent), each journey's video encoding (ffmpeg) while
-    # the next one walks and the checks run, and the charts while the store's evidence is read.
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=3, thread_name_prefix="legible-proof")
+    # the next one walks and the checks run, its backend-spans wait while the next one walks, and the charts
+    # while the store's evidence is read.
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="legible-proof")
     try:
         return _run_proof(
             wt, state, cfg, out, run_id, red, record, base_manifest, baseline, run_journey, now, t_start, pool
@@ -408,7 +413,7 @@ def _run_proof(
 
     warm = pool.submit(_chart_modules)
     journeys: dict[str, dict[str, Any]] = {}
-    encoding: list[concurrent.futures.Future[None]] = []
+    pending: list[tuple[Callable[[], None], Callable[[], None]]] = []
     has_browser = "chromium" in state["services"]
     if cfg.journeys and has_browser:
         defer = None
@@ -419,11 +424,13 @@ def _run_proof(
         from legible.browser.checks import journey_outcome
 
         for name in cfg.journeys:
-            journeys[name] = _run_for_proof(run_journey, journey_outcome, name, record, wt.root, defer, encoding)
+            journeys[name] = _run_for_proof(run_journey, journey_outcome, name, record, wt.root, defer, pending)
             from legible.browser.diff import capture_end_state  # the end state, for a later run's --baseline
 
             capture_end_state(wt.state_dir, out, name)
     skipped = [] if has_browser or not cfg.journeys else sorted(cfg.journeys)
+    for spans_in, _ in pending:
+        spans_in()
     lap("journeys")
 
     def journey_result(name: str) -> dict[str, Any]:
@@ -464,8 +471,8 @@ def _run_proof(
     lap("evidence")
     charts = drawing.result()
     lap("charts")
-    for done in encoding:
-        done.result()
+    for _, video_in in pending:
+        video_in()
     lap("videos")
 
     media = _collect_media(journeys, out, red)
@@ -534,7 +541,7 @@ def _run_for_proof(
     record: bool,
     root: Path,
     defer: concurrent.futures.Executor | None = None,
-    encoding: list[concurrent.futures.Future[None]] | None = None,
+    pending: list[tuple[Callable[[], None], Callable[[], None]]] | None = None,
 ) -> dict[str, Any]:
     """Run journey ``name`` once for a proof: recorded when ``record``, judged without the recording's time.
 
@@ -551,10 +558,11 @@ def _run_for_proof(
         name: the journey.
         record: record it.
         root: the worktree.
-        defer: when given, ``run_journey`` takes ``encode=False`` and the video is encoded on this executor
-            (while the next journey walks); the future goes to ``encoding`` and, when done, the outcome's
-            ``video`` (and ``recorded.video``) hold the encoded video's document.
-        encoding: collects the encoding futures; the caller waits for them before packing media.
+        defer: when given, the recorded run is walked with :func:`legible.browser.journey.walk_journey` and
+            its video encoding and backend-spans wait run on this executor while the next journey walks.
+        pending: gets ``(spans_in, video_in)``: each waits for its job and puts the result into the outcome
+            (``backend``, ``video``, and the same in ``recorded``); the caller calls ``spans_in`` before the
+            checks (span checks read the store) and ``video_in`` before packing media.
 
     Returns:
         :func:`legible.browser.checks.journey_outcome` of the run (times without the recording's), plus
@@ -562,14 +570,15 @@ def _run_for_proof(
         timed (or ``None``) and, when recorded, ``"recorded"``: its whole outcome (media paths).
 
     """
-    late: list[Any] = []  # the journey document whose video is still to be encoded
+    late: list[tuple[Any, Any, Any]] = []  # (document, video future, backend future) of the recorded run
 
     def one(rec: bool) -> dict[str, Any]:
         try:
             if rec and defer is not None:
-                doc = run_journey(name, record=True, start=root, encode=False)
-                late.append(doc)
-                return outcome(doc)
+                from legible.browser.journey import walk_journey
+
+                late.append(walk_journey(name, record=True, start=root, pool=defer))
+                return outcome(late[0][0])
             return outcome(run_journey(name, record=rec, start=root))
         except Exception as exc:  # noqa: BLE001 - one journey's crash is that journey's failure
             return {"passed": False, "error": (str(exc).splitlines() or [""])[0][:300], "steps": []}
@@ -594,14 +603,17 @@ def _run_for_proof(
         "recording_ms": added,
     }
     result["recorded"] = recorded
-    if late and defer is not None and encoding is not None:
-        from legible.browser.journey import finish_video
+    if late and pending is not None:
+        _doc, video, backend = late[0]
 
-        def encode() -> None:  # the video document lands where the outcome already points
-            video = finish_video(late[0]) or {}
-            result["video"] = recorded["video"] = dict(video)
+        def spans_in() -> None:  # the outcome's backend document, once the trace's spans are in the store
+            result["backend"] = recorded["backend"] = dict(backend.result())
 
-        encoding.append(defer.submit(encode))
+        def video_in() -> None:  # the outcome's video document, once encoded
+            if video is not None:
+                result["video"] = recorded["video"] = dict(video.result() or {})
+
+        pending.append((spans_in, video_in))
     return result
 
 

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 JOURNEY_SCHEMA: Final = "legible.journey/v1"
 JOURNEYS_SCHEMA: Final = "legible.journeys/v1"
 #: The key of a journey document that holds a recording's encoding plan while the video is not encoded yet
-#: (``run_journey(..., encode=False)``); :func:`finish_video` encodes it and removes the key.
+#: (the agent's ``encode: false``, as :func:`walk_journey` asks); :func:`finish_video` encodes it and removes it.
 VIDEO_PLAN: Final = "video_plan"
 #: The longest :func:`run_journey` waits for the backend's spans of the journey to reach the store, in s.
 SPAN_WAIT_S = 4.0
@@ -371,19 +371,50 @@ def finish_video(doc: JourneyDoc) -> VideoDoc | None:
     return doc.get("video")
 
 
-def run_journey(name: str, *, record: bool = False, start: Path | None = None, encode: bool = True) -> JourneyDoc:
+def run_journey(name: str, *, record: bool = False, start: Path | None = None) -> JourneyDoc:
     """Run journey ``name`` on the stack's browser and add the slowest backend spans of its trace.
+
+    Args:
+        name: the journey in ``legible.toml``.
+        record: record the walkthrough video (encoded while the backend's spans reach the store).
+        start: a directory inside the worktree (default: the current one).
+
+    Returns:
+        ``legible.journey/v1`` (see :func:`run_in_agent`) plus ``"backend": {"spans": n, "slowest":
+        [{"service", "name", "duration_ms", "status_code"}]}``.
+
+    Raises:
+        UsageError: no journey of that name (the message lists the known ones), or its script is missing.
+        NotRunning: no stack, or a stack without the browser.
+
+    """
+    with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="legible-journey") as pool:
+        doc, video, backend = walk_journey(name, record=record, start=start, pool=pool)
+        backend.result()
+        if video is not None:
+            video.result()
+    return doc
+
+
+def walk_journey(
+    name: str, *, record: bool = False, start: Path | None = None, pool: concurrent.futures.Executor
+) -> tuple[JourneyDoc, concurrent.futures.Future[Any] | None, concurrent.futures.Future[Any]]:
+    """Walk journey ``name`` now; encode its video and wait for its backend spans on ``pool``.
+
+    A caller with more to do (a proof walks the next journey) lets both finish behind it. The document is
+    complete once both futures are done: the video future sets ``doc["video"]`` (:func:`finish_video`), the
+    backend future sets ``doc["backend"]`` (:func:`backend_spans`); until then ``video`` is ``None`` and
+    ``backend`` absent.
 
     Args:
         name: the journey in ``legible.toml``.
         record: record the walkthrough video.
         start: a directory inside the worktree (default: the current one).
-        encode: encode the recording before returning; false leaves it to :func:`finish_video` (so a caller
-            can encode it while the next journey walks).
+        pool: runs the two finishing jobs (threads: ffmpeg is a subprocess, the spans wait is a poll).
 
     Returns:
-        ``legible.journey/v1`` (see :func:`run_in_agent`) plus ``"backend": {"spans": n, "slowest":
-        [{"service", "name", "duration_ms", "status_code"}]}``.
+        ``(doc, video future or None when nothing is to encode, backend future)``; the futures' results are
+        the ``video`` and ``backend`` documents.
 
     Raises:
         UsageError: no journey of that name (the message lists the known ones), or its script is missing.
@@ -402,7 +433,7 @@ def run_journey(name: str, *, record: bool = False, start: Path | None = None, e
         known = ", ".join(sorted(cfg.journeys)) or "none"
         raise UsageError(f"no journey {name!r} in legible.toml (known: {known})", hint="see `legible journey list`")
     state = require_running(start)
-    args: dict[str, Any] = {"name": name, "record": record, "encode": False}  # encoded here, below
+    args: dict[str, Any] = {"name": name, "record": record, "encode": False}  # encoded here, on the pool
     budget = 60.0
     if journey.script:
         script = (wt.root / journey.script).resolve()
@@ -416,14 +447,13 @@ def run_journey(name: str, *, record: bool = False, start: Path | None = None, e
     doc = cast("JourneyDoc", call(wt.state_dir, "journey", args, timeout=budget + (120 if record else 0)))
     ended_ns = time.time_ns()
     collector = state.get("endpoints", {}).get("otlp-http")
-    if encode and VIDEO_PLAN in doc:  # encoded while the backend's spans reach the store
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            done = pool.submit(finish_video, doc)
-            doc["backend"] = backend_spans(wt.state_dir, collector, doc["trace_id"], ended_ns=ended_ns)
-            done.result()
-    else:
+    video = pool.submit(finish_video, doc) if VIDEO_PLAN in doc else None
+
+    def spans() -> BackendDoc:
         doc["backend"] = backend_spans(wt.state_dir, collector, doc["trace_id"], ended_ns=ended_ns)
-    return doc
+        return doc["backend"]
+
+    return doc, video, pool.submit(spans)
 
 
 def backend_spans(
