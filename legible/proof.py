@@ -460,6 +460,13 @@ def _run_proof(
     flush_collector(state["endpoints"]["otlp-http"], read_token(wt.state_dir))
     t_end = now()
     window_start = min(t_start, float(state["started_at"] or t_start))
+    # the Parquet export reads the store on a store object of its own (a direct DuckDB connection, when the
+    # collector does not answer, is not shared between threads) while the figures and evidence are read
+    from legible.store import open_store
+
+    collector = state["endpoints"].get("otlp-http")
+    signals_store = open_store(wt.state_dir, collector_url=collector if ctx.alive else None)
+    exporting = pool.submit(_write_signals, signals_store, out, window_start, red.text)
     vm = state["endpoints"]["victoria-metrics"]
     figures, series = collect_figures(vm, window_start, t_end)
     lap("figures")
@@ -467,7 +474,7 @@ def _run_proof(
     drawing = pool.submit(draw_charts, series, out / "charts")
     slowest, error_groups = red.doc(_store_evidence(ctx, window_start))
     checks = red.doc(checks)
-    signals = _write_signals(ctx, out, window_start, red.text)
+    signals = exporting.result()
     lap("evidence")
     charts = drawing.result()
     lap("charts")
@@ -651,8 +658,14 @@ def _collect_media(journeys: dict[str, dict[str, Any]], out: Path, red: Redactor
     return copied
 
 
-def _write_signals(ctx: Any, out: Path, since_s: float, redact: Callable[[str], str]) -> dict[str, Any] | None:
+def _write_signals(store: Any, out: Path, since_s: float, redact: Callable[[str], str]) -> dict[str, Any] | None:
     """The run window's logs and spans as Parquet in ``out/signals`` (:mod:`legible.bundle`), redacted.
+
+    Args:
+        store: the worktree's :class:`legible.store.Store`.
+        out: the proof's directory.
+        since_s: the window's start, unix seconds.
+        redact: redacts each string value.
 
     Returns what :func:`legible.bundle.write_signals` returns, or ``{"error": message}`` when the store
     could not be read (the bundle then says so instead of silently lacking the files).
@@ -660,7 +673,7 @@ def _write_signals(ctx: Any, out: Path, since_s: float, redact: Callable[[str], 
     from legible.bundle import SIGNALS_DIR, write_signals
 
     try:
-        return write_signals(ctx.store(), out / SIGNALS_DIR, int(since_s * 1e9), redact)
+        return write_signals(store, out / SIGNALS_DIR, int(since_s * 1e9), redact)
     except Exception as exc:  # noqa: BLE001 - the bundle records the failure; checks carry the verdict
         return {"error": " ".join(str(exc).split())[:300]}
 
