@@ -279,6 +279,7 @@ async def run_in_agent(agent: Agent, args: dict[str, Any]) -> JourneyDoc:
     plan = None
     if record and agent.recorder is not None:
         rec, agent.recorder = agent.recorder, None
+        await agent.undone()
         try:  # the end state's own frame (shown a second at the end) instead of waiting for the screencast
             await rec.snap(0.0)
         except Exception:  # noqa: BLE001 - then the screencast's last frames, as they come
