@@ -614,7 +614,12 @@ def _run_for_proof(
         _doc, video, backend = late[0]
 
         def spans_in() -> None:  # the outcome's backend document, once the trace's spans are in the store
-            result["backend"] = recorded["backend"] = dict(backend.result())
+            try:
+                found = dict(backend.result())
+            except Exception as exc:  # noqa: BLE001 - shown as the journey's backend error, never dropped
+                error = " ".join(str(exc).split())[:300] or type(exc).__name__
+                found = {"spans": 0, "slowest": [], "error": error, "waited_ms": 0.0, "none_because": ""}
+            result["backend"] = recorded["backend"] = found
 
         def video_in() -> None:  # the outcome's video document, once encoded
             if video is not None:
