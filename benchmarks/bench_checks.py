@@ -3,8 +3,8 @@
 Run: `python benchmarks/bench_checks.py [--runs N]`. Baseline measured in the same run: `legible status`
 (command start plus reading state). Targets: `legible check` with 10 checks median < 1 s; `legible proof`
 on the example app with its journeys recorded <= 10 s (issue 12; baseline: both journeys run unrecorded
-through the CLI in the same run), with the breakdown (journeys, checks, figures,
-charts, bundle) from the manifest's `timings_ms`.
+through the CLI in the same run), with the breakdown from the manifest's `timings_ms` (journeys, checks,
+figures, evidence, charts, videos: the wait for the last encoding, which runs beside the other phases).
 """
 
 from __future__ import annotations

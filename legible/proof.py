@@ -20,6 +20,7 @@ well-known token shapes; each becomes ``[REDACTED]``. The worktree path is not a
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import hashlib
 import json
@@ -145,21 +146,42 @@ def collect_figures(vm: str, start: float, end: float) -> tuple[dict[str, Any], 
     window = max(1, int(end - start))
     step = max(1, window // 60)
     figures, series = {}, {}
-    for f in FIGURES:
-        empty = 0.0 if f.chart in ("requests", "errors") else None  # no counter series means none happened
-        value = _instant(vm, f.promql.replace("{W}", str(window)), empty)
-        figures[f.key] = {"title": f.title, "value": value, "unit": f.unit}
-        series[f.key] = _range(vm, f.series.replace("{S}", str(max(step, 5))), start, end, step)
+    with concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="legible-figures") as pool:  # 10 HTTP queries
+        values, ranges = {}, {}
+        for f in FIGURES:
+            empty = 0.0 if f.chart in ("requests", "errors") else None  # no counter series means none happened
+            values[f.key] = pool.submit(_instant, vm, f.promql.replace("{W}", str(window)), empty)
+            ranges[f.key] = pool.submit(_range, vm, f.series.replace("{S}", str(max(step, 5))), start, end, step)
+        for f in FIGURES:
+            figures[f.key] = {"title": f.title, "value": values[f.key].result(), "unit": f.unit}
+            series[f.key] = ranges[f.key].result()
     return figures, series
 
 
+def _chart_modules() -> tuple[Any, Any]:
+    """Import matplotlib's ``Figure`` and Agg canvas (about 1-2 s on a busy machine; a proof warms it early).
+
+    Only the object-oriented API: no ``pyplot`` (its global figure registry and backend switching), so figures
+    can be drawn off the main thread.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as MplFigure
+
+    return MplFigure, FigureCanvasAgg
+
+
 def draw_charts(series: dict[str, list[tuple[float, float]]], out: Path) -> list[Path]:
-    """Draw one PNG per chart (requests, latency percentiles, errors) under ``out``; return their paths."""
-    import matplotlib
+    """Draw one PNG per chart (requests, latency percentiles, errors) under ``out``; return their paths.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Args:
+        series: ``{figure key: [(unix s, value)...]}`` as :func:`collect_figures` returns them.
+        out: the directory (created).
 
+    Returns:
+        ``[out/requests.png, out/latency.png, out/errors.png]`` (600x240 px PNGs, matplotlib's Agg renderer).
+
+    """
+    mpl_figure, canvas = _chart_modules()
     charts: dict[str, list[Figure]] = {}
     for f in FIGURES:
         charts.setdefault(f.chart, []).append(f)
@@ -167,7 +189,9 @@ def draw_charts(series: dict[str, list[tuple[float, float]]], out: Path) -> list
     paths = []
     titles = {"requests": "Requests per step", "latency": "Server latency (ms)", "errors": "Error spans per step"}
     for chart, figs in charts.items():
-        fig, ax = plt.subplots(figsize=(6, 2.4), dpi=100)
+        fig = mpl_figure(figsize=(6, 2.4), dpi=100, layout="tight")
+        canvas(fig)
+        ax = fig.add_subplot()
         drawn = 0
         for f in figs:
             pts = [(t, v) for t, v in series.get(f.key, []) if v == v]
@@ -183,10 +207,8 @@ def draw_charts(series: dict[str, list[tuple[float, float]]], out: Path) -> list
         ax.grid(alpha=0.3)
         if drawn > 1:
             ax.legend(fontsize=7)
-        fig.tight_layout()
         path = out / f"{chart}.png"
         fig.savefig(path)
-        plt.close(fig)
         paths.append(path)
     return paths
 
@@ -335,7 +357,6 @@ def run_proof(
         NotRunning: no stack is running here.
         UsageError: a bad baseline.
     """
-    from legible.checks import CheckContext, run_checks
     from legible.config import load_config
     from legible.stack import require_running
     from legible.worktree import find_worktree
@@ -352,6 +373,36 @@ def run_proof(
     env = {**os.environ, **{k: v for s in plan["services"] for k, v in s["env"].items()}}
     red = Redactor(secret_values(env))
 
+    # Work that waits for nothing the main thread does runs beside it: matplotlib's import while the journeys
+    # walk (the main thread then waits on the browser agent), each journey's video encoding (ffmpeg) while
+    # the next one walks and the checks run, its backend-spans wait while the next one walks, and the charts
+    # while the store's evidence is read.
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="legible-proof")
+    try:
+        return _run_proof(
+            wt, state, cfg, out, run_id, red, record, base_manifest, baseline, run_journey, now, t_start, pool
+        )
+    finally:
+        pool.shutdown(wait=True, cancel_futures=False)
+
+
+def _run_proof(
+    wt: Any,
+    state: Any,
+    cfg: Any,
+    out: Path,
+    run_id: str,
+    red: Redactor,
+    record: bool,
+    base_manifest: Mapping[str, Any] | None,
+    baseline: str | None,
+    run_journey: Callable[..., Mapping[str, Any]] | None,
+    now: Callable[[], float],
+    t_start: float,
+    pool: concurrent.futures.ThreadPoolExecutor,
+) -> ProofDoc:
+    from legible.checks import CheckContext, run_checks
+
     timings: dict[str, float] = {}
     mark = time.monotonic()
 
@@ -360,21 +411,26 @@ def run_proof(
         timings[name] = round((time.monotonic() - mark) * 1000, 1)
         mark = time.monotonic()
 
+    warm = pool.submit(_chart_modules)
     journeys: dict[str, dict[str, Any]] = {}
+    pending: list[tuple[Callable[[], None], Callable[[], None]]] = []
     has_browser = "chromium" in state["services"]
     if cfg.journeys and has_browser:
+        defer = None
         if run_journey is None:
             from legible.browser.journey import run_journey as _run
 
-            run_journey = _run
+            run_journey, defer = _run, pool
         from legible.browser.checks import journey_outcome
 
         for name in cfg.journeys:
-            journeys[name] = _run_for_proof(run_journey, journey_outcome, name, record, wt.root)
+            journeys[name] = _run_for_proof(run_journey, journey_outcome, name, record, wt.root, defer, pending)
             from legible.browser.diff import capture_end_state  # the end state, for a later run's --baseline
 
             capture_end_state(wt.state_dir, out, name)
     skipped = [] if has_browser or not cfg.journeys else sorted(cfg.journeys)
+    for spans_in, _ in pending:
+        spans_in()
     lap("journeys")
 
     def journey_result(name: str) -> dict[str, Any]:
@@ -404,14 +460,27 @@ def run_proof(
     flush_collector(state["endpoints"]["otlp-http"], read_token(wt.state_dir))
     t_end = now()
     window_start = min(t_start, float(state["started_at"] or t_start))
+    # the Parquet export reads the store on a store object of its own (a direct DuckDB connection, when the
+    # collector does not answer, is not shared between threads) while the figures and evidence are read
+    from legible.store import open_store
+
+    collector = state["endpoints"].get("otlp-http")
+    signals_store = open_store(wt.state_dir, collector_url=collector if ctx.alive else None)
+    exporting = pool.submit(_write_signals, signals_store, out, window_start, red.text)
     vm = state["endpoints"]["victoria-metrics"]
     figures, series = collect_figures(vm, window_start, t_end)
     lap("figures")
-    charts = draw_charts(series, out / "charts")
-    lap("charts")
+    warm.result()
+    drawing = pool.submit(draw_charts, series, out / "charts")
     slowest, error_groups = red.doc(_store_evidence(ctx, window_start))
     checks = red.doc(checks)
-    signals = _write_signals(ctx, out, window_start, red.text)
+    signals = exporting.result()
+    lap("evidence")
+    charts = drawing.result()
+    lap("charts")
+    for _, video_in in pending:
+        video_in()
+    lap("videos")
 
     media = _collect_media(journeys, out, red)
     passed = checks["passed"] and all(j.get("passed") for j in journeys.values())
@@ -478,15 +547,29 @@ def _run_for_proof(
     name: str,
     record: bool,
     root: Path,
+    defer: concurrent.futures.Executor | None = None,
+    pending: list[tuple[Callable[[], None], Callable[[], None]]] | None = None,
 ) -> dict[str, Any]:
     """Run journey ``name`` once for a proof: recorded when ``record``, judged without the recording's time.
 
-    A recording adds time to the walk (chapter cards and outlines wait for a screencast frame; visible typing
-    waits between keys); the agent counts it (``recording_ms``, per step and for the run; the cards' and
+    A recording adds time to the walk (chapter cards and outlines each get a captured frame; visible typing
+    goes key by key); the agent counts it (``recording_ms``, per step and for the run; the cards' and
     outlines' reading time is added to the video at encoding, not to the walk). The verdict's duration and
     step times are the recorded run's minus that, which is what an unrecorded run (``legible check``)
     measures; span checks read this run's trace, whose backend spans the recording does not slow. One run
     instead of a recorded plus an unrecorded one halves the journeys' share of a proof.
+
+    Args:
+        run_journey: runs one journey (see :func:`run_proof`).
+        outcome: :func:`legible.browser.checks.journey_outcome`.
+        name: the journey.
+        record: record it.
+        root: the worktree.
+        defer: when given, the recorded run is walked with :func:`legible.browser.journey.walk_journey` and
+            its video encoding and backend-spans wait run on this executor while the next journey walks.
+        pending: gets ``(spans_in, video_in)``: each waits for its job and puts the result into the outcome
+            (``backend``, ``video``, and the same in ``recorded``); the caller calls ``spans_in`` before the
+            checks (span checks read the store) and ``video_in`` before packing media.
 
     Returns:
         :func:`legible.browser.checks.journey_outcome` of the run (times without the recording's), plus
@@ -494,9 +577,15 @@ def _run_for_proof(
         timed (or ``None``) and, when recorded, ``"recorded"``: its whole outcome (media paths).
 
     """
+    late: list[tuple[Any, Any, Any]] = []  # (document, video future, backend future) of the recorded run
 
     def one(rec: bool) -> dict[str, Any]:
         try:
+            if rec and defer is not None:
+                from legible.browser.journey import walk_journey
+
+                late.append(walk_journey(name, record=True, start=root, pool=defer))
+                return outcome(late[0][0])
             return outcome(run_journey(name, record=rec, start=root))
         except Exception as exc:  # noqa: BLE001 - one journey's crash is that journey's failure
             return {"passed": False, "error": (str(exc).splitlines() or [""])[0][:300], "steps": []}
@@ -521,6 +610,22 @@ def _run_for_proof(
         "recording_ms": added,
     }
     result["recorded"] = recorded
+    if late and pending is not None:
+        _doc, video, backend = late[0]
+
+        def spans_in() -> None:  # the outcome's backend document, once the trace's spans are in the store
+            try:
+                found = dict(backend.result())
+            except Exception as exc:  # noqa: BLE001 - shown as the journey's backend error, never dropped
+                error = " ".join(str(exc).split())[:300] or type(exc).__name__
+                found = {"spans": 0, "slowest": [], "error": error, "waited_ms": 0.0, "none_because": ""}
+            result["backend"] = recorded["backend"] = found
+
+        def video_in() -> None:  # the outcome's video document, once encoded
+            if video is not None:
+                result["video"] = recorded["video"] = dict(video.result() or {})
+
+        pending.append((spans_in, video_in))
     return result
 
 
@@ -558,8 +663,14 @@ def _collect_media(journeys: dict[str, dict[str, Any]], out: Path, red: Redactor
     return copied
 
 
-def _write_signals(ctx: Any, out: Path, since_s: float, redact: Callable[[str], str]) -> dict[str, Any] | None:
+def _write_signals(store: Any, out: Path, since_s: float, redact: Callable[[str], str]) -> dict[str, Any] | None:
     """The run window's logs and spans as Parquet in ``out/signals`` (:mod:`legible.bundle`), redacted.
+
+    Args:
+        store: the worktree's :class:`legible.store.Store`.
+        out: the proof's directory.
+        since_s: the window's start, unix seconds.
+        redact: redacts each string value.
 
     Returns what :func:`legible.bundle.write_signals` returns, or ``{"error": message}`` when the store
     could not be read (the bundle then says so instead of silently lacking the files).
@@ -567,7 +678,7 @@ def _write_signals(ctx: Any, out: Path, since_s: float, redact: Callable[[str], 
     from legible.bundle import SIGNALS_DIR, write_signals
 
     try:
-        return write_signals(ctx.store(), out / SIGNALS_DIR, int(since_s * 1e9), redact)
+        return write_signals(store, out / SIGNALS_DIR, int(since_s * 1e9), redact)
     except Exception as exc:  # noqa: BLE001 - the bundle records the failure; checks carry the verdict
         return {"error": " ".join(str(exc).split())[:300]}
 

@@ -110,10 +110,6 @@ def process_redactor() -> Redactor:
     return Redactor(secret_values(dict(os.environ)))
 
 
-#: Resolves after the page's next two animation frames (the change on screen was painted).
-_RAF2 = "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))"
-
-
 class Recorder:
     """Screencast frames of one page to JPEG files, with chapter marks (see :mod:`legible.browser._video`).
 
@@ -157,26 +153,37 @@ class Recorder:
         with contextlib.suppress(Exception):
             await self.cdp.send("Page.screencastFrameAck", {"sessionId": session_id})
 
-    def chapter(self, title: str) -> None:
-        """Mark a chapter starting now (its title redacted)."""
-        self.chapters.append((self.redactor.text(title), time.time()))
+    def chapter(self, title: str, at: float | None = None) -> None:
+        """Mark a chapter starting at ``at`` (``time.time()``; default now), its title redacted."""
+        self.chapters.append((self.redactor.text(title), time.time() if at is None else at))
 
-    async def hold(self, page: Any, seconds: float, since: float) -> None:
-        """Hold what the page shows now for ``seconds`` in the video, without waiting that long.
+    async def snap(self, seconds: float) -> float:
+        """Capture what the page shows now as a frame of its own, held ``seconds`` longer in the video.
 
-        Waits for the page's next two animation frames and for a screencast frame captured after ``since``
-        (``time.time()`` before the change on screen; at most 1 s), then marks the newest frame to be shown
-        ``seconds`` longer: :meth:`encode` shifts every later frame and chapter by as much. A chapter card
-        or an outlined element thus stays readable in the video while the walk itself does not slow down.
+        ``Page.captureScreenshot`` (https://chromedevtools.github.io/devtools-protocol/tot/Page/#method-
+        captureScreenshot) paints a new compositor frame that includes every DOM change made before the call,
+        so the frame holds the chapter card or outline just put on screen: unlike a screencast frame, which
+        Chromium sends on its own schedule (and only after the previous one was acknowledged), it cannot be
+        a frame from before the change. The frame is stamped with the time the capture returned, so it sorts
+        after every screencast frame painted before the change; :meth:`encode` shows it ``seconds`` longer
+        and shifts every later frame and chapter by as much, so the walk itself does not wait.
+
+        Returns:
+            The frame's timestamp (``time.time()``), where a chapter shown by it starts.
+
+        Raises:
+            Exception: the CDP call failed (Playwright's error; the caller decides whether that matters).
+
         """
-        with contextlib.suppress(Exception):
-            await page.evaluate(_RAF2)
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 1.0
-        while loop.time() < end and not (self.frames and self.frames[-1][1] >= since):
-            await asyncio.sleep(0.01)
-        if self.frames:
-            self.holds.append((max(ts for _, ts in self.frames), seconds))
+        shot = await self.cdp.send(
+            "Page.captureScreenshot", {"format": "jpeg", "quality": 70, "optimizeForSpeed": True}
+        )
+        ts = time.time()
+        path = self.dir / "frames" / f"{len(self.frames):06d}.jpg"
+        path.write_bytes(base64.b64decode(shot["data"]))
+        self.frames.append((path, ts))
+        self.holds.append((ts, seconds))
+        return ts
 
     def stretch(self, start: float, end: float, video_s: float) -> None:
         """Play the real time ``start``..``end`` (``time.time()``) over ``video_s`` seconds of video (if longer).
@@ -191,15 +198,17 @@ class Recorder:
         with contextlib.suppress(Exception):
             await self.cdp.send("Page.stopScreencast")
 
-    def encode(self, name: str) -> dict[str, Any]:
-        """Encode the frames (blocking: run it in a thread). See :func:`legible.browser._video.encode`.
+    def plan(self, name: str) -> dict[str, Any]:
+        """The video to encode, as JSON-able data: each frame's time in the video, holds and stretches applied.
+
+        Returns:
+            ``{"frames": [[jpeg path, video time s]...], "chapters": [[title, start s from the first frame]...],
+            "out_dir": str, "name": str}`` for :func:`legible.browser._video.encode_plan` (``name`` redacted).
 
         Raises:
             OpError: no frame was captured.
 
         """
-        from legible.browser._video import Chapter, encode
-
         frames = sorted(self.frames, key=lambda f: f[1])
         if not frames:
             raise OpError("failed", "no frames were captured while recording")
@@ -221,9 +230,20 @@ class Recorder:
 
         last_path, last_ts = frames[-1]
         tail = sum(d for th, d in holds if th >= last_ts)  # holds of the last frame: show it that much longer
-        frames = [(p, shifted(ts)) for p, ts in frames]
+        timed: list[tuple[str, float]] = [(str(p), shifted(ts)) for p, ts in frames]
         if tail:
-            frames.append((last_path, shifted(last_ts) + tail))
-        t0 = frames[0][1]
-        chapters = [Chapter(t, max(0.0, shifted(ts) - t0)) for t, ts in self.chapters]
-        return encode(frames, chapters, self.dir, self.redactor.text(name))
+            timed.append((str(last_path), shifted(last_ts) + tail))
+        t0 = timed[0][1]
+        chapters = [(t, max(0.0, shifted(ts) - t0)) for t, ts in self.chapters]
+        return {"frames": timed, "chapters": chapters, "out_dir": str(self.dir), "name": self.redactor.text(name)}
+
+    def encode(self, name: str) -> dict[str, Any]:
+        """Encode the frames (blocking: run it in a thread). See :func:`legible.browser._video.encode_plan`.
+
+        Raises:
+            OpError: no frame was captured.
+
+        """
+        from legible.browser._video import encode_plan
+
+        return encode_plan(self.plan(name))

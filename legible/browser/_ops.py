@@ -230,6 +230,7 @@ async def op_record_stop(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
     if rec is None:
         raise OpError("usage", "no recording is running", hint="run `legible browser record start` first")
     agent.recorder = None
+    await agent.undone()
     await asyncio.sleep(0.3)  # the last frames
     await rec.stop()
     return await asyncio.to_thread(rec.encode, "recording")

@@ -3,7 +3,8 @@
 Frames come from CDP ``Page.startScreencast`` (JPEG files with the compositor timestamp of each,
 https://chromedevtools.github.io/devtools-protocol/tot/Page/#method-startScreencast): Chromium sends a frame
 only when the page repaints, so each frame is held until the next one (ffmpeg's concat demuxer with a
-``duration`` per file), then resampled to a constant 10 fps. Chapters go into the MP4 as ffmetadata
+``duration`` per file, https://ffmpeg.org/ffmpeg-formats.html#concat-1); the MP4 keeps those durations
+(variable frame rate), the GIF is resampled to 5 fps. Chapters go into the MP4 as ffmetadata
 chapters (https://ffmpeg.org/ffmpeg-formats.html#Metadata-1), so ``ffmpeg -i video.mp4`` lists them.
 The encoder is the ffmpeg binary of the ``imageio-ffmpeg`` wheel.
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 from legible._errors import PrerequisiteMissing
 
-#: Output frame rate of the MP4, in frames per second.
+#: Frame rate the GIF's speed-up is computed at, in frames per second (the MP4 keeps each frame's duration).
 FPS = 10
 #: Longest GIF, in seconds (longer walkthroughs are sped up to fit).
 GIF_MAX_S = 12.0
@@ -108,21 +109,24 @@ def encode(
     video = out_dir / f"{name}.mp4"
     gif = out_dir / f"{name}.gif"
     speed = max(1.0, total / GIF_MAX_S)
-    # the MP4 and the GIF are encoded at once, both from the frame listing (two ffmpeg processes)
+    # One ffmpeg process decodes each frame once and writes both: the MP4 keeps each frame's own duration
+    # (variable frame rate: a held card is one frame shown 0.7 s, not 7 copies), the GIF is resampled to
+    # 5 fps at 640 px with a 64-colour palette of its own. No B-frames: with them the MP4 muxer's edit list
+    # cuts a variable-frame-rate video short (a 16.9 s walkthrough reported and played as 15.2 s).
+    gif_chain = (
+        f"fps={FPS},setpts=PTS/{speed:.3f},fps=5,scale={GIF_WIDTH}:-2:flags=lanczos,split[a][b];"
+        "[a]palettegen=max_colors=64:stats_mode=diff[p];[b][p]paletteuse=dither=none"
+    )
+    graph = f"[0:v]scale=trunc(iw/2)*2:trunc(ih/2)*2,split[m0][g0];[m0]format=yuv420p[m];[g0]{gif_chain}[g]"
     _run_all(
         [
             [
                 exe, "-y", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing),
-                "-i", str(meta_file), "-map", "0:v", "-map_metadata", "1", "-map_chapters", "1",
-                "-vf", f"fps={FPS},scale=trunc(iw/2)*2:trunc(ih/2)*2,format=yuv420p",
-                "-c:v", "libx264", "-preset", "veryfast", "-crf", "30", "-tune", "stillimage",
+                "-i", str(meta_file), "-filter_complex", graph,
+                "-map", "[m]", "-map_metadata", "1", "-map_chapters", "1", "-fps_mode", "vfr",
+                "-c:v", "libx264", "-preset", "veryfast", "-crf", "30", "-tune", "stillimage", "-bf", "0",
                 "-movflags", "+faststart", str(video),
-            ],
-            [
-                exe, "-y", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing),
-                "-vf", f"fps={FPS},setpts=PTS/{speed:.3f},fps=5,scale={GIF_WIDTH}:-2:flags=lanczos,split[a][b];"
-                "[a]palettegen=max_colors=64:stats_mode=diff[p];[b][p]paletteuse=dither=none",
-                str(gif),
+                "-map", "[g]", str(gif),
             ],
         ]
     )  # fmt: skip
@@ -139,6 +143,26 @@ def encode(
         "frames": len(frames),
         "chapters": [{"title": c.title, "start_s": round(c.start_s, 2)} for c in chapters],
     }
+
+
+def encode_plan(plan: dict[str, Any]) -> dict[str, Any]:
+    """Encode a plan of :meth:`legible.browser._common.Recorder.plan` with :func:`encode` (blocking).
+
+    Args:
+        plan: ``{"frames": [[jpeg path, s]...], "chapters": [[title, start s]...], "out_dir", "name"}``.
+
+    Returns:
+        What :func:`encode` returns.
+
+    Raises:
+        PrerequisiteMissing: no ffmpeg.
+        ValueError: no frames.
+        RuntimeError: ffmpeg failed.
+
+    """
+    frames = [(Path(p), float(ts)) for p, ts in plan["frames"]]
+    chapters = [Chapter(str(t), float(s)) for t, s in plan["chapters"]]
+    return encode(frames, chapters, Path(plan["out_dir"]), str(plan["name"]))
 
 
 def _meta_escape(s: str) -> str:
@@ -184,7 +208,11 @@ def probe(path: Path) -> dict[str, Any]:
 
 
 def frame_rgb(path: Path, at_s: float, width: int = 64) -> tuple[int, int, list[int]]:
-    """Decode one frame of ``path`` at ``at_s`` seconds, scaled to ``width`` px, as RGB bytes.
+    """Decode the frame a player shows at ``at_s`` seconds of ``path``, scaled to ``width`` px, as RGB bytes.
+
+    The MP4 has a variable frame rate (a held frame is one frame with a long duration), and ``ffmpeg -ss``
+    drops every frame that starts before the seek point, so the video is resampled to 100 fps first (the
+    ``fps`` filter repeats the frame on screen at each tick) and the first tick at or after ``at_s`` is taken.
 
     Returns:
         ``(width, height, [r, g, b, r, g, b, ...])``.
@@ -197,8 +225,9 @@ def frame_rgb(path: Path, at_s: float, width: int = 64) -> tuple[int, int, list[
     height = max(2, round(info["height"] * width / max(info["width"], 1)))
     out = subprocess.run(
         [
-            ffmpeg_exe(), "-loglevel", "error", "-ss", f"{at_s:.3f}", "-i", str(path), "-frames:v", "1",
-            "-vf", f"scale={width}:{height}", "-f", "rawvideo", "-pix_fmt", "rgb24", "-",
+            ffmpeg_exe(), "-loglevel", "error", "-i", str(path), "-frames:v", "1",
+            "-vf", f"fps=100,select='gte(t,{at_s:.3f})',scale={width}:{height}",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-",
         ],
         capture_output=True, timeout=30, check=False,
     )  # fmt: skip

@@ -103,6 +103,7 @@ class Agent:
         self.recorder: Recorder | None = None
         self.recorder_label = ""
         self.recording_s = 0.0  # time the recording added to the walk so far (cards, outlines, key delays)
+        self._undo: asyncio.Future[None] | None = None  # a card's removal or an outline's, still on its way
         self.closed = asyncio.Event()
         self.pw: Any = None
         self.context: Any = None
@@ -334,6 +335,7 @@ class Agent:
 
         """
         page = await self.page()
+        await self.undone()  # no card or outline in a screenshot
         if target:
             loc, _ = await self.locate(target)
             box = await loc.bounding_box()
@@ -365,20 +367,20 @@ class Agent:
     async def chapter_card(self, title: str, sub: str, hold_s: float = 0.7) -> None:
         """Show a full-viewport card held ``hold_s`` seconds in the video, and mark a chapter (recording only).
 
-        The hold is added when the video is encoded (:meth:`Recorder.hold`), so the walk does not wait it;
-        the text is redacted.
+        The card gets a frame of its own, held when the video is encoded (:meth:`Recorder.snap`), so the walk
+        does not wait the hold; the chapter starts on that frame. The text is redacted.
         """
         if self.recorder is None:
             return
         page = await self.page()
         title, sub = self.redactor.text(title), self.redactor.text(sub)
-        self.recorder.chapter(title)
-        t0 = time.monotonic()
+        t0, at = time.monotonic(), time.time()
+        await self.undone()
         with contextlib.suppress(Exception):
-            since = time.time()
             await page.evaluate(_scripts.CARD_SHOW, [title, sub])
-            await self.recorder.hold(page, hold_s, since)  # held in the video, not in the walk
-            await page.evaluate(_scripts.CARD_HIDE)
+            at = await self.recorder.snap(hold_s)  # the card's own frame, held in the video, not in the walk
+            self._later(page.evaluate(_scripts.CARD_HIDE))
+        self.recorder.chapter(title, at)  # the chapter starts on the card's frame
         self.recording_s += time.monotonic() - t0
 
     async def highlight(self, loc: Any, hold_s: float = 0.4) -> None:
@@ -386,12 +388,32 @@ class Agent:
         if self.recorder is None:
             return
         t0 = time.monotonic()
+        await self.undone()
         with contextlib.suppress(Exception):
-            since = time.time()
             await loc.evaluate(_scripts.HIGHLIGHT_ON, timeout=DEFAULT_TIMEOUT_MS)
-            await self.recorder.hold(await self.page(), hold_s, since)  # held in the video, not in the walk
-            await loc.evaluate(_scripts.HIGHLIGHT_OFF, timeout=1000)
+            await self.recorder.snap(hold_s)  # the outlined element's own frame, held in the video
+            self._later(loc.evaluate(_scripts.HIGHLIGHT_OFF, timeout=1000))
         self.recording_s += time.monotonic() - t0
+
+    def _later(self, undo: Any) -> None:
+        """Send ``undo`` (removing a card or an outline) without waiting for its answer.
+
+        The walk's next call on the page goes over the same Playwright session and so runs in the page after
+        it; only a capture (:meth:`undone`, before the next card, outline, screenshot or end frame) has to
+        wait for it, because a screenshot is taken by the browser process, not by the page.
+        """
+
+        async def quietly() -> None:
+            with contextlib.suppress(Exception):  # the page navigated away: the card went with it
+                await undo
+
+        self._undo = asyncio.ensure_future(quietly())
+
+    async def undone(self) -> None:
+        """Wait until the last card or outline is off the page (see :meth:`_later`)."""
+        if self._undo is not None:
+            undo, self._undo = self._undo, None
+            await undo
 
     @contextlib.asynccontextmanager
     async def traced(self, trace_id: str, span_id: str) -> AsyncIterator[None]:

@@ -18,6 +18,7 @@ client side that the CLI calls.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from legible._errors import UsageError
 from legible.browser import _otlp
 from legible.browser._common import OpError, Recorder, first_line, load_script, stamp
+from legible.browser._video import encode_plan
 
 if TYPE_CHECKING:
     from legible.browser.agent import Agent
@@ -44,6 +46,9 @@ if TYPE_CHECKING:
 
 JOURNEY_SCHEMA: Final = "legible.journey/v1"
 JOURNEYS_SCHEMA: Final = "legible.journeys/v1"
+#: The key of a journey document that holds a recording's encoding plan while the video is not encoded yet
+#: (the agent's ``encode: false``, as :func:`walk_journey` asks); :func:`finish_video` encodes it and removes it.
+VIDEO_PLAN: Final = "video_plan"
 #: The longest :func:`run_journey` waits for the backend's spans of the journey to reach the store, in s.
 SPAN_WAIT_S = 4.0
 #: The trace's backend spans are all in once their count held this long, in s: longer than one export
@@ -226,7 +231,9 @@ async def run_in_agent(agent: Agent, args: dict[str, Any]) -> JourneyDoc:
 
     Args:
         agent: the running agent.
-        args: ``{"name", "steps": [JourneyStep dicts] | "script": path, "record": bool}``.
+        args: ``{"name", "steps": [JourneyStep dicts] | "script": path, "record": bool, "encode": bool}``;
+            ``encode`` false leaves a recording's encoding to the caller: ``video`` is then ``None`` and
+            :data:`VIDEO_PLAN` holds :meth:`~legible.browser._common.Recorder.plan` (see :func:`finish_video`).
 
     Returns:
         ``legible.journey/v1`` without the backend spans: ``{"schema", "name", "ok", "trace_id",
@@ -269,14 +276,22 @@ async def run_in_agent(agent: Agent, args: dict[str, Any]) -> JourneyDoc:
     recording_ms = round(min(agent.recording_s * 1000, duration_ms), 1)
     end_ns = time.time_ns()
     video = None
+    plan = None
     if record and agent.recorder is not None:
         rec, agent.recorder = agent.recorder, None
-        await asyncio.sleep(0.4)
+        await agent.undone()
+        try:  # the end state's own frame (shown a second at the end) instead of waiting for the screencast
+            await rec.snap(0.0)
+        except Exception:  # noqa: BLE001 - then the screencast's last frames, as they come
+            await asyncio.sleep(0.4)
         await rec.stop()
         try:
-            video = await asyncio.to_thread(rec.encode, name)
+            plan = rec.plan(name)
+            if args.get("encode", True):
+                video = await asyncio.to_thread(encode_plan, plan)
+                plan = None
         except Exception as e:  # noqa: BLE001 - the run's verdict stands without its video
-            video = {"error": _reason(e)}
+            video, plan = {"error": _reason(e)}, None
     root = _otlp.Span(
         name=f"journey {name}",
         trace_id=run.trace_id,
@@ -310,6 +325,8 @@ async def run_in_agent(agent: Agent, args: dict[str, Any]) -> JourneyDoc:
     }
     if record:
         doc["recording_ms"] = recording_ms
+    if plan is not None:  # encoding left to the caller (``encode: false``): see finish_video
+        cast("dict[str, Any]", doc)[VIDEO_PLAN] = plan
     return doc
 
 
@@ -336,12 +353,69 @@ def list_journeys(start: Path | None = None) -> JourneysDoc:
     return {"schema": JOURNEYS_SCHEMA, "journeys": rows}
 
 
+def finish_video(doc: JourneyDoc) -> VideoDoc | None:
+    """Encode the recording a journey document left unencoded (:data:`VIDEO_PLAN`); blocking, thread-safe.
+
+    Sets ``doc["video"]`` (an ``{"error"}`` document when encoding failed: the run's verdict stands without
+    its video) and removes :data:`VIDEO_PLAN`.
+
+    Returns:
+        ``doc["video"]`` afterwards (``None`` when nothing was recorded).
+
+    """
+    plan = cast("dict[str, Any]", doc).pop(VIDEO_PLAN, None)
+    if plan is not None:
+        try:
+            doc["video"] = cast("VideoDoc", encode_plan(plan))
+        except Exception as e:  # noqa: BLE001 - the run's verdict stands without its video
+            doc["video"] = {"error": _reason(e)}
+    return doc.get("video")
+
+
 def run_journey(name: str, *, record: bool = False, start: Path | None = None) -> JourneyDoc:
     """Run journey ``name`` on the stack's browser and add the slowest backend spans of its trace.
+
+    Args:
+        name: the journey in ``legible.toml``.
+        record: record the walkthrough video (encoded while the backend's spans reach the store).
+        start: a directory inside the worktree (default: the current one).
 
     Returns:
         ``legible.journey/v1`` (see :func:`run_in_agent`) plus ``"backend": {"spans": n, "slowest":
         [{"service", "name", "duration_ms", "status_code"}]}``.
+
+    Raises:
+        UsageError: no journey of that name (the message lists the known ones), or its script is missing.
+        NotRunning: no stack, or a stack without the browser.
+
+    """
+    with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="legible-journey") as pool:
+        doc, video, backend = walk_journey(name, record=record, start=start, pool=pool)
+        backend.result()
+        if video is not None:
+            video.result()
+    return doc
+
+
+def walk_journey(
+    name: str, *, record: bool = False, start: Path | None = None, pool: concurrent.futures.Executor
+) -> tuple[JourneyDoc, concurrent.futures.Future[Any] | None, concurrent.futures.Future[Any]]:
+    """Walk journey ``name`` now; encode its video and wait for its backend spans on ``pool``.
+
+    A caller with more to do (a proof walks the next journey) lets both finish behind it. The document is
+    complete once both futures are done: the video future sets ``doc["video"]`` (:func:`finish_video`), the
+    backend future sets ``doc["backend"]`` (:func:`backend_spans`); until then ``video`` is ``None`` and
+    ``backend`` absent.
+
+    Args:
+        name: the journey in ``legible.toml``.
+        record: record the walkthrough video.
+        start: a directory inside the worktree (default: the current one).
+        pool: runs the two finishing jobs (threads: ffmpeg is a subprocess, the spans wait is a poll).
+
+    Returns:
+        ``(doc, video future or None when nothing is to encode, backend future)``; the futures' results are
+        the ``video`` and ``backend`` documents.
 
     Raises:
         UsageError: no journey of that name (the message lists the known ones), or its script is missing.
@@ -360,7 +434,7 @@ def run_journey(name: str, *, record: bool = False, start: Path | None = None) -
         known = ", ".join(sorted(cfg.journeys)) or "none"
         raise UsageError(f"no journey {name!r} in legible.toml (known: {known})", hint="see `legible journey list`")
     state = require_running(start)
-    args: dict[str, Any] = {"name": name, "record": record}
+    args: dict[str, Any] = {"name": name, "record": record, "encode": False}  # encoded here, on the pool
     budget = 60.0
     if journey.script:
         script = (wt.root / journey.script).resolve()
@@ -374,8 +448,13 @@ def run_journey(name: str, *, record: bool = False, start: Path | None = None) -
     doc = cast("JourneyDoc", call(wt.state_dir, "journey", args, timeout=budget + (120 if record else 0)))
     ended_ns = time.time_ns()
     collector = state.get("endpoints", {}).get("otlp-http")
-    doc["backend"] = backend_spans(wt.state_dir, collector, doc["trace_id"], ended_ns=ended_ns)
-    return doc
+    video = pool.submit(finish_video, doc) if VIDEO_PLAN in doc else None
+
+    def spans() -> BackendDoc:
+        doc["backend"] = backend_spans(wt.state_dir, collector, doc["trace_id"], ended_ns=ended_ns)
+        return doc["backend"]
+
+    return doc, video, pool.submit(spans)
 
 
 def backend_spans(
