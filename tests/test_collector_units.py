@@ -171,3 +171,40 @@ def test_a_push_carries_what_changed_and_a_failed_push_resends_everything() -> N
     d.resend_all()  # what the pusher calls when a push failed
     again = render(d.take()[0]).decode()
     assert 'span_name="GET /a"' in again and 'span_name="GET /b"' in again
+
+
+@pytest.mark.parametrize(
+    ("line", "level", "body", "logger", "trace", "span"),
+    [
+        (  # the example shop's stderr format (TracebackFormatter)
+            "2026-11-29T07:27:28.258+00:00 ERROR shop trace_id=c4d56abf664f6dd6373bb761c6d6259d Exception on /x",
+            "error",
+            "Exception on /x",
+            "shop",
+            "c4d56abf664f6dd6373bb761c6d6259d",
+            None,
+        ),
+        (  # OTEL_PYTHON_LOG_FORMAT's default (opentelemetry-instrumentation-logging)
+            "2026-11-29 07:27:28,258 WARNING [shop.web] [app.py:12] [trace_id=c4d56abf664f6dd6373bb761c6d6259d "
+            "span_id=b7ad6b7169203331 resource.service.name=shop trace_sampled=True] - low stock",
+            "warn",
+            "low stock",
+            "shop.web",
+            "c4d56abf664f6dd6373bb761c6d6259d",
+            "b7ad6b7169203331",
+        ),
+        ("2026-11-29T07:27:28Z INFO trace_id=- started", "info", "started", None, None, None),
+        # not a level word after the time: the line stays whole
+        ("2026-11-29T07:27:28Z hello trace_id=c4d56abf664f6dd6373bb761c6d6259d x", "info", None, None, None, None),
+    ],
+)
+def test_trace_context_prefix_is_parsed(
+    line: str, level: str, body: str | None, logger: str | None, trace: str | None, span: str | None
+) -> None:
+    p = parse_line(line, 1_800_000_000 * 10**9)
+    assert p.level == level
+    if body is None:
+        assert p.body == line and p.trace_id == "c4d56abf664f6dd6373bb761c6d6259d"
+        return
+    assert (p.body, p.attributes.get("logger"), p.trace_id, p.span_id) == (body, logger, trace, span)
+    assert p.time_ns is not None and p.explicit_level

@@ -22,6 +22,10 @@ One line is parsed by :func:`parse_line`:
 * **Redis** server lines, ``pid:role DD Mon YYYY HH:MM:SS.mmm <mark> message`` (``src/server.c``
   ``serverLogRaw``): the mark ``.`` is ``debug``, ``-`` ``debug`` (verbose), ``*`` ``info`` (notice),
   ``#`` ``warn``; the time is the server's local time.
+* **trace-context prefix** ``<time> <LEVEL> [<logger>] trace_id=<32 hex> [span_id=<16 hex>] <message>``
+  (bare, or bracketed as the OpenTelemetry logging instrumentation's default format
+  ``... [trace_id=.. span_id=.. resource.service.name=..] - <message>``): the message is the body, the
+  logger the ``logger`` attribute, so the copy of a record an app also exports over OTLP folds into it.
 * **plain text**: the level is the first level word (``ERROR``, ``WARNING``, ``[error]``, ...) in the
   first 256 characters, else ``info``; a leading ISO 8601 time is used as the event time; ``trace_id=<32
   hex>`` and ``span_id=<16 hex>`` anywhere (the OpenTelemetry logging format) are picked up.
@@ -343,6 +347,20 @@ _PG_SLOW = re.compile(
 )
 _REDIS_LINE = re.compile(r"(\d+):[XCSM] (\d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d\.\d{3}) ([.\-*#]) (.*)", re.DOTALL)
 _REDIS_LEVEL = {".": "debug", "-": "debug", "*": "info", "#": "warn"}
+#: ``<time> <LEVEL> [<logger>] trace_id=<32 hex> [span_id=<16 hex>] <message>``: Python ``logging`` formats
+#: that put the trace context before the message, bare or in brackets as the OpenTelemetry logging
+#: instrumentation's ``OTEL_PYTHON_LOG_FORMAT`` default does (``... [trace_id=.. span_id=.. ...] - msg``).
+_ID = r"[0-9a-fA-F]{32}|0|-"
+_TRACE_PREFIX = re.compile(
+    r"\[?(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)\]?"
+    r" +\[?([A-Za-z]{3,9})\]?:?"
+    r"(?: +\[?([\w.\-<>]+)\]?:?)?"
+    r"(?: +\[[^\]\n]*\])*"
+    rf" +(?:\[trace_id=({_ID})(?: span_id=([0-9a-fA-F]{{16}}|0|-))?[^\]\n]*\]"
+    rf"|trace_id=({_ID})(?: span_id=([0-9a-fA-F]{{16}}|0|-))?)"
+    r"(?: +-)? +(.*)",
+    re.DOTALL,
+)
 
 
 def _pg_time(stamp: str, zone: str) -> int | None:
@@ -392,6 +410,36 @@ def _from_redis(m: re.Match[str], now_ns: int) -> Parsed:
     )
 
 
+def _hex_or_none(value: str | None) -> str | None:
+    return value.lower() if value and len(value) > 1 and value.strip("0") else None
+
+
+def _from_trace_prefix(line: str, now_ns: int) -> Parsed | None:
+    """``<time> <LEVEL> [<logger>] trace_id=<id> [span_id=<id>] <message>``, or ``None`` if not that.
+
+    The message becomes the body, so the line's first line equals the message of the same record exported
+    over OTLP (the writer's stdout/OTLP dedupe compares them); the logger is kept as the ``logger``
+    attribute, as for JSON lines.
+    """
+    m = _TRACE_PREFIX.match(line)
+    if m is None:
+        return None
+    stamp, word, logger, t1, s1, t2, s2, msg = m.groups()
+    level = level_from_name(word)
+    if level is None:
+        return None
+    return Parsed(
+        body=msg,
+        level=level,
+        severity_text=word,
+        time_ns=_sane(parse_time(stamp), now_ns),
+        attributes={"logger": logger} if logger else {},
+        trace_id=_hex_or_none(t1 or t2),
+        span_id=_hex_or_none(s1 or s2),
+        explicit_level=True,
+    )
+
+
 def parse_line(line: str, now_ns: int) -> Parsed:
     """Parse one line (no trailing newline) as JSON, logfmt or plain text; see the module docstring.
 
@@ -418,6 +466,8 @@ def parse_line(line: str, now_ns: int) -> Parsed:
         return _from_postgres(pg, now_ns)
     if c.isdigit() and ":" in line[:12] and (rd := _REDIS_LINE.match(line)) is not None:
         return _from_redis(rd, now_ns)
+    if (c.isdigit() or c == "[") and "trace_id=" in line[:200] and (tp := _from_trace_prefix(line, now_ns)):
+        return tp
     p = Parsed(body=line)
     head = line[:256]
     m = _LEVEL_RE.search(head)
