@@ -379,6 +379,8 @@ class Collector:
         self.writer.add("logs", rows, offsets, block=True)
         if rows:
             self.stats.received.labels("stdout").inc(len(rows))
+            if self.forwarder is None:  # converting to OTLP costs more than parsing the lines: only when forwarding
+                return
             try:
                 request = tail_request(rows)
             except Exception as e:  # noqa: BLE001 - never let forwarding stop the tailer
