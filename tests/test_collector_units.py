@@ -208,3 +208,41 @@ def test_trace_context_prefix_is_parsed(
         return
     assert (p.body, p.attributes.get("logger"), p.trace_id, p.span_id) == (body, logger, trace, span)
     assert p.time_ns is not None and p.explicit_level
+
+
+def test_rows_through_the_twin_messages_equal_rows_through_the_real_ones() -> None:
+    """Attributes read as encoded KeyValues (and remembered) give exactly the rows of the real messages."""
+    import time
+
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from legible.collector._otlp import decode, decode_twin, log_rows, span_rows
+
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    rs.resource.attributes.add(key="service.name").value.string_value = "svc"
+    spans = rs.scope_spans.add().spans
+    for i in range(3):
+        sp = spans.add(trace_id=bytes([i + 1]) * 16, span_id=b"\x02" * 8, name="GET /", start_time_unix_nano=10)
+        sp.attributes.add(key="http.method").value.string_value = "GET"
+        sp.attributes.add(key="n").value.int_value = i
+        sp.attributes.add(key="long").value.string_value = "x" * 5000  # cut, and too long to be remembered
+        sp.attributes.add(key="arr").value.array_value.values.add().double_value = 1.5
+        ev = sp.events.add(name="exception")
+        ev.attributes.add(key="exception.type").value.string_value = "ValueError"
+    logs = ExportLogsServiceRequest()
+    records = logs.resource_logs.add().scope_logs.add().log_records
+    for i in range(3):
+        lr = records.add(severity_number=17, trace_id=b"\x01" * 16, span_id=b"\x02" * 8)
+        lr.body.string_value = f"m{i}"
+        lr.attributes.add(key="k").value.bool_value = bool(i % 2)
+    now = time.time_ns()
+    for sig, req_, fn in (("traces", req, span_rows), ("logs", logs, log_rows)):
+        body = req_.SerializeToString()
+        real = fn(decode(sig, body, "protobuf"), now).rows  # type: ignore[operator]
+        assert real and real == fn(decode_twin(sig, body), now).rows == fn(decode_twin(sig, body), now).rows  # type: ignore[operator]
+    assert (
+        '"long":"' + "x" * 4096 + "…[cut 904 bytes]"
+        in span_rows(decode_twin("traces", req.SerializeToString()), now).rows[0][12]
+    )
