@@ -158,7 +158,8 @@ def level_from_name(value: Any) -> str | None:
             return "debug"
         return "trace" if n >= 10 else None
     if isinstance(value, str):
-        return _LEVEL_NAMES.get(value.strip().lower())
+        level = _LEVEL_NAMES.get(value)
+        return level if level is not None else _LEVEL_NAMES.get(value.strip().lower())
     return None
 
 
@@ -181,12 +182,57 @@ def parse_time(value: Any) -> int | None:
             return int(v * 1e3)
         return int(v)
     if isinstance(value, str) and len(value) >= 10 and value[:4].isdigit():
+        fast = _iso_ns(value)
+        if fast is not None:
+            return fast
         try:
             d = _dt.datetime.fromisoformat(value.strip().replace(",", "."))
         except ValueError:
             return None
         return int(d.timestamp() * 1e9)
     return None
+
+
+#: (``YYYY-MM-DDTHH:MM``, zone) -> epoch ns of that minute; lines of one minute share it.
+_MINUTES: dict[tuple[str, str], int] = {}
+_ZONE = re.compile(r"Z|[+-]\d\d(?::?\d\d)?")
+
+
+def _iso_ns(text: str) -> int | None:
+    """``YYYY-MM-DD[T ]HH:MM:SS[.,fraction][Z|±HH[:MM]]`` to epoch ns, or ``None`` for other forms.
+
+    The minute is parsed once by ``datetime.fromisoformat`` (naive: local time) and remembered; seconds
+    and the fraction are added as integers, so the result is exact to the nanosecond.
+    """
+    if len(text) < 19 or text[13] != ":" or text[16] != ":" or text[10] not in "T ":
+        return None
+    sec = text[17:19]
+    if not sec.isdigit():
+        return None
+    rest = text[19:]
+    frac = 0
+    if rest[:1] in (".", ","):
+        j = 1
+        while j < len(rest) and rest[j].isdigit():
+            j += 1
+        if j == 1 or j > 10:
+            return None
+        frac = int(rest[1:j].ljust(9, "0"))
+        rest = rest[j:]
+    if rest and not _ZONE.fullmatch(rest):
+        return None
+    key = (text[:16], rest)
+    base = _MINUTES.get(key)
+    if base is None:
+        try:
+            d = _dt.datetime.fromisoformat(f"{text[:16]}:00{rest}")
+        except ValueError:
+            return None
+        base = int(d.timestamp()) * 1_000_000_000
+        if len(_MINUTES) >= 4096:
+            _MINUTES.clear()
+        _MINUTES[key] = base
+    return base + int(sec) * 1_000_000_000 + frac
 
 
 def _sane(ns: int | None, now_ns: int) -> int | None:
@@ -282,7 +328,12 @@ def _from_fields(obj: dict[str, Any], line: str, now_ns: int) -> Parsed:
                 exc = v
                 continue
         if len(attrs) < MAX_ATTRS:
-            attrs[str(k)[:256]] = v if isinstance(v, (int, float, bool)) or v is None else _attr(v)
+            if type(k) is not str or len(k) > 256:
+                k = str(k)[:256]
+            if type(v) is str:
+                attrs[k] = v if len(v) <= MAX_ATTR_VALUE else cut(v, MAX_ATTR_VALUE)
+            else:
+                attrs[k] = v if isinstance(v, (int, float, bool)) or v is None else _attr(v)
     if body is None:
         body = line
     if exc:
