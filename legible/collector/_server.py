@@ -430,6 +430,9 @@ class Collector:
                 self.refuse(sig, "busy", len(d.rows))
                 raise Busy("collector busy, retry")
         else:
+            if not self.writer.has_room(_items(sig, msg)):  # refuse before the costly part: building rows
+                self.refuse(sig, "busy", _items(sig, msg))
+                raise Busy("collector busy, retry", failing=bool(self.writer.error))
             rows_of = msg if encoding == "json" else decode_twin(sig, body)  # attributes by encoding: faster
             d = span_rows(rows_of, now) if sig == "traces" else log_rows(rows_of, now)
             if d.rows and not self.writer.add("spans" if sig == "traces" else "logs", d.rows):
@@ -672,6 +675,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         out = encode_response(sig, rejected, message, encoding)
         self._send(200, out, "application/json" if encoding == "json" else "application/x-protobuf")
+
+
+def _items(sig: str, msg: Any) -> int:
+    """Spans (``traces``) or log records (``logs``) in a decoded request."""
+    if sig == "traces":
+        return sum(len(ss.spans) for rs in msg.resource_spans for ss in rs.scope_spans)
+    return sum(len(sl.log_records) for rl in msg.resource_logs for sl in rl.scope_logs)
 
 
 def load_forwarder(path: Path) -> Forwarder:

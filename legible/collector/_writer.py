@@ -232,6 +232,11 @@ class Writer:
     def _queued(self) -> int:
         return len(self._logs) + len(self._spans)
 
+    def has_room(self, n: int) -> bool:
+        """Whether :meth:`add` would take ``n`` rows now without ``block`` (a hint: another thread may add first)."""
+        queued = self._queued()
+        return not (queued + n > MAX_PENDING and queued) and not self._stop and not self.error
+
     def add(
         self,
         table: str,
