@@ -117,6 +117,11 @@ _LEVEL_RE = re.compile(
     r"|\blevel=\"?(\w+)"
     r"|^(panic|fatal|error|warning|warn|critical)(?: error)?:"
 )
+#: The upper-case level words of :data:`_LEVEL_RE`'s first alternative.
+_UPPER_LEVELS = frozenset(
+    ("TRACE", "DEBUG", "INFO", "NOTICE", "WARN", "WARNING", "ERROR", "ERR", "SEVERE", "CRITICAL", "CRIT", "FATAL")
+    + ("PANIC", "EMERG")
+)
 _ISO_PREFIX = re.compile(r"\[?(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)")
 _TRACE_RE = re.compile(r"trace_?id[=:]\s*\"?([0-9a-fA-F]{32})\b", re.IGNORECASE)
 _SPAN_RE = re.compile(r"span_?id[=:]\s*\"?([0-9a-fA-F]{16})\b", re.IGNORECASE)
@@ -520,17 +525,24 @@ def parse_line(line: str, now_ns: int) -> Parsed:
     if (c.isdigit() or c == "[") and "trace_id=" in line[:200] and (tp := _from_trace_prefix(line, now_ns)):
         return tp
     p = Parsed(body=line)
-    head = line[:256]
-    m = _LEVEL_RE.search(head)
-    if m:
-        word = m.group(1) or m.group(2) or m.group(3) or m.group(4)
-        lvl = level_from_name(word)
-        if lvl:
-            p.level, p.severity_text, p.explicit_level = lvl, word, True
+    word = None
     if c.isdigit() or c == "[":
         t = _ISO_PREFIX.match(line)
         if t:
             p.time_ns = _sane(parse_time(t.group(1)), now_ns)
+            # "<time> LEVEL ...": the level word right after the time is what _LEVEL_RE would find first
+            # (a time holds no other match), so the search over the line is skipped
+            after = line[t.end() : t.end() + 12].lstrip(" ").split(" ", 1)[0]
+            if after in _UPPER_LEVELS:
+                word = after
+    if word is None:
+        m = _LEVEL_RE.search(line[:256])
+        if m:
+            word = m.group(1) or m.group(2) or m.group(3) or m.group(4)
+    if word is not None:
+        lvl = level_from_name(word)
+        if lvl:
+            p.level, p.severity_text, p.explicit_level = lvl, word, True
     if "_id" in line or "Id" in line or "ID" in line:
         t = _TRACE_RE.search(line)
         if t:
