@@ -246,3 +246,19 @@ def test_rows_through_the_twin_messages_equal_rows_through_the_real_ones() -> No
         '"long":"' + "x" * 4096 + "…[cut 904 bytes]"
         in span_rows(decode_twin("traces", req.SerializeToString()), now).rows[0][12]
     )
+
+
+def test_iso_times_are_exact_and_each_minute_parsed_once_gives_the_same_answer() -> None:
+    import datetime as dt
+
+    from legible.collector._lines import parse_time
+
+    assert parse_time("2024-05-01T10:00:00.123456789Z") == 1714557600_123456789
+    assert parse_time("2024-05-01 12:00:01,5+02:00") == 1714557601_500000000
+    assert parse_time("2024-05-01T10:00:59.999-05") == 1714575659_999000000
+    naive = "2024-05-01 10:00:07.25"  # local time, as Python's logging writes it
+    assert parse_time(naive) == int(dt.datetime.fromisoformat(naive[:-3]).timestamp()) * 10**9 + 250_000_000
+    assert parse_time(naive) == parse_time(naive)  # the second comes from the remembered minute
+    assert parse_time("2024-05-01T10:00:00 UTC") is None and parse_time("2024-05-01") == int(
+        dt.datetime(2024, 5, 1).timestamp() * 1e9
+    )

@@ -200,7 +200,7 @@ def parse_time(value: Any) -> int | None:
 
 #: (``YYYY-MM-DDTHH:MM``, zone) -> epoch ns of that minute; lines of one minute share it.
 _MINUTES: dict[tuple[str, str], int] = {}
-_ZONE = re.compile(r"Z|[+-]\d\d(?::?\d\d)?")
+_ISO_FAST = re.compile(r"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d):(\d\d)(?:[.,](\d{1,9}))?(Z|[+-]\d\d(?::?\d\d)?)?")
 
 
 def _iso_ns(text: str) -> int | None:
@@ -209,35 +209,23 @@ def _iso_ns(text: str) -> int | None:
     The minute is parsed once by ``datetime.fromisoformat`` (naive: local time) and remembered; seconds
     and the fraction are added as integers, so the result is exact to the nanosecond.
     """
-    if len(text) < 19 or text[13] != ":" or text[16] != ":" or text[10] not in "T ":
+    m = _ISO_FAST.fullmatch(text)
+    if m is None:
         return None
-    sec = text[17:19]
-    if not sec.isdigit():
-        return None
-    rest = text[19:]
-    frac = 0
-    if rest[:1] in (".", ","):
-        j = 1
-        while j < len(rest) and rest[j].isdigit():
-            j += 1
-        if j == 1 or j > 10:
-            return None
-        frac = int(rest[1:j].ljust(9, "0"))
-        rest = rest[j:]
-    if rest and not _ZONE.fullmatch(rest):
-        return None
-    key = (text[:16], rest)
+    minute, sec, frac, zone = m.groups()
+    key = (minute, zone or "")
     base = _MINUTES.get(key)
     if base is None:
         try:
-            d = _dt.datetime.fromisoformat(f"{text[:16]}:00{rest}")
+            d = _dt.datetime.fromisoformat(f"{minute}:00{zone or ''}")
         except ValueError:
             return None
         base = int(d.timestamp()) * 1_000_000_000
         if len(_MINUTES) >= 4096:
             _MINUTES.clear()
         _MINUTES[key] = base
-    return base + int(sec) * 1_000_000_000 + frac
+    ns = base + int(sec) * 1_000_000_000
+    return ns + int(frac.ljust(9, "0")) if frac else ns
 
 
 def _sane(ns: int | None, now_ns: int) -> int | None:
