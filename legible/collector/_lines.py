@@ -250,7 +250,7 @@ def _hex_id(value: Any, pattern: re.Pattern[str]) -> str | None:
     return None
 
 
-@dataclass
+@dataclass(slots=True)
 class Parsed:
     """One parsed line (or the head line of a multi-line record).
 
@@ -541,7 +541,7 @@ def parse_line(line: str, now_ns: int) -> Parsed:
     return p
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     """A finished log record from a file, ready for the store.
 
@@ -610,7 +610,7 @@ class RecordAssembler:
 
         """
         out: list[Record] = []
-        if not line.strip():
+        if not line or line.isspace():
             if self._head is not None and (self._in_tb or self._after_exc):
                 self._blank += 1
             self._end = end_offset
