@@ -158,6 +158,22 @@ def _twin(module: Any, package: str, owners: set[str]) -> Any:
 
 
 _TWINS: dict[str, Any] = {}
+#: Attribute encodings found in :data:`_ATTR_CACHE` and not, lately (halved every 100,000), and requests seen.
+_STATS = [0, 0, 0]
+
+
+def twin_pays() -> bool:
+    """Whether to build this request's rows through :func:`decode_twin`: when most attributes are remembered.
+
+    A remembered attribute costs about 0.4 us, one converted through the real messages about 1 us, and one
+    not yet remembered about 2 us (measured on a 2-core machine), so the twin is used while at least two
+    thirds of the attributes were found, and for one request in 16 otherwise, to notice when that changes.
+    """
+    _STATS[2] += 1
+    hits, misses = _STATS[0], _STATS[1]
+    if hits + misses > 100_000:
+        _STATS[0], _STATS[1] = hits // 2, misses // 2
+    return misses * 2 <= hits or _STATS[2] % 16 == 0
 
 
 def decode_twin(signal: str, body: bytes) -> Message:
@@ -259,9 +275,11 @@ def attributes(kvs: Any) -> dict[str, Any]:
         kvs = kvs[:MAX_ATTRS]
     if isinstance(kvs[0], bytes):
         cache = _ATTR_CACHE
+        misses = 0
         for raw in kvs:
             hit = cache.get(raw)
             if hit is None:
+                misses += 1
                 try:
                     kv = KeyValue.FromString(raw)
                 except DecodeError as e:
@@ -272,6 +290,8 @@ def attributes(kvs: Any) -> dict[str, Any]:
                         cache.clear()
                     cache[raw] = hit
             out[hit[0]] = hit[1]
+        _STATS[0] += len(kvs) - misses
+        _STATS[1] += misses
         return out
     for kv in kvs:
         key = kv.key

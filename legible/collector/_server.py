@@ -81,6 +81,7 @@ from legible.collector._otlp import (
     metric_samples,
     response_message,
     span_rows,
+    twin_pays,
 )
 from legible.collector._tail import Tailer
 from legible.collector._writer import MEMORY_LIMIT, QUERY_TIMEOUT_S, Writer
@@ -433,7 +434,7 @@ class Collector:
             if not self.writer.has_room(_items(sig, msg)):  # refuse before the costly part: building rows
                 self.refuse(sig, "busy", _items(sig, msg))
                 raise Busy("collector busy, retry", failing=bool(self.writer.error))
-            rows_of = msg if encoding == "json" else decode_twin(sig, body)  # attributes by encoding: faster
+            rows_of = decode_twin(sig, body) if encoding != "json" and twin_pays() else msg
             d = span_rows(rows_of, now) if sig == "traces" else log_rows(rows_of, now)
             if d.rows and not self.writer.add("spans" if sig == "traces" else "logs", d.rows):
                 self.refuse(sig, "busy", len(d.rows))
