@@ -15,6 +15,11 @@ Targets (issue 3): >= 50,000 stdout lines/s and >= 20,000 OTLP/HTTP protobuf spa
 nothing dropped; queries over 1M log lines and 200k spans well under 300 ms; collector RSS < 150 MB.
 Baselines measured in the same run: reading and counting the lines of the file (``wc -l``), and a raw
 DuckDB Arrow insert of equivalent rows.
+
+Ingest per collector CPU-second (issue 12): >= 80,000 stdout lines and >= 50,000 OTLP/HTTP spans, every
+row counted back. ``--baseline-src DIR`` runs another collector (a directory holding its ``legible``
+package, e.g. ``git archive <rev> legible | tar -x -C DIR``) alternately with this one and reports the
+ratio: ``--only ingest --runs 5 --baseline-src DIR`` runs just that part.
 """
 
 from __future__ import annotations
