@@ -954,17 +954,25 @@ def test_a_record_sent_by_stdout_and_otlp_is_stored_once(tmp_path: Path) -> None
         )
 
     w.add("logs", [row("GET /error 500", "stdout")])
-    w.add("logs", [row("GET /error 500", "otlp"), row("GET /error 500", "otlp", span=None)])
+    w.add("logs", [row("GET /error 500", "otlp"), row("GET /error 500\nTraceback ...", "otlp", span=None)])
     w.add("logs", [row("GET /error 500", "stdout"), row("another message", "otlp")])
+    w.add("logs", [row("GET /error 500", "otlp", span="00f067aa0ba902b7")])  # another span of the trace
+    w.add("logs", [row("boot", "stdout", span=None), row("boot", "otlp", span=None)])
+    nothing = (*row("no trace", "stdout", span=None)[:10], None, None, "stdout")
+    w.add("logs", [nothing, (*nothing[:12], "otlp")])
     w.flush()
     kept = w.query("SELECT source, body FROM logs ORDER BY seq")[1]
     w.close()
-    # the OTLP copy of the stdout record is dropped; a record without a span id, a second record from the
-    # same source and a different message are all kept
+    # the OTLP copies of the stdout record are dropped, with the same span id or without one (a text line
+    # that prints only the trace id); a second record from the same source, a different message, a record
+    # of another span and records without a trace id are all kept
     assert kept == [
         ("stdout", "GET /error 500"),
-        ("otlp", "GET /error 500"),
         ("stdout", "GET /error 500"),
         ("otlp", "another message"),
+        ("otlp", "GET /error 500"),
+        ("stdout", "boot"),
+        ("stdout", "no trace"),
+        ("otlp", "no trace"),
     ]
-    assert deduplicated == [1]
+    assert deduplicated == [2, 1]

@@ -171,3 +171,94 @@ def test_a_push_carries_what_changed_and_a_failed_push_resends_everything() -> N
     d.resend_all()  # what the pusher calls when a push failed
     again = render(d.take()[0]).decode()
     assert 'span_name="GET /a"' in again and 'span_name="GET /b"' in again
+
+
+@pytest.mark.parametrize(
+    ("line", "level", "body", "logger", "trace", "span"),
+    [
+        (  # the example shop's stderr format (TracebackFormatter)
+            "2026-11-29T07:27:28.258+00:00 ERROR shop trace_id=c4d56abf664f6dd6373bb761c6d6259d Exception on /x",
+            "error",
+            "Exception on /x",
+            "shop",
+            "c4d56abf664f6dd6373bb761c6d6259d",
+            None,
+        ),
+        (  # OTEL_PYTHON_LOG_FORMAT's default (opentelemetry-instrumentation-logging)
+            "2026-11-29 07:27:28,258 WARNING [shop.web] [app.py:12] [trace_id=c4d56abf664f6dd6373bb761c6d6259d "
+            "span_id=b7ad6b7169203331 resource.service.name=shop trace_sampled=True] - low stock",
+            "warn",
+            "low stock",
+            "shop.web",
+            "c4d56abf664f6dd6373bb761c6d6259d",
+            "b7ad6b7169203331",
+        ),
+        ("2026-11-29T07:27:28Z INFO trace_id=- started", "info", "started", None, None, None),
+        # not a level word after the time: the line stays whole
+        ("2026-11-29T07:27:28Z hello trace_id=c4d56abf664f6dd6373bb761c6d6259d x", "info", None, None, None, None),
+    ],
+)
+def test_trace_context_prefix_is_parsed(
+    line: str, level: str, body: str | None, logger: str | None, trace: str | None, span: str | None
+) -> None:
+    p = parse_line(line, 1_800_000_000 * 10**9)
+    assert p.level == level
+    if body is None:
+        assert p.body == line and p.trace_id == "c4d56abf664f6dd6373bb761c6d6259d"
+        return
+    assert (p.body, p.attributes.get("logger"), p.trace_id, p.span_id) == (body, logger, trace, span)
+    assert p.time_ns is not None and p.explicit_level
+
+
+def test_rows_through_the_twin_messages_equal_rows_through_the_real_ones() -> None:
+    """Attributes read as encoded KeyValues (and remembered) give exactly the rows of the real messages."""
+    import time
+
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from legible.collector._otlp import decode, decode_twin, log_rows, span_rows
+
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    rs.resource.attributes.add(key="service.name").value.string_value = "svc"
+    spans = rs.scope_spans.add().spans
+    for i in range(3):
+        sp = spans.add(trace_id=bytes([i + 1]) * 16, span_id=b"\x02" * 8, name="GET /", start_time_unix_nano=10)
+        sp.attributes.add(key="http.method").value.string_value = "GET"
+        sp.attributes.add(key="n").value.int_value = i
+        sp.attributes.add(key="long").value.string_value = "x" * 5000  # cut, and too long to be remembered
+        sp.attributes.add(key="arr").value.array_value.values.add().double_value = 1.5
+        ev = sp.events.add(name="exception")
+        ev.attributes.add(key="exception.type").value.string_value = "ValueError"
+    logs = ExportLogsServiceRequest()
+    records = logs.resource_logs.add().scope_logs.add().log_records
+    for i in range(3):
+        lr = records.add(severity_number=17, trace_id=b"\x01" * 16, span_id=b"\x02" * 8)
+        lr.body.string_value = f"m{i}"
+        lr.attributes.add(key="k").value.bool_value = bool(i % 2)
+    now = time.time_ns()
+    for sig, req_, fn in (("traces", req, span_rows), ("logs", logs, log_rows)):
+        body = req_.SerializeToString()
+        real = fn(decode(sig, body, "protobuf"), now).rows  # type: ignore[operator]
+        assert real and real == fn(decode_twin(sig, body), now).rows == fn(decode_twin(sig, body), now).rows  # type: ignore[operator]
+    assert (
+        '"long":"' + "x" * 4096 + "…[cut 904 bytes]"
+        in span_rows(decode_twin("traces", req.SerializeToString()), now).rows[0][12]
+    )
+
+
+def test_iso_times_are_exact_and_each_minute_parsed_once_gives_the_same_answer() -> None:
+    import datetime as dt
+
+    from legible.collector._lines import parse_time
+
+    assert parse_time("2024-05-01T10:00:00.123456789Z") == 1714557600_123456789
+    assert parse_time("2024-05-01 12:00:01,5+02:00") == 1714557601_500000000
+    assert parse_time("2024-05-01T10:00:59.999-05") == 1714575659_999000000
+    naive = "2024-05-01 10:00:07.25"  # local time, as Python's logging writes it
+    assert parse_time(naive) == int(dt.datetime.fromisoformat(naive[:-3]).timestamp()) * 10**9 + 250_000_000
+    assert parse_time(naive) == parse_time(naive)  # the second comes from the remembered minute
+    assert parse_time("2024-05-01T10:00:00 UTC") is None and parse_time("2024-05-01") == int(
+        dt.datetime(2024, 5, 1).timestamp() * 1e9
+    )

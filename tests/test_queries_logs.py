@@ -229,3 +229,51 @@ def test_groups_fold_lines_the_collector_left_without_template(tmp_path, monkeyp
     con.close()
     out = run(root, monkeypatch, "logs").output
     assert any(ln.split()[:3] == ["600", "info", "app"] for ln in out.splitlines()), out
+
+
+def _counter(metrics: str, name: str) -> float:
+    return sum(float(ln.rsplit(" ", 1)[1]) for ln in metrics.splitlines() if ln.startswith(name))
+
+
+def test_one_error_of_the_shop_is_two_groups_not_three(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One ``/error`` on the real shop gives two error groups, each record stored once (issue 12).
+
+    The shop logs every record both over OTLP and to stdout/stderr. Its stderr copy of Flask's "Exception on
+    /error [GET]" record starts with ``<time> ERROR <logger> trace_id=<id>`` and has no span id; the
+    collector parses that prefix, so the copy folds into the OTLP record. The access line ("GET /error 500",
+    logged by the shop's ``after_request`` hook, JSON on stdout) is a second, distinct record of the same
+    request, with its own message: two groups, both naming the request's trace id.
+    """
+    import requests
+
+    from tests.conftest import cli, cli_json
+    from tests.test_stack import SHOP_TOML, shop_repo
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    root = shop_repo(tmp_path / "shop", SHOP_TOML)
+    try:
+        code, doc = cli_json(root, "up", "--wait")
+        assert code == 0, doc
+        app_url, collector = doc["endpoints"]["app"], doc["endpoints"]["otlp-http"]
+        before = requests.get(f"{collector}/metrics", timeout=5).text
+        assert requests.get(f"{app_url}/error", timeout=10).status_code == 500
+
+        def both_copies_in() -> bool:
+            # each of the two records came twice (OTLP, and stdout or stderr): two copies folded, and both
+            # OTLP records received (the exporter batches for up to a second)
+            now = requests.get(f"{collector}/metrics", timeout=5).text
+            otlp = _counter(now, 'legible_collector_received_total{signal="logs"}')
+            folded = _counter(now, "legible_collector_deduplicated_logs_total")
+            return otlp - _counter(before, 'legible_collector_received_total{signal="logs"}') >= 2 and (
+                folded - _counter(before, "legible_collector_deduplicated_logs_total") >= 2
+            )
+
+        wait_until(both_copies_in, 30, "both records of the error received twice and folded")
+        code, out = cli_json(root, "logs", "--level", "error", "--since", "5m")
+        assert code == 0, out
+        found = [g for g in out["groups"] if "/error" in g["example"]]
+        assert sorted(g["example"].split("\n", 1)[0] for g in found) == ["Exception on /error [GET]", "GET /error 500"]
+        assert all(g["count"] == 1 for g in found), found
+        assert len({g["trace_id"] for g in found}) == 1, found
+    finally:
+        cli(root, "down")

@@ -22,6 +22,10 @@ One line is parsed by :func:`parse_line`:
 * **Redis** server lines, ``pid:role DD Mon YYYY HH:MM:SS.mmm <mark> message`` (``src/server.c``
   ``serverLogRaw``): the mark ``.`` is ``debug``, ``-`` ``debug`` (verbose), ``*`` ``info`` (notice),
   ``#`` ``warn``; the time is the server's local time.
+* **trace-context prefix** ``<time> <LEVEL> [<logger>] trace_id=<32 hex> [span_id=<16 hex>] <message>``
+  (bare, or bracketed as the OpenTelemetry logging instrumentation's default format
+  ``... [trace_id=.. span_id=.. resource.service.name=..] - <message>``): the message is the body, the
+  logger the ``logger`` attribute, so the copy of a record an app also exports over OTLP folds into it.
 * **plain text**: the level is the first level word (``ERROR``, ``WARNING``, ``[error]``, ...) in the
   first 256 characters, else ``info``; a leading ISO 8601 time is used as the event time; ``trace_id=<32
   hex>`` and ``span_id=<16 hex>`` anywhere (the OpenTelemetry logging format) are picked up.
@@ -113,6 +117,11 @@ _LEVEL_RE = re.compile(
     r"|\blevel=\"?(\w+)"
     r"|^(panic|fatal|error|warning|warn|critical)(?: error)?:"
 )
+#: The upper-case level words of :data:`_LEVEL_RE`'s first alternative.
+_UPPER_LEVELS = frozenset(
+    ("TRACE", "DEBUG", "INFO", "NOTICE", "WARN", "WARNING", "ERROR", "ERR", "SEVERE", "CRITICAL", "CRIT", "FATAL")
+    + ("PANIC", "EMERG")
+)
 _ISO_PREFIX = re.compile(r"\[?(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)")
 _TRACE_RE = re.compile(r"trace_?id[=:]\s*\"?([0-9a-fA-F]{32})\b", re.IGNORECASE)
 _SPAN_RE = re.compile(r"span_?id[=:]\s*\"?([0-9a-fA-F]{16})\b", re.IGNORECASE)
@@ -154,7 +163,8 @@ def level_from_name(value: Any) -> str | None:
             return "debug"
         return "trace" if n >= 10 else None
     if isinstance(value, str):
-        return _LEVEL_NAMES.get(value.strip().lower())
+        level = _LEVEL_NAMES.get(value)
+        return level if level is not None else _LEVEL_NAMES.get(value.strip().lower())
     return None
 
 
@@ -177,12 +187,45 @@ def parse_time(value: Any) -> int | None:
             return int(v * 1e3)
         return int(v)
     if isinstance(value, str) and len(value) >= 10 and value[:4].isdigit():
+        fast = _iso_ns(value)
+        if fast is not None:
+            return fast
         try:
             d = _dt.datetime.fromisoformat(value.strip().replace(",", "."))
         except ValueError:
             return None
         return int(d.timestamp() * 1e9)
     return None
+
+
+#: (``YYYY-MM-DDTHH:MM``, zone) -> epoch ns of that minute; lines of one minute share it.
+_MINUTES: dict[tuple[str, str], int] = {}
+_ISO_FAST = re.compile(r"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d):(\d\d)(?:[.,](\d{1,9}))?(Z|[+-]\d\d(?::?\d\d)?)?")
+
+
+def _iso_ns(text: str) -> int | None:
+    """``YYYY-MM-DD[T ]HH:MM:SS[.,fraction][Z|±HH[:MM]]`` to epoch ns, or ``None`` for other forms.
+
+    The minute is parsed once by ``datetime.fromisoformat`` (naive: local time) and remembered; seconds
+    and the fraction are added as integers, so the result is exact to the nanosecond.
+    """
+    m = _ISO_FAST.fullmatch(text)
+    if m is None:
+        return None
+    minute, sec, frac, zone = m.groups()
+    key = (minute, zone or "")
+    base = _MINUTES.get(key)
+    if base is None:
+        try:
+            d = _dt.datetime.fromisoformat(f"{minute}:00{zone or ''}")
+        except ValueError:
+            return None
+        base = int(d.timestamp()) * 1_000_000_000
+        if len(_MINUTES) >= 4096:
+            _MINUTES.clear()
+        _MINUTES[key] = base
+    ns = base + int(sec) * 1_000_000_000
+    return ns + int(frac.ljust(9, "0")) if frac else ns
 
 
 def _sane(ns: int | None, now_ns: int) -> int | None:
@@ -207,7 +250,7 @@ def _hex_id(value: Any, pattern: re.Pattern[str]) -> str | None:
     return None
 
 
-@dataclass
+@dataclass(slots=True)
 class Parsed:
     """One parsed line (or the head line of a multi-line record).
 
@@ -278,7 +321,12 @@ def _from_fields(obj: dict[str, Any], line: str, now_ns: int) -> Parsed:
                 exc = v
                 continue
         if len(attrs) < MAX_ATTRS:
-            attrs[str(k)[:256]] = v if isinstance(v, (int, float, bool)) or v is None else _attr(v)
+            if type(k) is not str or len(k) > 256:
+                k = str(k)[:256]
+            if type(v) is str:
+                attrs[k] = v if len(v) <= MAX_ATTR_VALUE else cut(v, MAX_ATTR_VALUE)
+            else:
+                attrs[k] = v if isinstance(v, (int, float, bool)) or v is None else _attr(v)
     if body is None:
         body = line
     if exc:
@@ -343,6 +391,20 @@ _PG_SLOW = re.compile(
 )
 _REDIS_LINE = re.compile(r"(\d+):[XCSM] (\d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d\.\d{3}) ([.\-*#]) (.*)", re.DOTALL)
 _REDIS_LEVEL = {".": "debug", "-": "debug", "*": "info", "#": "warn"}
+#: ``<time> <LEVEL> [<logger>] trace_id=<32 hex> [span_id=<16 hex>] <message>``: Python ``logging`` formats
+#: that put the trace context before the message, bare or in brackets as the OpenTelemetry logging
+#: instrumentation's ``OTEL_PYTHON_LOG_FORMAT`` default does (``... [trace_id=.. span_id=.. ...] - msg``).
+_ID = r"[0-9a-fA-F]{32}|0|-"
+_TRACE_PREFIX = re.compile(
+    r"\[?(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)\]?"
+    r" +\[?([A-Za-z]{3,9})\]?:?"
+    r"(?: +\[?([\w.\-<>]+)\]?:?)?"
+    r"(?: +\[[^\]\n]*\])*"
+    rf" +(?:\[trace_id=({_ID})(?: span_id=([0-9a-fA-F]{{16}}|0|-))?[^\]\n]*\]"
+    rf"|trace_id=({_ID})(?: span_id=([0-9a-fA-F]{{16}}|0|-))?)"
+    r"(?: +-)? +(.*)",
+    re.DOTALL,
+)
 
 
 def _pg_time(stamp: str, zone: str) -> int | None:
@@ -392,6 +454,36 @@ def _from_redis(m: re.Match[str], now_ns: int) -> Parsed:
     )
 
 
+def _hex_or_none(value: str | None) -> str | None:
+    return value.lower() if value and len(value) > 1 and value.strip("0") else None
+
+
+def _from_trace_prefix(line: str, now_ns: int) -> Parsed | None:
+    """``<time> <LEVEL> [<logger>] trace_id=<id> [span_id=<id>] <message>``, or ``None`` if not that.
+
+    The message becomes the body, so the line's first line equals the message of the same record exported
+    over OTLP (the writer's stdout/OTLP dedupe compares them); the logger is kept as the ``logger``
+    attribute, as for JSON lines.
+    """
+    m = _TRACE_PREFIX.match(line)
+    if m is None:
+        return None
+    stamp, word, logger, t1, s1, t2, s2, msg = m.groups()
+    level = level_from_name(word)
+    if level is None:
+        return None
+    return Parsed(
+        body=msg,
+        level=level,
+        severity_text=word,
+        time_ns=_sane(parse_time(stamp), now_ns),
+        attributes={"logger": logger} if logger else {},
+        trace_id=_hex_or_none(t1 or t2),
+        span_id=_hex_or_none(s1 or s2),
+        explicit_level=True,
+    )
+
+
 def parse_line(line: str, now_ns: int) -> Parsed:
     """Parse one line (no trailing newline) as JSON, logfmt or plain text; see the module docstring.
 
@@ -418,18 +510,27 @@ def parse_line(line: str, now_ns: int) -> Parsed:
         return _from_postgres(pg, now_ns)
     if c.isdigit() and ":" in line[:12] and (rd := _REDIS_LINE.match(line)) is not None:
         return _from_redis(rd, now_ns)
+    if (c.isdigit() or c == "[") and "trace_id=" in line[:200] and (tp := _from_trace_prefix(line, now_ns)):
+        return tp
     p = Parsed(body=line)
-    head = line[:256]
-    m = _LEVEL_RE.search(head)
-    if m:
-        word = m.group(1) or m.group(2) or m.group(3) or m.group(4)
-        lvl = level_from_name(word)
-        if lvl:
-            p.level, p.severity_text, p.explicit_level = lvl, word, True
+    word = None
     if c.isdigit() or c == "[":
         t = _ISO_PREFIX.match(line)
         if t:
             p.time_ns = _sane(parse_time(t.group(1)), now_ns)
+            # "<time> LEVEL ...": the level word right after the time is what _LEVEL_RE would find first
+            # (a time holds no other match), so the search over the line is skipped
+            after = line[t.end() : t.end() + 12].lstrip(" ").split(" ", 1)[0]
+            if after in _UPPER_LEVELS:
+                word = after
+    if word is None:
+        m = _LEVEL_RE.search(line[:256])
+        if m:
+            word = m.group(1) or m.group(2) or m.group(3) or m.group(4)
+    if word is not None:
+        lvl = level_from_name(word)
+        if lvl:
+            p.level, p.severity_text, p.explicit_level = lvl, word, True
     if "_id" in line or "Id" in line or "ID" in line:
         t = _TRACE_RE.search(line)
         if t:
@@ -440,7 +541,7 @@ def parse_line(line: str, now_ns: int) -> Parsed:
     return p
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     """A finished log record from a file, ready for the store.
 
@@ -509,7 +610,7 @@ class RecordAssembler:
 
         """
         out: list[Record] = []
-        if not line.strip():
+        if not line or line.isspace():
             if self._head is not None and (self._in_tb or self._after_exc):
                 self._blank += 1
             self._end = end_offset

@@ -56,7 +56,7 @@ FAILURES_UNHEALTHY = 3
 #: Queries ``/query`` runs at once, and seconds after which one is interrupted.
 QUERY_SLOTS = 2
 QUERY_TIMEOUT_S = 30.0
-#: How many recent (service, trace id, span id, message) keys the cross-source dedupe remembers.
+#: How many recent (service, trace id, message) keys the cross-source dedupe remembers.
 DEDUPE_KEYS = 50_000
 
 LOG_COLUMNS = (
@@ -175,8 +175,8 @@ class Writer:
         self._on_pruned = on_pruned
         self._on_dropped = on_dropped
         self._on_deduplicated = on_deduplicated
-        # (service, trace id, span id, message) -> source of the log records seen lately; see _dedupe
-        self._recent: OrderedDict[tuple[str, str, str, str], str] = OrderedDict()
+        # (service, trace id, message's first line) -> (source, span id) of the log records seen lately; see _dedupe
+        self._recent: OrderedDict[tuple[str, str, str], tuple[str, str | None]] = OrderedDict()
         self._cv = threading.Condition()
         self._slots = threading.BoundedSemaphore(QUERY_SLOTS)
         self._inflight = 0  # rows of the flush under way
@@ -232,6 +232,11 @@ class Writer:
     def _queued(self) -> int:
         return len(self._logs) + len(self._spans)
 
+    def has_room(self, n: int) -> bool:
+        """Whether :meth:`add` would take ``n`` rows now without ``block`` (a hint: another thread may add first)."""
+        queued = self._queued()
+        return not (queued + n > MAX_PENDING and queued) and not self._stop and not self.error
+
     def add(
         self,
         table: str,
@@ -271,23 +276,29 @@ class Writer:
     def _dedupe(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """Drop log records already stored from another source (an app that logs to stdout and OTLP).
 
-        Two records are the same event when service, trace id, span id and the message's first line are
-        equal and they came by different sources (``stdout`` vs ``otlp``); the first to arrive is kept.
-        Records without a span id are never merged. The count goes to ``on_deduplicated``
-        (``legible_collector_deduplicated_logs_total``). At most :data:`DEDUPE_KEYS` recent keys are remembered.
+        Two records are the same event when service, trace id and the message's first line are equal, they
+        came by different sources (``stdout`` vs ``otlp``), and their span ids are equal or one of them has
+        none (a text format such as ``<time> ERROR <logger> trace_id=<id> <message>`` often prints only the
+        trace id); the first to arrive is kept. Records without a trace id are never merged. The count goes
+        to ``on_deduplicated`` (``legible_collector_deduplicated_logs_total``). At most :data:`DEDUPE_KEYS`
+        recent keys are remembered.
         """
         keep = []
         recent = self._recent
         for r in rows:
-            trace_id, span_id, source = r[10], r[11], r[12]
-            if not span_id or not trace_id:
+            trace_id = r[10]
+            if not trace_id:
                 keep.append(r)
                 continue
-            key = (r[2] or "", trace_id, span_id, str(r[6] or "").split("\n", 1)[0].strip())
+            span_id, source, body = r[11], r[12], r[6]
+            if not isinstance(body, str):
+                body = str(body or "")
+            nl = body.find("\n")
+            key = (r[2] or "", trace_id, (body if nl < 0 else body[:nl]).strip())
             seen = recent.get(key)
-            if seen is not None and seen != source:
+            if seen is not None and seen[0] != source and (seen[1] == span_id or not seen[1] or not span_id):
                 continue
-            recent[key] = source
+            recent[key] = (source, span_id)
             recent.move_to_end(key)
             keep.append(r)
         while len(recent) > DEDUPE_KEYS:
