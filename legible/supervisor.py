@@ -40,7 +40,6 @@ is unit-tested without processes; :func:`main` wires the real ones.
 from __future__ import annotations
 
 import ctypes
-import http.client
 import json
 import os
 import queue
@@ -51,7 +50,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -667,6 +665,9 @@ def spawn_service(sp: ServicePlan) -> subprocess.Popen[bytes]:
 
 def probe_ready(sp: ServicePlan, log_offset: int = 0) -> bool:
     """Run ``sp``'s readiness probe once; True if ready. Never raises, returns within about 0.5 s."""
+    import http.client  # here, not at the top: the supervisor spawns the first services before it is needed
+    import urllib.parse
+
     p = sp.probe
     try:
         if p.kind == "none":
@@ -704,6 +705,9 @@ def probe_live(sp: ServicePlan) -> str:
     The cause is ``HTTP <code>: <first line of the body>`` (the collector's ``/health`` says why), or
     ``no answer: <error>``. Never raises, returns within about 1 s.
     """
+    import http.client
+    import urllib.parse
+
     u = urllib.parse.urlsplit(sp.probe.target)
     conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 80, timeout=1.0)
     try:
@@ -907,6 +911,9 @@ class _Metrics:
 
     def push(self) -> None:
         """POST the current values to VictoriaMetrics' import API with the labels a scrape would add."""
+        import http.client
+        import urllib.parse
+
         from prometheus_client import generate_latest
 
         labels = {"job": "legible-supervisor", "instance": f"127.0.0.1:{self.port}", "worktree": self.key}
@@ -933,6 +940,9 @@ def vmui_url(vm: str) -> str | None:
     Debian's ``victoria-metrics`` package is built without vmui's assets, so ``/vmui/`` answers 404 there;
     an endpoint that answers 404 is not advertised.
     """
+    import http.client
+    import urllib.parse
+
     u = urllib.parse.urlsplit(vm)
     conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 80, timeout=1.0)
     try:
@@ -946,7 +956,13 @@ def vmui_url(vm: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m legible.supervisor PLAN_JSON``; returns 0 after a clean stop, 1 if the start failed."""
+    """Entry point: ``python -m legible.supervisor PLAN_JSON``; returns 0 after a clean stop, 1 if the start failed.
+
+    The services that wait for nothing (VictoriaMetrics, the collector, the app) are spawned first, before
+    the lease transfer, the metrics server, the control socket and the file watcher are set up: those
+    overlap the services' own start instead of adding to it (issue 12). A signal wakes the main loop at once
+    (``signal.set_wakeup_fd``), so ``legible down`` does not wait out a poll interval.
+    """
     args = argv if argv is not None else sys.argv[1:]
     os.umask(PRIVATE_UMASK)  # state.json, logs and every service's files: 0600 in 0700 directories
     plan_path = Path(args[0])
@@ -957,16 +973,14 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(signum: int, frame: object) -> None:
         stop["flag"] = True
 
+    wake_r, wake_w = os.pipe()  # a signal writes a byte here, which ends the main loop's select at once
+    for fd in (wake_r, wake_w):
+        os.set_blocking(fd, False)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
 
-    from legible.lease import LeaseRegistry
-
-    registry = LeaseRegistry()
-    me = ProcRef.of(os.getpid())
-    assert me is not None
-    registry.transfer(plan.key, me)
-    metrics = _Metrics(plan)
+    metrics: _Metrics | None = None  # set up once the first services are spawned
     pushed_store = {"ready": False}
 
     def on_ready(name: str, ms: float) -> None:
@@ -981,13 +995,13 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"supervisor: cannot rewrite the env file: {exc}", file=sys.stderr, flush=True)
 
     def on_change(s: Supervisor) -> None:
-        metrics.update(s)
+        if metrics is not None:
+            metrics.update(s)
         s.write_state()
-        if pushed_store["ready"]:
+        if metrics is not None and pushed_store["ready"]:
             metrics.push()
 
     from legible import deploys
-    from legible.control import ControlServer, Watcher, send
 
     state_dir = plan_path.parent
     root = Path(plan.worktree)
@@ -1005,7 +1019,7 @@ def main(argv: list[str] | None = None) -> int:
             deploys.append(state_dir, rec)
         except OSError as exc:
             print(f"supervisor: cannot record deploy {rec.get('number')}: {exc}", file=sys.stderr, flush=True)
-        if rec.get("status") == "ready":
+        if rec.get("status") == "ready" and metrics is not None:
             metrics.deployed(rec)
 
     sup = Supervisor(
@@ -1018,20 +1032,37 @@ def main(argv: list[str] | None = None) -> int:
         deploy_number=deploys.next_number(state_dir) - 1,
     )
     sup.begin_deploy(sup.user_services(), "up")  # up's deploy: the user services, spawned as their deps get ready
-    sup.write_state()
-    control = ControlServer(state_dir)
-    watcher = Watcher(root, {s.name: list(s.watch) for s in plan.services if s.watch})
-    watcher.start()
+    control: Any = None
+    watcher: Any = None
     waiters: list[tuple[Any, int]] = []
     code = 0
     git_marker = Path(plan.worktree) / ".git"  # a file in linked worktrees; nothing we write recreates it
     next_check = 0.0
+    removed = False
+    me = ProcRef.of(os.getpid())
+    assert me is not None
+    from legible.lease import LeaseRegistry
+
+    registry = LeaseRegistry()
     try:
+        if not stop["flag"]:
+            sup.step()  # spawns every service that waits for nothing; state.json is written by on_change
+        registry.transfer(plan.key, me)
+        metrics = _Metrics(plan)
+        if sup.deploy is not None and sup.deploy.get("status") == "ready":
+            metrics.deployed(sup.deploy)
+        on_change(sup)
+        from legible.control import ControlServer, Watcher, send
+
+        control = ControlServer(state_dir)
+        watcher = Watcher(root, {s.name: list(s.watch) for s in plan.services if s.watch})
+        watcher.start()
         while not stop["flag"]:
             if time.monotonic() >= next_check:  # a removed worktree takes its stack with it
                 next_check = time.monotonic() + 1.0
                 if not git_marker.exists():
                     print(f"supervisor: worktree {plan.worktree} was removed: stopping", file=sys.stderr, flush=True)
+                    removed = True
                     break
             sup.step()
             if sup.status == "failed":
@@ -1051,7 +1082,7 @@ def main(argv: list[str] | None = None) -> int:
                 except RestartRefused as exc:
                     print(f"supervisor: watch restart skipped: {exc}", file=sys.stderr, flush=True)
             busy = sup.status == "starting" or any(r.status in ("starting", "backoff") for r in sup.services.values())
-            for conn, req in control.wait(0.005 if busy else 0.1):
+            for conn, req in control.wait(0.005 if busy else 0.1, wake=wake_r):
                 if req.get("op") != "restart":
                     send(conn, {"ok": False, "error": f"unknown op {req.get('op')!r}", "hint": "op: restart"})
                     conn.close()
@@ -1065,8 +1096,10 @@ def main(argv: list[str] | None = None) -> int:
                 send(conn, {"ok": True, "deploy": rec["number"], "services": rec["services"]})
                 waiters.append((conn, rec["number"]))
     finally:
-        watcher.close()
-        control.close()
+        if watcher is not None:
+            watcher.close()
+        if control is not None:
+            control.close()
         for conn, _n in waiters:
             send(conn, {"ok": False, "error": "the stack is stopping", "hint": "run `legible up --wait`"})
             conn.close()
@@ -1080,10 +1113,30 @@ def main(argv: list[str] | None = None) -> int:
         sup.stop_all()
         if sup.status != "failed":
             sup.status = "stopped"
-        metrics.close()
+        if metrics is not None:
+            metrics.close()
         registry.release(plan.key, me)
         sup.write_state()
+        if removed:  # what the services wrote after the removal (VictoriaMetrics flushes at exit) goes too
+            _remove_recreated(state_dir, root)
     return code
+
+
+def _remove_recreated(state_dir: Path, root: Path) -> None:
+    """Delete ``state_dir`` of a removed worktree, then ``root`` itself if nothing else is left in it.
+
+    A service that writes while the worktree is being removed (VictoriaMetrics creates its data directories
+    as it flushes) recreates ``<root>/.legible/...``; nothing of the stack may outlive its worktree.
+    """
+    import shutil
+
+    if (root / ".git").exists():  # not removed after all (checked again: never delete a live worktree's data)
+        return
+    shutil.rmtree(state_dir, ignore_errors=True)
+    try:
+        root.rmdir()  # only when empty: files the user put there are never touched
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":
