@@ -1,7 +1,9 @@
 """The supervisor: one detached process per stack that owns every service process of it.
 
 ``legible up`` writes the plan (``.legible/plan.json``) and starts ``python -m legible.supervisor PLAN``
-in a new session; the supervisor then:
+in a new session (or, to overlap the interpreter's start with its own work, starts ``python -m
+legible.supervisor -`` first and writes the plan's path to its stdin once the plan is built); the
+supervisor then:
 
 * starts services in plan order, each once its ``depends_on`` are ready, and gates on its readiness probe;
   the time from spawn to ready is recorded per service in ms (``ready_ms``);
@@ -958,6 +960,9 @@ def vmui_url(vm: str) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``python -m legible.supervisor PLAN_JSON``; returns 0 after a clean stop, 1 if the start failed.
 
+    With ``-`` for ``PLAN_JSON``, the path is read from stdin (one line); at end of file it returns 0 having
+    started nothing. Its output then goes to ``logs/supervisor.log`` beside the plan.
+
     The services that wait for nothing (VictoriaMetrics, the collector, the app) are spawned first, before
     the lease transfer, the metrics server, the control socket and the file watcher are set up: those
     overlap the services' own start instead of adding to it (issue 12). A signal wakes the main loop at once
@@ -965,7 +970,14 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = argv if argv is not None else sys.argv[1:]
     os.umask(PRIVATE_UMASK)  # state.json, logs and every service's files: 0600 in 0700 directories
-    plan_path = Path(args[0])
+    if args[0] == "-":  # started early by `legible up` (imports done meanwhile): the plan's path comes on stdin
+        line = sys.stdin.readline().strip()
+        if not line:
+            return 0  # up did not start the stack after all (already running, an error): nothing to do
+        plan_path = Path(line)
+        _log_to(plan_path.parent / "logs" / "supervisor.log")
+    else:
+        plan_path = Path(args[0])
     plan = StackPlan.from_dict(json.loads(plan_path.read_text()))
     state_path = plan_path.parent / "state.json"
     stop = {"flag": False}
@@ -1122,6 +1134,19 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def _log_to(path: Path) -> None:
+    """Make ``path`` (appended to, 0600) this process's stdout and stderr, and ``/dev/null`` its stdin."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.dup2(null, 0)
+    os.close(fd)
+    os.close(null)
+
+
 def _remove_recreated(state_dir: Path, root: Path) -> None:
     """Delete ``state_dir`` of a removed worktree, then ``root`` itself if nothing else is left in it.
 
@@ -1140,4 +1165,9 @@ def _remove_recreated(state_dir: Path, root: Path) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is stopped, written and released: skip the interpreter's teardown (its daemon threads, the
+    # metrics server, module cleanup), which `legible down` would otherwise wait out.
+    os._exit(exit_code)
