@@ -21,6 +21,9 @@ supervisor then:
 * makes services die with it: each child gets ``PR_SET_PDEATHSIG`` = SIGTERM (prctl(2)), so a
   ``kill -9`` of the supervisor does not leave them running; grandchildren carry ``LEGIBLE_STACK`` in
   their environment for ``legible gc``;
+* is the subreaper of its stack (``PR_SET_CHILD_SUBREAPER``): a service's process orphaned by its parent
+  (Chromium after the Playwright driver, a daemon the app forked) is reparented to it and reaped as soon as
+  it exits, so a stopped group is gone at once instead of when PID 1 gets round to its zombies;
 * serves its own Prometheus metrics on the ``supervisor`` port (scraped by VictoriaMetrics), and pushes
   them to VictoriaMetrics' ``/api/v1/import/prometheus`` the moment a service becomes ready, so
   ``legible_service_ready_seconds{service="app"}`` is queryable as soon as ``legible up --wait`` returns;
@@ -633,6 +636,67 @@ def _die_with_parent() -> None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (``PR_SET_CHILD_SUBREAPER``, prctl(2)).
+
+    A service's process that loses its parent (the browser agent's Playwright driver, Chromium, a daemon the
+    app forked) is then reparented here rather than to PID 1, and :func:`reap_orphans` collects it the
+    moment it exits. Without it such a zombie stays in its service's process group until PID 1 reaps it,
+    which some container and sandbox inits do only every second or two: the group looks alive, so stopping
+    it waited that long (the 0.4-2 s "app, chromium" tier of issue 12). Returns False when not on Linux.
+    """
+    return _prctl is not None and _prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+#: The services' leaders spawned by :func:`spawn_service`, by pid, until their ``Popen`` has reaped them.
+_LEADERS: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def reap_orphans() -> list[int]:
+    """Reap this process's exited children that are neither a service's leader nor of its own session.
+
+    Only the orphans a subreaper inherits qualify: a service's leader is reaped by its ``Popen`` (which
+    keeps its exit code), and what the supervisor itself runs (git, in a thread) shares its session and is
+    left to its own ``subprocess`` call. Children are read from ``/proc/self/task/*/children``; each one is
+    reaped with ``waitpid(pid, WNOHANG)``, so a live one is never waited for.
+
+    Returns:
+        The pids reaped (empty on a system without ``/proc``).
+
+    """
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return []
+    for pid in [pid for pid, proc in _LEADERS.items() if proc.returncode is not None]:
+        del _LEADERS[pid]
+    known = set(_LEADERS)
+    mine = os.getsid(0)
+    reaped = []
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/children") as fh:
+                pids = [int(p) for p in fh.read().split()]
+        except (OSError, ValueError):
+            continue
+        for pid in pids:
+            if pid in known:
+                continue
+            try:
+                with open(f"/proc/{pid}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+                if fields[0] != "Z" or int(fields[3]) == mine:  # state, then ppid pgrp session
+                    continue
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    reaped.append(pid)
+            except (OSError, ValueError, IndexError):
+                continue
+    return reaped
+
+
 def spawn_service(sp: ServicePlan) -> subprocess.Popen[bytes]:
     """Start ``sp`` in its own session and process group, output appended to its log.
 
@@ -652,7 +716,7 @@ def spawn_service(sp: ServicePlan) -> subprocess.Popen[bytes]:
         Path(record_path(sp.log)).unlink(missing_ok=True)  # this start's record only
         argv = wrap(argv, sp.setup, sp.log)
     with open(sp.log, "ab") as log:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             argv,
             cwd=sp.cwd,
             env=env,
@@ -663,6 +727,8 @@ def spawn_service(sp: ServicePlan) -> subprocess.Popen[bytes]:
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only a prctl call; the supervisor is single-threaded when spawning
             close_fds=True,
         )
+    _LEADERS[proc.pid] = proc
+    return proc
 
 
 def probe_ready(sp: ServicePlan, log_offset: int = 0) -> bool:
@@ -802,9 +868,10 @@ def stop_services(
 
 
 def group_gone(run: ServiceRun) -> bool:
-    """True once ``run``'s process group has no live member (its leader reaped first); ``kill(-pgid, 0)``."""
+    """True once ``run``'s process group has no member left (leader and orphans reaped first); ``kill(-pgid, 0)``."""
     assert run.proc is not None
     run.proc.poll()  # reap the leader so it does not count as alive
+    reap_orphans()  # exited orphans (reparented here) would keep the group alive as zombies
     try:
         os.killpg(run.proc.pid, 0)
     except ProcessLookupError:
@@ -985,6 +1052,7 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(signum: int, frame: object) -> None:
         stop["flag"] = True
 
+    become_subreaper()  # before the first spawn: every orphan of the stack is reparented here
     wake_r, wake_w = os.pipe()  # a signal writes a byte here, which ends the main loop's select at once
     for fd in (wake_r, wake_w):
         os.set_blocking(fd, False)
@@ -1077,6 +1145,7 @@ def main(argv: list[str] | None = None) -> int:
                     removed = True
                     break
             sup.step()
+            reap_orphans()
             if sup.status == "failed":
                 code = 1
                 break

@@ -176,3 +176,29 @@ def test_down_of_the_example_app_stops_every_tier_and_frees_everything(tmp_path:
     sup_log = (root / ".legible" / "logs" / "supervisor.log").read_text().splitlines()
     order = [ln.split()[2].rstrip(",") for ln in sup_log if ln.startswith("supervisor: stopped ")]
     assert order == ["app", "collector", "victoria-metrics"], sup_log
+
+
+ORPHAN_APP = """
+import subprocess, time
+# a daemon the app leaves behind: `sh` backgrounds it and exits, so it has no parent of the app's any more
+subprocess.run(["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $! > orphan.pid"], check=True)
+print("ready", flush=True)
+time.sleep(300)
+"""
+
+
+def test_the_supervisor_adopts_and_reaps_what_a_service_orphans(tmp_path: Path, down_after: list) -> None:
+    root = make_repo(
+        tmp_path / "r", '[app]\ncommand = "python app.py"\nready = { log = "ready" }\n', {"app.py": ORPHAN_APP}
+    )
+    down_after.append(root)
+    code, doc = cli_json(root, "up", "--wait")
+    assert code == 0 and doc["status"] == "ready", doc
+    orphan = int((root / "orphan.pid").read_text())
+    state = json.loads((root / ".legible" / "state.json").read_text())
+    # reparented to the supervisor (a subreaper), not to PID 1: it reaps the orphan as soon as it exits
+    assert psutil.Process(orphan).ppid() == state["supervisor"]["pid"]
+    code, down = cli_json(root, "down")
+    assert code == 0 and down["sigkilled"] == [] and down["killed_orphans"] == []
+    assert not psutil.pid_exists(orphan)  # stopped with its group (SIGTERM) and reaped, not left a zombie
+    assert stack_pids(doc["key"]) == []
