@@ -158,19 +158,24 @@ def up(
 
 
 def _early_supervisor(wt: Worktree) -> list[subprocess.Popen[bytes]]:
-    """Start ``python -m legible.supervisor -`` now, unless a live stack runs here; ``[]`` when not started.
+    """Start ``python -m legible.supervisor - KEY REGISTRY`` now, unless a live stack runs here; ``[]`` if not.
 
     The interpreter's start and the supervisor's imports (about 0.1 s) then overlap ``up``'s own work (the
-    config, the lease, the plan). The process waits for one line on its stdin, the plan's path
+    config, the lease, the plan), and so does the collector's start: given the stack's key and lease
+    registry, the supervisor starts it at once as :mod:`legible._prewarm` and hands it its start later. The
+    process waits for one line on its stdin, the plan's path
     (:func:`_hand_over`); at end of file it exits having started nothing. Its output goes nowhere until it
     has the plan: then it appends to ``.legible/logs/supervisor.log`` itself.
     """
     state = _read(wt)
     if state and state["alive"] and state["status"] in (*LIVE, "stopping"):
         return []
+    from legible._paths import state_home
+
+    registry = str(state_home(create=False) / "leases.json")  # as every service's LEGIBLE_REGISTRY says
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "legible.supervisor", "-"],
+            [sys.executable, "-m", "legible.supervisor", "-", wt.key, registry],
             cwd=str(wt.root),
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
@@ -200,12 +205,18 @@ def _hand_over(early: list[subprocess.Popen[bytes]], plan_path: Path) -> subproc
 
 
 def _discard(proc: subprocess.Popen[bytes]) -> None:
-    """Kill and reap an early supervisor that got no plan (it has started nothing), closing its pipe."""
-    proc.kill()
+    """Stop an early supervisor that got no plan: end its stdin, so it stops its prewarmed collector and exits.
+
+    It has started nothing else. SIGKILL after 5 s (then its prewarmed collector goes by ``PDEATHSIG``).
+    """
     with contextlib.suppress(OSError):
         if proc.stdin is not None:
             proc.stdin.close()
-    proc.wait()
+    try:
+        proc.wait(timeout=5.0)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @contextlib.contextmanager

@@ -1037,9 +1037,14 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = argv if argv is not None else sys.argv[1:]
     os.umask(PRIVATE_UMASK)  # state.json, logs and every service's files: 0600 in 0700 directories
+    prewarmed: list[subprocess.Popen[bytes]] = []
     if args[0] == "-":  # started early by `legible up` (imports done meanwhile): the plan's path comes on stdin
+        if len(args) >= 3:  # the stack's key and lease registry: the collector can start importing now
+            prewarmed = _prewarm_collector(args[1], args[2])
         line = sys.stdin.readline().strip()
         if not line:
+            for proc in prewarmed:
+                _discard_prewarmed(proc)
             return 0  # up did not start the stack after all (already running, an error): nothing to do
         plan_path = Path(line)
         _log_to(plan_path.parent / "logs" / "supervisor.log")
@@ -1102,9 +1107,17 @@ def main(argv: list[str] | None = None) -> int:
         if rec.get("status") == "ready" and metrics is not None:
             metrics.deployed(rec)
 
+    def spawn(sp: ServicePlan) -> Proc:
+        if prewarmed and sp.role == "collector":
+            proc = _hand_over_collector(prewarmed.pop(), sp)
+            if proc is not None:
+                return proc
+        return spawn_service(sp)
+
     sup = Supervisor(
         plan,
         state_path,
+        spawn=spawn,
         on_ready=on_ready,
         on_change=on_change,
         snapshot=snapshot_later,
@@ -1177,6 +1190,8 @@ def main(argv: list[str] | None = None) -> int:
                 send(conn, {"ok": True, "deploy": rec["number"], "services": rec["services"]})
                 waiters.append((conn, rec["number"]))
     finally:
+        for proc in prewarmed:  # never handed a start (the stack stopped first, or no collector)
+            _discard_prewarmed(proc)
         if watcher is not None:
             watcher.close()
         if control is not None:
@@ -1201,6 +1216,68 @@ def main(argv: list[str] | None = None) -> int:
         if removed:  # what the services wrote after the removal (VictoriaMetrics flushes at exit) goes too
             _remove_recreated(state_dir, root)
     return code
+
+
+def _prewarm_collector(key: str, registry: str) -> list[subprocess.Popen[bytes]]:
+    """Start ``python -m legible._prewarm`` (a collector importing its modules before the plan exists).
+
+    It gets its own session and ``PR_SET_PDEATHSIG`` like every service, and ``LEGIBLE_STACK=key`` and
+    ``LEGIBLE_REGISTRY=registry`` in its environment so ``legible gc`` finds it. Returns ``[]`` if it cannot
+    be started (the collector is then spawned the ordinary way).
+    """
+    from legible._procs import REGISTRY_ENV, STACK_ENV
+
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "legible._prewarm"],
+            env={**os.environ, STACK_ENV: key, REGISTRY_ENV: registry},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only a prctl call; no thread runs yet
+            close_fds=True,
+        )
+    except OSError:
+        return []
+    return [proc]
+
+
+def _hand_over_collector(proc: subprocess.Popen[bytes], sp: ServicePlan) -> subprocess.Popen[bytes] | None:
+    """Give the prewarmed collector ``sp``'s start (argv, environment, cwd, log); ``None`` if it cannot take it.
+
+    Only a plain ``sys.executable -m legible.collector`` start qualifies (no setup steps, nothing deferred);
+    otherwise, or when the process died (its import failed), it is discarded and the caller spawns the
+    collector the ordinary way, whose log then says what is wrong.
+    """
+    from legible._prewarm import MODULE
+
+    if sp.argv[:3] != [sys.executable, "-m", MODULE] or sp.setup or "argv" in sp.deferred:
+        _discard_prewarmed(proc)
+        return None
+    try:
+        Path(sp.log).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        env = service_environ(sp)
+        spec = {"argv": service_argv(sp, env), "env": env, "cwd": sp.cwd, "log": sp.log}
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(spec).encode() + b"\n")
+        proc.stdin.close()
+    except OSError:
+        _discard_prewarmed(proc)
+        return None
+    _LEADERS[proc.pid] = proc
+    return proc
+
+
+def _discard_prewarmed(proc: subprocess.Popen[bytes]) -> None:
+    """Kill and reap a prewarmed collector that got no start, closing its pipe."""
+    proc.kill()
+    try:
+        if proc.stdin is not None:
+            proc.stdin.close()
+    except OSError:
+        pass
+    proc.wait()
 
 
 def _log_to(path: Path) -> None:

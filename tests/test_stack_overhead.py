@@ -31,7 +31,7 @@ def _early_supervisors() -> list[psutil.Process]:
     out = []
     for p in psutil.Process().children(recursive=True):
         try:
-            if p.cmdline()[-3:] == ["-m", "legible.supervisor", "-"]:
+            if p.cmdline()[-5:-2] == ["-m", "legible.supervisor", "-"]:
                 out.append(p)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
@@ -57,7 +57,11 @@ def test_up_that_fails_before_the_plan_kills_its_early_supervisor(tmp_path: Path
     root = make_repo(tmp_path / "r", '[app]\ncommand = "python app.py"\nready_timout = 3\n')
     with pytest.raises(ConfigError, match="ready_timout"):
         stack.up(root, wait=True, timeout=30)
-    assert _early_supervisors() == []  # killed and reaped, not left to notice the closed pipe by itself
+    assert _early_supervisors() == []  # stopped and reaped before up returned
+    # and it stopped the collector it had started early (found by its LEGIBLE_STACK, as gc would)
+    from legible.worktree import find_worktree
+
+    assert stack_pids(find_worktree(root).key) == []
     assert not (root / ".legible" / "state.json").exists()
 
 
@@ -80,7 +84,13 @@ def test_up_hands_the_plan_to_the_early_supervisor_which_logs_to_its_file(tmp_pa
     assert code == 0 and doc["status"] == "ready", doc
     state = json.loads((root / ".legible" / "state.json").read_text())
     sup = psutil.Process(state["supervisor"]["pid"])
-    assert sup.cmdline()[-3:] == ["-m", "legible.supervisor", "-"]  # the early one took the plan
+    assert sup.cmdline()[-5:-2] == ["-m", "legible.supervisor", "-"]  # the early one took the plan
+    # the collector is the one it started before the plan existed, now running as the plan says
+    coll = psutil.Process(state["services"]["collector"]["pid"])
+    assert coll.cmdline()[-2:] == ["-m", "legible._prewarm"] and coll.ppid() == sup.pid
+    assert coll.cwd() == str(root) and coll.environ()["LEGIBLE_STACK"] == doc["key"]
+    assert Path(f"/proc/{coll.pid}/fd/1").resolve() == root / ".legible" / "logs" / "collector.log"
+    assert "collector: ready" in (root / ".legible" / "logs" / "collector.log").read_text()
     # its stdout and stderr are the supervisor log now, its stdin no longer up's pipe
     log = root / ".legible" / "logs" / "supervisor.log"
     assert {f.fd: f.path for f in sup.open_files()}.get(1) == str(log)
