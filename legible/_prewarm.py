@@ -1,8 +1,8 @@
-"""A collector process started before its plan exists: ``python -m legible._prewarm`` (issue 12).
+"""A collector process started before its plan exists: ``python -m legible._prewarm legible.collector``.
 
 The collector is the slowest service to start (its imports: pyarrow, duckdb, grpc, about 0.5 s of CPU), and
 it could only be spawned once ``legible up`` had read the config, leased ports and built the plan. The
-supervisor started early by ``legible up`` (see :mod:`legible.supervisor`) therefore starts this process
+supervisor started early by ``legible up`` (see :mod:`legible.supervisor`; issue 12) starts this process
 at once, in the collector's own session and with the stack's ``LEGIBLE_STACK``/``LEGIBLE_REGISTRY`` already
 in its environment (``legible gc`` finds it by them from the first instant). It imports the collector's
 modules, then waits for one JSON line on stdin, the start the plan describes::
@@ -28,6 +28,9 @@ MODULE = "legible.collector"
 
 def main() -> int:
     """Import the collector, wait for its start on stdin, run it; return its exit code (0 at end of file)."""
+    if sys.argv[1:] != [MODULE]:
+        print(f"usage: python -m legible._prewarm {MODULE}", file=sys.stderr)
+        return 2
     import legible.collector  # noqa: F401 - the heavy part (its server, store writer, receivers), imported early
     import legible.collector.__main__ as collector_main
 

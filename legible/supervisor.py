@@ -1219,7 +1219,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _prewarm_collector(key: str, registry: str) -> list[subprocess.Popen[bytes]]:
-    """Start ``python -m legible._prewarm`` (a collector importing its modules before the plan exists).
+    """Start ``python -m legible._prewarm legible.collector`` (a collector importing before the plan exists).
 
     It gets its own session and ``PR_SET_PDEATHSIG`` like every service, and ``LEGIBLE_STACK=key`` and
     ``LEGIBLE_REGISTRY=registry`` in its environment so ``legible gc`` finds it. Returns ``[]`` if it cannot
@@ -1229,7 +1229,7 @@ def _prewarm_collector(key: str, registry: str) -> list[subprocess.Popen[bytes]]
 
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "legible._prewarm"],
+            [sys.executable, "-m", "legible._prewarm", "legible.collector"],  # `ps` shows what it will be
             env={**os.environ, STACK_ENV: key, REGISTRY_ENV: registry},
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,

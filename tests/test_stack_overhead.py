@@ -87,7 +87,7 @@ def test_up_hands_the_plan_to_the_early_supervisor_which_logs_to_its_file(tmp_pa
     assert sup.cmdline()[-5:-2] == ["-m", "legible.supervisor", "-"]  # the early one took the plan
     # the collector is the one it started before the plan existed, now running as the plan says
     coll = psutil.Process(state["services"]["collector"]["pid"])
-    assert coll.cmdline()[-2:] == ["-m", "legible._prewarm"] and coll.ppid() == sup.pid
+    assert coll.cmdline()[-3:] == ["-m", "legible._prewarm", "legible.collector"] and coll.ppid() == sup.pid
     assert coll.cwd() == str(root) and coll.environ()["LEGIBLE_STACK"] == doc["key"]
     assert Path(f"/proc/{coll.pid}/fd/1").resolve() == root / ".legible" / "logs" / "collector.log"
     assert "collector: ready" in (root / ".legible" / "logs" / "collector.log").read_text()
