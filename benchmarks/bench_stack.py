@@ -1,10 +1,13 @@
-"""Stack lifecycle benchmark (issue 2): `legible up --wait` and `legible down` wall times, idle overhead RSS,
-and 8 stacks started at once. Run: `python benchmarks/bench_stack.py [--runs N]`.
+"""Stack lifecycle benchmark (issues 2 and 12): `legible up --wait` and `legible down` wall times, idle
+overhead RSS, and 8 stacks started at once. Run: `python benchmarks/bench_stack.py [--runs N] [--stacks N]`
+(`--stacks 0` skips the many-stacks figure).
 
 Baselines measured in the same run: the example app started alone (python app.py until /healthz answers),
-and a bare `python -c pass` (interpreter start), so the figures say how much legible itself adds.
-Targets (issue 2): up without the app < 1.5 s median; with the example app: the app's own start + < 1 s;
-down < 1 s; supervisor + VictoriaMetrics idle < 100 MB RSS; 8 stacks at once: all ready, no collision.
+and a bare `python -c pass` (interpreter start), so the figures say how much legible itself adds. The app
+alone and the stack are measured in turns (app, stack, app, stack...), so a busy machine weighs on both.
+Targets: up without the app < 1.5 s median (issue 2); with the example app: the app's own start + at most
+500 ms (issue 12); down at most 500 ms (issue 12); supervisor + VictoriaMetrics idle < 100 MB RSS; 8 stacks
+at once: all ready, no collision.
 """
 
 from __future__ import annotations
@@ -117,9 +120,10 @@ def main() -> None:
     try:
         bare, shop = repo(base, "bare", BARE_TOML, False), repo(base, "shop", SHOP_TOML, True)
         py = [python_start_s() for _ in range(args.runs)]
-        alone = [app_alone_s() for _ in range(args.runs)]
+        alone: list[float] = []
         up_bare, down_bare, up_shop, down_shop, idle = [], [], [], [], []
         for _ in range(args.runs):
+            alone.append(app_alone_s())
             t, doc = legible(bare, "up", "--wait")
             up_bare.append(t)
             state = json.loads((bare / ".legible" / "state.json").read_text())
@@ -145,7 +149,7 @@ def main() -> None:
             "ms",
             baseline=alone_ms,
             baseline_name="app alone to /healthz",
-            target="app + < 1000 ms",
+            target="app + <= 500 ms",
             note=f"overhead {overhead:.0f} ms",
         )
         record(
@@ -154,10 +158,13 @@ def main() -> None:
             "ms",
             baseline=py_ms,
             baseline_name="python -c pass",
-            target="< 1000 ms",
+            target="<= 500 ms",
+            note=f"bare stack {med(down_bare) * 1000:.0f} ms, with the example app {med(down_shop) * 1000:.0f} ms",
         )
         record("idle RSS supervisor+VM", med(idle), "MB", target="< 100 MB")
 
+        if args.stacks <= 0:
+            return
         many = [repo(base, f"wt{i}", SHOP_TOML, True) for i in range(args.stacks)]
         t0 = time.perf_counter()
         procs = [

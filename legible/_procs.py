@@ -123,10 +123,30 @@ def terminate(procs: Iterable[psutil.Process], timeout: float = 3.0) -> list[int
 
 
 def wait_gone(ref: ProcRef, timeout: float) -> bool:
-    """Wait up to ``timeout`` seconds for ``ref`` to exit; True if it did."""
+    """Wait up to ``timeout`` seconds for ``ref`` to exit; True if it did.
+
+    ``ref`` need not be a child of this process (``legible down`` waits for a supervisor another ``legible
+    up`` started): on Linux a pidfd (``pidfd_open(2)``, readable once the process has exited) wakes the
+    wait at the exit itself; elsewhere the process is polled every 10 ms.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not ref.alive():
+    fd = -1
+    if hasattr(os, "pidfd_open"):
+        try:
+            fd = os.pidfd_open(ref.pid)
+        except OSError:  # gone already (ESRCH), or a kernel without pidfd (ENOSYS)
+            fd = -1
+    try:
+        if not ref.alive():  # checked after the open: the descriptor is of this very process, not a reused pid
             return True
-        time.sleep(0.02)
+        if fd >= 0:
+            import select
+
+            select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        else:
+            while time.monotonic() < deadline and ref.alive():
+                time.sleep(0.01)
+    finally:
+        if fd >= 0:
+            os.close(fd)
     return not ref.alive()

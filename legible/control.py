@@ -68,14 +68,27 @@ class ControlServer:
         self.sock.listen(8)
         self.sock.setblocking(False)
 
-    def wait(self, timeout: float) -> list[tuple[socket.socket, dict[str, Any]]]:
+    def wait(self, timeout: float, wake: int | None = None) -> list[tuple[socket.socket, dict[str, Any]]]:
         """Wait up to ``timeout`` seconds for requests; return ``(connection, request)`` pairs (maybe none).
 
         A connection whose request is not one JSON object gets an error line and is closed.
+
+        Args:
+            timeout: seconds to wait at most.
+            wake: a non-blocking file descriptor (the supervisor's ``signal.set_wakeup_fd`` pipe) that ends
+                the wait as soon as it is readable; what it holds is read and dropped.
+
         """
-        ready, _, _ = select.select([self.sock], [], [], max(timeout, 0.0))
+        fds: list[Any] = [self.sock] if wake is None else [self.sock, wake]
+        ready, _, _ = select.select(fds, [], [], max(timeout, 0.0))
         got: list[tuple[socket.socket, dict[str, Any]]] = []
-        if not ready:
+        if wake is not None and wake in ready:
+            try:
+                while os.read(wake, 512):
+                    pass
+            except (BlockingIOError, InterruptedError):
+                pass
+        if self.sock not in ready:
             return got
         while True:
             try:

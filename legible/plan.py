@@ -296,9 +296,11 @@ def build_plan(
 
     planned = [p for p in (kind.plan(ctx) for kind in BUILTIN) if p is not None]
     services = [p for p in planned if p.role in ("store", "collector")]
-    # User services wait for the stores, not for the collector: OTLP exporters retry a refused connection
-    # (OTLP spec, "Retrying"), stdout is tailed from files, and the collector's ~0.3 s start overlaps the app's.
-    infra = [s.name for s in services if s.role == "store"]
+    # User services wait for neither VictoriaMetrics nor the collector, so all three start together: OTLP
+    # exporters retry a refused connection (OTLP spec, "Retrying"), stdout is tailed from files, VictoriaMetrics
+    # scrapes the app (the app never calls it) and keeps every sample it is pushed or scrapes once it is up.
+    # Only the database services are waited for (their clients connect at start).
+    infra: list[str] = []
     users = ctx.user_services()
     # database kinds first: every command service depends on them (their clients connect at start)
     dbs = [_user_service_plan(ctx, n, s, infra) for n, s in users if s.kind is not None]

@@ -122,32 +122,101 @@ def up(
         Interrupted: SIGINT/SIGTERM arrived; the starting stack was stopped and its lease freed (exit 130).
 
     """
-    from legible.config import load_config  # pydantic: only the commands that read the config pay for it
-
     t0 = time.monotonic()
     wt = find_worktree(start)
-    cfg = load_config(wt.root)
-    if cfg.stack.backend == "docker":
-        from legible.docker_backend import engine
+    early = _early_supervisor(wt)  # starts while the config is read and the plan built; gets the plan later
+    try:
+        from legible.config import load_config  # pydantic: only the commands that read the config pay for it
 
-        engine()  # PrerequisiteMissing (exit 3) with the reason when no Docker engine answers
-    with _interrupts_raise():
-        try:
+        cfg = load_config(wt.root)
+        if cfg.stack.backend == "docker":
+            from legible.docker_backend import engine
+
+            engine()  # PrerequisiteMissing (exit 3) with the reason when no Docker engine answers
+        with _interrupts_raise():
             try:
-                wt.ensure_state_dir()
-                lock = FileLock(str(wt.state_dir / "up.lock"), timeout=timeout, mode=0o600)
-                lock.acquire()
-            except OSError as exc:
-                raise _unwritable(wt, exc) from None
-            try:
-                return _up_locked(wt, cfg, t0, wait=wait, timeout=timeout, browser=browser, watch=watch)
-            finally:
-                lock.release()
-        except KeyboardInterrupt:
-            raise Interrupted(
-                f"interrupted: legible up in {wt.root} stopped what it had started and freed its lease",
-                hint="run `legible up --wait` again to start the stack",
-            ) from None
+                try:
+                    wt.ensure_state_dir()
+                    lock = FileLock(str(wt.state_dir / "up.lock"), timeout=timeout, mode=0o600)
+                    lock.acquire()
+                except OSError as exc:
+                    raise _unwritable(wt, exc) from None
+                try:
+                    return _up_locked(
+                        wt, cfg, t0, wait=wait, timeout=timeout, browser=browser, watch=watch, early=early
+                    )
+                finally:
+                    lock.release()
+            except KeyboardInterrupt:
+                raise Interrupted(
+                    f"interrupted: legible up in {wt.root} stopped what it had started and freed its lease",
+                    hint="run `legible up --wait` again to start the stack",
+                ) from None
+    finally:
+        for proc in early:  # not handed a plan (already running, an error): it has started nothing
+            _discard(proc)
+
+
+def _early_supervisor(wt: Worktree) -> list[subprocess.Popen[bytes]]:
+    """Start ``python -m legible.supervisor - KEY REGISTRY`` now, unless a live stack runs here; ``[]`` if not.
+
+    The interpreter's start and the supervisor's imports (about 0.1 s) then overlap ``up``'s own work (the
+    config, the lease, the plan), and so does the collector's start: given the stack's key and lease
+    registry, the supervisor starts it at once as :mod:`legible._prewarm` and hands it its start later. The
+    process waits for one line on its stdin, the plan's path
+    (:func:`_hand_over`); at end of file it exits having started nothing. Its output goes nowhere until it
+    has the plan: then it appends to ``.legible/logs/supervisor.log`` itself.
+    """
+    state = _read(wt)
+    if state and state["alive"] and state["status"] in (*LIVE, "stopping"):
+        return []
+    from legible._paths import state_home
+
+    registry = str(state_home(create=False) / "leases.json")  # as every service's LEGIBLE_REGISTRY says
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "legible.supervisor", "-", wt.key, registry],
+            cwd=str(wt.root),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C in the agent's terminal does not reach it: up stops it
+            close_fds=True,
+            umask=PRIVATE_UMASK,
+        )
+    except OSError:
+        return []  # the ordinary start below reports what is wrong
+    return [proc]
+
+
+def _hand_over(early: list[subprocess.Popen[bytes]], plan_path: Path) -> subprocess.Popen[bytes] | None:
+    """Give the early supervisor (if any, and still running) ``plan_path``; return it, or ``None`` if none took it."""
+    if not early:
+        return None
+    proc = early.pop()
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(f"{plan_path}\n".encode())
+        proc.stdin.close()
+    except OSError:  # it died (a broken install): start one the ordinary way, whose log says why
+        _discard(proc)
+        return None
+    return proc
+
+
+def _discard(proc: subprocess.Popen[bytes]) -> None:
+    """Stop an early supervisor that got no plan: end its stdin, so it stops its prewarmed collector and exits.
+
+    It has started nothing else. SIGKILL after 5 s (then its prewarmed collector goes by ``PDEATHSIG``).
+    """
+    with contextlib.suppress(OSError):
+        if proc.stdin is not None:
+            proc.stdin.close()
+    try:
+        proc.wait(timeout=5.0)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @contextlib.contextmanager
@@ -178,7 +247,15 @@ def _unwritable(wt: Worktree, exc: OSError) -> UsageError:
 
 
 def _up_locked(
-    wt: Worktree, cfg: Any, t0: float, *, wait: bool, timeout: float, browser: bool, watch: bool = False
+    wt: Worktree,
+    cfg: Any,
+    t0: float,
+    *,
+    wait: bool,
+    timeout: float,
+    browser: bool,
+    watch: bool = False,
+    early: list[subprocess.Popen[bytes]] | None = None,
 ) -> UpDoc:
     state = _read(wt)
     if state and state["alive"] and state["status"] in (*LIVE, "stopping"):
@@ -227,7 +304,7 @@ def _up_locked(
         except OSError as exc:
             raise _unwritable(wt, exc) from None
         with os.fdopen(fd, "ab") as log:
-            proc = subprocess.Popen(
+            proc = _hand_over(early or [], plan_path) or subprocess.Popen(
                 [sys.executable, "-m", "legible.supervisor", str(plan_path)],
                 cwd=str(wt.root),
                 stdin=subprocess.DEVNULL,

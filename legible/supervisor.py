@@ -1,7 +1,9 @@
 """The supervisor: one detached process per stack that owns every service process of it.
 
 ``legible up`` writes the plan (``.legible/plan.json``) and starts ``python -m legible.supervisor PLAN``
-in a new session; the supervisor then:
+in a new session (or, to overlap the interpreter's start with its own work, starts ``python -m
+legible.supervisor -`` first and writes the plan's path to its stdin once the plan is built); the
+supervisor then:
 
 * starts services in plan order, each once its ``depends_on`` are ready, and gates on its readiness probe;
   the time from spawn to ready is recorded per service in ms (``ready_ms``);
@@ -19,6 +21,9 @@ in a new session; the supervisor then:
 * makes services die with it: each child gets ``PR_SET_PDEATHSIG`` = SIGTERM (prctl(2)), so a
   ``kill -9`` of the supervisor does not leave them running; grandchildren carry ``LEGIBLE_STACK`` in
   their environment for ``legible gc``;
+* is the subreaper of its stack (``PR_SET_CHILD_SUBREAPER``): a service's process orphaned by its parent
+  (Chromium after the Playwright driver, a daemon the app forked) is reparented to it and reaped as soon as
+  it exits, so a stopped group is gone at once instead of when PID 1 gets round to its zombies;
 * serves its own Prometheus metrics on the ``supervisor`` port (scraped by VictoriaMetrics), and pushes
   them to VictoriaMetrics' ``/api/v1/import/prometheus`` the moment a service becomes ready, so
   ``legible_service_ready_seconds{service="app"}`` is queryable as soon as ``legible up --wait`` returns;
@@ -40,7 +45,6 @@ is unit-tested without processes; :func:`main` wires the real ones.
 from __future__ import annotations
 
 import ctypes
-import http.client
 import json
 import os
 import queue
@@ -51,7 +55,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -633,6 +636,67 @@ def _die_with_parent() -> None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (``PR_SET_CHILD_SUBREAPER``, prctl(2)).
+
+    A service's process that loses its parent (the browser agent's Playwright driver, Chromium, a daemon the
+    app forked) is then reparented here rather than to PID 1, and :func:`reap_orphans` collects it the
+    moment it exits. Without it such a zombie stays in its service's process group until PID 1 reaps it,
+    which some container and sandbox inits do only every second or two: the group looks alive, so stopping
+    it waited that long (the 0.4-2 s "app, chromium" tier of issue 12). Returns False when not on Linux.
+    """
+    return _prctl is not None and _prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+#: The services' leaders spawned by :func:`spawn_service`, by pid, until their ``Popen`` has reaped them.
+_LEADERS: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def reap_orphans() -> list[int]:
+    """Reap this process's exited children that are neither a service's leader nor of its own session.
+
+    Only the orphans a subreaper inherits qualify: a service's leader is reaped by its ``Popen`` (which
+    keeps its exit code), and what the supervisor itself runs (git, in a thread) shares its session and is
+    left to its own ``subprocess`` call. Children are read from ``/proc/self/task/*/children``; each one is
+    reaped with ``waitpid(pid, WNOHANG)``, so a live one is never waited for.
+
+    Returns:
+        The pids reaped (empty on a system without ``/proc``).
+
+    """
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return []
+    for pid in [pid for pid, proc in _LEADERS.items() if proc.returncode is not None]:
+        del _LEADERS[pid]
+    known = set(_LEADERS)
+    mine = os.getsid(0)
+    reaped = []
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/children") as fh:
+                pids = [int(p) for p in fh.read().split()]
+        except (OSError, ValueError):
+            continue
+        for pid in pids:
+            if pid in known:
+                continue
+            try:
+                with open(f"/proc/{pid}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+                if fields[0] != "Z" or int(fields[3]) == mine:  # state, then ppid pgrp session
+                    continue
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    reaped.append(pid)
+            except (OSError, ValueError, IndexError):
+                continue
+    return reaped
+
+
 def spawn_service(sp: ServicePlan) -> subprocess.Popen[bytes]:
     """Start ``sp`` in its own session and process group, output appended to its log.
 
@@ -652,7 +716,7 @@ def spawn_service(sp: ServicePlan) -> subprocess.Popen[bytes]:
         Path(record_path(sp.log)).unlink(missing_ok=True)  # this start's record only
         argv = wrap(argv, sp.setup, sp.log)
     with open(sp.log, "ab") as log:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             argv,
             cwd=sp.cwd,
             env=env,
@@ -663,10 +727,15 @@ def spawn_service(sp: ServicePlan) -> subprocess.Popen[bytes]:
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only a prctl call; the supervisor is single-threaded when spawning
             close_fds=True,
         )
+    _LEADERS[proc.pid] = proc
+    return proc
 
 
 def probe_ready(sp: ServicePlan, log_offset: int = 0) -> bool:
     """Run ``sp``'s readiness probe once; True if ready. Never raises, returns within about 0.5 s."""
+    import http.client  # here, not at the top: the supervisor spawns the first services before it is needed
+    import urllib.parse
+
     p = sp.probe
     try:
         if p.kind == "none":
@@ -704,6 +773,9 @@ def probe_live(sp: ServicePlan) -> str:
     The cause is ``HTTP <code>: <first line of the body>`` (the collector's ``/health`` says why), or
     ``no answer: <error>``. Never raises, returns within about 1 s.
     """
+    import http.client
+    import urllib.parse
+
     u = urllib.parse.urlsplit(sp.probe.target)
     conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 80, timeout=1.0)
     try:
@@ -796,9 +868,10 @@ def stop_services(
 
 
 def group_gone(run: ServiceRun) -> bool:
-    """True once ``run``'s process group has no live member (its leader reaped first); ``kill(-pgid, 0)``."""
+    """True once ``run``'s process group has no member left (leader and orphans reaped first); ``kill(-pgid, 0)``."""
     assert run.proc is not None
     run.proc.poll()  # reap the leader so it does not count as alive
+    reap_orphans()  # exited orphans (reparented here) would keep the group alive as zombies
     try:
         os.killpg(run.proc.pid, 0)
     except ProcessLookupError:
@@ -907,6 +980,9 @@ class _Metrics:
 
     def push(self) -> None:
         """POST the current values to VictoriaMetrics' import API with the labels a scrape would add."""
+        import http.client
+        import urllib.parse
+
         from prometheus_client import generate_latest
 
         labels = {"job": "legible-supervisor", "instance": f"127.0.0.1:{self.port}", "worktree": self.key}
@@ -933,6 +1009,9 @@ def vmui_url(vm: str) -> str | None:
     Debian's ``victoria-metrics`` package is built without vmui's assets, so ``/vmui/`` answers 404 there;
     an endpoint that answers 404 is not advertised.
     """
+    import http.client
+    import urllib.parse
+
     u = urllib.parse.urlsplit(vm)
     conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 80, timeout=1.0)
     try:
@@ -946,10 +1025,31 @@ def vmui_url(vm: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m legible.supervisor PLAN_JSON``; returns 0 after a clean stop, 1 if the start failed."""
+    """Entry point: ``python -m legible.supervisor PLAN_JSON``; returns 0 after a clean stop, 1 if the start failed.
+
+    With ``-`` for ``PLAN_JSON``, the path is read from stdin (one line); at end of file it returns 0 having
+    started nothing. Its output then goes to ``logs/supervisor.log`` beside the plan.
+
+    The services that wait for nothing (VictoriaMetrics, the collector, the app) are spawned first, before
+    the lease transfer, the metrics server, the control socket and the file watcher are set up: those
+    overlap the services' own start instead of adding to it (issue 12). A signal wakes the main loop at once
+    (``signal.set_wakeup_fd``), so ``legible down`` does not wait out a poll interval.
+    """
     args = argv if argv is not None else sys.argv[1:]
     os.umask(PRIVATE_UMASK)  # state.json, logs and every service's files: 0600 in 0700 directories
-    plan_path = Path(args[0])
+    prewarmed: list[subprocess.Popen[bytes]] = []
+    if args[0] == "-":  # started early by `legible up` (imports done meanwhile): the plan's path comes on stdin
+        if len(args) >= 3:  # the stack's key and lease registry: the collector can start importing now
+            prewarmed = _prewarm_collector(args[1], args[2])
+        line = sys.stdin.readline().strip()
+        if not line:
+            for proc in prewarmed:
+                _discard_prewarmed(proc)
+            return 0  # up did not start the stack after all (already running, an error): nothing to do
+        plan_path = Path(line)
+        _log_to(plan_path.parent / "logs" / "supervisor.log")
+    else:
+        plan_path = Path(args[0])
     plan = StackPlan.from_dict(json.loads(plan_path.read_text()))
     state_path = plan_path.parent / "state.json"
     stop = {"flag": False}
@@ -957,16 +1057,15 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(signum: int, frame: object) -> None:
         stop["flag"] = True
 
+    become_subreaper()  # before the first spawn: every orphan of the stack is reparented here
+    wake_r, wake_w = os.pipe()  # a signal writes a byte here, which ends the main loop's select at once
+    for fd in (wake_r, wake_w):
+        os.set_blocking(fd, False)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
 
-    from legible.lease import LeaseRegistry
-
-    registry = LeaseRegistry()
-    me = ProcRef.of(os.getpid())
-    assert me is not None
-    registry.transfer(plan.key, me)
-    metrics = _Metrics(plan)
+    metrics: _Metrics | None = None  # set up once the first services are spawned
     pushed_store = {"ready": False}
 
     def on_ready(name: str, ms: float) -> None:
@@ -981,13 +1080,13 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"supervisor: cannot rewrite the env file: {exc}", file=sys.stderr, flush=True)
 
     def on_change(s: Supervisor) -> None:
-        metrics.update(s)
+        if metrics is not None:
+            metrics.update(s)
         s.write_state()
-        if pushed_store["ready"]:
+        if metrics is not None and pushed_store["ready"]:
             metrics.push()
 
     from legible import deploys
-    from legible.control import ControlServer, Watcher, send
 
     state_dir = plan_path.parent
     root = Path(plan.worktree)
@@ -1005,12 +1104,20 @@ def main(argv: list[str] | None = None) -> int:
             deploys.append(state_dir, rec)
         except OSError as exc:
             print(f"supervisor: cannot record deploy {rec.get('number')}: {exc}", file=sys.stderr, flush=True)
-        if rec.get("status") == "ready":
+        if rec.get("status") == "ready" and metrics is not None:
             metrics.deployed(rec)
+
+    def spawn(sp: ServicePlan) -> Proc:
+        if prewarmed and sp.role == "collector":
+            proc = _hand_over_collector(prewarmed.pop(), sp)
+            if proc is not None:
+                return proc
+        return spawn_service(sp)
 
     sup = Supervisor(
         plan,
         state_path,
+        spawn=spawn,
         on_ready=on_ready,
         on_change=on_change,
         snapshot=snapshot_later,
@@ -1018,22 +1125,40 @@ def main(argv: list[str] | None = None) -> int:
         deploy_number=deploys.next_number(state_dir) - 1,
     )
     sup.begin_deploy(sup.user_services(), "up")  # up's deploy: the user services, spawned as their deps get ready
-    sup.write_state()
-    control = ControlServer(state_dir)
-    watcher = Watcher(root, {s.name: list(s.watch) for s in plan.services if s.watch})
-    watcher.start()
+    control: Any = None
+    watcher: Any = None
     waiters: list[tuple[Any, int]] = []
     code = 0
     git_marker = Path(plan.worktree) / ".git"  # a file in linked worktrees; nothing we write recreates it
     next_check = 0.0
+    removed = False
+    me = ProcRef.of(os.getpid())
+    assert me is not None
+    from legible.lease import LeaseRegistry
+
+    registry = LeaseRegistry()
     try:
+        if not stop["flag"]:
+            sup.step()  # spawns every service that waits for nothing; state.json is written by on_change
+        registry.transfer(plan.key, me)
+        metrics = _Metrics(plan)
+        if sup.deploy is not None and sup.deploy.get("status") == "ready":
+            metrics.deployed(sup.deploy)
+        on_change(sup)
+        from legible.control import ControlServer, Watcher, send
+
+        control = ControlServer(state_dir)
+        watcher = Watcher(root, {s.name: list(s.watch) for s in plan.services if s.watch})
+        watcher.start()
         while not stop["flag"]:
             if time.monotonic() >= next_check:  # a removed worktree takes its stack with it
                 next_check = time.monotonic() + 1.0
                 if not git_marker.exists():
                     print(f"supervisor: worktree {plan.worktree} was removed: stopping", file=sys.stderr, flush=True)
+                    removed = True
                     break
             sup.step()
+            reap_orphans()
             if sup.status == "failed":
                 code = 1
                 break
@@ -1051,7 +1176,7 @@ def main(argv: list[str] | None = None) -> int:
                 except RestartRefused as exc:
                     print(f"supervisor: watch restart skipped: {exc}", file=sys.stderr, flush=True)
             busy = sup.status == "starting" or any(r.status in ("starting", "backoff") for r in sup.services.values())
-            for conn, req in control.wait(0.005 if busy else 0.1):
+            for conn, req in control.wait(0.005 if busy else 0.1, wake=wake_r):
                 if req.get("op") != "restart":
                     send(conn, {"ok": False, "error": f"unknown op {req.get('op')!r}", "hint": "op: restart"})
                     conn.close()
@@ -1065,8 +1190,12 @@ def main(argv: list[str] | None = None) -> int:
                 send(conn, {"ok": True, "deploy": rec["number"], "services": rec["services"]})
                 waiters.append((conn, rec["number"]))
     finally:
-        watcher.close()
-        control.close()
+        for proc in prewarmed:  # never handed a start (the stack stopped first, or no collector)
+            _discard_prewarmed(proc)
+        if watcher is not None:
+            watcher.close()
+        if control is not None:
+            control.close()
         for conn, _n in waiters:
             send(conn, {"ok": False, "error": "the stack is stopping", "hint": "run `legible up --wait`"})
             conn.close()
@@ -1080,11 +1209,111 @@ def main(argv: list[str] | None = None) -> int:
         sup.stop_all()
         if sup.status != "failed":
             sup.status = "stopped"
-        metrics.close()
+        if metrics is not None:
+            metrics.close()
         registry.release(plan.key, me)
         sup.write_state()
+        if removed:  # what the services wrote after the removal (VictoriaMetrics flushes at exit) goes too
+            _remove_recreated(state_dir, root)
     return code
 
 
+def _prewarm_collector(key: str, registry: str) -> list[subprocess.Popen[bytes]]:
+    """Start ``python -m legible._prewarm legible.collector`` (a collector importing before the plan exists).
+
+    It gets its own session and ``PR_SET_PDEATHSIG`` like every service, and ``LEGIBLE_STACK=key`` and
+    ``LEGIBLE_REGISTRY=registry`` in its environment so ``legible gc`` finds it. Returns ``[]`` if it cannot
+    be started (the collector is then spawned the ordinary way).
+    """
+    from legible._procs import REGISTRY_ENV, STACK_ENV
+
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "legible._prewarm", "legible.collector"],  # `ps` shows what it will be
+            env={**os.environ, STACK_ENV: key, REGISTRY_ENV: registry},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only a prctl call; no thread runs yet
+            close_fds=True,
+        )
+    except OSError:
+        return []
+    return [proc]
+
+
+def _hand_over_collector(proc: subprocess.Popen[bytes], sp: ServicePlan) -> subprocess.Popen[bytes] | None:
+    """Give the prewarmed collector ``sp``'s start (argv, environment, cwd, log); ``None`` if it cannot take it.
+
+    Only a plain ``sys.executable -m legible.collector`` start qualifies (no setup steps, nothing deferred);
+    otherwise, or when the process died (its import failed), it is discarded and the caller spawns the
+    collector the ordinary way, whose log then says what is wrong.
+    """
+    from legible._prewarm import MODULE
+
+    if sp.argv[:3] != [sys.executable, "-m", MODULE] or sp.setup or "argv" in sp.deferred:
+        _discard_prewarmed(proc)
+        return None
+    try:
+        Path(sp.log).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        env = service_environ(sp)
+        spec = {"argv": service_argv(sp, env), "env": env, "cwd": sp.cwd, "log": sp.log}
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(spec).encode() + b"\n")
+        proc.stdin.close()
+    except OSError:
+        _discard_prewarmed(proc)
+        return None
+    _LEADERS[proc.pid] = proc
+    return proc
+
+
+def _discard_prewarmed(proc: subprocess.Popen[bytes]) -> None:
+    """Kill and reap a prewarmed collector that got no start, closing its pipe."""
+    proc.kill()
+    try:
+        if proc.stdin is not None:
+            proc.stdin.close()
+    except OSError:
+        pass
+    proc.wait()
+
+
+def _log_to(path: Path) -> None:
+    """Make ``path`` (appended to, 0600) this process's stdout and stderr, and ``/dev/null`` its stdin."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.dup2(null, 0)
+    os.close(fd)
+    os.close(null)
+
+
+def _remove_recreated(state_dir: Path, root: Path) -> None:
+    """Delete ``state_dir`` of a removed worktree, then ``root`` itself if nothing else is left in it.
+
+    A service that writes while the worktree is being removed (VictoriaMetrics creates its data directories
+    as it flushes) recreates ``<root>/.legible/...``; nothing of the stack may outlive its worktree.
+    """
+    import shutil
+
+    if (root / ".git").exists():  # not removed after all (checked again: never delete a live worktree's data)
+        return
+    shutil.rmtree(state_dir, ignore_errors=True)
+    try:
+        root.rmdir()  # only when empty: files the user put there are never touched
+    except OSError:
+        pass
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is stopped, written and released: skip the interpreter's teardown (its daemon threads, the
+    # metrics server, module cleanup), which `legible down` would otherwise wait out.
+    os._exit(exit_code)

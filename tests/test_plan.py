@@ -53,7 +53,7 @@ def test_plan_substitutes_ports_and_sets_opentelemetry_env(tmp_path: Path) -> No
     assert app.env["LEGIBLE_STACK"] == plan.key
     assert app.probe.kind == "tcp" and app.probe.target == "20000"
     db = next(s for s in plan.services if s.name == "db")
-    assert db.depends_on == ["victoria-metrics"]
+    assert db.depends_on == []  # started beside VictoriaMetrics and the collector, not after them
     scrape = next(text for path, text in plan.files.items() if path.endswith("prometheus.yml"))
     assert "127.0.0.1:20000" in scrape and '"/metrics"' in scrape and plan.key in scrape
 

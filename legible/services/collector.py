@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from legible.services.base import Component, Probe, ServicePlan
-from legible.store import TOKEN_FILENAME, store_path
 
 if TYPE_CHECKING:
     from legible.services.context import PlanContext
@@ -51,6 +50,8 @@ class CollectorService:
 
     def plan(self, ctx: PlanContext) -> ServicePlan:
         """Plan ``python -m legible.collector`` on the ``otlp-http``/``otlp-grpc`` ports."""
+        from legible.store import TOKEN_FILENAME, store_path  # here: the supervisor imports this module too
+
         http_port = ctx.ports["otlp-http"]
         grpc_port = ctx.ports["otlp-grpc"]
         vm_port = ctx.ports["victoria-metrics"]

@@ -7,10 +7,11 @@ port, ``-search.latencyOffset=0s`` so samples are queryable as soon as they arri
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from legible._errors import PrerequisiteMissing
 from legible._paths import tool_cache
@@ -21,6 +22,47 @@ if TYPE_CHECKING:
 
 BINARY_NAMES = ("victoria-metrics", "victoria-metrics-prod")
 INSTALL = "legible doctor --install  (or: sudo apt-get install victoria-metrics)"
+
+
+def scrape_config(
+    key: str, interval: str, supervisor_port: int, collector_port: int, targets: list[dict[str, Any]]
+) -> str:
+    """The Prometheus scrape configuration VictoriaMetrics reads (``-promscrape.config``), as text.
+
+    Format: https://prometheus.io/docs/prometheus/latest/configuration/configuration/ (``global`` and
+    ``scrape_configs`` with ``static_configs``). It is written by :func:`json.dumps`: JSON is a subset of
+    YAML, so every value is quoted by the serializer and a worktree named with quotes, colons or unicode
+    cannot break the file (no template engine is imported on ``legible up``'s path).
+
+    Args:
+        key: the worktree key, the ``worktree`` label of every target.
+        interval: the scrape interval and timeout of the user's targets, e.g. ``"5s"``.
+        supervisor_port: the supervisor's metrics port (job ``legible-supervisor``).
+        collector_port: the collector's ``otlp-http`` port, which serves ``/metrics`` (job ``legible-collector``).
+        targets: ``[{"service", "port", "path"}]`` (:meth:`PlanContext.scrape_targets`), one job each.
+
+    Returns:
+        The file's text: a header comment, then the configuration as indented JSON.
+
+    """
+
+    def job(name: str, port: int, labels: dict[str, str], **extra: str) -> dict[str, Any]:
+        target = {"targets": [f"127.0.0.1:{port}"], "labels": {**labels, "worktree": key}}
+        return {"job_name": name, **extra, "static_configs": [target]}
+
+    doc = {
+        "global": {"scrape_interval": interval, "scrape_timeout": interval},
+        "scrape_configs": [
+            job("legible-supervisor", supervisor_port, {}, scrape_interval="5s", scrape_timeout="5s"),
+            job("legible-collector", collector_port, {}, scrape_interval="5s", scrape_timeout="5s"),
+            *(job(t["service"], t["port"], {"service": t["service"]}, metrics_path=t["path"]) for t in targets),
+        ],
+    }
+    header = (
+        f"# Written by legible for worktree {json.dumps(key)}; regenerated on every `legible up`. Do not edit.\n"
+        "# Format: Prometheus scrape configuration, read by VictoriaMetrics' -promscrape.config; JSON is YAML.\n"
+    )
+    return header + json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
 def find_tool(names: tuple[str, ...]) -> Path | None:
@@ -86,13 +128,15 @@ class VictoriaMetrics:
         if binary is None:
             raise PrerequisiteMissing("victoria-metrics is not installed", hint=f"run: {INSTALL}")
         port = ctx.ports[self.name]
-        scrape = ctx.render(
-            "victoria-metrics/prometheus.yml.j2",
+        scrape = ctx.add_file(
             "prometheus.yml",
-            scrape_interval=ctx.config.stack.scrape_interval,
-            supervisor_port=ctx.ports["supervisor"],
-            collector_port=ctx.ports["otlp-http"],
-            targets=ctx.scrape_targets(),
+            scrape_config(
+                ctx.worktree.key,
+                ctx.config.stack.scrape_interval,
+                ctx.ports["supervisor"],
+                ctx.ports["otlp-http"],
+                ctx.scrape_targets(),
+            ),
         )
         argv = [
             str(binary),

@@ -1,0 +1,214 @@
+"""What `legible up --wait` and `legible down` do to be quick (issue 12), with real processes.
+
+The supervisor is started early and handed the plan on stdin; VictoriaMetrics, the collector and the app
+are spawned in the supervisor's first step; waits for a process's exit use a pidfd. Each test pins one of
+these down so that none of them can cost a guarantee (nothing left behind, failures still reported).
+The speed itself is measured in benchmarks/bench_stack.py, never asserted here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from legible._errors import ConfigError
+from legible._procs import ProcRef, wait_gone
+from legible.plan import StackPlan
+from legible.services.base import Probe, ServicePlan
+from legible.supervisor import Supervisor
+from tests.conftest import EXAMPLE_APP, cli_json, make_repo, stack_pids
+
+SHOP_TOML = '[app]\ncommand = "python app.py"\nready = { http = "/healthz" }\nmetrics_path = "/metrics"\n'
+
+
+def _early_supervisors() -> list[psutil.Process]:
+    """Child processes of this test that are a supervisor waiting for its plan (``legible.supervisor -``)."""
+    out = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.cmdline()[-5:-2] == ["-m", "legible.supervisor", "-"]:
+                out.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return out
+
+
+def test_a_supervisor_started_early_exits_at_end_of_stdin_having_started_nothing(tmp_path: Path) -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "legible.supervisor", "-"],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0 and res.stdout == "" and res.stderr == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_up_that_fails_before_the_plan_kills_its_early_supervisor(tmp_path: Path) -> None:
+    from legible import stack
+
+    root = make_repo(tmp_path / "r", '[app]\ncommand = "python app.py"\nready_timout = 3\n')
+    with pytest.raises(ConfigError, match="ready_timout"):
+        stack.up(root, wait=True, timeout=30)
+    assert _early_supervisors() == []  # stopped and reaped before up returned
+    # and it stopped the collector it had started early (found by its LEGIBLE_STACK, as gc would)
+    from legible.worktree import find_worktree
+
+    assert stack_pids(find_worktree(root).key) == []
+    assert not (root / ".legible" / "state.json").exists()
+
+
+def _supervisors_in(root: Path) -> list[psutil.Process]:
+    """Live ``legible.supervisor`` processes whose working directory is ``root``."""
+    out = []
+    for p in psutil.process_iter(["pid"]):
+        try:
+            if "legible.supervisor" in p.cmdline() and p.cwd() == str(root) and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return out
+
+
+def test_up_hands_the_plan_to_the_early_supervisor_which_logs_to_its_file(tmp_path: Path, down_after: list) -> None:
+    root = make_repo(tmp_path / "r", '[app]\ncommand = "sleep 300"\nready = { log = "" }\n')
+    down_after.append(root)
+    code, doc = cli_json(root, "up", "--wait")
+    assert code == 0 and doc["status"] == "ready", doc
+    state = json.loads((root / ".legible" / "state.json").read_text())
+    sup = psutil.Process(state["supervisor"]["pid"])
+    assert sup.cmdline()[-5:-2] == ["-m", "legible.supervisor", "-"]  # the early one took the plan
+    # the collector is the one it started before the plan existed, now running as the plan says
+    coll = psutil.Process(state["services"]["collector"]["pid"])
+    assert coll.cmdline()[-3:] == ["-m", "legible._prewarm", "legible.collector"] and coll.ppid() == sup.pid
+    assert coll.cwd() == str(root) and coll.environ()["LEGIBLE_STACK"] == doc["key"]
+    assert Path(f"/proc/{coll.pid}/fd/1").resolve() == root / ".legible" / "logs" / "collector.log"
+    assert "collector: ready" in (root / ".legible" / "logs" / "collector.log").read_text()
+    # its stdout and stderr are the supervisor log now, its stdin no longer up's pipe
+    log = root / ".legible" / "logs" / "supervisor.log"
+    assert {f.fd: f.path for f in sup.open_files()}.get(1) == str(log)
+    assert Path(f"/proc/{sup.pid}/fd/2").resolve() == log and Path(f"/proc/{sup.pid}/fd/0").resolve() == Path(
+        "/dev/null"
+    )
+    assert log.stat().st_mode & 0o777 == 0o600
+    code, again = cli_json(root, "up", "--wait")  # a live stack: no second supervisor is started
+    assert code == 0 and again["already_running"] and _supervisors_in(root) == [sup]
+    code, down = cli_json(root, "down")
+    assert code == 0 and down["was_running"]
+    assert stack_pids(doc["key"]) == [] and _supervisors_in(root) == []
+
+
+def test_the_app_starts_in_the_same_step_as_victoriametrics_and_the_collector(tmp_path: Path) -> None:
+    from legible.config import parse_config
+    from legible.lease import Lease
+    from legible.plan import build_plan
+    from legible.worktree import Worktree, worktree_key
+
+    root = make_repo(tmp_path / "repo", "[app]\ncommand='true'\n")
+    wt = Worktree(root, worktree_key(root))
+    plan = build_plan(wt, parse_config({"app": {"command": "true"}}), Lease(wt.key, str(root), 20000))
+    spawned: list[str] = []
+
+    class Proc:
+        pid = 10**7  # above any pid_max: nothing real is ever signalled
+
+        def poll(self) -> int | None:
+            return None
+
+    def spawn(sp: ServicePlan) -> Proc:
+        spawned.append(sp.name)
+        return Proc()
+
+    sup = Supervisor(plan, None, spawn=spawn, probe=lambda sp, off: False, clock=lambda: 1.0)
+    sup.step()
+    assert spawned == ["victoria-metrics", "collector", "app"]
+
+
+def test_a_service_that_waits_for_a_database_still_waits_for_it() -> None:
+    def svc(name: str, deps: list[str]) -> ServicePlan:
+        return ServicePlan(name, "app", [name], "/", {}, Probe("tcp", "1"), 5.0, deps, log="")
+
+    plan = StackPlan("k", "/w", 20000, {}, [svc("db", []), svc("app", ["db"])], {}, {}, "h")
+    spawned: list[str] = []
+
+    class Proc:
+        pid = 10**7
+
+        def poll(self) -> int | None:
+            return None
+
+    def spawn(sp: ServicePlan) -> Proc:
+        spawned.append(sp.name)
+        return Proc()
+
+    sup = Supervisor(plan, None, spawn=spawn, probe=lambda sp, off: False)
+    sup.step()
+    sup.step()
+    assert spawned == ["db"]
+
+
+def test_wait_gone_sees_the_exit_of_a_process_that_is_not_its_child() -> None:
+    # `sh` starts `sleep` in the background and exits: the sleep is reparented, as a supervisor is for `down`
+    out = subprocess.run(["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True)
+    ref = ProcRef.of(int(out.stdout))
+    assert ref is not None and ref.alive()
+    assert wait_gone(ref, 0.05) is False  # still running: the wait ends at its timeout
+    psutil.Process(ref.pid).terminate()
+    assert wait_gone(ref, 30.0) is True
+    assert wait_gone(ref, 30.0) is True  # gone already (no pidfd can be opened): True at once
+
+
+def test_down_of_the_example_app_stops_every_tier_and_frees_everything(tmp_path: Path) -> None:
+    shop = EXAMPLE_APP.parent
+    files = {p.relative_to(shop).as_posix(): p.read_text() for p in shop.rglob("*") if p.is_file()}
+    files = {n: t for n, t in files.items() if "__pycache__" not in n and n != "legible.toml"}
+    root = make_repo(tmp_path / "shop", SHOP_TOML, files)
+    code, up = cli_json(root, "up", "--wait")
+    assert code == 0 and up["status"] == "ready", up
+    code, down = cli_json(root, "down")
+    assert code == 0 and down["sigkilled"] == [] and set(down["stopped"]) == {"victoria-metrics", "collector", "app"}
+    state = json.loads((root / ".legible" / "state.json").read_text())
+    assert state["status"] == "stopped"
+    assert all(s["status"] == "stopped" for s in state["services"].values()), state["services"]
+    assert stack_pids(up["key"]) == []
+    assert not (root / ".legible" / "supervisor.sock").exists()
+    assert cli_json(root, "ps")[1]["stacks"] == []
+    # the collector drained at SIGTERM (its own last line), after the app was gone
+    log = (root / ".legible" / "logs" / "collector.log").read_text()
+    assert "collector: stopped; wrote the" in log
+    sup_log = (root / ".legible" / "logs" / "supervisor.log").read_text().splitlines()
+    order = [ln.split()[2].rstrip(",") for ln in sup_log if ln.startswith("supervisor: stopped ")]
+    assert order == ["app", "collector", "victoria-metrics"], sup_log
+
+
+ORPHAN_APP = """
+import subprocess, time
+# a daemon the app leaves behind: `sh` backgrounds it and exits, so it has no parent of the app's any more
+subprocess.run(["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $! > orphan.pid"], check=True)
+print("ready", flush=True)
+time.sleep(300)
+"""
+
+
+def test_the_supervisor_adopts_and_reaps_what_a_service_orphans(tmp_path: Path, down_after: list) -> None:
+    root = make_repo(
+        tmp_path / "r", '[app]\ncommand = "python app.py"\nready = { log = "ready" }\n', {"app.py": ORPHAN_APP}
+    )
+    down_after.append(root)
+    code, doc = cli_json(root, "up", "--wait")
+    assert code == 0 and doc["status"] == "ready", doc
+    orphan = int((root / "orphan.pid").read_text())
+    state = json.loads((root / ".legible" / "state.json").read_text())
+    # reparented to the supervisor (a subreaper), not to PID 1: it reaps the orphan as soon as it exits
+    assert psutil.Process(orphan).ppid() == state["supervisor"]["pid"]
+    code, down = cli_json(root, "down")
+    assert code == 0 and down["sigkilled"] == [] and down["killed_orphans"] == []
+    assert not psutil.pid_exists(orphan)  # stopped with its group (SIGTERM) and reaped, not left a zombie
+    assert stack_pids(doc["key"]) == []
