@@ -23,10 +23,11 @@ collector (:mod:`legible.collector._forward`); both keep a bounded queue under `
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -153,6 +154,46 @@ def labels(worktree: Worktree, deploy: int | None = None, host: str | None = Non
         "deploy": str(deploy_number(worktree.state_dir) if deploy is None else deploy),
         "host": host or socket.gethostname(),
     }
+
+
+def relabel_config(lbls: Mapping[str, str]) -> str:
+    """The text of vmagent's ``-remoteWrite.relabelConfig`` file setting every label of ``lbls`` on every series.
+
+    Format: a list of Prometheus ``relabel_config`` entries
+    (https://docs.victoriametrics.com/vmagent.html#relabeling), one ``{"target_label", "replacement"}`` each
+    (action ``replace``, whose default regex matches the empty source); written by :func:`json.dumps` (JSON is
+    YAML), so values are quoted by the serializer. vmagent re-reads the file on SIGHUP, which is how the
+    ``deploy`` and ``commit`` labels follow a ``legible restart`` (:func:`follow_deploy`).
+    """
+    entries = [{"target_label": k, "replacement": v} for k, v in lbls.items()]
+    return json.dumps(entries, indent=1) + "\n"
+
+
+#: The vmagent flag naming its relabel file (:func:`relabel_config`).
+RELABEL_FLAG = "-remoteWrite.relabelConfig="
+
+
+def follow_deploy(argv: Sequence[str], deploy: int, commit: str | None) -> bool:
+    """Set ``deploy`` (and ``commit`` when known) in the relabel file of a vmagent run by ``argv``.
+
+    Returns whether the file changed (then the caller sends vmagent SIGHUP to re-read it). Labels the file
+    does not hold, or a file that cannot be read, leave it as it is.
+    """
+    path = next((Path(a[len(RELABEL_FLAG) :]) for a in argv if a.startswith(RELABEL_FLAG)), None)
+    if path is None:
+        return False
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    lbls = {e["target_label"]: e["replacement"] for e in entries}
+    new = {**lbls, "deploy": str(deploy), **({"commit": commit} if commit else {})}
+    if new == lbls:
+        return False
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(relabel_config(new))
+    os.replace(tmp, path)
+    return True
 
 
 def collector_config(settings: ForwardSettings, worktree: Worktree, lbls: Mapping[str, str]) -> str | None:

@@ -1069,6 +1069,8 @@ def main(argv: list[str] | None = None) -> int:
     pushed_store = {"ready": False}
 
     def on_ready(name: str, ms: float) -> None:
+        if name == "vmagent" and vmagent_reload["pending"]:
+            reload_vmagent()
         if name == "victoria-metrics":
             pushed_store["ready"] = True
             vmui = vmui_url(plan.endpoints["victoria-metrics"])
@@ -1106,6 +1108,39 @@ def main(argv: list[str] | None = None) -> int:
             print(f"supervisor: cannot record deploy {rec.get('number')}: {exc}", file=sys.stderr, flush=True)
         if rec.get("status") == "ready" and metrics is not None:
             metrics.deployed(rec)
+        follow_deploy_in_forwarding(rec)
+
+    vmagent_reload = {"pending": False}
+
+    def follow_deploy_in_forwarding(rec: dict[str, Any]) -> None:
+        """Move ``deploy``/``commit`` in vmagent's relabel file (it labels forwarded series), then SIGHUP it.
+
+        Only a ready vmagent is signalled (before its handler is set, SIGHUP would end it); one still starting
+        may have read the old file, so it is signalled once it is ready (``on_ready``).
+        """
+        run = sup.services.get("vmagent")
+        if run is None:
+            return
+        from legible import forward
+
+        try:
+            changed = forward.follow_deploy(run.plan.argv, int(rec["number"]), rec.get("commit"))
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"supervisor: vmagent's labels stay at the previous deploy: {exc}", file=sys.stderr, flush=True)
+            return
+        if changed:
+            vmagent_reload["pending"] = True
+            reload_vmagent()
+
+    def reload_vmagent() -> None:
+        run = sup.services.get("vmagent")
+        if run is None or run.status != "ready" or run.proc is None or run.proc.poll() is not None:
+            return
+        vmagent_reload["pending"] = False
+        try:
+            os.kill(run.proc.pid, signal.SIGHUP)
+        except OSError as exc:
+            print(f"supervisor: cannot signal vmagent to re-read its labels: {exc}", file=sys.stderr, flush=True)
 
     def spawn(sp: ServicePlan) -> Proc:
         if prewarmed and sp.role == "collector":

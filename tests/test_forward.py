@@ -424,6 +424,14 @@ def test_two_worktrees_reach_the_shared_engines(
         by_wt = {r["metric"]["worktree"]: r["metric"] for r in res}
         assert by_wt[keys[0]]["branch"] == "main" and by_wt[keys[1]]["branch"] == "feature-x"
         assert by_wt[keys[1]]["commit"] == git(roots[1], "rev-parse", "HEAD")
+        # a restart is a new deploy: forwarded metrics follow it (vmagent re-reads its relabel file on SIGHUP)
+        code, restarted = cli_json(roots[1], "restart", timeout=120)
+        assert code == 0, restarted
+        new_deploy = str(restarted["deploy"]["number"])
+        assert new_deploy != "1"
+        q = f'count(legible_spans_total{{worktree="{keys[1]}",deploy="{new_deploy}"}})'
+        requests.get(cli_json(roots[1], "status")[1]["endpoints"]["app"] + "/", timeout=10)
+        assert wait_until(lambda: prom(vm_url, q), timeout=60, every=0.5), q
 
         def shared_has(table: str) -> bool:
             sql = f"SELECT DISTINCT resource->>'worktree' FROM {table}"

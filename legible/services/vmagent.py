@@ -1,16 +1,16 @@
 """The ``vmagent`` service kind: forwards every series of the stack's VictoriaMetrics to a shared engine.
 
 Planned only when ``[forward] remote_write`` (or ``LEGIBLE_FORWARD_REMOTE_WRITE``) is set, see
-:mod:`legible.forward`. vmagent (Debian's ``victoria-metrics`` package ships ``/usr/bin/vmagent``) reads the
-local VictoriaMetrics through ``/federate`` (``stacks/vmagent/federate.yml.j2``) and remote-writes
+:mod:`legible.forward`. vmagent (Debian's ``victoria-metrics`` package ships ``/usr/bin/vmagent``) reads the local
+VictoriaMetrics through ``/federate`` (``stacks/vmagent/federate.yml.j2``) and remote-writes
 (https://prometheus.io/docs/specs/remote_write_spec/) with its own on-disk queue. Flags from ``vmagent -help``
-(1.79): ``-remoteWrite.url``, ``-remoteWrite.label`` (``worktree``, ``branch``, ``commit``, ``deploy``,
-``host`` on every series), ``-remoteWrite.tmpDataPath`` (``.legible/data/vmagent/``),
-``-remoteWrite.maxDiskUsagePerURL`` (the cap; past it the oldest data is dropped and counted in
-``vm_persistentqueue_bytes_dropped_total``), ``-httpListenAddr`` on the leased ``vmagent`` port (its
-``/metrics`` feed ``legible status``). Headers go through ``-envflag.enable`` and the ``remoteWrite_headers``
-variable (``^^``-separated), so a token never shows in ``ps``. Role ``forward``: it starts after the app and
-nothing waits for it.
+(1.79): ``-remoteWrite.url``, ``-remoteWrite.relabelConfig`` (``worktree``, ``branch``, ``commit``, ``deploy``,
+``host`` on every series; re-read on SIGHUP, which the supervisor sends at every deploy),
+``-remoteWrite.tmpDataPath`` (``.legible/data/vmagent/``), ``-remoteWrite.maxDiskUsagePerURL`` (the cap; past it the
+oldest data is dropped and counted in ``vm_persistentqueue_bytes_dropped_total``), ``-httpListenAddr`` on the leased
+``vmagent`` port (its ``/metrics`` feed ``legible status``). Headers go through ``-envflag.enable`` and the
+``remoteWrite_headers`` variable (``^^``-separated), so a token never shows in ``ps``. Role ``forward``: it starts
+after the app and nothing waits for it.
 """
 
 from __future__ import annotations
@@ -69,13 +69,15 @@ class VmAgent:
             scrape_interval=ctx.config.stack.scrape_interval,
             vm_port=ctx.ports["victoria-metrics"],
         )
-        lbls = forward.labels(ctx.worktree)
+        # the labels go in a relabel file, not -remoteWrite.label flags: vmagent re-reads it on SIGHUP, so the
+        # supervisor moves ``deploy`` and ``commit`` along with each restart (forward.follow_deploy)
+        relabel = ctx.add_file("vmagent-labels.yml", forward.relabel_config(forward.labels(ctx.worktree)))
         argv = [
             str(binary),
             f"-httpListenAddr=127.0.0.1:{port}",
             f"-promscrape.config={scrape}",
             f"-remoteWrite.url={settings.remote_write}",
-            *(f"-remoteWrite.label={k}={v}" for k, v in lbls.items()),
+            f"{forward.RELABEL_FLAG}{relabel}",
             f"-remoteWrite.tmpDataPath={ctx.worktree.data_dir / 'vmagent'}",
             f"-remoteWrite.maxDiskUsagePerURL={settings.max_disk_mb}MiB",
             "-remoteWrite.flushInterval=1s",
