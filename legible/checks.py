@@ -92,7 +92,7 @@ class CheckContext:
     Attributes:
         worktree: the worktree.
         config: its configuration.
-        state: ``state.json`` with ``alive`` (see :func:`legible.stack.read_state`), or ``None``.
+        state: ``state.json`` with ``alive`` (see :func:`legible.contract.read_state`), or ``None``.
         run_journey: runs a journey by name and returns ``{"passed", "duration_ms", "failed_step", "trace_id",
             "error"}``; ``None`` when the browser is not available.
         check_pages: opens pages and returns ``{"console_errors": [...], "failed_requests": [...]}``, or ``None``.
@@ -550,12 +550,12 @@ def context_for(start: Path | None = None, *, browser: bool = True) -> CheckCont
         ConfigError: the configuration is invalid.
     """
     from legible.config import load_config
-    from legible.stack import read_state
+    from legible.contract import read_state  # what legible.stack.read_state returns, without importing the stack
     from legible.worktree import find_worktree
 
     wt = find_worktree(start)
     cfg = load_config(wt.root)
-    state = read_state(wt)
+    state = read_state(wt.state_file)
     ctx = CheckContext(worktree=wt, config=cfg, state=state)
     if browser:
         ctx.run_journey, ctx.check_pages = _browser_hooks(wt, cfg)
