@@ -395,30 +395,26 @@ class Store:
     def _query_collector(
         self, sql: str, params: Sequence[Any] | dict[str, Any] | None, max_rows: int
     ) -> QueryResult | None:
-        import urllib.error  # here, not at the top: reading the file (no stack running) needs no HTTP client
-        import urllib.request
-
-        from legible import _loopback
+        from legible import _loopback  # here, not at the top: reading the file needs no HTTP client
 
         body = json.dumps({"sql": sql, "params": params, "max_rows": max_rows, "worktree": self.worktree})
         url = f"{self.collector_url.rstrip('/')}/query"  # type: ignore[union-attr]
         headers = {"Content-Type": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        req = urllib.request.Request(url, data=body.encode(), headers=headers, method="POST")  # noqa: S310 - loopback
         try:
-            with _loopback.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
-                doc = json.loads(resp.read())
-        except urllib.error.HTTPError as e:
-            if e.code == 400:
-                doc = json.loads(e.read() or b"{}")
-                raise UsageError(doc.get("error", "SQL: rejected"), hint=doc.get("hint", "")) from None
-            if e.code == 401:
+            status, answer = _loopback.request("POST", url, body=body.encode(), headers=headers, timeout=self.timeout)
+            if status == 400:
+                doc = json.loads(answer or b"{}")
+                raise UsageError(doc.get("error", "SQL: rejected"), hint=doc.get("hint", ""))
+            if status == 401:
                 raise NotRunning(
                     f"the collector refused the token in {self.path.parent.parent / TOKEN_FILENAME}",
                     hint="the stack was restarted by hand? run `legible down` then `legible up --wait`",
-                ) from None
-            return None  # 404/409: not our collector, or too old; read the file
+                )
+            if status != 200:
+                return None  # 404/409: not our collector, or too old; read the file
+            doc = json.loads(answer)
         except (OSError, ValueError):
             return None
         return QueryResult(

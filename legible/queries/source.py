@@ -133,19 +133,16 @@ def flush_collector(collector_url: str, token: str | None, timeout: float = 2.0)
         timeout: seconds.
 
     """
-    import urllib.request
-
     from legible import _loopback
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    req = urllib.request.Request(  # noqa: S310 - loopback collector
-        f"{collector_url.rstrip('/')}/flush", data=b"", headers=headers, method="POST"
-    )
     try:
-        with _loopback.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback collector
-            return bool(resp.status == 200)
-    except OSError:
+        status, _ = _loopback.request(
+            "POST", f"{collector_url.rstrip('/')}/flush", body=b"", headers=headers, timeout=timeout
+        )
+    except (OSError, ValueError):
         return False
+    return status == 200
 
 
 def collector_status(state_dir: Path, collector_url: str, timeout: float = 1.0) -> dict[str, Any] | None:
@@ -155,7 +152,6 @@ def collector_status(state_dir: Path, collector_url: str, timeout: float = 1.0) 
     unknown: no token file, no answer, 401/404 (a collector without the endpoint), or another schema.
     """
     import json
-    import urllib.request
 
     from legible import _loopback
 
@@ -164,10 +160,9 @@ def collector_status(state_dir: Path, collector_url: str, timeout: float = 1.0) 
     except OSError:
         token = ""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    req = urllib.request.Request(f"{collector_url.rstrip('/')}/status", headers=headers)  # noqa: S310
     try:
-        with _loopback.urlopen(req, timeout=timeout) as resp:
-            doc = json.loads(resp.read())
+        status, body = _loopback.request("GET", f"{collector_url.rstrip('/')}/status", headers=headers, timeout=timeout)
+        doc = json.loads(body) if status == 200 else None
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) and doc.get("schema") == STATUS_SCHEMA else None
