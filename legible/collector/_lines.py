@@ -122,6 +122,32 @@ _UPPER_LEVELS = frozenset(
     ("TRACE", "DEBUG", "INFO", "NOTICE", "WARN", "WARNING", "ERROR", "ERR", "SEVERE", "CRITICAL", "CRIT", "FATAL")
     + ("PANIC", "EMERG")
 )
+#: Lower-case stems one of which every match of :data:`_LEVEL_RE` begins with (``level=`` for its third
+#: alternative; ``warning``, ``error``, ``critical`` begin with ``warn``, ``err``, ``crit``).
+_LEVEL_STEMS: tuple[str, ...] = ("info", "err", "warn", "debug", "trace", "notice", "severe", "crit", "fatal")
+_LEVEL_STEMS += ("panic", "emerg", "level=")
+
+
+def _level_start(head: str) -> int:
+    r"""Where :data:`_LEVEL_RE` can first match in ``head``, or -1 when it cannot match at all.
+
+    A pre-check that spares the (slow, position by position) regex search: a match starts at one of the
+    :data:`_LEVEL_STEMS` (case-insensitively) or at the bracket just before it, so a line containing none
+    has no level word, and the search may start one character before the first stem. Positions are those of
+    the lower-cased text, the same as the original's only for ASCII; otherwise the search starts at 0.
+    ``\b`` and ``^`` in the regex still see the whole string (``Pattern.search(text, pos)``).
+    """
+    low = head.lower()
+    first = -1
+    for stem in _LEVEL_STEMS:
+        i = low.find(stem)
+        if i >= 0 and (first < 0 or i < first):
+            first = i
+    if first <= 0:
+        return first
+    return first - 1 if head.isascii() else 0
+
+
 _ISO_PREFIX = re.compile(r"\[?(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)")
 _TRACE_RE = re.compile(r"trace_?id[=:]\s*\"?([0-9a-fA-F]{32})\b", re.IGNORECASE)
 _SPAN_RE = re.compile(r"span_?id[=:]\s*\"?([0-9a-fA-F]{16})\b", re.IGNORECASE)
@@ -200,6 +226,8 @@ def parse_time(value: Any) -> int | None:
 
 #: (``YYYY-MM-DDTHH:MM``, zone) -> epoch ns of that minute; lines of one minute share it.
 _MINUTES: dict[tuple[str, str], int] = {}
+#: Whole-second ISO stamps (the exact text) -> epoch ns, as :func:`_iso_ns` computed them.
+_SECONDS: dict[str, int] = {}
 _ISO_FAST = re.compile(r"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d):(\d\d)(?:[.,](\d{1,9}))?(Z|[+-]\d\d(?::?\d\d)?)?")
 
 
@@ -209,6 +237,9 @@ def _iso_ns(text: str) -> int | None:
     The minute is parsed once by ``datetime.fromisoformat`` (naive: local time) and remembered; seconds
     and the fraction are added as integers, so the result is exact to the nanosecond.
     """
+    known = _SECONDS.get(text)
+    if known is not None:
+        return known
     m = _ISO_FAST.fullmatch(text)
     if m is None:
         return None
@@ -225,7 +256,12 @@ def _iso_ns(text: str) -> int | None:
             _MINUTES.clear()
         _MINUTES[key] = base
     ns = base + int(sec) * 1_000_000_000
-    return ns + int(frac.ljust(9, "0")) if frac else ns
+    if frac:
+        return ns + int(frac.ljust(9, "0"))
+    if len(_SECONDS) >= 4096:
+        _SECONDS.clear()
+    _SECONDS[text] = ns  # whole seconds repeat line after line; fractions rarely do
+    return ns
 
 
 def _sane(ns: int | None, now_ns: int) -> int | None:
@@ -524,9 +560,12 @@ def parse_line(line: str, now_ns: int) -> Parsed:
             if after in _UPPER_LEVELS:
                 word = after
     if word is None:
-        m = _LEVEL_RE.search(line[:256])
-        if m:
-            word = m.group(1) or m.group(2) or m.group(3) or m.group(4)
+        head = line[:256]
+        start = _level_start(head)
+        if start >= 0:
+            m = _LEVEL_RE.search(head, start)
+            if m:
+                word = m.group(1) or m.group(2) or m.group(3) or m.group(4)
     if word is not None:
         lvl = level_from_name(word)
         if lvl:
