@@ -338,11 +338,15 @@ def _from_fields(obj: dict[str, Any], line: str, now_ns: int) -> Parsed:
                     body = str(v)
                     continue
             elif role == "level":
-                if level is None and (lv := level_from_name(v)) is not None:
+                # a known name as written is one look-up; anything else through level_from_name
+                lv = _LEVEL_NAMES.get(v) if type(v) is str else None
+                if level is None and (lv is not None or (lv := level_from_name(v)) is not None):
                     level, sev_text = lv, str(v)
                     continue
             elif role == "time":
-                if time_ns is None and (t := _sane(parse_time(v), now_ns)) is not None:
+                # a whole-second stamp seen before is one look-up (the same value parse_time returns)
+                t = _SECONDS.get(v) if type(v) is str else None
+                if time_ns is None and (t := _sane(parse_time(v) if t is None else t, now_ns)) is not None:
                     time_ns = t
                     continue
             elif role == "trace":
@@ -648,7 +652,29 @@ class RecordAssembler:
             now_ns: the time it was read (epoch ns).
 
         """
-        out: list[Record] = []
+        head, c = self._head, line[:1]
+        if (
+            head is not None
+            and not self._lines
+            and not (self._in_tb or self._after_exc)
+            and "!" <= c <= "~"
+            and c != "T"
+            and not (c.isdigit() and head.attributes.get("db.system") == "postgresql")
+        ):
+            # The common case, a one-line record ended by the next line: what _continues (false: no
+            # indent, no traceback, no Postgres detail, no Java frame after a head alone), _finish (no
+            # lines to join) and _start (not a traceback head) do, without their calls.
+            end = self._end
+            out = [Record(head, self._observed, end)]
+            self.safe_offset = end
+            parsed = self._head = parse_line(line, now_ns)
+            self._size = len(parsed.body)
+            self._observed = now_ns
+            self._end = end_offset
+            self._blank = 0
+            self._has_tb = False
+            return out
+        out = []
         if not line or line.isspace():
             if self._head is not None and (self._in_tb or self._after_exc):
                 self._blank += 1
