@@ -544,17 +544,19 @@ def parse_line(line: str, now_ns: int) -> Parsed:
         pairs = {k: _unquote(v) for k, v in _LOGFMT_PAIR.findall(line)}
         if len(pairs) >= 2 or "msg" in pairs or "level" in pairs:
             return _from_fields(pairs, line, now_ns)
-    if c.isdigit() and "\t" in line and (tsv := _from_tabs(line, now_ns)) is not None:
-        return tsv
-    if c.isdigit() and "] " in line[:60] and (pg := _PG_LINE.match(line)) is not None:
-        return _from_postgres(pg, now_ns)
-    if c.isdigit() and ":" in line[:12] and (rd := _REDIS_LINE.match(line)) is not None:
-        return _from_redis(rd, now_ns)
-    if (c.isdigit() or c == "[") and "trace_id=" in line[:200] and (tp := _from_trace_prefix(line, now_ns)):
+    digit = c.isdigit()
+    if digit:  # the prefixed forms all start with a time or a pid
+        if "\t" in line and (tsv := _from_tabs(line, now_ns)) is not None:
+            return tsv
+        if "] " in line[:60] and (pg := _PG_LINE.match(line)) is not None:
+            return _from_postgres(pg, now_ns)
+        if ":" in line[:12] and (rd := _REDIS_LINE.match(line)) is not None:
+            return _from_redis(rd, now_ns)
+    if (digit or c == "[") and "trace_id=" in line[:200] and (tp := _from_trace_prefix(line, now_ns)):
         return tp
     p = Parsed(body=line)
     word = None
-    if c.isdigit() or c == "[":
+    if digit or c == "[":
         t = _ISO_PREFIX.match(line)
         if t:
             p.time_ns = _sane(parse_time(t.group(1)), now_ns)

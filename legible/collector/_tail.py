@@ -209,9 +209,11 @@ class Tailer:
             # The common case: whole ASCII lines. One decode for the chunk (an ASCII character is one byte,
             # so offsets are string lengths), and no per-line call unless a line needs the slow path.
             feed, service = f.asm.feed, f.service
-            for line in combined[: cut - 1].decode("ascii").split("\n"):
+            text = combined[: cut - 1].decode("ascii")
+            cr = "\r" in text
+            for line in text.split("\n"):
                 off += len(line) + 1
-                if len(line) > MAX_LINE or line.endswith("\r"):
+                if len(line) > MAX_LINE or (cr and line.endswith("\r")):
                     self._line(f, line.encode("ascii"), off, rows, now_ns)
                     continue
                 for rec in feed(line, off, now_ns):
