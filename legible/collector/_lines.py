@@ -541,7 +541,7 @@ def parse_line(line: str, now_ns: int) -> Parsed:
         if isinstance(obj, dict):
             return _from_fields(obj, line, now_ns)
     elif "=" in line and (c.isalpha() or c == "_") and _LOGFMT_LINE.fullmatch(line):
-        pairs = {k: _unquote(v) for k, v in _LOGFMT_PAIR.findall(line)}
+        pairs = {k: _unquote(v) if v[:1] == '"' else v for k, v in _LOGFMT_PAIR.findall(line)}
         if len(pairs) >= 2 or "msg" in pairs or "level" in pairs:
             return _from_fields(pairs, line, now_ns)
     digit = c.isdigit()
