@@ -122,6 +122,32 @@ _UPPER_LEVELS = frozenset(
     ("TRACE", "DEBUG", "INFO", "NOTICE", "WARN", "WARNING", "ERROR", "ERR", "SEVERE", "CRITICAL", "CRIT", "FATAL")
     + ("PANIC", "EMERG")
 )
+#: Lower-case stems one of which every match of :data:`_LEVEL_RE` begins with (``level=`` for its third
+#: alternative; ``warning``, ``error``, ``critical`` begin with ``warn``, ``err``, ``crit``).
+_LEVEL_STEMS: tuple[str, ...] = ("info", "err", "warn", "debug", "trace", "notice", "severe", "crit", "fatal")
+_LEVEL_STEMS += ("panic", "emerg", "level=")
+
+
+def _level_start(head: str) -> int:
+    r"""Where :data:`_LEVEL_RE` can first match in ``head``, or -1 when it cannot match at all.
+
+    A pre-check that spares the (slow, position by position) regex search: a match starts at one of the
+    :data:`_LEVEL_STEMS` (case-insensitively) or at the bracket just before it, so a line containing none
+    has no level word, and the search may start one character before the first stem. Positions are those of
+    the lower-cased text, the same as the original's only for ASCII; otherwise the search starts at 0.
+    ``\b`` and ``^`` in the regex still see the whole string (``Pattern.search(text, pos)``).
+    """
+    low = head.lower()
+    first = -1
+    for stem in _LEVEL_STEMS:
+        i = low.find(stem)
+        if i >= 0 and (first < 0 or i < first):
+            first = i
+    if first <= 0:
+        return first
+    return first - 1 if head.isascii() else 0
+
+
 _ISO_PREFIX = re.compile(r"\[?(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)")
 _TRACE_RE = re.compile(r"trace_?id[=:]\s*\"?([0-9a-fA-F]{32})\b", re.IGNORECASE)
 _SPAN_RE = re.compile(r"span_?id[=:]\s*\"?([0-9a-fA-F]{16})\b", re.IGNORECASE)
@@ -200,6 +226,8 @@ def parse_time(value: Any) -> int | None:
 
 #: (``YYYY-MM-DDTHH:MM``, zone) -> epoch ns of that minute; lines of one minute share it.
 _MINUTES: dict[tuple[str, str], int] = {}
+#: Whole-second ISO stamps (the exact text) -> epoch ns, as :func:`_iso_ns` computed them.
+_SECONDS: dict[str, int] = {}
 _ISO_FAST = re.compile(r"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d):(\d\d)(?:[.,](\d{1,9}))?(Z|[+-]\d\d(?::?\d\d)?)?")
 
 
@@ -209,6 +237,9 @@ def _iso_ns(text: str) -> int | None:
     The minute is parsed once by ``datetime.fromisoformat`` (naive: local time) and remembered; seconds
     and the fraction are added as integers, so the result is exact to the nanosecond.
     """
+    known = _SECONDS.get(text)
+    if known is not None:
+        return known
     m = _ISO_FAST.fullmatch(text)
     if m is None:
         return None
@@ -225,7 +256,12 @@ def _iso_ns(text: str) -> int | None:
             _MINUTES.clear()
         _MINUTES[key] = base
     ns = base + int(sec) * 1_000_000_000
-    return ns + int(frac.ljust(9, "0")) if frac else ns
+    if frac:
+        return ns + int(frac.ljust(9, "0"))
+    if len(_SECONDS) >= 4096:
+        _SECONDS.clear()
+    _SECONDS[text] = ns  # whole seconds repeat line after line; fractions rarely do
+    return ns
 
 
 def _sane(ns: int | None, now_ns: int) -> int | None:
@@ -302,11 +338,15 @@ def _from_fields(obj: dict[str, Any], line: str, now_ns: int) -> Parsed:
                     body = str(v)
                     continue
             elif role == "level":
-                if level is None and (lv := level_from_name(v)) is not None:
+                # a known name as written is one look-up; anything else through level_from_name
+                lv = _LEVEL_NAMES.get(v) if type(v) is str else None
+                if level is None and (lv is not None or (lv := level_from_name(v)) is not None):
                     level, sev_text = lv, str(v)
                     continue
             elif role == "time":
-                if time_ns is None and (t := _sane(parse_time(v), now_ns)) is not None:
+                # a whole-second stamp seen before is one look-up (the same value parse_time returns)
+                t = _SECONDS.get(v) if type(v) is str else None
+                if time_ns is None and (t := _sane(parse_time(v) if t is None else t, now_ns)) is not None:
                     time_ns = t
                     continue
             elif role == "trace":
@@ -501,20 +541,22 @@ def parse_line(line: str, now_ns: int) -> Parsed:
         if isinstance(obj, dict):
             return _from_fields(obj, line, now_ns)
     elif "=" in line and (c.isalpha() or c == "_") and _LOGFMT_LINE.fullmatch(line):
-        pairs = {k: _unquote(v) for k, v in _LOGFMT_PAIR.findall(line)}
+        pairs = {k: _unquote(v) if v[:1] == '"' else v for k, v in _LOGFMT_PAIR.findall(line)}
         if len(pairs) >= 2 or "msg" in pairs or "level" in pairs:
             return _from_fields(pairs, line, now_ns)
-    if c.isdigit() and "\t" in line and (tsv := _from_tabs(line, now_ns)) is not None:
-        return tsv
-    if c.isdigit() and "] " in line[:60] and (pg := _PG_LINE.match(line)) is not None:
-        return _from_postgres(pg, now_ns)
-    if c.isdigit() and ":" in line[:12] and (rd := _REDIS_LINE.match(line)) is not None:
-        return _from_redis(rd, now_ns)
-    if (c.isdigit() or c == "[") and "trace_id=" in line[:200] and (tp := _from_trace_prefix(line, now_ns)):
+    digit = c.isdigit()
+    if digit:  # the prefixed forms all start with a time or a pid
+        if "\t" in line and (tsv := _from_tabs(line, now_ns)) is not None:
+            return tsv
+        if "] " in line[:60] and (pg := _PG_LINE.match(line)) is not None:
+            return _from_postgres(pg, now_ns)
+        if ":" in line[:12] and (rd := _REDIS_LINE.match(line)) is not None:
+            return _from_redis(rd, now_ns)
+    if (digit or c == "[") and "trace_id=" in line[:200] and (tp := _from_trace_prefix(line, now_ns)):
         return tp
     p = Parsed(body=line)
     word = None
-    if c.isdigit() or c == "[":
+    if digit or c == "[":
         t = _ISO_PREFIX.match(line)
         if t:
             p.time_ns = _sane(parse_time(t.group(1)), now_ns)
@@ -524,9 +566,12 @@ def parse_line(line: str, now_ns: int) -> Parsed:
             if after in _UPPER_LEVELS:
                 word = after
     if word is None:
-        m = _LEVEL_RE.search(line[:256])
-        if m:
-            word = m.group(1) or m.group(2) or m.group(3) or m.group(4)
+        head = line[:256]
+        start = _level_start(head)
+        if start >= 0:
+            m = _LEVEL_RE.search(head, start)
+            if m:
+                word = m.group(1) or m.group(2) or m.group(3) or m.group(4)
     if word is not None:
         lvl = level_from_name(word)
         if lvl:
@@ -609,7 +654,29 @@ class RecordAssembler:
             now_ns: the time it was read (epoch ns).
 
         """
-        out: list[Record] = []
+        head, c = self._head, line[:1]
+        if (
+            head is not None
+            and not self._lines
+            and not (self._in_tb or self._after_exc)
+            and "!" <= c <= "~"
+            and c != "T"
+            and not (c.isdigit() and head.attributes.get("db.system") == "postgresql")
+        ):
+            # The common case, a one-line record ended by the next line: what _continues (false: no
+            # indent, no traceback, no Postgres detail, no Java frame after a head alone), _finish (no
+            # lines to join) and _start (not a traceback head) do, without their calls.
+            end = self._end
+            out = [Record(head, self._observed, end)]
+            self.safe_offset = end
+            parsed = self._head = parse_line(line, now_ns)
+            self._size = len(parsed.body)
+            self._observed = now_ns
+            self._end = end_offset
+            self._blank = 0
+            self._has_tb = False
+            return out
+        out = []
         if not line or line.isspace():
             if self._head is not None and (self._in_tb or self._after_exc):
                 self._blank += 1

@@ -204,7 +204,23 @@ class Tailer:
         f.buf = b""
         # file offset of combined[0]; skipped bytes of an over-long line sit between buf and data
         off = f.pos - len(combined) - f.skipped
-        lines = combined.split(b"\n")
+        cut = combined.rfind(b"\n") + 1
+        if cut and not f.skipped and combined.isascii():
+            # The common case: whole ASCII lines. One decode for the chunk (an ASCII character is one byte,
+            # so offsets are string lengths), and no per-line call unless a line needs the slow path.
+            feed, service = f.asm.feed, f.service
+            text = combined[: cut - 1].decode("ascii")
+            cr = "\r" in text
+            for line in text.split("\n"):
+                off += len(line) + 1
+                if len(line) > MAX_LINE or (cr and line.endswith("\r")):
+                    self._line(f, line.encode("ascii"), off, rows, now_ns)
+                    continue
+                for rec in feed(line, off, now_ns):
+                    rows.append(record_row(service, rec))
+            lines = [combined[cut:]]
+        else:
+            lines = combined.split(b"\n")
         tail = lines.pop()
         for raw in lines:
             off += len(raw) + 1 + f.skipped

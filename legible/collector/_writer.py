@@ -2,7 +2,7 @@
 
 Rows are buffered per table and flushed every :data:`FLUSH_EVERY_S` seconds or as soon as
 :data:`FLUSH_ROWS` are waiting, as Arrow tables inserted with one ``INSERT ... SELECT`` each (the
-``logs.template`` column is computed there by DuckDB, see :func:`legible.store.template_sql`), in one
+``logs.template`` column is computed there by DuckDB, see :func:`legible.store.template_select`), in one
 transaction with the tail offsets the rows came from. At most :data:`MAX_PENDING` rows wait; beyond that
 :meth:`Writer.add` refuses (OTLP answers 429 so the sender retries) or blocks (the file tailer). A row
 :meth:`Writer.add` accepted is written before :meth:`Writer.close` returns: the last flushes run until the
@@ -40,7 +40,7 @@ import duckdb
 import pyarrow as pa
 
 from legible._errors import UsageError
-from legible.store import lock_down, migrate, run_query, template_sql
+from legible.store import lock_down, migrate, run_query, template_select
 
 FLUSH_EVERY_S = 0.2
 FLUSH_ROWS = 5000
@@ -104,7 +104,7 @@ def _insert_sql(table: str, columns: Sequence[tuple[str, Any]]) -> str:
     sel = [f"{c}::JSON" if c in _JSON_COLS else c for c in names]
     if table == "logs":
         names.append("template")
-        sel.append(template_sql())
+        return f"INSERT INTO logs ({', '.join(names)}) {template_select('_batch_logs', sel)}"  # noqa: S608
     return f"INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(sel)} FROM _batch_{table}"  # noqa: S608
 
 
