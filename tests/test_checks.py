@@ -43,6 +43,12 @@ def shop(tmp_path_factory: pytest.TempPathFactory):
         wait_until(
             lambda: "GET /slow" in cli(root, "traces", "--since", "5m").stdout, 15, "the GET /slow span in the store"
         )
+        # the traceback is one multi-line record, stored once the tailer sees it end (a line after it, or a pause)
+        wait_until(
+            lambda: "payment provider rejected" in cli(root, "logs", "--level", "error", "--raw").stdout,
+            15,
+            "the /error traceback in the store",
+        )
         yield root, doc
         cli(root, "down")
 
