@@ -45,7 +45,11 @@ def shop(tmp_path_factory: pytest.TempPathFactory):
         )
         # the traceback is one multi-line record, stored once the tailer sees it end (a line after it, or a pause)
         wait_until(
-            lambda: "payment provider rejected" in cli(root, "logs", "--level", "error", "--raw").stdout,
+            lambda: (
+                not cli(root, "logs", "--level", "error", "--grep", "payment provider rejected").stdout.startswith(
+                    "0 lines"
+                )
+            ),
             15,
             "the /error traceback in the store",
         )
