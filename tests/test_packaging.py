@@ -33,7 +33,11 @@ def test_the_wheel_installs_one_top_level_name(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/", 1)[0] for n in names if not n.split("/", 1)[0].endswith(".dist-info")}
     assert tops == {"legible"}, tops
-    for must in ("legible/cli/main.py", "legible/stacks/vmagent/federate.yml.j2"):
+    for must in (
+        "legible/cli/main.py",
+        "legible/stacks/vmagent/federate.yml.j2",
+        "legible/stacks/vector/vector.toml.j2",
+    ):
         assert must in names
     assert any(n.startswith("legible/skills/") and n.endswith("/SKILL.md") for n in names)
     top_level = [n for n in names if n.endswith("top_level.txt")]
