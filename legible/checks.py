@@ -325,7 +325,9 @@ def check_logs(name: str, spec: LogsCheck, ctx: CheckContext) -> CheckResult:
             where.append("time_ns < ?")
             params.append(ctx.window[1])
     if spec.pattern:
-        where.append("regexp_matches(body, ?)")
+        from legible.store import SEARCH_TEXT
+
+        where.append(f"regexp_matches({SEARCH_TEXT}, ?)")
         params.append(spec.pattern)
     if spec.service:
         where.append("service = ?")

@@ -51,6 +51,7 @@ __all__ = [
     "ALLOWED_STATEMENTS",
     "LEVELS",
     "MAX_ROWS",
+    "SEARCH_TEXT",
     "MIGRATIONS",
     "QueryResult",
     "Store",
@@ -66,6 +67,15 @@ __all__ = [
 
 #: Hard cap on the rows one query returns.
 MAX_ROWS = 10_000
+#: SQL for the text a log search (``logs --grep/--regex``, a logs check's ``pattern``) looks in: the body, then
+#: the exception attributes of OpenTelemetry's semantic conventions (``exception.type``, ``.message``,
+#: ``.stacktrace``). An exception logged both to stdout (body with the traceback) and over OTLP (body with the
+#: message only, the traceback in attributes) is stored once, as whichever copy came first, and is found
+#: either way.
+SEARCH_TEXT = (
+    "concat_ws(chr(10), body, attributes->>'exception.type', attributes->>'exception.message', "
+    "attributes->>'exception.stacktrace')"
+)
 #: Normalised log levels, lowest first (OpenTelemetry severity ranges 1-4, 5-8, ..., 21-24).
 LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
 #: Statement types :meth:`Store.query` accepts (names of ``duckdb.StatementType``).

@@ -34,27 +34,31 @@ def shop(tmp_path_factory: pytest.TempPathFactory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_STATE_HOME", str(base / "xdg"))
         root = shop_repo(base / "shop", SHOP_TOML + CHECKS_TOML)
-        code, doc = cli_json(root, "up", "--wait")
-        assert code == 0, doc
-        app = doc["endpoints"]["app"]
-        requests.get(f"{app}/slow?ms=1200", timeout=10)
-        requests.get(f"{app}/error", timeout=10)
-        requests.get(f"{app}/", timeout=10)
-        wait_until(
-            lambda: "GET /slow" in cli(root, "traces", "--since", "5m").stdout, 15, "the GET /slow span in the store"
-        )
-        # the traceback is one multi-line record, stored once the tailer sees it end (a line after it, or a pause)
-        wait_until(
-            lambda: (
-                not cli(root, "logs", "--level", "error", "--grep", "payment provider rejected").stdout.startswith(
-                    "0 lines"
-                )
-            ),
-            15,
-            "the /error traceback in the store",
-        )
-        yield root, doc
-        cli(root, "down")
+        try:
+            code, doc = cli_json(root, "up", "--wait")
+            assert code == 0, doc
+            app = doc["endpoints"]["app"]
+            requests.get(f"{app}/slow?ms=1200", timeout=10)
+            requests.get(f"{app}/error", timeout=10)
+            requests.get(f"{app}/", timeout=10)
+            wait_until(
+                lambda: "GET /slow" in cli(root, "traces", "--since", "5m").stdout,
+                15,
+                "the GET /slow span in the store",
+            )
+            # the traceback is one multi-line record, stored once the tailer sees it end (a line after it, or a pause)
+            wait_until(
+                lambda: (
+                    not cli(root, "logs", "--level", "error", "--grep", "payment provider rejected").stdout.startswith(
+                        "0 lines"
+                    )
+                ),
+                15,
+                "the /error traceback in the store",
+            )
+            yield root, doc
+        finally:  # also when the stack never got its signals: nothing left running
+            cli(root, "down")
 
 
 def test_configured_checks_give_one_line_each_failures_first_with_evidence(shop) -> None:

@@ -277,3 +277,34 @@ def test_one_error_of_the_shop_is_two_groups_not_three(tmp_path: Path, monkeypat
         assert len({g["trace_id"] for g in found}) == 1, found
     finally:
         cli(root, "down")
+
+
+def test_grep_and_regex_find_an_exception_kept_only_in_otlp_attributes(tmp_path, monkeypatch):
+    """An exception logged to stdout and over OTLP is stored once, as whichever copy came first; the OTLP
+    copy holds the traceback in the semantic-convention attributes, and a search must find it there too."""
+    import duckdb
+
+    from legible.store import store_path
+
+    root = git_repo(tmp_path / "wt")
+    build_store(root)
+    attrs = {
+        "exception.type": "ValueError",
+        "exception.message": "card 9191 declined",
+        "exception.stacktrace": 'Traceback (most recent call last):\n  File "app.py"\nValueError: card 9191 declined',
+    }
+    con = duckdb.connect(str(store_path(root / ".legible")))
+    try:
+        con.execute(
+            "INSERT INTO logs (seq, time_ns, observed_ns, service, level, severity_number, body, template, source, "
+            "attributes) SELECT max(seq) + 1, ?, ?, 'app', 'error', 17, ?, ?, 'otlp', ? FROM logs",
+            [time.time_ns(), time.time_ns(), "Exception on /boom [GET]", "Exception on /boom [GET]", json.dumps(attrs)],
+        )
+    finally:
+        con.close()
+    for args in (("--grep", "card 9191 declined"), ("--regex", r"ValueError: card \d+ declined")):
+        res = run(root, monkeypatch, "logs", "--raw", "--since", "all", *args)
+        assert res.exit_code == 0, res.output
+        assert res.output.startswith("1 lines") and "Exception on /boom [GET]" in res.output, res.output
+    res = run(root, monkeypatch, "logs", "--raw", "--since", "all", "--grep", "card 9191 accepted")
+    assert res.output.startswith("0 lines"), res.output

@@ -155,11 +155,13 @@ class LogFilter:
             lv = LEVELS[LEVELS.index(self.min_level) :]
             conds.append(f"level IN ({', '.join('?' * len(lv))})")
             params.extend(lv)
+        if self.grep or self.regex:
+            from legible.store import SEARCH_TEXT
         if self.grep:
-            conds.append("contains(lower(body), ?)")
+            conds.append(f"contains(lower({SEARCH_TEXT}), ?)")
             params.append(self.grep.lower())
         if self.regex:
-            conds.append("regexp_matches(body, ?)")
+            conds.append(f"regexp_matches({SEARCH_TEXT}, ?)")
             params.append(self.regex)
         for key, value in self.attrs:
             path = '$."' + key.replace('"', '\\"') + '"'
