@@ -2,7 +2,8 @@
 
 :func:`guess` is pure (it reads files, starts nothing) and tries, in order:
 
-1. a ``Procfile``'s ``web:`` line (``0.0.0.0`` rewritten to ``127.0.0.1``: legible binds loopback only);
+1. a ``Procfile``'s ``web:`` line (an all-interfaces host, the unspecified IPv4 or IPv6 address, rewritten to
+   ``127.0.0.1``: legible binds loopback only);
 2. ``package.json``: its ``dev`` script, else ``start`` (``npm run dev``, ``npm start``; Vite and Next get
    their port and host flags, other servers read ``$PORT``), else its ``main`` file, else ``server.js``,
    ``app.js`` or ``index.js`` (``node FILE``); zero-code instrumentation through
@@ -104,11 +105,33 @@ def _read(path: Path) -> str:
         return ""
 
 
+#: An IPv4 literal, a bracketed IPv6 literal or a bare ``::``, standing alone in a command line.
+_ADDRESS = re.compile(r"(?<![\w.:\[])(\[[0-9a-fA-F:.]*\]|\d+(?:\.\d+){3}|::)(?![\w.])")
+
+
+def loopback_hosts(command: str) -> str:
+    """``command`` with every unspecified (all-interfaces) address, IPv4 or IPv6, replaced by ``127.0.0.1``.
+
+    Addresses are recognised by :mod:`ipaddress` (``is_unspecified``), token by token, so ``--bind``
+    values like ``[::]:8000`` are rewritten and other addresses (``192.168.1.10``) are left as they are.
+    """
+    import ipaddress
+
+    def one(m: re.Match[str]) -> str:
+        try:
+            unspecified = ipaddress.ip_address(m.group(1).strip("[]")).is_unspecified
+        except ValueError:
+            return m.group(1)
+        return "127.0.0.1" if unspecified else m.group(1)
+
+    return _ADDRESS.sub(one, command)
+
+
 def _procfile(root: Path) -> Guess | None:
     m = re.search(r"^web:\s*(.+)$", _read(root / "Procfile"), re.M)
     if not m:
         return None
-    command = m.group(1).strip().replace("0.0.0.0", "127.0.0.1")  # noqa: S104 - rewritten to loopback
+    command = loopback_hosts(m.group(1).strip())
     python = bool(re.match(r"(python|gunicorn|uvicorn|flask|django-admin)\b", command))
     # a Procfile line is run by a shell (foreman, honcho, Heroku): keep that when it uses shell syntax
     shell = re.search(r"&&|\|\||[;|<>`]|\$\{|\$\(", command) is not None

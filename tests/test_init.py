@@ -176,3 +176,13 @@ def test_up_boots_the_guessed_command(tmp_path: Path, files: dict[str, str], dow
     import urllib.request
 
     assert urllib.request.urlopen(doc["endpoints"]["app"] + "/", timeout=10).read() == b"ok"  # noqa: S310
+
+
+def test_procfile_hosts_on_all_interfaces_become_loopback_and_others_stay(tmp_path: Path) -> None:
+    web = "web: gunicorn app:app -b [::]:$PORT --forwarded-allow-ips 10.0.0.0 --host :: --proxy 192.168.1.10\n"
+    root = repo(tmp_path, {"Procfile": web})
+    init(root)
+    app = tomllib.loads((root / "legible.toml").read_text())["app"]
+    assert app["command"] == (
+        "gunicorn app:app -b 127.0.0.1:$PORT --forwarded-allow-ips 10.0.0.0 --host 127.0.0.1 --proxy 192.168.1.10"
+    )
