@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything legible needs on a fresh Debian machine: a virtualenv with legible and its test/example
-# extras, then Debian's victoria-metrics, chromium, postgresql and redis-server (apt as root; otherwise
-# `legible doctor --install`, which unpacks the .deb into legible's tool cache). Idempotent: a second run is quick.
+# extras, then Debian's victoria-metrics, chromium, postgresql, redis-server, and jq for the tests' stand-in
+# gh (apt as root; otherwise `legible doctor --install`, which unpacks the .deb into legible's tool cache).
+# Idempotent: a second run is quick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -17,11 +18,12 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 if ! command -v victoria-metrics >/dev/null || ! command -v chromium >/dev/null \
-  || ! command -v redis-server >/dev/null || ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
+  || ! command -v redis-server >/dev/null || ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null \
+  || ! command -v jq >/dev/null; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq victoria-metrics chromium postgresql redis-server >/dev/null
+    apt-get install -y -qq victoria-metrics chromium postgresql redis-server jq >/dev/null
   else
     .venv/bin/legible doctor --install || true
   fi
