@@ -124,31 +124,13 @@ class Postgres:
         bindir = find_pg_bindir()
         if bindir is None:
             raise PrerequisiteMissing(f"{name}: postgres is not installed", hint=f"run: {PG_INSTALL}")
-        port = ctx.ports[name]
-        sock = socket_dir(ctx.worktree.state_dir, ctx.worktree.key, name)
-        argv = [
-            sys.executable,
-            "-m",
-            "legible._dbrun",
-            "postgres",
-            "--bindir",
-            str(bindir),
-            "--data",
-            str(ctx.worktree.data_dir / name),
-            "--socket-dir",
-            str(sock),
-            "--port",
-            str(port),
-            "--database",
-            name,
-            "--slow-ms",
-            str(SLOW_STATEMENT_MS),
-        ]
+        args = ["--bindir", str(bindir), "--database", name, "--slow-ms", str(SLOW_STATEMENT_MS)]
         return _server_plan(
             ctx,
             name,
             svc,
-            argv,
+            "postgres",
+            args,
             probe=Probe("postgres", str(ctx.worktree.data_dir / name)),  # its data dir; the port is ``port``
             ready_timeout=max(svc.ready_timeout, 60.0),  # the first start runs initdb (seconds)
             stop_timeout=10.0,  # SIGTERM is Postgres' "smart" shutdown; fast enough with no clients left
@@ -159,14 +141,29 @@ def _server_plan(
     ctx: PlanContext,
     name: str,
     svc: ServiceConfig,
-    argv: list[str],
+    kind: str,
+    args: list[str],
     *,
     probe: Probe,
     ready_timeout: float,
     stop_timeout: float,
 ) -> ServicePlan:
-    """The plan of database server ``name`` (role ``store``) run by ``argv`` on its leased port (seconds)."""
+    """The plan of database server ``name`` (role ``store``) on its leased port (timeouts in seconds).
+
+    It runs ``python -m legible._dbrun KIND`` with the data directory, socket directory and port every kind
+    takes, then ``args``, the kind's own flags.
+    """
     port = ctx.ports[name]
+    argv = [
+        sys.executable,
+        "-m",
+        "legible._dbrun",
+        kind,
+        *("--data", str(ctx.worktree.data_dir / name)),
+        *("--socket-dir", str(socket_dir(ctx.worktree.state_dir, ctx.worktree.key, name))),
+        *("--port", str(port)),
+        *args,
+    ]
     return ServicePlan(
         name=name,
         role="store",
@@ -207,24 +204,15 @@ class Redis:
         binary = shutil.which("redis-server")
         if binary is None:
             raise PrerequisiteMissing(f"{name}: redis-server is not installed", hint=f"run: {REDIS_INSTALL}")
-        port = ctx.ports[name]
-        sock = socket_dir(ctx.worktree.state_dir, ctx.worktree.key, name)
-        argv = [
-            sys.executable,
-            "-m",
-            "legible._dbrun",
-            "redis",
-            "--binary",
-            binary,
-            "--data",
-            str(ctx.worktree.data_dir / name),
-            "--socket-dir",
-            str(sock),
-            "--port",
-            str(port),
-        ]
         return _server_plan(
-            ctx, name, svc, argv, probe=Probe("redis", str(port)), ready_timeout=svc.ready_timeout, stop_timeout=5.0
+            ctx,
+            name,
+            svc,
+            "redis",
+            ["--binary", binary],
+            probe=Probe("redis", str(ctx.ports[name])),
+            ready_timeout=svc.ready_timeout,
+            stop_timeout=5.0,
         )
 
 
