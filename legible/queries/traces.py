@@ -406,10 +406,6 @@ class SpanNode:
         """The span's status is ``error``."""
         return self.status_code == "error"
 
-    def exceptions(self) -> list[tuple[str, str]]:
-        """``[(type, message)]`` of the span's ``exception`` events."""
-        return [(t, m) for t, m, _ in self.exception_frames()]
-
     def exception_frames(self) -> list[tuple[str, str, str | None]]:
         """``[(type, message, top frame)]`` of the span's ``exception`` events; see :func:`top_frame`."""
         out = []
