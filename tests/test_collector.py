@@ -976,3 +976,34 @@ def test_a_record_sent_by_stdout_and_otlp_is_stored_once(tmp_path: Path) -> None
         ("otlp", "no trace"),
     ]
     assert deduplicated == [2, 1]
+
+
+def test_a_kept_record_without_a_span_id_learns_it_from_its_dropped_copy(tmp_path: Path) -> None:
+    # An app that prints `<time> ERROR <logger> trace_id=<id> <message>` (no span id) and sends the same record
+    # by OTLP (with its span id): whichever copy is kept, `legible trace` must be able to place it under its span.
+    from legible.collector._writer import Writer
+
+    w = Writer(tmp_path / "d.duckdb")
+    now = time.time_ns()
+    trace = "0af7651916cd43dd8448eb211c80319c"
+
+    def row(body: str, source: str, span: str | None) -> tuple:
+        return (now, now, "app", "error", 17, "ERROR", body, "{}", "{}", None, trace, span, source)
+
+    # still queued when its copy arrives
+    w.add("logs", [row("  GET /error 500 \nTraceback ...", "stdout", None)])
+    w.add("logs", [row("GET /error 500", "otlp", "b7ad6b7169203331")])
+    # already written when its copy arrives
+    w.add("logs", [row("checkout failed", "stdout", None)])
+    w.flush()
+    w.add("logs", [row("checkout failed", "otlp", "00f067aa0ba902b7")])
+    # a record of the same trace that no copy named keeps no span id
+    w.add("logs", [row("checkout failed twice", "stdout", None)])
+    w.flush()
+    got = w.query("SELECT source, split_part(body, chr(10), 1), span_id FROM logs ORDER BY seq")[1]
+    w.close()
+    assert got == [
+        ("stdout", "  GET /error 500 ", "b7ad6b7169203331"),
+        ("stdout", "checkout failed", "00f067aa0ba902b7"),
+        ("stdout", "checkout failed twice", None),
+    ]

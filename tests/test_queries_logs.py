@@ -275,6 +275,15 @@ def test_one_error_of_the_shop_is_two_groups_not_three(tmp_path: Path, monkeypat
         assert sorted(g["example"].split("\n", 1)[0] for g in found) == ["Exception on /error [GET]", "GET /error 500"]
         assert all(g["count"] == 1 for g in found), found
         assert len({g["trace_id"] for g in found}) == 1, found
+        # whichever copy of the exception was kept, it sits under its span (the stderr copy prints no span id;
+        # the collector gives it the one of its OTLP copy): `legible trace` has no log it cannot place
+        trace_id = found[0]["trace_id"]
+
+        def all_logs_placed() -> bool:
+            code, doc = cli_json(root, "trace", trace_id)
+            return code == 0 and doc["logs"] >= 2 and doc["loose_logs"] == []
+
+        wait_until(all_logs_placed, 10, "every log of the /error trace under its span")
     finally:
         cli(root, "down")
 

@@ -99,6 +99,14 @@ SPAN_COLUMNS = (
 _JSON_COLS = {"attributes", "resource", "events", "links"}
 
 
+#: Give a kept log record the span id its dropped copy had (see ``Writer._dedupe``); ``seq >=`` lets DuckDB's
+#: zone maps skip the older row groups. The first line is trimmed of the ASCII whitespace ``str.strip`` removes.
+_FILL_SPAN_SQL = (
+    "UPDATE logs SET span_id = ? WHERE seq >= ? AND span_id IS NULL AND service = ? AND trace_id = ?"
+    " AND trim(split_part(body, chr(10), 1), ' ' || chr(9) || chr(13) || chr(11) || chr(12)) = ?"
+)
+
+
 def _insert_sql(table: str, columns: Sequence[tuple[str, Any]]) -> str:
     names = ["seq", *(c for c, _ in columns)]
     sel = [f"{c}::JSON" if c in _JSON_COLS else c for c in names]
@@ -176,7 +184,10 @@ class Writer:
         self._on_dropped = on_dropped
         self._on_deduplicated = on_deduplicated
         # (service, trace id, message's first line) -> (source, span id) of the log records seen lately; see _dedupe
-        self._recent: OrderedDict[tuple[str, str, str], tuple[str, str | None]] = OrderedDict()
+        # (source, span id, lowest seq the record can have) per key
+        self._recent: OrderedDict[tuple[str, str, str], tuple[str, str | None, int]] = OrderedDict()
+        # (service, trace id, first line, span id, lowest seq): span ids learnt from a dropped copy; see _dedupe
+        self._span_fills: list[tuple[str, str, str, str, int]] = []
         self._cv = threading.Condition()
         self._slots = threading.BoundedSemaphore(QUERY_SLOTS)
         self._inflight = 0  # rows of the flush under way
@@ -257,8 +268,6 @@ class Writer:
             set (unless ``block``). True means the rows will be committed before :meth:`close` returns.
 
         """
-        if table == "logs":
-            rows = self._dedupe(rows)
         with self._cv:
             while self._queued() + len(rows) > MAX_PENDING and self._queued() and not self._stop:
                 if not block:
@@ -266,6 +275,8 @@ class Writer:
                 self._cv.wait(0.5)
             if self._stop or (self.error and not block):
                 return False  # closing (nothing more gets flushed), or the store is failing
+            if table == "logs":  # under the lock: the order of dedupe is the order of the queue
+                rows = self._dedupe(rows)
             (self._logs if table == "logs" else self._spans).extend(rows)
             if offsets:
                 self._offsets.update(offsets)
@@ -279,9 +290,11 @@ class Writer:
         Two records are the same event when service, trace id and the message's first line are equal, they
         came by different sources (``stdout`` vs ``otlp``), and their span ids are equal or one of them has
         none (a text format such as ``<time> ERROR <logger> trace_id=<id> <message>`` often prints only the
-        trace id); the first to arrive is kept. Records without a trace id are never merged. The count goes
-        to ``on_deduplicated`` (``legible_collector_deduplicated_logs_total``). At most :data:`DEDUPE_KEYS`
-        recent keys are remembered.
+        trace id); the first to arrive is kept. When the kept record has no span id and its copy has one, the
+        copy's span id is written into the kept record at the next flush (:meth:`flush`), so that ``legible
+        trace`` shows it under its span. Records without a trace id are never merged. The count goes to
+        ``on_deduplicated`` (``legible_collector_deduplicated_logs_total``). At most :data:`DEDUPE_KEYS`
+        recent keys are remembered. Called with ``_cv`` held.
         """
         keep = []
         recent = self._recent
@@ -297,8 +310,11 @@ class Writer:
             key = (r[2] or "", trace_id, (body if nl < 0 else body[:nl]).strip())
             seen = recent.get(key)
             if seen is not None and seen[0] != source and (seen[1] == span_id or not seen[1] or not span_id):
+                if span_id and not seen[1]:  # the kept record learns its span id
+                    self._span_fills.append((*key, span_id, seen[2]))
+                    recent[key] = (seen[0], span_id, seen[2])
                 continue
-            recent[key] = (source, span_id)
+            recent[key] = (source, span_id, self._seq["logs"])  # the record's seq will be at least this
             recent.move_to_end(key)
             keep.append(r)
         while len(recent) > DEDUPE_KEYS:
@@ -339,11 +355,11 @@ class Writer:
     def flush(self) -> None:
         """Commit everything queued now, in one transaction; on failure the rows stay queued."""
         with self._cv:
-            logs, spans, offsets = self._logs, self._spans, self._offsets
-            self._logs, self._spans, self._offsets = [], [], {}
+            logs, spans, offsets, fills = self._logs, self._spans, self._offsets, self._span_fills
+            self._logs, self._spans, self._offsets, self._span_fills = [], [], {}, []
             self._inflight = len(logs) + len(spans)
             self._cv.notify_all()
-        if not (logs or spans or offsets):
+        if not (logs or spans or offsets or fills):
             return
         con = self.con
         try:
@@ -353,6 +369,8 @@ class Writer:
                     con.register(f"_batch_{table}", _arrow(columns, rows, self._seq[table]))
                     con.execute(self._insert[table]).fetchall()
                     con.unregister(f"_batch_{table}")
+            if fills:
+                con.executemany(_FILL_SPAN_SQL, [[sid, floor, svc, tid, line] for svc, tid, line, sid, floor in fills])
             if offsets:
                 now = time.time_ns()
                 con.executemany(
@@ -378,6 +396,7 @@ class Writer:
             with self._cv:  # put them back in front, keep newer offsets
                 self._logs[:0] = good_logs
                 self._spans[:0] = good_spans
+                self._span_fills[:0] = fills
                 self._offsets = {**offsets, **self._offsets}
                 self._inflight = 0
             return
