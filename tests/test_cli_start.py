@@ -103,3 +103,13 @@ def test_a_typo_still_gets_suggestions_from_the_table() -> None:
     res = CliRunner().invoke(app, ["tracs"])
     assert res.exit_code == 2
     assert "no such command 'tracs'. Did you mean 'traces'" in res.stderr
+
+
+def test_a_modules_commands_are_built_once_per_process() -> None:
+    """A warm process (tests, the MCP server, a fork server's child) reuses the commands a first call built."""
+    first = CliRunner().invoke(app, ["browser", "snapshot", "--help"])
+    built = typer.main.get_group(app).commands["browser"]  # typer builds the root group anew for each call
+    again = CliRunner().invoke(app, ["browser", "snapshot", "--help"])
+    assert typer.main.get_group(app).commands["browser"] is built
+    assert first.exit_code == again.exit_code == 0
+    assert first.stdout == again.stdout and "--selector" in first.stdout
