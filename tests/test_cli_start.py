@@ -113,3 +113,12 @@ def test_a_modules_commands_are_built_once_per_process() -> None:
     assert typer.main.get_group(app).commands["browser"] is built
     assert first.exit_code == again.exit_code == 0
     assert first.stdout == again.stdout and "--selector" in first.stdout
+
+
+def test_the_browser_module_brings_what_its_calls_need(tmp_path: Path) -> None:
+    """A process that imports a command's module ahead of the call (the fork server) has the call's imports warm."""
+    root = make_repo(tmp_path / "r", "")
+    _res, imported = _run(["browser", "snapshot", "--help"], root)
+    needed = {"legible.browser.client", "legible.contract", "legible.render", "legible.worktree"}
+    assert needed <= imported, needed - imported
+    assert "playwright" not in imported  # the agent's, never the CLI's
