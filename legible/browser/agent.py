@@ -425,6 +425,8 @@ class Agent:
         }
         if fmt == "jpeg":
             params["quality"] = 80
+        else:  # zlib's fast level: the same pixels (lossless), ~1.8x the bytes, ~40% less time on the shop's page
+            params["optimizeForSpeed"] = True  # (JPEG: Chromium 156 gave byte-identical output with or without)
         cdp = await self.cdp()
         shot = await cdp.send("Page.captureScreenshot", params)
         out_dir.mkdir(parents=True, exist_ok=True)
