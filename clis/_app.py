@@ -182,3 +182,18 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     **_APP_SETTINGS,
 )
+
+
+def build_commands() -> None:
+    """Import every command module and build its click commands now, once for this process.
+
+    For a process that forks per call (the per-stack fork server, issue 12): called before forking, each
+    child starts with the imports done and :data:`_BUILT` filled, so ``app([...])`` builds nothing.
+
+    Raises:
+        ImportError: a command module cannot be imported (a broken installation).
+
+    """
+    group = typer.main.get_group(app)
+    for name in COMMANDS:
+        group.commands[name]  # noqa: B018 - LazyCommands builds on read

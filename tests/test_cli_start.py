@@ -122,3 +122,14 @@ def test_the_browser_module_brings_what_its_calls_need(tmp_path: Path) -> None:
     needed = {"legible.browser.client", "legible.contract", "legible.render", "legible.worktree"}
     assert needed <= imported, needed - imported
     assert "playwright" not in imported  # the agent's, never the CLI's
+
+
+def test_build_commands_leaves_nothing_to_build_at_a_call() -> None:
+    from legible.cli import _app
+
+    _app.build_commands()
+    assert set(_app._BUILT) == set(MODULES)
+    built = {name: typer.main.get_group(app).commands[name] for name in COMMANDS}
+    res = CliRunner().invoke(app, ["logs", "--help"])
+    assert res.exit_code == 0 and "--since" in res.stdout
+    assert all(typer.main.get_group(app).commands[name] is cmd for name, cmd in built.items())
