@@ -175,6 +175,9 @@ class Agent:
             pid_file(self.state_dir).write_text(f"{self.chromium_pid}\n")
         await self.context.add_init_script(_scripts.VITALS_INIT)
         self.watch.attach(self.context)
+        # the context's, not the page's: the watcher subscribed to these already, so no event crosses twice
+        self.context.on("requestfinished", self._on_request_end)
+        self.context.on("requestfailed", self._on_request_end)
         await self.page()
 
     def kill_chromium(self) -> None:
@@ -198,8 +201,6 @@ class Agent:
             self._page = pages[0] if pages else await self.context.new_page()
             await self._page.set_viewport_size(VIEWPORT)
             self._page.on("framenavigated", self._on_frame_navigated)
-            self._page.on("requestfinished", self._on_request_end)
-            self._page.on("requestfailed", self._on_request_end)
             self._cdp = None
         return self._page
 
@@ -210,7 +211,7 @@ class Agent:
 
     def _on_request_end(self, request: Any) -> None:
         try:
-            main = request.is_navigation_request() and request.frame.parent_frame is None
+            main = request.is_navigation_request() and request.frame == self._page.main_frame
         except Exception:  # noqa: BLE001 - a service worker's request has no frame
             main = False
         if main:
