@@ -215,6 +215,14 @@ def test_open_snapshot_fill_by_ref_submit_screenshot(stack: Stack) -> None:
     assert shot.returncode == 0 and "base64" not in shot.stdout and len(shot.stdout) < 300
     path = Path(shot.stdout.strip().rsplit(": ", 1)[1])
     assert path.read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG
+    from PIL import Image, ImageChops
+
+    view = stack.json("browser", "screenshot")  # the viewport: captured while its size is read
+    whole = stack.json("browser", "screenshot", "--full")  # a clip of the page, which fits the viewport here
+    with Image.open(view["path"]) as a, Image.open(whole["path"]) as b:
+        assert a.size == (view["width"], view["height"]) == (1280, 800) == b.size
+        diff = ImageChops.difference(a.convert("L"), b.convert("L"))
+        assert max(diff.getextrema()) < 32, diff.getbbox()  # the same pixels, up to JPEG noise
     full = stack.json("browser", "screenshot", "--full", "--png")
     assert Path(full["path"]).read_bytes()[:4] == b"\x89PNG"
     assert max(full["width"], full["height"]) <= 1568
