@@ -9,6 +9,10 @@ Boots the example shop with the browser in a temp git repo, then measures, with 
   baselines: `python -c pass`, `legible --help`, and a bare
   Playwright `launch` + open + snapshot in a fresh process (what a per-call browser would pay: the stack's
   Chromium has no CDP port to connect to, CDP goes over the agent's pipe);
+- `legible browser snapshot | click | screenshot | status` warm, in one process (``app([...])`` after the
+  imports and a first call, stdout to a buffer, median of N round robin): what a call costs once its process
+  starts warm (the per-stack fork server, issue 12), each against `legible --help` end to end of this run
+  (target: at most 1x, so client + call stay within 2x `--help`); ``--help`` in-process is the floor;
 - snapshot bytes versus the page's HTML bytes on the shop's pages.
 """
 
@@ -50,6 +54,27 @@ def round_robin(cmds: list[list[str]], cwd: Path, env: dict[str, str], n: int = 
             times[i].append(timed(argv, cwd, env))
     return [statistics.median(t) for t in times]
 
+
+#: Run in the worktree, with the stack's environment: times warm in-process calls; prints {argv: median ms}.
+WARM = """
+import contextlib, io, json, statistics, sys, time
+from legible.cli.main import app
+cmds, n = json.loads(sys.argv[1]), int(sys.argv[2])
+def call(argv):
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = app(argv, standalone_mode=False)
+    if code:
+        raise SystemExit(f"{argv} exit {code}")
+for argv in cmds:
+    call(argv)  # imports and first-call work (the fork server's parent has these done)
+times = [[] for _ in cmds]
+for _ in range(n):
+    for i, argv in enumerate(cmds):
+        t0 = time.perf_counter()
+        call(argv)
+        times[i].append((time.perf_counter() - t0) * 1000)
+print(json.dumps([statistics.median(t) for t in times]))
+"""
 
 BARE = """
 from playwright.sync_api import sync_playwright
@@ -122,6 +147,32 @@ def main() -> None:
                 baseline_name="legible --help",
                 target="<= 2x; < 700 ms",
                 note=f"{value / sub_help:.2f}x `legible browser snapshot --help`",
+            )
+        warm_cmds = [
+            ["--help"],
+            ["browser", "status"],
+            ["browser", "snapshot"],
+            ["browser", "click", "#name"],
+            ["browser", "screenshot"],
+        ]
+        warm = subprocess.run(
+            [sys.executable, "-c", WARM, json.dumps(warm_cmds), str(N)],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        warm_ms = dict(zip((" ".join(c) for c in warm_cmds), json.loads(warm.stdout), strict=True))
+        print(f"warm, in one process (median of {N}, round robin; `--help` in-process {warm_ms['--help']:.1f} ms):")
+        for name in ("status", "snapshot", "click #name", "screenshot"):
+            record(
+                f"browser {name} (warm, in-process)",
+                warm_ms[f"browser {name}"],
+                "ms",
+                baseline=base_help,
+                baseline_name="legible --help",
+                target="<= 1x (a forked call: ~35 ms client + this <= 2x --help)",
             )
         record(
             "bare Playwright connect+snapshot",

@@ -22,6 +22,13 @@ from .main import COMMANDS, HELP
 #: The settings of the root app, which every lazily built command group is built with too.
 _APP_SETTINGS: dict[str, Any] = {"add_completion": False, "pretty_exceptions_enable": False, "rich_markup_mode": None}
 
+#: Click commands built from a command module (module name -> command name -> command), kept for the process.
+#: typer builds the root group anew at every ``app(...)`` call; building a module's commands again each time
+#: (typer inspects every function's signature and type hints) cost ~20 ms a call for ``browser`` in a warm
+#: process. The commands depend only on code (no default is read from the environment), and click keeps a
+#: call's state in its ``Context``, never on the command, so one build serves every call.
+_BUILT: dict[str, dict[str, Any]] = {}
+
 
 class LazyCommands(MutableMapping[str, Any]):
     """The root group's ``commands``: names from :data:`COMMANDS`, click commands built on first access.
@@ -43,11 +50,16 @@ class LazyCommands(MutableMapping[str, Any]):
         self._modules: set[str] = set()
 
     def _load(self, module: str) -> None:
-        sub = typer.Typer(**_APP_SETTINGS)
-        importlib.import_module(f".{module}", __package__).register(sub)
-        for name, cmd in typer.main.get_group(sub).commands.items():
-            if name in self._table:
-                cmd.short_help = self._table[name][1]
+        built = _BUILT.get(module)
+        if built is None:
+            sub = typer.Typer(**_APP_SETTINGS)
+            importlib.import_module(f".{module}", __package__).register(sub)
+            built = dict(typer.main.get_group(sub).commands)
+            for name, cmd in built.items():
+                if name in self._table:
+                    cmd.short_help = self._table[name][1]
+            _BUILT[module] = built
+        for name, cmd in built.items():
             self._loaded.setdefault(name, cmd)
         self._modules.add(module)
 
@@ -170,3 +182,18 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     **_APP_SETTINGS,
 )
+
+
+def build_commands() -> None:
+    """Import every command module and build its click commands now, once for this process.
+
+    For a process that forks per call (the per-stack fork server, issue 12): called before forking, each
+    child starts with the imports done and :data:`_BUILT` filled, so ``app([...])`` builds nothing.
+
+    Raises:
+        ImportError: a command module cannot be imported (a broken installation).
+
+    """
+    group = typer.main.get_group(app)
+    for name in COMMANDS:
+        group.commands[name]  # noqa: B018 - LazyCommands builds on read

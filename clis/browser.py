@@ -11,6 +11,13 @@ from typing import Any, Literal
 
 import typer
 
+# At module level, not in _send: every command here needs them (~20 ms of imports), and a process that
+# imports this module ahead of the call (the per-stack fork server, issue 12) then has them warm too.
+from legible.browser.client import call
+from legible.contract import browser_schema
+from legible.render import render_browser
+from legible.worktree import find_worktree
+
 from ._output import emit_json, print_lines
 
 HELP = (
@@ -25,11 +32,6 @@ app = typer.Typer(help=HELP, add_completion=False, rich_markup_mode=None)
 
 def _send(op: str, payload: dict[str, Any], timeout: float, as_json: bool) -> None:
     """Send ``op`` to the stack's browser agent and print its result (text lines, or JSON with ``as_json``)."""
-    from legible.browser.client import call
-    from legible.contract import browser_schema
-    from legible.render import render_browser
-    from legible.worktree import find_worktree
-
     res = call(find_worktree(None).state_dir, op, payload, timeout=timeout)
     if as_json:
         emit_json({"schema": browser_schema(op), **res})
@@ -167,9 +169,7 @@ def diff(
     as_json: bool = JSON,
 ) -> None:
     """Compare the page's snapshot with the previous one, and a screenshot with a reference image."""
-    from legible.browser.client import call
     from legible.browser.diff import image_diff, previous_snapshot, snapshot_diff
-    from legible.worktree import find_worktree
 
     state_dir = find_worktree(None).state_dir
     snap = call(state_dir, "snapshot", {}, timeout=30)

@@ -88,6 +88,17 @@ boom();
 </body></html>
 """
 
+#: Buttons whose handlers navigate later than the click itself (a timer, a promise) or not at all.
+LATER_HTML = """<!doctype html>
+<html lang="en"><head><title>Later</title></head>
+<body>
+<button id="timer" onclick="setTimeout(() => { location.href = '/orders'; }, 0)">Timer</button>
+<button id="promise" onclick="Promise.resolve().then(() => { location.href = '/order'; })">Promise</button>
+<input id="field" onkeydown="if (event.key === 'Enter') setTimeout(() => { location.href = '/'; }, 0)">
+<button id="stay" onclick="document.title = 'Stayed'">Stay</button>
+</body></html>
+"""
+
 
 def _run(root: Path, env: dict[str, str], *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -130,6 +141,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         if f.is_file() and "__pycache__" not in f.parts and f.name != "legible.toml":
             files[str(f.relative_to(src))] = f.read_text()
     files["static/throw.html"] = THROW_HTML
+    files["static/later.html"] = LATER_HTML
     files["journeys/scripted.py"] = SCRIPTED_JOURNEY
     root = make_repo(base / "shop", TOML, files)
     env = {**os.environ, "XDG_STATE_HOME": str(base / "state"), "XDG_CACHE_HOME": str(base / "cache")}
@@ -203,12 +215,42 @@ def test_open_snapshot_fill_by_ref_submit_screenshot(stack: Stack) -> None:
     assert shot.returncode == 0 and "base64" not in shot.stdout and len(shot.stdout) < 300
     path = Path(shot.stdout.strip().rsplit(": ", 1)[1])
     assert path.read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG
+    from PIL import Image, ImageChops
+
+    view = stack.json("browser", "screenshot")  # the viewport: captured while its size is read
+    whole = stack.json("browser", "screenshot", "--full")  # a clip of the page, which fits the viewport here
+    with Image.open(view["path"]) as a, Image.open(whole["path"]) as b:
+        assert a.size == (view["width"], view["height"]) == (1280, 800) == b.size
+        diff = ImageChops.difference(a.convert("L"), b.convert("L"))
+        assert max(diff.getextrema()) < 32, diff.getbbox()  # the same pixels, up to JPEG noise
     full = stack.json("browser", "screenshot", "--full", "--png")
     assert Path(full["path"]).read_bytes()[:4] == b"\x89PNG"
     assert max(full["width"], full["height"]) <= 1568
     # a stale ref is a usage error with a hint, not a hang
     stale = stack.cli("browser", "click", refs["Name"])
     assert stale.returncode == 2 and "legible browser snapshot" in stale.stderr
+
+
+@pytest.mark.parametrize(
+    ("action", "lands_on", "title"),
+    [
+        (["click", "#timer"], "/orders", "Orders"),
+        (["click", "#promise"], "/order", "Place an order"),
+        (["press", "Enter", "--target", "#field"], "/", "Products"),
+        (["click", "#stay"], "/static/later.html", "Stayed"),
+    ],
+)
+def test_an_action_waits_for_the_navigation_its_handlers_start(
+    stack: Stack, action: list[str], lands_on: str, title: str
+) -> None:
+    """A handler that navigates from a timer or a promise: the answer is the new page, loaded, not the old one."""
+    assert stack.cli("browser", "open", "/static/later.html").returncode == 0
+    doc = stack.json("browser", *action)
+    assert doc["url"] == stack.up["endpoints"]["app"] + lands_on
+    assert doc["navigated"] is (lands_on != "/static/later.html")
+    assert doc["title"].startswith(title), doc["title"]
+    status = stack.json("browser", "status")
+    assert (status["url"], status["title"]) == (doc["url"], doc["title"])
 
 
 def test_snapshots_of_the_shop_are_small(stack: Stack) -> None:

@@ -103,3 +103,33 @@ def test_a_typo_still_gets_suggestions_from_the_table() -> None:
     res = CliRunner().invoke(app, ["tracs"])
     assert res.exit_code == 2
     assert "no such command 'tracs'. Did you mean 'traces'" in res.stderr
+
+
+def test_a_modules_commands_are_built_once_per_process() -> None:
+    """A warm process (tests, the MCP server, a fork server's child) reuses the commands a first call built."""
+    first = CliRunner().invoke(app, ["browser", "snapshot", "--help"])
+    built = typer.main.get_group(app).commands["browser"]  # typer builds the root group anew for each call
+    again = CliRunner().invoke(app, ["browser", "snapshot", "--help"])
+    assert typer.main.get_group(app).commands["browser"] is built
+    assert first.exit_code == again.exit_code == 0
+    assert first.stdout == again.stdout and "--selector" in first.stdout
+
+
+def test_the_browser_module_brings_what_its_calls_need(tmp_path: Path) -> None:
+    """A process that imports a command's module ahead of the call (the fork server) has the call's imports warm."""
+    root = make_repo(tmp_path / "r", "")
+    _res, imported = _run(["browser", "snapshot", "--help"], root)
+    needed = {"legible.browser.client", "legible.contract", "legible.render", "legible.worktree"}
+    assert needed <= imported, needed - imported
+    assert "playwright" not in imported  # the agent's, never the CLI's
+
+
+def test_build_commands_leaves_nothing_to_build_at_a_call() -> None:
+    from legible.cli import _app
+
+    _app.build_commands()
+    assert set(_app._BUILT) == set(MODULES)
+    built = {name: typer.main.get_group(app).commands[name] for name in COMMANDS}
+    res = CliRunner().invoke(app, ["logs", "--help"])
+    assert res.exit_code == 0 and "--since" in res.stdout
+    assert all(typer.main.get_group(app).commands[name] is cmd for name, cmd in built.items())

@@ -56,7 +56,7 @@ async def op_snapshot(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"mode": "ai", "timeout": DEFAULT_TIMEOUT_MS}
     if depth is not None:
         kwargs["depth"] = int(depth)
-    raw = await loc.first.aria_snapshot(**kwargs)
+    raw, title = await asyncio.gather(loc.first.aria_snapshot(**kwargs), agent.title())  # two round trips at once
     text, prefix, refs = compact(raw)
     agent.ref_prefix = prefix or agent.ref_prefix
     out = agent.dir / "snapshots"
@@ -64,7 +64,7 @@ async def op_snapshot(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
     path = out / f"{stamp()}.yaml"
     path.write_text(text)
     (agent.dir / "snapshot-latest.yaml").write_text(text)
-    info = await agent.page_info()
+    info = await agent.page_info(title=title)
     return {
         **info,
         "path": str(path),
@@ -77,7 +77,7 @@ async def op_snapshot(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
 
 
 async def op_click(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
-    """Click a ref or selector (``target``); wait for a navigation it starts to load."""
+    """Click a ref or selector (``target``); wait for a navigation it starts to load (see ``settle_after_action``)."""
     loc, what = await agent.locate(str(args["target"]))
     page = await agent.page()
     before_url, before = page.url, agent.watch.seq
@@ -85,9 +85,8 @@ async def op_click(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
         await loc.click(timeout=float(args.get("timeout_ms", DEFAULT_TIMEOUT_MS)))
     except Exception as e:  # noqa: BLE001
         raise OpError("failed", f"click {what}: {first_line(e)}") from e
-    await asyncio.sleep(0.05)
-    await agent.settle()
-    info = await agent.page_info(before)
+    title = await agent.settle_after_action()
+    info = await agent.page_info(before, title)
     return {**info, "target": what, "navigated": page.url != before_url}
 
 
@@ -103,6 +102,7 @@ async def op_press(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
     page = await agent.page()
     key = str(args["key"])
     before_url, before = page.url, agent.watch.seq
+    title: str | None = None
     try:
         if args.get("target"):
             loc, _ = await agent.locate(str(args["target"]))
@@ -113,9 +113,12 @@ async def op_press(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
         raise
     except Exception as e:  # noqa: BLE001
         raise OpError("failed", f"press {key}: {first_line(e)}") from e
-    await asyncio.sleep(0.05)
-    await agent.settle()
-    return {**(await agent.page_info(before)), "navigated": page.url != before_url}
+    if args.get("target"):  # Playwright's element press waited for a navigation it requested to commit
+        title = await agent.settle_after_action()
+    else:  # page.keyboard.press does not: give a navigation the old 50 ms to start, then wait for load
+        await asyncio.sleep(0.05)
+        await agent.settle()
+    return {**(await agent.page_info(before, title)), "navigated": page.url != before_url}
 
 
 async def op_wait(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
@@ -140,7 +143,8 @@ async def op_screenshot(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
         png=bool(args.get("png")),
         name=args.get("name"),
     )
-    return {**(await agent.page_info()), **path}
+    title = path.pop("title")
+    return {**(await agent.page_info(title=title)), **path}
 
 
 async def op_console(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:

@@ -101,13 +101,30 @@ HIGHLIGHT_OFF = """
 #: ``([mode]) => clip``: the CSS-pixel rectangle of the viewport (``viewport``) or the whole page (``full``).
 CLIP = """
 ([mode]) => {
-  const de = document.documentElement;
+  const de = document.documentElement, title = document.title;
   if (mode === 'full') {
     const width = Math.max(de.scrollWidth, innerWidth), height = Math.max(de.scrollHeight, innerHeight);
-    return {x: 0, y: 0, width, height, dpr: devicePixelRatio};
+    return {x: 0, y: 0, width, height, dpr: devicePixelRatio, title};
   }
-  return {x: scrollX, y: scrollY, width: innerWidth, height: innerHeight, dpr: devicePixelRatio};
+  return {x: scrollX, y: scrollY, width: innerWidth, height: innerHeight, dpr: devicePixelRatio, title};
 }
+"""
+
+#: ``() => [title, url | null]``: one macrotask turn of the page after an action (what the action's handlers
+#: queued with ``setTimeout(0)`` or as microtasks runs first), then the title, and the destination of a
+#: cross-document navigation the page requested during that turn (Navigation API ``navigate`` event,
+#: https://html.spec.whatwg.org/multipage/nav-history-apis.html#the-navigate-event), else ``null``.
+TURN = """
+() => new Promise((resolve) => {
+  const api = window.navigation;
+  let dest = null;
+  const on = (e) => { if (!e.destination.sameDocument && e.downloadRequest === null) dest = e.destination.url; };
+  if (api) api.addEventListener('navigate', on);
+  setTimeout(() => {
+    if (api) api.removeEventListener('navigate', on);
+    resolve([document.title, dest]);
+  }, 0);
+})
 """
 
 #: ``(select, text) => value | null``: the option whose label or value is ``text`` (else whose label starts so).
