@@ -88,28 +88,3 @@ def test_the_corpus_has_hits_in_attributes_only_and_across_the_join(con):
     assert hits("line body\nsecond") == {8}  # across the newline between body and attribute
     assert hits("nestederror") == set()  # a nested object is not the exception.type attribute
     assert hits("route") == {6}  # an attribute value outside the conventions is not searched, the body is
-
-
-def test_groups_tied_on_count_and_time_come_in_level_service_template_order(tmp_path):
-    """Top-N with ties: groups with equal rank, count and newest time are cut and shown in one fixed order."""
-    from legible.queries.logs import log_groups, make_filter
-    from legible.store import Store
-
-    c = duckdb.connect()
-    migrate(c)
-    rows = []
-    for i, tpl in enumerate(["zeta <n>", "mu <n>", "delta <n>", "alpha <n>", "omega <n>", "beta <n>"]):
-        for j, t in enumerate((1_000, 2_000)):  # every group: 2 lines, the same first and newest time
-            rows.append((i * 2 + j, t, t, "app", "info", 9, tpl.replace("<n>", str(j)), tpl, "stdout"))
-    c.executemany(
-        "INSERT INTO logs (seq, time_ns, observed_ns, service, level, severity_number, body, template, source) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        rows,
-    )
-    store = Store(path=tmp_path / "unused.duckdb", _con=c)
-    flt = make_filter(since="all", now=10_000)
-    shown = [g.template for g in log_groups(store, flt, limit=3, now=10_000).groups]
-    assert shown == ["alpha <n>", "beta <n>", "delta <n>"]
-    every = [g.template for g in log_groups(store, flt, limit=30, now=10_000).groups]
-    assert every == sorted(every) and len(every) == 6
-    c.close()
