@@ -1,4 +1,5 @@
-"""Top-N with ties answers the same on every run: the grouped logs view and the span check's slowest span.
+"""Top-N with ties answers the same on every run: the grouped logs view and the span check's slowest span;
+and a log group's trace id is that of its newest line with one.
 
 Both run over a real DuckDB database with the store's schema (legible.store.migrate) through a real
 :class:`legible.store.Store` (its file path, a connection given), rows inserted so that several candidates tie.
@@ -68,4 +69,31 @@ def test_the_span_check_names_the_newest_of_equally_slow_spans(tmp_path: Path) -
             res = check_span("slow", spec, ctx)
             assert res.details["trace_id"] == newest and res.details["spans"] == 40, res.details
     assert check_span("slow", SpanCheck(max="1s", percentile=50), ctx).measured == 500.0
+    c.close()
+
+
+def test_a_log_group_keeps_the_trace_id_of_its_newest_line_that_has_one(tmp_path: Path) -> None:
+    from legible.queries.logs import log_groups, make_filter
+
+    c = duckdb.connect()
+    migrate(c)
+    rows = [  # one group: the newest line has no trace, the one before has; an older one has another
+        (0, 1_000, "a" * 32, "GET /x 200"),
+        (1, 2_000, "b" * 32, "GET /x 200"),
+        (2, 3_000, None, "GET /x 200"),
+    ]
+    c.executemany(
+        "INSERT INTO logs (seq, time_ns, observed_ns, service, level, severity_number, body, template, source, "
+        "trace_id) VALUES (?, ?, ?, 'app', 'info', 9, ?, 'GET /x <n>', 'stdout', ?)",
+        [(seq, t, t, body, tid) for seq, t, tid, body in rows],
+    )
+    c.execute(
+        "INSERT INTO logs (seq, time_ns, observed_ns, service, level, severity_number, body, source) "
+        "VALUES (3, 500, 500, 'app', 'info', 9, 'no template yet', 'stdout')"
+    )
+    store = Store(path=tmp_path / "unused.duckdb", _con=c)
+    res = log_groups(store, make_filter(since="all", now=10_000), now=10_000)
+    got = {g.template: (g.count, g.trace_id, g.example) for g in res.groups}
+    assert got["GET /x <n>"] == (3, "b" * 32, "GET /x 200")
+    assert got["no template yet"] == (1, None, "no template yet")  # computed from the body (pass 1 redone)
     c.close()

@@ -394,14 +394,15 @@ def _groups_sql(template: str, where: str, limit: int) -> str:
 
     Its rows: the top ``limit`` groups (kind ``g``) with the body of their newest line (found by ``seq``,
     unique per table: a join on a few values, so only those rows' bodies are read), totals per level and
-    service (``s``), and the count of lines without a stored template (``n``).
+    service (``s``), and the count of lines without a stored template (``n``). DuckDB's ``arg_max`` skips rows
+    whose first argument is ``NULL`` (``arg_max_null`` does not), so a group's ``trace_id`` is that of its
+    newest line with one, without a ``FILTER`` evaluated per row (tests/test_query_ties.py checks it).
     """
     return f"""
 WITH g AS MATERIALIZED (
   SELECT level, service, {template} AS template, count(*) AS n, min(time_ns) AS first_ns,
          max(time_ns) AS last_ns, arg_max(seq, time_ns) AS ex_seq,
-         arg_max(trace_id, time_ns) FILTER (WHERE trace_id IS NOT NULL) AS trace_id,
-         count(*) FILTER (WHERE template IS NULL) AS untemplated
+         arg_max(trace_id, time_ns) AS trace_id, count(*) - count(template) AS untemplated
   FROM logs WHERE {where} GROUP BY 1, 2, 3),
 top AS (SELECT *, {_RANK} AS rank FROM g
         ORDER BY rank, n DESC, last_ns DESC, level, service, template LIMIT {int(max(limit, 0))})
@@ -478,7 +479,7 @@ def log_groups(store: Store, flt: LogFilter, limit: int = 30, now: int | None = 
         sum(v[0] for v in ordered.values()),
         sum(v[1] for v in ordered.values()),
         ordered,
-        sorted(per_service, key=lambda s: -per_service[s]),
+        sorted(per_service, key=lambda s: (-per_service[s], s)),  # equal counts: by name, the same every run
         groups,
     )
     if res.total == 0 and (flt.since_ns or flt.until_ns is not None):
