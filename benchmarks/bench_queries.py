@@ -121,27 +121,43 @@ def timed(cases: list[tuple[str, list[str]]], cwd: Path, env: dict[str, str], ru
 
 #: Times ``legible`` commands inside one warm process (run as ``python -c`` in the worktree): imports
 #: ``legible.cli.main.app`` once, calls every command once (its first call: the imports it pays), then
-#: ``runs`` rounds of all of them, round robin, stdout to a buffer. Prints one JSON object: name ->
-#: ``{"median_ms", "first_ms", "lines"}``. What a CLI call on a running stack costs beyond the interpreter
-#: and typer's start, which the per-stack fork server takes away (issue 12).
+#: ``runs`` rounds of all of them, round robin, stdout to a buffer. Then, per command, ``runs`` calls in a row
+#: with the CPU they cost: this process's (``time.process_time``) and the collector's (``utime + stime`` of
+#: ``/proc/PID/stat``, all its threads, exited ones included; divided by ``runs``), figures a loaded machine
+#: moves far less than wall times. Prints one JSON object: name -> ``{"median_ms", "first_ms",
+#: "client_cpu_ms", "collector_cpu_ms", "lines"}``. What a CLI call on a running stack costs beyond the
+#: interpreter and typer's start, which the per-stack fork server takes away (issue 12).
 IN_PROCESS = """
-import contextlib, io, json, statistics, sys, time
+import contextlib, io, json, os, statistics, sys, time
 from legible.cli.main import app
 cases, runs = json.loads(sys.argv[1]), int(sys.argv[2])
+pid = json.load(open(".legible/state.json"))["services"]["collector"]["pid"]
+tick = 1000 / os.sysconf("SC_CLK_TCK")
+def collector_ms():
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * tick
+def call(args):
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = app(args, standalone_mode=False)
+    if code != 0:
+        raise SystemExit(f"{args} failed ({code})")
+    return buf.getvalue().count(chr(10))
 times = {name: [] for name, _ in cases}
-first, lines = {}, {}
+first, lines, cpu = {}, {}, {}
 for rnd in range(runs + 1):
     for name, args in cases:
-        buf = io.StringIO()
         t0 = time.perf_counter()
-        with contextlib.redirect_stdout(buf):
-            code = app(args, standalone_mode=False)
+        lines[name] = call(args)
         ms = (time.perf_counter() - t0) * 1000
-        if code != 0:
-            raise SystemExit(f"{args} failed ({code})")
         (times[name].append(ms) if rnd else first.__setitem__(name, ms))
-        lines[name] = buf.getvalue().count(chr(10))
+for name, args in cases:
+    c0, k0 = time.process_time(), collector_ms()
+    for _ in range(runs):
+        call(args)
+    cpu[name] = ((time.process_time() - c0) * 1000 / runs, (collector_ms() - k0) / runs)
 print(json.dumps({n: {"median_ms": round(statistics.median(t), 1), "first_ms": round(first[n], 1),
+                      "client_cpu_ms": round(cpu[n][0], 1), "collector_cpu_ms": round(cpu[n][1], 1),
                       "lines": lines[n]} for n, t in times.items()}))
 """
 
@@ -282,7 +298,8 @@ def report(results: dict[str, dict]) -> None:
                 baseline=results["legible --help (stack up)"]["median_ms"],
                 baseline_name="legible --help (stack up)",
                 target="<= 35 ms",
-                note=f"median of warm calls in one process; first call {r['first_ms']} ms",
+                note=f"warm calls in one process; first call {r['first_ms']} ms; CPU per call: client "
+                f"{r['client_cpu_ms']} ms, collector {r['collector_cpu_ms']} ms",
             )
         if name.endswith(("(file)", "(collector)")):
             help_name = "legible --help" + (" (stack up)" if name.endswith("(collector)") else "")
