@@ -12,9 +12,14 @@ Commands run with bytecode caching on (``PYTHONDONTWRITEBYTECODE`` removed from 
 warm-up run each): an installed legible has its ``.pyc`` files, so recompiling legible's modules on every
 run (what an agent sandbox with that variable set pays) is not what a user waits for.
 
-Usage: ``python benchmarks/bench_queries.py [--runs 15] [--logs 1000000] [--spans 200000] [--no-stack] [--keep]``
+With the stack up, each query is also timed inside one warm process (``(in-process)`` rows: import
+``legible.cli.main.app`` once, then median of ``--in-process-runs`` calls, stdout to a buffer): the cost of the
+query itself once a fork server has taken the interpreter and typer's start away.
+
+Usage: ``python benchmarks/bench_queries.py [--runs 15] [--in-process-runs 9] [--logs 1000000] [--spans 200000]
+[--no-file] [--no-stack] [--keep]``
 Targets (issue 3): each query under 300 ms. Issue 12: ``legible --help`` at most 2x ``python -c pass``,
-each query at most 2x ``legible --help``.
+each query at most 2x ``legible --help``; in a warm process, each query at most about 35 ms.
 """
 
 from __future__ import annotations
@@ -114,6 +119,58 @@ def timed(cases: list[tuple[str, list[str]]], cwd: Path, env: dict[str, str], ru
     return {name: {"median_ms": round(statistics.median(t), 1), "lines": lines[name]} for name, t in times.items()}
 
 
+#: Times ``legible`` commands inside one warm process (run as ``python -c`` in the worktree): imports
+#: ``legible.cli.main.app`` once, calls every command once (its first call: the imports it pays), then
+#: ``runs`` rounds of all of them, round robin, stdout to a buffer. Then, per command, ``runs`` calls in a row
+#: with the CPU they cost: this process's (``time.process_time``) and the collector's (``utime + stime`` of
+#: ``/proc/PID/stat``, all its threads, exited ones included; divided by ``runs``), figures a loaded machine
+#: moves far less than wall times. Prints one JSON object: name -> ``{"median_ms", "first_ms",
+#: "client_cpu_ms", "collector_cpu_ms", "lines"}``. What a CLI call on a running stack costs beyond the
+#: interpreter and typer's start, which the per-stack fork server takes away (issue 12).
+IN_PROCESS = """
+import contextlib, io, json, os, statistics, sys, time
+from legible.cli.main import app
+cases, runs = json.loads(sys.argv[1]), int(sys.argv[2])
+pid = json.load(open(".legible/state.json"))["services"]["collector"]["pid"]
+tick = 1000 / os.sysconf("SC_CLK_TCK")
+def collector_ms():
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * tick
+def call(args):
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = app(args, standalone_mode=False)
+    if code != 0:
+        raise SystemExit(f"{args} failed ({code})")
+    return buf.getvalue().count(chr(10))
+times = {name: [] for name, _ in cases}
+first, lines, cpu = {}, {}, {}
+for rnd in range(runs + 1):
+    for name, args in cases:
+        t0 = time.perf_counter()
+        lines[name] = call(args)
+        ms = (time.perf_counter() - t0) * 1000
+        (times[name].append(ms) if rnd else first.__setitem__(name, ms))
+for name, args in cases:
+    c0, k0 = time.process_time(), collector_ms()
+    for _ in range(runs):
+        call(args)
+    cpu[name] = ((time.process_time() - c0) * 1000 / runs, (collector_ms() - k0) / runs)
+print(json.dumps({n: {"median_ms": round(statistics.median(t), 1), "first_ms": round(first[n], 1),
+                      "client_cpu_ms": round(cpu[n][0], 1), "collector_cpu_ms": round(cpu[n][1], 1),
+                      "lines": lines[n]} for n, t in times.items()}))
+"""
+
+
+def in_process(cases: list[tuple[str, list[str]]], cwd: Path, env: dict[str, str], runs: int) -> dict[str, dict]:
+    """Time ``cases`` (name, legible arguments) with :data:`IN_PROCESS` in one child process in ``cwd``."""
+    cmd = [sys.executable, "-c", IN_PROCESS, json.dumps(cases), str(runs)]
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"in-process timing failed: {proc.stderr.strip()[-2000:]}")
+    return {f"{name} (in-process)": r for name, r in json.loads(proc.stdout.splitlines()[-1]).items()}
+
+
 #: The app of the stack-up phase: a static file server on ``$PORT`` (the store is what is measured).
 APP = """import http.server, os
 http.server.ThreadingHTTPServer(
@@ -127,6 +184,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--logs", type=int, default=1_000_000)
     ap.add_argument("--spans", type=int, default=200_000)
+    ap.add_argument("--in-process-runs", type=int, default=9, help="warm calls per query in one process")
+    ap.add_argument("--no-file", action="store_true", help="skip the file rows (the store read with no stack)")
     ap.add_argument("--no-stack", action="store_true", help="only the file rows (no stack up on the store)")
     ap.add_argument("--keep", action="store_true", help="keep the temp worktree and print its path")
     args = ap.parse_args()
@@ -164,7 +223,7 @@ def main() -> None:
         ]
         (root / "app.py").write_text(APP)  # `check` reads legible.toml, with or without a stack
         (root / "legible.toml").write_text('[app]\ncommand = "python app.py"\nready = { http = "/" }\n')
-        cases = [*base_cases, *((f"{n} (file)", [*legible, *a]) for n, a in queries)]
+        cases = [*base_cases, *(() if args.no_file else ((f"{n} (file)", [*legible, *a]) for n, a in queries))]
         results = timed(cases, root, env, args.runs)
         if not args.no_stack:
             up = subprocess.run([*legible, "up", "--wait"], cwd=root, env=env, capture_output=True, text=True)
@@ -181,6 +240,8 @@ def main() -> None:
                     ),
                 ]
                 results.update(timed(stack_cases, root, env, args.runs))
+                warm = [*queries, ("legible metrics up", ["metrics", "up"])]
+                results.update(in_process(warm, root, env, args.in_process_runs))
             finally:
                 subprocess.run([*legible, "down"], cwd=root, env=env, capture_output=True)
         report(results)
@@ -229,6 +290,17 @@ def report(results: dict[str, dict]) -> None:
         note="typer's start: the floor of every command but the root help",
     )
     for name, r in results.items():
+        if name.endswith("(in-process)") and "legible --help (stack up)" in results:
+            record(
+                name,
+                r["median_ms"],
+                "ms",
+                baseline=results["legible --help (stack up)"]["median_ms"],
+                baseline_name="legible --help (stack up)",
+                target="<= 35 ms",
+                note=f"warm calls in one process; first call {r['first_ms']} ms; CPU per call: client "
+                f"{r['client_cpu_ms']} ms, collector {r['collector_cpu_ms']} ms",
+            )
         if name.endswith(("(file)", "(collector)")):
             help_name = "legible --help" + (" (stack up)" if name.endswith("(collector)") else "")
             help_ms = results[help_name]["median_ms"]

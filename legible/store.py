@@ -53,6 +53,7 @@ __all__ = [
     "MAX_ROWS",
     "SEARCH_TEXT",
     "MIGRATIONS",
+    "EXCEPTION_TEXT",
     "QueryResult",
     "Store",
     "check_read_only",
@@ -62,6 +63,7 @@ __all__ = [
     "open_store",
     "read_token",
     "run_query",
+    "search_contains",
     "store_path",
 ]
 
@@ -76,6 +78,43 @@ SEARCH_TEXT = (
     "concat_ws(chr(10), body, attributes->>'exception.type', attributes->>'exception.message', "
     "attributes->>'exception.stacktrace')"
 )
+#: The exception attributes of :data:`SEARCH_TEXT` alone, joined the same way (``NULL`` when none is set).
+EXCEPTION_TEXT = (
+    "concat_ws(chr(10), attributes->>'exception.type', attributes->>'exception.message', "
+    "attributes->>'exception.stacktrace')"
+)
+
+
+def search_contains(needle: str) -> tuple[str, list[str]]:
+    """Return ``(condition, params)``: the lower-cased :data:`SEARCH_TEXT` of a log line contains ``needle``.
+
+    Same answer as ``contains(lower(SEARCH_TEXT), lower(needle))`` for every row, at a fraction of its cost
+    (``logs --grep`` over a million lines: the JSON extraction of three attributes per row was about
+    two thirds of the query). Why it is the same:
+
+    * a needle without a newline matches the newline-joined text exactly when it matches one of the parts
+      (``lower`` maps each code point on its own and keeps ``chr(10)``), so the body is searched alone first;
+    * the exception attributes are extracted only for the rows whose ``attributes`` JSON text holds
+      ``"exception.``: a top-level key ``exception.type`` is written that way by every writer of the store
+      (the collector's ``orjson``/``json`` serialisers never escape ASCII letters or ``.``), so the others
+      have no such attribute and their extraction would be ``NULL``.
+
+    A needle with a newline keeps the joined form (it can match across parts).
+
+    Args:
+        needle: the text searched for, any case.
+
+    """
+    low = needle.lower()
+    if "\n" in low:
+        return f"contains(lower({SEARCH_TEXT}), ?)", [low]
+    return (
+        "(contains(lower(body), ?) OR (contains(attributes::VARCHAR, '\"exception.') "
+        f"AND contains(lower({EXCEPTION_TEXT}), ?)))",
+        [low, low],
+    )
+
+
 #: Normalised log levels, lowest first (OpenTelemetry severity ranges 1-4, 5-8, ..., 21-24).
 LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
 #: Statement types :meth:`Store.query` accepts (names of ``duckdb.StatementType``).

@@ -1,4 +1,9 @@
-"""find_worktree answers as ``git rev-parse --show-toplevel`` does, with or without running git."""
+"""find_worktree reads the file system where that gives git's own answer, and asks git everywhere else.
+
+Each case is compared with ``git rev-parse --show-toplevel`` run in the same directory (real git, real
+repositories): a repository, a subdirectory, a linked worktree (``git worktree add``), a nested repository,
+a submodule (``core.worktree``: git is asked), a bare repository, the inside of ``.git``, no repository.
+"""
 
 from __future__ import annotations
 
@@ -9,62 +14,55 @@ from pathlib import Path
 import pytest
 
 from legible._errors import UsageError
-from legible.worktree import _walk_to_git, find_worktree
-from tests.conftest import git, make_repo
+from legible.worktree import _toplevel_fast, find_worktree
 
 
-def _git_toplevel(cwd: Path) -> Path | None:
-    out = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True, text=True)
-    return Path(os.path.realpath(out.stdout.strip())) if out.returncode == 0 and out.stdout.strip() else None
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True, capture_output=True
+    )
 
 
-@pytest.fixture
-def repos(tmp_path: Path) -> dict[str, Path]:
-    main = make_repo(tmp_path / "main", "", {"src/pkg/a.py": "x = 1\n"})
-    git(main, "worktree", "add", "-q", str(tmp_path / "linked"), "-b", "other")
-    sub = make_repo(tmp_path / "sub", "", {"b.txt": "b\n"})
-    git(main, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub), "vendor/sub")
-    (tmp_path / "plain" / "deep").mkdir(parents=True)
-    (main / "link").symlink_to(main / "src")
-    return {
-        "root": main,
-        "subdir": main / "src" / "pkg",
-        "symlinked subdir": main / "link" / "pkg",
-        "linked worktree": tmp_path / "linked" / "src",
-        "submodule": main / "vendor" / "sub",
-        "not a repository": tmp_path / "plain" / "deep",
-    }
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    base = tmp_path_factory.mktemp("repos")
+    git(base, "init", "-q", "a")
+    (base / "a" / "sub" / "deep").mkdir(parents=True)
+    git(base / "a", "commit", "-q", "--allow-empty", "-m", "x")
+    git(base / "a", "worktree", "add", "-q", str(base / "lw"))
+    (base / "lw" / "x").mkdir()
+    git(base / "a", "init", "-q", "nested")
+    git(base, "init", "-q", "--bare", "bare.git")
+    git(base, "init", "-q", "sm_src")
+    git(base / "sm_src", "commit", "-q", "--allow-empty", "-m", "x")
+    git(base / "a", "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(base / "sm_src"), "sm")
+    (base / "none").mkdir()
+    return base
 
 
-def test_the_walk_finds_what_git_finds(repos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("GIT_DIR", "GIT_WORK_TREE", "GIT_CEILING_DIRECTORIES", "GIT_DISCOVERY_ACROSS_FILESYSTEM"):
-        monkeypatch.delenv(var, raising=False)
-    answered = 0
-    for case, cwd in repos.items():
-        expected = _git_toplevel(cwd)
-        walked = _walk_to_git(cwd)
-        if walked is not None:  # None means "ask git", never a different answer
-            answered += 1
-            assert walked == expected, case
-        if expected is None:
-            with pytest.raises(UsageError):
-                find_worktree(cwd)
-        else:
-            assert find_worktree(cwd).root == expected, case
-    assert answered == 5  # every repository case was answered without git
+CASES = ["a", "a/sub/deep", "lw", "lw/x", "a/nested", "a/sm", "bare.git", "a/.git", "a/.git/objects", "none"]
+FAST = {"a", "a/sub/deep", "lw", "lw/x", "a/nested"}
 
 
-def test_what_the_walk_cannot_answer_goes_to_git(repos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    inside_git_dir = repos["root"] / ".git" / "refs"
-    assert _walk_to_git(inside_git_dir) is None
-    monkeypatch.setenv("GIT_WORK_TREE", str(repos["linked worktree"].parent))
-    monkeypatch.setenv("GIT_DIR", str(repos["root"] / ".git" / "worktrees" / "linked"))
-    assert _walk_to_git(repos["subdir"]) is None
-    assert find_worktree(repos["subdir"]).root == repos["linked worktree"].parent.resolve()
+@pytest.mark.parametrize("rel", CASES)
+def test_find_worktree_answers_as_git_does(tree, rel, monkeypatch):
+    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_CEILING_DIRECTORIES"):
+        monkeypatch.delenv(name, raising=False)
+    where = tree / rel
+    out = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=where, capture_output=True, text=True)
+    fast = _toplevel_fast(where)
+    assert (fast is not None) == (rel in FAST)  # the file-system path is taken exactly where it is sure
+    if out.returncode != 0 or not out.stdout.strip():
+        assert fast is None
+        with pytest.raises(UsageError):
+            find_worktree(where)
+        return
+    expected = Path(os.path.realpath(out.stdout.strip()))
+    assert find_worktree(where).root == expected
+    if fast is not None:
+        assert fast == expected
 
 
-def test_a_stray_dot_git_is_not_taken_for_a_repository(tmp_path: Path) -> None:
-    root = make_repo(tmp_path / "r", "")
-    (root / "inner" / ".git").mkdir(parents=True)  # an empty directory: git skips it and goes on up
-    assert _walk_to_git(root / "inner") is None
-    assert find_worktree(root / "inner").root == root.resolve() == _git_toplevel(root / "inner")
+def test_a_git_discovery_variable_sends_the_question_to_git(tree, monkeypatch):
+    monkeypatch.setenv("GIT_DIR", str(tree / "a" / ".git"))
+    assert _toplevel_fast(tree / "a" / "sub") is None

@@ -155,12 +155,15 @@ class LogFilter:
             lv = LEVELS[LEVELS.index(self.min_level) :]
             conds.append(f"level IN ({', '.join('?' * len(lv))})")
             params.extend(lv)
-        if self.grep or self.regex:
-            from legible.store import SEARCH_TEXT
         if self.grep:
-            conds.append(f"contains(lower({SEARCH_TEXT}), ?)")
-            params.append(self.grep.lower())
+            from legible.store import search_contains
+
+            cond, cond_params = search_contains(self.grep)
+            conds.append(cond)
+            params.extend(cond_params)
         if self.regex:
+            from legible.store import SEARCH_TEXT
+
             conds.append(f"regexp_matches({SEARCH_TEXT}, ?)")
             params.append(self.regex)
         for key, value in self.attrs:
@@ -389,23 +392,28 @@ class LogGroups:
 def _groups_sql(template: str, where: str, limit: int) -> str:
     """Return pass 1 of :func:`log_groups` as one statement.
 
-    Its rows: the top ``limit`` groups (kind ``g``), totals per level and service (``s``), and the count of
-    lines without a stored template (``n``).
+    Its rows: the top ``limit`` groups (kind ``g``) with the body of their newest line (found by ``seq``,
+    unique per table: a join on a few values, so only those rows' bodies are read), totals per level and
+    service (``s``), and the count of lines without a stored template (``n``). DuckDB's ``arg_max`` skips rows
+    whose first argument is ``NULL`` (``arg_max_null`` does not), so a group's ``trace_id`` is that of its
+    newest line with one, without a ``FILTER`` evaluated per row (tests/test_query_ties.py checks it).
     """
     return f"""
 WITH g AS MATERIALIZED (
   SELECT level, service, {template} AS template, count(*) AS n, min(time_ns) AS first_ns,
          max(time_ns) AS last_ns, arg_max(seq, time_ns) AS ex_seq,
-         arg_max(trace_id, time_ns) FILTER (WHERE trace_id IS NOT NULL) AS trace_id,
-         count(*) FILTER (WHERE template IS NULL) AS untemplated
-  FROM logs WHERE {where} GROUP BY 1, 2, 3)
-(SELECT 'g' AS kind, level, service, template, n, first_ns, last_ns, ex_seq, trace_id, {_RANK} AS rank
- FROM g ORDER BY rank, n DESC, last_ns DESC LIMIT {int(max(limit, 0))})
+         arg_max(trace_id, time_ns) AS trace_id, count(*) - count(template) AS untemplated
+  FROM logs WHERE {where} GROUP BY 1, 2, 3),
+top AS (SELECT *, {_RANK} AS rank FROM g
+        ORDER BY rank, n DESC, last_ns DESC, level, service, template LIMIT {int(max(limit, 0))})
+(SELECT 'g' AS kind, top.level, top.service, top.template, top.n, top.first_ns, top.last_ns, top.ex_seq,
+        top.trace_id, top.rank, ex.body
+ FROM top LEFT JOIN logs AS ex ON ex.seq = top.ex_seq)
 UNION ALL
-(SELECT 's', level, service, NULL, sum(n)::BIGINT, min(first_ns), max(last_ns), count(*), NULL, NULL
+(SELECT 's', level, service, NULL, sum(n)::BIGINT, min(first_ns), max(last_ns), count(*), NULL, NULL, NULL
  FROM g GROUP BY level, service)
 UNION ALL
-(SELECT 'n', NULL, NULL, NULL, coalesce(sum(untemplated), 0)::BIGINT, NULL, NULL, NULL, NULL, NULL FROM g)
+(SELECT 'n', NULL, NULL, NULL, coalesce(sum(untemplated), 0)::BIGINT, NULL, NULL, NULL, NULL, NULL, NULL FROM g)
 """  # noqa: S608 - fixed SQL fragments; values are bound parameters
 
 
@@ -428,10 +436,10 @@ def log_groups(store: Store, flt: LogFilter, limit: int = 30, now: int | None = 
     """
     now = now_ns() if now is None else now
     where, params = flt.where()
-    # Pass 1 reads only narrow columns (the newest line of a group is found by seq, not body: 3x faster
-    # on a million lines); pass 2 fetches the few example bodies, pruned by seq's zone maps. The
-    # collector fills logs.template; only if some matching rows lack it is pass 1 redone with the
-    # (slower) expression over body.
+    # One statement, one round trip: the grouping reads only narrow columns (the newest line of a group is
+    # found by seq, not body: 3x faster on a million lines), then the few example bodies are joined in by
+    # seq. The collector fills logs.template; only if some matching rows lack it is the statement redone
+    # with the (slower) expression over body.
     rows = store.query(_groups_sql("template", where, limit), params).rows
     if any(r[0] == "g" and r[3] is None for r in rows) or any(r[0] == "n" and r[4] for r in rows):
         from legible.store import template_sql
@@ -440,24 +448,29 @@ def log_groups(store: Store, flt: LogFilter, limit: int = 30, now: int | None = 
     found: list[tuple[Any, ...]] = []
     by_level: dict[str, list[int]] = {}
     per_service: dict[str, int] = {}
-    for kind, level, service, template, n, first_ns, last_ns, ex_seq, tid, _rank in rows:
+    bodies: dict[int, str] = {}
+    for kind, level, service, template, n, first_ns, last_ns, ex_seq, tid, _rank, body in rows:
         if kind == "n":
             continue
         if kind == "g":
             found.append((level, service, template or "", int(n), int(first_ns), int(last_ns), int(ex_seq), tid))
+            if body is not None:
+                bodies[int(ex_seq)] = body
         else:
             acc = by_level.setdefault(level, [0, 0])
             acc[0] += int(n)
             acc[1] += int(ex_seq)
             per_service[service] = per_service.get(service, 0) + int(n)
-    bodies: dict[int, str] = {}
-    if found:
-        seqs = sorted({f[6] for f in found})
-        marks = ", ".join("?" * len(seqs))
-        bodies = dict(store.query(f"SELECT seq, body FROM logs WHERE seq IN ({marks})", seqs).rows)  # noqa: S608 - fixed SQL fragments; values are bound parameters
     groups = [LogGroup(lv, sv, tp, n, f, la, bodies.get(seq, ""), tid) for lv, sv, tp, n, f, la, seq, tid in found]
-    groups.sort(
-        key=lambda g: (0 if g.level in ("error", "fatal") else 1 if g.level == "warn" else 2, -g.count, -g.last_ns)
+    groups.sort(  # the statement's order; ties broken by level, service, template, so every run shows the same
+        key=lambda g: (
+            0 if g.level in ("error", "fatal") else 1 if g.level == "warn" else 2,
+            -g.count,
+            -g.last_ns,
+            g.level,
+            g.service,
+            g.template,
+        )
     )
     ordered = {lv: (by_level[lv][0], by_level[lv][1]) for lv in reversed(LEVELS) if lv in by_level}
     res = LogGroups(
@@ -466,7 +479,7 @@ def log_groups(store: Store, flt: LogFilter, limit: int = 30, now: int | None = 
         sum(v[0] for v in ordered.values()),
         sum(v[1] for v in ordered.values()),
         ordered,
-        sorted(per_service, key=lambda s: -per_service[s]),
+        sorted(per_service, key=lambda s: (-per_service[s], s)),  # equal counts: by name, the same every run
         groups,
     )
     if res.total == 0 and (flt.since_ns or flt.until_ns is not None):
