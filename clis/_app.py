@@ -162,7 +162,38 @@ def _root() -> None:
     """The root's callback: nothing to do before a command (typer builds a group only for an app with one)."""
 
 
-app = typer.Typer(
+class LegibleTyper(typer.Typer):
+    """The root app: a :class:`typer.Typer` that can keep its click command once built (:meth:`prebuild`).
+
+    typer builds the click command from the app's functions on every call, about 10 ms with the command's
+    group loaded; a process that runs many command lines from one warm image (the fork server,
+    :mod:`legible.forkserver`) builds it once, with every command loaded, before it forks.
+    """
+
+    _command: Any = None
+
+    def prebuild(self) -> None:
+        """Build the click command now, load every command of :data:`COMMANDS` into it, and keep it."""
+        cmd: Any = typer.main.get_command(self)
+        for name in COMMANDS:
+            cmd.commands[name]  # noqa: B018 - the access loads the command (LazyCommands)
+        self._command = cmd
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the command line as :meth:`typer.Typer.__call__` does, on the kept command if there is one.
+
+        typer's call installs its exception hook and marks an escaping exception for its pretty printing;
+        this app turns pretty exceptions off, so the hook prints any exception with Python's own hook, as
+        here.
+        """
+        if self._command is None:
+            return super().__call__(*args, **kwargs)
+        if sys.excepthook != typer.main.except_hook:
+            sys.excepthook = typer.main.except_hook
+        return self._command(*args, **kwargs)
+
+
+app = LegibleTyper(
     name="legible",
     cls=LegibleGroup,
     callback=_root,

@@ -9,7 +9,7 @@ before typer is imported, hands it the command line, and a forked child runs it 
 environment, working directory and terminal.
 
 Protocol (one connection per command, JSON lines; the source of the fd passing is ``SCM_RIGHTS``,
-unix(7), through the stdlib's :func:`socket.send_fds`):
+unix(7), sent as the stdlib's :func:`socket.send_fds` sends them):
 
 1. the client connects to the AF_UNIX stream socket :func:`socket_path` and sends one JSON header line
    (``argv``: the whole ``sys.argv``; ``cwd``; ``env``: the whole environment; ``umask``; ``stdio``: for fds
@@ -34,8 +34,9 @@ Guarantees:
   ``SystemExit`` rules, an uncaught exception prints its traceback and exits 1, an uncaught
   ``KeyboardInterrupt`` ends the child by SIGINT (as the interpreter does since 3.8), and the interpreter's
   own shutdown (non-daemon threads, ``atexit``, flushing stdout: a closed pipe exits 120) runs before exit;
-* the client forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT to the child, returns the child's exit code, and
-  re-raises a signal that killed the child on itself, so the caller sees the same status as in-process;
+* the client forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT to the child, stops and continues it with itself
+  (Ctrl-Z: SIGSTOP, then SIGCONT), returns the child's exit code, and re-raises a signal that killed the
+  child on itself, so the caller sees the same status as in-process;
 * a child whose client is gone (``kill -9``: the connection closed) is killed at once by a watcher thread,
   so a ``logs --follow`` does not run on as an orphan; the server reaps every child (no zombies);
 * only peers whose ``SO_PEERCRED`` uid is the server's own are served; the socket is 0600 in a 0700
@@ -52,7 +53,8 @@ stamp, or no answer to the handshake within :data:`HANDSHAKE_S` seconds. Once th
 the client said ``go``, a connection that ends without an exit code is reported as one ``error:`` line
 (exit 1): the command may have run in part.
 
-The client side (:func:`run_remote`) imports only the standard library (json, os, socket, signal).
+The client side (:func:`run_remote`) imports only the standard library (json, os, signal, and ``_socket``,
+the C module under :mod:`socket`, which alone costs about 3 ms less to import).
 """
 
 from __future__ import annotations
@@ -127,7 +129,10 @@ def stamp() -> dict[str, Any]:
 
     The interpreter (``sys.executable``), where ``legible`` is imported from, the module search path
     (without its first entry, the script's directory or the current one), the interpreter's flags that
-    change behaviour, ``-W``/``-X`` options, the filesystem encoding and ``PYTHONHASHSEED``. legible's
+    change behaviour, ``-W``/``-X`` options, the filesystem encoding, ``PYTHONHASHSEED``, the Linux
+    namespaces (mount, network, pid, user, ipc, uts: a sandboxed caller sees another machine) and the
+    resource limits (``/proc/self/limits``: a child inherits the server's). The cgroup is not compared
+    (every terminal has its own); a command runs in the stack's. legible's
     version is not read here (``importlib.metadata`` costs 80 ms): the server instead refuses once any
     module it imported changed on disk, which a new version implies.
     """
@@ -156,7 +161,20 @@ def stamp() -> dict[str, Any]:
         "xoptions": {str(k): str(v) for k, v in sys._xoptions.items()},
         "fsencoding": [sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()],
         "hashseed": os.environ.get("PYTHONHASHSEED"),
+        "namespaces": [_read(f"/proc/self/ns/{ns}", link=True) for ns in ("mnt", "net", "pid", "user", "ipc", "uts")],
+        "limits": _read("/proc/self/limits"),
     }
+
+
+def _read(path: str, link: bool = False) -> str | None:
+    """The text of ``path`` (or where the link ``path`` points), ``None`` when it cannot be read."""
+    try:
+        if link:
+            return os.readlink(path)
+        with open(path) as fh:
+            return fh.read()
+    except OSError:
+        return None
 
 
 def _stdio_spec(stream: Any) -> list[Any] | None:
@@ -190,9 +208,9 @@ def run_remote(argv: list[str]) -> int | None:
         return None
     if path is None or not os.path.exists(path):  # no stack here, or no fork server: nothing more to import
         return None
-    import socket
+    import _socket  # not ``socket``: its enums and ``selectors`` cost about 3 ms more on every call
 
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(HANDSHAKE_S)
         sock.connect(path)
@@ -210,7 +228,8 @@ def run_remote(argv: list[str]) -> int | None:
             "stamp": stamp(),
         }
         data = json.dumps(header).encode() + b"\n"
-        sent = socket.send_fds(sock, [data], [0, 1, 2])
+        rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))  # an int[3], as socket.send_fds packs it
+        sent = sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
         if sent < len(data):
             sock.sendall(data[sent:])
         reader = _Lines(sock)
@@ -229,7 +248,7 @@ def run_remote(argv: list[str]) -> int | None:
 class _Lines:
     """JSON lines read from a socket, one :meth:`next` at a time."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: Any) -> None:
         self.sock = sock
         self.buf = b""
 
@@ -245,23 +264,40 @@ class _Lines:
         return doc
 
 
-def _wait(sock: socket.socket, reader: _Lines) -> int:
+def _kill(pid: int, signum: int) -> None:
+    """``os.kill``, quiet when the process is gone already."""
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _wait(sock: Any, reader: _Lines) -> int:
     """After ``go``: forward signals to the child, return its exit code (or die by its signal)."""
     child = {"pid": 0}
     pending: list[int] = []
 
     def forward(signum: int, frame: object) -> None:
         if child["pid"]:
-            try:
-                os.kill(child["pid"], signum)
-            except ProcessLookupError:
-                pass
+            _kill(child["pid"], signum)
         else:
             pending.append(signum)
+
+    def suspend(signum: int, frame: object) -> None:  # Ctrl-Z: stop the child too, resume it with us
+        if child["pid"]:
+            _kill(child["pid"], signal.SIGSTOP)  # not SIGTSTP: the child's process group is orphaned, so the
+            # kernel discards a SIGTSTP to it (POSIX job control)
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)  # stops here until SIGCONT
+        signal.signal(signal.SIGTSTP, suspend)
+        if child["pid"]:
+            _kill(child["pid"], signal.SIGCONT)
 
     for sig in FORWARDED:
         if signal.getsignal(sig) != signal.SIG_IGN:
             signal.signal(sig, forward)
+    if signal.getsignal(signal.SIGTSTP) == signal.SIG_DFL:
+        signal.signal(signal.SIGTSTP, suspend)
     try:
         while True:
             try:
@@ -280,7 +316,8 @@ def _wait(sock: socket.socket, reader: _Lines) -> int:
                 signum = int(msg["signal"])
                 sock.close()
                 sys.stdout.flush()
-                signal.signal(signum, signal.SIG_DFL)
+                if signum != signal.SIGKILL:  # SIGKILL has no handler to reset
+                    signal.signal(signum, signal.SIG_DFL)
                 os.kill(os.getpid(), signum)
                 return 128 + signum  # only for a signal that does not end a process by default
     finally:
@@ -349,6 +386,16 @@ def _preimport() -> list[str]:
     return failed
 
 
+def _prebuild() -> None:
+    """Build the CLI's click command once, every command loaded (:meth:`legible.cli._app.LegibleTyper.prebuild`)."""
+    try:
+        from legible.cli._app import app
+
+        app.prebuild()
+    except Exception as exc:  # noqa: BLE001 - the children then build it per call, as in-process
+        print(f"forkserver: the CLI was not prebuilt: {exc}", file=sys.stderr, flush=True)
+
+
 def _module_files() -> dict[str, tuple[int, int]]:
     """``{file: (mtime_ns, size)}`` of every imported module that has a file."""
     out = {}
@@ -407,8 +454,13 @@ def serve(state_dir: str) -> None:
         print(f"forkserver: not preimported: {line}", file=sys.stderr, flush=True)
     if "duckdb" in sys.modules:
         print("forkserver: duckdb was imported by a preimported module", file=sys.stderr, flush=True)
+    _prebuild()
     files = _module_files()
     mine = stamp()
+    import gc
+
+    gc.collect()
+    gc.freeze()  # children never scan (and so never copy) the server's objects: the gc module's advice for fork
 
     stop = {"flag": False}
     wake_r, wake_w = os.pipe()
@@ -610,6 +662,7 @@ def _child(conn: socket.socket, fds: list[int], header: dict[str, Any], close: t
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_IGN if sig in ignored else signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTSTP, signal.SIG_DFL)
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
     for fd in fds:

@@ -217,6 +217,28 @@ def test_ctrl_c_stops_follow_as_in_process(shop: tuple[Path, dict]) -> None:
     assert codes[0][0] == 0, codes  # logs --follow ends cleanly on Ctrl-C
 
 
+def test_ctrl_z_stops_and_continues_the_command(shop: tuple[Path, dict]) -> None:
+    root, _doc = shop
+    client = follow(root, routed=True)
+    child = wait_until(lambda: server_children(root), 20, "the forked logs --follow")[0]
+    client.send_signal(signal.SIGTSTP)  # Ctrl-Z: the client stops, and its command with it
+    wait_until(lambda: child.status() == psutil.STATUS_STOPPED, 10, "the command stopped")
+    client.send_signal(signal.SIGCONT)  # fg
+    wait_until(lambda: child.status() != psutil.STATUS_STOPPED, 10, "the command running again")
+    client.send_signal(signal.SIGINT)
+    client.communicate(timeout=30)
+    assert client.returncode == 0
+
+
+def test_a_command_killed_by_a_signal_kills_its_client_alike(shop: tuple[Path, dict]) -> None:
+    root, _doc = shop
+    client = follow(root, routed=True)
+    child = wait_until(lambda: server_children(root), 20, "the forked logs --follow")[0]
+    child.kill()  # as if the command itself had been killed: the caller sees the same -9
+    client.communicate(timeout=30)
+    assert client.returncode == -signal.SIGKILL
+
+
 def test_down_leaves_no_fork_server(shop: tuple[Path, dict]) -> None:
     root, _doc = shop
     pid = stats(root)["pid"]
