@@ -815,12 +815,14 @@ def _shutdown() -> bool:
 def start_server(state_dir: str, log: str, preexec_fn: Any = None) -> Any:
     """Start ``python -P -m legible.forkserver --state-dir STATE_DIR`` in its own session, output to ``log``.
 
+    ``log`` is truncated (one stack start's lines) and its directory created 0700.
+
     Its environment is this process's without ``LEGIBLE_STACK`` and ``LEGIBLE_REGISTRY`` (see the module
     docstring); ``-P`` keeps the working directory off its module path.
 
     Args:
         state_dir: the worktree's ``.legible`` directory.
-        log: the log file (appended to).
+        log: the log file.
         preexec_fn: run in the child before ``exec`` (the supervisor's ``PR_SET_PDEATHSIG``).
 
     Returns:
@@ -835,7 +837,8 @@ def start_server(state_dir: str, log: str, preexec_fn: Any = None) -> Any:
     from legible._procs import REGISTRY_ENV, STACK_ENV
 
     env = {k: v for k, v in os.environ.items() if k not in (STACK_ENV, REGISTRY_ENV)}
-    with open(log, "ab") as out:
+    os.makedirs(os.path.dirname(log), mode=0o700, exist_ok=True)
+    with open(log, "wb") as out:
         return subprocess.Popen(
             [sys.executable, "-P", "-m", "legible.forkserver", "--state-dir", state_dir],
             cwd=state_dir,

@@ -1325,13 +1325,14 @@ def _discard_prewarmed(proc: subprocess.Popen[bytes]) -> None:
 def _start_forkserver(state_dir: Path) -> list[subprocess.Popen[bytes]]:
     """Start the stack's fork server (:mod:`legible.forkserver`): warm ``legible`` commands; ``[]`` if it cannot.
 
-    It dies with the supervisor (``PR_SET_PDEATHSIG``), logs to ``logs/forkserver.log`` and is not a service:
-    a dead fork server only makes commands start slower, with the same answers.
+    It dies with the supervisor (``PR_SET_PDEATHSIG``), logs to ``run/forkserver.log`` (not under ``logs/``:
+    the collector would store its lines as a service's) and is not a service: a dead fork server only makes
+    commands start slower, with the same answers.
     """
     from legible.forkserver import start_server
 
     try:
-        proc = start_server(str(state_dir), str(state_dir / "logs" / "forkserver.log"), preexec_fn=_die_with_parent)
+        proc = start_server(str(state_dir), str(state_dir / "run" / "forkserver.log"), preexec_fn=_die_with_parent)
     except OSError as exc:
         print(f"supervisor: cannot start the fork server: {exc}", file=sys.stderr, flush=True)
         return []
