@@ -632,7 +632,7 @@ def _handle(
         pid = os.fork()
         if pid == 0:
             try:
-                _child(conn, fds, header, close_in_child)
+                _child(conn, fds, header, (*close_in_child, *children.values()))
             finally:
                 os._exit(70)  # _child never returns; this is the last resort (EX_SOFTWARE)
         children[pid] = conn
@@ -646,15 +646,21 @@ def _handle(
 
 
 def _child(conn: socket.socket, fds: list[int], header: dict[str, Any], close: tuple[Any, ...]) -> None:
-    """In the forked child: take on the client's context, run ``legible``, exit with its code."""
+    """In the forked child: take on the client's context, run ``legible``, exit with its code.
+
+    ``close``: the server's listener, selector, wake-up pipe and the other children's connections, closed
+    first (a copy of another client's connection would keep that client waiting after its command ended).
+    """
     import threading
 
-    listener, sel, wake_r, wake_w = close
+    listener, sel, wake_r, wake_w, *others = close  # others: the connections of the other running children
     signal.set_wakeup_fd(-1)
     sel.close()
     listener.close()
     os.close(wake_r)
     os.close(wake_w)
+    for other in others:
+        other.close()
     conn.settimeout(None)
     conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
     ignored = set(header.get("ignored") or [])

@@ -217,6 +217,32 @@ def test_ctrl_c_stops_follow_as_in_process(shop: tuple[Path, dict]) -> None:
     assert codes[0][0] == 0, codes  # logs --follow ends cleanly on Ctrl-C
 
 
+def socket_inodes(pid: int) -> set[str]:
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:"):
+            out.add(link)
+    return out
+
+
+def test_a_command_holds_no_other_commands_connection(shop: tuple[Path, dict]) -> None:
+    root, _doc = shop
+    first = follow(root, routed=True)
+    child_a = wait_until(lambda: server_children(root), 20, "the first forked logs --follow")[0]
+    second = follow(root, routed=True)
+    child_b = wait_until(lambda: [c for c in server_children(root) if c.pid != child_a.pid], 20, "the second")[0]
+    try:
+        assert socket_inodes(child_a.pid) & socket_inodes(child_b.pid) == set()
+    finally:
+        for client in (first, second):
+            client.send_signal(signal.SIGINT)
+            client.communicate(timeout=30)
+
+
 def test_ctrl_z_stops_and_continues_the_command(shop: tuple[Path, dict]) -> None:
     root, _doc = shop
     client = follow(root, routed=True)
