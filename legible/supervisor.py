@@ -1336,8 +1336,7 @@ def _start_forkserver(state_dir: Path) -> list[subprocess.Popen[bytes]]:
     except OSError as exc:
         print(f"supervisor: cannot start the fork server: {exc}", file=sys.stderr, flush=True)
         return []
-    _LEADERS[proc.pid] = proc  # reaped by its Popen, not as an orphan
-    return [proc]
+    return [proc]  # not a leader: if it ends by itself, reap_orphans reaps it (it has its own session)
 
 
 def _log_to(path: Path) -> None:

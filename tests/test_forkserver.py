@@ -116,7 +116,13 @@ def test_answers_are_identical(shop: tuple[Path, dict]) -> None:
         "--until",
         time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now)),
     ]
-    run(root, "browser", "open", "/")  # Chromium starts at the first browser call (and says so once)
+    first = run(root, "browser", "open", "/")  # Chromium starts at the first browser call (and says so once)
+    assert first.returncode == 0 and "started Chromium" in first.stderr, first.stderr
+    # launched by the stack's browser agent, as in-process: nothing of it hangs off the fork server
+    chromium = psutil.Process(int((root / ".legible" / "browser" / "chromium.pid").read_text()))
+    agent = json.loads((root / ".legible" / "state.json").read_text())["services"]["chromium"]["pid"]
+    assert agent in [p.pid for p in chromium.parents()]
+    assert stats(root)["pid"] not in [p.pid for p in chromium.parents()]
     cases = [
         (["status"], 0),
         (["status", "--json"], 0),
@@ -277,3 +283,31 @@ def test_down_leaves_no_fork_server(shop: tuple[Path, dict]) -> None:
     assert not (root / ".legible" / "run" / "forkserver.json").exists()
     res = run(root, "status")  # no server: in-process, same answer as ever
     assert res.returncode == 0 and "stopped" in res.stdout, res.stdout
+
+
+def test_a_module_changed_on_disk_stops_the_server(tmp_path: Path) -> None:
+    """The server imported a module whose file then changed: it refuses (the call runs in-process) and stops."""
+    extra = tmp_path / "site"
+    extra.mkdir()
+    custom = extra / "sitecustomize.py"  # imported at every start, so the server holds it too
+    custom.write_text("# imported by every interpreter of this test\n")
+    env = {"PYTHONPATH": f"{REPO}{os.pathsep}{extra}", "XDG_STATE_HOME": str(tmp_path / "xdg")}
+    root = shop_repo(tmp_path / "shop")
+    try:
+        up = run(root, "up", "--wait", routed=False, **env)
+        assert up.returncode == 0, up.stderr
+        wait_until(lambda: (root / ".legible" / "run" / "cli.sock").exists(), 30, "the fork server's socket")
+        pid = stats(root)["pid"]
+        assert run(root, "logs", "--bogus", **env).returncode == 2
+        assert stats(root)["served"] == 1
+        later = custom.stat().st_mtime + 5
+        os.utime(custom, (later, later))
+        local = run(root, "logs", "--bogus", routed=False, **env)
+        refused = run(root, "logs", "--bogus", **env)
+        assert (refused.returncode, refused.stdout, refused.stderr) == (local.returncode, local.stdout, local.stderr)
+        wait_until(lambda: not psutil.pid_exists(pid), 10, "the stale fork server gone (and reaped)")
+        assert not (root / ".legible" / "run" / "cli.sock").exists()
+        log = (root / ".legible" / "run" / "forkserver.log").read_text()
+        assert "sitecustomize.py changed on disk" in log, log
+    finally:
+        run(root, "down", routed=False, **env)
