@@ -145,6 +145,8 @@ def test_answers_are_identical(shop: tuple[Path, dict]) -> None:
         (["browser", "snapshot"], 0, True),
         (["browser", "click", "#no-such-thing", "--timeout", "200ms"], None),
         (["journey", "list", "--json"], 0),
+        (["diff"], None),
+        (["diff", "--json"], None, True),
     ]
     wrong = []
     for args, code, *volatile in cases:
