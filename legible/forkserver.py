@@ -72,6 +72,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import socket
 
+    from legible.contract import ForkServerDoc
+
 __all__ = ["ROUTED", "SWITCH_ENV", "run_remote", "serve", "socket_path", "stamp", "start_server", "stop_server"]
 
 #: Set to ``0`` to run every command in-process.
@@ -500,7 +502,7 @@ def serve(state_dir: str) -> None:
         os.umask(old)
     listener.listen(64)
     listener.setblocking(False)
-    stats: dict[str, Any] = {
+    stats: ForkServerDoc = {
         "schema": "legible.forkserver/v1",
         "pid": os.getpid(),
         "started_at": time.time(),
@@ -547,7 +549,7 @@ def serve(state_dir: str) -> None:
         _reap(children)
 
 
-def _write_stats(state_dir: str, stats: dict[str, Any]) -> None:
+def _write_stats(state_dir: str, stats: ForkServerDoc) -> None:
     """Write the stats file atomically (0600, as everything under ``.legible/``)."""
     import json
 

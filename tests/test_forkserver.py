@@ -16,9 +16,12 @@ import sys
 import time
 from pathlib import Path
 
+import jsonschema
 import psutil
 import pytest
 import requests
+
+from legible.schemas import load as load_schema
 
 from .conftest import REPO, cli_json, wait_until
 from .test_stack import SHOP_TOML, shop_repo
@@ -116,6 +119,7 @@ def test_answers_are_identical(shop: tuple[Path, dict]) -> None:
         "--until",
         time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now)),
     ]
+    jsonschema.validate(stats(root), load_schema("legible.forkserver/v1"))
     first = run(root, "browser", "open", "/")  # Chromium starts at the first browser call (and says so once)
     assert first.returncode == 0 and "started Chromium" in first.stderr, first.stderr
     # launched by the stack's browser agent, as in-process: nothing of it hangs off the fork server
