@@ -373,7 +373,9 @@ PREIMPORT = (
 
 
 def _preimport() -> list[str]:
-    """Import :data:`PREIMPORT` and every command module of :data:`legible.cli.main.COMMANDS`; return failures.
+    """Import :data:`PREIMPORT` and every command module of :data:`legible.cli.main.COMMANDS`, build the CLI.
+
+    Returns the modules that failed to import (``name: error``).
 
     Runs in a thread with nice 10 (Linux nice values are per thread): the imports yield to the stack and to
     the commands of the moment, and the main thread, which forks the children, keeps its priority.
@@ -393,6 +395,7 @@ def _preimport() -> list[str]:
             importlib.import_module(name)
         except Exception as exc:  # noqa: BLE001 - a module that cannot load is loaded by the child, which reports it
             failed.append(f"{name}: {exc}")
+    _prebuild()
     return failed
 
 
@@ -465,7 +468,6 @@ def serve(state_dir: str) -> None:
         print(f"forkserver: not preimported: {line}", file=sys.stderr, flush=True)
     if "duckdb" in sys.modules:
         print("forkserver: duckdb was imported by a preimported module", file=sys.stderr, flush=True)
-    _prebuild()
     files = _module_files()
     mine = stamp()
     import gc
