@@ -719,6 +719,11 @@ def _child(conn: socket.socket, fds: list[int], header: dict[str, Any], close: t
 
     threading.Thread(target=watch, name="legible-client-watch", daemon=True).start()
     code = _run_main()
+    for fd in (0, 1, 2):  # flushed: the caller's pipes see their end now, not after this process's teardown
+        try:
+            os.close(fd)
+        except OSError:
+            pass
     try:
         conn.sendall(f"exit {code}\n".encode())
     except OSError:
