@@ -47,7 +47,15 @@ Guarantees:
 * the server imports in a thread with nice 10 (on Linux nice is per thread), so its start does not slow
   the stack's first calls, and forks from its main thread, so children run at the caller's priority;
 * the server's environment has no ``LEGIBLE_STACK``: a command still running at ``legible down`` is the
-  caller's, not a stack process to reclaim (as in-process).
+  caller's, not a stack process to reclaim (as in-process);
+* the server builds typer's click command once, every command loaded
+  (:meth:`legible.cli._app.LegibleTyper.prebuild`; typer rebuilds it per call) and freezes its objects
+  (``gc.freeze``) so children neither scan nor copy them; a finished command closes the caller's fds before
+  it reports its exit code, so a pipe reading its output ends at once.
+
+Limits: the command runs in the stack's cgroup and its parent is the fork server (``os.getppid``), and
+``/proc/<pid>/environ`` shows the server's environment (``os.environ`` is the caller's); a resource limit
+or namespace that differs from the server's is refused by the stamp instead.
 
 Fallback (the command runs in-process, identically, only slower): no socket (no stack, the server not
 started yet or dead: the supervisor never restarts it), ``LEGIBLE_FORKSERVER=0``, ``GIT_DIR`` or
