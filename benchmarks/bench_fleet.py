@@ -3,11 +3,12 @@
 Run: `python benchmarks/bench_fleet.py [--stacks 20] [--browse 3]`. Reports the time until every stack is
 ready, port collisions, and memory per stack as PSS (psutil ``memory_full_info().pss``: shared pages split
 between the processes that map them, so a sum over stacks is the machine's real cost), summed over every
-process carrying the stack's ``LEGIBLE_STACK`` marker: supervisor, VictoriaMetrics, collector, app, browser
-agent. The browser is lazy (Chromium starts at the first browser call), so idle stacks are measured as
-`up` leaves them; then ``--browse`` stacks get one browser call each and their PSS is measured again (what
-a stack whose agent uses the browser costs). Baselines in the same run: a bare ``python -c pass``'s PSS
-and the example app alone. Target (issue 12): all ready, no collision, at most 200 MiB PSS per stack.
+process carrying the stack's ``LEGIBLE_STACK`` marker (supervisor, VictoriaMetrics, collector, app, browser
+agent) and the stack's fork server (waited for: it starts once the stack is ready). The browser is lazy
+(Chromium starts at the first browser call), so idle stacks are measured as `up` leaves them; then
+``--browse`` stacks get one browser call each and their PSS is measured again (what a stack whose agent uses
+the browser costs). Baselines in the same run: a bare ``python -c pass``'s PSS and the example app alone.
+Target (issue 12): all ready, no collision, at most 200 MiB PSS per stack.
 """
 
 from __future__ import annotations
@@ -36,13 +37,18 @@ MIB = 2**20
 
 
 def stack_procs(key: str, root: Path | None = None) -> list[psutil.Process]:
-    """The stack's supervisor (``root/.legible/state.json``) and the live processes marked ``LEGIBLE_STACK=key``."""
+    """The stack's supervisor (``root/.legible/state.json``), its fork server (``run/forkserver.json``: it has no
+    ``LEGIBLE_STACK``) and the live processes marked ``LEGIBLE_STACK=key``."""
     out = []
     if root is not None:
-        try:
-            out.append(psutil.Process(json.loads((root / ".legible" / "state.json").read_text())["supervisor"]["pid"]))
-        except (OSError, ValueError, KeyError, TypeError, psutil.Error):
-            pass
+        for doc, field in (("state.json", ("supervisor", "pid")), ("run/forkserver.json", ("pid",))):
+            try:
+                value = json.loads((root / ".legible" / doc).read_text())
+                for name in field:
+                    value = value[name]
+                out.append(psutil.Process(value))
+            except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+                pass
     for p in psutil.process_iter(["pid"]):
         try:
             if p.environ().get("LEGIBLE_STACK") == key and p.status() != psutil.STATUS_ZOMBIE:
@@ -76,6 +82,7 @@ def by_kind(procs: list[psutil.Process]) -> dict[str, float]:
                 k
                 for k, needle in (
                     ("supervisor", "legible.supervisor"),
+                    ("forkserver", "legible.forkserver"),
                     ("victoria-metrics", "victoria-metrics"),
                     ("collector", "legible.collector"),
                     ("browser-agent", "legible.browser.agent"),
@@ -133,6 +140,10 @@ def main() -> None:
         ready = sum(d.get("status") == "ready" for d in docs)
         ports = [s["port"] for d in docs for s in d.get("services", {}).values() if s.get("port")]
         time.sleep(3.0)  # let start-up garbage settle (first scrapes, pushes)
+        deadline = time.monotonic() + 60  # each stack's fork server starts once it is ready: measure it too
+        while time.monotonic() < deadline and not all((w / ".legible/run/forkserver.json").exists() for w in many):
+            time.sleep(0.2)
+        servers = sum((w / ".legible/run/forkserver.json").exists() for w in many)
         keys = [d["key"] for d in docs if d.get("key")]
         roots = dict(zip(keys, many, strict=False))
         idle = [pss_mib(stack_procs(k, roots[k])) for k in keys]
@@ -159,6 +170,7 @@ def main() -> None:
             f"PSS per stack, idle browser        {statistics.median(idle):7.1f} MiB median, {max(idle):.1f} max, "
             f"{sum(idle):.0f} MiB total  target <= 200 MiB"
         )
+        print(f"  fork servers serving: {servers}/{args.stacks} (included in the PSS)")
         print("  by process (first stack, idle): " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(kinds.items())))
         if browsed:
             b = [m for m, _ in browsed]

@@ -6,7 +6,9 @@ robin so load drifts hit every command alike, and prints the medians next to bas
 same run: ``python -c pass``, ``legible --help`` and ``legible logs --help`` (typer's start, the floor of
 every command but the root help). Each query runs twice: on the kept file (no stack: the CLI opens DuckDB
 itself) and with a stack up on the same store (its collector answers over HTTP; the CLI imports no DuckDB),
-where ``legible metrics`` (PromQL to the stack's VictoriaMetrics) is measured too.
+where ``legible metrics`` (PromQL to the stack's VictoriaMetrics) is measured too. On a running stack the
+commands go to its fork server (:mod:`legible.forkserver`; the count it served is printed); the
+``(no fork server)`` rows run the same queries with ``LEGIBLE_FORKSERVER=0``, a cold process each.
 
 Commands run with bytecode caching on (``PYTHONDONTWRITEBYTECODE`` removed from their environment, one
 warm-up run each): an installed legible has its ``.pyc`` files, so recompiling legible's modules on every
@@ -240,6 +242,21 @@ def main() -> None:
                     ),
                 ]
                 results.update(timed(stack_cases, root, env, args.runs))
+                served = _forkserver_counts(root)
+                print(f"fork server: {served}")
+                # the same queries with the fork server off: what a cold process pays (the query's own work shows)
+                local = {**env, "LEGIBLE_FORKSERVER": "0"}
+                results.update(
+                    timed(
+                        [
+                            (f"{n} (no fork server)", [*legible, *a])
+                            for n, a in queries[:-1] + [("legible metrics up", ["metrics", "up"])]
+                        ],
+                        root,
+                        local,
+                        args.runs,
+                    )
+                )
                 warm = [*queries, ("legible metrics up", ["metrics", "up"])]
                 results.update(in_process(warm, root, env, args.in_process_runs))
             finally:
@@ -261,6 +278,15 @@ def main() -> None:
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _forkserver_counts(root: Path) -> str:
+    """What the stack's fork server served and refused so far (``.legible/run/forkserver.json``)."""
+    try:
+        doc = json.loads((root / ".legible" / "run" / "forkserver.json").read_text())
+    except (OSError, ValueError):
+        return "not running (every stack-up row started cold)"
+    return f"{doc['served']} calls served, {doc['refused']} refused"
 
 
 def trace_id(root: Path) -> str:
@@ -301,8 +327,9 @@ def report(results: dict[str, dict]) -> None:
                 note=f"warm calls in one process; first call {r['first_ms']} ms; CPU per call: client "
                 f"{r['client_cpu_ms']} ms, collector {r['collector_cpu_ms']} ms",
             )
-        if name.endswith(("(file)", "(collector)")):
-            help_name = "legible --help" + (" (stack up)" if name.endswith("(collector)") else "")
+        if name.endswith(("(file)", "(collector)", "(no fork server)")):
+            stack_up = name.endswith(("(collector)", "(no fork server)"))
+            help_name = "legible --help" + (" (stack up)" if stack_up else "")
             help_ms = results[help_name]["median_ms"]
             record(name, r["median_ms"], "ms", baseline=help_ms, baseline_name=help_name, target="<= 2x; < 300 ms")
 

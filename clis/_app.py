@@ -174,7 +174,38 @@ def _root() -> None:
     """The root's callback: nothing to do before a command (typer builds a group only for an app with one)."""
 
 
-app = typer.Typer(
+class LegibleTyper(typer.Typer):
+    """The root app: a :class:`typer.Typer` that can keep its click command once built (:meth:`prebuild`).
+
+    typer builds the click command from the app's functions on every call, about 10 ms with the command's
+    group loaded; a process that runs many command lines from one warm image (the fork server,
+    :mod:`legible.forkserver`) builds it once, with every command loaded, before it forks.
+    """
+
+    _command: Any = None
+
+    def prebuild(self) -> None:
+        """Build the click command now, load every command of :data:`COMMANDS` into it, and keep it."""
+        cmd: Any = typer.main.get_command(self)
+        for name in COMMANDS:
+            cmd.commands[name]  # noqa: B018 - the access loads the command (LazyCommands)
+        self._command = cmd
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the command line as :meth:`typer.Typer.__call__` does, on the kept command if there is one.
+
+        typer's call installs its exception hook and marks an escaping exception for its pretty printing;
+        this app turns pretty exceptions off, so the hook prints any exception with Python's own hook, as
+        here.
+        """
+        if self._command is None:
+            return super().__call__(*args, **kwargs)
+        if sys.excepthook != typer.main.except_hook:
+            sys.excepthook = typer.main.except_hook
+        return self._command(*args, **kwargs)
+
+
+app = LegibleTyper(
     name="legible",
     cls=LegibleGroup,
     callback=_root,
@@ -182,18 +213,3 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     **_APP_SETTINGS,
 )
-
-
-def build_commands() -> None:
-    """Import every command module and build its click commands now, once for this process.
-
-    For a process that forks per call (the per-stack fork server, issue 12): called before forking, each
-    child starts with the imports done and :data:`_BUILT` filled, so ``app([...])`` builds nothing.
-
-    Raises:
-        ImportError: a command module cannot be imported (a broken installation).
-
-    """
-    group = typer.main.get_group(app)
-    for name in COMMANDS:
-        group.commands[name]  # noqa: B018 - LazyCommands builds on read

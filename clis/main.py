@@ -19,7 +19,10 @@ the error's code (2 for usage errors). Long options must be spelled out: click m
 ``legible``, ``legible --help`` and ``legible -h`` print :func:`root_help` without importing typer or any
 command module (the text is the one click renders from :data:`COMMANDS`, for a terminal of 80 columns or
 more; ``tests/test_cli_start.py`` compares the two); every other command line goes through the typer app
-``legible.cli.main.app`` (built in ``legible.cli._app`` on first use).
+``legible.cli.main.app`` (built in ``legible.cli._app`` on first use). On a running stack, the short
+read-only and browser commands (:data:`legible.forkserver.ROUTED`) are first offered to the stack's fork
+server, whose forked child runs this very function with the caller's environment, working directory and
+terminal (:mod:`legible.forkserver`); without one they run here.
 """
 
 from __future__ import annotations
@@ -101,6 +104,11 @@ def main() -> None:
     if sys.argv[1:] in ([], ["--help"], ["-h"]) and _wide_terminal():
         sys.stdout.write(root_help() + "\n")
         return
+    from legible.forkserver import run_remote
+
+    code = run_remote(sys.argv)  # a running stack's fork server answers warm (legible.forkserver)
+    if code is not None:
+        sys.exit(code)
     from ._app import app
 
     app()

@@ -1163,6 +1163,7 @@ def main(argv: list[str] | None = None) -> int:
     control: Any = None
     watcher: Any = None
     waiters: list[tuple[Any, int]] = []
+    forksrv: list[subprocess.Popen[bytes]] | None = None  # the stack's fork server (legible.forkserver)
     code = 0
     git_marker = Path(plan.worktree) / ".git"  # a file in linked worktrees; nothing we write recreates it
     next_check = 0.0
@@ -1193,6 +1194,8 @@ def main(argv: list[str] | None = None) -> int:
                     removed = True
                     break
             sup.step()
+            if forksrv is None and sup.status == "ready":  # once, after `up --wait` saw ready; never restarted
+                forksrv = _start_forkserver(state_dir)
             reap_orphans()
             if sup.status == "failed":
                 code = 1
@@ -1225,6 +1228,10 @@ def main(argv: list[str] | None = None) -> int:
                 send(conn, {"ok": True, "deploy": rec["number"], "services": rec["services"]})
                 waiters.append((conn, rec["number"]))
     finally:
+        if forksrv:  # first: a command from now on runs in-process and sees the stack stopping
+            from legible.forkserver import stop_server
+
+            stop_server(forksrv[0], str(state_dir))
         for proc in prewarmed:  # never handed a start (the stack stopped first, or no collector)
             _discard_prewarmed(proc)
         if watcher is not None:
@@ -1313,6 +1320,23 @@ def _discard_prewarmed(proc: subprocess.Popen[bytes]) -> None:
     except OSError:
         pass
     proc.wait()
+
+
+def _start_forkserver(state_dir: Path) -> list[subprocess.Popen[bytes]]:
+    """Start the stack's fork server (:mod:`legible.forkserver`): warm ``legible`` commands; ``[]`` if it cannot.
+
+    It dies with the supervisor (``PR_SET_PDEATHSIG``), logs to ``run/forkserver.log`` (not under ``logs/``:
+    the collector would store its lines as a service's) and is not a service: a dead fork server only makes
+    commands start slower, with the same answers.
+    """
+    from legible.forkserver import start_server
+
+    try:
+        proc = start_server(str(state_dir), str(state_dir / "run" / "forkserver.log"), preexec_fn=_die_with_parent)
+    except OSError as exc:
+        print(f"supervisor: cannot start the fork server: {exc}", file=sys.stderr, flush=True)
+        return []
+    return [proc]  # not a leader: if it ends by itself, reap_orphans reaps it (it has its own session)
 
 
 def _log_to(path: Path) -> None:

@@ -124,12 +124,16 @@ def test_the_browser_module_brings_what_its_calls_need(tmp_path: Path) -> None:
     assert "playwright" not in imported  # the agent's, never the CLI's
 
 
-def test_build_commands_leaves_nothing_to_build_at_a_call() -> None:
+def test_prebuild_leaves_nothing_to_build_at_a_call() -> None:
+    """What the fork server does before it forks: every module's commands built, kept for every call."""
     from legible.cli import _app
 
-    _app.build_commands()
-    assert set(_app._BUILT) == set(MODULES)
-    built = {name: typer.main.get_group(app).commands[name] for name in COMMANDS}
-    res = CliRunner().invoke(app, ["logs", "--help"])
-    assert res.exit_code == 0 and "--since" in res.stdout
-    assert all(typer.main.get_group(app).commands[name] is cmd for name, cmd in built.items())
+    _app.app.prebuild()
+    try:
+        assert set(_app._BUILT) == set(MODULES)
+        built = {name: typer.main.get_group(app).commands[name] for name in COMMANDS}
+        res = CliRunner().invoke(app, ["logs", "--help"])
+        assert res.exit_code == 0 and "--since" in res.stdout
+        assert all(typer.main.get_group(app).commands[name] is cmd for name, cmd in built.items())
+    finally:
+        _app.app._command = None  # the other tests run typer's own per-call build

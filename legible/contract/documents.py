@@ -1081,6 +1081,23 @@ class CollectorStatusDoc(TypedDict):
     forward: NotRequired[ForwardQueueDoc | None]
 
 
+class ForkServerDoc(TypedDict):
+    """``.legible/run/forkserver.json`` (``legible.forkserver/v1``): the stack's fork server while it runs.
+
+    See :mod:`legible.forkserver`. ``ready_ms`` is the time its imports took; ``served`` counts the calls it
+    forked a child for, ``refused`` those it sent back to run in-process.
+    """
+
+    schema: Literal["legible.forkserver/v1"]
+    pid: int
+    started_at: float
+    ready_ms: float
+    modules: int
+    socket: str
+    served: int
+    refused: int
+
+
 class SharedSeries(TypedDict):
     """One series of the shared engine's answer: its labels and its value at ``time``."""
 
@@ -1302,6 +1319,7 @@ SCHEMAS: dict[str, Any] = {
     "legible.skills-install/v1": SkillsInstallDoc,
     "legible.error/v1": ErrorDoc,
     "legible.collector-status/v1": CollectorStatusDoc,
+    "legible.forkserver/v1": ForkServerDoc,
     "legible.skills-mcp/v1": SkillsMcpDoc,
     "legible.skills-hooks/v1": SkillsHooksDoc,
     "legible.browser-diff/v1": BrowserDiffDoc,
