@@ -65,15 +65,15 @@ the client said ``go``, a connection that ends without an exit code is reported 
 (exit 1): the command may have run in part.
 
 The client side (:func:`run_remote`) imports only the standard library, and of it only what costs nearly
-nothing: os, marshal, and the C modules under :mod:`signal` and :mod:`socket` (``_signal``, ``_socket``;
-their Python wrappers build enums and import ``selectors``, about 4 ms per call).
+little: os, marshal, :mod:`signal` and :mod:`socket` (their C modules ``_signal``/``_socket`` alone would save
+about 4 ms per call, but a private module is not an interface we build on).
 """
 
 from __future__ import annotations
 
-import _signal  # the C module under ``signal``: its enums cost about 1 ms
 import marshal
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -95,7 +95,7 @@ ROUTED = frozenset(
 #: Seconds the client waits for the server's answer before running the command itself.
 HANDSHAKE_S = 5.0
 #: The signals the client forwards to the child.
-FORWARDED: tuple[int, ...] = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
+FORWARDED: tuple[int, ...] = tuple(int(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT))
 #: The version of this protocol (part of the stamp).
 PROTOCOL = 1
 #: Longest Unix socket path Linux accepts (``sun_path`` is 108 bytes with the terminating NUL).
@@ -222,9 +222,9 @@ def run_remote(argv: list[str]) -> int | None:
         return None
     if path is None or not os.path.exists(path):  # no stack here, or no fork server: nothing more to import
         return None
-    import _socket  # not ``socket``: its enums and ``selectors`` cost about 3 ms more on every call
+    import socket
 
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(HANDSHAKE_S)
         sock.connect(path)
@@ -236,7 +236,7 @@ def run_remote(argv: list[str]) -> int | None:
             "env": dict(os.environ),
             "umask": umask,
             "stdio": [_stdio_spec(s) for s in (sys.stdin, sys.stdout, sys.stderr)],
-            "ignored": [s for s in FORWARDED if _signal.getsignal(s) == _signal.SIG_IGN],
+            "ignored": [s for s in FORWARDED if signal.getsignal(s) == signal.SIG_IGN],
             "dont_write_bytecode": sys.dont_write_bytecode,
             "sys_path": list(sys.path),
             "stamp": stamp(),
@@ -244,7 +244,7 @@ def run_remote(argv: list[str]) -> int | None:
         body = marshal.dumps(header)
         data = len(body).to_bytes(4, "big") + body
         rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))  # an int[3], as socket.send_fds packs it
-        sent = sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
+        sent = sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
         if sent < len(data):
             sock.sendall(data[sent:])
         reader = _Lines(sock)
@@ -303,19 +303,19 @@ def _wait(sock: Any, reader: _Lines) -> int:
 
     def suspend(signum: int, frame: object) -> None:  # Ctrl-Z: stop the child too, resume it with us
         if child["pid"]:
-            _kill(child["pid"], _signal.SIGSTOP)  # not SIGTSTP: the child's process group is orphaned, so the
+            _kill(child["pid"], signal.SIGSTOP)  # not SIGTSTP: the child's process group is orphaned, so the
             # kernel discards a SIGTSTP to it (POSIX job control)
-        _signal.signal(_signal.SIGTSTP, _signal.SIG_DFL)
-        os.kill(os.getpid(), _signal.SIGTSTP)  # stops here until SIGCONT
-        _signal.signal(_signal.SIGTSTP, suspend)
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)  # stops here until SIGCONT
+        signal.signal(signal.SIGTSTP, suspend)
         if child["pid"]:
-            _kill(child["pid"], _signal.SIGCONT)
+            _kill(child["pid"], signal.SIGCONT)
 
     for sig in FORWARDED:
-        if _signal.getsignal(sig) != _signal.SIG_IGN:
-            _signal.signal(sig, forward)
-    if _signal.getsignal(_signal.SIGTSTP) == _signal.SIG_DFL:
-        _signal.signal(_signal.SIGTSTP, suspend)
+        if signal.getsignal(sig) != signal.SIG_IGN:
+            signal.signal(sig, forward)
+    if signal.getsignal(signal.SIGTSTP) == signal.SIG_DFL:
+        signal.signal(signal.SIGTSTP, suspend)
     try:
         while True:
             try:
@@ -334,8 +334,8 @@ def _wait(sock: Any, reader: _Lines) -> int:
             elif word == "signal":
                 signum = int(value)
                 sock.close()
-                if signum != _signal.SIGKILL:  # SIGKILL has no handler to reset
-                    _signal.signal(signum, _signal.SIG_DFL)
+                if signum != signal.SIGKILL:  # SIGKILL has no handler to reset
+                    signal.signal(signum, signal.SIG_DFL)
                 os.kill(os.getpid(), signum)
                 return 128 + signum  # only for a signal that does not end a process by default
     finally:
@@ -410,7 +410,7 @@ def _preimport() -> list[str]:
 def _prebuild() -> None:
     """Build the CLI's click command once, every command loaded (:meth:`legible.cli._app.LegibleTyper.prebuild`)."""
     try:
-        from legible.cli._app import app
+        from legible.cli.main import app
 
         app.prebuild()
     except Exception as exc:  # noqa: BLE001 - the children then build it per call, as in-process
