@@ -191,6 +191,17 @@ def _read(path: str, link: bool = False) -> str | None:
         return None
 
 
+def _peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of the connected AF_UNIX ``sock`` (``SO_PEERCRED``, unix(7)).
+
+    ``struct ucred`` is three native ints: pid, uid, gid.
+    """
+    import socket
+
+    cred = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    return int.from_bytes(cred[4:8], sys.byteorder, signed=True)
+
+
 def _stdio_spec(stream: Any) -> list[Any] | None:
     """``[encoding, errors, line_buffering, write_through]`` of a standard stream, ``None`` when there is none."""
     if stream is None:
@@ -228,6 +239,9 @@ def run_remote(argv: list[str]) -> int | None:
     try:
         sock.settimeout(HANDSHAKE_S)
         sock.connect(path)
+        if _peer_uid(sock) != os.getuid():  # the environment goes only to a server of this user (see /tmp above)
+            sock.close()
+            return None
         umask = os.umask(0o022)
         os.umask(umask)
         header = {
@@ -243,8 +257,7 @@ def run_remote(argv: list[str]) -> int | None:
         }
         body = marshal.dumps(header)
         data = len(body).to_bytes(4, "big") + body
-        rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))  # an int[3], as socket.send_fds packs it
-        sent = sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+        sent = socket.send_fds(sock, [data], [0, 1, 2])
         if sent < len(data):
             sock.sendall(data[sent:])
         reader = _Lines(sock)

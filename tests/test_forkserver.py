@@ -317,3 +317,61 @@ def test_a_module_changed_on_disk_stops_the_server(tmp_path: Path) -> None:
         assert "sitecustomize.py changed on disk" in log, log
     finally:
         run(root, "down", routed=False, **env)
+
+
+@pytest.mark.skipif(
+    os.getuid() != 0 or not os.path.exists("/usr/bin/python3"), reason="needs root and Debian's python3"
+)
+def test_the_client_sends_nothing_to_a_server_of_another_user() -> None:
+    """A socket someone else listens on (the ``/tmp`` fallback path can be taken first) gets no environment.
+
+    A real listener, run as ``nobody``, stands where the stack's socket would be; the client must see its
+    ``SO_PEERCRED`` uid, run the command in-process instead and send it not one byte.
+    """
+    import shutil
+    import tempfile
+
+    from legible.forkserver import run_remote, socket_path
+
+    top = Path(tempfile.mkdtemp(prefix="legible-peer-", dir="/tmp"))  # pytest's tmp_path is root's alone
+    root = top / "wt"
+    (root / ".git").mkdir(parents=True)
+    run_dir = root / ".legible" / "run"
+    run_dir.mkdir(parents=True)
+    for d in (top, root, root / ".legible", run_dir):
+        d.chmod(0o777)
+    sock = socket_path(str(root / ".legible"))
+    got = top / "received"
+    listener = subprocess.Popen(
+        [
+            "/usr/bin/python3",  # nobody cannot run the venv's interpreter under /root; the stdlib is enough
+            "-c",
+            "import socket, sys\n"
+            "s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(); print('ready', flush=True)\n"
+            "c, _ = s.accept(); c.settimeout(5)\n"
+            "try: data = c.recv(65536)\n"
+            "except OSError: data = b''\n"
+            "open(sys.argv[2], 'w').write(str(len(data)))\n",
+            sock,
+            str(got),
+        ],
+        user=65534,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+        cwd = os.getcwd()
+        os.chdir(root)
+        try:
+            assert run_remote(["legible", "logs"]) is None  # not served there: the caller runs it itself
+        finally:
+            os.chdir(cwd)
+        listener.wait(timeout=30)
+        assert got.read_text() == "0"
+    finally:
+        listener.kill()
+        listener.wait()
+        if listener.stdout is not None:
+            listener.stdout.close()
+        shutil.rmtree(top, ignore_errors=True)
