@@ -62,7 +62,7 @@ def corpus() -> bytes:
     tid, sid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     out: list[bytes] = []
     for i in range(3000):
-        k = i % 31
+        k = i % 32
         n = rnd.randint(0, 10**6)
         odd = ("\u00b2", "\u0661", "5", "12345678901")[n % 4]  # fractions: superscript, Arabic-Indic, ASCII
         line = [
@@ -100,6 +100,10 @@ def corpus() -> bytes:
             f'{{"time":"2026-05-28 08:00:0{n % 7},{n % 1000}","severity":"ERROR","message":"m {n}","msg":"s"}}',
             f'{{"ts":"2026-05-28 08:00:0{n % 7},{odd}","msg":"{n}"}}',
             f'level=info level=warn msg=first msg="second \\" {n}" k=v k="w"',
+            rnd.choice(  # logfmt that needs backtracking, or is not logfmt at all
+                [f'level=warn msg="open {n}', 'level=info msg=bc="x y"', f'k="a\\\\" msg=m{n}', 'msg="a\\']
+                + [f'level=info msg="\\" {n}"', 'a="x"b=c level=debug', "level=error msg=x\ty=1", 'x= y="" z']
+            ),
             rnd.choice(
                 ["SEVERE disk", "x <notice> y", "a |debug| b", "panic: nil map", "fatal error: oom", "EMERG now"]
                 + [

@@ -154,7 +154,13 @@ _SPAN_RE = re.compile(r"span_?id[=:]\s*\"?([0-9a-fA-F]{16})\b", re.IGNORECASE)
 _HEX32 = re.compile(r"[0-9a-fA-F]{32}")
 _HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 _LOGFMT_LINE = re.compile(r'(?:\s*[A-Za-z_@][\w.\-/@]*=(?:"(?:[^"\\]|\\.)*"|[^\s"]*))+\s*')
-_LOGFMT_PAIR = re.compile(r'([A-Za-z_@][\w.\-/@]*)=("(?:[^"\\]|\\.)*"|[^\s"]*)')
+#: :data:`_LOGFMT_LINE` without backtracking (possessive), and a quoted value as runs of plain characters
+#: between escapes (the same strings, matched without an alternation per character): a line it matches,
+#: :data:`_LOGFMT_LINE` matches too; one it does not match is tried with :data:`_LOGFMT_LINE`.
+_LOGFMT_QUICK = re.compile(r'(?:\s*+[A-Za-z_@][\w.\-/@]*+=(?:"[^"\\]*+(?:\\.[^"\\]*+)*+"|[^\s"]*+))++\s*+')
+#: One ``key=value`` pair; a quoted value is a quoted string of :data:`_LOGFMT_LINE`, written as in
+#: :data:`_LOGFMT_QUICK` (the same strings: a quoted value ends at its first unescaped quote either way).
+_LOGFMT_PAIR = re.compile(r'([A-Za-z_@][\w.\-/@]*)=("[^"\\]*(?:\\.[^"\\]*)*"|[^\s"]*)')
 _JAVA_CONT = re.compile(r"(?:Caused by: |Suppressed: |\.\.\. \d+ (?:more|common frames omitted))")
 _TB_HEAD = "Traceback (most recent call last):"
 _TB_CHAIN = (
@@ -540,7 +546,7 @@ def parse_line(line: str, now_ns: int) -> Parsed:
             obj = None
         if isinstance(obj, dict):
             return _from_fields(obj, line, now_ns)
-    elif "=" in line and (c.isalpha() or c == "_") and _LOGFMT_LINE.fullmatch(line):
+    elif "=" in line and (c.isalpha() or c == "_") and (_LOGFMT_QUICK.fullmatch(line) or _LOGFMT_LINE.fullmatch(line)):
         pairs = dict(_LOGFMT_PAIR.findall(line))  # a repeated key: its first place, its last value
         if '"' in line:
             for k, v in pairs.items():
@@ -758,7 +764,7 @@ class RecordAssembler:
         observed, end, safe = self._observed, self._end, self.safe_offset
         quiet = head is not None and not self._lines and not (self._in_tb or self._after_exc)
         fast = False  # the fields above changed since they were read
-        append = rows.append
+        append, dumps = rows.append, orjson.dumps
         for line in lines:
             offset += len(line) + 1
             c = line[:1]
@@ -779,7 +785,7 @@ class RecordAssembler:
                         SEVERITY[lvl],
                         head.severity_text,
                         head.body,
-                        _dumps(attrs) if attrs else "{}",
+                        dumps(attrs, default=str).decode() if attrs else "{}",  # as _dumps, without its call
                         "{}",
                         None,
                         head.trace_id,

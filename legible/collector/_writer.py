@@ -33,6 +33,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,8 @@ SPAN_COLUMNS = (
     ("received_ns", pa.int64()),
 )
 _JSON_COLS = {"attributes", "resource", "events", "links"}
+#: A ``logs`` row's trace id.
+_TRACE_ID = itemgetter(10)
 
 
 def _insert_sql(table: str, columns: Sequence[tuple[str, Any]]) -> str:
@@ -283,6 +286,8 @@ class Writer:
         to ``on_deduplicated`` (``legible_collector_deduplicated_logs_total``). At most :data:`DEDUPE_KEYS`
         recent keys are remembered.
         """
+        if not any(map(_TRACE_ID, rows)):  # nothing to merge (most stdout lines): no loop in Python
+            return rows
         keep = []
         recent = self._recent
         for r in rows:
