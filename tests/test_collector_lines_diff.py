@@ -62,7 +62,7 @@ def corpus() -> bytes:
     tid, sid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     out: list[bytes] = []
     for i in range(3000):
-        k = i % 32
+        k = i % 33
         n = rnd.randint(0, 10**6)
         odd = ("\u00b2", "\u0661", "5", "12345678901")[n % 4]  # fractions: superscript, Arabic-Indic, ASCII
         line = [
@@ -100,6 +100,12 @@ def corpus() -> bytes:
             f'{{"time":"2026-05-28 08:00:0{n % 7},{n % 1000}","severity":"ERROR","message":"m {n}","msg":"s"}}',
             f'{{"ts":"2026-05-28 08:00:0{n % 7},{odd}","msg":"{n}"}}',
             f'level=info level=warn msg=first msg="second \\" {n}" k=v k="w"',
+            rnd.choice(  # times at the bounds of a believable one: 2000-01-01 and a day ahead of the clock
+                ["2000-01-01T00:00:00Z INFO at 2000", "1999-12-31T23:59:59.999Z INFO before 2000"]
+                + ['{"ts":946684800,"msg":"at 2000"}', '{"ts":"1999-12-31T23:59:59Z","msg":"before"}']
+                + [f"2026-05-29 08:00:00,{n % 1000:03d} INFO within a day", "2026-05-29 20:26:41 WARN past a day"]
+                + ["2026-05-29T20:26:40Z ERROR exactly a day ahead"]
+            ),
             rnd.choice(  # logfmt that needs backtracking, or is not logfmt at all
                 [f'level=warn msg="open {n}', 'level=info msg=bc="x y"', f'k="a\\\\" msg=m{n}', 'msg="a\\']
                 + [f'level=info msg="\\" {n}"', 'a="x"b=c level=debug', "level=error msg=x\ty=1", 'x= y="" z']

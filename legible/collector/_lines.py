@@ -280,9 +280,14 @@ def _iso_ns(text: str) -> int | None:
     return ns
 
 
+#: 2000-01-01 in epoch ns, and a day in ns: :func:`_sane`'s bounds.
+_EPOCH_2000 = 946_684_800_000_000_000
+_DAY = 86_400_000_000_000
+
+
 def _sane(ns: int | None, now_ns: int) -> int | None:
     # Reject times before 2000 or more than a day ahead: a misparsed field, not an event time.
-    if ns is None or ns < 946_684_800_000_000_000 or ns > now_ns + 86_400_000_000_000:
+    if ns is None or ns < _EPOCH_2000 or ns > now_ns + _DAY:
         return None
     return ns
 
@@ -351,20 +356,23 @@ def _from_fields(obj: dict[str, Any], line: str, now_ns: int) -> Parsed:
         if role is not None:
             if role == "msg":
                 if body is None and isinstance(v, (str, int, float)):
-                    body = str(v)
+                    body = v if type(v) is str else str(v)
                     continue
             elif role == "level":
                 # a known name as written is one look-up; anything else through level_from_name
                 lv = _LEVEL_NAMES.get(v) if type(v) is str else None
                 if level is None and (lv is not None or (lv := level_from_name(v)) is not None):
-                    level, sev_text = lv, str(v)
+                    level, sev_text = lv, v if type(v) is str else str(v)
                     continue
             elif role == "time":
                 # a whole-second stamp seen before is one look-up (the same value parse_time returns)
-                t = _SECONDS.get(v) if type(v) is str else None
-                if time_ns is None and (t := _sane(parse_time(v) if t is None else t, now_ns)) is not None:
-                    time_ns = t
-                    continue
+                if time_ns is None:
+                    t = _SECONDS.get(v) if type(v) is str else None
+                    if t is None:
+                        t = parse_time(v)
+                    if t is not None and _EPOCH_2000 <= t <= now_ns + _DAY:  # as _sane, without its call
+                        time_ns = t
+                        continue
             elif role == "trace":
                 if trace_id is None and (h := _hex_id(v, _HEX32)):
                     trace_id = h
@@ -539,7 +547,7 @@ def parse_line(line: str, now_ns: int) -> Parsed:
 
     """
     c = line[:1]
-    if c == "{" and line.rstrip().endswith("}"):
+    if c == "{" and (line[-1] == "}" or line.rstrip().endswith("}")):
         try:
             obj = _loads(line)
         except ValueError:
@@ -571,7 +579,10 @@ def parse_line(line: str, now_ns: int) -> Parsed:
         if t:
             stamp = t.group(1)
             ns = _iso_ns(stamp)  # what parse_time tries first
-            p.time_ns = _sane(parse_time(stamp) if ns is None else ns, now_ns)
+            if ns is None:
+                ns = parse_time(stamp)
+            if ns is not None and _EPOCH_2000 <= ns <= now_ns + _DAY:  # as _sane, without its call
+                p.time_ns = ns
             # "<time> LEVEL ...": the level word right after the time is what _LEVEL_RE would find first
             # (a time holds no other match), so the search over the line is skipped
             end = t.end()
