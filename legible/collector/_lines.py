@@ -126,6 +126,8 @@ _UPPER_LEVELS = frozenset(
 #: alternative; ``warning``, ``error``, ``critical`` begin with ``warn``, ``err``, ``crit``).
 _LEVEL_STEMS: tuple[str, ...] = ("info", "err", "warn", "debug", "trace", "notice", "severe", "crit", "fatal")
 _LEVEL_STEMS += ("panic", "emerg", "level=")
+#: Any of :data:`_LEVEL_STEMS`: one search finds the first occurrence of the first of them.
+_STEMS_RE = re.compile("|".join(map(re.escape, _LEVEL_STEMS)))
 
 
 def _level_start(head: str) -> int:
@@ -137,12 +139,8 @@ def _level_start(head: str) -> int:
     the lower-cased text, the same as the original's only for ASCII; otherwise the search starts at 0.
     ``\b`` and ``^`` in the regex still see the whole string (``Pattern.search(text, pos)``).
     """
-    low = head.lower()
-    first = -1
-    for stem in _LEVEL_STEMS:
-        i = low.find(stem)
-        if i >= 0 and (first < 0 or i < first):
-            first = i
+    m = _STEMS_RE.search(head.lower())  # the leftmost match is the first occurrence of the first stem
+    first = -1 if m is None else m.start()
     if first <= 0:
         return first
     return first - 1 if head.isascii() else 0
