@@ -126,7 +126,7 @@ _UPPER_LEVELS = frozenset(
 #: alternative; ``warning``, ``error``, ``critical`` begin with ``warn``, ``err``, ``crit``).
 _LEVEL_STEMS: tuple[str, ...] = ("info", "err", "warn", "debug", "trace", "notice", "severe", "crit", "fatal")
 _LEVEL_STEMS += ("panic", "emerg", "level=")
-#: Any of :data:`_LEVEL_STEMS`: one search finds the first occurrence of the first of them.
+#: Any of :data:`_LEVEL_STEMS`: one search finds the earliest place where one of them occurs.
 _STEMS_RE = re.compile("|".join(map(re.escape, _LEVEL_STEMS)))
 
 
