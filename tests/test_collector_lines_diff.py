@@ -62,23 +62,24 @@ def corpus() -> bytes:
     tid, sid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     out: list[bytes] = []
     for i in range(3000):
-        k = i % 24
+        k = i % 33
         n = rnd.randint(0, 10**6)
+        odd = ("\u00b2", "\u0661", "5", "12345678901")[n % 4]  # fractions: superscript, Arabic-Indic, ASCII
         line = [
             f"plain text line number {n} about nothing",
             "plain text line without any digit or level word",
             f"WARNING: slow request {n} took {rnd.randint(1, 900)} ms",
-            f"2026-11-29 08:{i % 60:02d}:{n % 60:02d},{n % 1000:03d} INFO werkzeug: 127.0.0.1 - - GET /s/{n}.css 200",
-            f'{{"ts":"2026-11-29T08:00:{n % 60:02d}Z","level":"info","msg":"GET /api/items/{n} 200","ms":{n / 7:.2f}}}',
+            f"2026-05-28 08:{i % 60:02d}:{n % 60:02d},{n % 1000:03d} INFO werkzeug: 127.0.0.1 - - GET /s/{n}.css 200",
+            f'{{"ts":"2026-05-28T08:00:{n % 60:02d}Z","level":"info","msg":"GET /api/items/{n} 200","ms":{n / 7:.2f}}}',
             f'{{"time":{1_780_000_000 + n},"level":{rnd.choice([10, 30, 50, 60])},"msg":"pino {n}","x":{{"y":[1]}}}}',
-            f'time=2026-11-29T08:00:00Z level=debug msg="cache lookup" key=item:{n} hit={n % 2 == 0}',
+            f'time=2026-05-28T08:00:00Z level=debug msg="cache lookup" key=item:{n} hit={n % 2 == 0}',
             f'level=error msg="esc \\"quoted\\" {n}" err=boom trace_id={tid}',
-            f"2026-11-29 08:00:01.123 UTC [{100 + n % 3}] ERROR:  duplicate key value violates {n}",
-            f"2026-11-29 08:00:01.124 UTC [{100 + n % 3}] DETAIL:  Key (id)=({n}) already exists.",
-            f"123:M 29 Nov 2026 08:00:0{n % 10}.123 * Ready to accept connections {n}",
-            f"2026-11-29T08:00:00.000Z\tinfo\tapp/main.go:{n % 300}\tstarted worker {n}",
-            f"2026-11-29 08:00:02,000 ERROR [shop.api] trace_id={tid} span_id={sid} checkout failed {n}",
-            f"2026-11-29 08:00:02 WARNING [app] [trace_id={tid} span_id={sid} resource.service.name=x] - m {n}",
+            f"2026-05-28 08:00:01.123 UTC [{100 + n % 3}] ERROR:  duplicate key value violates {n}",
+            f"2026-05-28 08:00:01.124 UTC [{100 + n % 3}] DETAIL:  Key (id)=({n}) already exists.",
+            f"123:M 28 May 2026 08:00:0{n % 10}.123 * Ready to accept connections {n}",
+            f"2026-05-28T08:00:00.000Z\tinfo\tapp/main.go:{n % 300}\tstarted worker {n}",
+            f"2026-05-28 08:00:02,000 ERROR [shop.api] trace_id={tid} span_id={sid} checkout failed {n}",
+            f"2026-05-28 08:00:02 WARNING [app] [trace_id={tid} span_id={sid} resource.service.name=x] - m {n}",
             f"request {rnd.getrandbits(128):032x} id 550e8400-e29b-41d4-a716-{n:012d} hex 0x{n:08x} deadbeef",
             f'user said "{"lorem ipsum dolor sit amet " * rnd.randint(1, 3)}" and [error] left; level="warn" ok',
             'Traceback (most recent call last):\n  File "a.py", line 1, in <module>\n    f()\n'
@@ -91,6 +92,24 @@ def corpus() -> bytes:
             "",
             "   ",
             f"caf\xe9 {n} error latin-1",
+            # stamps whose fraction follows a whole second seen before (1 to 12 digits, a zone, other digits)
+            f"2026-05-28 08:00:{n % 7:02d}.{(str(n) * 2)[: 1 + n % 12]} WARN fraction after a known second {n}",
+            f"2026-05-28T08:00:{n % 60:02d}.{n % 1000:03d}+02:00 CRIT a zone after the fraction {n}",
+            f"2026-05-28 08:00:{n % 60:02d},\u0661\u0662\u0663 ERROR arabic-indic digits in the fraction {n}",
+            f"2026-05-28 08:00:{n % 60:02d} info a lower-case level after the time {n}",
+            f'{{"time":"2026-05-28 08:00:0{n % 7},{n % 1000}","severity":"ERROR","message":"m {n}","msg":"s"}}',
+            f'{{"ts":"2026-05-28 08:00:0{n % 7},{odd}","msg":"{n}"}}',
+            f'level=info level=warn msg=first msg="second \\" {n}" k=v k="w"',
+            rnd.choice(  # times at the bounds of a believable one: 2000-01-01 and a day ahead of the clock
+                ["2000-01-01T00:00:00Z INFO at 2000", "1999-12-31T23:59:59.999Z INFO before 2000"]
+                + ['{"ts":946684800,"msg":"at 2000"}', '{"ts":"1999-12-31T23:59:59Z","msg":"before"}']
+                + [f"2026-05-29 08:00:00,{n % 1000:03d} INFO within a day", "2026-05-29 20:26:41 WARN past a day"]
+                + ["2026-05-29T20:26:40Z ERROR exactly a day ahead"]
+            ),
+            rnd.choice(  # logfmt that needs backtracking, or is not logfmt at all
+                [f'level=warn msg="open {n}', 'level=info msg=bc="x y"', f'k="a\\\\" msg=m{n}', 'msg="a\\']
+                + [f'level=info msg="\\" {n}"', 'a="x"b=c level=debug', "level=error msg=x\ty=1", 'x= y="" z']
+            ),
             rnd.choice(
                 ["SEVERE disk", "x <notice> y", "a |debug| b", "panic: nil map", "fatal error: oom", "EMERG now"]
                 + [

@@ -262,3 +262,25 @@ def test_iso_times_are_exact_and_each_minute_parsed_once_gives_the_same_answer()
     assert parse_time("2024-05-01T10:00:00 UTC") is None and parse_time("2024-05-01") == int(
         dt.datetime(2024, 5, 1).timestamp() * 1e9
     )
+
+
+def test_arrow_batch_of_repeated_and_mixed_string_columns_holds_the_rows_values() -> None:
+    from legible.collector._writer import LOG_COLUMNS, _arrow
+
+    def row(i: int, service: str, source: object, trace: str | None) -> tuple[object, ...]:
+        return (i, i, service, "info", 9, "xyxzx"[i], f"b{i}", "{}", "{}", None, trace, None, source)
+
+    # source and resource of one value (built by repeat), scope all None (nulls); service and trace id
+    # differ only in the middle, severity text has its first value at both ends and the middle (all three
+    # converted one by one)
+    rows = [row(i, "app", "stdout", None if i != 2 else "t") for i in range(5)]
+    rows[2] = (*rows[2][:2], "db", *rows[2][3:])
+    table = _arrow(LOG_COLUMNS, rows, 7)
+    assert table.column("seq").to_pylist() == [7, 8, 9, 10, 11]
+    for k, (name, _) in enumerate(LOG_COLUMNS):
+        assert table.column(name).to_pylist() == [r[k] for r in rows], name
+    # a non-string value in a string column is refused as before (the writer then sifts the row out)
+    with pytest.raises((TypeError, ValueError)):
+        _arrow(LOG_COLUMNS, [row(0, "app", "stdout", None), row(1, "app", 5, None)], 0)
+    with pytest.raises((TypeError, ValueError)):
+        _arrow(LOG_COLUMNS, [row(0, "app", 5, None), row(1, "app", 5, None)], 0)

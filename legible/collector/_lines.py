@@ -126,6 +126,8 @@ _UPPER_LEVELS = frozenset(
 #: alternative; ``warning``, ``error``, ``critical`` begin with ``warn``, ``err``, ``crit``).
 _LEVEL_STEMS: tuple[str, ...] = ("info", "err", "warn", "debug", "trace", "notice", "severe", "crit", "fatal")
 _LEVEL_STEMS += ("panic", "emerg", "level=")
+#: Any of :data:`_LEVEL_STEMS`: one search finds the earliest place where one of them occurs.
+_STEMS_RE = re.compile("|".join(map(re.escape, _LEVEL_STEMS)))
 
 
 def _level_start(head: str) -> int:
@@ -137,12 +139,8 @@ def _level_start(head: str) -> int:
     the lower-cased text, the same as the original's only for ASCII; otherwise the search starts at 0.
     ``\b`` and ``^`` in the regex still see the whole string (``Pattern.search(text, pos)``).
     """
-    low = head.lower()
-    first = -1
-    for stem in _LEVEL_STEMS:
-        i = low.find(stem)
-        if i >= 0 and (first < 0 or i < first):
-            first = i
+    m = _STEMS_RE.search(head.lower())  # the leftmost match is the first occurrence of the first stem
+    first = -1 if m is None else m.start()
     if first <= 0:
         return first
     return first - 1 if head.isascii() else 0
@@ -154,7 +152,13 @@ _SPAN_RE = re.compile(r"span_?id[=:]\s*\"?([0-9a-fA-F]{16})\b", re.IGNORECASE)
 _HEX32 = re.compile(r"[0-9a-fA-F]{32}")
 _HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 _LOGFMT_LINE = re.compile(r'(?:\s*[A-Za-z_@][\w.\-/@]*=(?:"(?:[^"\\]|\\.)*"|[^\s"]*))+\s*')
-_LOGFMT_PAIR = re.compile(r'([A-Za-z_@][\w.\-/@]*)=("(?:[^"\\]|\\.)*"|[^\s"]*)')
+#: :data:`_LOGFMT_LINE` without backtracking (possessive), and a quoted value as runs of plain characters
+#: between escapes (the same strings, matched without an alternation per character): a line it matches,
+#: :data:`_LOGFMT_LINE` matches too; one it does not match is tried with :data:`_LOGFMT_LINE`.
+_LOGFMT_QUICK = re.compile(r'(?:\s*+[A-Za-z_@][\w.\-/@]*+=(?:"[^"\\]*+(?:\\.[^"\\]*+)*+"|[^\s"]*+))++\s*+')
+#: One ``key=value`` pair; a quoted value is a quoted string of :data:`_LOGFMT_LINE`, written as in
+#: :data:`_LOGFMT_QUICK` (the same strings: a quoted value ends at its first unescaped quote either way).
+_LOGFMT_PAIR = re.compile(r'([A-Za-z_@][\w.\-/@]*)=("[^"\\]*(?:\\.[^"\\]*)*"|[^\s"]*)')
 _JAVA_CONT = re.compile(r"(?:Caused by: |Suppressed: |\.\.\. \d+ (?:more|common frames omitted))")
 _TB_HEAD = "Traceback (most recent call last):"
 _TB_CHAIN = (
@@ -192,6 +196,10 @@ def level_from_name(value: Any) -> str | None:
         level = _LEVEL_NAMES.get(value)
         return level if level is not None else _LEVEL_NAMES.get(value.strip().lower())
     return None
+
+
+#: :data:`_UPPER_LEVELS` -> level, as :func:`level_from_name` maps them.
+_UPPER_LEVEL_NAMES: dict[str, str | None] = {w: level_from_name(w) for w in _UPPER_LEVELS}
 
 
 def parse_time(value: Any) -> int | None:
@@ -240,6 +248,10 @@ def _iso_ns(text: str) -> int | None:
     known = _SECONDS.get(text)
     if known is not None:
         return known
+    if len(text) > 20 and text[19] in ".,":  # a fraction after a whole second seen before: no regex
+        frac = text[20:]
+        if len(frac) <= 9 and frac.isascii() and frac.isdigit() and (known := _SECONDS.get(text[:19])) is not None:
+            return known + int(frac.ljust(9, "0"))
     m = _ISO_FAST.fullmatch(text)
     if m is None:
         return None
@@ -256,17 +268,24 @@ def _iso_ns(text: str) -> int | None:
             _MINUTES.clear()
         _MINUTES[key] = base
     ns = base + int(sec) * 1_000_000_000
-    if frac:
-        return ns + int(frac.ljust(9, "0"))
     if len(_SECONDS) >= 4096:
         _SECONDS.clear()
-    _SECONDS[text] = ns  # whole seconds repeat line after line; fractions rarely do
+    if frac:
+        if zone is None:  # text[:19] is this stamp's whole second (one character per \d), which the next
+            _SECONDS[text[:19]] = ns  # stamps with a fraction look up
+        return ns + int(frac.ljust(9, "0"))
+    _SECONDS[text] = ns  # whole seconds repeat line after line
     return ns
+
+
+#: 2000-01-01 in epoch ns, and a day in ns: :func:`_sane`'s bounds.
+_EPOCH_2000 = 946_684_800_000_000_000
+_DAY = 86_400_000_000_000
 
 
 def _sane(ns: int | None, now_ns: int) -> int | None:
     # Reject times before 2000 or more than a day ahead: a misparsed field, not an event time.
-    if ns is None or ns < 946_684_800_000_000_000 or ns > now_ns + 86_400_000_000_000:
+    if ns is None or ns < _EPOCH_2000 or ns > now_ns + _DAY:
         return None
     return ns
 
@@ -335,20 +354,23 @@ def _from_fields(obj: dict[str, Any], line: str, now_ns: int) -> Parsed:
         if role is not None:
             if role == "msg":
                 if body is None and isinstance(v, (str, int, float)):
-                    body = str(v)
+                    body = v if type(v) is str else str(v)
                     continue
             elif role == "level":
                 # a known name as written is one look-up; anything else through level_from_name
                 lv = _LEVEL_NAMES.get(v) if type(v) is str else None
                 if level is None and (lv is not None or (lv := level_from_name(v)) is not None):
-                    level, sev_text = lv, str(v)
+                    level, sev_text = lv, v if type(v) is str else str(v)
                     continue
             elif role == "time":
                 # a whole-second stamp seen before is one look-up (the same value parse_time returns)
-                t = _SECONDS.get(v) if type(v) is str else None
-                if time_ns is None and (t := _sane(parse_time(v) if t is None else t, now_ns)) is not None:
-                    time_ns = t
-                    continue
+                if time_ns is None:
+                    t = _SECONDS.get(v) if type(v) is str else None
+                    if t is None:
+                        t = parse_time(v)
+                    if t is not None and _EPOCH_2000 <= t <= now_ns + _DAY:  # as _sane, without its call
+                        time_ns = t
+                        continue
             elif role == "trace":
                 if trace_id is None and (h := _hex_id(v, _HEX32)):
                     trace_id = h
@@ -373,17 +395,7 @@ def _from_fields(obj: dict[str, Any], line: str, now_ns: int) -> Parsed:
         body = f"{body}\n{exc.rstrip()}"
         if level is None and _TB_HEAD in exc:
             level = "error"
-    return Parsed(
-        body=body,
-        level=level or "info",
-        severity_text=sev_text,
-        time_ns=time_ns,
-        attributes=attrs,
-        trace_id=trace_id,
-        span_id=span_id,
-        structured=True,
-        explicit_level=level is not None,
-    )
+    return Parsed(body, level or "info", sev_text, time_ns, attrs, trace_id, span_id, True, level is not None)
 
 
 def _unquote(v: str) -> str:
@@ -533,15 +545,19 @@ def parse_line(line: str, now_ns: int) -> Parsed:
 
     """
     c = line[:1]
-    if c == "{" and line.rstrip().endswith("}"):
+    if c == "{" and (line[-1] == "}" or line.rstrip().endswith("}")):
         try:
             obj = _loads(line)
         except ValueError:
             obj = None
         if isinstance(obj, dict):
             return _from_fields(obj, line, now_ns)
-    elif "=" in line and (c.isalpha() or c == "_") and _LOGFMT_LINE.fullmatch(line):
-        pairs = {k: _unquote(v) if v[:1] == '"' else v for k, v in _LOGFMT_PAIR.findall(line)}
+    elif "=" in line and (c.isalpha() or c == "_") and (_LOGFMT_QUICK.fullmatch(line) or _LOGFMT_LINE.fullmatch(line)):
+        pairs = dict(_LOGFMT_PAIR.findall(line))  # a repeated key: its first place, its last value
+        if '"' in line:
+            for k, v in pairs.items():
+                if v[:1] == '"':
+                    pairs[k] = _unquote(v)
         if len(pairs) >= 2 or "msg" in pairs or "level" in pairs:
             return _from_fields(pairs, line, now_ns)
     digit = c.isdigit()
@@ -554,17 +570,25 @@ def parse_line(line: str, now_ns: int) -> Parsed:
             return _from_redis(rd, now_ns)
     if (digit or c == "[") and "trace_id=" in line[:200] and (tp := _from_trace_prefix(line, now_ns)):
         return tp
-    p = Parsed(body=line)
+    p = Parsed(line)
     word = None
     if digit or c == "[":
         t = _ISO_PREFIX.match(line)
         if t:
-            p.time_ns = _sane(parse_time(t.group(1)), now_ns)
+            stamp = t.group(1)
+            ns = _iso_ns(stamp)  # what parse_time tries first
+            if ns is None:
+                ns = parse_time(stamp)
+            if ns is not None and _EPOCH_2000 <= ns <= now_ns + _DAY:  # as _sane, without its call
+                p.time_ns = ns
             # "<time> LEVEL ...": the level word right after the time is what _LEVEL_RE would find first
             # (a time holds no other match), so the search over the line is skipped
-            after = line[t.end() : t.end() + 12].lstrip(" ").split(" ", 1)[0]
-            if after in _UPPER_LEVELS:
-                word = after
+            end = t.end()
+            after = line[end : end + 12].lstrip(" ").split(" ", 1)[0]
+            lvl = _UPPER_LEVEL_NAMES.get(after)
+            if lvl is not None:
+                p.level, p.severity_text, p.explicit_level = lvl, after, True
+                word = ""
     if word is None:
         head = line[:256]
         start = _level_start(head)
@@ -572,7 +596,7 @@ def parse_line(line: str, now_ns: int) -> Parsed:
             m = _LEVEL_RE.search(head, start)
             if m:
                 word = m.group(1) or m.group(2) or m.group(3) or m.group(4)
-    if word is not None:
+    if word:
         lvl = level_from_name(word)
         if lvl:
             p.level, p.severity_text, p.explicit_level = lvl, word, True
@@ -584,6 +608,37 @@ def parse_line(line: str, now_ns: int) -> Parsed:
             if s:
                 p.span_id = s.group(1).lower()
     return p
+
+
+#: One ``logs`` row in store column order without ``seq``/``template``: time_ns, observed_ns, service, level,
+#: severity_number, severity_text, body, attributes (JSON text), resource, scope, trace_id, span_id, source.
+LogRow = tuple[Any, ...]
+
+
+def log_row(service: str, p: Parsed, observed_ns: int) -> LogRow:
+    """Return the ``logs`` row (without ``seq``/``template``) of a parsed file record, source ``stdout``.
+
+    Args:
+        service: the ``service`` column (the log file's stem).
+        p: the record's head line, its body the whole record.
+        observed_ns: when its first line was read (epoch ns); the time when the line gives none.
+
+    """
+    return (
+        p.time_ns or observed_ns,
+        observed_ns,
+        service,
+        p.level,
+        SEVERITY[p.level],
+        p.severity_text,
+        p.body,
+        _dumps(p.attributes) if p.attributes else "{}",
+        "{}",
+        None,
+        p.trace_id,
+        p.span_id,
+        "stdout",
+    )
 
 
 @dataclass(slots=True)
@@ -698,6 +753,76 @@ class RecordAssembler:
         self.safe_offset = self._end if self._head is None else self.safe_offset
         self._start(line, end_offset, now_ns)
         return out
+
+    def feed_rows(self, lines: list[str], offset: int, now_ns: int, service: str, rows: list[LogRow]) -> None:
+        """Feed consecutive lines and append the ``logs`` rows of the records they finish to ``rows``.
+
+        The same records as :meth:`feed` line by line followed by :func:`log_row` (the one-line records of the
+        common case without a call, a :class:`Record` or a list per line; the rest through :meth:`feed`).
+
+        Args:
+            lines: the lines, without their newlines, decoded, each at most :data:`MAX_LINE` characters,
+                each one byte per character (ASCII) as their offsets are counted in characters.
+            offset: file offset (bytes) where the first line starts.
+            now_ns: the time they were read (epoch ns).
+            service: the ``service`` column.
+            rows: where the rows go.
+
+        """
+        head: Any = self._head  # a Parsed whenever ``quiet`` (typed Any: the check is ``quiet``)
+        observed, end, safe = self._observed, self._end, self.safe_offset
+        quiet = head is not None and not self._lines and not (self._in_tb or self._after_exc)
+        fast = False  # the fields above changed since they were read
+        append, dumps = rows.append, orjson.dumps
+        for line in lines:
+            offset += len(line) + 1
+            c = line[:1]
+            if (
+                quiet
+                and "!" <= c <= "~"
+                and c != "T"
+                and not (c.isdigit() and head.attributes.get("db.system") == "postgresql")
+            ):
+                # What feed's fast path does: the next line starts a record, the head is a finished one.
+                lvl, attrs = head.level, head.attributes
+                append(
+                    (
+                        head.time_ns or observed,
+                        observed,
+                        service,
+                        lvl,
+                        SEVERITY[lvl],
+                        head.severity_text,
+                        head.body,
+                        dumps(attrs, default=str).decode() if attrs else "{}",  # as _dumps, without its call
+                        "{}",
+                        None,
+                        head.trace_id,
+                        head.span_id,
+                        "stdout",
+                    )
+                )
+                safe, end, observed = end, offset, now_ns
+                head = parse_line(line, now_ns)
+                fast = True
+                continue
+            if fast:
+                self._sync(head, observed, end, safe)
+                fast = False
+            for rec in self.feed(line, offset, now_ns):
+                append(log_row(service, rec.parsed, rec.observed_ns))
+            head, observed, end, safe = self._head, self._observed, self._end, self.safe_offset
+            quiet = head is not None and not self._lines and not (self._in_tb or self._after_exc)
+        if fast:
+            self._sync(head, observed, end, safe)
+
+    def _sync(self, head: Parsed | None, observed: int, end: int, safe: int) -> None:
+        """Store the state :meth:`feed_rows` kept in locals: a one-line record just started."""
+        assert head is not None
+        self._head, self._observed, self._end, self.safe_offset = head, observed, end, safe
+        self._size = len(head.body)
+        self._blank = 0
+        self._has_tb = False
 
     def _advance_tb(self, line: str) -> None:
         if line.startswith(_TB_HEAD):

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from legible.collector._lines import MAX_LINE, SEVERITY, Record, RecordAssembler, _dumps
+from legible.collector._lines import MAX_LINE, LogRow, Record, RecordAssembler, log_row
 
-LogRow = tuple[Any, ...]
 #: Read at most this many bytes per file per pass.
 CHUNK = 1 << 20
 #: A pending record or a line without newline is complete after this many seconds without new data.
@@ -33,22 +32,7 @@ IGNORED = {"collector.log"}
 
 def record_row(service: str, rec: Record) -> LogRow:
     """Return the ``logs`` row (without ``seq``/``template``) of one file record, source ``stdout``."""
-    p = rec.parsed
-    return (
-        p.time_ns or rec.observed_ns,
-        rec.observed_ns,
-        service,
-        p.level,
-        SEVERITY[p.level],
-        p.severity_text,
-        p.body,
-        _dumps(p.attributes) if p.attributes else "{}",
-        "{}",
-        None,
-        p.trace_id,
-        p.span_id,
-        "stdout",
-    )
+    return log_row(service, rec.parsed, rec.observed_ns)
 
 
 @dataclass
@@ -187,8 +171,8 @@ class Tailer:
         now_ns = self._clock()
         mono = time.monotonic()
         if data:
-            f.last_data = mono
             self._consume(f, data, rows, now_ns)
+            f.last_data = time.monotonic()  # idle counts from when the data was handled, not read
         elif final or mono - f.last_data >= IDLE_S:
             if f.buf or f.skipped:  # a line without its newline: complete after the idle time
                 end = f.pos
@@ -211,7 +195,11 @@ class Tailer:
             feed, service = f.asm.feed, f.service
             text = combined[: cut - 1].decode("ascii")
             cr = "\r" in text
-            for line in text.split("\n"):
+            whole = text.split("\n")
+            if not cr and max(map(len, whole)) <= MAX_LINE:  # no line to cut or strip: one call for them all
+                f.asm.feed_rows(whole, off, now_ns, service, rows)
+                whole = []
+            for line in whole:
                 off += len(line) + 1
                 if len(line) > MAX_LINE or (cr and line.endswith("\r")):
                     self._line(f, line.encode("ascii"), off, rows, now_ns)
