@@ -62,13 +62,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from legible._files import PRIVATE_UMASK
-from legible._procs import ProcRef, signal_group
-from legible.plan import StackPlan
-from legible.services.base import Probe, ServicePlan
-from legible.services.context import service_argv, service_environ
 
+# What a service's start needs of legible (psutil, the plan and its lease, about 0.1 s of CPU) is imported
+# where it is used: ``python -m legible.supervisor -`` starts the collector first and imports it meanwhile
+# (:data:`_STACK_MODULES`), so the collector's own imports begin that much sooner (issue 12).
 if TYPE_CHECKING:
+    from legible._procs import ProcRef
     from legible.contract import ServiceState, StateFile
+    from legible.plan import StackPlan
+    from legible.services.base import Probe, ServicePlan
 
 STATE_SCHEMA: Final = "legible.state/v1"
 BACKOFF_FIRST_S = 0.25
@@ -96,10 +98,10 @@ class Proc(Protocol):
         ...
 
 
-Spawner = Callable[[ServicePlan], Proc]
-ProbeFn = Callable[[ServicePlan, int], bool]
+Spawner = Callable[["ServicePlan"], Proc]
+ProbeFn = Callable[["ServicePlan", int], bool]
 #: Liveness probe: ``""`` when the service is alive, else the cause (one line).
-LiveFn = Callable[[ServicePlan], str]
+LiveFn = Callable[["ServicePlan"], str]
 #: Sends a signal to a process group: ``(pgid, signum)``.
 SignalFn = Callable[[int, int], object]
 StopFn = Callable[[list["ServiceRun"]], object]
@@ -417,6 +419,8 @@ class Supervisor:
             run.proc, run.status = None, "failed"
             run.error = f"{run.plan.name} could not start {run.plan.argv[0]!r}: {exc.strerror or exc}"
             return
+        from legible._procs import ProcRef
+
         run.ref = ProcRef.of(run.proc.pid)
         run.started_at = now
         run.status = "starting"
@@ -552,6 +556,8 @@ class Supervisor:
     # -- state -----------------------------------------------------------------------------------------
     def state(self) -> StateFile:
         """The ``state.json`` document."""
+        from legible._procs import ProcRef
+
         me = ProcRef.of(os.getpid())
         return {
             "schema": STATE_SCHEMA,
@@ -707,6 +713,8 @@ def spawn_service(sp: ServicePlan) -> subprocess.Popen[bytes]:
         OSError: the command cannot be executed (not found, not executable).
 
     """
+    from legible.services.context import service_argv, service_environ
+
     Path(sp.log).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     env = service_environ(sp)  # the inherited environment is added here, never stored in the plan
     argv = service_argv(sp, env)
@@ -832,6 +840,8 @@ def stop_services(
         ``killed_after_s``.
 
     """
+    from legible._procs import signal_group
+
     send = send or signal_group
     gone = gone or group_gone
     live = [r for r in runs if r.proc is not None]
@@ -1041,6 +1051,7 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] == "-":  # started early by `legible up` (imports done meanwhile): the plan's path comes on stdin
         if len(args) >= 3:  # the stack's key and lease registry: the collector can start importing now
             prewarmed = _prewarm_collector(args[1], args[2])
+        _import_stack_modules()  # while up builds the plan, not after it
         line = sys.stdin.readline().strip()
         if not line:
             for proc in prewarmed:
@@ -1050,6 +1061,8 @@ def main(argv: list[str] | None = None) -> int:
         _log_to(plan_path.parent / "logs" / "supervisor.log")
     else:
         plan_path = Path(args[0])
+    from legible.plan import StackPlan
+
     plan = StackPlan.from_dict(json.loads(plan_path.read_text()))
     state_path = plan_path.parent / "state.json"
     stop = {"flag": False}
@@ -1167,9 +1180,11 @@ def main(argv: list[str] | None = None) -> int:
     git_marker = Path(plan.worktree) / ".git"  # a file in linked worktrees; nothing we write recreates it
     next_check = 0.0
     removed = False
+    from legible._procs import ProcRef
+    from legible.lease import LeaseRegistry
+
     me = ProcRef.of(os.getpid())
     assert me is not None
-    from legible.lease import LeaseRegistry
 
     registry = LeaseRegistry()
     try:
@@ -1260,7 +1275,7 @@ def _prewarm_collector(key: str, registry: str) -> list[subprocess.Popen[bytes]]
     ``LEGIBLE_REGISTRY=registry`` in its environment so ``legible gc`` finds it. Returns ``[]`` if it cannot
     be started (the collector is then spawned the ordinary way).
     """
-    from legible._procs import REGISTRY_ENV, STACK_ENV
+    from legible._paths import REGISTRY_ENV, STACK_ENV  # not _procs: psutil is imported after this spawn
 
     try:
         proc = subprocess.Popen(
@@ -1278,6 +1293,30 @@ def _prewarm_collector(key: str, registry: str) -> list[subprocess.Popen[bytes]]
     return [proc]
 
 
+#: What :func:`main` imports after the plan arrives, imported by a supervisor started early while it waits.
+_STACK_MODULES = (
+    "legible._procs",
+    "legible.plan",
+    "legible.lease",
+    "legible.deploys",
+    "legible.control",
+    "legible.services.context",
+    "http.client",
+    "urllib.parse",
+)
+
+
+def _import_stack_modules() -> None:
+    """Import :data:`_STACK_MODULES`; a module that fails to import is left to fail where it is used."""
+    import importlib
+
+    for name in _STACK_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
 def _hand_over_collector(proc: subprocess.Popen[bytes], sp: ServicePlan) -> subprocess.Popen[bytes] | None:
     """Give the prewarmed collector ``sp``'s start (argv, environment, cwd, log); ``None`` if it cannot take it.
 
@@ -1286,6 +1325,7 @@ def _hand_over_collector(proc: subprocess.Popen[bytes], sp: ServicePlan) -> subp
     collector the ordinary way, whose log then says what is wrong.
     """
     from legible._prewarm import MODULE
+    from legible.services.context import service_argv, service_environ
 
     if sp.argv[:3] != [sys.executable, "-m", MODULE] or sp.setup or "argv" in sp.deferred:
         _discard_prewarmed(proc)
