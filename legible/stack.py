@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import IO, TYPE_CHECKING, Any, Final, cast
 
 import psutil
 from filelock import FileLock
@@ -65,8 +65,16 @@ def _read(wt: Worktree) -> dict[str, Any] | None:
     return cast("dict[str, Any] | None", read_state(wt))
 
 
-def _wait_for(wt: Worktree, ref: ProcRef, deadline: float) -> dict[str, Any]:
-    """Poll state.json until the stack is ready, failed or degraded, the supervisor dies, or the deadline."""
+def _wait_for(wt: Worktree, ref: ProcRef, deadline: float, wake: IO[bytes] | None = None) -> dict[str, Any]:
+    """Poll state.json until the stack is ready, failed or degraded, the supervisor dies, or the deadline.
+
+    ``wake`` is the read end of the early supervisor's notify pipe (its stdout): it writes a line there
+    each time the stack's status changes and closes it when it is no longer starting, so state.json is
+    read at once and the wait costs no CPU meanwhile. Without it (or after its end of file) state.json is
+    read every 10 ms.
+    """
+    import select
+
     state: dict[str, Any] | None = None
     while time.monotonic() < deadline:
         state = _read(wt)
@@ -75,7 +83,14 @@ def _wait_for(wt: Worktree, ref: ProcRef, deadline: float) -> dict[str, Any]:
                 return state
         elif not ref.alive():
             break
-        time.sleep(0.01)
+        if wake is None:
+            time.sleep(0.01)
+            continue
+        # the state is read again after a line, at end of file, and at least every 0.1 s in any case
+        if select.select([wake], [], [], max(0.0, min(0.1, deadline - time.monotonic())))[0] and not os.read(
+            wake.fileno(), 4096
+        ):
+            wake = None  # end of file: the supervisor is done starting (or gone); poll what is left
     return state or {"status": "starting", "services": {}}
 
 
@@ -178,7 +193,7 @@ def _early_supervisor(wt: Worktree) -> list[subprocess.Popen[bytes]]:
             [sys.executable, "-m", "legible.supervisor", "-", wt.key, registry],
             cwd=str(wt.root),
             stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,  # its notify pipe: a line at each status change while it starts
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in the agent's terminal does not reach it: up stops it
             close_fds=True,
@@ -217,6 +232,14 @@ def _discard(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    _close_notify(proc)
+
+
+def _close_notify(proc: subprocess.Popen[bytes]) -> None:
+    """Close ``up``'s end of the early supervisor's notify pipe (its stdout), if it has one."""
+    with contextlib.suppress(OSError):
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 @contextlib.contextmanager
@@ -321,13 +344,16 @@ def _up_locked(
             while time.monotonic() < deadline and not wt.state_file.exists() and proc.poll() is None:
                 time.sleep(0.005)
             state = _read(wt) or {"status": "starting", "services": {}}
+            _close_notify(proc)
             return _up_result(wt, state, already=False, reclaimed=reclaimed)
-        state = _wait_for(wt, ref, deadline)
+        state = _wait_for(wt, ref, deadline, wake=proc.stdout)
     except BaseException:
         if proc is not None:
             _stop_started(wt, proc, registry)
+            _close_notify(proc)
         registry.release(wt.key, me)
         raise
+    _close_notify(proc)
     if state.get("status") in ("ready", "degraded"):
         return _up_result(wt, state, already=False, reclaimed=reclaimed)
     if state.get("status") in ("failed", "stopped", "dead"):

@@ -1048,6 +1048,7 @@ def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     os.umask(PRIVATE_UMASK)  # state.json, logs and every service's files: 0600 in 0700 directories
     prewarmed: list[subprocess.Popen[bytes]] = []
+    notify: list[int] = []  # started early: its stdout is `legible up`'s notify pipe (see _notify)
     if args[0] == "-":  # started early by `legible up` (imports done meanwhile): the plan's path comes on stdin
         if len(args) >= 3:  # the stack's key and lease registry: the collector can start importing now
             prewarmed = _prewarm_collector(args[1], args[2])
@@ -1058,6 +1059,7 @@ def main(argv: list[str] | None = None) -> int:
                 _discard_prewarmed(proc)
             return 0  # up did not start the stack after all (already running, an error): nothing to do
         plan_path = Path(line)
+        notify.append(os.dup(1))
         _log_to(plan_path.parent / "logs" / "supervisor.log")
     else:
         plan_path = Path(args[0])
@@ -1098,6 +1100,8 @@ def main(argv: list[str] | None = None) -> int:
         if metrics is not None:
             metrics.update(s)
         s.write_state()
+        if notify:
+            _notify(notify, done=s.status != "starting")
         if metrics is not None and pushed_store["ready"]:
             metrics.push()
 
@@ -1242,6 +1246,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for proc in prewarmed:  # never handed a start (the stack stopped first, or no collector)
             _discard_prewarmed(proc)
+        while notify:  # stopped while starting: up reads the state now
+            os.close(notify.pop())
         if watcher is not None:
             watcher.close()
         if control is not None:
@@ -1353,6 +1359,22 @@ def _discard_prewarmed(proc: subprocess.Popen[bytes]) -> None:
     except OSError:
         pass
     proc.wait()
+
+
+def _notify(fds: list[int], *, done: bool) -> None:
+    """Write a line to ``legible up``'s notify pipe (``fds``: its one fd): state.json has changed.
+
+    ``up --wait`` reads state.json when a line arrives instead of every 10 ms
+    (:func:`legible.stack._wait_for`). Once ``done`` (the stack is no longer starting), or when ``up`` is
+    gone, the pipe is closed and ``fds`` emptied. Only a few lines are ever written, far below a pipe's
+    buffer, so the write never blocks.
+    """
+    try:
+        os.write(fds[0], b"\n")
+    except OSError:  # up has exited (BrokenPipeError): nobody to wake
+        done = True
+    if done:
+        os.close(fds.pop())
 
 
 def _log_to(path: Path) -> None:
