@@ -251,3 +251,25 @@ def test_the_plan_runs_git_for_forwarding_labels_only_when_spans_are_forwarded(
     (path,) = [a.split("=", 1)[1] for s in plan.services for a in s.argv if a.startswith("--forward-config=")]
     labels = json.loads(plan.files[path])["labels"]
     assert labels["commit"] and labels["branch"] and "rev-parse HEAD" in calls.read_text()
+
+
+def test_the_worktree_found_from_a_subdirectory_or_a_linked_worktree_names_the_exclude_file_git_uses(
+    tmp_path: Path,
+) -> None:
+    from legible.worktree import find_worktree
+
+    from .conftest import git
+
+    root = make_repo(tmp_path / "repo", "[app]\ncommand='true'\n")
+    common = (root / ".git" / "info" / "exclude").resolve()
+    (root / "sub").mkdir()
+    wt = find_worktree(root / "sub")  # git names the file relative to the directory it ran in
+    assert wt.root == root.resolve() and wt.exclude is not None and wt.exclude.resolve() == common
+    wt.ensure_state_dir()
+    wt.ensure_state_dir()
+    assert common.read_text().splitlines().count("/.legible/") == 1
+    git(root, "worktree", "add", "-q", "-b", "other", str(tmp_path / "linked"))
+    linked = find_worktree(tmp_path / "linked")  # a linked worktree shares the repository's exclude file
+    assert linked.root == (tmp_path / "linked").resolve() and linked.exclude is not None
+    assert linked.exclude.resolve() == common
+    assert linked == find_worktree(tmp_path / "linked") and Worktree(linked.root, linked.key) == linked
