@@ -236,3 +236,9 @@ def test_the_supervisor_adopts_and_reaps_what_a_service_orphans(tmp_path: Path, 
     assert code == 0 and down["sigkilled"] == [] and down["killed_orphans"] == []
     assert not psutil.pid_exists(orphan)  # stopped with its group (SIGTERM) and reaped, not left a zombie
     assert stack_pids(doc["key"]) == []
+
+
+def test_the_lifecycle_commands_freeze_the_heap_at_exit_so_the_last_collections_skip_it() -> None:
+    script = "import atexit, gc; import legible.cli.stack; atexit._run_exitfuncs(); print(gc.get_freeze_count() > 0)"
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert res.stdout.strip() == "True", res.stderr
