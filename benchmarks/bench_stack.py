@@ -1,6 +1,8 @@
 """Stack lifecycle benchmark (issues 2 and 12): `legible up --wait` and `legible down` wall times, idle
-overhead RSS, and 8 stacks started at once. Run: `python benchmarks/bench_stack.py [--runs N] [--stacks N]`
-(`--stacks 0` skips the many-stacks figure).
+overhead RSS, and 8 stacks started at once. Run: `python benchmarks/bench_stack.py [--runs N] [--stacks N]
+[--baseline-src DIR]` (`--stacks 0` skips the many-stacks figure; ``--baseline-src DIR`` also times `up --wait`
+and `down` of the shop with another legible, e.g. ``git archive <rev> legible clis | tar -x -C DIR && mv
+DIR/clis DIR/legible/cli``, in the same turns).
 
 Baselines measured in the same run: the example app started alone (python app.py until /healthz answers),
 and a bare `python -c pass` (interpreter start), so the figures say how much legible itself adds. The app
@@ -37,14 +39,14 @@ BARE_TOML = '[app]\ncommand = "sleep 100000"\nready = { log = "" }\n'
 SHOP_TOML = '[app]\ncommand = "python app.py"\nready = { http = "/healthz" }\nmetrics_path = "/metrics"\n'
 
 
-def legible(cwd: Path, *args: str) -> tuple[float, dict]:
+def legible(cwd: Path, *args: str, src: Path = REPO) -> tuple[float, dict]:
     t0 = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-m", "legible.cli.main", *args, "--json"],
         cwd=cwd,
         capture_output=True,
         text=True,
-        env=venv_env(),
+        env=venv_env({"PYTHONPATH": str(src)}),
         check=False,
     )
     took = time.perf_counter() - t0
@@ -117,8 +119,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--stacks", type=int, default=8)
+    ap.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="a directory with another legible package (and its CLI as legible/cli) to time up/down alternately",
+    )
     args = ap.parse_args()
-    subprocess.run(
+    subprocess.run(  # this tree's only: a --baseline-src is run as it is (compile it too, or not, on purpose)
         [sys.executable, "-m", "compileall", "-q", str(REPO / "legible"), str(REPO / "clis")],
         check=True,
         stdout=subprocess.DEVNULL,
@@ -130,6 +138,8 @@ def main() -> None:
         py = [python_start_s() for _ in range(args.runs)]
         alone: list[float] = []
         up_bare, down_bare, up_shop, down_shop, idle = [], [], [], [], []
+        up_base: list[float] = []
+        down_base: list[float] = []
         for _ in range(args.runs):
             alone.append(app_alone_s())
             t, doc = legible(bare, "up", "--wait")
@@ -140,6 +150,9 @@ def main() -> None:
             down_bare.append(legible(bare, "down")[0])
             up_shop.append(legible(shop, "up", "--wait")[0])
             down_shop.append(legible(shop, "down")[0])
+            if args.baseline_src:  # the other legible, in the same turn: the same machine load
+                up_base.append(legible(shop, "up", "--wait", src=args.baseline_src)[0])
+                down_base.append(legible(shop, "down", src=args.baseline_src)[0])
         print(f"runs={args.runs} (medians)")
         py_ms, alone_ms = med(py) * 1000, med(alone) * 1000
         record(
@@ -160,6 +173,17 @@ def main() -> None:
             target="app + <= 500 ms",
             note=f"overhead {overhead:.0f} ms",
         )
+        if args.baseline_src:
+            record(
+                "up --wait, with the example app, --baseline-src",
+                med(up_base) * 1000,
+                "ms",
+                baseline=alone_ms,
+                baseline_name="app alone to /healthz",
+                target="app + <= 500 ms",
+                note=f"overhead {med(up_base) * 1000 - alone_ms:.0f} ms; down {med(down_base) * 1000:.0f} ms; "
+                f"this tree / baseline-src: x{med(up_shop) / med(up_base):.2f}",
+            )
         record(
             "down",
             med(down_bare + down_shop) * 1000,
