@@ -668,6 +668,8 @@ def bench_concurrency(load_spans: int, single_seconds: float) -> dict[str, float
                 times.append(time.perf_counter() - t0)
             out[f"{name} query after the load ms (median)"] = statistics.median(times) * 1000
         out["collector RSS MB after the queries"] = col.proc.memory_info().rss / 2**20
+        time.sleep(2.0)  # what it keeps holding (see bench_queries)
+        out["collector RSS MB 2 s after the queries"] = col.proc.memory_info().rss / 2**20
         col.stop()
     out["raw DuckDB Arrow insert, span rows/s"] = bench_raw_span_insert()
     return out
