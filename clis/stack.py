@@ -38,11 +38,14 @@ def up(
     as_json: bool = JSON,
 ) -> None:
     """Start this worktree's stack (idempotent: a running stack is reported, not restarted)."""
+    from legible._early import begin
+
+    t0 = time.monotonic()
+    early = run(begin, out)  # the supervisor starts before the rest of `up` is imported (issue 12)
     from legible.render import render_up
     from legible.stack import up as do_up
 
-    t0 = time.monotonic()
-    res = run(lambda: do_up(wait=wait, timeout=timeout, browser=browser, watch=watch), out)
+    res = run(lambda: do_up(wait=wait, timeout=timeout, browser=browser, watch=watch, early=early), out)
     res["took_ms"] = round((time.monotonic() - t0) * 1000, 1)
     write_out(out, res)
     emit_json(res) if as_json else print_lines(render_up(res, out))

@@ -242,3 +242,15 @@ def test_the_lifecycle_commands_freeze_the_heap_at_exit_so_the_last_collections_
     script = "import atexit, gc; import legible.cli.stack; atexit._run_exitfuncs(); print(gc.get_freeze_count() > 0)"
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
     assert res.stdout.strip() == "True", res.stderr
+
+
+def test_up_starts_its_supervisor_before_importing_the_stack_code_or_pydantic(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", "[app]\ncommand = 'true'\n")
+    script = (
+        "import sys; from legible._early import begin, discard; pre = begin(); "
+        "heavy = sorted(m for m in ('legible.stack', 'legible.config', 'pydantic', 'typer') if m in sys.modules); "
+        "[discard(p) for p in pre.procs]; print(len(pre.procs), heavy)"
+    )
+    res = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["1", "[]"]  # started, and none of them imported yet
