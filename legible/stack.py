@@ -70,8 +70,8 @@ def _wait_for(wt: Worktree, ref: ProcRef, deadline: float, wake: IO[bytes] | Non
     """Poll state.json until the stack is ready, failed or degraded, the supervisor dies, or the deadline.
 
     ``wake`` is the read end of the early supervisor's notify pipe (its stdout): it writes a line there
-    each time the stack's status changes and closes it when it is no longer starting, so state.json is
-    read at once and the wait costs no CPU meanwhile. Without it (or after its end of file) state.json is
+    each time it has written state.json and closes it once the stack is no longer starting, so state.json
+    is read at once and the wait costs no CPU meanwhile. Without it (or after its end of file) state.json is
     read every 10 ms.
     """
     import select
