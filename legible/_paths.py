@@ -10,6 +10,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+#: Environment variable set on every service process; its value is the worktree key. ``legible gc``
+#: finds orphans (even grandchildren of a dead supervisor) by it. (Here rather than in :mod:`legible._procs`,
+#: which imports psutil, so the supervisor can start the collector before paying for that import.)
+STACK_ENV = "LEGIBLE_STACK"
+#: Environment variable set on every service process: the lease registry (``leases.json``) its stack is
+#: in. ``legible gc`` only touches processes of its own registry, so a registry in another
+#: ``XDG_STATE_HOME`` (another user setup, a test) is never reclaimed by mistake.
+REGISTRY_ENV = "LEGIBLE_REGISTRY"
+
 
 def state_home(create: bool = True) -> Path:
     """Return ``$XDG_STATE_HOME/legible`` (default ``~/.local/state/legible``), creating it unless told not to."""

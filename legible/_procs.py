@@ -15,16 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from legible._paths import REGISTRY_ENV, STACK_ENV
+
 if TYPE_CHECKING:
     from legible.contract import ProcRefDoc
 
-#: Environment variable set on every service process; its value is the worktree key. ``legible gc``
-#: finds orphans (even grandchildren of a dead supervisor) by it.
-STACK_ENV = "LEGIBLE_STACK"
-#: Environment variable set on every service process: the lease registry (``leases.json``) its stack is
-#: in. ``legible gc`` only touches processes of its own registry, so a registry in another
-#: ``XDG_STATE_HOME`` (another user setup, a test) is never reclaimed by mistake.
-REGISTRY_ENV = "LEGIBLE_REGISTRY"
+__all__ = ["REGISTRY_ENV", "STACK_ENV", "ProcRef", "signal_group", "stack_processes", "terminate", "wait_gone"]
 
 
 @dataclass(frozen=True)

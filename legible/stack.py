@@ -17,12 +17,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import IO, TYPE_CHECKING, Any, Final, cast
 
 import psutil
 from filelock import FileLock
 
 from legible import contract
+from legible._early import EarlyStart, begin, close_notify, discard, hand_over
 from legible._errors import Interrupted, LeaseConflict, NotReady, NotRunning, PrerequisiteMissing, UsageError
 from legible._files import PRIVATE_UMASK
 from legible._procs import STACK_ENV, ProcRef, stack_processes, terminate, wait_gone
@@ -65,8 +66,16 @@ def _read(wt: Worktree) -> dict[str, Any] | None:
     return cast("dict[str, Any] | None", read_state(wt))
 
 
-def _wait_for(wt: Worktree, ref: ProcRef, deadline: float) -> dict[str, Any]:
-    """Poll state.json until the stack is ready, failed or degraded, the supervisor dies, or the deadline."""
+def _wait_for(wt: Worktree, ref: ProcRef, deadline: float, wake: IO[bytes] | None = None) -> dict[str, Any]:
+    """Poll state.json until the stack is ready, failed or degraded, the supervisor dies, or the deadline.
+
+    ``wake`` is the read end of the early supervisor's notify pipe (its stdout): it writes a line there
+    each time it has written state.json and closes it once the stack is no longer starting, so state.json
+    is read at once and the wait costs no CPU meanwhile. Without it (or after its end of file) state.json is
+    read every 10 ms.
+    """
+    import select
+
     state: dict[str, Any] | None = None
     while time.monotonic() < deadline:
         state = _read(wt)
@@ -75,7 +84,14 @@ def _wait_for(wt: Worktree, ref: ProcRef, deadline: float) -> dict[str, Any]:
                 return state
         elif not ref.alive():
             break
-        time.sleep(0.01)
+        if wake is None:
+            time.sleep(0.01)
+            continue
+        # the state is read again after a line, at end of file, and at least every 0.1 s in any case
+        if select.select([wake], [], [], max(0.0, min(0.1, deadline - time.monotonic())))[0] and not os.read(
+            wake.fileno(), 4096
+        ):
+            wake = None  # end of file: the supervisor is done starting (or gone); poll what is left
     return state or {"status": "starting", "services": {}}
 
 
@@ -93,14 +109,22 @@ def _failure(state: dict[str, Any], fallback: str) -> NotReady | PrerequisiteMis
 
 
 def up(
-    start: Path | None = None, *, wait: bool = True, timeout: float = 60.0, browser: bool = False, watch: bool = False
+    start: Path | None = None,
+    *,
+    wait: bool = True,
+    timeout: float = 60.0,
+    browser: bool = False,
+    watch: bool = False,
+    early: EarlyStart | None = None,
 ) -> UpDoc:
     """Bring up the stack of the worktree containing ``start``; idempotent.
 
     With ``wait``, block until every service is ready (or ``timeout`` seconds pass). Without it, return as
     soon as the supervisor runs and the plan (ports, endpoints) is known. ``browser`` also starts Chromium
     (as ``[stack] browser = true`` does); a running stack without it is reported, not changed. ``watch``
-    restarts the app on file changes (as ``[app] watch`` does).
+    restarts the app on file changes (as ``[app] watch`` does). ``early`` is what
+    :func:`legible._early.begin` found and started, when the caller (the CLI) called it before importing this
+    module; ``start`` is then ignored.
 
     A dead stack of this worktree (its supervisor was killed) is reclaimed first: its leftover processes are
     stopped (SIGTERM, then SIGKILL) and its port block is reused when free. A port of the block taken by a
@@ -123,8 +147,8 @@ def up(
 
     """
     t0 = time.monotonic()
-    wt = find_worktree(start)
-    early = _early_supervisor(wt)  # starts while the config is read and the plan built; gets the plan later
+    pre = early if early is not None else begin(start)  # starts while the config is read and the plan built
+    wt, procs = pre.worktree, pre.procs
     try:
         from legible.config import load_config  # pydantic: only the commands that read the config pay for it
 
@@ -143,7 +167,7 @@ def up(
                     raise _unwritable(wt, exc) from None
                 try:
                     return _up_locked(
-                        wt, cfg, t0, wait=wait, timeout=timeout, browser=browser, watch=watch, early=early
+                        wt, cfg, t0, wait=wait, timeout=timeout, browser=browser, watch=watch, early=procs
                     )
                 finally:
                     lock.release()
@@ -153,70 +177,8 @@ def up(
                     hint="run `legible up --wait` again to start the stack",
                 ) from None
     finally:
-        for proc in early:  # not handed a plan (already running, an error): it has started nothing
-            _discard(proc)
-
-
-def _early_supervisor(wt: Worktree) -> list[subprocess.Popen[bytes]]:
-    """Start ``python -m legible.supervisor - KEY REGISTRY`` now, unless a live stack runs here; ``[]`` if not.
-
-    The interpreter's start and the supervisor's imports (about 0.1 s) then overlap ``up``'s own work (the
-    config, the lease, the plan), and so does the collector's start: given the stack's key and lease
-    registry, the supervisor starts it at once as :mod:`legible._prewarm` and hands it its start later. The
-    process waits for one line on its stdin, the plan's path
-    (:func:`_hand_over`); at end of file it exits having started nothing. Its output goes nowhere until it
-    has the plan: then it appends to ``.legible/logs/supervisor.log`` itself.
-    """
-    state = _read(wt)
-    if state and state["alive"] and state["status"] in (*LIVE, "stopping"):
-        return []
-    from legible._paths import state_home
-
-    registry = str(state_home(create=False) / "leases.json")  # as every service's LEGIBLE_REGISTRY says
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "legible.supervisor", "-", wt.key, registry],
-            cwd=str(wt.root),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C in the agent's terminal does not reach it: up stops it
-            close_fds=True,
-            umask=PRIVATE_UMASK,
-        )
-    except OSError:
-        return []  # the ordinary start below reports what is wrong
-    return [proc]
-
-
-def _hand_over(early: list[subprocess.Popen[bytes]], plan_path: Path) -> subprocess.Popen[bytes] | None:
-    """Give the early supervisor (if any, and still running) ``plan_path``; return it, or ``None`` if none took it."""
-    if not early:
-        return None
-    proc = early.pop()
-    try:
-        assert proc.stdin is not None
-        proc.stdin.write(f"{plan_path}\n".encode())
-        proc.stdin.close()
-    except OSError:  # it died (a broken install): start one the ordinary way, whose log says why
-        _discard(proc)
-        return None
-    return proc
-
-
-def _discard(proc: subprocess.Popen[bytes]) -> None:
-    """Stop an early supervisor that got no plan: end its stdin, so it stops its prewarmed collector and exits.
-
-    It has started nothing else. SIGKILL after 5 s (then its prewarmed collector goes by ``PDEATHSIG``).
-    """
-    with contextlib.suppress(OSError):
-        if proc.stdin is not None:
-            proc.stdin.close()
-    try:
-        proc.wait(timeout=5.0)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        for proc in procs:  # not handed a plan (already running, an error): it has started nothing
+            discard(proc)
 
 
 @contextlib.contextmanager
@@ -304,7 +266,7 @@ def _up_locked(
         except OSError as exc:
             raise _unwritable(wt, exc) from None
         with os.fdopen(fd, "ab") as log:
-            proc = _hand_over(early or [], plan_path) or subprocess.Popen(
+            proc = hand_over(early or [], plan_path) or subprocess.Popen(
                 [sys.executable, "-m", "legible.supervisor", str(plan_path)],
                 cwd=str(wt.root),
                 stdin=subprocess.DEVNULL,
@@ -321,13 +283,16 @@ def _up_locked(
             while time.monotonic() < deadline and not wt.state_file.exists() and proc.poll() is None:
                 time.sleep(0.005)
             state = _read(wt) or {"status": "starting", "services": {}}
+            close_notify(proc)
             return _up_result(wt, state, already=False, reclaimed=reclaimed)
-        state = _wait_for(wt, ref, deadline)
+        state = _wait_for(wt, ref, deadline, wake=proc.stdout)
     except BaseException:
         if proc is not None:
             _stop_started(wt, proc, registry)
+            close_notify(proc)
         registry.release(wt.key, me)
         raise
+    close_notify(proc)
     if state.get("status") in ("ready", "degraded"):
         return _up_result(wt, state, already=False, reclaimed=reclaimed)
     if state.get("status") in ("failed", "stopped", "dead"):

@@ -62,13 +62,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from legible._files import PRIVATE_UMASK
-from legible._procs import ProcRef, signal_group
-from legible.plan import StackPlan
-from legible.services.base import Probe, ServicePlan
-from legible.services.context import service_argv, service_environ
 
+# What a service's start needs of legible (psutil, the plan and its lease, about 0.1 s of CPU) is imported
+# where it is used: ``python -m legible.supervisor -`` starts the collector first and imports it meanwhile
+# (:data:`_STACK_MODULES`), so the collector's own imports begin that much sooner (issue 12).
 if TYPE_CHECKING:
+    from legible._procs import ProcRef
     from legible.contract import ServiceState, StateFile
+    from legible.plan import StackPlan
+    from legible.services.base import Probe, ServicePlan
 
 STATE_SCHEMA: Final = "legible.state/v1"
 BACKOFF_FIRST_S = 0.25
@@ -96,10 +98,10 @@ class Proc(Protocol):
         ...
 
 
-Spawner = Callable[[ServicePlan], Proc]
-ProbeFn = Callable[[ServicePlan, int], bool]
+Spawner = Callable[["ServicePlan"], Proc]
+ProbeFn = Callable[["ServicePlan", int], bool]
 #: Liveness probe: ``""`` when the service is alive, else the cause (one line).
-LiveFn = Callable[[ServicePlan], str]
+LiveFn = Callable[["ServicePlan"], str]
 #: Sends a signal to a process group: ``(pgid, signum)``.
 SignalFn = Callable[[int, int], object]
 StopFn = Callable[[list["ServiceRun"]], object]
@@ -417,6 +419,8 @@ class Supervisor:
             run.proc, run.status = None, "failed"
             run.error = f"{run.plan.name} could not start {run.plan.argv[0]!r}: {exc.strerror or exc}"
             return
+        from legible._procs import ProcRef
+
         run.ref = ProcRef.of(run.proc.pid)
         run.started_at = now
         run.status = "starting"
@@ -552,6 +556,8 @@ class Supervisor:
     # -- state -----------------------------------------------------------------------------------------
     def state(self) -> StateFile:
         """The ``state.json`` document."""
+        from legible._procs import ProcRef
+
         me = ProcRef.of(os.getpid())
         return {
             "schema": STATE_SCHEMA,
@@ -707,6 +713,8 @@ def spawn_service(sp: ServicePlan) -> subprocess.Popen[bytes]:
         OSError: the command cannot be executed (not found, not executable).
 
     """
+    from legible.services.context import service_argv, service_environ
+
     Path(sp.log).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     env = service_environ(sp)  # the inherited environment is added here, never stored in the plan
     argv = service_argv(sp, env)
@@ -832,6 +840,8 @@ def stop_services(
         ``killed_after_s``.
 
     """
+    from legible._procs import signal_group
+
     send = send or signal_group
     gone = gone or group_gone
     live = [r for r in runs if r.proc is not None]
@@ -1038,18 +1048,23 @@ def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     os.umask(PRIVATE_UMASK)  # state.json, logs and every service's files: 0600 in 0700 directories
     prewarmed: list[subprocess.Popen[bytes]] = []
+    notify: list[int] = []  # started early: its stdout is `legible up`'s notify pipe (see _notify)
     if args[0] == "-":  # started early by `legible up` (imports done meanwhile): the plan's path comes on stdin
         if len(args) >= 3:  # the stack's key and lease registry: the collector can start importing now
             prewarmed = _prewarm_collector(args[1], args[2])
+        _import_stack_modules()  # while up builds the plan, not after it
         line = sys.stdin.readline().strip()
         if not line:
             for proc in prewarmed:
                 _discard_prewarmed(proc)
             return 0  # up did not start the stack after all (already running, an error): nothing to do
         plan_path = Path(line)
+        notify.append(os.dup(1))
         _log_to(plan_path.parent / "logs" / "supervisor.log")
     else:
         plan_path = Path(args[0])
+    from legible.plan import StackPlan
+
     plan = StackPlan.from_dict(json.loads(plan_path.read_text()))
     state_path = plan_path.parent / "state.json"
     stop = {"flag": False}
@@ -1085,6 +1100,8 @@ def main(argv: list[str] | None = None) -> int:
         if metrics is not None:
             metrics.update(s)
         s.write_state()
+        if notify:
+            _notify(notify, done=s.status != "starting")
         if metrics is not None and pushed_store["ready"]:
             metrics.push()
 
@@ -1168,9 +1185,11 @@ def main(argv: list[str] | None = None) -> int:
     git_marker = Path(plan.worktree) / ".git"  # a file in linked worktrees; nothing we write recreates it
     next_check = 0.0
     removed = False
+    from legible._procs import ProcRef
+    from legible.lease import LeaseRegistry
+
     me = ProcRef.of(os.getpid())
     assert me is not None
-    from legible.lease import LeaseRegistry
 
     registry = LeaseRegistry()
     try:
@@ -1234,6 +1253,8 @@ def main(argv: list[str] | None = None) -> int:
             stop_server(forksrv[0], str(state_dir))
         for proc in prewarmed:  # never handed a start (the stack stopped first, or no collector)
             _discard_prewarmed(proc)
+        while notify:  # stopped while starting: up reads the state now
+            os.close(notify.pop())
         if watcher is not None:
             watcher.close()
         if control is not None:
@@ -1267,7 +1288,7 @@ def _prewarm_collector(key: str, registry: str) -> list[subprocess.Popen[bytes]]
     ``LEGIBLE_REGISTRY=registry`` in its environment so ``legible gc`` finds it. Returns ``[]`` if it cannot
     be started (the collector is then spawned the ordinary way).
     """
-    from legible._procs import REGISTRY_ENV, STACK_ENV
+    from legible._paths import REGISTRY_ENV, STACK_ENV  # not _procs: psutil is imported after this spawn
 
     try:
         proc = subprocess.Popen(
@@ -1285,6 +1306,30 @@ def _prewarm_collector(key: str, registry: str) -> list[subprocess.Popen[bytes]]
     return [proc]
 
 
+#: What :func:`main` imports after the plan arrives, imported by a supervisor started early while it waits.
+_STACK_MODULES = (
+    "legible._procs",
+    "legible.plan",
+    "legible.lease",
+    "legible.deploys",
+    "legible.control",
+    "legible.services.context",
+    "http.client",
+    "urllib.parse",
+)
+
+
+def _import_stack_modules() -> None:
+    """Import :data:`_STACK_MODULES`; a module that fails to import is left to fail where it is used."""
+    import importlib
+
+    for name in _STACK_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
 def _hand_over_collector(proc: subprocess.Popen[bytes], sp: ServicePlan) -> subprocess.Popen[bytes] | None:
     """Give the prewarmed collector ``sp``'s start (argv, environment, cwd, log); ``None`` if it cannot take it.
 
@@ -1293,6 +1338,7 @@ def _hand_over_collector(proc: subprocess.Popen[bytes], sp: ServicePlan) -> subp
     collector the ordinary way, whose log then says what is wrong.
     """
     from legible._prewarm import MODULE
+    from legible.services.context import service_argv, service_environ
 
     if sp.argv[:3] != [sys.executable, "-m", MODULE] or sp.setup or "argv" in sp.deferred:
         _discard_prewarmed(proc)
@@ -1337,6 +1383,22 @@ def _start_forkserver(state_dir: Path) -> list[subprocess.Popen[bytes]]:
         print(f"supervisor: cannot start the fork server: {exc}", file=sys.stderr, flush=True)
         return []
     return [proc]  # not a leader: if it ends by itself, reap_orphans reaps it (it has its own session)
+
+
+def _notify(fds: list[int], *, done: bool) -> None:
+    """Write a line to ``legible up``'s notify pipe (``fds``: its one fd): state.json has changed.
+
+    ``up --wait`` reads state.json when a line arrives instead of every 10 ms
+    (:func:`legible.stack._wait_for`). Once ``done`` (the stack is no longer starting), or when ``up`` is
+    gone, the pipe is closed and ``fds`` emptied. Only a few lines are ever written, far below a pipe's
+    buffer, so the write never blocks.
+    """
+    try:
+        os.write(fds[0], b"\n")
+    except OSError:  # up has exited (BrokenPipeError): nobody to wake
+        done = True
+    if done:
+        os.close(fds.pop())
 
 
 def _log_to(path: Path) -> None:

@@ -11,7 +11,7 @@ import os
 import re
 import stat
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from legible._errors import UsageError
@@ -33,11 +33,14 @@ class Worktree:
     Attributes:
         root: the worktree root (``git rev-parse --show-toplevel``), resolved.
         key: see :func:`worktree_key`.
+        exclude: the repository's ``info/exclude`` file, absolute, when :func:`find_worktree` asked git for it
+            in the same call (``None``: :meth:`ensure_state_dir` asks git). Not part of the identity.
 
     """
 
     root: Path
     key: str
+    exclude: Path | None = field(default=None, compare=False, repr=False)
 
     @property
     def state_dir(self) -> Path:
@@ -74,7 +77,7 @@ class Worktree:
         from legible._files import private_dir
 
         private_dir(self.state_dir)
-        _exclude_from_git(self.root)
+        _exclude_from_git(self.root, self.exclude)
         return self.state_dir
 
 
@@ -181,10 +184,10 @@ def find_worktree(start: Path | None = None) -> Worktree:
     start = Path(start or Path.cwd())
     fast = _toplevel_fast(start)
     if fast is not None:
-        return Worktree(root=fast, key=worktree_key(fast))
+        return Worktree(root=fast, key=worktree_key(fast), exclude=_exclude_path(fast))
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"],
+        out = subprocess.run(  # the exclude file too: `legible up` needs it, and one git run is enough
+            ["git", "rev-parse", "--show-toplevel", "--git-path", "info/exclude"],
             cwd=start,
             capture_output=True,
             text=True,
@@ -197,23 +200,43 @@ def find_worktree(start: Path | None = None) -> Worktree:
             f"{start} is not inside a git worktree",
             hint="cd into your repository, or run `git init` first",
         )
-    root = Path(os.path.realpath(out.stdout.strip()))
-    return Worktree(root=root, key=worktree_key(root))
+    lines = out.stdout.strip().splitlines()
+    root = Path(os.path.realpath(lines[0]))
+    exclude = start / lines[1] if len(lines) > 1 else None  # relative to the directory git ran in
+    return Worktree(root=root, key=worktree_key(root), exclude=exclude)
 
 
-def _exclude_from_git(root: Path) -> None:
-    out = subprocess.run(
-        ["git", "rev-parse", "--git-path", "info/exclude"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode != 0:
-        return
-    exclude = Path(out.stdout.strip())
-    if not exclude.is_absolute():
-        exclude = root / exclude
+def _exclude_path(root: Path) -> Path | None:
+    """``info/exclude`` of the worktree at ``root`` as ``git rev-parse --git-path info/exclude`` names it.
+
+    Only for a root :func:`_toplevel_fast` found (no ``GIT_*`` variable, a plain ``.git``): the repository's
+    own ``.git/info/exclude``, or for a linked worktree (``.git`` file ``gitdir: <dir>``) the one of its
+    common directory (``<dir>/commondir``, gitrepository-layout(5)). ``None`` (git is asked) if unreadable.
+    """
+    dotgit = root / ".git"
+    try:
+        if dotgit.is_dir():
+            return dotgit / "info" / "exclude"
+        line = dotgit.read_text(encoding="utf-8", errors="replace").splitlines()[0].strip()
+        git_dir = root / line.removeprefix("gitdir: ")
+        common = git_dir / (git_dir / "commondir").read_text(encoding="utf-8").strip()
+    except (OSError, IndexError):
+        return None
+    return Path(os.path.normpath(common)) / "info" / "exclude"
+
+
+def _exclude_from_git(root: Path, exclude: Path | None = None) -> None:
+    if exclude is None:
+        out = subprocess.run(
+            ["git", "rev-parse", "--git-path", "info/exclude"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.returncode != 0:
+            return
+        exclude = root / out.stdout.strip()  # an absolute path stays as it is
     line = f"/{STATE_DIRNAME}/"
     existing = exclude.read_text().splitlines() if exclude.exists() else []
     if line in existing:

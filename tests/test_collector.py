@@ -554,6 +554,10 @@ def test_query_endpoint_is_read_only_and_guarded(col: Proc) -> None:
     assert requests.get(f"{col.url}/health", headers={"Host": f"evil.example:{col.http}"}, timeout=5).status_code == 403
     ok = requests.post(q, json={"sql": "SELECT 42"}, headers={**auth, "Host": f"localhost:{col.http}"}, timeout=5)
     assert ok.status_code == 200 and ok.json()["rows"] == [[42]]
+    # DuckDB returns what queries freed to the system in the background (issue 12: RSS after queries)
+    bg_sql = "SELECT current_setting('allocator_background_threads')"
+    bg = requests.post(q, json={"sql": bg_sql}, headers=auth, timeout=5)
+    assert bg.status_code == 200 and bg.json()["rows"] == [[True]]
     # SQL reads the store and nothing else, through the collector and from the file alike
     outside = col.root / "outside.csv"
     outside.write_text("secret\n1\n")

@@ -221,3 +221,55 @@ def test_missing_telemetry_line_names_the_cause() -> None:
     assert sick.endswith("the collector is unhealthy: disk full")
     none = explain_missing("traces", "app", 5, {**status, "refused": {}})
     assert "received no OTLP traces at all" in none
+
+
+def test_the_plan_runs_git_for_forwarding_labels_only_when_spans_are_forwarded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import os
+    import shutil
+    import stat
+
+    real_git = shutil.which("git")
+    assert real_git is not None
+    calls = tmp_path / "git-calls"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    git = bin_dir / "git"  # a stand-in that records its arguments, then runs the real git
+    git.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {real_git} "$@"\n')
+    git.chmod(git.stat().st_mode | stat.S_IXUSR)
+    root = make_repo(tmp_path / "repo", "[app]\ncommand='true'\n")
+    wt = Worktree(root, worktree_key(root))
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.delenv("LEGIBLE_FORWARD_OTLP", raising=False)
+    plan = build_plan(wt, parse_config({"app": {"command": "true"}}), Lease(wt.key, str(root), 20000))
+    assert not any(a.startswith("--forward-config") for s in plan.services for a in s.argv)
+    assert not calls.exists()  # nothing forwarded: no label to compute, no git run before the stack starts
+    monkeypatch.setenv("LEGIBLE_FORWARD_OTLP", "http://127.0.0.1:9/")
+    plan = build_plan(wt, parse_config({"app": {"command": "true"}}), Lease(wt.key, str(root), 20000))
+    (path,) = [a.split("=", 1)[1] for s in plan.services for a in s.argv if a.startswith("--forward-config=")]
+    labels = json.loads(plan.files[path])["labels"]
+    assert labels["commit"] and labels["branch"] and "rev-parse HEAD" in calls.read_text()
+
+
+def test_the_worktree_found_from_a_subdirectory_or_a_linked_worktree_names_the_exclude_file_git_uses(
+    tmp_path: Path,
+) -> None:
+    from legible.worktree import find_worktree
+
+    from .conftest import git
+
+    root = make_repo(tmp_path / "repo", "[app]\ncommand='true'\n")
+    common = (root / ".git" / "info" / "exclude").resolve()
+    (root / "sub").mkdir()
+    wt = find_worktree(root / "sub")  # git names the file relative to the directory it ran in
+    assert wt.root == root.resolve() and wt.exclude is not None and wt.exclude.resolve() == common
+    wt.ensure_state_dir()
+    wt.ensure_state_dir()
+    assert common.read_text().splitlines().count("/.legible/") == 1
+    git(root, "worktree", "add", "-q", "-b", "other", str(tmp_path / "linked"))
+    linked = find_worktree(tmp_path / "linked")  # a linked worktree shares the repository's exclude file
+    assert linked.root == (tmp_path / "linked").resolve() and linked.exclude is not None
+    assert linked.exclude.resolve() == common
+    assert linked == find_worktree(tmp_path / "linked") and Worktree(linked.root, linked.key) == linked

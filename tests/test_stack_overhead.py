@@ -9,6 +9,7 @@ The speed itself is measured in benchmarks/bench_stack.py, never asserted here.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,10 @@ def test_up_hands_the_plan_to_the_early_supervisor_which_logs_to_its_file(tmp_pa
     # its stdout and stderr are the supervisor log now, its stdin no longer up's pipe
     log = root / ".legible" / "logs" / "supervisor.log"
     assert {f.fd: f.path for f in sup.open_files()}.get(1) == str(log)
+    # up's notify pipe (the early supervisor's stdout) was closed once the stack was ready: the one pipe
+    # left is the supervisor's own signal wake-up pipe (both its ends)
+    links = [os.readlink(f"/proc/{sup.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{sup.pid}/fd")]
+    assert len({link for link in links if link.startswith("pipe:")}) == 1, links
     assert Path(f"/proc/{sup.pid}/fd/2").resolve() == log and Path(f"/proc/{sup.pid}/fd/0").resolve() == Path(
         "/dev/null"
     )
@@ -103,6 +108,25 @@ def test_up_hands_the_plan_to_the_early_supervisor_which_logs_to_its_file(tmp_pa
     code, down = cli_json(root, "down")
     assert code == 0 and down["was_running"]
     assert stack_pids(doc["key"]) == [] and _supervisors_in(root) == []
+
+
+def test_the_notify_pipe_gets_a_line_per_change_and_closes_when_done_or_when_up_is_gone() -> None:
+    from legible.supervisor import _notify
+
+    r, w = os.pipe()
+    fds = [w]
+    _notify(fds, done=False)  # a change while starting: a line, the pipe stays open
+    assert fds == [w] and os.read(r, 100) == b"\n"
+    _notify(fds, done=True)  # no longer starting: a last line, then end of file
+    assert fds == [] and os.read(r, 100) == b"\n" and os.read(r, 100) == b""
+    os.close(r)
+    r, w = os.pipe()
+    os.close(r)  # up exited without reading: no error, the pipe is closed
+    fds = [w]
+    _notify(fds, done=False)
+    assert fds == []
+    with pytest.raises(OSError):
+        os.fstat(w)
 
 
 def test_the_app_starts_in_the_same_step_as_victoriametrics_and_the_collector(tmp_path: Path) -> None:
@@ -212,3 +236,21 @@ def test_the_supervisor_adopts_and_reaps_what_a_service_orphans(tmp_path: Path, 
     assert code == 0 and down["sigkilled"] == [] and down["killed_orphans"] == []
     assert not psutil.pid_exists(orphan)  # stopped with its group (SIGTERM) and reaped, not left a zombie
     assert stack_pids(doc["key"]) == []
+
+
+def test_the_lifecycle_commands_freeze_the_heap_at_exit_so_the_last_collections_skip_it() -> None:
+    script = "import atexit, gc; import legible.cli.stack; atexit._run_exitfuncs(); print(gc.get_freeze_count() > 0)"
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert res.stdout.strip() == "True", res.stderr
+
+
+def test_up_starts_its_supervisor_before_importing_the_stack_code_or_pydantic(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", "[app]\ncommand = 'true'\n")
+    script = (
+        "import sys; from legible._early import begin, discard; pre = begin(); "
+        "heavy = sorted(m for m in ('legible.stack', 'legible.config', 'pydantic', 'typer') if m in sys.modules); "
+        "[discard(p) for p in pre.procs]; print(len(pre.procs), heavy)"
+    )
+    res = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["1", "[]"]  # started, and none of them imported yet

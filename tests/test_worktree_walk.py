@@ -68,3 +68,14 @@ def test_a_stray_dot_git_is_not_taken_for_a_repository(tmp_path: Path) -> None:
     (root / "inner" / ".git").mkdir(parents=True)  # an empty directory: git skips it and goes on up
     assert _toplevel_fast(root / "inner") is None
     assert find_worktree(root / "inner").root == root.resolve() == _git_toplevel(root / "inner")
+
+
+def test_the_walk_names_the_exclude_file_git_names(repos: dict[str, Path]) -> None:
+    """`legible up` lists `.legible/` in the file `git rev-parse --git-path info/exclude` names, without git."""
+    for case in ("root", "subdir", "linked worktree"):
+        wt = find_worktree(repos[case])
+        out = subprocess.run(
+            ["git", "rev-parse", "--git-path", "info/exclude"], cwd=wt.root, capture_output=True, text=True
+        )
+        assert wt.exclude is not None, case
+        assert wt.exclude.resolve() == (wt.root / out.stdout.strip()).resolve(), case

@@ -75,9 +75,10 @@ class CollectorService:
         ):  # where Vector is installed it ships the log files instead (services.vector)
             argv.append(f"--logs-dir={ctx.worktree.logs_dir}")
 
-        fwd = forward.collector_config(
-            forward.resolve(ctx.config.forward, ctx.environ), ctx.worktree, forward.labels(ctx.worktree)
-        )
+        settings = forward.resolve(ctx.config.forward, ctx.environ)
+        # the labels (two git calls and the host name) only when spans and logs are forwarded: `legible up`
+        # builds the plan before the supervisor can start anything (issue 12)
+        fwd = forward.collector_config(settings, ctx.worktree, forward.labels(ctx.worktree)) if settings.otlp else None
         if fwd is not None:  # spans and logs also go to a shared OTLP endpoint (headers stay in a 0600 file)
             argv.append(f"--forward-config={ctx.add_file(forward.COLLECTOR_FILE, fwd)}")
         env = ctx.env_for(self.name, http_port)
