@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
-import gc as _gc  # `gc` is a command below
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,14 +12,6 @@ if TYPE_CHECKING:
     from legible.contract import StatusDoc
 
 from ._output import OUT_HELP, emit_json, print_lines, run, write_out
-
-# These commands end their process once their output is written: at exit, move every object to the
-# collector's permanent generation, so the interpreter's final collections do not walk the heap (pydantic's
-# and typer's objects). Those took 50-100 ms of CPU after `legible up` had printed its document, while the
-# agent waited for the process to end (issue 12). atexit runs before them; objects are still freed by
-# reference counting, and a long-lived process that imports this module (`legible mcp`) pays it once, at
-# its own exit.
-atexit.register(_gc.freeze)
 
 JSON = typer.Option(False, "--json", help="Print one JSON document (stable `schema` field) instead of text.")
 OUT = typer.Option(None, "--out", help=OUT_HELP)
