@@ -213,6 +213,8 @@ def documents(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, 
                     for path in ("/", "/error", "/slow?ms=50"):
                         requests.get(app + path, timeout=10)
                     wait_until(lambda: _json(root, "traces", "--errors", "--since", "all")[1].get("total"), 20)
+                if label == "metrics":  # a warm CLI (fork server) can get here before the first scrape
+                    wait_until(lambda a=args: _json(root, *a)[1].get("series"), 30, every=0.5)
                 if label == "metrics-range":  # a fast CLI gets here before the stack's first samples are in range
                     wait_until(lambda a=args: (_json(root, *a)[1].get("series") or [{}])[0].get("values"), 30, every=1)
                 args = [a.format(trace_id=out["traces"][1]["traces"][0]["trace_id"]) if "{" in a else a for a in args]
