@@ -8,6 +8,7 @@ The speed itself is measured in benchmarks/bench_stack.py, never asserted here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -22,7 +23,7 @@ from legible._procs import ProcRef, wait_gone
 from legible.plan import StackPlan
 from legible.services.base import Probe, ServicePlan
 from legible.supervisor import Supervisor
-from tests.conftest import EXAMPLE_APP, cli_json, make_repo, stack_pids
+from tests.conftest import EXAMPLE_APP, cli_json, make_repo, stack_pids, wait_until
 
 SHOP_TOML = '[app]\ncommand = "python app.py"\nready = { http = "/healthz" }\nmetrics_path = "/metrics"\n'
 
@@ -95,10 +96,18 @@ def test_up_hands_the_plan_to_the_early_supervisor_which_logs_to_its_file(tmp_pa
     # its stdout and stderr are the supervisor log now, its stdin no longer up's pipe
     log = root / ".legible" / "logs" / "supervisor.log"
     assert {f.fd: f.path for f in sup.open_files()}.get(1) == str(log)
-    # up's notify pipe (the early supervisor's stdout) was closed once the stack was ready: the one pipe
-    # left is the supervisor's own signal wake-up pipe (both its ends)
-    links = [os.readlink(f"/proc/{sup.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{sup.pid}/fd")]
-    assert len({link for link in links if link.startswith("pipe:")}) == 1, links
+
+    # up's notify pipe (the early supervisor's stdout) is closed once the stack is ready: the one pipe left
+    # is the supervisor's own signal wake-up pipe (both its ends). Polled: at ready the supervisor also
+    # spawns the fork server, and subprocess holds an exec-error pipe until that child has exec'd.
+    def pipes() -> set[str]:
+        links = []
+        for fd in os.listdir(f"/proc/{sup.pid}/fd"):
+            with contextlib.suppress(FileNotFoundError):
+                links.append(os.readlink(f"/proc/{sup.pid}/fd/{fd}"))
+        return {link for link in links if link.startswith("pipe:")}
+
+    wait_until(lambda: len(pipes()) == 1, 10, "the supervisor holding only its wake-up pipe")
     assert Path(f"/proc/{sup.pid}/fd/2").resolve() == log and Path(f"/proc/{sup.pid}/fd/0").resolve() == Path(
         "/dev/null"
     )

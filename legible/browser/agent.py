@@ -112,6 +112,7 @@ class Agent:
         self._cdp: Any = None
         self.navs = 0  # main-frame navigations committed in the tab (framenavigated)
         self.nav_ends = 0  # main-frame navigation requests that finished or failed (a 204 commits nothing)
+        self.nav_pending: set[Any] = set()  # main-frame navigation requests started and not yet ended
         self._nav_event = asyncio.Event()  # set at each of those two
 
     # -- set-up and tear-down -------------------------------------------------------------------------
@@ -176,6 +177,7 @@ class Agent:
         await self.context.add_init_script(_scripts.VITALS_INIT)
         self.watch.attach(self.context)
         # the context's, not the page's: the watcher subscribed to these already, so no event crosses twice
+        self.context.on("request", self._on_request_start)
         self.context.on("requestfinished", self._on_request_end)
         self.context.on("requestfailed", self._on_request_end)
         await self.page()
@@ -207,14 +209,22 @@ class Agent:
     def _on_frame_navigated(self, frame: Any) -> None:
         if frame.parent_frame is None:
             self.navs += 1
+            self.nav_pending.clear()  # what was under way has committed (or was replaced by what did)
             self._nav_event.set()
 
-    def _on_request_end(self, request: Any) -> None:
+    def _is_main_navigation(self, request: Any) -> bool:
         try:
-            main = request.is_navigation_request() and request.frame == self._page.main_frame
+            return bool(request.is_navigation_request() and request.frame == self._page.main_frame)
         except Exception:  # noqa: BLE001 - a service worker's request has no frame
-            main = False
-        if main:
+            return False
+
+    def _on_request_start(self, request: Any) -> None:
+        if self._is_main_navigation(request):
+            self.nav_pending.add(request)
+
+    def _on_request_end(self, request: Any) -> None:
+        if self._is_main_navigation(request):
+            self.nav_pending.discard(request)
             self.nav_ends += 1
             self._nav_event.set()
 
@@ -325,7 +335,8 @@ class Agent:
         1. one macrotask turn of the page (:data:`legible.browser._scripts.TURN`), so what the action's
            handlers queued (``setTimeout(0)``, promise callbacks) runs, and a navigation it requests is seen
            in the page itself (Navigation API ``navigate`` event; no timing guess);
-        2. if such a navigation was requested (or the turn's document went away under it) and Playwright has
+        2. if such a navigation was requested (or the turn's document went away under it, or a main-frame
+           navigation request is still under way: the handler ran before the turn) and Playwright has
            not seen it commit yet, wait until it does, or until its request ends without a document (a 204,
            a failure), at most 15 s in all;
         3. wait (at most 15 s in all) for the tab's ``load`` state, as :meth:`settle`.
@@ -343,6 +354,10 @@ class Agent:
             title, dest = await page.evaluate(_scripts.TURN)
         except Exception as e:  # noqa: BLE001 - the document went away during the turn: a navigation commits
             title, dest = None, first_line(e)  # Playwright may not have seen the commit yet: wait for it
+        if dest is None and self.nav_pending and self.navs == navs:
+            # the handler's navigation started before the turn (a busy page or machine runs its timer first):
+            # the turn saw no `navigate` event, but its main-frame request is under way
+            dest = "a navigation request under way"
         if dest is not None:
             title = None  # the title is read again from the new document
             while self.navs == navs and self.nav_ends == ends and (left := deadline - loop.time()) > 0:
