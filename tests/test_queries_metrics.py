@@ -202,3 +202,40 @@ def test_no_stack_running_is_exit_2_with_hint(tmp_path, monkeypatch):
     assert res.exit_code == 2
     assert res.stderr.startswith("error: no stack is running for wt-")
     assert "hint: run `legible up --wait`" in res.stderr
+
+
+def test_an_empty_answer_right_after_up_says_the_first_scrape_may_not_be_in(
+    tmp_path: Path, vm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0 series seconds after VictoriaMetrics became ready: the answer says why, not only "check the names"."""
+    from legible.queries.metrics import FIRST_SCRAPE_S
+
+    root = git_repo(tmp_path / "wt")
+    (root / ".legible").mkdir()
+    me = psutil.Process(os.getpid())
+
+    def state(ready_ago_s: float) -> None:
+        (root / ".legible" / "state.json").write_text(
+            json.dumps(
+                {
+                    "schema": "legible.state/v1",
+                    "status": "ready",
+                    "supervisor": {"pid": me.pid, "create_time": me.create_time()},
+                    "endpoints": {"victoria-metrics": vm, "otlp-http": "http://127.0.0.1:1"},
+                    "services": {"victoria-metrics": {"status": "ready", "ready_at": time.time() - ready_ago_s}},
+                }
+            )
+        )
+
+    state(2)
+    young = run(root, monkeypatch, "metrics", "legible_not_scraped_yet")
+    assert young.exit_code == 0, young.output
+    lines = young.output.splitlines()
+    assert lines[0].startswith("0 series for legible_not_scraped_yet (now): no data")
+    assert len(lines) == 2 and lines[1].startswith("VictoriaMetrics became ready 2 s ago: its first scrapes")
+    state(FIRST_SCRAPE_S + 5)
+    old = run(root, monkeypatch, "metrics", "legible_not_scraped_yet")
+    assert old.exit_code == 0 and len(old.output.splitlines()) == 1, old.output
+    state(2)
+    known = run(root, monkeypatch, "metrics", "legible_log_lines_total")  # series found: nothing to explain
+    assert known.exit_code == 0 and "became ready" not in known.output, known.output

@@ -27,6 +27,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from legible._errors import NotRunning, UsageError
@@ -573,4 +574,40 @@ def metrics_view(
     range_s, step_s = parse_window(range_, step)
     n = parse_limit(limit, 20)
     res = query(url or metrics_url(), promql, range_s, step_s, now=end)
-    return View(res.to_json(), render_metrics(res, n))
+    lines = render_metrics(res, n)
+    if not res.series and url is None and (why := first_scrape_hint()):
+        lines.append(why)
+    return View(res.to_json(), lines)
+
+
+#: Seconds after VictoriaMetrics became ready during which an empty answer may only mean "not scraped yet"
+#: (three scrapes at the default ``[stack] scrape_interval`` of 5 s).
+FIRST_SCRAPE_S = 15.0
+
+
+def first_scrape_hint(cwd: Path | None = None, now: float | None = None) -> str:
+    """One line when the running stack's VictoriaMetrics became ready less than :data:`FIRST_SCRAPE_S` ago, else ``""``.
+
+    An agent that asks right after ``legible up`` gets "0 series" because nothing was scraped yet, not because
+    the name is wrong; this line says so. Reads ``state.json`` (``services["victoria-metrics"]["ready_at"]``,
+    seconds since the epoch). Never raises.
+    """
+    from legible._errors import LegibleError
+    from legible.contract import read_state
+    from legible.worktree import find_worktree
+
+    try:
+        state = read_state(find_worktree(cwd).state_file)
+        if state is None or not state["alive"]:
+            return ""
+        vm: dict[str, Any] = dict(state["services"].get("victoria-metrics") or {})
+        ready_at = float(vm.get("ready_at") or 0)
+    except (LegibleError, OSError, TypeError, ValueError, KeyError, AttributeError):
+        return ""
+    age = (time.time() if now is None else now) - ready_at
+    if not ready_at or not 0 <= age < FIRST_SCRAPE_S:
+        return ""
+    return (
+        f"VictoriaMetrics became ready {age:.0f} s ago: its first scrapes may not be in yet "
+        "(`[stack] scrape_interval`, 5 s by default); ask again in a few seconds"
+    )
