@@ -99,6 +99,12 @@ def vm(tmp_path_factory: pytest.TempPathFactory):
 def repo(tmp_path_factory: pytest.TempPathFactory, vm: str) -> Path:
     root = git_repo(tmp_path_factory.mktemp("metrics") / "wt")
     (root / ".legible").mkdir()
+    write_state(root, vm, {})
+    return root
+
+
+def write_state(root: Path, vm: str, services: dict) -> None:
+    """A minimal live ``state.json`` (this test process as the supervisor) pointing at ``vm``."""
     me = psutil.Process(os.getpid())
     (root / ".legible" / "state.json").write_text(
         json.dumps(
@@ -107,11 +113,10 @@ def repo(tmp_path_factory: pytest.TempPathFactory, vm: str) -> Path:
                 "status": "ready",
                 "supervisor": {"pid": me.pid, "create_time": me.create_time()},
                 "endpoints": {"victoria-metrics": vm, "otlp-http": "http://127.0.0.1:1"},
-                "services": {},
+                "services": services,
             }
         )
     )
-    return root
 
 
 def run(repo: Path, monkeypatch: pytest.MonkeyPatch, *args: str):
@@ -212,20 +217,9 @@ def test_an_empty_answer_right_after_up_says_the_first_scrape_may_not_be_in(
 
     root = git_repo(tmp_path / "wt")
     (root / ".legible").mkdir()
-    me = psutil.Process(os.getpid())
 
     def state(ready_ago_s: float) -> None:
-        (root / ".legible" / "state.json").write_text(
-            json.dumps(
-                {
-                    "schema": "legible.state/v1",
-                    "status": "ready",
-                    "supervisor": {"pid": me.pid, "create_time": me.create_time()},
-                    "endpoints": {"victoria-metrics": vm, "otlp-http": "http://127.0.0.1:1"},
-                    "services": {"victoria-metrics": {"status": "ready", "ready_at": time.time() - ready_ago_s}},
-                }
-            )
-        )
+        write_state(root, vm, {"victoria-metrics": {"status": "ready", "ready_at": time.time() - ready_ago_s}})
 
     state(2)
     young = run(root, monkeypatch, "metrics", "legible_not_scraped_yet")
