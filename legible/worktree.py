@@ -116,7 +116,16 @@ def _plain_config(git_dir: str) -> bool:
 
 
 def _toplevel_fast(start: Path) -> Path | None:
-    """The worktree root containing ``start`` found as git's discovery finds it, or ``None`` to ask git.
+    """The worktree root containing ``start`` as git finds it, or ``None`` to ask git (see :func:`_discover`)."""
+    found = _discover(start)
+    return found[0] if found else None
+
+
+def _discover(start: Path) -> tuple[Path, Path] | None:
+    """``(worktree root, common git directory)`` for ``start`` as git's discovery finds them, or ``None`` to ask git.
+
+    The common directory holds ``info/exclude``: ``.git`` itself, or for a linked worktree the directory its
+    ``gitdir``'s ``commondir`` names (gitrepository-layout(5)).
 
     Reads the file system only (git's "discovery" of ``setup.c``, https://git-scm.com/docs/git#_git_discovery):
     walking up from ``start``, the first directory holding a ``.git`` directory (a repository) or a ``.git``
@@ -160,7 +169,7 @@ def _toplevel_fast(start: Path) -> Path | None:
                     dirs = []
                 if not dirs or not all(_plain_config(d) for d in dirs):
                     return None
-                return Path(here)
+                return Path(here), Path(os.path.normpath(dirs[-1]))
             if _is_git_dir(here):
                 return None
             parent = os.path.dirname(here)
@@ -174,7 +183,7 @@ def _toplevel_fast(start: Path) -> Path | None:
 def find_worktree(start: Path | None = None) -> Worktree:
     """Return the git worktree that contains ``start`` (default: the current directory).
 
-    The root is found by reading the file system (:func:`_toplevel_fast`) when that gives git's own answer
+    The root is found by reading the file system (:func:`_discover`) when that gives git's own answer
     for sure, else by ``git rev-parse --show-toplevel``.
 
     Raises:
@@ -182,9 +191,10 @@ def find_worktree(start: Path | None = None) -> Worktree:
 
     """
     start = Path(start or Path.cwd())
-    fast = _toplevel_fast(start)
-    if fast is not None:
-        return Worktree(root=fast, key=worktree_key(fast), exclude=_exclude_path(fast))
+    found = _discover(start)
+    if found is not None:
+        root, common = found
+        return Worktree(root=root, key=worktree_key(root), exclude=common / "info" / "exclude")
     try:
         out = subprocess.run(  # the exclude file too: `legible up` needs it, and one git run is enough
             ["git", "rev-parse", "--show-toplevel", "--git-path", "info/exclude"],
@@ -204,25 +214,6 @@ def find_worktree(start: Path | None = None) -> Worktree:
     root = Path(os.path.realpath(lines[0]))
     exclude = start / lines[1] if len(lines) > 1 else None  # relative to the directory git ran in
     return Worktree(root=root, key=worktree_key(root), exclude=exclude)
-
-
-def _exclude_path(root: Path) -> Path | None:
-    """``info/exclude`` of the worktree at ``root`` as ``git rev-parse --git-path info/exclude`` names it.
-
-    Only for a root :func:`_toplevel_fast` found (no ``GIT_*`` variable, a plain ``.git``): the repository's
-    own ``.git/info/exclude``, or for a linked worktree (``.git`` file ``gitdir: <dir>``) the one of its
-    common directory (``<dir>/commondir``, gitrepository-layout(5)). ``None`` (git is asked) if unreadable.
-    """
-    dotgit = root / ".git"
-    try:
-        if dotgit.is_dir():
-            return dotgit / "info" / "exclude"
-        line = dotgit.read_text(encoding="utf-8", errors="replace").splitlines()[0].strip()
-        git_dir = root / line.removeprefix("gitdir: ")
-        common = git_dir / (git_dir / "commondir").read_text(encoding="utf-8").strip()
-    except (OSError, IndexError):
-        return None
-    return Path(os.path.normpath(common)) / "info" / "exclude"
 
 
 def _exclude_from_git(root: Path, exclude: Path | None = None) -> None:
