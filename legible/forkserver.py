@@ -563,11 +563,7 @@ def serve(state_dir: str) -> None:
                     stop["flag"] = True
             _reap(children)
     finally:
-        for p in (path, stats_path(state_dir)):
-            try:
-                os.unlink(p)
-            except FileNotFoundError:
-                pass
+        _remove_files(state_dir)
         listener.close()
         _reap(children)
 
@@ -625,14 +621,12 @@ def _handle(
 
     """
     import socket
-    import struct
 
     fds: list[int] = []
     try:
         conn.setblocking(True)
         conn.settimeout(HANDSHAKE_S)
-        _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-        if uid != os.getuid():
+        if _peer_uid(conn) != os.getuid():
             conn.close()
             return ""
         data, fds, _flags, _addr = socket.recv_fds(conn, 1 << 20, 3)
@@ -926,6 +920,11 @@ def stop_server(proc: Any, state_dir: str, timeout: float = 2.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    _remove_files(state_dir)
+
+
+def _remove_files(state_dir: str) -> None:
+    """Remove the server's socket and stats file (:func:`socket_path`, :func:`stats_path`), if there."""
     for p in (socket_path(state_dir), stats_path(state_dir)):
         try:
             os.unlink(p)
