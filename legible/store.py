@@ -54,6 +54,8 @@ __all__ = [
     "SEARCH_TEXT",
     "MIGRATIONS",
     "EXCEPTION_TEXT",
+    "HAS_EXCEPTION",
+    "HAS_EXCEPTION_SQL",
     "QueryResult",
     "Store",
     "check_read_only",
@@ -85,34 +87,51 @@ EXCEPTION_TEXT = (
 )
 
 
+#: SQL for "this log row may hold an ``exception.*`` attribute": the ``logs.has_exception`` flag the collector
+#: writes at ingest (migration ``m002``), and for a row some other writer stored without it (``NULL``) the test it
+#: stands for, evaluated then only for those rows (DuckDB's ``coalesce`` evaluates an argument only for the rows
+#: still ``NULL``).
+HAS_EXCEPTION = "coalesce(has_exception, contains(attributes::VARCHAR, '\"exception.'))"
+#: The characters ``LIKE``/``ILIKE`` read as wildcards (DuckDB has no default escape character: ``\\`` is literal).
+_LIKE_WILDCARDS = frozenset("%_")
+
+
 def search_contains(needle: str) -> tuple[str, list[str]]:
     """Return ``(condition, params)``: the lower-cased :data:`SEARCH_TEXT` of a log line contains ``needle``.
 
-    Same answer as ``contains(lower(SEARCH_TEXT), lower(needle))`` for every row, at a fraction of its cost
-    (``logs --grep`` over a million lines: the JSON extraction of three attributes per row was about
-    two thirds of the query). Why it is the same:
+    Same answer as ``contains(lower(SEARCH_TEXT), lower(needle))`` (DuckDB's ``lower`` on both sides) for every
+    row, at a fraction of its cost (``logs --grep`` over a million lines: the JSON extraction of three attributes
+    per row was about two thirds of the query, the lower-cased copy of every body most of the rest). Why it is
+    the same:
 
     * a needle without a newline matches the newline-joined text exactly when it matches one of the parts
       (``lower`` maps each code point on its own and keeps ``chr(10)``), so the body is searched alone first;
+    * the body is matched with ``ILIKE '%needle%'``, which DuckDB answers by lower-casing both sides with the
+      same ``lower`` (an ASCII fast path when both are ASCII, where ``lower`` is ASCII's), so it is
+      ``contains(lower(body), lower(needle))``; a needle with ``%`` or ``_`` (wildcards) keeps ``contains``.
+      ``tests/test_store_search.py`` compares both over a corpus of case-mapping edge cases;
     * the exception attributes are extracted only for the rows whose ``attributes`` JSON text holds
-      ``"exception.``: a top-level key ``exception.type`` is written that way by every writer of the store
-      (the collector's ``orjson``/``json`` serialisers never escape ASCII letters or ``.``), so the others
-      have no such attribute and their extraction would be ``NULL``.
+      ``"exception.`` (:data:`HAS_EXCEPTION`, a column written at ingest): a top-level key ``exception.type``
+      is written that way by every writer of the store (the collector's ``orjson``/``json`` serialisers never
+      escape ASCII letters or ``.``), so the others have no such attribute and their extraction would be
+      ``NULL``.
 
     A needle with a newline keeps the joined form (it can match across parts).
 
     Args:
-        needle: the text searched for, any case.
+        needle: the text searched for, any case (not empty).
+
+    Returns:
+        A condition over the ``logs`` table and its positional parameters.
 
     """
-    low = needle.lower()
-    if "\n" in low:
-        return f"contains(lower({SEARCH_TEXT}), ?)", [low]
-    return (
-        "(contains(lower(body), ?) OR (contains(attributes::VARCHAR, '\"exception.') "
-        f"AND contains(lower({EXCEPTION_TEXT}), ?)))",
-        [low, low],
-    )
+    if "\n" in needle:
+        return f"contains(lower({SEARCH_TEXT}), lower(?))", [needle]
+    if _LIKE_WILDCARDS.isdisjoint(needle):
+        body, body_param = "body ILIKE ?", "%" + needle + "%"
+    else:
+        body, body_param = "contains(lower(body), lower(?))", needle
+    return f"({body} OR ({HAS_EXCEPTION} AND contains(lower({EXCEPTION_TEXT}), lower(?))))", [body_param, needle]
 
 
 #: Normalised log levels, lowest first (OpenTelemetry severity ranges 1-4, 5-8, ..., 21-24).
@@ -271,9 +290,26 @@ def _m001_initial(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+#: How the collector fills ``logs.has_exception`` from the ``attributes`` JSON text of a row (``m002`` fills the
+#: rows stored before the column existed the same way). See :data:`HAS_EXCEPTION`.
+HAS_EXCEPTION_SQL = "coalesce(contains(attributes::VARCHAR, '\"exception.'), false)"
+
+
+def _m002_logs_has_exception(con: duckdb.DuckDBPyConnection) -> None:
+    """Add ``logs.has_exception`` (issue 12): ``logs --grep`` reads the exception attributes only where it is set.
+
+    Filled for the existing rows here (one ``UPDATE`` over the table: about a second per million rows), and by
+    the collector at ingest; ``NULL`` (a row another writer stored without it) means "not known", and
+    :data:`HAS_EXCEPTION` tests the attributes of such a row instead.
+    """
+    con.execute("ALTER TABLE logs ADD COLUMN IF NOT EXISTS has_exception BOOLEAN")
+    con.execute(f"UPDATE logs SET has_exception = {HAS_EXCEPTION_SQL} WHERE has_exception IS NULL")  # noqa: S608 - fixed SQL
+
+
 #: The schema, as ``(name, function)`` pairs applied in order, each once.
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("m001_initial", _m001_initial),
+    ("m002_logs_has_exception", _m002_logs_has_exception),
 ]
 
 

@@ -1011,3 +1011,20 @@ def test_a_kept_record_without_a_span_id_learns_it_from_its_dropped_copy(tmp_pat
         ("stdout", "checkout failed", "00f067aa0ba902b7"),
         ("stdout", "checkout failed twice", None),
     ]
+
+
+def test_the_writer_marks_log_rows_with_exception_attributes_at_ingest(tmp_path: Path) -> None:
+    # logs.has_exception is what `logs --grep` reads instead of every row's attributes (legible.store.HAS_EXCEPTION)
+    from legible.collector._writer import Writer
+
+    w = Writer(tmp_path / "e.duckdb")
+    now = time.time_ns()
+
+    def row(body: str, attrs: str) -> tuple:
+        return (now, now, "app", "error", 17, "ERROR", body, attrs, "{}", None, None, None, "otlp")
+
+    w.add("logs", [row("a", '{"exception.type": "ValueError"}'), row("b", '{"http.route": "/x"}'), row("c", "{}")])
+    w.flush()
+    got = w.query("SELECT body, has_exception FROM logs ORDER BY seq")[1]
+    w.close()
+    assert got == [("a", True), ("b", False), ("c", False)]

@@ -9,7 +9,18 @@ import duckdb
 import pytest
 
 from legible._errors import NotRunning, UsageError
-from legible.store import MAX_ROWS, MIGRATIONS, check_read_only, migrate, open_store, store_path, template_sql
+from legible.store import (
+    MAX_ROWS,
+    MIGRATIONS,
+    SEARCH_TEXT,
+    Store,
+    check_read_only,
+    migrate,
+    open_store,
+    search_contains,
+    store_path,
+    template_sql,
+)
 
 
 def _state(tmp_path: Path) -> Path:
@@ -31,7 +42,7 @@ def _state(tmp_path: Path) -> Path:
 def test_migrations_are_recorded(tmp_path: Path) -> None:
     state = _state(tmp_path)
     with open_store(state) as store:
-        assert store.query("SELECT name FROM _migrations").rows == [("m001_initial",)]
+        assert store.query("SELECT name FROM _migrations ORDER BY name").rows == [(n,) for n, _ in MIGRATIONS]
         cols = store.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'spans'").rows
         assert {"trace_id", "duration_ms", "events", "links", "status_code", "start_ts"} <= {c for (c,) in cols}
 
@@ -55,6 +66,48 @@ def test_unreachable_collector_falls_back_to_the_file(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     store = open_store(_state(tmp_path), collector_url=f"http://127.0.0.1:{port}")
     assert store.query("SELECT count(*) FROM logs").rows == [(12000,)]
+
+
+def test_a_store_of_the_first_schema_is_upgraded_in_place_and_greps_the_same(tmp_path: Path) -> None:
+    """m002 adds and fills ``logs.has_exception``; ``logs --grep`` answers as the joined search text did."""
+    from legible.queries.logs import log_groups, make_filter
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
+    MIGRATIONS[0][1](con)  # the file as the collector of the first schema left it
+    con.execute("INSERT INTO _migrations VALUES ('m001_initial', now()::TIMESTAMP)")
+    attrs = [
+        '{"exception.type": "ValueError", "exception.message": "card DECLINED"}',
+        '{"http.route": "/pay"}',
+        None,
+        '{"exception.stacktrace": "Traceback ...\\nKeyError: sku"}',
+    ]
+    con.execute(
+        "INSERT INTO logs (seq, time_ns, observed_ns, service, level, severity_number, body, template, source, "
+        "attributes) SELECT i, i, i, 'app', 'error', 17, 'payment ' || i, 'payment <n>', 'otlp', "
+        "(?::VARCHAR[])[i % 4 + 1] FROM range(2000) t(i)",
+        [attrs],
+    )
+    needles = ["declined", "keyerror: sku", "payment 17", "route", "PAY"]
+    joined = f"SELECT seq FROM logs WHERE contains(lower({SEARCH_TEXT}), lower(?)) ORDER BY seq"  # noqa: S608
+    before = {n: con.execute(joined, [n]).fetchall() for n in needles}
+    con.close()
+
+    con = duckdb.connect(str(path))  # reopened, as a new collector opens the file
+    assert migrate(con) == ["m002_logs_has_exception"]
+    assert con.execute("SELECT has_exception, count(*) FROM logs GROUP BY ALL ORDER BY 1").fetchall() == [
+        (False, 1000),
+        (True, 1000),
+    ]
+    store = Store(path=path, _con=con)
+    for n in needles:
+        cond, params = search_contains(n)
+        assert con.execute(f"SELECT seq FROM logs WHERE {cond} ORDER BY seq", params).fetchall() == before[n], n  # noqa: S608
+        groups = log_groups(store, make_filter(since="all", grep=n, now=10**6), now=10**6)
+        assert groups.total == len(before[n]), n
+    assert [len(before[n]) for n in needles] == [500, 500, 111, 0, 2000]  # 17, 170-179, 1700-1799
+    con.close()
 
 
 @pytest.mark.parametrize(

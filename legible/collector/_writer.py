@@ -2,7 +2,8 @@
 
 Rows are buffered per table and flushed every :data:`FLUSH_EVERY_S` seconds or as soon as
 :data:`FLUSH_ROWS` are waiting, as Arrow tables inserted with one ``INSERT ... SELECT`` each (the
-``logs.template`` column is computed there by DuckDB, see :func:`legible.store.template_select`), in one
+``logs.template`` and ``logs.has_exception`` columns are computed there by DuckDB, see
+:func:`legible.store.template_select` and :data:`legible.store.HAS_EXCEPTION_SQL`), in one
 transaction with the tail offsets the rows came from. At most :data:`MAX_PENDING` rows wait; beyond that
 :meth:`Writer.add` refuses (OTLP answers 429 so the sender retries) or blocks (the file tailer). A row
 :meth:`Writer.add` accepted is written before :meth:`Writer.close` returns: the last flushes run until the
@@ -42,7 +43,7 @@ import duckdb
 import pyarrow as pa
 
 from legible._errors import UsageError
-from legible.store import lock_down, migrate, run_query, template_select
+from legible.store import HAS_EXCEPTION_SQL, lock_down, migrate, run_query, template_select
 
 FLUSH_EVERY_S = 0.2
 FLUSH_ROWS = 5000
@@ -114,8 +115,9 @@ _FILL_SPAN_SQL = (
 def _insert_sql(table: str, columns: Sequence[tuple[str, Any]]) -> str:
     names = ["seq", *(c for c, _ in columns)]
     sel = [f"{c}::JSON" if c in _JSON_COLS else c for c in names]
-    if table == "logs":
-        names.append("template")
+    if table == "logs":  # + the columns DuckDB computes: logs.has_exception (from the JSON text) and template
+        names += ["has_exception", "template"]
+        sel.append(HAS_EXCEPTION_SQL)
         return f"INSERT INTO logs ({', '.join(names)}) {template_select('_batch_logs', sel)}"  # noqa: S608
     return f"INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(sel)} FROM _batch_{table}"  # noqa: S608
 
