@@ -119,3 +119,95 @@ def test_sql(repo, monkeypatch):
     res = run(repo, monkeypatch, "traces", "--sql", sql)
     assert res.exit_code == 0
     assert res.output.splitlines()[:2] == ["name             n", "SELECT           120"]
+
+
+#: The one-pass statement :func:`legible.queries.traces.list_traces` ran before issue 12 (every aggregate for
+#: every trace, then the top N): the reference the two-pass statement must answer as.
+ONE_PASS = """
+WITH t AS (
+  SELECT trace_id,
+         coalesce(arg_min(name, start_ns) FILTER (WHERE parent_span_id IS NULL), arg_min(name, start_ns)) AS root,
+         coalesce(arg_min(service, start_ns) FILTER (WHERE parent_span_id IS NULL),
+                  arg_min(service, start_ns)) AS service,
+         min(start_ns) AS start_ns, (max(end_ns) - min(start_ns)) / 1e6 AS duration_ms, count(*) AS spans,
+         count(*) FILTER (WHERE status_code = 'error') AS errors,
+         coalesce(arg_min(exception_type || ': ' || coalesce(exception_message, ''), start_ns)
+                    FILTER (WHERE exception_type IS NOT NULL),
+                  arg_min(name || coalesce(': ' || status_message, ''), start_ns)
+                    FILTER (WHERE status_code = 'error')) AS error
+  FROM spans WHERE {where} GROUP BY trace_id HAVING {having})
+SELECT *, count(*) OVER () AS total, sum(CASE WHEN errors > 0 THEN 1 ELSE 0 END) OVER () AS total_errors
+FROM t ORDER BY {order}, trace_id LIMIT {limit}
+"""
+
+
+def test_the_two_pass_trace_list_answers_as_one_pass(tmp_path: Path) -> None:
+    """Roots missing or late, errors with and without exceptions, spans outside the window, every filter."""
+    import random
+
+    import duckdb
+
+    from legible.queries.traces import list_traces, make_trace_filter
+    from legible.store import Store, migrate
+
+    rnd = random.Random(12)
+    c = duckdb.connect()
+    migrate(c)
+    rows = []
+    seq = 0
+    for t in range(300):
+        base = 10**12 + t * 10**9 + rnd.randrange(10**8)
+        for s in range(rnd.randrange(1, 8)):
+            start = base + rnd.randrange(-(10**8), 10**9)  # a child may start before the root, or in the window's edge
+            status = "error" if rnd.random() < 0.08 else "unset"
+            exc = rnd.choice([None, "ValueError", "KeyError"]) if status == "error" else None
+            parent = None if s == 0 and rnd.random() < 0.9 else f"{t:08x}{0:08x}"
+            rows.append(
+                (seq, f"{t:032x}", f"{t:08x}{s:08x}", parent, rnd.choice(["app", "db", "worker"]),
+                 rnd.choice(["GET /items", "SELECT", "charge card"]), "server", start,
+                 start + rnd.randrange(10**5, 3 * 10**9), status, rnd.choice([None, "boom"]), exc,
+                 None if exc is None else rnd.choice([None, "card declined"]))
+            )  # fmt: skip
+            seq += 1
+    c.executemany(
+        "INSERT INTO spans (seq, trace_id, span_id, parent_span_id, service, name, kind, start_ns, end_ns, "
+        "duration_ms, status_code, status_message, exception_type, exception_message, received_ns) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, 0)",
+        rows,
+    )
+    store = Store(path=tmp_path / "unused.duckdb", _con=c)
+    now = 10**12 + 400 * 10**9
+    filters = [
+        {},
+        {"since": "200s"},
+        {"since": "250s", "until": "80s"},
+        {"errors": True},
+        {"service": ["worker"], "since": "300s"},
+        {"name": "CHARGE"},
+        {"min_duration": "2s"},
+        {"errors": True, "min_duration": "1s", "service": ["db,app"]},
+        {"name": "no such span"},
+    ]
+    compared = 0
+    for kw in filters:
+        flt = make_trace_filter(**{"since": "all", **kw}, now=now)
+        where, wp, having, hp = flt.sql()
+        for slowest, limit in ((False, 20), (True, 10), (False, 1000)):
+            order = "duration_ms DESC" if slowest else "start_ns DESC"
+            ref = c.execute(ONE_PASS.format(where=where, having=having, order=order, limit=limit), [*wp, *hp])
+            want = ref.fetchall()
+            got = list_traces(store, flt, limit, slowest=slowest, now=now)
+            assert [t.to_json() for t in got.traces] == [
+                {**_summary(r), "duration_ms": round(r[4], 3)} for r in want
+            ], (kw, slowest)
+            assert (got.total, got.total_errors) == ((want[0][8], want[0][9]) if want else (0, 0))
+            compared += len(want)
+    assert compared > 1000
+    c.close()
+
+
+def _summary(r: tuple) -> dict:
+    from legible.queries._fmt import iso
+
+    return {"trace_id": r[0], "root": r[1], "service": r[2], "start": iso(r[3]), "duration_ms": r[4], "spans": r[5],
+            "errors": r[6], "error": r[7]}  # fmt: skip

@@ -280,6 +280,39 @@ class TraceList:
         }
 
 
+def _list_sql(where: str, having: str, order: str, limit: int) -> str:
+    """Return the statement of :func:`list_traces`; its parameters are ``[*where, *having, *where]``.
+
+    Two passes over the window's spans: the first groups them per trace with the cheap aggregates the order,
+    the ``HAVING`` filters and the totals need (start, end, count, errors), and keeps the top ``limit``; the
+    second reads only the spans of those traces (a join on ``trace_id``, which DuckDB pushes into the scan as a
+    filter) for the root's name and service and the first error, the ``arg_min``s over strings that cost most of
+    the time when computed for every trace (the list of 20 of 20,000 traces: about half of the statement).
+    Same rows as one pass: the second pass applies the same ``WHERE`` to the same spans.
+    """
+    return f"""
+WITH t AS (
+  SELECT trace_id, min(start_ns) AS start_ns, (max(end_ns) - min(start_ns)) / 1e6 AS duration_ms, count(*) AS spans,
+         count(*) FILTER (WHERE status_code = 'error') AS errors
+  FROM spans WHERE {where} GROUP BY trace_id HAVING {having}),
+top AS (SELECT *, count(*) OVER () AS total, sum(CASE WHEN errors > 0 THEN 1 ELSE 0 END) OVER () AS total_errors
+        FROM t ORDER BY {order}, trace_id LIMIT {int(max(limit, 0))}),
+d AS (
+  SELECT trace_id,
+         coalesce(arg_min(name, start_ns) FILTER (WHERE parent_span_id IS NULL), arg_min(name, start_ns)) AS root,
+         coalesce(arg_min(service, start_ns) FILTER (WHERE parent_span_id IS NULL),
+                  arg_min(service, start_ns)) AS service,
+         coalesce(arg_min(exception_type || ': ' || coalesce(exception_message, ''), start_ns)
+                    FILTER (WHERE exception_type IS NOT NULL),
+                  arg_min(name || coalesce(': ' || status_message, ''), start_ns)
+                    FILTER (WHERE status_code = 'error')) AS error
+  FROM spans WHERE trace_id IN (SELECT trace_id FROM top) AND {where} GROUP BY trace_id)
+SELECT top.trace_id, d.root, d.service, top.start_ns, top.duration_ms, top.spans, top.errors, d.error, top.total,
+       top.total_errors
+FROM top JOIN d ON d.trace_id = top.trace_id ORDER BY top.{order}, top.trace_id
+"""  # noqa: S608 - fixed SQL fragments; values are bound parameters
+
+
 def list_traces(
     store: Store, flt: TraceFilter, limit: int = 20, slowest: bool = False, now: int | None = None
 ) -> TraceList:
@@ -300,23 +333,8 @@ def list_traces(
     now = now_ns() if now is None else now
     where, wp, having, hp = flt.sql()
     order = "duration_ms DESC" if slowest else "start_ns DESC"
-    sql = f"""
-WITH t AS (
-  SELECT trace_id,
-         coalesce(arg_min(name, start_ns) FILTER (WHERE parent_span_id IS NULL), arg_min(name, start_ns)) AS root,
-         coalesce(arg_min(service, start_ns) FILTER (WHERE parent_span_id IS NULL),
-                  arg_min(service, start_ns)) AS service,
-         min(start_ns) AS start_ns, (max(end_ns) - min(start_ns)) / 1e6 AS duration_ms, count(*) AS spans,
-         count(*) FILTER (WHERE status_code = 'error') AS errors,
-         coalesce(arg_min(exception_type || ': ' || coalesce(exception_message, ''), start_ns)
-                    FILTER (WHERE exception_type IS NOT NULL),
-                  arg_min(name || coalesce(': ' || status_message, ''), start_ns)
-                    FILTER (WHERE status_code = 'error')) AS error
-  FROM spans WHERE {where} GROUP BY trace_id HAVING {having})
-SELECT *, count(*) OVER () AS total, sum(CASE WHEN errors > 0 THEN 1 ELSE 0 END) OVER () AS total_errors
-FROM t ORDER BY {order}, trace_id LIMIT {int(max(limit, 0))}
-"""  # noqa: S608 - fixed SQL fragments; values are bound parameters
-    rows = store.query(sql, [*wp, *hp]).rows
+    sql = _list_sql(where, having, order, limit)
+    rows = store.query(sql, [*wp, *hp, *wp]).rows
     items = [TraceSummary(r[0], r[1], r[2], int(r[3]), float(r[4]), int(r[5]), int(r[6]), r[7]) for r in rows]
     total = int(rows[0][8]) if rows else 0
     total_err = int(rows[0][9]) if rows else 0
