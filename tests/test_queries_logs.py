@@ -317,3 +317,32 @@ def test_grep_and_regex_find_an_exception_kept_only_in_otlp_attributes(tmp_path,
         assert res.output.startswith("1 lines") and "Exception on /boom [GET]" in res.output, res.output
     res = run(root, monkeypatch, "logs", "--raw", "--since", "all", "--grep", "card 9191 accepted")
     assert res.output.startswith("0 lines"), res.output
+
+
+def test_raw_lines_count_and_last_seq_come_with_the_lines_in_one_statement(tmp_path):
+    """The newest N by time, the count of all matches and their highest seq (time order is not seq order)."""
+    import duckdb
+
+    from legible.queries.logs import log_lines, make_filter
+    from legible.store import Store, migrate
+
+    c = duckdb.connect()
+    migrate(c)
+    times = [5, 1, 9, 3, 7, 2]  # seq 0..5 arrive out of time order
+    c.executemany(
+        "INSERT INTO logs (seq, time_ns, observed_ns, service, level, severity_number, body, source) "
+        "VALUES (?, ?, ?, 'app', ?, 9, ?, 'stdout')",
+        [(i, t, t, "warn" if i % 2 else "info", f"line {i}") for i, t in enumerate(times)],
+    )
+    store = Store(path=tmp_path / "unused.duckdb", _con=c)
+
+    def got(limit: int, **kw: str) -> tuple[list[str], int, int]:
+        res = log_lines(store, make_filter(since="all", now=100, **kw), limit, ["seq", "body"])
+        return [r["body"] for r in res.rows], res.total, res.last_seq
+
+    assert got(3) == (["line 0", "line 4", "line 2"], 6, 5)  # oldest first of the newest 3 by time
+    assert got(10) == (["line 1", "line 5", "line 3", "line 0", "line 4", "line 2"], 6, 5)
+    assert got(0) == ([], 6, 5)
+    assert got(2, level="warn") == (["line 5", "line 3"], 3, 5)
+    assert got(5, grep="nothing") == ([], 0, -1)
+    c.close()

@@ -611,7 +611,8 @@ def parse_fields(text: str | None) -> list[str]:
     return names or list(DEFAULT_FIELDS)
 
 
-def _select(fields: Sequence[str]) -> tuple[str, list[Any]]:
+def _select_list(fields: Sequence[str]) -> tuple[list[str], list[Any]]:
+    """Return the SQL expressions of ``fields`` (see :data:`FIELDS`) and their parameters, in order."""
     exprs, params = [], []
     for f in fields:
         if f.startswith("attr."):
@@ -620,6 +621,11 @@ def _select(fields: Sequence[str]) -> tuple[str, list[Any]]:
             params.extend([path, path])
         else:
             exprs.append(FIELDS[f])
+    return exprs, params
+
+
+def _select(fields: Sequence[str]) -> tuple[str, list[Any]]:
+    exprs, params = _select_list(fields)
     return ", ".join(exprs), params
 
 
@@ -632,16 +638,29 @@ def log_lines(store: Store, flt: LogFilter, limit: int = 40, fields: Sequence[st
 
     """
     where, params = flt.where()
-    sel, sel_params = _select(fields)
-    sql = f"SELECT seq, {sel} FROM logs WHERE {where} ORDER BY time_ns DESC, seq DESC LIMIT {int(max(limit, 0))}"  # noqa: S608 - fixed SQL fragments; values are bound parameters
-    rows = store.query(sql, [*sel_params, *params]).rows
-    total = len(rows)
-    last_seq = max((int(r[0]) for r in rows), default=-1)
-    if len(rows) >= limit:
-        total, mx = store.query(f"SELECT count(*), max(seq) FROM logs WHERE {where}", params).rows[0]  # noqa: S608 - fixed SQL fragments; values are bound parameters
-        last_seq = int(mx) if mx is not None else last_seq
-    dicts = [dict(zip(["_seq", *fields], r, strict=True)) for r in reversed(rows)]
-    return LogLines(flt, list(fields), dicts, int(total), last_seq)
+    exprs, sel_params = _select_list(fields)
+    rows = store.query(_lines_sql(where, exprs, limit), [*params, *sel_params, *params]).rows
+    total, last_seq = int(rows[0][-2]), rows[0][-1]
+    lines = [r[:-2] for r in rows if r[0] is not None]
+    dicts = [dict(zip(["_seq", *fields], r, strict=True)) for r in reversed(lines)]
+    return LogLines(flt, list(fields), dicts, total, -1 if last_seq is None else int(last_seq))
+
+
+def _lines_sql(where: str, exprs: Sequence[str], limit: int) -> str:
+    """Return the statement of :func:`log_lines`; its parameters are ``[*where, *exprs, *where]``.
+
+    One round trip: the count and highest ``seq`` of the matching lines (one row, always there), joined with
+    the newest ``limit`` of them, newest first (none: one row of ``NULL`` lines). Each row ends with the count
+    and the highest ``seq``.
+    """
+    sel = ", ".join(f"{e} AS _f{i}" for i, e in enumerate(exprs))
+    out = ", ".join(f"l._f{i}" for i in range(len(exprs)))
+    return f"""
+WITH c AS (SELECT count(*) AS _n, max(seq) AS _mx FROM logs WHERE {where}),
+l AS (SELECT seq AS _seq, {sel}, time_ns AS _t FROM logs WHERE {where}
+      ORDER BY time_ns DESC, seq DESC LIMIT {int(max(limit, 0))})
+SELECT l._seq, {out}, c._n, c._mx FROM c LEFT JOIN l ON TRUE ORDER BY l._t DESC, l._seq DESC
+"""  # noqa: S608 - fixed SQL fragments; values are bound parameters
 
 
 def format_line(row: dict[str, Any], fields: Sequence[str], body_lines: int = RAW_BODY_LINES) -> list[str]:
