@@ -234,14 +234,16 @@ def check_span(name: str, spec: SpanCheck, ctx: CheckContext) -> CheckResult:
         scope.append(f"service {spec.service}")
     cond = " AND ".join(where)
     store = ctx.store()
-    # One statement, one round trip: the slowest span (of equally slow ones the newest, so every run names
-    # the same trace), with the count and the percentile of the matching spans as scalar subqueries.
+    # One statement, one round trip: one pass computes the count, the percentile and the longest duration of the
+    # matching spans; a second reads the spans of that duration only (no top-N sort over all of them) for the
+    # slowest span, of equally slow ones the newest, so every run names the same trace.
     pct = spec.percentile
-    quantile = f"(SELECT quantile_cont(duration_ms, ?) FROM spans WHERE {cond})" if pct is not None else "NULL"  # noqa: S608
+    quantile = "quantile_cont(duration_ms, ?)" if pct is not None else "NULL"
     slowest = store.query(
-        f"SELECT trace_id, name, service, duration_ms, (SELECT count(*) FROM spans WHERE {cond}), {quantile} "  # noqa: S608
-        f"FROM spans WHERE {cond} ORDER BY duration_ms DESC, start_ns DESC, seq DESC LIMIT 1",
-        [*params, *([pct / 100, *params] if pct is not None else []), *params],
+        f"WITH s AS (SELECT count(*) AS n, {quantile} AS q, max(duration_ms) AS mx FROM spans WHERE {cond}) "  # noqa: S608
+        f"SELECT trace_id, name, service, duration_ms, s.n, s.q FROM spans, s WHERE {cond} AND duration_ms = s.mx "
+        "ORDER BY start_ns DESC, seq DESC LIMIT 1",
+        [*([pct / 100] if pct is not None else []), *params, *params],
     )
     where_text = ", ".join(scope)
     if not slowest.rows:

@@ -97,3 +97,53 @@ def test_a_log_group_keeps_the_trace_id_of_its_newest_line_that_has_one(tmp_path
     assert got["GET /x <n>"] == (3, "b" * 32, "GET /x 200")
     assert got["no template yet"] == (1, None, "no template yet")  # computed from the body (pass 1 redone)
     c.close()
+
+
+def test_the_span_check_answers_as_a_sort_of_every_matching_span(tmp_path: Path) -> None:
+    """The slowest span, count and percentile against a top-N sort over the same spans; nothing matched: error."""
+    import random
+
+    from legible.checks import CheckContext, check_span
+    from legible.config import SpanCheck
+    from legible.worktree import Worktree
+
+    rnd = random.Random(7)
+    c = duckdb.connect()
+    migrate(c)
+    now = 10**18
+    rows = []
+    for i in range(3000):  # durations on a coarse grid, so several spans tie on the longest
+        start = now - 10**9 * rnd.randrange(1, 600)
+        dur = float(rnd.randrange(1, 40) * 25)
+        rows.append((i, f"{i % 50:032x}", f"{i:016x}", rnd.choice(["app", "db"]), rnd.choice(["GET /a", "SELECT"]),
+                     "server", start, start + int(dur * 1e6), dur))  # fmt: skip
+    c.executemany(
+        "INSERT INTO spans (seq, trace_id, span_id, service, name, kind, start_ns, end_ns, duration_ms, "
+        "status_code, received_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'unset', 0)",
+        rows,
+    )
+    ctx = CheckContext(
+        worktree=Worktree(root=tmp_path, key="t"),
+        config=None,  # type: ignore[arg-type]  # the span check reads the store only
+        state=None,
+        now_ns=lambda: now,
+        _store=Store(path=tmp_path / "unused.duckdb", _con=c),
+    )
+    for spec, where, params in (
+        (SpanCheck(max="1s", since="5m"), "start_ns >= ?", [now - 300 * 10**9]),
+        (SpanCheck(max="1s", since="10m", percentile=90, service="db"), "start_ns >= ? AND service = ?",
+         [now - 600 * 10**9, "db"]),
+        (SpanCheck(max="1s", since="3m", name="SELECT", percentile=50), "start_ns >= ? AND name = ?",
+         [now - 180 * 10**9, "SELECT"]),
+    ):  # fmt: skip
+        want = c.execute(
+            f"SELECT trace_id, count(*) OVER (), duration_ms, quantile_cont(duration_ms, ?) OVER () FROM spans "  # noqa: S608
+            f"WHERE {where} ORDER BY duration_ms DESC, start_ns DESC, seq DESC LIMIT 1",
+            [(spec.percentile or 50) / 100, *params],
+        ).fetchone()
+        res = check_span("slow", spec, ctx)
+        assert want is not None
+        assert (res.details["trace_id"], res.details["spans"], res.details["max_ms"]) == want[:3], spec
+        assert res.measured == (want[3] if spec.percentile is not None else want[2])
+    assert check_span("none", SpanCheck(max="1s", name="no such span"), ctx).status == "error"
+    c.close()
