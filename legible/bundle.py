@@ -44,6 +44,9 @@ _COLUMNS = {
 }
 _TIME = {"logs": ("time_ns", "ts"), "spans": ("start_ns", "start_ts")}
 _JSON = {"logs": ("attributes", "resource"), "spans": ("attributes", "resource", "events", "links")}
+#: Store columns a bundle does not carry, as the views give them: ``logs.has_exception`` unknown (``NULL``), so
+#: ``logs --grep`` tests the (redacted) attributes themselves (:data:`legible.store.HAS_EXCEPTION`).
+_DERIVED = {"logs": ", NULL::BOOLEAN AS has_exception"}
 
 
 def write_signals(store: Store, out: Path, since_ns: int, redact: Callable[[str], str]) -> dict[str, Any]:
@@ -133,7 +136,7 @@ def bundle_store(bundle: Path) -> Store:
         con.read_parquet(str(folder / f"{table}.parquet")).create_view(f"_{table}_parquet")
         con.execute(
             f"CREATE VIEW {table} AS SELECT * REPLACE ({casts}), "  # noqa: S608 - fixed names
-            f"make_timestamp({time_col} // 1000) AS {virtual} FROM _{table}_parquet"
+            f"make_timestamp({time_col} // 1000) AS {virtual}{_DERIVED.get(table, '')} FROM _{table}_parquet"
         )
     return Store(path=folder, _con=con)
 

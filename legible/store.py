@@ -59,6 +59,7 @@ __all__ = [
     "QueryResult",
     "Store",
     "check_read_only",
+    "compat_views",
     "jsonable",
     "lock_down",
     "migrate",
@@ -351,6 +352,27 @@ def lock_down(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"SET {name} = {value}")
 
 
+def compat_views(con: duckdb.DuckDBPyConnection) -> None:
+    """Let a store file of an older schema, opened read-only (so not migrated), answer today's queries.
+
+    A file last written by a collector before migration ``m002`` has no ``logs.has_exception``: a temporary
+    view ``logs`` (found before the file's table) adds it as ``NULL``, which :data:`HAS_EXCEPTION` reads as
+    "test the attributes". Nothing is created for a file that has the column.
+
+    Args:
+        con: a connection to the store file (read-only is fine: temporary views live in memory).
+
+    """
+    row = con.execute(
+        "SELECT current_database(), count(*) FILTER (WHERE column_name = 'has_exception') FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND schema_name = 'main' AND table_name = 'logs'"
+    ).fetchone()
+    if row is None or row[1]:
+        return
+    catalog = '"' + str(row[0]).replace('"', '""') + '"'  # an identifier, quoted as SQL quotes identifiers
+    con.execute(f"CREATE TEMP VIEW logs AS SELECT *, NULL::BOOLEAN AS has_exception FROM {catalog}.main.logs")  # noqa: S608
+
+
 def read_token(state_dir: Path | str) -> str | None:
     """Return the collector's token from ``<state_dir>/collector.token``, or ``None`` if there is none."""
     try:
@@ -571,6 +593,7 @@ class Store:
             raise NotRunning(f"no store at {self.path}", hint="run `legible up` and let the app emit signals")
         try:
             self._con = duckdb.connect(str(self.path), read_only=True, config=dict(LOCKED_SETTINGS))
+            compat_views(self._con)
         except duckdb.Error as e:
             raise NotRunning(
                 f"the store is held by a running collector that did not answer: {_one_line(e)}",

@@ -171,3 +171,42 @@ def test_the_corpus_has_hits_in_attributes_only_and_across_the_join(con):
     assert hits("line body\nsecond") == {8}  # across the newline between body and attribute
     assert hits("nestederror") == set()  # a nested object is not the exception.type attribute
     assert hits("route") == {6}  # an attribute value outside the conventions is not searched, the body is
+
+
+def test_grep_answers_from_a_proof_bundle_and_from_a_store_file_of_the_first_schema(tmp_path):
+    """Neither can be migrated: a bundle's Parquet files and a read-only file a collector before m002 wrote."""
+    from legible.bundle import bundle_store, write_signals
+    from legible.queries.logs import log_groups, make_filter
+    from legible.store import MIGRATIONS, Store, open_store, store_path
+
+    def fill(c: duckdb.DuckDBPyConnection) -> None:
+        for seq, (body, attrs) in enumerate(BODIES_ATTRS):
+            c.execute(
+                "INSERT INTO logs (seq, time_ns, observed_ns, service, level, severity_number, body, source, "
+                "attributes) VALUES (?, ?, ?, 'app', 'info', 9, ?, 'stdout', ?)",
+                [seq, seq, seq, body, None if attrs is None else json.dumps(attrs)],
+            )
+
+    flt = make_filter(since="all", grep="card 9191 declined", now=10**6)
+    src = duckdb.connect()
+    migrate(src)
+    fill(src)
+    write_signals(Store(path=tmp_path / "unused", _con=src), tmp_path / "bundle", 0, lambda s: s)
+    src.close()
+    from_bundle = log_groups(bundle_store(tmp_path / "bundle"), flt, now=10**6)
+    assert from_bundle.total == 2  # one in exception.message only, one in the body only
+
+    path = store_path(tmp_path / ".legible")
+    path.parent.mkdir(parents=True)
+    old = duckdb.connect(str(path))
+    old.execute("CREATE TABLE _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
+    MIGRATIONS[0][1](old)
+    old.execute("INSERT INTO _migrations VALUES ('m001_initial', now()::TIMESTAMP)")
+    fill(old)
+    old.close()
+    with open_store(tmp_path / ".legible") as store:  # no collector: the file, read-only
+        assert log_groups(store, flt, now=10**6).total == 2
+        assert store.query("SELECT count(*), count(has_exception) FROM logs").rows == [(len(BODIES_ATTRS), 0)]
+    con = duckdb.connect(str(path))
+    assert migrate(con) == ["m002_logs_has_exception"]  # the file itself was left as it was
+    con.close()
