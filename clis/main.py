@@ -28,7 +28,10 @@ terminal (:mod:`legible.forkserver`); without one they run here.
 from __future__ import annotations
 
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: the root help and the routed commands never import typing
+if TYPE_CHECKING:
+    from typing import Any
 
 #: The root help paragraph (``legible --help`` and the typer app's ``help``).
 HELP = "Make this worktree's running app legible: stack, logs, metrics, traces, browser, checks, proof."
