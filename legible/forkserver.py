@@ -75,10 +75,11 @@ import marshal
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: the client imports no ``typing`` (about 3 ms)
 if TYPE_CHECKING:
     import socket
+    from typing import Any
 
     from legible.contract import ForkServerDoc
 
@@ -430,6 +431,29 @@ def _prebuild() -> None:
         print(f"forkserver: the CLI was not prebuilt: {exc}", file=sys.stderr, flush=True)
 
 
+def _prewarm() -> None:
+    """Run ``legible CMD --help`` once for every routed command, output discarded, before the first fork.
+
+    A child's first click call pays for work click and typer do once per process (building parsers and
+    formatters, compiling patterns): done here, every child inherits it. Help has no side effect; its text
+    is rendered again, for the caller's terminal, by each child.
+    """
+    import contextlib
+    import io
+
+    try:
+        from legible.cli.main import app
+    except Exception:  # noqa: BLE001 - reported by _preimport already; the children load it as in-process
+        return
+    for name in sorted(ROUTED):
+        sink = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                app([name, "--help"], prog_name="legible", standalone_mode=False)
+        except BaseException as exc:  # noqa: BLE001 - a warm-up only: the child runs it for real
+            print(f"forkserver: warm-up of {name} --help failed: {exc!r}", file=sys.stderr, flush=True)
+
+
 def _module_files() -> dict[str, tuple[int, int]]:
     """``{file: (mtime_ns, size)}`` of every imported module that has a file."""
     out = {}
@@ -459,10 +483,14 @@ def _changed(files: dict[str, tuple[int, int]]) -> str | None:
 def serve(state_dir: str) -> None:
     """Serve the stack whose state directory is ``state_dir`` until SIGTERM, SIGINT or SIGHUP.
 
-    Imports what the commands use, binds :func:`socket_path` (its directory 0700, the socket 0600; a stale
-    socket is replaced), writes :func:`stats_path`, and handles one connection at a time: the handshake of
-    the module docstring, then a fork. Children are reaped as they exit (a SIGCHLD wakes the loop). At the
-    end the socket and the stats file are removed; running children are left to finish (they are the
+    Imports what the commands use (then runs every routed command's ``--help`` once, output discarded, so
+    the children find click's first-call work done), binds :func:`socket_path` (its directory 0700, the
+    socket 0600; a stale socket is replaced), writes :func:`stats_path`, and keeps one spare child forked
+    ahead (:func:`_spare`): the spare accepts the next connection, checks it and tells the server over its
+    channel (``served`` with the connection's fd, ``refused``, ``stale`` or ``gone``); the server counts it,
+    forks the next spare, then writes the stats file. Children are reaped as they exit (a SIGCHLD wakes the
+    loop); a spare that dies unasked is replaced after :data:`SPARE_RETRY_S`. At the end the spare is
+    ended, the socket and the stats file are removed; running children are left to finish (they are the
     callers' commands).
 
     Args:
@@ -487,6 +515,7 @@ def serve(state_dir: str) -> None:
     importer.join()
     for line in failed:
         print(f"forkserver: not preimported: {line}", file=sys.stderr, flush=True)
+    _prewarm()
     if "duckdb" in sys.modules:
         print("forkserver: duckdb was imported by a preimported module", file=sys.stderr, flush=True)
     files = _module_files()
@@ -534,38 +563,165 @@ def serve(state_dir: str) -> None:
         "socket": path,
         "served": 0,
         "refused": 0,
+        "spare": 0,
     }
     _write_stats(state_dir, stats)
     print(f"forkserver: serving {path} ({stats['modules']} modules in {stats['ready_ms']} ms)", flush=True)
     children: dict[int, socket.socket] = {}
     sel = selectors.DefaultSelector()
-    sel.register(listener, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
+    spare: dict[str, Any] = {"pid": 0, "chan": None}  # the idle child, the server's end of its channel
+    written = (0, 0, 0)  # the counts and the spare the stats file holds
+    at = {"retry": 0.0, "due": 0.0}  # monotonic times: fork again after a failure; fork the next spare
+
+    def take(outcome: str, conn: socket.socket | None) -> None:
+        """The spare's report: count it, keep the served connection; the spare is one no more."""
+        sel.unregister(spare["chan"])
+        spare["chan"].close()
+        if outcome == "served" and conn is not None:
+            children[spare["pid"]] = conn
+            at["due"] = time.monotonic() + SPARE_DELAY_S
+        elif conn is not None:
+            conn.close()
+        spare.update(pid=0, chan=None)
+        if outcome in ("served", "refused", "stale"):
+            stats["served" if outcome == "served" else "refused"] += 1
+        if outcome == "stale":  # legible changed on disk: every later call would be refused too
+            print("forkserver: a module changed on disk: stopping", file=sys.stderr, flush=True)
+            stop["flag"] = True
+
     try:
         while not stop["flag"]:
-            for key, _ in sel.select():
-                if key.fileobj == wake_r:
+            now = time.monotonic()
+            listening = not spare["pid"] and now >= at["retry"] and bool(children) and now < at["due"]
+            if listening:  # a call runs: its spare's successor is forked when it ends, or now if a call comes
+                sel.register(listener, selectors.EVENT_READ)
+            elif not spare["pid"] and now >= at["retry"]:
+                try:
+                    spare["pid"], spare["chan"] = _fork_spare(listener, mine, files, (sel, wake_r, wake_w), children)
+                    sel.register(spare["chan"], selectors.EVENT_READ)
+                except OSError as exc:
+                    print(f"forkserver: cannot fork a spare child: {exc}", file=sys.stderr, flush=True)
+                    at["retry"] = time.monotonic() + SPARE_RETRY_S
+            if (stats["served"], stats["refused"], spare["pid"]) != written:  # off the answer's path
+                stats["spare"] = spare["pid"]
+                _write_stats(state_dir, stats)
+                written = (stats["served"], stats["refused"], spare["pid"])
+            timeout = None
+            if not spare["pid"]:
+                timeout = max(0.0, (at["due"] if listening else at["retry"]) - time.monotonic())
+            for key, _ in sel.select(timeout):
+                if key.fileobj == listener:  # a call and no spare: fork one now (it accepts the call)
+                    at["due"] = 0.0
+                elif key.fileobj == wake_r:
                     try:
                         os.read(wake_r, 4096)
                     except BlockingIOError:
                         pass
+                elif spare["chan"] is not None and key.fileobj == spare["chan"]:
+                    take(*_report(spare["chan"]))
+            if listening:
+                sel.unregister(listener)
+            for pid, status in _reap(children):
+                if pid != spare["pid"]:
                     continue
-                try:
-                    conn, _addr = listener.accept()
-                except BlockingIOError:
-                    continue
-                outcome = _handle(conn, mine, files, state_dir, children, (listener, sel, wake_r, wake_w))
-                if outcome:
-                    stats["served" if outcome == "served" else "refused"] += 1
-                    _write_stats(state_dir, stats)
-                if outcome == "stale":  # legible changed on disk: every later call would be refused too
-                    print("forkserver: a module changed on disk: stopping", file=sys.stderr, flush=True)
-                    stop["flag"] = True
-            _reap(children)
+                outcome, conn = _report(spare["chan"], wait=False)  # read before its death is believed
+                if not outcome:
+                    print(f"forkserver: the spare child {pid} ended unasked ({status})", file=sys.stderr, flush=True)
+                    at["retry"] = time.monotonic() + SPARE_RETRY_S
+                take(outcome, conn)
+                if outcome == "served":  # the call ended before its report was read: it is reaped already
+                    _ended(children.pop(pid), status)
+            if not children:
+                at["due"] = 0.0  # the last call ended: the next spare is forked now
     finally:
         _remove_files(state_dir)
         listener.close()
-        _reap(children)
+        if spare["pid"]:
+            spare["chan"].close()  # the spare sees its channel end and exits (unless it just took a call)
+            _end_spare(spare["pid"])
+        for _pid, _status in _reap(children):
+            pass
+
+
+#: Seconds before the server forks a new spare child when the last one died unasked or could not be forked.
+SPARE_RETRY_S = 1.0
+#: Seconds the server waits, while a call it served runs, before it forks the next spare: the fork (a page
+#: table copy of the whole server) and the spare's start then do not compete for the CPU with that call; a
+#: call that comes meanwhile has its spare forked at once. Measured (``benchmarks/bench_forkserver.py``).
+SPARE_DELAY_S = 0.05
+
+
+def _end_spare(pid: int) -> None:
+    """Reap the spare ``pid`` once it saw its closed channel and exited; give up after 1 s.
+
+    An idle spare exits at once; one in a handshake within :data:`HANDSHAKE_S`; one that took a call at
+    that very moment is a caller's command now and is left to run (it is not the server's to kill).
+    """
+    import time
+
+    deadline = time.monotonic() + 1.0
+    while True:
+        try:
+            done, _status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done or time.monotonic() > deadline:
+            return
+        time.sleep(0.005)
+
+
+def _fork_spare(
+    listener: socket.socket,
+    mine: dict[str, Any],
+    files: dict[str, tuple[int, int]],
+    server: tuple[Any, int, int],
+    children: dict[int, socket.socket],
+) -> tuple[int, socket.socket]:
+    """Fork the next spare child (:func:`_spare`); return its pid and the server's end of its channel.
+
+    The channel is an AF_UNIX stream socketpair: the spare writes one report on it; the server closing its
+    end (or dying) tells an idle spare to exit.
+
+    Raises:
+        OSError: the fork or the socketpair failed.
+
+    """
+    import socket
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        pid = os.fork()
+    except OSError:
+        ours.close()
+        theirs.close()
+        raise
+    if pid == 0:
+        try:
+            ours.close()
+            _spare(listener, theirs, mine, files, server, list(children.values()))
+        finally:
+            os._exit(70)  # _spare never returns; this is the last resort (EX_SOFTWARE)
+    theirs.close()
+    return pid, ours
+
+
+def _report(chan: socket.socket, wait: bool = True) -> tuple[str, socket.socket | None]:
+    """Read the spare's report from ``chan``: ``(outcome, connection)``, ``("", None)`` when there is none.
+
+    ``outcome`` is ``served`` (then with the client's connection, passed as an fd), ``refused``, ``stale``
+    or ``gone`` (a peer of another user or a bad header: not counted). ``wait``: False to read only what
+    is there already.
+    """
+    import socket
+
+    try:
+        chan.setblocking(wait)
+        data, fds, _flags, _addr = socket.recv_fds(chan, 64, 1)
+    except OSError:  # nothing there (BlockingIOError) or the spare died
+        return "", None
+    conn = socket.socket(fileno=fds[0]) if fds else None
+    return data.decode("ascii", "replace").strip(), conn
 
 
 def _write_stats(state_dir: str, stats: ForkServerDoc) -> None:
@@ -583,41 +739,136 @@ def _write_stats(state_dir: str, stats: ForkServerDoc) -> None:
         print(f"forkserver: cannot write {target}: {exc}", file=sys.stderr, flush=True)
 
 
-def _reap(children: dict[int, socket.socket]) -> None:
-    """Reap every exited child; tell the client of one killed by a signal which signal it was."""
+def _reap(children: dict[int, socket.socket]) -> list[tuple[int, int]]:
+    """Reap every exited child; tell the client of one killed by a signal which signal it was.
+
+    Returns:
+        ``(pid, wait status)`` of every reaped child that was not running a call (the spare, or one that
+        refused).
+
+    """
+    others: list[tuple[int, int]] = []
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return others
         if pid == 0:
-            return
+            return others
         conn = children.pop(pid, None)
         if conn is None:
+            others.append((pid, status))
             continue
-        if os.WIFSIGNALED(status):
-            import socket
-
-            try:
-                conn.send(f"signal {os.WTERMSIG(status)}\n".encode(), socket.MSG_NOSIGNAL)
-            except OSError:
-                pass
-        conn.close()
+        _ended(conn, status)
 
 
-def _handle(
-    conn: socket.socket,
+def _ended(conn: socket.socket, status: int) -> None:
+    """A call's child ended with wait ``status``: tell its client the signal that killed it, if one did."""
+    if os.WIFSIGNALED(status):
+        import socket
+
+        try:
+            conn.send(f"signal {os.WTERMSIG(status)}\n".encode(), socket.MSG_NOSIGNAL)
+        except OSError:
+            pass
+    conn.close()
+
+
+def _spare(
+    listener: socket.socket,
+    chan: socket.socket,
     mine: dict[str, Any],
     files: dict[str, tuple[int, int]],
-    state_dir: str,
-    children: dict[int, socket.socket],
-    close_in_child: tuple[Any, ...],
-) -> str:
-    """One connection: check the peer and the header, answer, fork (the child waits for ``go``).
+    server: tuple[Any, int, int],
+    others: list[socket.socket],
+) -> None:
+    """The spare child: drop the server's parts, wait for one connection, answer it, run it (:func:`_child`).
+
+    Forked ahead of the call (gunicorn's and Apache's "prefork"), so the fork, the release of the server's
+    descriptors and the start of the client watcher are off the answer's path. The server's state the child
+    uses (imports, the prebuilt CLI, ``mine``, ``files``) never changes after the server's start, so a spare
+    forked long ago answers as a fresh fork would; what depends on the call (environment, cwd, TZ, locale,
+    umask, stdio, signals) is set from the header as before. An idle spare exits when its channel ends (the
+    server stopped or died). It takes exactly one connection: a refused one ends it (the server forks the
+    next), a served one makes it that call's child.
+
+    ``server``: the server's selector and wake-up pipe. ``others``: the connections of running children.
+    """
+    import select
+    import signal
+    import threading
+
+    sel, wake_r, wake_w = server
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    sel.close()
+    os.close(wake_r)
+    os.close(wake_w)
+    for other in others:  # a copy of another client's connection would keep that client waiting
+        other.close()
+
+    armed = threading.Lock()
+    armed.acquire()
+    watched: list[Any] = []
+
+    def watch() -> None:  # the client is gone (the connection closed): end the command as its kill would
+        armed.acquire()  # released once the command runs
+        try:
+            while watched[0].recv(4096):
+                pass
+        except OSError:
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="legible-client-watch", daemon=True).start()
+
+    poller = select.poll()
+    poller.register(listener, select.POLLIN)
+    poller.register(chan, select.POLLIN)
+    while True:
+        ready = {fd for fd, _ev in poller.poll()}
+        if chan.fileno() in ready:  # the server closed its end or died: nothing to serve
+            os._exit(0)
+        try:
+            conn, _addr = listener.accept()
+        except BlockingIOError:
+            continue
+        break
+    outcome, header, fds, pending = _handshake(conn, mine, files)
+
+    def tell(word: str, fds: list[int]) -> None:
+        import socket
+
+        try:
+            socket.send_fds(chan, [word.encode()], fds)
+        except OSError:  # the server is gone: the call is still answered
+            pass
+
+    if outcome != "served":
+        tell(outcome or "gone", [])
+        os._exit(0)
+    tell("served", [conn.fileno()])
+    listener.close()
+    chan.close()
+
+    def arm() -> None:
+        watched.append(conn)
+        armed.release()
+
+    _child(conn, fds, header, pending, arm)
+
+
+def _handshake(
+    conn: socket.socket, mine: dict[str, Any], files: dict[str, tuple[int, int]]
+) -> tuple[str, dict[str, Any], list[int], bytes]:
+    """One connection: check the peer and the header, answer ``ok`` or ``no <why>``.
 
     Returns:
-        ``served``, ``refused``, ``stale`` (refused because a module changed on disk) or ``""`` (the peer
-        went away or is not this user: not counted).
+        ``(outcome, header, fds, pending)``: ``outcome`` ``served`` (``ok`` was sent; ``fds`` are the
+        client's 0, 1, 2, ``pending`` what was read after the header), ``refused``, ``stale`` (refused
+        because a module changed on disk) or ``""`` (the peer went away or is not this user: not counted).
+        The connection is closed unless served.
 
     """
     import socket
@@ -628,7 +879,7 @@ def _handle(
         conn.settimeout(HANDSHAKE_S)
         if _peer_uid(conn) != os.getuid():
             conn.close()
-            return ""
+            return "", {}, [], b""
         data, fds, _flags, _addr = socket.recv_fds(conn, 1 << 20, 3)
         while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
             more = conn.recv(1 << 20)
@@ -639,7 +890,6 @@ def _handle(
         header = marshal.loads(data[4:size])  # noqa: S302 - only this uid connects (SO_PEERCRED), and could run code anyway
         if not isinstance(header, dict):
             raise ValueError("the header is not a mapping")
-        pending = data[size:]
         why = ""
         if len(fds) != 3:
             why = "a header with fds 0, 1 and 2 was expected"
@@ -653,43 +903,25 @@ def _handle(
             print(f"forkserver: refused {header.get('argv', [])[1:2]}: {why}", file=sys.stderr, flush=True)
             conn.sendall(f"no {' '.join(why.split())}\n".encode())
             conn.close()
-            return "stale" if changed else "refused"
+            return ("stale" if changed else "refused"), {}, [], b""
         conn.sendall(b"ok\n")
-        pid = os.fork()  # the client's "go" is awaited by the child, while it takes on the client's context
-        if pid == 0:
-            try:
-                _child(conn, fds, header, (*close_in_child, *children.values()), pending)
-            finally:
-                os._exit(70)  # _child never returns; this is the last resort (EX_SOFTWARE)
-        children[pid] = conn
-        return "served"
+        return "served", header, fds, data[size:]
     except (OSError, ValueError, EOFError, TypeError):  # marshal raises the last three on bad data
         conn.close()
-        return ""
-    finally:
         for fd in fds:
             os.close(fd)
+        return "", {}, [], b""
 
 
-def _child(conn: socket.socket, fds: list[int], header: dict[str, Any], close: tuple[Any, ...], pending: bytes) -> None:
-    """In the forked child: take on the client's context, run ``legible``, exit with its code.
+def _child(conn: socket.socket, fds: list[int], header: dict[str, Any], pending: bytes, arm: Any) -> None:
+    """In the served spare: take on the client's context, run ``legible``, exit with its code.
 
-    ``close``: the server's listener, selector, wake-up pipe and the other children's connections, closed
-    first (a copy of another client's connection would keep that client waiting after its command ended).
-    ``pending``: what the server read after the header. The command runs only once the client said ``go``;
-    a client that gave up (closed) gets no command at all.
+    ``fds``: the client's 0, 1, 2. ``pending``: what the handshake read after the header. ``arm``: starts
+    the client watcher (:func:`_spare`). The command runs only once the client said ``go``; a client that
+    gave up (closed) gets no command at all.
     """
     import signal
-    import threading
 
-    listener, sel, wake_r, wake_w, *others = close  # others: the connections of the other running children
-    signal.set_wakeup_fd(-1)
-    sel.close()
-    listener.close()
-    os.close(wake_r)
-    os.close(wake_w)
-    for other in others:
-        other.close()
     conn.settimeout(None)
     conn.sendall(f"pid {os.getpid()}\n".encode())
     ignored = set(header.get("ignored") or [])
@@ -723,16 +955,7 @@ def _child(conn: socket.socket, fds: list[int], header: dict[str, Any], close: t
         pass
     if go.buf[:3] != b"go\n":
         os._exit(0)  # the client gave up before it committed (and ran the command itself, or not at all)
-
-    def watch() -> None:  # the client is gone (the connection closed): end the command as its kill would
-        try:
-            while conn.recv(4096):
-                pass
-        except OSError:
-            pass
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    threading.Thread(target=watch, name="legible-client-watch", daemon=True).start()
+    arm()
     code = _run_main()
     for fd in (0, 1, 2):  # flushed: the caller's pipes see their end now, not after this process's teardown
         try:

@@ -100,7 +100,8 @@ def same(
         before = stats(root)["served"]
         local = run(root, *args, routed=False, cwd=cwd, **env)
         remote = run(root, *args, cwd=cwd, **env)
-        assert stats(root)["served"] == before + 1, f"legible {' '.join(args)} was not routed"
+        # the server counts a call when its spare reports it, beside the command: the count may trail the exit
+        wait_until(lambda: stats(root)["served"] == before + 1, 10, f"legible {' '.join(args)} routed")  # noqa: B023
         got = (remote.returncode, norm(remote.stdout), norm(remote.stderr))
         want = (local.returncode, norm(local.stdout), norm(local.stderr))
         if got == want:
@@ -201,12 +202,21 @@ def follow(root: Path, routed: bool) -> subprocess.Popen[str]:
 
 
 def server_children(root: Path) -> list[psutil.Process]:
-    return [p for p in psutil.Process(stats(root)["pid"]).children() if p.status() != psutil.STATUS_ZOMBIE]
+    """The fork server's children running a command: not the idle spare, which stays in the server's cwd."""
+    server = psutil.Process(stats(root)["pid"])
+    out = []
+    for p in server.children():
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and p.cwd() != server.cwd():
+                out.append(p)
+        except psutil.NoSuchProcess:
+            continue
+    return out
 
 
 def test_killed_client_ends_its_command(shop: tuple[Path, dict]) -> None:
     root, _doc = shop
-    assert server_children(root) == []
+    wait_until(lambda: server_children(root) == [], 10, "no command running")
     client = follow(root, routed=True)
     child = wait_until(lambda: server_children(root), 20, "the forked logs --follow")[0]
     client.kill()  # kill -9: no signal to forward
@@ -277,14 +287,44 @@ def test_a_command_killed_by_a_signal_kills_its_client_alike(shop: tuple[Path, d
     assert client.returncode == -signal.SIGKILL
 
 
+def test_the_spare_answers_the_first_and_the_20th_call_alike(shop: tuple[Path, dict]) -> None:
+    """Every call is answered by a spare forked ahead; an old spare answers as a fresh one, byte for byte."""
+    root, _doc = shop
+    want = run(root, "logs", "--help", routed=False)
+    status = ages_out(run(root, "status", routed=False).stdout)
+    spares = set()
+    for i in range(20):
+        spare = wait_until(lambda: stats(root)["spare"], 10, "a spare forked for the next call")
+        assert spare in [p.pid for p in psutil.Process(stats(root)["pid"]).children()]
+        spares.add(spare)
+        before = stats(root)["served"]
+        got = run(root, "logs", "--help") if i % 2 == 0 else run(root, "status")
+        wait_until(lambda: stats(root)["served"] == before + 1, 10, f"call {i} served")  # noqa: B023
+        if i % 2 == 0:
+            assert (got.returncode, got.stdout, got.stderr) == (want.returncode, want.stdout, want.stderr), i
+        else:
+            assert got.returncode == 0 and ages_out(got.stdout) == status, (i, got.stdout, got.stderr)
+    assert len(spares) == 20  # one spare per call: none serves twice
+    old = wait_until(lambda: stats(root)["spare"], 10, "a spare")
+    before = stats(root)["served"]
+    aged = psutil.Process(old).create_time()
+    wait_until(lambda: time.time() - aged > 2, 10, "a spare idle for 2 s")
+    late = run(root, "logs", "--help")  # an aged spare: same answer, and it was that spare that took it
+    wait_until(lambda: stats(root)["served"] == before + 1, 10, "the aged spare's call served")
+    assert (late.returncode, late.stdout, late.stderr) == (want.returncode, want.stdout, want.stderr)
+    assert not psutil.pid_exists(old) or psutil.Process(old).status() == psutil.STATUS_ZOMBIE
+
+
 def test_down_leaves_no_fork_server(shop: tuple[Path, dict]) -> None:
     root, _doc = shop
     pid = stats(root)["pid"]
+    spare = wait_until(lambda: stats(root)["spare"], 10, "the spare")
     sock = root / ".legible" / "run" / "cli.sock"
     assert psutil.pid_exists(pid) and sock.exists()
     res = run(root, "down", routed=False)
     assert res.returncode == 0, res.stderr
     wait_until(lambda: not psutil.pid_exists(pid), 10, "the fork server gone")
+    wait_until(lambda: not psutil.pid_exists(spare), 10, "its spare child gone")
     assert not sock.exists()
     assert not (root / ".legible" / "run" / "forkserver.json").exists()
     res = run(root, "status")  # no server: in-process, same answer as ever
