@@ -431,7 +431,7 @@ def _prebuild() -> None:
         print(f"forkserver: the CLI was not prebuilt: {exc}", file=sys.stderr, flush=True)
 
 
-def _prewarm() -> None:
+def _prewarm(names: Any = ROUTED) -> None:
     """Run ``legible CMD --help`` once for every routed command, output discarded, before the first fork.
 
     A child's first click call pays for work click and typer do once per process (building parsers and
@@ -445,7 +445,7 @@ def _prewarm() -> None:
         from legible.cli.main import app
     except Exception:  # noqa: BLE001 - reported by _preimport already; the children load it as in-process
         return
-    for name in sorted(ROUTED):
+    for name in sorted(names):
         sink = io.StringIO()
         try:
             with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
@@ -478,6 +478,82 @@ def _changed(files: dict[str, tuple[int, int]]) -> str | None:
         if st.st_mtime_ns != mtime or st.st_size != size:
             return f
     return None
+
+
+#: What an inotify watch on a module directory reports: any write, metadata change (``touch``), creation,
+#: removal or rename of an entry, and the directory itself removed or moved (inotify(7)).
+_WATCH_MASK = 0x2 | 0x4 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x800
+
+
+class _Modules:
+    """The files of the server's imported modules, as they were at its start, and whether one changed since.
+
+    Stat-ing every file (about 440, 1.2 ms warm, 2-3 ms in a fresh child) on every call was the biggest part
+    of the answer's latency. Instead an inotify instance (:mod:`inotify_simple`, inotify(7)) watches the
+    directories that hold them (about 50 watches: inotify is per inode and sees every writer, whichever
+    path or mount it used); a call then only asks whether that descriptor is readable (one ``poll``), and
+    only when it is does it stat every file (:meth:`changed`), so a spurious event (an editor's swap file
+    beside a module) costs one full check, never a wrong answer. The server renews the instance after each
+    event (:meth:`renew`: the new watches are set before the files are checked, so no change falls in
+    between) and stops when a file did change; a spare forked earlier keeps the old, readable descriptor
+    and checks fully. As a net for changes inotify cannot see (a network filesystem written from another
+    machine), the server also checks fully every :data:`CHECK_EVERY_S` seconds. Without inotify (no
+    watches left: ``fs.inotify.max_user_watches``/``max_user_instances``), every call checks fully, as
+    before.
+    """
+
+    def __init__(self, files: dict[str, tuple[int, int]]) -> None:
+        """Watch the directories of ``files`` (``{path: (mtime_ns, size)}``, :func:`_module_files`)."""
+        self.files = files
+        self.watch: Any = self._watch()
+
+    def _watch(self) -> Any:
+        """A new non-blocking inotify instance on every module directory, ``None`` when inotify fails."""
+        try:
+            from inotify_simple import INotify
+
+            watch = INotify(nonblocking=True)
+        except (OSError, ImportError) as exc:
+            print(f"forkserver: no inotify ({exc}): every call checks the module files", file=sys.stderr, flush=True)
+            return None
+        try:
+            for d in sorted({os.path.dirname(f) for f in self.files}):
+                watch.add_watch(d, _WATCH_MASK)
+        except OSError as exc:
+            watch.close()
+            print(f"forkserver: no inotify ({exc}): every call checks the module files", file=sys.stderr, flush=True)
+            return None
+        return watch
+
+    def changed(self) -> str | None:
+        """The first module file that changed on disk since the server's start (stat-ing every one), or ``None``."""
+        return _changed(self.files)
+
+    def maybe_changed(self) -> str | None:
+        """:meth:`changed`, when the watch saw an event (or there is no watch); else ``None`` at once."""
+        if self.watch is not None:
+            import select
+
+            poller = select.poll()
+            poller.register(self.watch.fileno(), select.POLLIN)
+            if not poller.poll(0):
+                return None
+        return self.changed()
+
+    def renew(self) -> str | None:
+        """After an event (server only): watch anew, then check every file; the changed one, or ``None``."""
+        old, self.watch = self.watch, self._watch()
+        if old is not None:
+            old.close()
+        return self.changed()
+
+    def fileno(self) -> int:
+        """The inotify descriptor (for the server's selector); ``-1`` when there is none."""
+        return -1 if self.watch is None else int(self.watch.fileno())
+
+
+#: Seconds between the server's full checks of the module files (beside inotify, see :class:`_Modules`).
+CHECK_EVERY_S = 5.0
 
 
 def serve(state_dir: str) -> None:
@@ -518,12 +594,16 @@ def serve(state_dir: str) -> None:
     _prewarm()
     if "duckdb" in sys.modules:
         print("forkserver: duckdb was imported by a preimported module", file=sys.stderr, flush=True)
-    files = _module_files()
+    modules = _Modules(_module_files())
     mine = stamp()
     import gc
 
     gc.collect()
     gc.freeze()  # children never scan (and so never copy) the server's objects: the gc module's advice for fork
+    changed = modules.changed()  # after the watches were set: a change made during the imports is seen here
+    if changed:
+        print(f"forkserver: {changed} changed on disk while the fork server started: stopping", file=sys.stderr)
+        return
 
     stop = {"flag": False}
     wake_r, wake_w = os.pipe()
@@ -572,7 +652,10 @@ def serve(state_dir: str) -> None:
     sel.register(wake_r, selectors.EVENT_READ)
     spare: dict[str, Any] = {"pid": 0, "chan": None}  # the idle child, the server's end of its channel
     written = (0, 0, 0)  # the counts and the spare the stats file holds
-    at = {"retry": 0.0, "due": 0.0}  # monotonic times: fork again after a failure; fork the next spare
+    # monotonic times: fork again after a failure, fork the next spare, check the module files (0: renew first)
+    at = {"retry": 0.0, "due": 0.0, "check": time.monotonic() + CHECK_EVERY_S}
+    if modules.watch is not None:
+        sel.register(modules.fileno(), selectors.EVENT_READ)
 
     def take(outcome: str, conn: socket.socket | None) -> None:
         """The spare's report: count it, keep the served connection; the spare is one no more."""
@@ -593,12 +676,12 @@ def serve(state_dir: str) -> None:
     try:
         while not stop["flag"]:
             now = time.monotonic()
-            listening = not spare["pid"] and now >= at["retry"] and bool(children) and now < at["due"]
+            listening = not spare["pid"] and now >= at["retry"] and now < at["due"]
             if listening:  # a call runs: its spare's successor is forked when it ends, or now if a call comes
                 sel.register(listener, selectors.EVENT_READ)
             elif not spare["pid"] and now >= at["retry"]:
                 try:
-                    spare["pid"], spare["chan"] = _fork_spare(listener, mine, files, (sel, wake_r, wake_w), children)
+                    spare["pid"], spare["chan"] = _fork_spare(listener, mine, modules, (sel, wake_r, wake_w), children)
                     sel.register(spare["chan"], selectors.EVENT_READ)
                 except OSError as exc:
                     print(f"forkserver: cannot fork a spare child: {exc}", file=sys.stderr, flush=True)
@@ -607,12 +690,13 @@ def serve(state_dir: str) -> None:
                 stats["spare"] = spare["pid"]
                 _write_stats(state_dir, stats)
                 written = (stats["served"], stats["refused"], spare["pid"])
-            timeout = None
-            if not spare["pid"]:
-                timeout = max(0.0, (at["due"] if listening else at["retry"]) - time.monotonic())
-            for key, _ in sel.select(timeout):
+            wake_at = at["check"] if spare["pid"] else min(at["check"], at["due"] if listening else at["retry"])
+            for key, _ in sel.select(max(0.0, wake_at - time.monotonic())):
                 if key.fileobj == listener:  # a call and no spare: fork one now (it accepts the call)
                     at["due"] = 0.0
+                elif key.fileobj == modules.fileno():  # a module directory changed: renew the watch, check all
+                    sel.unregister(key.fileobj)
+                    at["check"] = 0.0
                 elif key.fileobj == wake_r:
                     try:
                         os.read(wake_r, 4096)
@@ -634,6 +718,17 @@ def serve(state_dir: str) -> None:
                     _ended(children.pop(pid), status)
             if not children:
                 at["due"] = 0.0  # the last call ended: the next spare is forked now
+            if time.monotonic() >= at["check"]:
+                changed = modules.renew() if at["check"] == 0.0 else modules.changed()
+                if modules.watch is not None and modules.fileno() not in sel.get_map():
+                    sel.register(modules.fileno(), selectors.EVENT_READ)
+                at["check"] = time.monotonic() + CHECK_EVERY_S
+                if changed:  # every later call would be refused: stop (the socket goes, calls run in-process)
+                    print(
+                        f"forkserver: {changed} changed on disk since the fork server started: stopping",
+                        file=sys.stderr,
+                    )
+                    stop["flag"] = True
     finally:
         _remove_files(state_dir)
         listener.close()
@@ -644,6 +739,11 @@ def serve(state_dir: str) -> None:
             pass
 
 
+#: The ``--help`` the spare renders (output discarded) while it waits: click's parse and format path, common
+#: to every command, then runs on pages the spare already copied (copy-on-write after the fork) instead of
+#: faulting them in during the call (-2 ms of ``logs --help``'s answer, measured with ``trace``; any command
+#: does). Its state afterwards is the server's own after :func:`_prewarm`: help changes nothing.
+SPARE_WARMUP = ("status",)
 #: Seconds before the server forks a new spare child when the last one died unasked or could not be forked.
 SPARE_RETRY_S = 1.0
 #: Seconds the server waits, while a call it served runs, before it forks the next spare: the fork (a page
@@ -674,7 +774,7 @@ def _end_spare(pid: int) -> None:
 def _fork_spare(
     listener: socket.socket,
     mine: dict[str, Any],
-    files: dict[str, tuple[int, int]],
+    modules: _Modules,
     server: tuple[Any, int, int],
     children: dict[int, socket.socket],
 ) -> tuple[int, socket.socket]:
@@ -699,7 +799,7 @@ def _fork_spare(
     if pid == 0:
         try:
             ours.close()
-            _spare(listener, theirs, mine, files, server, list(children.values()))
+            _spare(listener, theirs, mine, modules, server, list(children.values()))
         finally:
             os._exit(70)  # _spare never returns; this is the last resort (EX_SOFTWARE)
     theirs.close()
@@ -778,7 +878,7 @@ def _spare(
     listener: socket.socket,
     chan: socket.socket,
     mine: dict[str, Any],
-    files: dict[str, tuple[int, int]],
+    modules: _Modules,
     server: tuple[Any, int, int],
     others: list[socket.socket],
 ) -> None:
@@ -786,7 +886,7 @@ def _spare(
 
     Forked ahead of the call (gunicorn's and Apache's "prefork"), so the fork, the release of the server's
     descriptors and the start of the client watcher are off the answer's path. The server's state the child
-    uses (imports, the prebuilt CLI, ``mine``, ``files``) never changes after the server's start, so a spare
+    uses (imports, the prebuilt CLI, ``mine``, ``modules``) never changes after the server's start, so a spare
     forked long ago answers as a fresh fork would; what depends on the call (environment, cwd, TZ, locale,
     umask, stdio, signals) is set from the header as before. An idle spare exits when its channel ends (the
     server stopped or died). It takes exactly one connection: a refused one ends it (the server forks the
@@ -822,6 +922,7 @@ def _spare(
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="legible-client-watch", daemon=True).start()
+    _prewarm(SPARE_WARMUP)  # while idle: the pages a call writes first are copied now, not during the call
 
     poller = select.poll()
     poller.register(listener, select.POLLIN)
@@ -835,7 +936,7 @@ def _spare(
         except BlockingIOError:
             continue
         break
-    outcome, header, fds, pending = _handshake(conn, mine, files)
+    outcome, header, fds, pending = _handshake(conn, mine, modules)
 
     def tell(word: str, fds: list[int]) -> None:
         import socket
@@ -860,7 +961,7 @@ def _spare(
 
 
 def _handshake(
-    conn: socket.socket, mine: dict[str, Any], files: dict[str, tuple[int, int]]
+    conn: socket.socket, mine: dict[str, Any], modules: _Modules
 ) -> tuple[str, dict[str, Any], list[int], bytes]:
     """One connection: check the peer and the header, answer ``ok`` or ``no <why>``.
 
@@ -896,7 +997,7 @@ def _handshake(
         elif header.get("stamp") != mine:
             theirs = header.get("stamp") or {}
             why = f"the stamp differs in {sorted(k for k in mine if theirs.get(k) != mine[k])}"
-        changed = _changed(files)
+        changed = modules.maybe_changed()
         if changed:
             why = f"{changed} changed on disk since the fork server started"
         if why:
