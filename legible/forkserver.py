@@ -554,6 +554,9 @@ class _Modules:
 
 #: Seconds between the server's full checks of the module files (beside inotify, see :class:`_Modules`).
 CHECK_EVERY_S = 5.0
+#: Least seconds between two renewals of the watch: a directory written without end (a file that is no module
+#: beside modules) costs the server one full check a second, and the calls meanwhile a full check each.
+RENEW_EVERY_S = 1.0
 
 
 def serve(state_dir: str) -> None:
@@ -576,6 +579,7 @@ def serve(state_dir: str) -> None:
         OSError: the socket cannot be bound.
 
     """
+    import math
     import selectors
     import signal
     import socket
@@ -602,7 +606,11 @@ def serve(state_dir: str) -> None:
     gc.freeze()  # children never scan (and so never copy) the server's objects: the gc module's advice for fork
     changed = modules.changed()  # after the watches were set: a change made during the imports is seen here
     if changed:
-        print(f"forkserver: {changed} changed on disk while the fork server started: stopping", file=sys.stderr)
+        print(
+            f"forkserver: {changed} changed on disk while the fork server started: stopping",
+            file=sys.stderr,
+            flush=True,
+        )
         return
 
     stop = {"flag": False}
@@ -653,7 +661,7 @@ def serve(state_dir: str) -> None:
     spare: dict[str, Any] = {"pid": 0, "chan": None}  # the idle child, the server's end of its channel
     written = (0, 0, 0)  # the counts and the spare the stats file holds
     # monotonic times: fork again after a failure, fork the next spare, check the module files (0: renew first)
-    at = {"retry": 0.0, "due": 0.0, "check": time.monotonic() + CHECK_EVERY_S}
+    at = {"retry": 0.0, "due": 0.0, "check": time.monotonic() + CHECK_EVERY_S, "renew": math.inf, "renewed": 0.0}
     if modules.watch is not None:
         sel.register(modules.fileno(), selectors.EVENT_READ)
 
@@ -690,13 +698,15 @@ def serve(state_dir: str) -> None:
                 stats["spare"] = spare["pid"]
                 _write_stats(state_dir, stats)
                 written = (stats["served"], stats["refused"], spare["pid"])
-            wake_at = at["check"] if spare["pid"] else min(at["check"], at["due"] if listening else at["retry"])
+            wake_at = min(at["check"], at["renew"])
+            if not spare["pid"]:
+                wake_at = min(wake_at, at["due"] if listening else at["retry"])
             for key, _ in sel.select(max(0.0, wake_at - time.monotonic())):
                 if key.fileobj == listener:  # a call and no spare: fork one now (it accepts the call)
                     at["due"] = 0.0
                 elif key.fileobj == modules.fileno():  # a module directory changed: renew the watch, check all
                     sel.unregister(key.fileobj)
-                    at["check"] = 0.0
+                    at["renew"] = max(time.monotonic(), at["renewed"] + RENEW_EVERY_S)
                 elif key.fileobj == wake_r:
                     try:
                         os.read(wake_r, 4096)
@@ -718,15 +728,20 @@ def serve(state_dir: str) -> None:
                     _ended(children.pop(pid), status)
             if not children:
                 at["due"] = 0.0  # the last call ended: the next spare is forked now
-            if time.monotonic() >= at["check"]:
-                changed = modules.renew() if at["check"] == 0.0 else modules.changed()
-                if modules.watch is not None and modules.fileno() not in sel.get_map():
-                    sel.register(modules.fileno(), selectors.EVENT_READ)
+            now = time.monotonic()
+            if now >= at["check"] or now >= at["renew"]:
+                renew = now >= at["renew"]
+                changed = modules.renew() if renew else modules.changed()
+                if renew:
+                    at.update(renew=math.inf, renewed=now)
+                    if modules.watch is not None:
+                        sel.register(modules.fileno(), selectors.EVENT_READ)
                 at["check"] = time.monotonic() + CHECK_EVERY_S
                 if changed:  # every later call would be refused: stop (the socket goes, calls run in-process)
                     print(
                         f"forkserver: {changed} changed on disk since the fork server started: stopping",
                         file=sys.stderr,
+                        flush=True,
                     )
                     stop["flag"] = True
     finally:
@@ -922,11 +937,11 @@ def _spare(
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="legible-client-watch", daemon=True).start()
-    _prewarm(SPARE_WARMUP)  # while idle: the pages a call writes first are copied now, not during the call
-
     poller = select.poll()
     poller.register(listener, select.POLLIN)
     poller.register(chan, select.POLLIN)
+    if not poller.poll(0):  # while idle: the pages a call writes first are copied now, not during the call
+        _prewarm(SPARE_WARMUP)
     while True:
         ready = {fd for fd, _ev in poller.poll()}
         if chan.fileno() in ready:  # the server closed its end or died: nothing to serve

@@ -345,18 +345,86 @@ def test_a_module_changed_on_disk_stops_the_server(tmp_path: Path) -> None:
         wait_until(lambda: (root / ".legible" / "run" / "cli.sock").exists(), 30, "the fork server's socket")
         pid = stats(root)["pid"]
         assert run(root, "logs", "--bogus", **env).returncode == 2
-        assert stats(root)["served"] == 1
+        wait_until(lambda: stats(root)["served"] == 1, 10, "the call served")
+        spare = wait_until(lambda: stats(root)["spare"], 10, "a spare forked before the edit")
         later = custom.stat().st_mtime + 5
         os.utime(custom, (later, later))
         local = run(root, "logs", "--bogus", routed=False, **env)
         refused = run(root, "logs", "--bogus", **env)
         assert (refused.returncode, refused.stdout, refused.stderr) == (local.returncode, local.stdout, local.stderr)
         wait_until(lambda: not psutil.pid_exists(pid), 10, "the stale fork server gone (and reaped)")
+        wait_until(lambda: not psutil.pid_exists(spare), 10, "the spare forked before the edit gone")
         assert not (root / ".legible" / "run" / "cli.sock").exists()
         log = (root / ".legible" / "run" / "forkserver.log").read_text()
         assert "sitecustomize.py changed on disk" in log, log
     finally:
         run(root, "down", routed=False, **env)
+
+
+def test_a_spare_ends_with_its_server(tmp_path: Path) -> None:
+    """The server killed by SIGKILL (no handler runs): its idle spare sees its channel end and exits."""
+    env = {"XDG_STATE_HOME": str(tmp_path / "xdg")}
+    root = shop_repo(tmp_path / "shop")
+    try:
+        up = run(root, "up", "--wait", routed=False, **env)
+        assert up.returncode == 0, up.stderr
+        wait_until(lambda: (root / ".legible" / "run" / "cli.sock").exists(), 30, "the fork server's socket")
+        spare = wait_until(lambda: stats(root)["spare"], 10, "the spare")
+        server = psutil.Process(stats(root)["pid"])
+        assert spare in [p.pid for p in server.children()]
+        server.kill()
+        wait_until(
+            lambda: not psutil.pid_exists(spare) or psutil.Process(spare).status() == psutil.STATUS_ZOMBIE,
+            10,
+            "spare gone",
+        )
+        res = run(root, "status", **env)  # a socket with no server behind it: the call runs in-process
+        assert res.returncode == 0 and ": ready" in res.stdout, (res.stdout, res.stderr)
+    finally:
+        run(root, "down", routed=False, **env)
+
+
+def test_module_watch_sees_a_change_in_a_process_forked_before_it(tmp_path: Path) -> None:
+    """:class:`legible.forkserver._Modules` as a spare uses it: forked first, the file edited after.
+
+    A change (rewrite, touch, replace by rename) is seen by the forked process; an event that changes no
+    module file (a new file beside it) leads to a full check that finds nothing.
+    """
+    from legible.forkserver import _module_files, _Modules
+
+    mod = tmp_path / "mod.py"
+    mod.write_text("x = 1\n")
+    files = {str(mod): (mod.stat().st_mtime_ns, mod.stat().st_size)}
+    assert set(_module_files()) >= {__file__}  # what the server watches: every imported module's file
+    edits = {
+        "rewrite": lambda: mod.write_text("x = 22\n"),
+        "touch": lambda: os.utime(mod, ns=(mod.stat().st_atime_ns, mod.stat().st_mtime_ns + 10**9)),
+        "rename": lambda: ((tmp_path / "new.py").write_text("x = 1\n"), os.replace(tmp_path / "new.py", mod)),
+    }
+    for name, edit in edits.items():
+        mod.write_text("x = 1\n")
+        files = {str(mod): (mod.stat().st_mtime_ns, mod.stat().st_size)}
+        modules = _Modules(files)
+        assert modules.watch is not None and modules.maybe_changed() is None
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the "spare": waits for the edit, then asks as a call would
+            os.close(w)
+            os.read(r, 1)
+            os._exit(0 if modules.maybe_changed() == str(mod) else 1)
+        os.close(r)
+        edit()
+        os.write(w, b"x")
+        os.close(w)
+        _pid, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, name
+        modules.watch.close()
+    mod.write_text("x = 1\n")
+    modules = _Modules({str(mod): (mod.stat().st_mtime_ns, mod.stat().st_size)})
+    (tmp_path / ".mod.py.swp").write_text("an editor's swap file")
+    assert modules.maybe_changed() is None  # an event, a full check, no change
+    assert modules.renew() is None and modules.maybe_changed() is None  # renewed: the fast path again
+    modules.watch.close()
 
 
 @pytest.mark.skipif(
