@@ -6,7 +6,8 @@ modules) than in the query itself. The standard lever is a warm process that for
 ``python -P -m legible.forkserver --state-dir DIR`` once the stack is ready, it imports what the commands
 use and listens on ``.legible/run/cli.sock``; :func:`run_remote`, called by :func:`legible.cli.main.main`
 before typer is imported, hands it the command line, and a forked child runs it with the caller's
-environment, working directory and terminal.
+environment, working directory and terminal. The child is forked before the call comes (a spare, see
+"Prefork" below), so a routed ``legible logs --help`` costs about as much as the root ``--help``.
 
 Protocol (one connection per command; the fd passing is ``SCM_RIGHTS``, unix(7), packed as the stdlib's
 :func:`socket.send_fds` packs it):
@@ -18,11 +19,12 @@ Protocol (one connection per command; the fd passing is ``SCM_RIGHTS``, unix(7),
    ``stdio`` (for fds 0, 1, 2 the text layer Python built, ``[encoding, errors, line_buffering,
    write_through]`` or ``None``), ``ignored`` (the forwarded signals the client ignores),
    ``dont_write_bytecode``, ``sys_path`` and ``stamp`` (:func:`stamp`);
-2. the server answers the line ``ok``, or ``no <why>`` (a stamp that is not its own, a module it imported
-   changed on disk since, a bad header): the client then runs the command in-process;
-3. the server forks at once; the client sends ``go`` and from then on never runs the command itself (no
-   double side effects); the child takes on the client's context meanwhile and runs the command only on
-   ``go``, so a client that gave up before it (closed the connection) never has a twin;
+2. the spare child that accepted the connection answers the line ``ok``, or ``no <why>`` (a stamp that is
+   not the server's, a module the server imported changed on disk since, a bad header): the client then
+   runs the command in-process;
+3. the client sends ``go`` and from then on never runs the command itself (no double side effects); the
+   child takes on the client's context meanwhile and runs the command only on ``go``, so a client that
+   gave up before it (closed the connection) never has a twin;
 4. the child sends ``pid <N>``, then, when the command is done, ``exit <code>``; a child killed by a
    signal sends nothing, and the server, which reaps it, sends ``signal <n>``.
 
@@ -40,8 +42,9 @@ Guarantees:
 * the client forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT to the child, stops and continues it with itself
   (Ctrl-Z: SIGSTOP, then SIGCONT), returns the child's exit code, and re-raises a signal that killed the
   child on itself, so the caller sees the same status as in-process;
-* a child whose client is gone (``kill -9``: the connection closed) is killed at once by a watcher thread,
-  so a ``logs --follow`` does not run on as an orphan; the server reaps every child (no zombies);
+* a child whose client is gone (``kill -9``: the connection closed) is killed at once by a watcher thread
+  (started in the spare, armed on ``go``), so a ``logs --follow`` does not run on as an orphan; the server
+  reaps every child (no zombies);
 * only peers whose ``SO_PEERCRED`` uid is the server's own are served; the socket is 0600 in a 0700
   directory;
 * the server imports in a thread with nice 10 (on Linux nice is per thread), so its start does not slow
@@ -53,6 +56,42 @@ Guarantees:
   (``gc.freeze``) so children neither scan nor copy them; a finished command closes the caller's fds before
   it reports its exit code, so a pipe reading its output ends at once.
 
+Prefork (issue 12: a routed call at most ~1.25x ``legible --help``). Forking a process of this size (a page
+table copy, then the copy-on-write faults of every page the call writes), closing the server's descriptors,
+starting the watcher thread and stat-ing every module file cost more than the command's own work, so all
+of it is done before the call comes, as gunicorn's and Apache's "prefork" workers do:
+
+* the server keeps one spare child (:func:`_spare`); only the spare accepts on the listener (one at a
+  time, so no two processes race for a call); it runs the handshake above itself, then tells the server
+  over its channel (an AF_UNIX socketpair) ``served`` with the connection's fd attached (the server keeps
+  it to send ``signal <n>`` and counts the call), ``refused``, ``stale`` or ``gone``, and is then either that
+  call's child or exits. The spare reads nothing of the server's state that changes after the server's
+  start (imports, the prebuilt CLI, the stamp, the module files and their watch are fixed before the first
+  fork; the counts and the children's connections are the server's alone, the latter closed in the spare
+  at once), so a spare forked long ago answers exactly as a fresh fork would; what depends on the caller is
+  set from the header as before. ``random`` is reseeded by Python at every fork, as before;
+* the next spare is forked when the served call ends, or :data:`SPARE_DELAY_S` after it started while it
+  runs (so the fork does not compete for the CPU with the call), or at once when a call comes and there is
+  no spare (the server then listens itself); a spare that dies unasked is replaced after
+  :data:`SPARE_RETRY_S`. ``.legible/run/forkserver.json`` names the spare (``spare``), written after each
+  change, off the answer's path (so its counts may trail a call's exit by a moment);
+* an idle spare renders one ``--help`` (:data:`SPARE_WARMUP`, output discarded) so the pages a call writes
+  first are copied before the call; the server itself rendered every routed command's ``--help`` once
+  before the first fork (:func:`_prewarm`), so help has nothing left to change. An idle spare costs about
+  5 MiB of private memory (USS 4-5 MiB; server and spare together 39 MiB PSS against the server's 33 MiB
+  alone, measured with one call served);
+* a module changed on disk is seen by inotify on the module directories (:class:`_Modules`): a call costs
+  one ``poll`` instead of about 440 ``stat`` calls (1.2 ms warm, 2-3 ms in a fresh child); after any event
+  the call checks every file, and the server renews the watch, checks every file and stops when one
+  changed, as a refused call stopped it before; it also checks every :data:`CHECK_EVERY_S` seconds;
+* an idle spare exits as soon as its channel ends: the server stopped (``legible down``: the server also
+  waits a moment for it) or died (even by SIGKILL), so nothing is left behind.
+
+The client's own share: it imports no ``typing`` (``TYPE_CHECKING`` is a plain ``False`` in the modules it
+loads: ~3 ms) and, once the child reported its exit code, ends with ``os._exit`` after running the exit
+handlers and flushing stdout and stderr (:func:`legible.cli.main._end`): the interpreter's teardown of its
+modules cost 5-10 ms and has nothing to finalise in a process that only relayed the command.
+
 Limits: the command runs in the stack's cgroup and its parent is the fork server (``os.getppid``), and
 ``/proc/<pid>/environ`` shows the server's environment (``os.environ`` is the caller's); a resource limit
 or namespace that differs from the server's is refused by the stamp instead.
@@ -60,13 +99,14 @@ or namespace that differs from the server's is refused by the stamp instead.
 Fallback (the command runs in-process, identically, only slower): no socket (no stack, the server not
 started yet or dead: the supervisor never restarts it), ``LEGIBLE_FORKSERVER=0``, ``GIT_DIR`` or
 ``GIT_WORK_TREE`` set (the worktree is then git's to find), a command not in :data:`ROUTED`, a refused
-stamp, or no answer to the handshake within :data:`HANDSHAKE_S` seconds. Once the server said ``ok`` and
-the client said ``go``, a connection that ends without an exit code is reported as one ``error:`` line
-(exit 1): the command may have run in part.
+stamp, or no answer to the handshake within :data:`HANDSHAKE_S` seconds (no spare could be forked). Once
+the spare said ``ok`` and the client said ``go``, a connection that ends without an exit code is reported
+as one ``error:`` line (exit 1): the command may have run in part.
 
 The client side (:func:`run_remote`) imports only the standard library, and of it only what costs nearly
 little: os, marshal, :mod:`signal` and :mod:`socket` (their C modules ``_signal``/``_socket`` alone would save
-about 4 ms per call, but a private module is not an interface we build on).
+about 4 ms per call, but a private module is not an interface we build on). Timed by
+``benchmarks/bench_forkserver.py``.
 """
 
 from __future__ import annotations
