@@ -753,7 +753,11 @@ def serve(state_dir: str) -> None:
                     except BlockingIOError:
                         pass
                 elif spare["chan"] is not None and key.fileobj == spare["chan"]:
-                    take(*_report(spare["chan"]))
+                    outcome, conn = _report(spare["chan"])
+                    if not outcome:  # its channel ended without a report: it died
+                        print(f"forkserver: the spare child {spare['pid']} ended unasked", file=sys.stderr, flush=True)
+                        at["retry"] = time.monotonic() + SPARE_RETRY_S
+                    take(outcome, conn)
             if listening:
                 sel.unregister(listener)
             for pid, status in _reap(children):

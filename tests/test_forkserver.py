@@ -315,6 +315,17 @@ def test_the_spare_answers_the_first_and_the_20th_call_alike(shop: tuple[Path, d
     assert not psutil.pid_exists(old) or psutil.Process(old).status() == psutil.STATUS_ZOMBIE
 
 
+def test_a_killed_spare_is_replaced(shop: tuple[Path, dict]) -> None:
+    """A spare killed while idle (no report): the server logs it and forks another; calls are still served."""
+    root, _doc = shop
+    spare = wait_until(lambda: stats(root)["spare"], 10, "the spare")
+    psutil.Process(spare).kill()
+    wait_until(lambda: stats(root)["spare"] not in (0, spare), 10, "another spare")
+    same(root, "logs", "--help")  # served (counted) by the new spare, the in-process answer
+    log = (root / ".legible" / "run" / "forkserver.log").read_text()
+    assert f"the spare child {spare} ended unasked" in log, log
+
+
 def test_down_leaves_no_fork_server(shop: tuple[Path, dict]) -> None:
     root, _doc = shop
     pid = stats(root)["pid"]
