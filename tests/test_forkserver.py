@@ -165,6 +165,23 @@ def test_answers_are_identical(shop: tuple[Path, dict]) -> None:
     assert not wrong, "\n".join(wrong)
 
 
+def test_the_routed_client_imports_neither_typer_nor_typing(shop: tuple[Path, dict]) -> None:
+    """The client's share of a routed call: the standard library's os, marshal, signal and socket, no more."""
+    from .test_cli_start import PROBE
+
+    root, _doc = shop
+    before = stats(root)["served"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "100", "LEGIBLE_FORKSERVER": "1"}
+    res = subprocess.run(
+        [sys.executable, "-c", PROBE, "logs", "--help"], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 0 and "Usage: legible logs" in res.stdout, res.stderr[-500:]
+    wait_until(lambda: stats(root)["served"] == before + 1, 10, "the probe's call routed")
+    imported = set(json.loads(res.stderr.rstrip("\n").rsplit("\n", 1)[-1].removeprefix("MODULES ")))
+    assert {"legible.forkserver", "socket", "signal"} <= imported  # the atexit probe ran: exit handlers kept
+    assert not imported & {"typing", "typer", "click", "legible.cli._app", "threading"}, imported
+
+
 def test_client_environment_and_cwd_win(shop: tuple[Path, dict]) -> None:
     root, _doc = shop
     narrow = same(root, "traces", "--help", COLUMNS="60")
