@@ -431,11 +431,12 @@ PREIMPORT = (
     "pydantic",
     "prometheus_api_client.prometheus_connect",
     "urllib3.util.retry",
+    "inotify_simple",
 )
 
 
 def _preimport() -> list[str]:
-    """Import :data:`PREIMPORT` and every command module of :data:`legible.cli.main.COMMANDS`, build the CLI.
+    """Import :data:`PREIMPORT` and every command module of :data:`legible.cli.main.COMMANDS`, build the CLI, warm it.
 
     Returns the modules that failed to import (``name: error``).
 
@@ -458,6 +459,7 @@ def _preimport() -> list[str]:
         except Exception as exc:  # noqa: BLE001 - a module that cannot load is loaded by the child, which reports it
             failed.append(f"{name}: {exc}")
     _prebuild()
+    _prewarm()
     return failed
 
 
@@ -521,7 +523,9 @@ def _changed(files: dict[str, tuple[int, int]]) -> str | None:
 
 
 #: What an inotify watch on a module directory reports: any write, metadata change (``touch``), creation,
-#: removal or rename of an entry, and the directory itself removed or moved (inotify(7)).
+#: removal or rename of an entry, and the directory itself removed or moved (inotify(7): IN_MODIFY,
+#: IN_ATTRIB, IN_CLOSE_WRITE, IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_MOVE_SELF;
+#: numbers, so that the client, which imports this module, does not import inotify_simple).
 _WATCH_MASK = 0x2 | 0x4 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x800
 
 
@@ -635,7 +639,6 @@ def serve(state_dir: str) -> None:
     importer.join()
     for line in failed:
         print(f"forkserver: not preimported: {line}", file=sys.stderr, flush=True)
-    _prewarm()
     if "duckdb" in sys.modules:
         print("forkserver: duckdb was imported by a preimported module", file=sys.stderr, flush=True)
     modules = _Modules(_module_files())
@@ -700,7 +703,8 @@ def serve(state_dir: str) -> None:
     sel.register(wake_r, selectors.EVENT_READ)
     spare: dict[str, Any] = {"pid": 0, "chan": None}  # the idle child, the server's end of its channel
     written = (0, 0, 0)  # the counts and the spare the stats file holds
-    # monotonic times: fork again after a failure, fork the next spare, check the module files (0: renew first)
+    # monotonic times: fork again after a failure; fork the next spare; check every module file; renew the
+    # module watch (after an event); when it was last renewed
     at = {"retry": 0.0, "due": 0.0, "check": time.monotonic() + CHECK_EVERY_S, "renew": math.inf, "renewed": 0.0}
     if modules.watch is not None:
         sel.register(modules.fileno(), selectors.EVENT_READ)
