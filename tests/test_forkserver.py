@@ -332,6 +332,29 @@ def test_the_spare_answers_the_first_and_the_20th_call_alike(shop: tuple[Path, d
     assert not psutil.pid_exists(old) or psutil.Process(old).status() == psutil.STATUS_ZOMBIE
 
 
+def test_calls_at_once_are_each_served(shop: tuple[Path, dict]) -> None:
+    """A burst: one spare takes the first call, the server forks a spare per waiting call at once."""
+    root, _doc = shop
+    want = run(root, "logs", "--help", routed=False)
+    before = stats(root)["served"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "100", "LEGIBLE_FORKSERVER": "1"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "legible.cli.main", "logs", "--help"],
+            cwd=root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(5)
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert (proc.returncode, out, err) == (want.returncode, want.stdout, want.stderr)
+    wait_until(lambda: stats(root)["served"] == before + 5, 10, "all 5 served")
+
+
 def test_a_killed_spare_is_replaced(shop: tuple[Path, dict]) -> None:
     """A spare killed while idle (no report): the server logs it and forks another; calls are still served."""
     root, _doc = shop
