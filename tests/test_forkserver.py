@@ -218,6 +218,14 @@ def follow(root: Path, routed: bool) -> subprocess.Popen[str]:
     )
 
 
+def gone(pid: int) -> bool:
+    """The process ``pid`` has exited (a zombie not yet reaped counts as exited)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def server_children(root: Path) -> list[psutil.Process]:
     """The fork server's children running a command: not the idle spare, which stays in the server's cwd."""
     server = psutil.Process(stats(root)["pid"])
@@ -238,7 +246,7 @@ def test_killed_client_ends_its_command(shop: tuple[Path, dict]) -> None:
     child = wait_until(lambda: server_children(root), 20, "the forked logs --follow")[0]
     client.kill()  # kill -9: no signal to forward
     client.communicate()
-    wait_until(lambda: not psutil.pid_exists(child.pid) or child.status() == psutil.STATUS_ZOMBIE, 10, "child gone")
+    wait_until(lambda: gone(child.pid), 10, "child gone")
     wait_until(lambda: server_children(root) == [], 10, "the child reaped")
 
 
@@ -329,7 +337,7 @@ def test_the_spare_answers_the_first_and_the_20th_call_alike(shop: tuple[Path, d
     late = run(root, "logs", "--help")  # an aged spare: same answer, and it was that spare that took it
     wait_until(lambda: stats(root)["served"] == before + 1, 10, "the aged spare's call served")
     assert (late.returncode, late.stdout, late.stderr) == (want.returncode, want.stdout, want.stderr)
-    assert not psutil.pid_exists(old) or psutil.Process(old).status() == psutil.STATUS_ZOMBIE
+    wait_until(lambda: gone(old), 10, "the aged spare, its call done, gone")
 
 
 def test_calls_at_once_are_each_served(shop: tuple[Path, dict]) -> None:
@@ -375,7 +383,7 @@ def test_down_leaves_no_fork_server(shop: tuple[Path, dict]) -> None:
     res = run(root, "down", routed=False)
     assert res.returncode == 0, res.stderr
     wait_until(lambda: not psutil.pid_exists(pid), 10, "the fork server gone")
-    wait_until(lambda: not psutil.pid_exists(spare), 10, "its spare child gone")
+    wait_until(lambda: gone(spare), 10, "its spare child gone")
     assert not sock.exists()
     assert not (root / ".legible" / "run" / "forkserver.json").exists()
     res = run(root, "status")  # no server: in-process, same answer as ever
@@ -404,7 +412,7 @@ def test_a_module_changed_on_disk_stops_the_server(tmp_path: Path) -> None:
         refused = run(root, "logs", "--bogus", **env)
         assert (refused.returncode, refused.stdout, refused.stderr) == (local.returncode, local.stdout, local.stderr)
         wait_until(lambda: not psutil.pid_exists(pid), 10, "the stale fork server gone (and reaped)")
-        wait_until(lambda: not psutil.pid_exists(spare), 10, "the spare forked before the edit gone")
+        wait_until(lambda: gone(spare), 10, "the spare forked before the edit gone")
         assert not (root / ".legible" / "run" / "cli.sock").exists()
         log = (root / ".legible" / "run" / "forkserver.log").read_text()
         assert "sitecustomize.py changed on disk" in log, log
@@ -424,11 +432,7 @@ def test_a_spare_ends_with_its_server(tmp_path: Path) -> None:
         server = psutil.Process(stats(root)["pid"])
         assert spare in [p.pid for p in server.children()]
         server.kill()
-        wait_until(
-            lambda: not psutil.pid_exists(spare) or psutil.Process(spare).status() == psutil.STATUS_ZOMBIE,
-            10,
-            "spare gone",
-        )
+        wait_until(lambda: gone(spare), 10, "the spare gone with its server")
         res = run(root, "status", **env)  # a socket with no server behind it: the call runs in-process
         assert res.returncode == 0 and ": ready" in res.stdout, (res.stdout, res.stderr)
     finally:
