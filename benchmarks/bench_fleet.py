@@ -4,8 +4,8 @@ Run: `python benchmarks/bench_fleet.py [--stacks 20] [--browse 3]`. Reports the 
 ready, port collisions, and memory per stack as PSS (psutil ``memory_full_info().pss``: shared pages split
 between the processes that map them, so a sum over stacks is the machine's real cost), summed over every
 process carrying the stack's ``LEGIBLE_STACK`` marker (supervisor, VictoriaMetrics, collector, app, browser
-agent) and the stack's fork server (waited for: it starts once the stack is ready). The browser is lazy
-(Chromium starts at the first browser call), so idle stacks are measured as `up` leaves them; then
+agent) and the stack's fork server with its spare child (waited for: it starts once the stack is ready). The
+browser is lazy (Chromium starts at the first browser call), so idle stacks are measured as `up` leaves them; then
 ``--browse`` stacks get one browser call each and their PSS is measured again (what a stack whose agent uses
 the browser costs). Baselines in the same run: a bare ``python -c pass``'s PSS and the example app alone.
 Target (issue 12): all ready, no collision, at most 200 MiB PSS per stack.
@@ -37,16 +37,21 @@ MIB = 2**20
 
 
 def stack_procs(key: str, root: Path | None = None) -> list[psutil.Process]:
-    """The stack's supervisor (``root/.legible/state.json``), its fork server (``run/forkserver.json``: it has no
-    ``LEGIBLE_STACK``) and the live processes marked ``LEGIBLE_STACK=key``."""
+    """The stack's supervisor (``root/.legible/state.json``), its fork server and spare child (``run/forkserver.json``:
+    they have no ``LEGIBLE_STACK``) and the live processes marked ``LEGIBLE_STACK=key``."""
     out = []
     if root is not None:
-        for doc, field in (("state.json", ("supervisor", "pid")), ("run/forkserver.json", ("pid",))):
+        for doc, field in (
+            ("state.json", ("supervisor", "pid")),
+            ("run/forkserver.json", ("pid",)),
+            ("run/forkserver.json", ("spare",)),  # its idle child forked for the next call (0: none)
+        ):
             try:
                 value = json.loads((root / ".legible" / doc).read_text())
                 for name in field:
                     value = value[name]
-                out.append(psutil.Process(value))
+                if value:
+                    out.append(psutil.Process(value))
             except (OSError, ValueError, KeyError, TypeError, psutil.Error):
                 pass
     for p in psutil.process_iter(["pid"]):

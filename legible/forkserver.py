@@ -6,7 +6,8 @@ modules) than in the query itself. The standard lever is a warm process that for
 ``python -P -m legible.forkserver --state-dir DIR`` once the stack is ready, it imports what the commands
 use and listens on ``.legible/run/cli.sock``; :func:`run_remote`, called by :func:`legible.cli.main.main`
 before typer is imported, hands it the command line, and a forked child runs it with the caller's
-environment, working directory and terminal.
+environment, working directory and terminal. The child is forked before the call comes (a spare, see
+"Prefork" below), so a routed ``legible logs --help`` costs about as much as the root ``--help``.
 
 Protocol (one connection per command; the fd passing is ``SCM_RIGHTS``, unix(7), packed as the stdlib's
 :func:`socket.send_fds` packs it):
@@ -18,11 +19,12 @@ Protocol (one connection per command; the fd passing is ``SCM_RIGHTS``, unix(7),
    ``stdio`` (for fds 0, 1, 2 the text layer Python built, ``[encoding, errors, line_buffering,
    write_through]`` or ``None``), ``ignored`` (the forwarded signals the client ignores),
    ``dont_write_bytecode``, ``sys_path`` and ``stamp`` (:func:`stamp`);
-2. the server answers the line ``ok``, or ``no <why>`` (a stamp that is not its own, a module it imported
-   changed on disk since, a bad header): the client then runs the command in-process;
-3. the server forks at once; the client sends ``go`` and from then on never runs the command itself (no
-   double side effects); the child takes on the client's context meanwhile and runs the command only on
-   ``go``, so a client that gave up before it (closed the connection) never has a twin;
+2. the spare child that accepted the connection answers the line ``ok``, or ``no <why>`` (a stamp that is
+   not the server's, a module the server imported changed on disk since, a bad header): the client then
+   runs the command in-process;
+3. the client sends ``go`` and from then on never runs the command itself (no double side effects); the
+   child takes on the client's context meanwhile and runs the command only on ``go``, so a client that
+   gave up before it (closed the connection) never has a twin;
 4. the child sends ``pid <N>``, then, when the command is done, ``exit <code>``; a child killed by a
    signal sends nothing, and the server, which reaps it, sends ``signal <n>``.
 
@@ -40,8 +42,9 @@ Guarantees:
 * the client forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT to the child, stops and continues it with itself
   (Ctrl-Z: SIGSTOP, then SIGCONT), returns the child's exit code, and re-raises a signal that killed the
   child on itself, so the caller sees the same status as in-process;
-* a child whose client is gone (``kill -9``: the connection closed) is killed at once by a watcher thread,
-  so a ``logs --follow`` does not run on as an orphan; the server reaps every child (no zombies);
+* a child whose client is gone (``kill -9``: the connection closed) is killed at once by a watcher thread
+  (started in the spare, armed on ``go``), so a ``logs --follow`` does not run on as an orphan; the server
+  reaps every child (no zombies);
 * only peers whose ``SO_PEERCRED`` uid is the server's own are served; the socket is 0600 in a 0700
   directory;
 * the server imports in a thread with nice 10 (on Linux nice is per thread), so its start does not slow
@@ -53,6 +56,42 @@ Guarantees:
   (``gc.freeze``) so children neither scan nor copy them; a finished command closes the caller's fds before
   it reports its exit code, so a pipe reading its output ends at once.
 
+Prefork (issue 12: a routed call at most ~1.25x ``legible --help``). Forking a process of this size (a page
+table copy, then the copy-on-write faults of every page the call writes), closing the server's descriptors,
+starting the watcher thread and stat-ing every module file cost more than the command's own work, so all
+of it is done before the call comes, as gunicorn's and Apache's "prefork" workers do:
+
+* the server keeps one spare child (:func:`_spare`); only the spare accepts on the listener (one at a
+  time, so no two processes race for a call); it runs the handshake above itself, then tells the server
+  over its channel (an AF_UNIX socketpair) ``served`` with the connection's fd attached (the server keeps
+  it to send ``signal <n>`` and counts the call), ``refused``, ``stale`` or ``gone``, and is then either that
+  call's child or exits. The spare reads nothing of the server's state that changes after the server's
+  start (imports, the prebuilt CLI, the stamp, the module files and their watch are fixed before the first
+  fork; the counts and the children's connections are the server's alone, the latter closed in the spare
+  at once), so a spare forked long ago answers exactly as a fresh fork would; what depends on the caller is
+  set from the header as before. ``random`` is reseeded by Python at every fork, as before;
+* the next spare is forked when the served call ends, or :data:`SPARE_DELAY_S` after it started while it
+  runs (so the fork does not compete for the CPU with the call), or at once when a call comes and there is
+  no spare (the server then listens itself); a spare that dies unasked is replaced after
+  :data:`SPARE_RETRY_S`. ``.legible/run/forkserver.json`` names the spare (``spare``), written after each
+  change, off the answer's path (so its counts may trail a call's exit by a moment);
+* an idle spare renders one ``--help`` (:data:`SPARE_WARMUP`, output discarded) so the pages a call writes
+  first are copied before the call; the server itself rendered every routed command's ``--help`` once
+  before the first fork (:func:`_prewarm`), so help has nothing left to change. An idle spare costs about
+  5 MiB of private memory (USS 4-5 MiB; server and spare together 39 MiB PSS against the server's 33 MiB
+  alone, measured with one call served);
+* a module changed on disk is seen by inotify on the module directories (:class:`_Modules`): a call costs
+  one ``poll`` instead of about 440 ``stat`` calls (1.2 ms warm, 2-3 ms in a fresh child); after any event
+  the call checks every file, and the server renews the watch, checks every file and stops when one
+  changed, as a refused call stopped it before; it also checks every :data:`CHECK_EVERY_S` seconds;
+* an idle spare exits as soon as its channel ends: the server stopped (``legible down``: the server also
+  waits a moment for it) or died (even by SIGKILL), so nothing is left behind.
+
+The client's own share: it imports no ``typing`` (``TYPE_CHECKING`` is a plain ``False`` in the modules it
+loads: ~3 ms) and, once the child reported its exit code, ends with ``os._exit`` after running the exit
+handlers and flushing stdout and stderr (:func:`legible.cli.main._end`): the interpreter's teardown of its
+modules cost 5-10 ms and has nothing to finalise in a process that only relayed the command.
+
 Limits: the command runs in the stack's cgroup and its parent is the fork server (``os.getppid``), and
 ``/proc/<pid>/environ`` shows the server's environment (``os.environ`` is the caller's); a resource limit
 or namespace that differs from the server's is refused by the stamp instead.
@@ -60,13 +99,14 @@ or namespace that differs from the server's is refused by the stamp instead.
 Fallback (the command runs in-process, identically, only slower): no socket (no stack, the server not
 started yet or dead: the supervisor never restarts it), ``LEGIBLE_FORKSERVER=0``, ``GIT_DIR`` or
 ``GIT_WORK_TREE`` set (the worktree is then git's to find), a command not in :data:`ROUTED`, a refused
-stamp, or no answer to the handshake within :data:`HANDSHAKE_S` seconds. Once the server said ``ok`` and
-the client said ``go``, a connection that ends without an exit code is reported as one ``error:`` line
-(exit 1): the command may have run in part.
+stamp, or no answer to the handshake within :data:`HANDSHAKE_S` seconds (no spare could be forked). Once
+the spare said ``ok`` and the client said ``go``, a connection that ends without an exit code is reported
+as one ``error:`` line (exit 1): the command may have run in part.
 
 The client side (:func:`run_remote`) imports only the standard library, and of it only what costs nearly
 little: os, marshal, :mod:`signal` and :mod:`socket` (their C modules ``_signal``/``_socket`` alone would save
-about 4 ms per call, but a private module is not an interface we build on).
+about 4 ms per call, but a private module is not an interface we build on). Timed by
+``benchmarks/bench_forkserver.py``.
 """
 
 from __future__ import annotations
@@ -75,10 +115,11 @@ import marshal
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: the client imports no ``typing`` (about 3 ms)
 if TYPE_CHECKING:
     import socket
+    from typing import Any
 
     from legible.contract import ForkServerDoc
 
@@ -390,11 +431,12 @@ PREIMPORT = (
     "pydantic",
     "prometheus_api_client.prometheus_connect",
     "urllib3.util.retry",
+    "inotify_simple",
 )
 
 
 def _preimport() -> list[str]:
-    """Import :data:`PREIMPORT` and every command module of :data:`legible.cli.main.COMMANDS`, build the CLI.
+    """Import :data:`PREIMPORT` and every command module of :data:`legible.cli.main.COMMANDS`, build the CLI, warm it.
 
     Returns the modules that failed to import (``name: error``).
 
@@ -417,6 +459,7 @@ def _preimport() -> list[str]:
         except Exception as exc:  # noqa: BLE001 - a module that cannot load is loaded by the child, which reports it
             failed.append(f"{name}: {exc}")
     _prebuild()
+    _prewarm()
     return failed
 
 
@@ -428,6 +471,29 @@ def _prebuild() -> None:
         app.prebuild()
     except Exception as exc:  # noqa: BLE001 - the children then build it per call, as in-process
         print(f"forkserver: the CLI was not prebuilt: {exc}", file=sys.stderr, flush=True)
+
+
+def _prewarm(names: Any = ROUTED) -> None:
+    """Run ``legible CMD --help`` once for every routed command, output discarded, before the first fork.
+
+    A child's first click call pays for work click and typer do once per process (building parsers and
+    formatters, compiling patterns): done here, every child inherits it. Help has no side effect; its text
+    is rendered again, for the caller's terminal, by each child.
+    """
+    import contextlib
+    import io
+
+    try:
+        from legible.cli.main import app
+    except Exception:  # noqa: BLE001 - reported by _preimport already; the children load it as in-process
+        return
+    for name in sorted(names):
+        sink = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                app([name, "--help"], prog_name="legible", standalone_mode=False)
+        except BaseException as exc:  # noqa: BLE001 - a warm-up only: the child runs it for real
+            print(f"forkserver: warm-up of {name} --help failed: {exc!r}", file=sys.stderr, flush=True)
 
 
 def _module_files() -> dict[str, tuple[int, int]]:
@@ -456,13 +522,98 @@ def _changed(files: dict[str, tuple[int, int]]) -> str | None:
     return None
 
 
+#: What an inotify watch on a module directory reports: any write, metadata change (``touch``), creation,
+#: removal or rename of an entry, and the directory itself removed or moved (inotify(7): IN_MODIFY,
+#: IN_ATTRIB, IN_CLOSE_WRITE, IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_MOVE_SELF;
+#: numbers, so that the client, which imports this module, does not import inotify_simple).
+_WATCH_MASK = 0x2 | 0x4 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x800
+
+
+class _Modules:
+    """The files of the server's imported modules, as they were at its start, and whether one changed since.
+
+    Stat-ing every file (about 440, 1.2 ms warm, 2-3 ms in a fresh child) on every call was the biggest part
+    of the answer's latency. Instead an inotify instance (:mod:`inotify_simple`, inotify(7)) watches the
+    directories that hold them (about 50 watches: inotify is per inode and sees every writer, whichever
+    path or mount it used); a call then only asks whether that descriptor is readable (one ``poll``), and
+    only when it is does it stat every file (:meth:`changed`), so a spurious event (an editor's swap file
+    beside a module) costs one full check, never a wrong answer. The server renews the instance after each
+    event (:meth:`renew`: the new watches are set before the files are checked, so no change falls in
+    between) and stops when a file did change; a spare forked earlier keeps the old, readable descriptor
+    and checks fully. As a net for changes inotify cannot see (a network filesystem written from another
+    machine), the server also checks fully every :data:`CHECK_EVERY_S` seconds. Without inotify (no
+    watches left: ``fs.inotify.max_user_watches``/``max_user_instances``), every call checks fully, as
+    before.
+    """
+
+    def __init__(self, files: dict[str, tuple[int, int]]) -> None:
+        """Watch the directories of ``files`` (``{path: (mtime_ns, size)}``, :func:`_module_files`)."""
+        self.files = files
+        self.watch: Any = self._watch()
+
+    def _watch(self) -> Any:
+        """A new non-blocking inotify instance on every module directory, ``None`` when inotify fails."""
+        try:
+            from inotify_simple import INotify
+
+            watch = INotify(nonblocking=True)
+        except (OSError, ImportError) as exc:
+            print(f"forkserver: no inotify ({exc}): every call checks the module files", file=sys.stderr, flush=True)
+            return None
+        try:
+            for d in sorted({os.path.dirname(f) for f in self.files}):
+                watch.add_watch(d, _WATCH_MASK)
+        except OSError as exc:
+            watch.close()
+            print(f"forkserver: no inotify ({exc}): every call checks the module files", file=sys.stderr, flush=True)
+            return None
+        return watch
+
+    def changed(self) -> str | None:
+        """The first module file that changed on disk since the server's start (stat-ing every one), or ``None``."""
+        return _changed(self.files)
+
+    def maybe_changed(self) -> str | None:
+        """:meth:`changed`, when the watch saw an event (or there is no watch); else ``None`` at once."""
+        if self.watch is not None:
+            import select
+
+            poller = select.poll()
+            poller.register(self.watch.fileno(), select.POLLIN)
+            if not poller.poll(0):
+                return None
+        return self.changed()
+
+    def renew(self) -> str | None:
+        """After an event (server only): watch anew, then check every file; the changed one, or ``None``."""
+        old, self.watch = self.watch, self._watch()
+        if old is not None:
+            old.close()
+        return self.changed()
+
+    def fileno(self) -> int:
+        """The inotify descriptor (for the server's selector); ``-1`` when there is none."""
+        return -1 if self.watch is None else int(self.watch.fileno())
+
+
+#: Seconds between the server's full checks of the module files (beside inotify, see :class:`_Modules`).
+CHECK_EVERY_S = 5.0
+#: Least seconds between two renewals of the watch: a directory written without end (a file that is no module
+#: beside modules) costs the server one full check a second, and the calls meanwhile a full check each.
+RENEW_EVERY_S = 1.0
+
+
 def serve(state_dir: str) -> None:
     """Serve the stack whose state directory is ``state_dir`` until SIGTERM, SIGINT or SIGHUP.
 
-    Imports what the commands use, binds :func:`socket_path` (its directory 0700, the socket 0600; a stale
-    socket is replaced), writes :func:`stats_path`, and handles one connection at a time: the handshake of
-    the module docstring, then a fork. Children are reaped as they exit (a SIGCHLD wakes the loop). At the
-    end the socket and the stats file are removed; running children are left to finish (they are the
+    Imports what the commands use (then runs every routed command's ``--help`` once, output discarded, so
+    the children find click's first-call work done), binds :func:`socket_path` (its directory 0700, the
+    socket 0600; a stale socket is replaced), writes :func:`stats_path`, and keeps one spare child forked
+    ahead (:func:`_spare`): the spare accepts the next connection, checks it and tells the server over its
+    channel (``served`` with the connection's fd, ``refused``, ``stale`` or ``gone``); the server counts it,
+    forks the next spare, then writes the stats file. Children are reaped as they exit (a SIGCHLD wakes the
+    loop); a spare that dies unasked is replaced after :data:`SPARE_RETRY_S`. At the end the spare is
+    ended, the socket and the stats file are removed; running children are left to finish (they are the
     callers' commands).
 
     Args:
@@ -472,6 +623,7 @@ def serve(state_dir: str) -> None:
         OSError: the socket cannot be bound.
 
     """
+    import math
     import selectors
     import signal
     import socket
@@ -489,12 +641,20 @@ def serve(state_dir: str) -> None:
         print(f"forkserver: not preimported: {line}", file=sys.stderr, flush=True)
     if "duckdb" in sys.modules:
         print("forkserver: duckdb was imported by a preimported module", file=sys.stderr, flush=True)
-    files = _module_files()
+    modules = _Modules(_module_files())
     mine = stamp()
     import gc
 
     gc.collect()
     gc.freeze()  # children never scan (and so never copy) the server's objects: the gc module's advice for fork
+    changed = modules.changed()  # after the watches were set: a change made during the imports is seen here
+    if changed:
+        print(
+            f"forkserver: {changed} changed on disk while the fork server started: stopping",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
 
     stop = {"flag": False}
     wake_r, wake_w = os.pipe()
@@ -534,38 +694,199 @@ def serve(state_dir: str) -> None:
         "socket": path,
         "served": 0,
         "refused": 0,
+        "spare": 0,
     }
     _write_stats(state_dir, stats)
     print(f"forkserver: serving {path} ({stats['modules']} modules in {stats['ready_ms']} ms)", flush=True)
     children: dict[int, socket.socket] = {}
     sel = selectors.DefaultSelector()
-    sel.register(listener, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
+    spare: dict[str, Any] = {"pid": 0, "chan": None}  # the idle child, the server's end of its channel
+    written = (0, 0, 0)  # the counts and the spare the stats file holds
+    # monotonic times: fork again after a failure; fork the next spare; check every module file; renew the
+    # module watch (after an event); when it was last renewed
+    at = {"retry": 0.0, "due": 0.0, "check": time.monotonic() + CHECK_EVERY_S, "renew": math.inf, "renewed": 0.0}
+    if modules.watch is not None:
+        sel.register(modules.fileno(), selectors.EVENT_READ)
+
+    def take(outcome: str, conn: socket.socket | None) -> None:
+        """The spare's report: count it, keep the served connection; the spare is one no more."""
+        sel.unregister(spare["chan"])
+        spare["chan"].close()
+        if outcome == "served" and conn is not None:
+            children[spare["pid"]] = conn
+            at["due"] = time.monotonic() + SPARE_DELAY_S
+        elif conn is not None:
+            conn.close()
+        spare.update(pid=0, chan=None)
+        if outcome in ("served", "refused", "stale"):
+            stats["served" if outcome == "served" else "refused"] += 1
+        if outcome == "stale":  # legible changed on disk: every later call would be refused too
+            print("forkserver: a module changed on disk: stopping", file=sys.stderr, flush=True)
+            stop["flag"] = True
+
     try:
         while not stop["flag"]:
-            for key, _ in sel.select():
-                if key.fileobj == wake_r:
+            now = time.monotonic()
+            listening = not spare["pid"] and now >= at["retry"] and now < at["due"]
+            if listening:  # a call runs: its spare's successor is forked when it ends, or now if a call comes
+                sel.register(listener, selectors.EVENT_READ)
+            elif not spare["pid"] and now >= at["retry"]:
+                try:
+                    spare["pid"], spare["chan"] = _fork_spare(listener, mine, modules, (sel, wake_r, wake_w), children)
+                    sel.register(spare["chan"], selectors.EVENT_READ)
+                except OSError as exc:
+                    print(f"forkserver: cannot fork a spare child: {exc}", file=sys.stderr, flush=True)
+                    at["retry"] = time.monotonic() + SPARE_RETRY_S
+            if (stats["served"], stats["refused"], spare["pid"]) != written:  # off the answer's path
+                stats["spare"] = spare["pid"]
+                _write_stats(state_dir, stats)
+                written = (stats["served"], stats["refused"], spare["pid"])
+            wake_at = min(at["check"], at["renew"])
+            if not spare["pid"]:
+                wake_at = min(wake_at, at["due"] if listening else at["retry"])
+            for key, _ in sel.select(max(0.0, wake_at - time.monotonic())):
+                if key.fileobj == listener:  # a call and no spare: fork one now (it accepts the call)
+                    at["due"] = 0.0
+                elif key.fileobj == modules.fileno():  # a module directory changed: renew the watch, check all
+                    sel.unregister(key.fileobj)
+                    at["renew"] = max(time.monotonic(), at["renewed"] + RENEW_EVERY_S)
+                elif key.fileobj == wake_r:
                     try:
                         os.read(wake_r, 4096)
                     except BlockingIOError:
                         pass
+                elif spare["chan"] is not None and key.fileobj == spare["chan"]:
+                    outcome, conn = _report(spare["chan"])
+                    if not outcome:  # its channel ended without a report: it died
+                        print(f"forkserver: the spare child {spare['pid']} ended unasked", file=sys.stderr, flush=True)
+                        at["retry"] = time.monotonic() + SPARE_RETRY_S
+                    take(outcome, conn)
+            if listening:
+                sel.unregister(listener)
+            for pid, status in _reap(children):
+                if pid != spare["pid"]:
                     continue
-                try:
-                    conn, _addr = listener.accept()
-                except BlockingIOError:
-                    continue
-                outcome = _handle(conn, mine, files, state_dir, children, (listener, sel, wake_r, wake_w))
-                if outcome:
-                    stats["served" if outcome == "served" else "refused"] += 1
-                    _write_stats(state_dir, stats)
-                if outcome == "stale":  # legible changed on disk: every later call would be refused too
-                    print("forkserver: a module changed on disk: stopping", file=sys.stderr, flush=True)
+                outcome, conn = _report(spare["chan"], wait=False)  # read before its death is believed
+                if not outcome:
+                    print(f"forkserver: the spare child {pid} ended unasked ({status})", file=sys.stderr, flush=True)
+                    at["retry"] = time.monotonic() + SPARE_RETRY_S
+                take(outcome, conn)
+                if outcome == "served":  # the call ended before its report was read: it is reaped already
+                    _ended(children.pop(pid), status)
+            if not children:
+                at["due"] = 0.0  # the last call ended: the next spare is forked now
+            now = time.monotonic()
+            if now >= at["check"] or now >= at["renew"]:
+                renew = now >= at["renew"]
+                changed = modules.renew() if renew else modules.changed()
+                if renew:
+                    at.update(renew=math.inf, renewed=now)
+                    if modules.watch is not None:
+                        sel.register(modules.fileno(), selectors.EVENT_READ)
+                at["check"] = time.monotonic() + CHECK_EVERY_S
+                if changed:  # every later call would be refused: stop (the socket goes, calls run in-process)
+                    print(
+                        f"forkserver: {changed} changed on disk since the fork server started: stopping",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     stop["flag"] = True
-            _reap(children)
     finally:
         _remove_files(state_dir)
         listener.close()
-        _reap(children)
+        if spare["pid"]:
+            spare["chan"].close()  # the spare sees its channel end and exits (unless it just took a call)
+            _end_spare(spare["pid"])
+        for _pid, _status in _reap(children):
+            pass
+
+
+#: The ``--help`` the spare renders (output discarded) while it waits: click's parse and format path, common
+#: to every command, then runs on pages the spare already copied (copy-on-write after the fork) instead of
+#: faulting them in during the call (-2 ms of ``logs --help``'s answer, measured with ``trace``; any command
+#: does). Its state afterwards is the server's own after :func:`_prewarm`: help changes nothing.
+SPARE_WARMUP = ("status",)
+#: Seconds before the server forks a new spare child when the last one died unasked or could not be forked.
+SPARE_RETRY_S = 1.0
+#: Seconds the server waits, while a call it served runs, before it forks the next spare: the fork (a page
+#: table copy of the whole server) and the spare's start then do not compete for the CPU with that call; a
+#: call that comes meanwhile has its spare forked at once. Measured with :func:`run_remote` of ``logs --help``
+#: in one process (median of 30, 40 ms apart): forking the next spare as soon as the call was reported made
+#: the answer 18 ms, forking it when the call ended 8 ms (2 cores).
+SPARE_DELAY_S = 0.05
+
+
+def _end_spare(pid: int) -> None:
+    """Reap the spare ``pid`` once it saw its closed channel and exited; give up after 1 s.
+
+    An idle spare exits at once; one in a handshake within :data:`HANDSHAKE_S`; one that took a call at
+    that very moment is a caller's command now and is left to run (it is not the server's to kill).
+    """
+    import time
+
+    deadline = time.monotonic() + 1.0
+    while True:
+        try:
+            done, _status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done or time.monotonic() > deadline:
+            return
+        time.sleep(0.005)
+
+
+def _fork_spare(
+    listener: socket.socket,
+    mine: dict[str, Any],
+    modules: _Modules,
+    server: tuple[Any, int, int],
+    children: dict[int, socket.socket],
+) -> tuple[int, socket.socket]:
+    """Fork the next spare child (:func:`_spare`); return its pid and the server's end of its channel.
+
+    The channel is an AF_UNIX stream socketpair: the spare writes one report on it; the server closing its
+    end (or dying) tells an idle spare to exit.
+
+    Raises:
+        OSError: the fork or the socketpair failed.
+
+    """
+    import socket
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        pid = os.fork()
+    except OSError:
+        ours.close()
+        theirs.close()
+        raise
+    if pid == 0:
+        try:
+            ours.close()
+            _spare(listener, theirs, mine, modules, server, list(children.values()))
+        finally:
+            os._exit(70)  # _spare never returns; this is the last resort (EX_SOFTWARE)
+    theirs.close()
+    return pid, ours
+
+
+def _report(chan: socket.socket, wait: bool = True) -> tuple[str, socket.socket | None]:
+    """Read the spare's report from ``chan``: ``(outcome, connection)``, ``("", None)`` when there is none.
+
+    ``outcome`` is ``served`` (then with the client's connection, passed as an fd), ``refused``, ``stale``
+    or ``gone`` (a peer of another user or a bad header: not counted). ``wait``: False to read only what
+    is there already.
+    """
+    import socket
+
+    try:
+        chan.setblocking(wait)
+        data, fds, _flags, _addr = socket.recv_fds(chan, 64, 1)
+    except OSError:  # nothing there (BlockingIOError) or the spare died
+        return "", None
+    conn = socket.socket(fileno=fds[0]) if fds else None
+    return data.decode("ascii", "replace").strip(), conn
 
 
 def _write_stats(state_dir: str, stats: ForkServerDoc) -> None:
@@ -583,41 +904,137 @@ def _write_stats(state_dir: str, stats: ForkServerDoc) -> None:
         print(f"forkserver: cannot write {target}: {exc}", file=sys.stderr, flush=True)
 
 
-def _reap(children: dict[int, socket.socket]) -> None:
-    """Reap every exited child; tell the client of one killed by a signal which signal it was."""
+def _reap(children: dict[int, socket.socket]) -> list[tuple[int, int]]:
+    """Reap every exited child; tell the client of one killed by a signal which signal it was.
+
+    Returns:
+        ``(pid, wait status)`` of every reaped child that was not running a call (the spare, or one that
+        refused).
+
+    """
+    others: list[tuple[int, int]] = []
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return others
         if pid == 0:
-            return
+            return others
         conn = children.pop(pid, None)
         if conn is None:
+            others.append((pid, status))
             continue
-        if os.WIFSIGNALED(status):
-            import socket
-
-            try:
-                conn.send(f"signal {os.WTERMSIG(status)}\n".encode(), socket.MSG_NOSIGNAL)
-            except OSError:
-                pass
-        conn.close()
+        _ended(conn, status)
 
 
-def _handle(
-    conn: socket.socket,
+def _ended(conn: socket.socket, status: int) -> None:
+    """A call's child ended with wait ``status``: tell its client the signal that killed it, if one did."""
+    if os.WIFSIGNALED(status):
+        import socket
+
+        try:
+            conn.send(f"signal {os.WTERMSIG(status)}\n".encode(), socket.MSG_NOSIGNAL)
+        except OSError:
+            pass
+    conn.close()
+
+
+def _spare(
+    listener: socket.socket,
+    chan: socket.socket,
     mine: dict[str, Any],
-    files: dict[str, tuple[int, int]],
-    state_dir: str,
-    children: dict[int, socket.socket],
-    close_in_child: tuple[Any, ...],
-) -> str:
-    """One connection: check the peer and the header, answer, fork (the child waits for ``go``).
+    modules: _Modules,
+    server: tuple[Any, int, int],
+    others: list[socket.socket],
+) -> None:
+    """The spare child: drop the server's parts, wait for one connection, answer it, run it (:func:`_child`).
+
+    Forked ahead of the call (gunicorn's and Apache's "prefork"), so the fork, the release of the server's
+    descriptors and the start of the client watcher are off the answer's path. The server's state the child
+    uses (imports, the prebuilt CLI, ``mine``, ``modules``) never changes after the server's start, so a spare
+    forked long ago answers as a fresh fork would; what depends on the call (environment, cwd, TZ, locale,
+    umask, stdio, signals) is set from the header as before. An idle spare exits when its channel ends (the
+    server stopped or died). It takes exactly one connection: a refused one ends it (the server forks the
+    next), a served one makes it that call's child.
+
+    ``server``: the server's selector and wake-up pipe. ``others``: the connections of running children.
+    """
+    import select
+    import signal
+    import threading
+
+    sel, wake_r, wake_w = server
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    sel.close()
+    os.close(wake_r)
+    os.close(wake_w)
+    for other in others:  # a copy of another client's connection would keep that client waiting
+        other.close()
+
+    armed = threading.Lock()
+    armed.acquire()
+    watched: list[Any] = []
+
+    def watch() -> None:  # the client is gone (the connection closed): end the command as its kill would
+        armed.acquire()  # released once the command runs
+        try:
+            while watched[0].recv(4096):
+                pass
+        except OSError:
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="legible-client-watch", daemon=True).start()
+    poller = select.poll()
+    poller.register(listener, select.POLLIN)
+    poller.register(chan, select.POLLIN)
+    if not poller.poll(0):  # while idle: the pages a call writes first are copied now, not during the call
+        _prewarm(SPARE_WARMUP)
+    while True:
+        ready = {fd for fd, _ev in poller.poll()}
+        if chan.fileno() in ready:  # the server closed its end or died: nothing to serve
+            os._exit(0)
+        try:
+            conn, _addr = listener.accept()
+        except BlockingIOError:
+            continue
+        break
+    outcome, header, fds, pending = _handshake(conn, mine, modules)
+
+    def tell(word: str, fds: list[int]) -> None:
+        import socket
+
+        try:
+            socket.send_fds(chan, [word.encode()], fds)
+        except OSError:  # the server is gone: the call is still answered
+            pass
+
+    if outcome != "served":
+        tell(outcome or "gone", [])
+        os._exit(0)
+    tell("served", [conn.fileno()])
+    listener.close()
+    chan.close()
+
+    def arm() -> None:
+        watched.append(conn)
+        armed.release()
+
+    _child(conn, fds, header, pending, arm)
+
+
+def _handshake(
+    conn: socket.socket, mine: dict[str, Any], modules: _Modules
+) -> tuple[str, dict[str, Any], list[int], bytes]:
+    """One connection: check the peer and the header, answer ``ok`` or ``no <why>``.
 
     Returns:
-        ``served``, ``refused``, ``stale`` (refused because a module changed on disk) or ``""`` (the peer
-        went away or is not this user: not counted).
+        ``(outcome, header, fds, pending)``: ``outcome`` ``served`` (``ok`` was sent; ``fds`` are the
+        client's 0, 1, 2, ``pending`` what was read after the header), ``refused``, ``stale`` (refused
+        because a module changed on disk) or ``""`` (the peer went away or is not this user: not counted).
+        The connection is closed unless served.
 
     """
     import socket
@@ -628,7 +1045,7 @@ def _handle(
         conn.settimeout(HANDSHAKE_S)
         if _peer_uid(conn) != os.getuid():
             conn.close()
-            return ""
+            return "", {}, [], b""
         data, fds, _flags, _addr = socket.recv_fds(conn, 1 << 20, 3)
         while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
             more = conn.recv(1 << 20)
@@ -639,57 +1056,38 @@ def _handle(
         header = marshal.loads(data[4:size])  # noqa: S302 - only this uid connects (SO_PEERCRED), and could run code anyway
         if not isinstance(header, dict):
             raise ValueError("the header is not a mapping")
-        pending = data[size:]
         why = ""
         if len(fds) != 3:
             why = "a header with fds 0, 1 and 2 was expected"
         elif header.get("stamp") != mine:
             theirs = header.get("stamp") or {}
             why = f"the stamp differs in {sorted(k for k in mine if theirs.get(k) != mine[k])}"
-        changed = _changed(files)
+        changed = modules.maybe_changed()
         if changed:
             why = f"{changed} changed on disk since the fork server started"
         if why:
             print(f"forkserver: refused {header.get('argv', [])[1:2]}: {why}", file=sys.stderr, flush=True)
             conn.sendall(f"no {' '.join(why.split())}\n".encode())
             conn.close()
-            return "stale" if changed else "refused"
+            return ("stale" if changed else "refused"), {}, [], b""
         conn.sendall(b"ok\n")
-        pid = os.fork()  # the client's "go" is awaited by the child, while it takes on the client's context
-        if pid == 0:
-            try:
-                _child(conn, fds, header, (*close_in_child, *children.values()), pending)
-            finally:
-                os._exit(70)  # _child never returns; this is the last resort (EX_SOFTWARE)
-        children[pid] = conn
-        return "served"
+        return "served", header, fds, data[size:]
     except (OSError, ValueError, EOFError, TypeError):  # marshal raises the last three on bad data
         conn.close()
-        return ""
-    finally:
         for fd in fds:
             os.close(fd)
+        return "", {}, [], b""
 
 
-def _child(conn: socket.socket, fds: list[int], header: dict[str, Any], close: tuple[Any, ...], pending: bytes) -> None:
-    """In the forked child: take on the client's context, run ``legible``, exit with its code.
+def _child(conn: socket.socket, fds: list[int], header: dict[str, Any], pending: bytes, arm: Any) -> None:
+    """In the served spare: take on the client's context, run ``legible``, exit with its code.
 
-    ``close``: the server's listener, selector, wake-up pipe and the other children's connections, closed
-    first (a copy of another client's connection would keep that client waiting after its command ended).
-    ``pending``: what the server read after the header. The command runs only once the client said ``go``;
-    a client that gave up (closed) gets no command at all.
+    ``fds``: the client's 0, 1, 2. ``pending``: what the handshake read after the header. ``arm``: starts
+    the client watcher (:func:`_spare`). The command runs only once the client said ``go``; a client that
+    gave up (closed) gets no command at all.
     """
     import signal
-    import threading
 
-    listener, sel, wake_r, wake_w, *others = close  # others: the connections of the other running children
-    signal.set_wakeup_fd(-1)
-    sel.close()
-    listener.close()
-    os.close(wake_r)
-    os.close(wake_w)
-    for other in others:
-        other.close()
     conn.settimeout(None)
     conn.sendall(f"pid {os.getpid()}\n".encode())
     ignored = set(header.get("ignored") or [])
@@ -723,16 +1121,7 @@ def _child(conn: socket.socket, fds: list[int], header: dict[str, Any], close: t
         pass
     if go.buf[:3] != b"go\n":
         os._exit(0)  # the client gave up before it committed (and ran the command itself, or not at all)
-
-    def watch() -> None:  # the client is gone (the connection closed): end the command as its kill would
-        try:
-            while conn.recv(4096):
-                pass
-        except OSError:
-            pass
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    threading.Thread(target=watch, name="legible-client-watch", daemon=True).start()
+    arm()
     code = _run_main()
     for fd in (0, 1, 2):  # flushed: the caller's pipes see their end now, not after this process's teardown
         try:

@@ -79,6 +79,7 @@ def test_root_help_imports_neither_typer_nor_a_command_module(tmp_path: Path) ->
         assert res.returncode == 0, res.stderr[-500:]
         assert res.stdout == root_help() + "\n"
         assert not {m for m in imported if m == "typer" or m.startswith("legible.cli.")} - {"legible.cli.main"}
+        assert "typing" not in imported  # ~3 ms of every start (issue 12): TYPE_CHECKING is a plain False
 
 
 def test_a_narrow_terminal_gets_clicks_own_layout(tmp_path: Path) -> None:

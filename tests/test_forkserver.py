@@ -100,7 +100,8 @@ def same(
         before = stats(root)["served"]
         local = run(root, *args, routed=False, cwd=cwd, **env)
         remote = run(root, *args, cwd=cwd, **env)
-        assert stats(root)["served"] == before + 1, f"legible {' '.join(args)} was not routed"
+        # the server counts a call when its spare reports it, beside the command: the count may trail the exit
+        wait_until(lambda: stats(root)["served"] == before + 1, 10, f"legible {' '.join(args)} routed")  # noqa: B023
         got = (remote.returncode, norm(remote.stdout), norm(remote.stderr))
         want = (local.returncode, norm(local.stdout), norm(local.stderr))
         if got == want:
@@ -164,6 +165,23 @@ def test_answers_are_identical(shop: tuple[Path, dict]) -> None:
     assert not wrong, "\n".join(wrong)
 
 
+def test_the_routed_client_imports_neither_typer_nor_typing(shop: tuple[Path, dict]) -> None:
+    """The client's share of a routed call: the standard library's os, marshal, signal and socket, no more."""
+    from .test_cli_start import PROBE
+
+    root, _doc = shop
+    before = stats(root)["served"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "100", "LEGIBLE_FORKSERVER": "1"}
+    res = subprocess.run(
+        [sys.executable, "-c", PROBE, "logs", "--help"], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 0 and "Usage: legible logs" in res.stdout, res.stderr[-500:]
+    wait_until(lambda: stats(root)["served"] == before + 1, 10, "the probe's call routed")
+    imported = set(json.loads(res.stderr.rstrip("\n").rsplit("\n", 1)[-1].removeprefix("MODULES ")))
+    assert {"legible.forkserver", "socket", "signal"} <= imported  # the atexit probe ran: exit handlers kept
+    assert not imported & {"typing", "typer", "click", "legible.cli._app", "threading"}, imported
+
+
 def test_client_environment_and_cwd_win(shop: tuple[Path, dict]) -> None:
     root, _doc = shop
     narrow = same(root, "traces", "--help", COLUMNS="60")
@@ -200,18 +218,35 @@ def follow(root: Path, routed: bool) -> subprocess.Popen[str]:
     )
 
 
+def gone(pid: int) -> bool:
+    """The process ``pid`` has exited (a zombie not yet reaped counts as exited)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def server_children(root: Path) -> list[psutil.Process]:
-    return [p for p in psutil.Process(stats(root)["pid"]).children() if p.status() != psutil.STATUS_ZOMBIE]
+    """The fork server's children running a command: not the idle spare, which stays in the server's cwd."""
+    server = psutil.Process(stats(root)["pid"])
+    out = []
+    for p in server.children():
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and p.cwd() != server.cwd():
+                out.append(p)
+        except psutil.NoSuchProcess:
+            continue
+    return out
 
 
 def test_killed_client_ends_its_command(shop: tuple[Path, dict]) -> None:
     root, _doc = shop
-    assert server_children(root) == []
+    wait_until(lambda: server_children(root) == [], 10, "no command running")
     client = follow(root, routed=True)
     child = wait_until(lambda: server_children(root), 20, "the forked logs --follow")[0]
     client.kill()  # kill -9: no signal to forward
     client.communicate()
-    wait_until(lambda: not psutil.pid_exists(child.pid) or child.status() == psutil.STATUS_ZOMBIE, 10, "child gone")
+    wait_until(lambda: gone(child.pid), 10, "child gone")
     wait_until(lambda: server_children(root) == [], 10, "the child reaped")
 
 
@@ -277,14 +312,78 @@ def test_a_command_killed_by_a_signal_kills_its_client_alike(shop: tuple[Path, d
     assert client.returncode == -signal.SIGKILL
 
 
+def test_the_spare_answers_the_first_and_the_20th_call_alike(shop: tuple[Path, dict]) -> None:
+    """Every call is answered by a spare forked ahead; an old spare answers as a fresh one, byte for byte."""
+    root, _doc = shop
+    want = run(root, "logs", "--help", routed=False)
+    status = ages_out(run(root, "status", routed=False).stdout)
+    spares = set()
+    for i in range(20):
+        spare = wait_until(lambda: stats(root)["spare"], 10, "a spare forked for the next call")
+        assert spare in [p.pid for p in psutil.Process(stats(root)["pid"]).children()]
+        spares.add(spare)
+        before = stats(root)["served"]
+        got = run(root, "logs", "--help") if i % 2 == 0 else run(root, "status")
+        wait_until(lambda: stats(root)["served"] == before + 1, 10, f"call {i} served")  # noqa: B023
+        if i % 2 == 0:
+            assert (got.returncode, got.stdout, got.stderr) == (want.returncode, want.stdout, want.stderr), i
+        else:
+            assert got.returncode == 0 and ages_out(got.stdout) == status, (i, got.stdout, got.stderr)
+    assert len(spares) == 20  # one spare per call: none serves twice
+    old = wait_until(lambda: stats(root)["spare"], 10, "a spare")
+    before = stats(root)["served"]
+    aged = psutil.Process(old).create_time()
+    wait_until(lambda: time.time() - aged > 2, 10, "a spare idle for 2 s")
+    late = run(root, "logs", "--help")  # an aged spare: same answer, and it was that spare that took it
+    wait_until(lambda: stats(root)["served"] == before + 1, 10, "the aged spare's call served")
+    assert (late.returncode, late.stdout, late.stderr) == (want.returncode, want.stdout, want.stderr)
+    wait_until(lambda: gone(old), 10, "the aged spare, its call done, gone")
+
+
+def test_calls_at_once_are_each_served(shop: tuple[Path, dict]) -> None:
+    """A burst: one spare takes the first call, the server forks a spare per waiting call at once."""
+    root, _doc = shop
+    want = run(root, "logs", "--help", routed=False)
+    before = stats(root)["served"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "100", "LEGIBLE_FORKSERVER": "1"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "legible.cli.main", "logs", "--help"],
+            cwd=root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(5)
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert (proc.returncode, out, err) == (want.returncode, want.stdout, want.stderr)
+    wait_until(lambda: stats(root)["served"] == before + 5, 10, "all 5 served")
+
+
+def test_a_killed_spare_is_replaced(shop: tuple[Path, dict]) -> None:
+    """A spare killed while idle (no report): the server logs it and forks another; calls are still served."""
+    root, _doc = shop
+    spare = wait_until(lambda: stats(root)["spare"], 10, "the spare")
+    psutil.Process(spare).kill()
+    wait_until(lambda: stats(root)["spare"] not in (0, spare), 10, "another spare")
+    same(root, "logs", "--help")  # served (counted) by the new spare, the in-process answer
+    log = (root / ".legible" / "run" / "forkserver.log").read_text()
+    assert f"the spare child {spare} ended unasked" in log, log
+
+
 def test_down_leaves_no_fork_server(shop: tuple[Path, dict]) -> None:
     root, _doc = shop
     pid = stats(root)["pid"]
+    spare = wait_until(lambda: stats(root)["spare"], 10, "the spare")
     sock = root / ".legible" / "run" / "cli.sock"
     assert psutil.pid_exists(pid) and sock.exists()
     res = run(root, "down", routed=False)
     assert res.returncode == 0, res.stderr
     wait_until(lambda: not psutil.pid_exists(pid), 10, "the fork server gone")
+    wait_until(lambda: gone(spare), 10, "its spare child gone")
     assert not sock.exists()
     assert not (root / ".legible" / "run" / "forkserver.json").exists()
     res = run(root, "status")  # no server: in-process, same answer as ever
@@ -305,18 +404,82 @@ def test_a_module_changed_on_disk_stops_the_server(tmp_path: Path) -> None:
         wait_until(lambda: (root / ".legible" / "run" / "cli.sock").exists(), 30, "the fork server's socket")
         pid = stats(root)["pid"]
         assert run(root, "logs", "--bogus", **env).returncode == 2
-        assert stats(root)["served"] == 1
+        wait_until(lambda: stats(root)["served"] == 1, 10, "the call served")
+        spare = wait_until(lambda: stats(root)["spare"], 10, "a spare forked before the edit")
         later = custom.stat().st_mtime + 5
         os.utime(custom, (later, later))
         local = run(root, "logs", "--bogus", routed=False, **env)
         refused = run(root, "logs", "--bogus", **env)
         assert (refused.returncode, refused.stdout, refused.stderr) == (local.returncode, local.stdout, local.stderr)
         wait_until(lambda: not psutil.pid_exists(pid), 10, "the stale fork server gone (and reaped)")
+        wait_until(lambda: gone(spare), 10, "the spare forked before the edit gone")
         assert not (root / ".legible" / "run" / "cli.sock").exists()
         log = (root / ".legible" / "run" / "forkserver.log").read_text()
         assert "sitecustomize.py changed on disk" in log, log
     finally:
         run(root, "down", routed=False, **env)
+
+
+def test_a_spare_ends_with_its_server(tmp_path: Path) -> None:
+    """The server killed by SIGKILL (no handler runs): its idle spare sees its channel end and exits."""
+    env = {"XDG_STATE_HOME": str(tmp_path / "xdg")}
+    root = shop_repo(tmp_path / "shop")
+    try:
+        up = run(root, "up", "--wait", routed=False, **env)
+        assert up.returncode == 0, up.stderr
+        wait_until(lambda: (root / ".legible" / "run" / "cli.sock").exists(), 30, "the fork server's socket")
+        spare = wait_until(lambda: stats(root)["spare"], 10, "the spare")
+        server = psutil.Process(stats(root)["pid"])
+        assert spare in [p.pid for p in server.children()]
+        server.kill()
+        wait_until(lambda: gone(spare), 10, "the spare gone with its server")
+        res = run(root, "status", **env)  # a socket with no server behind it: the call runs in-process
+        assert res.returncode == 0 and ": ready" in res.stdout, (res.stdout, res.stderr)
+    finally:
+        run(root, "down", routed=False, **env)
+
+
+def test_module_watch_sees_a_change_in_a_process_forked_before_it(tmp_path: Path) -> None:
+    """:class:`legible.forkserver._Modules` as a spare uses it: forked first, the file edited after.
+
+    A change (rewrite, touch, replace by rename) is seen by the forked process; an event that changes no
+    module file (a new file beside it) leads to a full check that finds nothing.
+    """
+    from legible.forkserver import _module_files, _Modules
+
+    mod = tmp_path / "mod.py"
+    mod.write_text("x = 1\n")
+    files = {str(mod): (mod.stat().st_mtime_ns, mod.stat().st_size)}
+    assert set(_module_files()) >= {__file__}  # what the server watches: every imported module's file
+    edits = {
+        "rewrite": lambda: mod.write_text("x = 22\n"),
+        "touch": lambda: os.utime(mod, ns=(mod.stat().st_atime_ns, mod.stat().st_mtime_ns + 10**9)),
+        "rename": lambda: ((tmp_path / "new.py").write_text("x = 1\n"), os.replace(tmp_path / "new.py", mod)),
+    }
+    for name, edit in edits.items():
+        mod.write_text("x = 1\n")
+        files = {str(mod): (mod.stat().st_mtime_ns, mod.stat().st_size)}
+        modules = _Modules(files)
+        assert modules.watch is not None and modules.maybe_changed() is None
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the "spare": waits for the edit, then asks as a call would
+            os.close(w)
+            os.read(r, 1)
+            os._exit(0 if modules.maybe_changed() == str(mod) else 1)
+        os.close(r)
+        edit()
+        os.write(w, b"x")
+        os.close(w)
+        _pid, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, name
+        modules.watch.close()
+    mod.write_text("x = 1\n")
+    modules = _Modules({str(mod): (mod.stat().st_mtime_ns, mod.stat().st_size)})
+    (tmp_path / ".mod.py.swp").write_text("an editor's swap file")
+    assert modules.maybe_changed() is None  # an event, a full check, no change
+    assert modules.renew() is None and modules.maybe_changed() is None  # renewed: the fast path again
+    modules.watch.close()
 
 
 @pytest.mark.skipif(

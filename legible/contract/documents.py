@@ -1085,7 +1085,8 @@ class ForkServerDoc(TypedDict):
     """``.legible/run/forkserver.json`` (``legible.forkserver/v1``): the stack's fork server while it runs.
 
     See :mod:`legible.forkserver`. ``ready_ms`` is the time its imports took; ``served`` counts the calls it
-    forked a child for, ``refused`` those it sent back to run in-process.
+    forked a child for, ``refused`` those it sent back to run in-process; ``spare`` is the pid of the idle
+    child forked ahead for the next call (0 while there is none).
     """
 
     schema: Literal["legible.forkserver/v1"]
@@ -1096,6 +1097,7 @@ class ForkServerDoc(TypedDict):
     socket: str
     served: int
     refused: int
+    spare: int
 
 
 class SharedSeries(TypedDict):
