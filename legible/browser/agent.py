@@ -378,8 +378,10 @@ class Agent:
 
         """
         try:
-            tag = await loc.evaluate("(el) => el.tagName.toLowerCase()", timeout=timeout)
-            if tag == "select":
+            # a locator count runs in Playwright's utility world, which every locator call prepares anyway;
+            # `loc.evaluate` runs in the page's main world, whose first use on each document injects
+            # Playwright's script there (~30 ms; Playwright 1.65, Chromium 156): the first fill of a page paid it
+            if await loc.and_(loc.page.locator("select")).count():
                 value = await loc.evaluate(_scripts.PICK_OPTION, text, timeout=timeout)
                 if value is None:
                     labels = await loc.evaluate("(el) => [...el.options].map((o) => o.label)", timeout=timeout)
