@@ -401,6 +401,9 @@ class Agent:
             OpError: no such option, or the element cannot be filled within ``timeout`` ms.
 
         """
+        # a recorded step's outline comes off before the typing, as it did when a main-world evaluate here queued
+        # behind its removal (without this, the recorded journey's chapter cards drifted off their chapters)
+        await self.undone()
         try:
             # a locator count runs in Playwright's utility world, which every locator call prepares anyway;
             # `loc.evaluate` runs in the page's main world, whose first use on each document injects
