@@ -253,6 +253,28 @@ def test_an_action_waits_for_the_navigation_its_handlers_start(
     assert (status["url"], status["title"]) == (doc["url"], doc["title"])
 
 
+def test_calls_at_once_after_a_navigation_act_on_the_new_page(stack: Stack) -> None:
+    # after each answer that follows a navigation the agent prepares the new document for locators in the
+    # background (Agent.prepare_next); a call sent at once (no process start between, as here) runs beside that
+    # and must still act on the new page: its snapshot's refs hold, the field filled is the new page's, the option
+    # picked is kept
+    from legible.browser.client import call
+
+    state = stack.root / ".legible"
+    for i in range(3):
+        call(state, "open", {"url": "/"})
+        call(state, "click", {"target": "text=Espresso cup"})  # navigates to the product
+        nav = call(state, "click", {"target": "text=Order this"})  # navigates to the order form
+        assert nav["navigated"] and "/order" in nav["url"], nav
+        refs = dict(re.findall(r'textbox "([^"]+)" \[ref=(e\d+)\]', call(state, "snapshot", {})["text"]))
+        filled = call(state, "fill", {"target": refs["Name"], "text": f"Ada {i}"})  # a ref of the new page's snapshot
+        assert "/order" in filled["url"], filled
+        call(state, "fill", {"target": "#product_id", "text": "Milk jug"})
+        form = call(state, "snapshot", {"selector": "form"})["text"]
+        assert 'textbox "Name" [ref=' in form and f": Ada {i}" in form, form
+        assert re.search(r'option "Milk jug [^"]*" \[selected\]', form), form
+
+
 def test_snapshots_of_the_shop_are_small(stack: Stack) -> None:
     for path in ("/", "/products/1", "/order", "/orders"):
         assert stack.cli("browser", "open", path).returncode == 0
