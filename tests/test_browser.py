@@ -253,6 +253,25 @@ def test_an_action_waits_for_the_navigation_its_handlers_start(
     assert (status["url"], status["title"]) == (doc["url"], doc["title"])
 
 
+def test_a_key_press_with_no_target_waits_for_the_navigation_its_handlers_start(stack: Stack) -> None:
+    # `press KEY` alone goes to the focused element through page.keyboard.press, which waits for no navigation:
+    # the agent arms a watch in the page before the key, so a navigation the key's handlers request is waited for
+    app = stack.up["endpoints"]["app"]
+    assert stack.cli("browser", "open", "/static/later.html").returncode == 0
+    assert stack.cli("browser", "click", "#field").returncode == 0
+    doc = stack.json("browser", "press", "Enter")  # the field's keydown handler navigates from a timer
+    assert (doc["url"], doc["navigated"]) == (app + "/", True) and doc["title"].startswith("Products"), doc
+    # Enter in a form's field submits it (implicit submission, a POST): the answer is the order's page, loaded
+    assert stack.cli("browser", "open", "/order").returncode == 0
+    for field, text in (("#name", "Ada Lovelace"), ("#product_id", "Milk jug"), ("#email", "ada@example.com")):
+        assert stack.cli("browser", "fill", field, text).returncode == 0
+    doc = stack.json("browser", "press", "Enter")  # the email field has the focus
+    assert doc["navigated"] and "/orders/" in doc["url"] and "confirmed" in doc["title"], doc
+    # a key that navigates nowhere answers at once, on the same page
+    doc = stack.json("browser", "press", "Tab")
+    assert not doc["navigated"] and "/orders/" in doc["url"], doc
+
+
 def test_calls_at_once_after_a_navigation_act_on_the_new_page(stack: Stack) -> None:
     # after each answer that follows a navigation the agent prepares the new document for locators in the
     # background (Agent.prepare_next); a call sent at once (no process start between, as here) runs beside that
