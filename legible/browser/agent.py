@@ -371,11 +371,15 @@ class Agent:
             await page.wait_for_load_state("load", timeout=NAV_TIMEOUT_MS)
 
     async def arm_navigation_watch(self) -> tuple[Any, tuple[int, int]]:
-        """Before a key press with no element: ``(watch, since)`` for :meth:`settle_after_action`.
+        """Before a key press with no element: what :meth:`settle_after_action` needs to see its navigation.
 
-        ``watch`` is a handle on :data:`legible.browser._scripts.NAV_WATCH` (it notes a navigation the page
-        requests from now on, so one the key's own handlers request is seen although ``page.keyboard.press``
-        waits for none), ``since`` the navigation counters before the press.
+        Returns:
+            ``(watch, since)``: ``watch`` a Playwright ``JSHandle`` on the object of
+            :data:`legible.browser._scripts.NAV_WATCH`, which notes a navigation the page requests from now on
+            (so one the key's own handlers request is seen, although ``page.keyboard.press`` waits for none),
+            or ``None`` when the page is between documents; ``since`` the ``(navs, nav_ends)`` counters before
+            the press.
+
         """
         page = await self.page()
         since = (self.navs, self.nav_ends)
