@@ -9,6 +9,8 @@ Boots the example shop with the browser in a temp git repo, then measures, with 
   baselines: `python -c pass`, `legible --help`, and a bare
   Playwright `launch` + open + snapshot in a fresh process (what a per-call browser would pay: the stack's
   Chromium has no CDP port to connect to, CDP goes over the agent's pipe);
+- `legible browser snapshot | fill` right after `legible browser open` (the first call on a new document),
+  and `legible browser press Tab` (no target), end to end, median of N round robin, against `legible --help`;
 - `legible browser snapshot | click | screenshot | status` warm, in one process (``app([...])`` after the
   imports and a first call, stdout to a buffer, median of N round robin): what a call costs once its process
   starts warm (the per-stack fork server, issue 12), each against `legible --help` end to end of this run
@@ -147,6 +149,38 @@ def main() -> None:
                 baseline_name="legible --help",
                 target="<= 2x; < 700 ms",
                 note=f"{value / sub_help:.2f}x `legible browser snapshot --help`",
+            )
+        # the first call on a new document, as an agent calls after `open` or a click that navigates; and a key
+        # press with no target (`press Tab` in the focused field: it moves the focus, navigates nowhere)
+        _, first_snap, _, first_fill, press = round_robin(
+            [
+                [*leg, "browser", "open", "/order"],
+                [*leg, "browser", "snapshot"],
+                [*leg, "browser", "open", "/order"],
+                [*leg, "browser", "fill", "#name", "Ada"],
+                [*leg, "browser", "press", "Tab"],
+            ],
+            root,
+            env,
+        )
+        record(
+            "browser press Tab",
+            press,
+            "ms",
+            baseline=base_help,
+            baseline_name="legible --help",
+            target="<= 2x; < 700 ms",
+            note="no target: page.keyboard.press",
+        )
+        for name, value in (("snapshot", first_snap), ("fill #name", first_fill)):
+            record(
+                f"browser {name} after open",
+                value,
+                "ms",
+                baseline=base_help,
+                baseline_name="legible --help",
+                target="<= 2x",
+                note="the first call on a new document",
             )
         warm_cmds = [
             ["--help"],

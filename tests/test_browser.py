@@ -253,6 +253,47 @@ def test_an_action_waits_for_the_navigation_its_handlers_start(
     assert (status["url"], status["title"]) == (doc["url"], doc["title"])
 
 
+def test_a_key_press_with_no_target_waits_for_the_navigation_its_handlers_start(stack: Stack) -> None:
+    # `press KEY` alone goes to the focused element through page.keyboard.press, which waits for no navigation:
+    # the agent arms a watch in the page before the key, so a navigation the key's handlers request is waited for
+    app = stack.up["endpoints"]["app"]
+    assert stack.cli("browser", "open", "/static/later.html").returncode == 0
+    assert stack.cli("browser", "click", "#field").returncode == 0
+    doc = stack.json("browser", "press", "Enter")  # the field's keydown handler navigates from a timer
+    assert (doc["url"], doc["navigated"]) == (app + "/", True) and doc["title"].startswith("Products"), doc
+    # Enter in a form's field submits it (implicit submission, a POST): the answer is the order's page, loaded
+    assert stack.cli("browser", "open", "/order").returncode == 0
+    for field, text in (("#name", "Ada Lovelace"), ("#product_id", "Milk jug"), ("#email", "ada@example.com")):
+        assert stack.cli("browser", "fill", field, text).returncode == 0
+    doc = stack.json("browser", "press", "Enter")  # the email field has the focus
+    assert doc["navigated"] and "/orders/" in doc["url"] and "confirmed" in doc["title"], doc
+    # a key that navigates nowhere answers at once, on the same page
+    doc = stack.json("browser", "press", "Tab")
+    assert not doc["navigated"] and "/orders/" in doc["url"], doc
+
+
+def test_calls_at_once_after_a_navigation_act_on_the_new_page(stack: Stack) -> None:
+    # after each answer that follows a navigation the agent prepares the new document for locators in the
+    # background (Agent.prepare_next); a call sent at once (no process start between, as here) runs beside that
+    # and must still act on the new page: its snapshot's refs hold, the field filled is the new page's, the option
+    # picked is kept
+    from legible.browser.client import call
+
+    state = stack.root / ".legible"
+    for i in range(3):
+        call(state, "open", {"url": "/"})
+        call(state, "click", {"target": "text=Espresso cup"})  # navigates to the product
+        nav = call(state, "click", {"target": "text=Order this"})  # navigates to the order form
+        assert nav["navigated"] and "/order" in nav["url"], nav
+        refs = dict(re.findall(r'textbox "([^"]+)" \[ref=(e\d+)\]', call(state, "snapshot", {})["text"]))
+        filled = call(state, "fill", {"target": refs["Name"], "text": f"Ada {i}"})  # a ref of the new page's snapshot
+        assert "/order" in filled["url"], filled
+        call(state, "fill", {"target": "#product_id", "text": "Milk jug"})
+        form = call(state, "snapshot", {"selector": "form"})["text"]
+        assert 'textbox "Name" [ref=' in form and f": Ada {i}" in form, form
+        assert re.search(r'option "Milk jug [^"]*" \[selected\]', form), form
+
+
 def test_snapshots_of_the_shop_are_small(stack: Stack) -> None:
     for path in ("/", "/products/1", "/order", "/orders"):
         assert stack.cli("browser", "open", path).returncode == 0

@@ -64,6 +64,8 @@ def test_chromium_flags_open_no_cdp_port_unless_asked_and_then_on_loopback(tmp_p
     args = chromium_args()
     assert "--headless=new" in args
     assert not any(a.startswith("--remote-debugging") for a in args)  # Playwright adds --remote-debugging-pipe
+    # frames stay at the display rate: unthrottled, one CSS spinner costs 1.7 cores (legible.browser's docstring)
+    assert "--disable-frame-rate-limit" not in args and "--disable-gpu-vsync" not in args
     opened = chromium_args(12345)
     assert "--remote-debugging-address=127.0.0.1" in opened and "--remote-debugging-port=12345" in opened
     env = chromium_env(tmp_path / "browser", tmp_path / "tmp")

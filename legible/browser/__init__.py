@@ -20,6 +20,14 @@ below fatal. Crash dumps go to
 ``.legible/browser/crash`` (``BREAKPAD_DUMP_LOCATION``) rather than ``~/.config``. Not
 ``--disable-crashpad-for-testing``: with Debian's Chromium 156 it makes the network service crash on every
 navigation ("FD ownership violation"); the crashpad handlers it starts exit with Chromium.
+
+Frames come at Chromium's display rate (60 Hz), so a click waits for Playwright's "stable" check (the same
+box in two consecutive animation frames) and a screenshot for a painted frame. Not
+``--disable-frame-rate-limit`` (frames back to back) nor ``--disable-gpu-vsync`` (issue 12,
+``benchmarks/bench_browser_frames.py``, 2026-11-29): the first cut a warm screenshot from 35 to 25 ms and a
+click not at all (44 against 50 ms, within this shared machine's noise), but with one CSS spinner on the page
+Chromium then used 17.4 CPU seconds per 10 s (1.7 cores; 0.7 s at 60 Hz; an idle page 0.1 s either way),
+and twenty stacks share two cores; the second changed neither figure.
 """
 
 from __future__ import annotations

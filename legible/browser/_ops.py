@@ -102,22 +102,20 @@ async def op_press(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
     page = await agent.page()
     key = str(args["key"])
     before_url, before = page.url, agent.watch.seq
-    title: str | None = None
+    watch: Any = None
+    since: tuple[int, int] | None = None
     try:
         if args.get("target"):
             loc, _ = await agent.locate(str(args["target"]))
             await loc.press(key, timeout=DEFAULT_TIMEOUT_MS)
-        else:
+        else:  # page.keyboard.press waits for no navigation: the page notes one its handlers request
+            watch, since = await agent.arm_navigation_watch()
             await page.keyboard.press(key)
     except OpError:
         raise
     except Exception as e:  # noqa: BLE001
         raise OpError("failed", f"press {key}: {first_line(e)}") from e
-    if args.get("target"):  # Playwright's element press waited for a navigation it requested to commit
-        title = await agent.settle_after_action()
-    else:  # page.keyboard.press does not: give a navigation the old 50 ms to start, then wait for load
-        await asyncio.sleep(0.05)
-        await agent.settle()
+    title = await agent.settle_after_action(watch, since)
     return {**(await agent.page_info(before, title)), "navigated": page.url != before_url}
 
 

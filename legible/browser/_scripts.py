@@ -127,6 +127,30 @@ TURN = """
 })
 """
 
+#: ``() => watch``: an object (held by the agent as a handle, no global) that notes the destination of a
+#: cross-document navigation the page requests from now on (Navigation API ``navigate`` event), armed before a
+#: key press that has no element to wait on; ``TURN_WATCHED`` reads it.
+NAV_WATCH = """
+() => {
+  const st = {dest: null, off: () => {}};
+  const api = window.navigation;
+  if (api) {
+    const on = (e) => { if (!e.destination.sameDocument && e.downloadRequest === null) st.dest = e.destination.url; };
+    api.addEventListener('navigate', on);
+    st.off = () => api.removeEventListener('navigate', on);
+  }
+  return st;
+}
+"""
+
+#: ``(watch) => [title, url | null]``: as ``TURN``, with the destination noted by a ``NAV_WATCH`` armed before
+#: the action (so a navigation requested by the action's own handlers counts too); the watch is disarmed.
+TURN_WATCHED = """
+(st) => new Promise((resolve) => {
+  setTimeout(() => { st.off(); resolve([document.title, st.dest]); }, 0);
+})
+"""
+
 #: ``(select, text) => value | null``: the option whose label or value is ``text`` (else whose label starts so).
 PICK_OPTION = """
 (el, t) => {

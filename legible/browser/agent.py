@@ -114,6 +114,9 @@ class Agent:
         self.nav_ends = 0  # main-frame navigation requests that finished or failed (a 204 commits nothing)
         self.nav_pending: set[Any] = set()  # main-frame navigation requests started and not yet ended
         self._nav_event = asyncio.Event()  # set at each of those two
+        self.prepared_navs = 0  # `navs` when the tab's document was last prepared for locators (prepare_next)
+        self._prepare: asyncio.Future[None] | None = None
+        self._background: set[asyncio.Future[None]] = set()  # fire-and-forget calls, kept from the collector
 
     # -- set-up and tear-down -------------------------------------------------------------------------
     async def ensure_launched(self) -> float | None:
@@ -178,7 +181,7 @@ class Agent:
         self.watch.attach(self.context)
         # the context's, not the page's: the watcher subscribed to these already, so no event crosses twice
         self.context.on("request", self._on_request_start)
-        self.context.on("requestfinished", self._on_request_end)
+        self.context.on("requestfinished", self._on_request_finished)
         self.context.on("requestfailed", self._on_request_end)
         await self.page()
 
@@ -228,6 +231,25 @@ class Agent:
             self.nav_ends += 1
             self._nav_event.set()
 
+    def _on_request_finished(self, request: Any) -> None:
+        if not self._is_main_navigation(request):
+            return
+        self.nav_pending.discard(request)
+
+        async def judge() -> None:  # a redirect (a POST answered 303) does not end the navigation: its target does
+            try:
+                resp = await request.response()
+            except Exception:  # noqa: BLE001 - the page went away: count it ended
+                resp = None
+            if resp is not None and 300 <= resp.status < 400 and resp.headers.get("location"):
+                return
+            self.nav_ends += 1
+            self._nav_event.set()
+
+        task = asyncio.ensure_future(judge())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def cdp(self) -> Any:
         """A CDP session on the tab (for screenshots with scaling, and the screencast)."""
         page = await self.page()
@@ -260,6 +282,28 @@ class Agent:
             await writer.drain()
         finally:
             writer.close()
+        self.prepare_next()
+
+    def prepare_next(self) -> None:
+        """Once an answer is written, build Playwright's injected script in a new document before the next call.
+
+        Playwright builds its injected script (selector engines, actionability checks, aria snapshots) in a
+        document's utility world at the first locator call there: about 30 ms on the shop's pages (Playwright
+        1.65, Chromium 156), paid by the first call after each navigation. Between two calls the client
+        prints the answer and the next call starts a process (tens of ms), so the agent does it then, once per
+        main-frame navigation, with a locator count on ``:root``. Nothing reaches the page: the utility world
+        is Playwright's isolated world. A call that comes sooner runs beside it (Playwright orders the two).
+        """
+        page = self._page
+        if page is None or self.navs == self.prepared_navs:
+            return
+        self.prepared_navs = self.navs
+
+        async def prepare() -> None:
+            with contextlib.suppress(Exception):  # the tab navigated or closed meanwhile: the next call builds it
+                await page.locator(":root").count()
+
+        self._prepare = asyncio.ensure_future(prepare())
 
     # -- helpers the operations and journeys share ----------------------------------------------------
     def resolve_url(self, target: str) -> str:
@@ -326,11 +370,31 @@ class Agent:
         with contextlib.suppress(Exception):
             await page.wait_for_load_state("load", timeout=NAV_TIMEOUT_MS)
 
-    async def settle_after_action(self) -> str | None:
+    async def arm_navigation_watch(self) -> tuple[Any, tuple[int, int]]:
+        """Before a key press with no element: what :meth:`settle_after_action` needs to see its navigation.
+
+        Returns:
+            ``(watch, since)``: ``watch`` a Playwright ``JSHandle`` on the object of
+            :data:`legible.browser._scripts.NAV_WATCH`, which notes a navigation the page requests from now on
+            (so one the key's own handlers request is seen, although ``page.keyboard.press`` waits for none),
+            or ``None`` when the page is between documents; ``since`` the ``(navs, nav_ends)`` counters before
+            the press.
+
+        """
+        page = await self.page()
+        since = (self.navs, self.nav_ends)
+        try:
+            return await page.evaluate_handle(_scripts.NAV_WATCH), since
+        except Exception:  # noqa: BLE001 - the page is between documents: the plain turn and the counters judge
+            return None, since
+
+    async def settle_after_action(self, watch: Any = None, since: tuple[int, int] | None = None) -> str | None:
         """Let the page finish what an action started, then wait for ``load``; return the title (``None``: unread).
 
         Call it right after a Playwright ``click`` or ``press``, which have already waited for a navigation
-        the action requested to commit (their default "wait after", Playwright's actionability docs). Then:
+        the action requested to commit (their default "wait after", Playwright's actionability docs), or
+        after ``page.keyboard.press``, which does not, with ``watch`` and ``since`` from
+        :meth:`arm_navigation_watch` taken before it (the watch is released here). Then:
 
         1. one macrotask turn of the page (:data:`legible.browser._scripts.TURN`), so what the action's
            handlers queued (``setTimeout(0)``, promise callbacks) runs, and a navigation it requests is seen
@@ -347,13 +411,20 @@ class Agent:
         page = await self.page()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + NAV_TIMEOUT_MS / 1000
-        navs, ends = self.navs, self.nav_ends
+        navs, ends = since or (self.navs, self.nav_ends)
         title: str | None = None
         dest: str | None = None
         try:
-            title, dest = await page.evaluate(_scripts.TURN)
+            if watch is None:
+                title, dest = await page.evaluate(_scripts.TURN)
+            else:
+                title, dest = await watch.evaluate(_scripts.TURN_WATCHED)
         except Exception as e:  # noqa: BLE001 - the document went away during the turn: a navigation commits
             title, dest = None, first_line(e)  # Playwright may not have seen the commit yet: wait for it
+        if watch is not None:  # released off the answer's path (it goes with its document anyway)
+            task = asyncio.ensure_future(_quietly(watch.dispose()))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         if dest is None and self.nav_pending and self.navs == navs:
             # the handler's navigation started before the turn (a busy page or machine runs its timer first):
             # the turn saw no `navigate` event, but its main-frame request is under way
@@ -377,9 +448,14 @@ class Agent:
             OpError: no such option, or the element cannot be filled within ``timeout`` ms.
 
         """
+        # a recorded step's outline comes off before the typing, as it did when a main-world evaluate here queued
+        # behind its removal (without this, the recorded journey's chapter cards drifted off their chapters)
+        await self.undone()
         try:
-            tag = await loc.evaluate("(el) => el.tagName.toLowerCase()", timeout=timeout)
-            if tag == "select":
+            # a locator count runs in Playwright's utility world, which every locator call prepares anyway;
+            # `loc.evaluate` runs in the page's main world, whose first use on each document injects
+            # Playwright's script there (~30 ms; Playwright 1.65, Chromium 156): the first fill of a page paid it
+            if await loc.and_(loc.page.locator("select")).count():
                 value = await loc.evaluate(_scripts.PICK_OPTION, text, timeout=timeout)
                 if value is None:
                     labels = await loc.evaluate("(el) => [...el.options].map((o) => o.label)", timeout=timeout)
@@ -517,6 +593,12 @@ class Agent:
             self.watch.trace = None
             with contextlib.suppress(Exception):
                 await self.context.set_extra_http_headers({})
+
+
+async def _quietly(call: Any) -> None:
+    """Await a Playwright call whose failure does not matter (the page navigated or closed meanwhile)."""
+    with contextlib.suppress(Exception):
+        await call
 
 
 def _find_chromium(profile: Path) -> int | None:
