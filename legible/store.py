@@ -61,6 +61,7 @@ __all__ = [
     "check_read_only",
     "compat_views",
     "jsonable",
+    "connect_file",
     "lock_down",
     "migrate",
     "open_store",
@@ -339,7 +340,65 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
             con.execute("ROLLBACK")
             raise
         applied.append(name)
+    if applied:
+        # Fold the migrations into the file now: DuckDB re-binds an ALTER TABLE when it replays it from the WAL,
+        # before its statically linked core functions are loaded, and the generated `ts` column's
+        # make_timestamp is one of them, so a WAL holding a migration could not be opened again (duckdb#18259;
+        # DuckDB 2.0.1). connect_file() recovers a file a kill left in that window.
+        con.execute("CHECKPOINT")
     return applied
+
+
+#: What DuckDB's error says when it cannot replay a database file's write-ahead log at open.
+_WAL_REPLAY_ERROR = "Failure while replaying WAL"
+
+
+def connect_file(
+    path: Path | str,
+    *,
+    read_only: bool = False,
+    config: dict[str, Any] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect(path, read_only=..., config=...)``, recovering a write-ahead log DuckDB cannot replay.
+
+    DuckDB 2.0.1 binds the expressions of an ``ALTER TABLE`` it replays from the WAL before its statically
+    linked functions are loaded (duckdb#18259), so a file whose WAL holds a migration of a table with a
+    generated column (``logs.ts``: ``make_timestamp``) cannot be opened; :func:`migrate` checkpoints right after
+    migrating, so only a kill in between leaves such a file. The same WAL replays when the file is attached to
+    an in-memory database (whose default catalog has those functions); it is then checkpointed into the file
+    (no row lost: the WAL is folded, not dropped), and the file opened as asked.
+
+    Args:
+        path: the database file.
+        read_only: open it read-only (the recovery itself needs to write the file once).
+        config: DuckDB settings for the connection.
+        log: called with one line when a WAL was recovered.
+
+    Raises:
+        duckdb.Error: the file cannot be opened (held by another process, corrupt), or the recovery failed.
+
+    """
+    import duckdb
+
+    try:
+        return duckdb.connect(str(path), read_only=read_only, config=dict(config or {}))
+    except duckdb.Error as exc:
+        if _WAL_REPLAY_ERROR not in str(exc):
+            raise
+        first = exc
+    mem = duckdb.connect(":memory:", config={"autoinstall_known_extensions": "false"})
+    try:
+        literal = "'" + str(path).replace("'", "''") + "'"  # ATTACH takes no bound parameter: an SQL string literal
+        mem.execute(f"ATTACH {literal} AS recovered")
+        mem.execute("CHECKPOINT recovered")
+    except duckdb.Error:
+        raise first from None
+    finally:
+        mem.close()
+    if log is not None:
+        log(f"replayed {path}'s write-ahead log in a separate database and checkpointed it (duckdb#18259)")
+    return duckdb.connect(str(path), read_only=read_only, config=dict(config or {}))
 
 
 def lock_down(con: duckdb.DuckDBPyConnection) -> None:
@@ -592,7 +651,7 @@ class Store:
         if not self.path.exists():
             raise NotRunning(f"no store at {self.path}", hint="run `legible up` and let the app emit signals")
         try:
-            self._con = duckdb.connect(str(self.path), read_only=True, config=dict(LOCKED_SETTINGS))
+            self._con = connect_file(self.path, read_only=True, config=dict(LOCKED_SETTINGS))
             compat_views(self._con)
         except duckdb.Error as e:
             raise NotRunning(

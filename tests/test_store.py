@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -15,6 +17,7 @@ from legible.store import (
     SEARCH_TEXT,
     Store,
     check_read_only,
+    connect_file,
     migrate,
     open_store,
     search_contains,
@@ -66,6 +69,47 @@ def test_unreachable_collector_falls_back_to_the_file(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     store = open_store(_state(tmp_path), collector_url=f"http://127.0.0.1:{port}")
     assert store.query("SELECT count(*) FROM logs").rows == [(12000,)]
+
+
+def _killed_after(path: Path, code: str) -> None:
+    """Run ``code`` in a child Python with ``con`` open on ``path`` (no automatic checkpoint), then SIGKILL it."""
+    child = (
+        "import os, signal, duckdb\n"
+        "from legible.store import MIGRATIONS, migrate\n"
+        f"con = duckdb.connect({str(path)!r})\n"
+        "con.execute(\"SET checkpoint_threshold = '1GB'\")\n"
+        f"{code}\n"
+        'con.execute("INSERT INTO logs (seq, time_ns, observed_ns, service, level, severity_number, body, source) '
+        "VALUES (1, 1, 1, 'app', 'info', 9, 'kept', 'stdout')\")\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert res.returncode == -9, res.stderr
+    assert path.with_name(path.name + ".wal").exists()  # the migration and the row are in the WAL only
+
+
+def test_a_store_killed_right_after_migrating_opens_again(tmp_path: Path) -> None:
+    """migrate() checkpoints what it applied: DuckDB 2.0.1 cannot replay an ALTER TABLE of ``logs`` (duckdb#18259)."""
+    path = tmp_path / "signals.duckdb"
+    _killed_after(path, "migrate(con)")
+    con = duckdb.connect(str(path))  # plain DuckDB, no recovery: the WAL holds the row only
+    assert con.execute("SELECT body FROM logs").fetchall() == [("kept",)]
+    con.close()
+
+
+def test_a_wal_holding_a_migration_is_recovered_at_open_with_its_rows(tmp_path: Path) -> None:
+    """A kill between a migration's COMMIT and its checkpoint: connect_file replays the WAL elsewhere, keeps all."""
+    path = tmp_path / "signals.duckdb"
+    _killed_after(path, "for _name, fn in MIGRATIONS:\n    fn(con)")  # every migration, none checkpointed
+    lines: list[str] = []
+    con = connect_file(path, read_only=True, log=lines.append)
+    assert con.execute("SELECT body, has_exception FROM logs").fetchall() == [("kept", None)]
+    con.close()
+    assert len(lines) == 1 and "write-ahead log" in lines[0]
+    assert not path.with_name(path.name + ".wal").exists()  # folded into the file: a plain open works now
+    duckdb.connect(str(path)).close()
+    with pytest.raises(duckdb.Error):  # anything else DuckDB cannot open is still an error, not a recovery
+        connect_file(tmp_path / "missing" / "x.duckdb", read_only=True)
 
 
 def test_a_store_of_the_first_schema_is_upgraded_in_place_and_greps_the_same(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ import duckdb
 import pyarrow as pa
 
 from legible._errors import UsageError
-from legible.store import HAS_EXCEPTION_SQL, lock_down, migrate, run_query, template_select
+from legible.store import HAS_EXCEPTION_SQL, connect_file, lock_down, migrate, run_query, template_select
 
 FLUSH_EVERY_S = 0.2
 FLUSH_ROWS = 5000
@@ -238,8 +238,9 @@ class Writer:
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         # A bounded buffer pool keeps the collector's RSS bounded; larger work spills to temp files.
-        con = duckdb.connect(
-            str(self.path),
+        con = connect_file(
+            self.path,
+            log=lambda line: print(f"collector: {line}", file=sys.stderr, flush=True),
             config={
                 "memory_limit": self.memory_limit,
                 "threads": str(THREADS),
