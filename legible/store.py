@@ -52,6 +52,7 @@ __all__ = [
     "EMPTY_LOG_GROUPS",
     "GROUP_IDS_SQL",
     "GROUP_KEYS_SQL",
+    "GROUP_NEW_KEYS_SQL",
     "LEVELS",
     "MAX_ROWS",
     "SEARCH_TEXT",
@@ -311,43 +312,48 @@ def _m002_logs_has_exception(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"UPDATE logs SET has_exception = {HAS_EXCEPTION_SQL} WHERE has_exception IS NULL")  # noqa: S608 - fixed SQL
 
 
-#: Insert into ``log_groups`` the ``(level, service, template)`` keys of the ``logs`` rows with ``seq >= ?`` that have
-#: no ``group_id`` yet and a template, each once, with ids after the highest so far (an anti-join: keys already in
-#: the dictionary are not inserted again). Parameter: the lowest ``seq`` to look at.
+#: Insert into ``log_groups`` the ``(level, service, template)`` keys of the ``logs`` rows with ``seq >= $2`` that have
+#: no ``group_id`` yet and a template, each once, with ids ``$1 + 1, $1 + 2, ...`` (``$1``: the highest id so far),
+#: leaving out the keys the dictionary holds already (an anti-join over it).
 GROUP_KEYS_SQL = """
 INSERT INTO log_groups (id, level, service, template)
-SELECT (SELECT coalesce(max(id), 0) FROM log_groups) + row_number() OVER (ORDER BY k.level, k.service, k.template),
-       k.level, k.service, k.template
+SELECT $1 + row_number() OVER (ORDER BY k.level, k.service, k.template), k.level, k.service, k.template
 FROM (SELECT DISTINCT level, service, template FROM logs
-      WHERE seq >= ? AND group_id IS NULL AND template IS NOT NULL) AS k
+      WHERE seq >= $2 AND group_id IS NULL AND template IS NOT NULL) AS k
 WHERE NOT EXISTS (SELECT 1 FROM log_groups AS d
                   WHERE d.level = k.level AND d.service = k.service AND d.template = k.template)
 """
-#: Set ``logs.group_id`` from ``log_groups`` for the rows with ``seq >= ?`` that have none (a join on the three
-#: strings; rows without a template keep ``NULL``). Parameter: the lowest ``seq`` to look at.
+#: :data:`GROUP_KEYS_SQL` without the anti-join, for a caller that knows none of those keys is in the dictionary
+#: (the collector's flush: its ``INSERT`` just joined the rows to the dictionary and found no id for them).
+GROUP_NEW_KEYS_SQL = GROUP_KEYS_SQL[: GROUP_KEYS_SQL.index("WHERE NOT EXISTS")]
+#: Set ``logs.group_id`` from the ``log_groups`` keys with ``id > $1`` for the rows with ``seq >= $2`` that have
+#: none (a join on the three strings; rows without a template keep ``NULL``).
 GROUP_IDS_SQL = """
-UPDATE logs SET group_id = d.id FROM log_groups AS d
-WHERE logs.seq >= ? AND logs.group_id IS NULL
+UPDATE logs SET group_id = d.id FROM (SELECT * FROM log_groups WHERE id > $1) AS d
+WHERE logs.seq >= $2 AND logs.group_id IS NULL
   AND d.level = logs.level AND d.service = logs.service AND d.template = logs.template
 """
 
 
-def assign_groups(con: duckdb.DuckDBPyConnection, from_seq: int = 0) -> None:
+def assign_groups(con: duckdb.DuckDBPyConnection, from_seq: int = 0, *, keys_are_new: bool = False) -> None:
     """Fill ``logs.group_id`` (see ``docs/store.md``) for the rows with ``seq >= from_seq`` that lack it.
 
     New ``(level, service, template)`` keys are added to ``log_groups`` first (:data:`GROUP_KEYS_SQL`), then the
-    rows get their ids (:data:`GROUP_IDS_SQL`); both are set-based statements, run in the caller's transaction.
-    Rows without a template keep ``NULL``. The collector calls it for a flush whose rows met a key the dictionary
+    rows get their ids (:data:`GROUP_IDS_SQL`); set-based statements, run in the caller's transaction. Rows
+    without a template keep ``NULL``. The collector calls it for a flush whose rows met a key the dictionary
     did not hold yet; migration ``m003`` for the rows stored before; another writer of the store (a benchmark, a
     test) may call it after inserting rows, or leave them ``NULL``: the grouped view then groups on the strings.
 
     Args:
         con: a writable connection to the store.
         from_seq: the lowest ``logs.seq`` to look at (lets DuckDB's zone maps skip older row groups).
+        keys_are_new: the caller knows that no key of those rows is in the dictionary yet, so neither the
+            insert nor the ids need to look at the keys already there (their cost grows with the dictionary).
 
     """
-    con.execute(GROUP_KEYS_SQL, [from_seq]).fetchall()
-    con.execute(GROUP_IDS_SQL, [from_seq]).fetchall()
+    top = con.execute("SELECT coalesce(max(id), 0) FROM log_groups").fetchall()[0][0]
+    con.execute(GROUP_NEW_KEYS_SQL if keys_are_new else GROUP_KEYS_SQL, [top, from_seq]).fetchall()
+    con.execute(GROUP_IDS_SQL, [top if keys_are_new else 0, from_seq]).fetchall()
 
 
 def _m003_log_groups(con: duckdb.DuckDBPyConnection) -> None:

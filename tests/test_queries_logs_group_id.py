@@ -150,3 +150,32 @@ def test_lines_without_a_group_id_are_grouped_on_the_strings(stores: tuple[Store
     finally:
         con.execute("ROLLBACK")
         without_ids._con.execute("DELETE FROM logs WHERE seq >= 100000")
+
+
+def test_assign_groups_reuses_known_keys_and_adds_new_ones_once() -> None:
+    """Rows another writer inserted: a known key gets its id, a new key one new id, a row without template none."""
+    from legible.store import assign_groups
+
+    con = duckdb.connect()
+    migrate(con)
+    insert = (
+        "INSERT INTO logs (seq, time_ns, observed_ns, service, level, severity_number, body, template, source) "
+        "VALUES (?, 0, 0, ?, 'info', 9, 'x', ?, 'stdout')"
+    )
+    con.executemany(insert, [(0, "app", "a <n>"), (1, "db", "a <n>")])
+    assign_groups(con)
+    assert con.execute("SELECT id, service FROM log_groups ORDER BY id").fetchall() == [(1, "app"), (2, "db")]
+    con.executemany(insert, [(2, "db", "a <n>"), (3, "app", "b <n>"), (4, "app", "b <n>"), (5, "app", None)])
+    assign_groups(con, from_seq=2)
+    assert con.execute("SELECT seq, group_id FROM logs ORDER BY seq").fetchall() == [
+        (0, 1),
+        (1, 2),
+        (2, 2),
+        (3, 3),
+        (4, 3),
+        (5, None),
+    ]
+    assert con.execute("SELECT count(*), count(DISTINCT (level, service, template)) FROM log_groups").fetchall() == [
+        (3, 3)
+    ]
+    con.close()

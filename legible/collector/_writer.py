@@ -411,7 +411,7 @@ class Writer:
                     inserted = con.execute(self._insert[table]).fetchall()
                     con.unregister(f"_batch_{table}")
                     if table == "logs" and any(new_key for (new_key,) in inserted):
-                        assign_groups(con, self._seq["logs"])  # keys the dictionary did not hold yet
+                        assign_groups(con, self._seq["logs"], keys_are_new=True)  # the join found no id for them
             if fills:
                 con.executemany(_FILL_SPAN_SQL, [[sid, floor, svc, tid, line] for svc, tid, line, sid, floor in fills])
             if offsets:
