@@ -45,8 +45,9 @@ _COLUMNS = {
 _TIME = {"logs": ("time_ns", "ts"), "spans": ("start_ns", "start_ts")}
 _JSON = {"logs": ("attributes", "resource"), "spans": ("attributes", "resource", "events", "links")}
 #: Store columns a bundle does not carry, as the views give them: ``logs.has_exception`` unknown (``NULL``), so
-#: ``logs --grep`` tests the (redacted) attributes themselves (:data:`legible.store.HAS_EXCEPTION`).
-_DERIVED = {"logs": ", NULL::BOOLEAN AS has_exception"}
+#: ``logs --grep`` tests the (redacted) attributes themselves (:data:`legible.store.HAS_EXCEPTION`), and
+#: ``logs.group_id`` unknown (``NULL``, with an empty ``log_groups`` view), so ``legible logs`` groups on the strings.
+_DERIVED = {"logs": ", NULL::BOOLEAN AS has_exception, NULL::INTEGER AS group_id"}
 
 
 def write_signals(store: Store, out: Path, since_ns: int, redact: Callable[[str], str]) -> dict[str, Any]:
@@ -119,7 +120,7 @@ def bundle_store(bundle: Path) -> Store:
     """
     import duckdb
 
-    from legible.store import Store
+    from legible.store import EMPTY_LOG_GROUPS, Store
 
     bundle = Path(bundle)
     folder = bundle if (bundle / "logs.parquet").is_file() else bundle / SIGNALS_DIR
@@ -138,6 +139,7 @@ def bundle_store(bundle: Path) -> Store:
             f"CREATE VIEW {table} AS SELECT * REPLACE ({casts}), "  # noqa: S608 - fixed names
             f"make_timestamp({time_col} // 1000) AS {virtual}{_DERIVED.get(table, '')} FROM _{table}_parquet"
         )
+    con.execute(f"CREATE VIEW log_groups AS {EMPTY_LOG_GROUPS}")
     return Store(path=folder, _con=con)
 
 

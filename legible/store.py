@@ -49,6 +49,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALLOWED_STATEMENTS",
+    "EMPTY_LOG_GROUPS",
+    "GROUP_IDS_SQL",
+    "GROUP_KEYS_SQL",
+    "GROUP_NEW_KEYS_SQL",
     "LEVELS",
     "MAX_ROWS",
     "SEARCH_TEXT",
@@ -57,6 +61,7 @@ __all__ = [
     "HAS_EXCEPTION",
     "HAS_EXCEPTION_SQL",
     "QueryResult",
+    "assign_groups",
     "Store",
     "check_read_only",
     "compat_views",
@@ -308,10 +313,76 @@ def _m002_logs_has_exception(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"UPDATE logs SET has_exception = {HAS_EXCEPTION_SQL} WHERE has_exception IS NULL")  # noqa: S608 - fixed SQL
 
 
+#: Insert into ``log_groups`` the ``(level, service, template)`` keys of the ``logs`` rows with ``seq >= $2`` that have
+#: no ``group_id`` yet and a template, each once, with ids ``$1 + 1, $1 + 2, ...`` (``$1``: the highest id so far),
+#: leaving out the keys the dictionary holds already (an anti-join over it).
+GROUP_KEYS_SQL = """
+INSERT INTO log_groups (id, level, service, template)
+SELECT $1 + row_number() OVER (ORDER BY k.level, k.service, k.template), k.level, k.service, k.template
+FROM (SELECT DISTINCT level, service, template FROM logs
+      WHERE seq >= $2 AND group_id IS NULL AND template IS NOT NULL) AS k
+WHERE NOT EXISTS (SELECT 1 FROM log_groups AS d
+                  WHERE d.level = k.level AND d.service = k.service AND d.template = k.template)
+"""
+#: :data:`GROUP_KEYS_SQL` without the anti-join, for a caller that knows none of those keys is in the dictionary
+#: (the collector's flush: its ``INSERT`` just joined the rows to the dictionary and found no id for them).
+GROUP_NEW_KEYS_SQL = GROUP_KEYS_SQL[: GROUP_KEYS_SQL.index("WHERE NOT EXISTS")]
+#: Set ``logs.group_id`` from the ``log_groups`` keys with ``id > $1`` for the rows with ``seq >= $2`` that have
+#: none (a join on the three strings; rows without a template keep ``NULL``).
+GROUP_IDS_SQL = """
+UPDATE logs SET group_id = d.id FROM (SELECT * FROM log_groups WHERE id > $1) AS d
+WHERE logs.seq >= $2 AND logs.group_id IS NULL
+  AND d.level = logs.level AND d.service = logs.service AND d.template = logs.template
+"""
+
+
+def assign_groups(con: duckdb.DuckDBPyConnection, from_seq: int = 0, *, keys_are_new: bool = False) -> None:
+    """Fill ``logs.group_id`` (see ``docs/store.md``) for the rows with ``seq >= from_seq`` that lack it.
+
+    New ``(level, service, template)`` keys are added to ``log_groups`` first (:data:`GROUP_KEYS_SQL`), then the
+    rows get their ids (:data:`GROUP_IDS_SQL`); set-based statements, run in the caller's transaction. Rows
+    without a template keep ``NULL``. The collector calls it for a flush whose rows met a key the dictionary
+    did not hold yet; migration ``m003`` for the rows stored before; another writer of the store (a benchmark, a
+    test) may call it after inserting rows, or leave them ``NULL``: the grouped view then groups on the strings.
+
+    Args:
+        con: a writable connection to the store.
+        from_seq: the lowest ``logs.seq`` to look at (lets DuckDB's zone maps skip older row groups).
+        keys_are_new: the caller knows that no key of those rows is in the dictionary yet, so neither the
+            insert nor the ids need to look at the keys already there (their cost grows with the dictionary).
+
+    """
+    top = con.execute("SELECT coalesce(max(id), 0) FROM log_groups").fetchall()[0][0]
+    con.execute(GROUP_NEW_KEYS_SQL if keys_are_new else GROUP_KEYS_SQL, [top, from_seq]).fetchall()
+    con.execute(GROUP_IDS_SQL, [top if keys_are_new else 0, from_seq]).fetchall()
+
+
+def _m003_log_groups(con: duckdb.DuckDBPyConnection) -> None:
+    """Add the ``log_groups`` dictionary and ``logs.group_id`` (issue 12): ``legible logs`` groups on an integer.
+
+    The grouped view's hash aggregate on the three strings ``(level, service, template)`` was most of its time
+    over a million lines; one on a small integer (a perfect hash aggregate) costs about half of it. Filled here
+    for the existing rows (:func:`assign_groups`) and by the collector at ingest.
+    """
+    con.execute(
+        """
+        CREATE TABLE IF NOT EXISTS log_groups (
+            id          INTEGER NOT NULL,
+            level       VARCHAR NOT NULL,
+            service     VARCHAR NOT NULL,
+            template    VARCHAR NOT NULL
+        )
+        """
+    )
+    con.execute("ALTER TABLE logs ADD COLUMN IF NOT EXISTS group_id INTEGER")
+    assign_groups(con)
+
+
 #: The schema, as ``(name, function)`` pairs applied in order, each once.
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_logs_has_exception", _m002_logs_has_exception),
+    ("m003_log_groups", _m003_log_groups),
 ]
 
 
@@ -414,22 +485,38 @@ def lock_down(con: duckdb.DuckDBPyConnection) -> None:
 def compat_views(con: duckdb.DuckDBPyConnection) -> None:
     """Let a store file of an older schema, opened read-only (so not migrated), answer today's queries.
 
-    A file last written by a collector before migration ``m002`` has no ``logs.has_exception``: a temporary
-    view ``logs`` (found before the file's table) adds it as ``NULL``, which :data:`HAS_EXCEPTION` reads as
-    "test the attributes". Nothing is created for a file that has the column.
+    A file last written by a collector before migration ``m002`` has no ``logs.has_exception``, one before ``m003``
+    no ``logs.group_id`` and no ``log_groups``: a temporary view ``logs`` (found before the file's table) adds the
+    missing columns as ``NULL`` (:data:`HAS_EXCEPTION` reads it as "test the attributes"; the grouped view of
+    :mod:`legible.queries.logs` groups such rows on the strings), and an empty temporary view ``log_groups``
+    stands for the missing dictionary. Nothing is created for a file that has them.
 
     Args:
         con: a connection to the store file (read-only is fine: temporary views live in memory).
 
     """
     row = con.execute(
-        "SELECT current_database(), count(*) FILTER (WHERE column_name = 'has_exception') FROM duckdb_columns() "
-        "WHERE database_name = current_database() AND schema_name = 'main' AND table_name = 'logs'"
+        "SELECT current_database(), count(*) FILTER (WHERE table_name = 'logs' AND column_name = 'has_exception'), "
+        "count(*) FILTER (WHERE table_name = 'logs' AND column_name = 'group_id'), "
+        "count(*) FILTER (WHERE table_name = 'log_groups') FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND schema_name = 'main'"
     ).fetchone()
-    if row is None or row[1]:
+    if row is None:
         return
     catalog = '"' + str(row[0]).replace('"', '""') + '"'  # an identifier, quoted as SQL quotes identifiers
-    con.execute(f"CREATE TEMP VIEW logs AS SELECT *, NULL::BOOLEAN AS has_exception FROM {catalog}.main.logs")  # noqa: S608
+    added = ("" if row[1] else ", NULL::BOOLEAN AS has_exception") + ("" if row[2] else ", NULL::INTEGER AS group_id")
+    if added:
+        con.execute(f"CREATE TEMP VIEW logs AS SELECT *{added} FROM {catalog}.main.logs")  # noqa: S608
+    if not row[3]:
+        con.execute(f"CREATE TEMP VIEW log_groups AS {EMPTY_LOG_GROUPS}")
+
+
+#: A ``SELECT`` of no rows with the columns of ``log_groups``: the dictionary of a store that has none (an old
+#: read-only file, a proof bundle), whose ``logs.group_id`` is ``NULL`` everywhere.
+EMPTY_LOG_GROUPS = (
+    "SELECT NULL::INTEGER AS id, NULL::VARCHAR AS level, NULL::VARCHAR AS service, NULL::VARCHAR AS template "
+    "WHERE false"
+)
 
 
 def read_token(state_dir: Path | str) -> str | None:

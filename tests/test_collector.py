@@ -875,7 +875,8 @@ def test_restart_reads_file_and_resumes_without_duplicates(tmp_path: Path) -> No
 def test_size_cap_prunes_oldest(tmp_path: Path) -> None:
     from legible.collector._writer import Writer
 
-    w = Writer(tmp_path / "s.duckdb", max_bytes=2 * 1024 * 1024)
+    cap = 3 * 1024 * 1024  # the floor of an empty store is 9 blocks of 256 KiB (logs, spans, log_groups, ...)
+    w = Writer(tmp_path / "s.duckdb", max_bytes=cap)
     now = time.time_ns()
     for batch in range(10):
         rows = [
@@ -886,7 +887,7 @@ def test_size_cap_prunes_oldest(tmp_path: Path) -> None:
                 "info",
                 9,
                 None,
-                f"line {batch} {i} " + "p" * 200,
+                f"line {'abcdefghij'[batch]} {i} " + "p" * 200,  # one group per batch
                 "{}",
                 "{}",
                 None,
@@ -902,7 +903,10 @@ def test_size_cap_prunes_oldest(tmp_path: Path) -> None:
     deleted = w.prune()
     after = w.query("SELECT count(*), min(seq), max(seq) FROM logs")[1][0]
     assert deleted > 0 and after[0] == before[0] - deleted and after[1] > 0 and after[2] == 99_999
-    assert w.used_bytes <= 2 * 1024 * 1024
+    assert w.used_bytes <= cap
+    # the dictionary keeps only the groups lines still refer to: those of the batches not pruned
+    kept = w.query("SELECT count(*) FROM log_groups WHERE id IN (SELECT group_id FROM logs)")[1][0][0]
+    assert w.query("SELECT count(*) FROM log_groups")[1] == [(kept,)] and 0 < kept < 10
     w.close()
 
 

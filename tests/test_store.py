@@ -113,7 +113,7 @@ def test_a_wal_holding_a_migration_is_recovered_at_open_with_its_rows(tmp_path: 
 
 
 def test_a_store_of_the_first_schema_is_upgraded_in_place_and_greps_the_same(tmp_path: Path) -> None:
-    """m002 adds and fills ``logs.has_exception``; ``logs --grep`` answers as the joined search text did."""
+    """m002 adds and fills ``logs.has_exception``, m003 ``logs.group_id``; ``logs --grep`` answers as before."""
     from legible.queries.logs import log_groups, make_filter
 
     path = tmp_path / "old.duckdb"
@@ -139,11 +139,16 @@ def test_a_store_of_the_first_schema_is_upgraded_in_place_and_greps_the_same(tmp
     con.close()
 
     con = duckdb.connect(str(path))  # reopened, as a new collector opens the file
-    assert migrate(con) == ["m002_logs_has_exception"]
+    assert migrate(con) == ["m002_logs_has_exception", "m003_log_groups"]
     assert con.execute("SELECT has_exception, count(*) FROM logs GROUP BY ALL ORDER BY 1").fetchall() == [
         (False, 1000),
         (True, 1000),
     ]
+    # m003: the one (level, service, template) key in the dictionary, every row pointing at it
+    assert con.execute("SELECT id, level, service, template FROM log_groups").fetchall() == [
+        (1, "error", "app", "payment <n>")
+    ]
+    assert con.execute("SELECT group_id, count(*) FROM logs GROUP BY ALL").fetchall() == [(1, 2000)]
     store = Store(path=path, _con=con)
     for n in needles:
         cond, params = search_contains(n)

@@ -2,8 +2,9 @@
 
 Rows are buffered per table and flushed every :data:`FLUSH_EVERY_S` seconds or as soon as
 :data:`FLUSH_ROWS` are waiting, as Arrow tables inserted with one ``INSERT ... SELECT`` each (the
-``logs.template`` and ``logs.has_exception`` columns are computed there by DuckDB, see
-:func:`legible.store.template_select` and :data:`legible.store.HAS_EXCEPTION_SQL`), in one
+``logs.template``, ``logs.has_exception`` and ``logs.group_id`` columns are computed there by DuckDB, see
+:func:`legible.store.template_select`, :data:`legible.store.HAS_EXCEPTION_SQL` and
+:func:`legible.store.assign_groups`), in one
 transaction with the tail offsets the rows came from. At most :data:`MAX_PENDING` rows wait; beyond that
 :meth:`Writer.add` refuses (OTLP answers 429 so the sender retries) or blocks (the file tailer). A row
 :meth:`Writer.add` accepted is written before :meth:`Writer.close` returns: the last flushes run until the
@@ -43,7 +44,15 @@ import duckdb
 import pyarrow as pa
 
 from legible._errors import UsageError
-from legible.store import HAS_EXCEPTION_SQL, connect_file, lock_down, migrate, run_query, template_select
+from legible.store import (
+    HAS_EXCEPTION_SQL,
+    assign_groups,
+    connect_file,
+    lock_down,
+    migrate,
+    run_query,
+    template_select,
+)
 
 FLUSH_EVERY_S = 0.2
 FLUSH_ROWS = 5000
@@ -115,10 +124,16 @@ _FILL_SPAN_SQL = (
 def _insert_sql(table: str, columns: Sequence[tuple[str, Any]]) -> str:
     names = ["seq", *(c for c, _ in columns)]
     sel = [f"{c}::JSON" if c in _JSON_COLS else c for c in names]
-    if table == "logs":  # + the columns DuckDB computes: logs.has_exception (from the JSON text) and template
-        names += ["has_exception", "template"]
+    if table == "logs":  # + the columns DuckDB computes: has_exception (from the JSON text), template, group_id
+        names += ["has_exception", "template", "group_id"]
         sel.append(HAS_EXCEPTION_SQL)
-        return f"INSERT INTO logs ({', '.join(names)}) {template_select('_batch_logs', sel)}"  # noqa: S608
+        # group_id: the id of the row's (level, service, template) in log_groups, NULL for a key not there yet
+        # (the flush then adds it: legible.store.assign_groups); RETURNING tells whether any row got NULL
+        return (
+            f"INSERT INTO logs ({', '.join(names)}) SELECT b.*, d.id FROM ({template_select('_batch_logs', sel)}) AS b"  # noqa: S608
+            " LEFT JOIN log_groups AS d ON d.level = b.level AND d.service = b.service AND d.template = b.template"
+            " RETURNING group_id IS NULL"
+        )
     return f"INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(sel)} FROM _batch_{table}"  # noqa: S608
 
 
@@ -402,8 +417,10 @@ class Writer:
             for table, rows, columns in (("logs", logs, LOG_COLUMNS), ("spans", spans, SPAN_COLUMNS)):
                 if rows:
                     con.register(f"_batch_{table}", _arrow(columns, rows, self._seq[table]))
-                    con.execute(self._insert[table]).fetchall()
+                    inserted = con.execute(self._insert[table]).fetchall()
                     con.unregister(f"_batch_{table}")
+                    if table == "logs" and any(new_key for (new_key,) in inserted):
+                        assign_groups(con, self._seq["logs"], keys_are_new=True)  # the join found no id for them
             if fills:
                 con.executemany(_FILL_SPAN_SQL, [[sid, floor, svc, tid, line] for svc, tid, line, sid, floor in fills])
             if offsets:
@@ -490,6 +507,10 @@ class Writer:
                 deleted += k
                 if self._on_pruned:
                     self._on_pruned(table, k)
+            # the groups no line refers to any more leave the dictionary (a key seen again gets a new id)
+            self.con.execute(
+                "DELETE FROM log_groups WHERE id NOT IN (SELECT group_id FROM logs WHERE group_id IS NOT NULL)"
+            ).fetchall()
             self.con.execute("CHECKPOINT").fetchall()
             self.used_bytes = self._used_bytes()
         return deleted
