@@ -1084,6 +1084,12 @@ def main(argv: list[str] | None = None) -> int:
     pushed_store = {"ready": False}
 
     def on_ready(name: str, ms: float) -> None:
+        from legible.services.victoria_metrics import publish_scrape_target
+
+        try:  # VictoriaMetrics scrapes a service's metrics_path only once it is ready (no start-up scrape errors)
+            publish_scrape_target(plan_path.parent / "config", name)
+        except OSError as exc:
+            print(f"supervisor: cannot publish {name}'s scrape target: {exc}", file=sys.stderr, flush=True)
         if name == "vmagent" and vmagent_reload["pending"]:
             reload_vmagent()
         if name == "victoria-metrics":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,12 @@ def test_plan_substitutes_ports_and_sets_opentelemetry_env(tmp_path: Path) -> No
     db = next(s for s in plan.services if s.name == "db")
     assert db.depends_on == []  # started beside VictoriaMetrics and the collector, not after them
     scrape = next(text for path, text in plan.files.items() if path.endswith("prometheus.yml"))
-    assert "127.0.0.1:20000" in scrape and '"/metrics"' in scrape and plan.key in scrape
+    assert '"/metrics"' in scrape and plan.key in scrape and "127.0.0.1:20000" not in scrape
+    # the app's target waits in its pending file until the app is ready (the supervisor then publishes it)
+    read = next(path for path in plan.files if path.endswith("scrape-app.json"))
+    pending = next(text for path, text in plan.files.items() if path.endswith("scrape-app.pending.json"))
+    assert json.dumps(read) in scrape and plan.files[read] == "[]\n"
+    assert json.loads(pending) == [{"targets": ["127.0.0.1:20000"], "labels": {"service": "app", "worktree": plan.key}}]
 
 
 def test_every_listener_in_the_plan_is_loopback(tmp_path: Path) -> None:

@@ -57,8 +57,21 @@ def test_up_example_app_answers_and_down_leaves_nothing(tmp_path: Path, down_aft
     vmui_answers = requests.get(ep["victoria-metrics"] + "/vmui/", timeout=5).status_code == 200
     assert ("vmui" in ep) == vmui_answers
     assert ("LEGIBLE_VMUI_URL=" in (root / ".legible" / "env").read_text()) == vmui_answers
-    targets = requests.get(ep["victoria-metrics"] + "/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
-    assert {t["labels"]["job"] for t in targets} == {"legible-supervisor", "legible-collector", "app"}
+    # the app's job gets its target once the app is ready (its scrape file is published then, read within 1 s)
+    jobs = {"legible-supervisor", "legible-collector", "app"}
+    wait_until(
+        lambda: (
+            {
+                t["labels"]["job"]
+                for t in requests.get(ep["victoria-metrics"] + "/api/v1/targets", timeout=5).json()["data"][
+                    "activeTargets"
+                ]
+            }
+            == jobs
+        ),
+        timeout=15,
+        what="VictoriaMetrics' targets: supervisor, collector and the app",
+    )
     ready = wait_until(lambda: promql(ep["victoria-metrics"], 'legible_service_ready_seconds{service="app"}'))
     assert 0 < float(ready[0]["value"][1]) < 60
     assert ready[0]["metric"]["worktree"] == key
@@ -294,8 +307,6 @@ def test_hostile_path_inherited_secret_and_a_dead_proxy(
     session = requests.Session()
     session.trust_env = False  # the test's own client must not use the dead proxy either
     assert session.get(ep["app"] + "/api/products", timeout=5).status_code == 200
-    targets = session.get(ep["victoria-metrics"] + "/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
-    assert {t["labels"]["job"] for t in targets} == {"legible-supervisor", "legible-collector", "app"}
     assert wait_until(
         lambda: [
             t
@@ -304,6 +315,8 @@ def test_hostile_path_inherited_secret_and_a_dead_proxy(
         ],
         timeout=15,
     )
+    targets = session.get(ep["victoria-metrics"] + "/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+    assert {t["labels"]["job"] for t in targets} == {"legible-supervisor", "legible-collector", "app"}
     assert wait_until(
         lambda: "shop_http_requests_total" in cli(root, "metrics", "list", "shop_http").stdout, timeout=20
     )
@@ -479,3 +492,43 @@ def test_down_says_which_service_ignored_sigterm_and_was_killed(tmp_path: Path) 
     assert killed["service"] == "app" and killed["after_s"] >= 3.0  # not before the app's stop_timeout
     assert f"; app ignored SIGTERM: killed after {killed['after_s']:g} s;" in res.stdout, res.stdout
     assert stack_pids(doc["key"]) == []
+
+
+SLOW_METRICS_APP = """
+import http.server, os, time
+time.sleep(2.5)  # a start VictoriaMetrics (scraping every second) would have scraped in vain before
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"slow_app_ready 1\\n" if self.path == "/metrics" else b"ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"""
+
+
+def test_a_service_is_scraped_only_once_ready_so_its_start_logs_no_scrape_error(
+    tmp_path: Path, down_after: list[Path]
+) -> None:
+    toml = (
+        '[stack]\nscrape_interval = "1s"\n'
+        '[app]\ncommand = "python slow.py"\nready = { http = "/" }\nmetrics_path = "/metrics"\n'
+    )
+    root = make_repo(tmp_path / "r", toml, {"slow.py": SLOW_METRICS_APP})
+    down_after.append(root)
+    code, doc = cli_json(root, "up", "--wait", timeout=120)
+    assert code == 0, doc
+    port = doc["services"]["app"]["port"]
+
+    def scraped() -> bool:
+        code, res = cli_json(root, "metrics", 'slow_app_ready{service="app"}')
+        return code == 0 and bool(res["series"])
+
+    wait_until(scraped, timeout=30, what="the app's metric, scraped once the app was ready")
+    vm_log = (root / ".legible" / "logs" / "victoria-metrics.log").read_text()
+    assert f"127.0.0.1:{port}" not in vm_log, vm_log[-2000:]  # no "cannot scrape" of the app while it started
+    read = root / ".legible" / "config" / "scrape-app.json"
+    assert json.loads(read.read_text())[0]["targets"] == [f"127.0.0.1:{port}"]

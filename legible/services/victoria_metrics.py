@@ -8,6 +8,7 @@ port, ``-search.latencyOffset=0s`` so samples are queryable as soon as they arri
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,6 +23,50 @@ if TYPE_CHECKING:
 
 BINARY_NAMES = ("victoria-metrics", "victoria-metrics-prod")
 INSTALL = "legible doctor --install  (or: sudo apt-get install victoria-metrics)"
+
+
+def scrape_target_files(config_dir: Path, service: str) -> tuple[Path, Path]:
+    """``(read, pending)``: the discovery file VictoriaMetrics reads for ``service``'s job, and its target's.
+
+    ``config/scrape-<service>.json`` (``file_sd_configs``, ``[]`` until published) and
+    ``config/scrape-<service>.pending.json`` (the target, until the service is ready). The target is
+    published once its service answers its readiness probe (:func:`publish_scrape_target`): scraped
+    earlier, a service still starting made VictoriaMetrics log a ``cannot scrape ... connection refused``
+    warning at nearly every ``legible up``, the first warning an agent saw in ``legible logs``, and one
+    that pointed at nothing wrong.
+    """
+    return config_dir / f"scrape-{service}.json", config_dir / f"scrape-{service}.pending.json"
+
+
+def scrape_target_group(key: str, service: str, port: int) -> str:
+    """The ``file_sd_configs`` file of ``service``'s job: one target group, as JSON (quoted by the serializer).
+
+    Format: https://prometheus.io/docs/prometheus/latest/configuration/configuration/#file_sd_config
+    (a list of ``{"targets": [...], "labels": {...}}``).
+    """
+    group = {"targets": [f"127.0.0.1:{port}"], "labels": {"service": service, "worktree": key}}
+    return json.dumps([group], ensure_ascii=False) + "\n"
+
+
+def publish_scrape_target(config_dir: Path, service: str) -> bool:
+    """Give VictoriaMetrics ``service``'s scrape target: its pending file replaces the empty one.
+
+    VictoriaMetrics reads the file within :data:`FILE_SD_CHECK_S` seconds. Returns ``False`` when none was
+    pending (no ``metrics_path``, or published already: a restart keeps its target).
+
+    Raises:
+        OSError: the file could not be replaced (other than it being absent).
+    """
+    read, pending = scrape_target_files(config_dir, service)
+    try:
+        os.replace(pending, read)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+#: How often VictoriaMetrics re-reads the ``file_sd_configs`` files (``-promscrape.fileSDCheckInterval``), seconds.
+FILE_SD_CHECK_S = 1
 
 
 def scrape_config(
@@ -39,7 +84,9 @@ def scrape_config(
         interval: the scrape interval and timeout of the user's targets, e.g. ``"5s"``.
         supervisor_port: the supervisor's metrics port (job ``legible-supervisor``).
         collector_port: the collector's ``otlp-http`` port, which serves ``/metrics`` (job ``legible-collector``).
-        targets: ``[{"service", "port", "path"}]`` (:meth:`PlanContext.scrape_targets`), one job each.
+        targets: ``[{"service", "port", "path", "file"}]`` (:meth:`PlanContext.scrape_targets` and the service's
+            :func:`scrape_target_files` ``read`` file), one job each, its target read from ``file``
+            (``file_sd_configs``) so that it is scraped only once published.
 
     Returns:
         The file's text: a header comment, then the configuration as indented JSON.
@@ -55,7 +102,10 @@ def scrape_config(
         "scrape_configs": [
             job("legible-supervisor", supervisor_port, {}, scrape_interval="5s", scrape_timeout="5s"),
             job("legible-collector", collector_port, {}, scrape_interval="5s", scrape_timeout="5s"),
-            *(job(t["service"], t["port"], {"service": t["service"]}, metrics_path=t["path"]) for t in targets),
+            *(
+                {"job_name": t["service"], "metrics_path": t["path"], "file_sd_configs": [{"files": [t["file"]]}]}
+                for t in targets
+            ),
         ],
     }
     header = (
@@ -128,6 +178,11 @@ class VictoriaMetrics:
         if binary is None:
             raise PrerequisiteMissing("victoria-metrics is not installed", hint=f"run: {INSTALL}")
         port = ctx.ports[self.name]
+        targets = ctx.scrape_targets()
+        for t in targets:  # empty until the supervisor publishes the target, once the service is ready
+            read, pending = scrape_target_files(ctx.config_dir, t["service"])
+            t["file"] = str(ctx.add_file(read.name, "[]\n"))
+            ctx.add_file(pending.name, scrape_target_group(ctx.worktree.key, t["service"], t["port"]))
         scrape = ctx.add_file(
             "prometheus.yml",
             scrape_config(
@@ -135,7 +190,7 @@ class VictoriaMetrics:
                 ctx.config.stack.scrape_interval,
                 ctx.ports["supervisor"],
                 ctx.ports["otlp-http"],
-                ctx.scrape_targets(),
+                targets,
             ),
         )
         argv = [
@@ -144,6 +199,7 @@ class VictoriaMetrics:
             f"-storageDataPath={ctx.worktree.data_dir / 'victoria-metrics'}",
             f"-retentionPeriod={ctx.config.stack.retention}",
             f"-promscrape.config={scrape}",
+            f"-promscrape.fileSDCheckInterval={FILE_SD_CHECK_S}s",  # a published target is scraped within a second
             "-search.latencyOffset=0s",  # the collector pushes whole samples; agents read right after acting
             "-memory.allowedBytes=256MiB",
             "-loggerLevel=WARN",
