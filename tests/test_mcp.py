@@ -88,6 +88,10 @@ def test_every_tool_answers_like_the_cli_on_a_real_stack(tmp_path: Path, down_af
     trace_id = wait_until(
         lambda: (cli_json(root, "traces", "--errors")[1].get("traces") or [{}])[0].get("trace_id"), timeout=30
     )
+    # `metrics sum(up)` is compared below: it has an answer once VictoriaMetrics scraped a first target (the
+    # supervisor, the collector, or the app once ready), seconds after `up`; until then the tool and the CLI,
+    # asked at different moments, could honestly differ
+    wait_until(lambda: cli_json(root, "metrics", "sum(up)")[1].get("series"), timeout=30, what="a first scrape")
 
     # Questions whose answer does not change by asking: the tool's text equals the CLI's (numbers folded,
     # since "3s ago" ages between the two).
