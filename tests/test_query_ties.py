@@ -15,6 +15,25 @@ import duckdb
 from legible.store import Store, migrate
 
 
+def _span_check_context(tmp_path: Path, c: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]], now: int) -> Any:
+    """Insert ``rows`` (seq, trace, span, service, name, kind, start, end, ms) as spans; a span check's context."""
+    from legible.checks import CheckContext
+    from legible.worktree import Worktree
+
+    c.executemany(
+        "INSERT INTO spans (seq, trace_id, span_id, service, name, kind, start_ns, end_ns, duration_ms, "
+        "status_code, received_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'unset', 0)",
+        rows,
+    )
+    return CheckContext(
+        worktree=Worktree(root=tmp_path, key="t"),
+        config=None,  # type: ignore[arg-type]  # the span check reads the store only
+        state=None,
+        now_ns=lambda: now,
+        _store=Store(path=tmp_path / "unused.duckdb", _con=c),
+    )
+
+
 def test_groups_tied_on_count_and_time_come_in_level_service_template_order(tmp_path):
     """Top-N with ties: groups with equal rank, count and newest time are cut and shown in one fixed order."""
     from legible.queries.logs import log_groups, make_filter
@@ -40,9 +59,8 @@ def test_groups_tied_on_count_and_time_come_in_level_service_template_order(tmp_
 
 
 def test_the_span_check_names_the_newest_of_equally_slow_spans(tmp_path: Path) -> None:
-    from legible.checks import CheckContext, check_span
+    from legible.checks import check_span
     from legible.config import SpanCheck
-    from legible.worktree import Worktree
 
     c = duckdb.connect()
     migrate(c)
@@ -51,19 +69,8 @@ def test_the_span_check_names_the_newest_of_equally_slow_spans(tmp_path: Path) -
     for i in range(40):  # 40 spans of 500 ms (one an older twin of the newest), starts in shuffled order
         start = now - 10**9 * (1 + (i * 7 + 3) % 40)
         rows.append((i, f"{i:032x}", f"{i:016x}", "app", "GET /x", "server", start, start + 500 * 10**6, 500.0))
-    c.executemany(
-        "INSERT INTO spans (seq, trace_id, span_id, service, name, kind, start_ns, end_ns, duration_ms, "
-        "status_code, received_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'unset', 0)",
-        rows,
-    )
     newest = max(rows, key=lambda r: r[6])[1]
-    ctx = CheckContext(
-        worktree=Worktree(root=tmp_path, key="t"),
-        config=None,  # type: ignore[arg-type]  # the span check reads the store only
-        state=None,
-        now_ns=lambda: now,
-        _store=Store(path=tmp_path / "unused.duckdb", _con=c),
-    )
+    ctx = _span_check_context(tmp_path, c, rows, now)
     for spec in (SpanCheck(max="1s"), SpanCheck(max="1s", percentile=99)):
         for _ in range(5):  # a heap top-N with two threads picked any of the 40 before
             res = check_span("slow", spec, ctx)
@@ -103,9 +110,8 @@ def test_the_span_check_answers_as_a_sort_of_every_matching_span(tmp_path: Path)
     """The slowest span, count and percentile against a top-N sort over the same spans; nothing matched: error."""
     import random
 
-    from legible.checks import CheckContext, check_span
+    from legible.checks import check_span
     from legible.config import SpanCheck
-    from legible.worktree import Worktree
 
     rnd = random.Random(7)
     c = duckdb.connect()
@@ -117,18 +123,7 @@ def test_the_span_check_answers_as_a_sort_of_every_matching_span(tmp_path: Path)
         dur = float(rnd.randrange(1, 40) * 25)
         rows.append((i, f"{i % 50:032x}", f"{i:016x}", rnd.choice(["app", "db"]), rnd.choice(["GET /a", "SELECT"]),
                      "server", start, start + int(dur * 1e6), dur))  # fmt: skip
-    c.executemany(
-        "INSERT INTO spans (seq, trace_id, span_id, service, name, kind, start_ns, end_ns, duration_ms, "
-        "status_code, received_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'unset', 0)",
-        rows,
-    )
-    ctx = CheckContext(
-        worktree=Worktree(root=tmp_path, key="t"),
-        config=None,  # type: ignore[arg-type]  # the span check reads the store only
-        state=None,
-        now_ns=lambda: now,
-        _store=Store(path=tmp_path / "unused.duckdb", _con=c),
-    )
+    ctx = _span_check_context(tmp_path, c, rows, now)
     for spec, where, params in (
         (SpanCheck(max="1s", since="5m"), "start_ns >= ?", [now - 300 * 10**9]),
         (SpanCheck(max="1s", since="10m", percentile=90, service="db"), "start_ns >= ? AND service = ?",

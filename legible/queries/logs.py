@@ -389,6 +389,27 @@ class LogGroups:
         }
 
 
+def _top_and_totals(source: str, known: str, unknown: str, limit: int) -> str:
+    """The end of both grouping statements, over the CTE ``source`` (one row per group).
+
+    ``source`` has ``level, service, template, n, first_ns, last_ns, ex_seq, trace_id``; ``known`` is the
+    condition of its rows that are groups, ``unknown`` the per-row count of lines whose group is not known
+    (summed into the ``n`` row). Renders the ``top`` CTE and the ``g``/``s``/``n`` rows :func:`log_groups` reads.
+    """
+    return f"""top AS (SELECT *, {_RANK} AS rank FROM {source} WHERE {known}
+        ORDER BY rank, n DESC, last_ns DESC, level, service, template LIMIT {int(max(limit, 0))})
+(SELECT 'g' AS kind, top.level, top.service, top.template, top.n, top.first_ns, top.last_ns, top.ex_seq,
+        top.trace_id, top.rank, ex.body
+ FROM top LEFT JOIN logs AS ex ON ex.seq = top.ex_seq)
+UNION ALL
+(SELECT 's', level, service, NULL, sum(n)::BIGINT, min(first_ns), max(last_ns), count(*), NULL, NULL, NULL
+ FROM {source} WHERE {known} GROUP BY level, service)
+UNION ALL
+(SELECT 'n', NULL, NULL, NULL, coalesce(sum({unknown}), 0)::BIGINT, NULL, NULL, NULL, NULL, NULL, NULL
+ FROM {source})
+"""  # noqa: S608 - fixed SQL fragments; values are bound parameters
+
+
 def _groups_sql(template: str, where: str, limit: int) -> str:
     """Return pass 1 of :func:`log_groups` as one statement.
 
@@ -404,17 +425,7 @@ WITH g AS MATERIALIZED (
          max(time_ns) AS last_ns, arg_max(seq, time_ns) AS ex_seq,
          arg_max(trace_id, time_ns) AS trace_id, count(*) - count(template) AS untemplated
   FROM logs WHERE {where} GROUP BY 1, 2, 3),
-top AS (SELECT *, {_RANK} AS rank FROM g
-        ORDER BY rank, n DESC, last_ns DESC, level, service, template LIMIT {int(max(limit, 0))})
-(SELECT 'g' AS kind, top.level, top.service, top.template, top.n, top.first_ns, top.last_ns, top.ex_seq,
-        top.trace_id, top.rank, ex.body
- FROM top LEFT JOIN logs AS ex ON ex.seq = top.ex_seq)
-UNION ALL
-(SELECT 's', level, service, NULL, sum(n)::BIGINT, min(first_ns), max(last_ns), count(*), NULL, NULL, NULL
- FROM g GROUP BY level, service)
-UNION ALL
-(SELECT 'n', NULL, NULL, NULL, coalesce(sum(untemplated), 0)::BIGINT, NULL, NULL, NULL, NULL, NULL, NULL FROM g)
-"""  # noqa: S608 - fixed SQL fragments; values are bound parameters
+{_top_and_totals("g", "true", "untemplated", limit)}"""  # noqa: S608 - fixed SQL fragments; values are bound parameters
 
 
 def _groups_by_id_sql(where: str, limit: int) -> str:
@@ -436,18 +447,7 @@ WITH g AS MATERIALIZED (
 k AS MATERIALIZED (
   SELECT d.level, d.service, d.template, g.n, g.first_ns, g.last_ns, g.ex_seq, g.trace_id
   FROM g LEFT JOIN log_groups AS d ON d.id = g.group_id),
-top AS (SELECT *, {_RANK} AS rank FROM k WHERE level IS NOT NULL
-        ORDER BY rank, n DESC, last_ns DESC, level, service, template LIMIT {int(max(limit, 0))})
-(SELECT 'g' AS kind, top.level, top.service, top.template, top.n, top.first_ns, top.last_ns, top.ex_seq,
-        top.trace_id, top.rank, ex.body
- FROM top LEFT JOIN logs AS ex ON ex.seq = top.ex_seq)
-UNION ALL
-(SELECT 's', level, service, NULL, sum(n)::BIGINT, min(first_ns), max(last_ns), count(*), NULL, NULL, NULL
- FROM k WHERE level IS NOT NULL GROUP BY level, service)
-UNION ALL
-(SELECT 'n', NULL, NULL, NULL, coalesce(sum(n) FILTER (WHERE level IS NULL), 0)::BIGINT, NULL, NULL, NULL, NULL,
-        NULL, NULL FROM k)
-"""  # noqa: S608 - fixed SQL fragments; values are bound parameters
+{_top_and_totals("k", "level IS NOT NULL", "CASE WHEN level IS NULL THEN n ELSE 0 END", limit)}"""  # noqa: S608
 
 
 def log_groups(store: Store, flt: LogFilter, limit: int = 30, now: int | None = None) -> LogGroups:
