@@ -460,8 +460,7 @@ def connect_file(
         first = exc
     mem = duckdb.connect(":memory:", config={"autoinstall_known_extensions": "false"})
     try:
-        literal = "'" + str(path).replace("'", "''") + "'"  # ATTACH takes no bound parameter: an SQL string literal
-        mem.execute(f"ATTACH {literal} AS recovered")
+        mem.execute("ATTACH ? AS recovered", [str(path)])
         mem.execute("CHECKPOINT recovered")
     except duckdb.Error:
         raise first from None
