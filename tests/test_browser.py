@@ -53,6 +53,15 @@ steps = [
 description = "the same order, written as a Python script"
 script = "journeys/scripted.py"
 
+# a key press with no element (page.keyboard.press) whose handler navigates from a timer: the journey's last
+# step, so the run's final URL is the new page only if the step waited for that navigation
+[journeys.keys]
+steps = [
+  { goto = "/static/later.html" },
+  { click = "#field" },
+  { press = "Enter" },
+]
+
 [journeys.short]
 steps = [
   { chapter = "The order form" },
@@ -99,6 +108,24 @@ LATER_HTML = """<!doctype html>
 </body></html>
 """
 
+#: A narrow button that, once #start is clicked, slides 900 px to the right in 0.3 s (a CSS transition, 3 px/ms:
+#: a frame moves it about 50 px, more than its width) over a wide decoy that takes every click that misses it.
+MOVING_HTML = """<!doctype html>
+<html lang="en"><head><title>Moving</title>
+<style>
+#decoy { position: absolute; left: 0; top: 100px; width: 1200px; height: 40px; }
+#go { position: absolute; left: 20px; top: 100px; width: 40px; height: 40px; padding: 0;
+      transition: transform 300ms linear; }
+#go.moved { transform: translateX(900px); }
+</style></head>
+<body>
+<button id="start" onclick="document.getElementById('go').classList.add('moved')">Start</button>
+<button id="decoy" onclick="document.title = 'Decoy'">Decoy</button>
+<button id="go" onclick="document.title = 'Hit at ' + Math.round(this.getBoundingClientRect().left)">Go</button>
+<script>requestAnimationFrame(() => { document.title = 'Painted'; });</script>
+</body></html>
+"""
+
 
 def _run(root: Path, env: dict[str, str], *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -142,6 +169,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             files[str(f.relative_to(src))] = f.read_text()
     files["static/throw.html"] = THROW_HTML
     files["static/later.html"] = LATER_HTML
+    files["static/moving.html"] = MOVING_HTML
     files["journeys/scripted.py"] = SCRIPTED_JOURNEY
     root = make_repo(base / "shop", TOML, files)
     env = {**os.environ, "XDG_STATE_HOME": str(base / "state"), "XDG_CACHE_HOME": str(base / "cache")}
@@ -294,6 +322,20 @@ def test_calls_at_once_after_a_navigation_act_on_the_new_page(stack: Stack) -> N
         assert re.search(r'option "Milk jug [^"]*" \[selected\]', form), form
 
 
+def test_a_click_on_an_element_in_a_css_transition_lands_on_it_where_it_stops(stack: Stack) -> None:
+    # Playwright's actionability checks stay (no force=True): "stable" waits until the button's box holds for two
+    # frames, then the mouse goes to where it stopped; a click aimed where it was lands on the decoy instead
+    from legible.browser.client import call
+
+    state = stack.root / ".legible"
+    for _ in range(3):
+        opened = call(state, "open", {"url": "/static/moving.html"})
+        assert opened["title"] == "Painted", opened  # open answers once the page had its first frame
+        call(state, "click", {"target": "#start"})
+        done = call(state, "click", {"target": "#go"})  # sent at once: the button is sliding
+        assert done["title"] == "Hit at 920", done
+
+
 def test_snapshots_of_the_shop_are_small(stack: Stack) -> None:
     for path in ("/", "/products/1", "/order", "/orders"):
         assert stack.cli("browser", "open", path).returncode == 0
@@ -357,6 +399,11 @@ def test_journey_passes_and_its_trace_holds_the_backend(stack: Stack) -> None:
         assert p["name"].startswith("step ") and p["parent_span_id"] == roots[0]["span_id"]
     text = stack.cli("journey", "run", "checkout")
     assert text.returncode == 0 and "journey checkout: passed" in text.stdout and "slowest" in text.stdout
+
+
+def test_a_journey_key_press_waits_for_the_navigation_its_handler_starts(stack: Stack) -> None:
+    doc = stack.json("journey", "run", "keys")  # Enter in #field navigates to / from a setTimeout(0)
+    assert doc["ok"] and doc["url"] == stack.up["endpoints"]["app"] + "/", doc
 
 
 def test_broken_journey_fails_at_the_right_step(stack: Stack) -> None:

@@ -185,6 +185,22 @@ class Recorder:
         self.holds.append((ts, seconds))
         return ts
 
+    async def end_frame(self, wait_s: float = 0.4) -> None:
+        """Capture the page as it is now as the recording's last frame (:meth:`snap`, held 0 s more).
+
+        This replaced a fixed 0.3 s sleep at ``record stop`` that waited for the screencast to send the end
+        state (a recorded journey already ended on such a frame). Only when the capture fails (the page is
+        closing) does it wait, at most ``wait_s`` seconds (the journey's former fixed sleep there), for one
+        more screencast frame.
+        """
+        n = len(self.frames)
+        with contextlib.suppress(Exception):  # else the screencast's next frame, as it comes
+            await self.snap(0.0)
+            return
+        deadline = time.monotonic() + wait_s
+        while len(self.frames) == n and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
     def stretch(self, start: float, end: float, video_s: float) -> None:
         """Play the real time ``start``..``end`` (``time.time()``) over ``video_s`` seconds of video (if longer).
 

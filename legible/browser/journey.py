@@ -176,20 +176,20 @@ class JourneyRun:
             except Exception as e:
                 raise _Reason(f"{sel!r}: no visible element after {t:g} ms on {page.url}") from e
             await agent.highlight(loc)
+            # after an action, the same settle as `legible browser click|press`: what the handlers queued runs, a
+            # navigation they request is waited for until it loads and paints (no fixed sleep)
             if a == "click":
                 await loc.click(timeout=t)
-                await asyncio.sleep(0.05)
-                await agent.settle()
+                await agent.settle_after_action()
             elif a == "fill":
                 await agent.fill(loc, (step.fill or {})["text"], t, sel, slow=agent.recorder is not None)
             else:
                 await loc.press(step.press["key"], timeout=t)  # type: ignore[index]
-                await asyncio.sleep(0.05)
-                await agent.settle()
+                await agent.settle_after_action()
         elif a == "press":
+            watch, since = await agent.arm_navigation_watch()
             await page.keyboard.press(str(step.press))
-            await asyncio.sleep(0.05)
-            await agent.settle()
+            await agent.settle_after_action(watch, since)
         elif a in ("wait_for", "expect_text"):
             text = step.wait_for if a == "wait_for" else step.expect_text
             assert text is not None
@@ -280,10 +280,7 @@ async def run_in_agent(agent: Agent, args: dict[str, Any]) -> JourneyDoc:
     if record and agent.recorder is not None:
         rec, agent.recorder = agent.recorder, None
         await agent.undone()
-        try:  # the end state's own frame (shown a second at the end) instead of waiting for the screencast
-            await rec.snap(0.0)
-        except Exception:  # noqa: BLE001 - then the screencast's last frames, as they come
-            await asyncio.sleep(0.4)
+        await rec.end_frame()
         await rec.stop()
         try:
             plan = rec.plan(name)
