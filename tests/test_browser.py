@@ -122,7 +122,6 @@ MOVING_HTML = """<!doctype html>
 <button id="start" onclick="document.getElementById('go').classList.add('moved')">Start</button>
 <button id="decoy" onclick="document.title = 'Decoy'">Decoy</button>
 <button id="go" onclick="document.title = 'Hit at ' + Math.round(this.getBoundingClientRect().left)">Go</button>
-<script>requestAnimationFrame(() => { document.title = 'Painted'; });</script>
 </body></html>
 """
 
@@ -329,8 +328,7 @@ def test_a_click_on_an_element_in_a_css_transition_lands_on_it_where_it_stops(st
 
     state = stack.root / ".legible"
     for _ in range(3):
-        opened = call(state, "open", {"url": "/static/moving.html"})
-        assert opened["title"] == "Painted", opened  # open answers once the page had its first frame
+        call(state, "open", {"url": "/static/moving.html"})
         call(state, "click", {"target": "#start"})
         done = call(state, "click", {"target": "#go"})  # sent at once: the button is sliding
         assert done["title"] == "Hit at 920", done

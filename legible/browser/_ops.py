@@ -29,11 +29,7 @@ async def op_status(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
 
 
 async def op_open(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
-    """Navigate the tab to ``args["url"]`` (a path resolves against the app), wait for ``load`` and a frame.
-
-    ``ms`` is the time to ``load``; the answer then also waits for the document's first frame and prepares it
-    for the next call (:meth:`~legible.browser.agent.Agent.settle_new_document`).
-    """
+    """Navigate the tab to ``args["url"]`` (a path resolves against the app) and wait for ``load``."""
     page = await agent.page()
     url = agent.resolve_url(str(args.get("url", "/")))
     before = agent.watch.seq
@@ -45,9 +41,8 @@ async def op_open(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
         if "Timeout" in msg:
             raise OpError("notready", f"open {url}: the page did not load within {NAV_TIMEOUT_MS} ms") from e
         raise OpError("failed", f"open {url}: {msg}") from e
-    ms = round((time.monotonic() - t0) * 1000, 1)  # to `load`, as before: the page's own figure
-    info = await agent.page_info(before, await agent.settle_new_document())
-    return {**info, "status": resp.status if resp else None, "ms": ms}
+    info = await agent.page_info(before)
+    return {**info, "status": resp.status if resp else None, "ms": round((time.monotonic() - t0) * 1000, 1)}
 
 
 async def op_snapshot(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:

@@ -127,18 +127,6 @@ TURN = """
 })
 """
 
-#: ``() => title``: resolves once the document has been through a rendering frame (a ``requestAnimationFrame``
-#: callback runs just before a frame's style, layout and paint; a task queued from it runs after them,
-#: https://html.spec.whatwg.org/multipage/webappapis.html#update-the-rendering), then returns the title. A
-#: page that gets no frame (hidden) resolves after 1 s instead of hanging.
-AFTER_FRAME = """
-() => new Promise((resolve) => {
-  const done = () => { clearTimeout(t); resolve(document.title); };
-  const t = setTimeout(done, 1000);
-  requestAnimationFrame(() => setTimeout(done, 0));
-})
-"""
-
 #: ``() => watch``: an object (held by the agent as a handle, no global) that notes the destination of a
 #: cross-document navigation the page requests from now on (Navigation API ``navigate`` event), armed before a
 #: key press that has no element to wait on; ``TURN_WATCHED`` reads it.

@@ -285,16 +285,14 @@ class Agent:
         self.prepare_next()
 
     def prepare_next(self) -> None:
-        """Once an answer is written, build Playwright's injected script in a new document not prepared yet.
+        """Once an answer is written, build Playwright's injected script in a new document before the next call.
 
         Playwright builds its injected script (selector engines, actionability checks, aria snapshots) in a
         document's utility world at the first locator call there: about 30 ms on the shop's pages (Playwright
-        1.65, Chromium 156), paid by the first call after each navigation. ``open`` and an action that
-        navigated prepare their new document before answering (:meth:`settle_new_document`); this catches
-        the rest (a navigation seen by ``wait``, or one the page started later), once per main-frame
-        navigation, with a locator count on ``:root``, while the client prints the answer. Nothing reaches
-        the page: the utility world is Playwright's isolated world. A call that comes sooner runs beside it
-        (Playwright orders the two).
+        1.65, Chromium 156), paid by the first call after each navigation. Between two calls the client
+        prints the answer and the next call starts a process (tens of ms), so the agent does it then, once per
+        main-frame navigation, with a locator count on ``:root``. Nothing reaches the page: the utility world
+        is Playwright's isolated world. A call that comes sooner runs beside it (Playwright orders the two).
         """
         page = self._page
         if page is None or self.navs == self.prepared_navs:
@@ -366,31 +364,6 @@ class Agent:
         since = self.watch.console_read if since is None else since
         return {"url": page.url, "title": title, "new_console_errors": self.watch.errors_since(since)}
 
-    async def settle_new_document(self) -> str | None:
-        """After a main-frame navigation loaded: wait for the document's first frame, prepare it; return its title.
-
-        Two calls pipelined on the new document, both before the answer, so the call that reads the answer
-        and sends the next request does not start its process while Chromium is still busy with the page
-        (issue 12: the first ``snapshot`` or ``fill`` after ``open`` cost about 1.3x a later one, its client
-        start slowed by that work on this 2-core machine):
-
-        1. one rendering frame (:data:`legible.browser._scripts.AFTER_FRAME`): style, layout and paint of
-           the loaded document, which Chromium otherwise runs after ``load``, once the answer is sent;
-        2. Playwright's injected script in the document's utility world (a locator count on ``:root``, as
-           :meth:`prepare_next`), which the next locator call would otherwise build.
-
-        Returns:
-            The document's title after that frame, or ``None`` when the page went away meanwhile (the caller
-            reads it again).
-
-        """
-        page = await self.page()
-        self.prepared_navs = self.navs
-        done: tuple[Any, ...] = await asyncio.gather(
-            page.evaluate(_scripts.AFTER_FRAME), page.locator(":root").count(), return_exceptions=True
-        )
-        return done[0] if isinstance(done[0], str) else None
-
     async def settle(self) -> None:
         """Wait (at most 15 s) for the tab's ``load`` state after an action that may navigate."""
         page = await self.page()
@@ -430,8 +403,7 @@ class Agent:
            navigation request is still under way: the handler ran before the turn) and Playwright has
            not seen it commit yet, wait until it does, or until its request ends without a document (a 204,
            a failure), at most 15 s in all;
-        3. wait (at most 15 s in all) for the tab's ``load`` state, as :meth:`settle`;
-        4. after a navigation, :meth:`settle_new_document` (the new document's first frame and injected script).
+        3. wait (at most 15 s in all) for the tab's ``load`` state, as :meth:`settle`.
 
         This replaced a fixed 50 ms sleep before step 3: a navigation started later than that one turn (after
         a ``fetch``, or from a longer timer) is not waited for; ``legible browser wait TEXT`` waits for it.
@@ -467,8 +439,6 @@ class Agent:
             title = None
         with contextlib.suppress(Exception):
             await page.wait_for_load_state("load", timeout=max(1.0, (deadline - loop.time()) * 1000))
-        if self.navs != navs:
-            title = await self.settle_new_document()
         return title
 
     async def fill(self, loc: Any, text: str, timeout: float, what: str, slow: bool = False) -> None:
