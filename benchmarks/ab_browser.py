@@ -8,10 +8,12 @@ change of load on this shared machine hits both alike, each call a new process a
 
 ``python -c pass``, ``legible --help``, ``browser snapshot``, ``browser screenshot``, ``browser click #name``
 (no navigation), ``browser open /order`` then ``browser snapshot`` (the first call on a new document),
-``browser open /order`` then ``browser fill #name Ada``, and ``browser press Tab``.
+``browser open /order`` then ``browser fill #name Ada``, and ``browser press Tab``; then ``--journeys`` runs
+of the shop's ``checkout`` journey, unrecorded, alternating (its walk's ``duration_ms`` and the sum of its
+three click steps, each of which navigates).
 
 Prints, per tree, each call's median of N and its ratio to that tree's ``legible --help`` (issue 12: browser
-calls at most 2x), then B against A per call. About 2 minutes with the default N.
+calls at most 2x), then B against A per call and for the journey. About 3 minutes with the defaults.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from _report import record, venv_env
 
@@ -57,7 +60,7 @@ class Tree:
         for f in shop.rglob("*"):
             if f.is_file() and "__pycache__" not in f.parts and f.name != "legible.toml":
                 files[str(f.relative_to(shop))] = f.read_text()
-        toml = '[app]\ncommand = "python app.py"\nready = { http = "/healthz" }\n'
+        toml = (shop / "legible.toml").read_text()  # the shop's journeys; its [stack] turns the browser on
         self.root = make_repo(tmp / name / "shop", toml, files)
         self.env = venv_env(
             {
@@ -79,6 +82,16 @@ class Tree:
             raise SystemExit(f"[{self.name}] {full} exit {out.returncode}: {out.stderr}")
         return ms
 
+    def journey(self, name: str) -> dict[str, Any]:
+        """Run journey ``name`` unrecorded; return its ``legible.journey/v1`` document."""
+        out = subprocess.run(
+            [*self.leg, "journey", "run", name, "--json"], cwd=self.root, env=self.env, capture_output=True, text=True
+        )
+        doc: dict[str, Any] = json.loads(out.stdout)
+        if out.returncode != 0 or not doc.get("ok"):
+            raise SystemExit(f"[{self.name}] journey {name} failed: {out.stdout}{out.stderr}")
+        return doc
+
     def up(self) -> None:
         self.run(["up", "--wait", "--browser", "--json"])
         self.run(["browser", "open", "/order"])  # Chromium starts at the first call (lazy browser)
@@ -91,6 +104,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--base", required=True, help="the revision to compare with (A), e.g. HEAD~1")
     p.add_argument("-n", type=int, default=15, help="rounds (each call's median is over this many)")
+    p.add_argument("--journeys", type=int, default=9, help="runs of the checkout journey per tree")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="ab-browser-") as tmp_s:
         tmp = Path(tmp_s)
@@ -112,6 +126,12 @@ def main() -> None:
                 for t in trees if i % 2 == 0 else trees[::-1]:  # each tree first in every other round
                     for fig, argv in CALLS:
                         times[t.name][fig].append(t.run(argv))
+            walks: dict[str, dict[str, list[float]]] = {t.name: {"walk": [], "clicks": []} for t in trees}
+            for i in range(args.journeys):
+                for t in trees if i % 2 == 0 else trees[::-1]:
+                    doc = t.journey("checkout")
+                    walks[t.name]["walk"].append(doc["duration_ms"])
+                    walks[t.name]["clicks"].append(sum(s["ms"] for s in doc["steps"] if s["action"] == "click"))
         finally:
             for t in trees:
                 t.down()
@@ -130,6 +150,10 @@ def main() -> None:
         a = statistics.median(x + y for x, y in zip(times["A"][first], times["A"][second], strict=True))
         b = statistics.median(x + y for x, y in zip(times["B"][first], times["B"][second], strict=True))
         print(f"{name:22} {a:7.1f} {'':7} {b:7.1f} {'':7} {b / a:5.2f}x")
+    for fig, label in (("walk", "checkout walk (duration_ms)"), ("clicks", "its 3 click steps (ms)")):
+        a, b = (statistics.median(walks[n][fig]) for n in ("A", "B"))
+        print(f"{label:30} A {a:7.1f}  B {b:7.1f}  B/A {b / a:5.2f}x  (median of {args.journeys})")
+        record(f"journey {label} [B]", b, "ms", baseline=a, baseline_name=f"A: {args.base}")
     for fig, _ in CALLS[2:]:
         record(f"browser {fig} [B]", med["B"][fig], "ms", baseline=med["A"][fig], baseline_name=f"A: {args.base}")
     print(json.dumps({"medians": med}, indent=None))
