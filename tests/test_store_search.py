@@ -1,4 +1,5 @@
-"""The narrowed ``logs --grep`` predicate (legible.store.search_contains) answers as the joined search text does.
+"""The narrowed ``logs --grep``/``--regex`` predicates (legible.store.search_contains, search_regex) answer as the
+joined search text does.
 
 Runs both forms over one corpus in a real DuckDB store (migrations, the ``logs`` table), for every needle:
 a hit only in an exception attribute, only in the body, across the newline that joins them, in another case,
@@ -19,7 +20,7 @@ import json
 import duckdb
 import pytest
 
-from legible.store import HAS_EXCEPTION_SQL, SEARCH_TEXT, migrate, search_contains
+from legible.store import HAS_EXCEPTION_SQL, SEARCH_TEXT, migrate, search_contains, search_regex
 
 BODIES_ATTRS = [
     ("Exception on /boom [GET]", {"exception.type": "ValueError", "exception.message": "card 9191 declined"}),
@@ -212,3 +213,48 @@ def test_grep_answers_from_a_proof_bundle_and_from_a_store_file_of_the_first_sch
     con = duckdb.connect(str(path))
     assert migrate(con) == ["m002_logs_has_exception", "m003_log_groups"]  # the file itself was left as it was
     con.close()
+
+
+#: RE2 patterns over BODIES_ATTRS: anchored, case-insensitive, across the joining newline, matching the empty
+#: text, in an attribute only, in the body only, and one matching nothing.
+PATTERNS = [
+    r"card \d+ declined",
+    r"(?i)card \d+ declined",
+    r"^GET /items/\d+ 200$",
+    r"ValueError$",
+    r"^ValueError",
+    r"body\nsecond",
+    r"(?s)multi.*second part",
+    r"\ncard",
+    r"^$",
+    r"^",
+    r"x$",
+    r"worker stopped\nTraceback",
+    r"KeyError: x$",
+    r"(?m)^KeyError",
+    r"nestederror|NestedError",
+    r"exception\.type",
+    r"\x{212a}",
+    r"zzz",
+]
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_search_regex_matches_the_joined_text(con, pattern):
+    joined = f"SELECT seq FROM logs WHERE regexp_matches({SEARCH_TEXT}, ?)"  # noqa: S608 - fixed SQL
+    cond, params = search_regex(pattern)
+    narrowed = f"SELECT seq FROM logs WHERE {cond}"  # noqa: S608 - fixed SQL
+    expected = {r[0] for r in con.execute(joined, [pattern]).fetchall()}
+    assert {r[0] for r in con.execute(narrowed, params).fetchall()} == expected
+
+
+def test_the_regex_corpus_has_hits_in_attributes_only_and_across_the_join(con):
+    def hits(pattern: str) -> set[int]:
+        cond, params = search_regex(pattern)
+        return {r[0] for r in con.execute(f"SELECT seq FROM logs WHERE {cond}", params).fetchall()}  # noqa: S608
+
+    assert hits(r"card \d+ declined") == {0}  # in exception.message only (the body of 7 is upper case)
+    assert hits(r"body\nsecond") == {8}  # across the newline between body and attribute
+    assert hits(r"worker stopped\nTraceback") == {2}
+    assert hits(r"^GET /items/\d+ 200$") == {1}  # anchored on a row whose joined text is its body
+    assert hits(r"^$") == set()  # no row's text is empty

@@ -162,10 +162,11 @@ class LogFilter:
             conds.append(cond)
             params.extend(cond_params)
         if self.regex:
-            from legible.store import SEARCH_TEXT
+            from legible.store import search_regex
 
-            conds.append(f"regexp_matches({SEARCH_TEXT}, ?)")
-            params.append(self.regex)
+            cond, cond_params = search_regex(self.regex)
+            conds.append(cond)
+            params.extend(cond_params)
         for key, value in self.attrs:
             path = '$."' + key.replace('"', '\\"') + '"'
             conds.append("coalesce(json_extract_string(attributes, ?), json_extract_string(resource, ?)) = ?")
