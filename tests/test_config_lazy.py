@@ -171,3 +171,25 @@ def test_what_the_plain_path_refuses_gets_the_models_error(kind: str, text: str)
         checks.parse_adhoc(kind, text)
     assert info.value.message.startswith(f"--{kind} {text!r}: ")
     assert info.value.hint == "see `legible check --help`"
+
+
+def test_a_stopped_stack_is_read_without_psutil(worktree: Path) -> None:
+    """After `legible down` the state says ``stopped``: queries read it as not alive and import no psutil."""
+    build_store(worktree)
+    state = {
+        "status": "stopped",
+        "supervisor": {"pid": os.getpid(), "create_time": 0.0},  # a live pid: only the status may decide
+        "services": {},
+        "endpoints": {"otlp-http": "http://127.0.0.1:9"},
+    }
+    (worktree / ".legible" / "state.json").write_text(json.dumps(state))
+    proc = _run(worktree, "traces", "--slowest", "2", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "psutil" not in _imported(proc)
+    assert json.loads(proc.stdout)["schema"] == "legible.traces/v1"
+    from legible.contract import read_state
+
+    lifecycle = read_state(worktree / ".legible" / "state.json")  # the lifecycle commands still ask psutil
+    queries = read_state(worktree / ".legible" / "state.json", stopped_is_final=True)
+    assert lifecycle is not None and queries is not None
+    assert queries["alive"] is False and queries["status"] == lifecycle["status"] == "stopped"
