@@ -508,7 +508,7 @@ class AdhocCheck:
 #: is ~130 ms of a ~200 ms ``legible check --logs ... --span ...`` on a stopped stack's store): every field of
 #: the kind's model in :mod:`legible.config` with its default (``...``: required). A value is read here only
 #: when the model would accept it as it is (strict mode: same types, same bounds); any other value, and every
-#: other kind, is validated by the model, so an error is always the model's (``tests/test_checks.py`` compares
+#: other kind, is validated by the model, so an error is always the model's (``tests/test_config_lazy.py`` compares
 #: both ways field by field).
 PLAIN_FIELDS: Final[dict[str, dict[str, Any]]] = {
     "startup": {"max": ..., "service": "app"},

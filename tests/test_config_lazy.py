@@ -193,3 +193,16 @@ def test_a_stopped_stack_is_read_without_psutil(worktree: Path) -> None:
     queries = read_state(worktree / ".legible" / "state.json", stopped_is_final=True)
     assert lifecycle is not None and queries is not None
     assert queries["alive"] is False and queries["status"] == lifecycle["status"] == "stopped"
+
+
+def test_plain_fields_are_the_models_fields_and_defaults() -> None:
+    from pydantic_core import PydanticUndefined
+
+    from legible import config
+
+    models = {"startup": config.StartupCheck, "span": config.SpanCheck, "logs": config.LogsCheck, "db": config.DbCheck}
+    assert set(checks.PLAIN_FIELDS) == set(models)
+    for kind, model in models.items():
+        fields = model.model_fields.items()
+        expected = {name: ... if info.default is PydanticUndefined else info.default for name, info in fields}
+        assert checks.PLAIN_FIELDS[kind] == expected, kind
