@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import statistics
 import subprocess
@@ -110,20 +111,41 @@ def build(root: Path, n_logs: int, n_spans: int) -> float:
 
 
 def timed(cases: list[tuple[str, list[str]]], cwd: Path, env: dict[str, str], runs: int) -> dict[str, dict]:
-    """Run every command of ``cases`` ``runs`` times, round robin; return name -> median ms and output lines."""
+    """Run every command of ``cases`` ``runs`` times, round robin; return name -> medians and output lines.
+
+    Each result has ``median_ms`` (wall) and ``cpu_ms``: the median CPU time (user + system, every thread)
+    of the command's process, from ``getrusage(RUSAGE_CHILDREN)`` around its run, which a loaded machine
+    moves far less than the wall time.
+    """
     times: dict[str, list[float]] = {name: [] for name, _ in cases}
+    cpu: dict[str, list[float]] = {name: [] for name, _ in cases}
     lines: dict[str, int] = {}
     for _name, cmd in cases:  # warm-up: writes the .pyc files, fills the page cache
         subprocess.run(cmd, cwd=cwd, env=env, capture_output=True)
     for _ in range(runs):
         for name, cmd in cases:
+            c0 = _children_cpu_ms()
             t0 = time.perf_counter()
             proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
             times[name].append((time.perf_counter() - t0) * 1000)
+            cpu[name].append(_children_cpu_ms() - c0)
             if proc.returncode != 0:
                 raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
             lines[name] = proc.stdout.count("\n")
-    return {name: {"median_ms": round(statistics.median(t), 1), "lines": lines[name]} for name, t in times.items()}
+    return {
+        name: {
+            "median_ms": round(statistics.median(t), 1),
+            "cpu_ms": round(statistics.median(cpu[name]), 1),
+            "lines": lines[name],
+        }
+        for name, t in times.items()
+    }
+
+
+def _children_cpu_ms() -> float:
+    """User + system CPU of this process's waited-for children so far, in ms."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (usage.ru_utime + usage.ru_stime) * 1000
 
 
 #: Times ``legible`` commands inside one warm process (run as ``python -c`` in the worktree): imports
@@ -316,10 +338,14 @@ def report(results: dict[str, dict]) -> None:
     base = results["python -c pass"]["median_ms"]
     helpm = results["legible --help"]["median_ms"]
     duck = results["python -c 'import duckdb'"]["median_ms"]
-    print(f"{'command':48} {'median':>9} {'x python':>9} {'x --help':>9} {'x duckdb':>9} {'lines':>6}")
+    duck_cpu = results["python -c 'import duckdb'"].get("cpu_ms")
+    print(f"{'command':48} {'median':>9} {'x python':>9} {'x --help':>9} {'x duckdb':>9} {'CPU':>9} {'lines':>6}")
     for name, r in results.items():
         ms = r["median_ms"]
-        print(f"{name:48} {ms:7.1f}ms {ms / base:8.1f}x {ms / helpm:8.2f}x {ms / duck:8.2f}x {r['lines']:6d}")
+        cpu = f"{r['cpu_ms']:7.1f}ms" if "cpu_ms" in r else f"{'':9}"
+        print(f"{name:48} {ms:7.1f}ms {ms / base:8.1f}x {ms / helpm:8.2f}x {ms / duck:8.2f}x {cpu} {r['lines']:6d}")
+    if duck_cpu:
+        print(f"(CPU: median user+system time of the command's process; python -c 'import duckdb': {duck_cpu} ms)")
     record("legible --help", helpm, "ms", baseline=base, baseline_name="python -c pass", target="<= 2x")
     record(
         "legible logs --help",
@@ -350,8 +376,11 @@ def report(results: dict[str, dict]) -> None:
             note = ""
             if name.endswith(("(file)", "(after down)")):  # the floor of a query on the file, same phase
                 duck_name = "python -c 'import duckdb'" + " (after down)" * name.endswith("down)")
-                duck_ms = results[duck_name]["median_ms"]
-                note = f"{r['median_ms'] / duck_ms:.2f}x {duck_name} ({duck_ms} ms): DuckDB's import is the floor"
+                duck_ms, duck_cpu_ms = results[duck_name]["median_ms"], results[duck_name]["cpu_ms"]
+                note = (
+                    f"{r['median_ms'] / duck_ms:.2f}x {duck_name} ({duck_ms} ms), DuckDB's import being the floor; "
+                    f"CPU {r['cpu_ms']} ms, {r['cpu_ms'] / duck_cpu_ms:.2f}x its {duck_cpu_ms} ms"
+                )
             record(
                 name,
                 r["median_ms"],
