@@ -200,6 +200,12 @@ def run(argv: list[str]) -> int | None:
     except OSError as exc:  # click's main: a closed pipe ends the command quietly with 1
         if exc.errno != errno.EPIPE:
             raise
+        import os
+
+        # what is still buffered goes nowhere at exit instead of failing again (the recipe of the Python
+        # docs, "Note on SIGPIPE"; click wraps the streams for the same purpose)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 1
 
 
