@@ -19,23 +19,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Final, cast
 
+from legible._config_file import CHECK_KINDS, LEVELS
 from legible._duration import format_ms, parse_duration
 from legible._errors import LegibleError, UsageError
-from legible.config import (
-    CHECK_KINDS,
-    LEVELS,
-    CheckConfig,
-    LegibleConfig,
-    LogsCheck,
-    PromqlCheck,
-    SpanCheck,
-    StartupCheck,
-)
 from legible.worktree import Worktree
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # legible.config imports pydantic: only parse_adhoc's slow path and a config read pay for it
+    from legible.config import CheckConfig, LegibleConfig, LogsCheck, PromqlCheck, SpanCheck, StartupCheck
     from legible.contract import CheckDoc, CheckResultDoc, StackState
 
 CHECK_SCHEMA: Final = "legible.check/v1"
@@ -100,6 +93,9 @@ class CheckContext:
             time for ``legible check --from``.
         window: ``(since_ns, until_ns | None, label)`` replacing the ``since`` of span and logs checks
             (``legible check --since deploy``), or ``None``.
+        browser_hooks: returns ``(run_journey, check_pages)``; called by :func:`run_checks` only when a
+            journey or browser check is selected and both are ``None`` (so the other kinds never import
+            :mod:`legible.browser`), or ``None``.
     """
 
     worktree: Worktree
@@ -109,6 +105,7 @@ class CheckContext:
     check_pages: Callable[[list[str]], dict[str, Any]] | None = None
     now_ns: Callable[[], int] = time.time_ns
     window: tuple[int, int | None, str] | None = None
+    browser_hooks: Callable[[], tuple[Any, Any]] | None = None
     _store: Any = None
     _flushed: bool = False
 
@@ -494,18 +491,78 @@ _KINDS: dict[str, Callable[[str, Any, CheckContext], CheckResult]] = {
 _PROMQL_RE = re.compile(r"^(?P<query>.+?)\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<threshold>[-+]?[0-9.]+(?:[eE][-+]?\d+)?)\s*$")
 
 
-def parse_adhoc(kind: str, text: str) -> CheckConfig:
+@dataclass(frozen=True)
+class AdhocCheck:
+    """An ad-hoc check read without pydantic: what :class:`legible.config.CheckConfig` gives, for its ``kind``.
+
+    Attributes:
+        kind: ``startup``, ``span``, ``logs`` or ``db`` (the kinds of :data:`PLAIN_FIELDS`).
+        spec: every field of the kind's model (``SpanCheck``...) as an attribute, defaults filled in.
+    """
+
+    kind: str
+    spec: Any
+
+
+#: The ad-hoc kinds :func:`parse_adhoc` builds without pydantic (importing it and building the models' schemas
+#: is ~130 ms of a ~200 ms ``legible check --logs ... --span ...`` on a stopped stack's store): every field of
+#: the kind's model in :mod:`legible.config` with its default (``...``: required). A value is read here only
+#: when the model would accept it as it is (strict mode: same types, same bounds); any other value, and every
+#: other kind, is validated by the model, so an error is always the model's (``tests/test_config_lazy.py`` compares
+#: both ways field by field).
+PLAIN_FIELDS: Final[dict[str, dict[str, Any]]] = {
+    "startup": {"max": ..., "service": "app"},
+    "span": {"max": ..., "name": None, "service": None, "journey": None, "percentile": None, "since": "15m"},
+    "logs": {"level": "error", "pattern": None, "service": None, "max_count": 0, "since": "15m"},
+    "db": {"max_statement": ..., "service": None, "since": "15m"},
+}
+_DURATION_FIELDS = frozenset({"max", "since", "max_statement"})
+
+
+def _plain_value(key: str, value: Any) -> bool:
+    """Whether the model of :data:`PLAIN_FIELDS` takes ``value`` for field ``key`` unchanged."""
+    if key in _DURATION_FIELDS:  # legible.config.Duration: a str parse_duration reads, a unit required
+        if not isinstance(value, str):
+            return False
+        try:
+            parse_duration(value, what="", bare=None)
+        except UsageError:
+            return False
+        return True
+    if key == "percentile":  # float | None, 0 < p < 100
+        return value is None or (type(value) is float and 0 < value < 100)
+    if key == "max_count":  # int >= 0
+        return type(value) is int and value >= 0
+    if key == "level":  # Literal of LEVELS
+        return value in LEVELS
+    return value is None or type(value) is str  # str | None (name, service, journey, pattern)
+
+
+def _plain_adhoc(kind: str, spec: dict[str, Any]) -> AdhocCheck | None:
+    """``spec`` of ``kind`` as an :class:`AdhocCheck`, or ``None`` when the model must validate it."""
+    fields = PLAIN_FIELDS.get(kind)
+    if fields is None or not set(spec) <= set(fields):
+        return None
+    values = {key: spec.get(key, default) for key, default in fields.items()}
+    if any(value is ... or not _plain_value(key, value) for key, value in values.items()):
+        return None
+    return AdhocCheck(kind, SimpleNamespace(**values))
+
+
+def parse_adhoc(kind: str, text: str) -> CheckConfig | AdhocCheck:
     """Build a check from a command-line value.
 
     Forms: ``startup``: ``800ms`` (or ``max=800ms,service=app``); ``span``/``logs``/``journey``/``browser``:
     ``key=value`` pairs separated by commas (``name=GET /slow,max=2s``; ``pages`` takes ``|``-separated
     paths); ``journey`` also takes a bare name; ``promql``: ``EXPR OP NUMBER`` (``sum(up) >= 1``).
 
+    Returns:
+        The check's ``kind`` and ``spec``: an :class:`AdhocCheck` when the value is one of
+        :data:`PLAIN_FIELDS` read as is (no pydantic), else the :class:`legible.config.CheckConfig`.
+
     Raises:
         UsageError: an unknown kind, a malformed value, or settings the kind does not accept.
     """
-    from pydantic import ValidationError
-
     if kind not in CHECK_KINDS:
         raise UsageError(f"unknown check kind {kind!r}", hint=f"use one of {', '.join(CHECK_KINDS)}")
     text = text.strip()
@@ -535,6 +592,13 @@ def parse_adhoc(kind: str, text: str) -> CheckConfig:
                 raise UsageError(f"--{kind}: percentile must be a number") from None
         if "pages" in spec:
             spec["pages"] = [p for p in str(spec["pages"]).split("|") if p]
+    plain = _plain_adhoc(kind, spec)
+    if plain is not None:
+        return plain
+    from pydantic import ValidationError
+
+    from legible.config import CheckConfig
+
     try:
         return CheckConfig.model_validate({kind: spec})
     except ValidationError as exc:
@@ -549,20 +613,25 @@ def parse_adhoc(kind: str, text: str) -> CheckConfig:
 def context_for(start: Path | None = None, *, browser: bool = True) -> CheckContext:
     """Build the :class:`CheckContext` of the worktree containing ``start`` (config, state, browser hooks).
 
+    The configuration is validated (a broken one raises here, whatever checks run), but through
+    :func:`legible._config_file.load_config_lazily`: once a file validated, later runs read its values
+    (importing pydantic) only when a configured check is asked for. The browser hooks are resolved by
+    :func:`run_checks` when a journey or browser check runs.
+
     Raises:
         UsageError: not in a git worktree.
         ConfigError: the configuration is invalid.
     """
-    from legible.config import load_config
+    from legible._config_file import load_config_lazily
     from legible.contract import read_state  # what legible.stack.read_state returns, without importing the stack
     from legible.worktree import find_worktree
 
     wt = find_worktree(start)
-    cfg = load_config(wt.root)
-    state = read_state(wt.state_file)
+    cfg = load_config_lazily(wt.root, wt.state_dir)
+    state = read_state(wt.state_file, stopped_is_final=True)  # stopped: no collector to ask, no psutil to import
     ctx = CheckContext(worktree=wt, config=cfg, state=state)
     if browser:
-        ctx.run_journey, ctx.check_pages = _browser_hooks(wt, cfg)
+        ctx.browser_hooks = lambda: _browser_hooks(wt, cfg)
     return ctx
 
 
@@ -583,7 +652,9 @@ def _browser_hooks(wt: Worktree, cfg: LegibleConfig) -> tuple[Any, Any]:
 
 
 def run_checks(
-    ctx: CheckContext, names: list[str] | None = None, adhoc: list[tuple[str, CheckConfig]] | None = None
+    ctx: CheckContext,
+    names: list[str] | None = None,
+    adhoc: list[tuple[str, CheckConfig | AdhocCheck]] | None = None,
 ) -> CheckDoc:
     """Evaluate the configured checks named in ``names`` (all when empty and no ad-hoc checks) plus ``adhoc``.
 
@@ -595,7 +666,7 @@ def run_checks(
         UsageError: a name that is not a configured check.
     """
     t0 = time.monotonic()
-    selected: list[tuple[str, CheckConfig]] = []
+    selected: list[tuple[str, CheckConfig | AdhocCheck]] = []
     unknown = [n for n in names or [] if n not in ctx.config.checks]
     if unknown:
         known = ", ".join(sorted(ctx.config.checks)) or "none configured"
@@ -605,6 +676,9 @@ def run_checks(
     elif not adhoc:
         selected = list(ctx.config.checks.items())
     selected += adhoc or []
+    needs_browser = any(check.kind in ("journey", "browser") for _, check in selected)
+    if needs_browser and ctx.browser_hooks is not None and ctx.run_journey is None and ctx.check_pages is None:
+        ctx.run_journey, ctx.check_pages = ctx.browser_hooks()
     if not selected:
         raise UsageError(
             f"no checks configured in {Path(ctx.config.source).name or 'legible.toml'}",

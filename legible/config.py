@@ -64,10 +64,39 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from legible._config_file import CHECK_KINDS, CONFIG_FILENAME, LEVELS, find_config_file
 from legible._duration import EXAMPLES, parse_duration
 from legible._errors import ConfigError, UsageError
 
-CONFIG_FILENAME = "legible.toml"
+__all__ = [
+    "ACTIONS",
+    "CHECK_KINDS",
+    "CONFIG_FILENAME",
+    "LEVELS",
+    "OTLP_PROTOCOLS",
+    "RESERVED_SERVICES",
+    "BrowserCheck",
+    "CheckConfig",
+    "DbCheck",
+    "Duration",
+    "ForwardConfig",
+    "JourneyCheck",
+    "JourneyConfig",
+    "JourneyStep",
+    "LegibleConfig",
+    "LogsCheck",
+    "PromqlCheck",
+    "ReadyProbe",
+    "ServiceConfig",
+    "SpanCheck",
+    "StackConfig",
+    "StartupCheck",
+    "describe_validation_error",
+    "find_config_file",
+    "load_config",
+    "order_services",
+    "parse_config",
+]
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 #: The OTLP exporter protocols of the specification (the same tuple as
 #: ``legible.services.context.OTLP_PROTOCOLS``, which the supervisor loads without pydantic).
@@ -344,7 +373,6 @@ def _duration(text: str) -> str:
 
 #: A duration as written in legible.toml (``"800ms"``, ``"1h30m"``): the forms of the command line, no bare number.
 Duration = Annotated[str, AfterValidator(_duration)]
-LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
 
 
 class StartupCheck(_Strict):
@@ -424,10 +452,6 @@ class DbCheck(_Strict):
     max_statement: Duration
     service: str | None = None
     since: Duration = "15m"
-
-
-#: Check kinds, in documentation order.
-CHECK_KINDS = ("startup", "span", "promql", "logs", "journey", "browser", "db")
 
 
 class CheckConfig(_Strict):
@@ -533,22 +557,6 @@ def order_services(cfg: LegibleConfig) -> list[str]:
     for n in sorted(graph):
         visit(n)
     return done
-
-
-def find_config_file(root: Path) -> tuple[Path, str] | None:
-    """Return ``(path, "legible.toml" | "pyproject.toml")`` for the worktree at ``root``, or ``None``."""
-    toml = root / CONFIG_FILENAME
-    if toml.is_file():
-        return toml, CONFIG_FILENAME
-    py = root / "pyproject.toml"
-    if py.is_file():
-        try:
-            data = tomllib.loads(py.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-            return None
-        if isinstance(data.get("tool"), dict) and "legible" in data["tool"]:
-            return py, "pyproject.toml"
-    return None
 
 
 def load_config(root: Path) -> LegibleConfig:

@@ -52,21 +52,24 @@ _EMPTY: dict[str, Any] = {
 }
 
 
-def read_state(path: Path) -> StackState | None:
+def read_state(path: Path, *, stopped_is_final: bool = False) -> StackState | None:
     """Read ``state.json`` at ``path``; add ``alive``; a live status whose supervisor is gone becomes ``dead``.
 
     The one reader of ``state.json`` (stack, queries, checks, proof, journeys). It imports only
-    :mod:`legible._procs` (psutil), never pydantic or the config loader, so query commands stay fast.
+    :mod:`legible._procs` (psutil), never pydantic or the config loader, so query commands stay fast; and
+    psutil only when there is a document to check.
 
     Args:
         path: the ``state.json`` file (``Worktree.state_file``).
+        stopped_is_final: read a ``stopped`` document (the supervisor's last write, after it stopped every
+            service) as not alive without asking the process table (no psutil import, ~10 ms): for the
+            query commands, which only need to know that no collector answers any more. The lifecycle
+            commands leave it false: they wait for the supervisor's exit itself.
 
     Returns:
         The :class:`StackState`, or ``None`` when the file is missing, unreadable or not a state document.
 
     """
-    from legible._procs import ProcRef
-
     try:
         raw = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -75,10 +78,15 @@ def read_state(path: Path) -> StackState | None:
         return None
     if not isinstance(raw.get("services", {}), dict) or not isinstance(raw.get("endpoints", {}), dict):
         return None
-    try:
-        ref = ProcRef.from_dict(raw.get("supervisor"))
-    except (KeyError, TypeError, ValueError):
+    if stopped_is_final and raw["status"] == "stopped":
         ref = None
+    else:
+        from legible._procs import ProcRef
+
+        try:
+            ref = ProcRef.from_dict(raw.get("supervisor"))
+        except (KeyError, TypeError, ValueError):
+            ref = None
     for key, empty in _EMPTY.items():  # a partial document (an older supervisor, a test) reads as unknowns
         raw.setdefault(key, empty() if callable(empty) else empty)
     raw["alive"] = bool(ref and ref.alive())

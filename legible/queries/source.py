@@ -40,7 +40,7 @@ def read_endpoints(wt: Worktree) -> dict[str, str] | None:
 
     if not wt.state_file.exists():  # never started here: skip the reader's psutil import (a kept store alone)
         return None
-    state = read_state(wt.state_file)
+    state = read_state(wt.state_file, stopped_is_final=True)  # after `down`: no psutil either
     if state is None or not state["alive"]:
         return None
     return dict(state["endpoints"])
