@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from legible.contract import CheckDoc
 
 import typer
+
+from ._output import emit_json, print_lines, run, write_out
 
 
 def check(
@@ -32,11 +38,51 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document (schema legible.check/v1)."),
 ) -> None:
     """Evaluate checks against the stack's signals: one line per check, exit 1 if any fails or errs."""
-    from ._direct import run_check
+    from legible.checks import context_for, parse_adhoc, run_checks
+    from legible.render import render_check
 
-    code = run_check(names, startup, span, promql, logs, journey, browser, db, from_, since, out, as_json)
-    if code:
-        raise typer.Exit(code)
+    def go() -> CheckDoc:
+        adhoc = []
+        for kind, values in (
+            ("startup", startup),
+            ("span", span),
+            ("promql", promql),
+            ("logs", logs),
+            ("journey", journey),
+            ("browser", browser),
+            ("db", db),
+        ):
+            for i, value in enumerate(values, 1):
+                adhoc.append((f"{kind}-{i}", parse_adhoc(kind, value)))
+        if from_ is None:
+            ctx = context_for()
+            if since:
+                from legible.deploys import resolve_window
+
+                w = resolve_window(ctx.worktree.state_dir, since)
+                ctx.window = (w.since_ns, w.until_ns, w.label)
+            doc = run_checks(ctx, names or None, adhoc)
+            from legible.deploys import record_checks
+
+            record_checks(ctx.worktree.state_dir, doc)
+            return doc
+        from legible.bundle import bundle_end_ns, bundle_store
+
+        ctx = context_for(browser=False)
+        ctx.state, ctx._store = None, bundle_store(from_)  # the bundle, never the live stack
+        end = bundle_end_ns(from_)
+        ctx.now_ns = lambda: end
+        return run_checks(ctx, names or None, adhoc)
+
+    doc = run(go, out)
+    write_out(out, doc)
+    if not as_json and not out and from_ is None:
+        from ._deploy import stale_warning
+
+        stale_warning(as_json)
+    emit_json(doc) if as_json else print_lines(render_check(doc, out))
+    if not doc["passed"]:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,10 +1,14 @@
-"""``legible logs``: grouped, raw, followed or SQL views of the worktree's logs (the body: ``_direct.run_logs``)."""
+"""``legible logs``: grouped, raw, followed or SQL views of the worktree's logs (thin over legible.queries.logs)."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
+
+from ._output import emit_json, print_lines
 
 HELP = (
     "Show this worktree's logs: groups of similar lines (errors first) with counts and an example, "
@@ -60,9 +64,38 @@ def logs(
     as_json: bool = typer.Option(False, "--json", help="one JSON document (schema legible.logs/v1)"),
 ) -> None:
     """Show this worktree's logs as groups of similar lines, raw lines, a follow, or the rows of one SELECT."""
-    from ._direct import run_logs
+    from legible.queries import logs as q
+    from legible.queries.source import bundle_or_worktree
 
-    run_logs(since, until, service, level, grep, regex, attr, trace_id, raw, fields, follow, limit, sql, from_, as_json)
+    from ._deploy import deploy_window, label, stale_warning
+
+    opener = bundle_or_worktree(from_)
+    since = since or ("all" if from_ else "15m")
+    win_since, until, since_label, until_label = (
+        deploy_window(since, until) if not from_ else (since, until, None, None)
+    )
+    flt = q.make_filter(win_since or since, until, service, level, grep, regex, attr, trace_id)
+    label(flt, since_label, until_label)
+    if follow:
+        _print_follow(q.follow_lines(flt, fields=fields, limit=limit, opener=opener))
+        return
+    view = q.logs_view(flt, raw=raw, fields=fields, limit=limit, sql=sql, opener=opener)
+    if not from_ and not sql:
+        stale_warning(as_json)
+    emit_json(view.doc) if as_json else print_lines(view.lines)
+
+
+def _print_follow(batches: Iterator[list[str]]) -> None:
+    """Print each batch of lines as it comes until Ctrl-C (exit 0) or a closed pipe."""
+    try:
+        for lines in batches:
+            if lines:
+                print_lines(lines)
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        sys.stderr.close()
 
 
 def register(app: typer.Typer) -> None:

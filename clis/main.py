@@ -19,9 +19,7 @@ the error's code (2 for usage errors). Long options must be spelled out: click m
 ``legible``, ``legible --help`` and ``legible -h`` print :func:`root_help` without importing typer or any
 command module (the text is the one click renders from :data:`COMMANDS`, for a terminal of 80 columns or
 more; ``tests/test_cli_start.py`` compares the two); every other command line goes through the typer app
-``legible.cli.main.app`` (built in ``legible.cli._app`` on first use), except the plain command lines of
-``logs``, ``traces``, ``trace`` and ``check``, which :mod:`legible.cli._direct` parses and runs without typer
-(the same bodies, the same output; anything else it leaves to typer). On a running stack, the short
+``legible.cli.main.app`` (built in ``legible.cli._app`` on first use). On a running stack, the short
 read-only and browser commands (:data:`legible.forkserver.ROUTED`) are first offered to the stack's fork
 server, whose forked child runs this very function with the caller's environment, working directory and
 terminal (:mod:`legible.forkserver`); without one they run here.
@@ -65,9 +63,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "skills": ("skills", "Agent Skills that teach coding agents the legible commands."),
     "hook": ("hook", "Hooks that agents run (Claude Code, Codex)."),
 }
-
-#: The commands :mod:`legible.cli._direct` parses and runs without typer when their command line is plain.
-_DIRECT = frozenset({"logs", "traces", "trace", "check"})
 
 #: Click's help is as wide as the terminal, at most 80 columns (``HelpFormatter`` wraps at 78).
 _HELP_COLUMNS = 80
@@ -146,12 +141,6 @@ def main() -> None:
     # objects): 50-100 ms of CPU after `legible up` printed its document, ~10 ms for `check --help` (issue 12).
     # Objects are still freed by reference counting; a long-lived process (`legible mcp`) pays it once, at exit.
     atexit.register(gc.freeze)
-    if sys.argv[1:2] and sys.argv[1] in _DIRECT:  # the query commands on a stopped stack: no typer (issue 12)
-        from ._direct import run
-
-        direct = run(sys.argv[1:])
-        if direct is not None:
-            sys.exit(direct)
     from ._app import app
 
     app()

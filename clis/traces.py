@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from ._output import emit_json, print_lines
+
 TRACES_HELP = (
     "List recent traces (root span, service, start, duration, span count, errors), or the "
     "--slowest N; filter by --service, --name, --min-duration, --errors. Default window: 1h."
@@ -47,9 +49,22 @@ def traces(
     as_json: bool = typer.Option(False, "--json", help="one JSON document (schema legible.traces/v1)"),
 ) -> None:
     """List the worktree's recent traces, or the slowest ones, or the rows of one SELECT over the spans."""
-    from ._direct import run_traces
+    from legible.queries import traces as q
+    from legible.queries.source import bundle_or_worktree
 
-    run_traces(since, until, slowest, errors, service, name, min_duration, limit, sql, from_, as_json)
+    from ._deploy import deploy_window, label, stale_warning
+
+    store = bundle_or_worktree(from_)()
+    since = since or ("all" if from_ else "1h")
+    win_since, until, since_label, until_label = (
+        deploy_window(since, until) if not from_ else (since, until, None, None)
+    )
+    flt = q.make_trace_filter(win_since or since, until, service, name, min_duration, errors)
+    label(flt, since_label, until_label)
+    view = q.traces_view(flt, slowest=slowest, limit=limit, sql=sql, store=store)
+    if not from_ and not sql:
+        stale_warning(as_json)
+    emit_json(view.doc) if as_json else print_lines(view.lines)
 
 
 def trace(
@@ -63,9 +78,11 @@ def trace(
     as_json: bool = typer.Option(False, "--json", help="the full tree as one JSON document (legible.trace/v1)"),
 ) -> None:
     """Show one trace as an indented tree of spans with their exceptions and log lines."""
-    from ._direct import run_trace
+    from legible.queries.source import bundle_or_worktree
+    from legible.queries.traces import trace_view
 
-    run_trace(trace_id, limit, from_, as_json)
+    view = trace_view(trace_id, limit=limit, store=bundle_or_worktree(from_)())
+    emit_json(view.doc) if as_json else print_lines(view.lines)
 
 
 def register(app: typer.Typer) -> None:

@@ -426,7 +426,6 @@ PREIMPORT = (
     "legible.browser.journey",
     "legible.store",
     "legible.cli._deploy",
-    "legible.cli._direct",
     "legible._config_file",
     "typer._click.decorators",
     "legible._loopback",
