@@ -324,10 +324,11 @@ def check_logs(name: str, spec: LogsCheck, ctx: CheckContext) -> CheckResult:
             where.append("time_ns < ?")
             params.append(ctx.window[1])
     if spec.pattern:
-        from legible.store import SEARCH_TEXT
+        from legible.store import search_regex
 
-        where.append(f"regexp_matches({SEARCH_TEXT}, ?)")
-        params.append(spec.pattern)
+        pattern_cond, pattern_params = search_regex(spec.pattern)
+        where.append(pattern_cond)
+        params.extend(pattern_params)
     if spec.service:
         where.append("service = ?")
         params.append(spec.service)
