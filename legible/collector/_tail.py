@@ -22,8 +22,13 @@ from typing import Any
 
 from legible.collector._lines import MAX_LINE, LogRow, Record, RecordAssembler, log_row
 
-#: Read at most this many bytes per file per pass.
-CHUNK = 1 << 20
+#: Read at most this many bytes per file per pass. The rows of one pass go to the writer together and make
+#: one flush when lines arrive faster than it commits: 2 MiB (about 22,000 lines of 90 bytes) instead of
+#: 1 MiB made those flushes twice as large and a sustained ingest about 7 % cheaper per line (each flush pays
+#: a fixed cost: DuckDB plans the insert with its six regexes, about 5 ms, plus per-row costs that fall up
+#: to about 20,000 rows a batch; 40,000 measured no better), for about 20 MB more peak memory during such
+#: a burst (issue 12).
+CHUNK = 2 << 20
 #: A pending record or a line without newline is complete after this many seconds without new data.
 IDLE_S = 0.3
 SCAN_EVERY_S = 0.5
