@@ -6,7 +6,9 @@ after draining the old handle; a size below our offset (truncation) restarts at 
 with each batch (``tail_offsets``) is the end of the last complete record, committed in the same
 transaction as the rows, so a restart neither loses nor repeats lines. Lines are bounded: a line longer
 than :data:`~legible.collector._lines.MAX_LINE` is cut with a marker while the rest is skipped without
-buffering it.
+buffering it. A pass over a file reads up to :data:`PASS_CHUNKS` chunks (fewer once it has
+:data:`PASS_ROWS` rows) and hands their rows to the sink in one call, so a fast writer's lines are stored
+in large batches.
 """
 
 from __future__ import annotations
