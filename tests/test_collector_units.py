@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
 from legible.collector._lines import MAX_LINE, RecordAssembler, cut, parse_line
 from legible.collector._metrics import Derived, render
 from legible.collector._otlp import label_name, prom_name
+from legible.collector._tail import CHUNK, PASS_CHUNKS, PASS_ROWS, Tailer
 
 NOW = 1_800_000_000_000_000_000
 
@@ -93,6 +97,33 @@ def test_safe_offset_stops_before_an_open_record() -> None:
     assert len(asm.feed("second", 13, NOW)) == 1 and asm.safe_offset == 6
     asm.flush()
     assert asm.safe_offset == 13
+
+
+@pytest.mark.parametrize("width", [100, 20])
+def test_a_tail_pass_hands_up_to_two_chunks_of_rows_to_the_writer_at_once(tmp_path: Path, width: int) -> None:
+    """100-byte lines: a pass reads a second chunk (one chunk holds fewer than PASS_ROWS); 20-byte lines: one."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    per_chunk = CHUNK // width
+    n = 2 * per_chunk + per_chunk // 2  # two and a half chunks
+    lines = [f"line {i:0{width - 6}d}" for i in range(n)]  # each ``width`` bytes with its newline
+    (logs / "app.log").write_bytes(("\n".join(lines) + "\n").encode())
+    batches: list[list[tuple[object, ...]]] = []
+    offsets: list[int] = []
+    tailer = Tailer(logs, {}, lambda rows, marks: (batches.append(rows), offsets.extend(o for _, o in marks.values())))
+    tailer.start()  # its thread polls; stop() ends the last record and closes the file
+    deadline = time.monotonic() + 60
+    while sum(map(len, batches)) < n - 1 and time.monotonic() < deadline:  # the last line waits for stop()
+        time.sleep(0.01)
+    tailer.stop(timeout=30)
+    first = len(batches[0])
+    if per_chunk < PASS_ROWS:  # the first chunk left the pass short of PASS_ROWS: it read the second too
+        assert per_chunk + 1 < first <= PASS_CHUNKS * per_chunk
+    else:  # one chunk was enough rows
+        assert first <= per_chunk
+    bodies = [row[6] for batch in batches for row in batch]
+    assert bodies == lines  # every line once, in order
+    assert offsets == sorted(offsets) and offsets[-1] == n * width
 
 
 def test_cut() -> None:

@@ -6,7 +6,9 @@ after draining the old handle; a size below our offset (truncation) restarts at 
 with each batch (``tail_offsets``) is the end of the last complete record, committed in the same
 transaction as the rows, so a restart neither loses nor repeats lines. Lines are bounded: a line longer
 than :data:`~legible.collector._lines.MAX_LINE` is cut with a marker while the rest is skipped without
-buffering it.
+buffering it. A pass over a file reads up to :data:`PASS_CHUNKS` chunks (fewer once it has
+:data:`PASS_ROWS` rows) and hands their rows to the sink in one call, so a fast writer's lines are stored
+in large batches.
 """
 
 from __future__ import annotations
@@ -22,8 +24,17 @@ from typing import Any
 
 from legible.collector._lines import MAX_LINE, LogRow, Record, RecordAssembler, log_row
 
-#: Read at most this many bytes per file per pass.
+#: Read this many bytes at a time.
 CHUNK = 1 << 20
+#: A pass reads up to this many chunks of a file, stopping early once it has :data:`PASS_ROWS` rows or the
+#: file has no more data, and hands the rows to the writer together: when lines arrive faster than the
+#: writer commits, they make one flush. Batches of about 22,000 rows instead of one chunk's 11,000 (90-byte
+#: lines) cost about 7 % less collector CPU per line: each flush pays a fixed cost (DuckDB plans the insert
+#: and its six regexes, about 5 ms) and per-row costs that fall up to about 20,000 rows a batch (40,000
+#: measured no better). Memory: a pass holds at most two chunks of text and no more rows than
+#: ``max(PASS_ROWS, one chunk's)``, about 20 MB more at the peak of a burst than one chunk (issue 12).
+PASS_CHUNKS = 2
+PASS_ROWS = 20_000
 #: A pending record or a line without newline is complete after this many seconds without new data.
 IDLE_S = 0.3
 SCAN_EVERY_S = 0.5
@@ -128,7 +139,7 @@ class Tailer:
             self._files[key] = _File(Path(e.path), e.name[:-4], fh, st.st_ino, pos, RecordAssembler(pos))
 
     def poll(self, final: bool = False) -> bool:
-        """Read each file once; return True when anything was read (call again soon)."""
+        """Read each file (up to :data:`PASS_CHUNKS` chunks); return True when anything was read (call again soon)."""
         now = time.monotonic()
         if now - self._last_scan >= SCAN_EVERY_S or final:
             self._last_scan = now
@@ -138,6 +149,10 @@ class Tailer:
             rows: list[LogRow] = []
             got = self._read(f, rows, final)
             busy = busy or got
+            for _ in range(PASS_CHUNKS - 1):
+                if not got or len(rows) >= PASS_ROWS:
+                    break
+                got = self._read(f, rows, final)
             mark = (f.inode, f.asm.safe_offset)
             if rows or self._saved.get(key) != mark:
                 self._sink(rows, {key: mark})
