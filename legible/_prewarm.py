@@ -14,6 +14,12 @@ and becomes that collector: its working directory, environment, stdout and stder
 are set, and ``legible.collector.__main__.main`` runs with the arguments after ``-m legible.collector``.
 At end of file (the stack did not start) it exits 0 having done nothing. The supervisor gives it
 ``PR_SET_PDEATHSIG`` like any service, so it never outlives the supervisor.
+
+The imports run in a thread of lower CPU priority (:func:`import_in_background`): while ``legible up``
+reads the config and builds the plan, on a machine with few cores they would otherwise take CPU from ``up``
+itself, whose plan every service waits for (issue 12). The collector itself (its main thread and every
+thread it starts to serve) runs at the usual priority; only the idle helper threads native libraries start
+while imported (numpy's OpenBLAS worker, pyarrow's jemalloc purger) keep the lower one.
 """
 
 from __future__ import annotations
@@ -21,9 +27,48 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+from collections.abc import Sequence
 
 #: The argv prefix of a collector this process can become (``sys.executable -m legible.collector``).
 MODULE = "legible.collector"
+#: How much lower than its process's the CPU priority of a prewarm import thread is (a ``nice`` increment).
+PREWARM_NICE = 10
+
+
+def import_in_background(modules: Sequence[str], nice: int = PREWARM_NICE) -> threading.Thread:
+    """Import ``modules`` in a started daemon thread whose CPU priority is ``nice`` steps lower; return it.
+
+    On Linux a thread's nice value is its own (setpriority(2), "the nice value is a per-thread attribute"):
+    only this thread yields the CPU to busier processes, the rest of the process keeps its priority, and no
+    privilege is needed to lower it. Elsewhere the imports run at the usual priority. A module that fails to
+    import is left to fail where it is used: the thread ignores ``ImportError``, and importing the module
+    again from another thread waits for (or repeats) this thread's import, as Python's import locks do.
+
+    Args:
+        modules: dotted module names, imported in this order.
+        nice: the increment of the thread's nice value (capped at 19, the lowest priority).
+
+    """
+
+    def run() -> None:
+        if sys.platform == "linux":
+            try:
+                tid = threading.get_native_id()
+                os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+            except OSError:
+                pass
+        import importlib
+
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass
+
+    thread = threading.Thread(target=run, name="legible-prewarm", daemon=True)
+    thread.start()
+    return thread
 
 
 def main() -> int:
@@ -31,9 +76,8 @@ def main() -> int:
     if sys.argv[1:] != [MODULE]:
         print(f"usage: python -m legible._prewarm {MODULE}", file=sys.stderr)
         return 2
-    import legible.collector  # noqa: F401 - the heavy part (its server, store writer, receivers), imported early
-    import legible.collector.__main__ as collector_main
-
+    # the heavy part (its server, store writer, receivers), imported while the plan is built
+    import_in_background([MODULE, f"{MODULE}.__main__"])
     line = sys.stdin.readline()
     if not line.strip():
         return 0
@@ -47,6 +91,8 @@ def main() -> int:
         os.dup2(source, target)
     os.close(fd)
     os.close(null)
+    import legible.collector.__main__ as collector_main  # done by the thread, or waits for it (a failure: logged)
+
     argv = list(spec["argv"])
     sys.argv = [MODULE, *argv[3:]]
     return collector_main.main(argv[3:])
