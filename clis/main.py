@@ -22,7 +22,9 @@ more; ``tests/test_cli_start.py`` compares the two); every other command line go
 ``legible.cli.main.app`` (built in ``legible.cli._app`` on first use). On a running stack, the short
 read-only and browser commands (:data:`legible.forkserver.ROUTED`) are first offered to the stack's fork
 server, whose forked child runs this very function with the caller's environment, working directory and
-terminal (:mod:`legible.forkserver`); without one they run here.
+terminal (:mod:`legible.forkserver`); without one they run here. ``legible up`` starts its stack's
+supervisor (:func:`legible._early.start_ahead`) before typer is imported, and ``up`` and ``down`` end
+their process without the interpreter's teardown once their output is written (:func:`_end`).
 """
 
 from __future__ import annotations
@@ -134,6 +136,10 @@ def main() -> None:
     code = run_remote(sys.argv)  # a running stack's fork server answers warm (legible.forkserver)
     if code is not None:
         _end(code)
+    if sys.argv[1:2] == ["up"] and not {"--help", "-h"} & set(sys.argv[2:]):
+        from legible._early import start_ahead
+
+        start_ahead()  # the stack's supervisor starts while typer and the command are imported (issue 12)
     import atexit
     import gc
 

@@ -67,6 +67,31 @@ def test_up_that_fails_before_the_plan_kills_its_early_supervisor(tmp_path: Path
     assert not (root / ".legible" / "state.json").exists()
 
 
+def test_legible_up_starts_its_supervisor_before_typer_and_a_usage_error_leaves_nothing(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", SHOP_TOML)
+    script = (
+        "import sys; import legible._early as early; sys.argv = ['legible', 'up', '--no-such-option']\n"
+        "begin = early.begin\n"
+        "def spy(*args):\n"
+        "    pre = begin(*args)\n"
+        "    print('typer' in sys.modules, len(pre.procs), pre.procs[0].pid, flush=True)\n"
+        "    return pre\n"
+        "early.begin = spy\n"
+        "from legible.cli.main import main; main()"
+    )
+    res = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "no-such-option" in res.stderr, res.stderr
+    typer_first, started, pid = res.stdout.split()
+    assert (typer_first, started) == ("False", "1")  # started before typer was imported
+    # up never handed it a plan: at the end of its stdin it stops its prewarmed collector and exits
+    from legible.worktree import find_worktree
+
+    key = find_worktree(root).key
+    wait_until(lambda: not psutil.pid_exists(int(pid)) or psutil.Process(int(pid)).status() == psutil.STATUS_ZOMBIE, 15)
+    wait_until(lambda: stack_pids(key) == [], 15, "the prewarmed collector gone")
+    assert not (root / ".legible" / "state.json").exists()
+
+
 def _supervisors_in(root: Path) -> list[psutil.Process]:
     """Live ``legible.supervisor`` processes whose working directory is ``root``."""
     out = []
