@@ -33,7 +33,7 @@ from collections.abc import Sequence
 #: The argv prefix of a collector this process can become (``sys.executable -m legible.collector``).
 MODULE = "legible.collector"
 #: How much lower than its process's the CPU priority of a prewarm import thread is (a ``nice`` increment).
-PREWARM_NICE = 10
+PREWARM_NICE = 5
 
 
 def import_in_background(modules: Sequence[str], nice: int = PREWARM_NICE) -> threading.Thread:
