@@ -380,7 +380,13 @@ class Supervisor:
         """Advance every service by one tick: spawn, probe, notice exits, restart. Never blocks long."""
         now = self.clock()
         changed = False
-        for run in self.services.values():
+        # A user service that can start now is spawned first: it is what `up --wait` waits for last, and the
+        # observability services' spawns (VictoriaMetrics' fork and exec, the collector's start) cost it
+        # 5-15 ms otherwise (issue 12). The rest keep plan order, so a service whose dependency becomes ready
+        # in this tick still starts in this tick.
+        runs = list(self.services.values())
+        first = [r for r in runs if r.status == "pending" and r.plan.role in RESTARTABLE_ROLES and self._deps_ready(r)]
+        for run in [*first, *(r for r in runs if not any(r is f for f in first))]:
             changed |= self._step_one(run, now)
         if self._need_snapshot and self.deploy is not None:  # after the spawns: git runs while the app starts
             self._need_snapshot = False

@@ -193,7 +193,7 @@ def test_the_app_starts_in_the_same_step_as_victoriametrics_and_the_collector(tm
 
     sup = Supervisor(plan, None, spawn=spawn, probe=lambda sp, off: False, clock=lambda: 1.0)
     sup.step()
-    assert spawned == ["victoria-metrics", "collector", "app"]
+    assert spawned == ["app", "victoria-metrics", "collector"]  # the app first: up waits for it last
 
 
 def test_a_service_that_waits_for_a_database_still_waits_for_it() -> None:
