@@ -315,6 +315,21 @@ def test_prewarm_imports_run_in_a_thread_of_lower_priority_and_skip_a_module_tha
     assert in_thread == min(19, before + 7) and after == before  # the thread's own, the rest unchanged
 
 
+def test_the_prewarm_thread_stops_between_modules_and_imports_only_what_the_collector_imports() -> None:
+    script = (
+        "import sys, threading\n"
+        "from legible._prewarm import COLLECTOR_IMPORTS, import_in_background\n"
+        "stop = threading.Event(); stop.set()\n"
+        "import_in_background(['json', 'colorsys'], stop=stop).join()\n"
+        "print('colorsys' in sys.modules)\n"
+        "import legible.collector, legible.collector.__main__\n"
+        "print([m for m in COLLECTOR_IMPORTS if m not in sys.modules])"
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["False", "[]"]  # stopped before its first module; no stale hint
+
+
 def test_readiness_probes_tell_a_refused_port_from_an_answering_one(tmp_path: Path) -> None:
     import http.server
     import socket
