@@ -1365,6 +1365,7 @@ _STACK_MODULES = (
     "legible.services.context",
     "http.client",
     "urllib.parse",
+    "prometheus_client",  # the metrics server, set up right after the first spawns: off the app's start
 )
 
 
