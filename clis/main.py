@@ -22,7 +22,9 @@ more; ``tests/test_cli_start.py`` compares the two); every other command line go
 ``legible.cli.main.app`` (built in ``legible.cli._app`` on first use). On a running stack, the short
 read-only and browser commands (:data:`legible.forkserver.ROUTED`) are first offered to the stack's fork
 server, whose forked child runs this very function with the caller's environment, working directory and
-terminal (:mod:`legible.forkserver`); without one they run here.
+terminal (:mod:`legible.forkserver`); without one they run here. ``legible up`` starts its stack's
+supervisor (:func:`legible._early.start_ahead`) before typer is imported, and ``up`` and ``down`` end
+their process without the interpreter's teardown once their output is written (:func:`_end`).
 """
 
 from __future__ import annotations
@@ -103,12 +105,13 @@ def __getattr__(name: str) -> Any:
 
 
 def _end(code: int) -> None:
-    """End this process with ``code`` once the fork server's child ran the command: exit handlers, flush, exit.
+    """End this process with ``code``: exit handlers, flush of stdout and stderr, then ``os._exit(code)``.
 
-    This process only relayed the command (its output went to the caller's fds from the child), so the
-    interpreter's finalisation (tearing down every module: 5-10 ms, most of the routed call's own cost,
-    issue 12) has nothing to do; the exit handlers (``atexit``, e.g. a ``sitecustomize``'s) and the flush
-    of stdout and stderr (the relay's own ``error:`` line) are all of it that is kept.
+    Used once the fork server's child ran the command (this process only relayed it: its output went to the
+    caller's fds from the child), and after ``up`` or ``down`` returned (their files are written and closed
+    by then). The interpreter's finalisation (tearing down every module: 5-20 ms, issue 12) has nothing left
+    to do; the exit handlers (``atexit``, e.g. a ``sitecustomize``'s, logging's flush) and the flush of
+    stdout and stderr are all of it that is kept.
     """
     import atexit
     import os
@@ -133,6 +136,10 @@ def main() -> None:
     code = run_remote(sys.argv)  # a running stack's fork server answers warm (legible.forkserver)
     if code is not None:
         _end(code)
+    if sys.argv[1:2] == ["up"] and not {"--help", "-h"} & set(sys.argv[2:]):
+        from legible._early import start_ahead
+
+        start_ahead()  # the stack's supervisor starts while typer and the command are imported (issue 12)
     import atexit
     import gc
 
@@ -143,7 +150,27 @@ def main() -> None:
     atexit.register(gc.freeze)
     from ._app import app
 
-    app()
+    if sys.argv[1:2] not in (["up"], ["down"]):
+        app()
+        return
+    # `up` and `down` write their document and the files they own (closed) before they return: their process
+    # ends as a routed command's does, without the interpreter's teardown of typer, pydantic and psutil
+    # (10-20 ms after the document is printed, which `up --wait`'s caller waits out; issue 12).
+    try:
+        app()
+    except SystemExit as done:
+        _end(_exit_code(done.code))
+    _end(0)
+
+
+def _exit_code(code: object) -> int:
+    """The process exit status ``sys.exit(code)`` gives: ``None`` is 0, an int itself, anything else printed and 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    sys.stderr.write(f"{code}\n")
+    return 1
 
 
 if __name__ == "__main__":

@@ -28,10 +28,12 @@ def up(
     as_json: bool = JSON,
 ) -> None:
     """Start this worktree's stack (idempotent: a running stack is reported, not restarted)."""
-    from legible._early import begin
+    from legible._early import begin, take_started
 
     t0 = time.monotonic()
-    early = run(begin, out)  # the supervisor starts before the rest of `up` is imported (issue 12)
+    # the supervisor starts before the rest of `up` is imported (issue 12); `legible up` started it even
+    # before typer (legible.cli.main)
+    early = take_started() or run(begin, out)
     from legible.render import render_up
     from legible.stack import up as do_up
 

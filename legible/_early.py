@@ -38,6 +38,32 @@ class EarlyStart:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
 
+#: What :func:`start_ahead` started in this process, until :func:`take_started` hands it to ``legible up``.
+_STARTED: list[EarlyStart] = []
+
+
+def start_ahead() -> None:
+    """Call :func:`begin` for the current directory now, keeping what it started for :func:`take_started`.
+
+    The ``legible`` entry point calls it for ``legible up`` before it imports typer and the command's module
+    (about 50 ms of CPU), so the supervisor's own start overlaps them as well (issue 12). Any error is left
+    for ``up`` to find again and report in the CLI's format: outside a git worktree nothing is started. If
+    ``up`` never takes it (its arguments are wrong), the process's exit closes the supervisor's stdin and it
+    exits having started nothing.
+    """
+    from legible._errors import LegibleError
+
+    try:
+        _STARTED.append(begin())
+    except LegibleError:
+        pass
+
+
+def take_started() -> EarlyStart | None:
+    """What :func:`start_ahead` started in this process (once), or ``None``."""
+    return _STARTED.pop() if _STARTED else None
+
+
 def begin(start: Path | None = None) -> EarlyStart:
     """Find the worktree containing ``start`` (default: the current directory) and start its early supervisor.
 

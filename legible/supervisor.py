@@ -380,7 +380,13 @@ class Supervisor:
         """Advance every service by one tick: spawn, probe, notice exits, restart. Never blocks long."""
         now = self.clock()
         changed = False
-        for run in self.services.values():
+        # A user service that can start now is spawned first: it is what `up --wait` waits for last, and the
+        # observability services' spawns (VictoriaMetrics' fork and exec, the collector's start) cost it
+        # 5-15 ms otherwise (issue 12). The rest keep plan order, so a service whose dependency becomes ready
+        # in this tick still starts in this tick.
+        runs = list(self.services.values())
+        first = [r for r in runs if r.status == "pending" and r.plan.role in RESTARTABLE_ROLES and self._deps_ready(r)]
+        for run in [*first, *(r for r in runs if not any(r is f for f in first))]:
             changed |= self._step_one(run, now)
         if self._need_snapshot and self.deploy is not None:  # after the spawns: git runs while the app starts
             self._need_snapshot = False
@@ -749,12 +755,20 @@ def probe_ready(sp: ServicePlan, log_offset: int = 0) -> bool:
         if p.kind == "none":
             return True
         if p.kind == "tcp":
-            with socket.create_connection(("127.0.0.1", int(p.target)), timeout=0.25):
-                return True
+            sock = _connect("127.0.0.1", int(p.target), 0.25)
+            if sock is None:
+                return False
+            sock.close()
+            return True
         if p.kind == "http":
             u = urllib.parse.urlsplit(p.target)
-            conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 80, timeout=0.5)
+            host, port = u.hostname or "127.0.0.1", u.port or 80
+            conn = http.client.HTTPConnection(host, port, timeout=0.5)
             try:
+                if _is_ipv4(host):  # refused while the service starts: told without http.client's exceptions
+                    conn.sock = _connect(host, port, 0.5)
+                    if conn.sock is None:
+                        return False
                 conn.request("GET", (u.path or "/") + (f"?{u.query}" if u.query else ""))
                 return conn.getresponse().status < 500
             finally:
@@ -773,6 +787,35 @@ def probe_ready(sp: ServicePlan, log_offset: int = 0) -> bool:
     except (OSError, http.client.HTTPException, ValueError):
         return False
     return False
+
+
+def _is_ipv4(host: str) -> bool:
+    """True for a dotted IPv4 address such as ``127.0.0.1`` (the plan's probe targets), False for a name."""
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        return False
+    return host.count(".") == 3
+
+
+def _connect(host: str, port: int, timeout: float) -> socket.socket | None:
+    """A TCP connection to the IPv4 address ``host``:``port`` (``TCP_NODELAY``, as http.client sets), or ``None``.
+
+    ``connect_ex`` returns the error instead of raising it: a supervisor probes each starting service every
+    5 ms, and a refused connection (the usual answer while a service starts) then costs about a fifth of
+    the CPU of ``http.client``'s raised and caught ``ConnectionRefusedError`` (issue 12).
+
+    Raises:
+        OSError: the socket cannot be created (out of file descriptors).
+
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    if sock.connect_ex((host, port)) != 0:
+        sock.close()
+        return None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def probe_live(sp: ServicePlan) -> str:
@@ -1322,6 +1365,7 @@ _STACK_MODULES = (
     "legible.services.context",
     "http.client",
     "urllib.parse",
+    "prometheus_client",  # the metrics server, set up right after the first spawns: off the app's start
 )
 
 

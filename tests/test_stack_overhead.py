@@ -67,6 +67,31 @@ def test_up_that_fails_before_the_plan_kills_its_early_supervisor(tmp_path: Path
     assert not (root / ".legible" / "state.json").exists()
 
 
+def test_legible_up_starts_its_supervisor_before_typer_and_a_usage_error_leaves_nothing(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", SHOP_TOML)
+    script = (
+        "import sys; import legible._early as early; sys.argv = ['legible', 'up', '--no-such-option']\n"
+        "begin = early.begin\n"
+        "def spy(*args):\n"
+        "    pre = begin(*args)\n"
+        "    print('typer' in sys.modules, len(pre.procs), pre.procs[0].pid, flush=True)\n"
+        "    return pre\n"
+        "early.begin = spy\n"
+        "from legible.cli.main import main; main()"
+    )
+    res = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "no-such-option" in res.stderr, res.stderr
+    typer_first, started, pid = res.stdout.split()
+    assert (typer_first, started) == ("False", "1")  # started before typer was imported
+    # up never handed it a plan: at the end of its stdin it stops its prewarmed collector and exits
+    from legible.worktree import find_worktree
+
+    key = find_worktree(root).key
+    wait_until(lambda: not psutil.pid_exists(int(pid)) or psutil.Process(int(pid)).status() == psutil.STATUS_ZOMBIE, 15)
+    wait_until(lambda: stack_pids(key) == [], 15, "the prewarmed collector gone")
+    assert not (root / ".legible" / "state.json").exists()
+
+
 def _supervisors_in(root: Path) -> list[psutil.Process]:
     """Live ``legible.supervisor`` processes whose working directory is ``root``."""
     out = []
@@ -91,6 +116,13 @@ def test_up_hands_the_plan_to_the_early_supervisor_which_logs_to_its_file(tmp_pa
     coll = psutil.Process(state["services"]["collector"]["pid"])
     assert coll.cmdline()[-3:] == ["-m", "legible._prewarm", "legible.collector"] and coll.ppid() == sup.pid
     assert coll.cwd() == str(root) and coll.environ()["LEGIBLE_STACK"] == doc["key"]
+    # its imports ran in a thread of lower priority: the collector itself (its main thread, and every thread it
+    # started to serve, e.g. gRPC's) has the usual one; only the idle helper threads native libraries start
+    # while imported (numpy's OpenBLAS worker, pyarrow's jemalloc purger) kept the lower one
+    niced = {t.id for t in coll.threads() if _thread_nice(coll.pid, t.id) != sup.nice()}
+    grpc_threads = {t.id for t in coll.threads() if _thread_comm(coll.pid, t.id).startswith(("grpc", "event_engine"))}
+    assert coll.pid not in niced and grpc_threads and not grpc_threads & niced
+    assert len(niced) <= _threads_started_by_importing("legible.collector") - 1
     assert Path(f"/proc/{coll.pid}/fd/1").resolve() == root / ".legible" / "logs" / "collector.log"
     assert "collector: ready" in (root / ".legible" / "logs" / "collector.log").read_text()
     # its stdout and stderr are the supervisor log now, its stdin no longer up's pipe
@@ -161,7 +193,7 @@ def test_the_app_starts_in_the_same_step_as_victoriametrics_and_the_collector(tm
 
     sup = Supervisor(plan, None, spawn=spawn, probe=lambda sp, off: False, clock=lambda: 1.0)
     sup.step()
-    assert spawned == ["victoria-metrics", "collector", "app"]
+    assert spawned == ["app", "victoria-metrics", "collector"]  # the app first: up waits for it last
 
 
 def test_a_service_that_waits_for_a_database_still_waits_for_it() -> None:
@@ -248,6 +280,100 @@ def test_the_supervisor_adopts_and_reaps_what_a_service_orphans(tmp_path: Path, 
     assert code == 0 and down["sigkilled"] == [] and down["killed_orphans"] == []
     assert not psutil.pid_exists(orphan)  # stopped with its group (SIGTERM) and reaped, not left a zombie
     assert stack_pids(doc["key"]) == []
+
+
+def _thread_nice(pid: int, tid: int) -> int:
+    """The nice value of thread ``tid`` of process ``pid`` (``/proc/PID/task/TID/stat``, field 19)."""
+    return int(Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def _thread_comm(pid: int, tid: int) -> str:
+    return Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+
+
+def _threads_started_by_importing(module: str) -> int:
+    """How many threads a fresh interpreter has right after ``import module`` (its main thread included)."""
+    script = f"import os, {module}; print(len(os.listdir('/proc/self/task')))"
+    return int(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
+
+
+def test_prewarm_imports_run_in_a_thread_of_lower_priority_and_skip_a_module_that_fails(tmp_path: Path) -> None:
+    (tmp_path / "prewarm_probe_mod.py").write_text(
+        "import os, threading\nNICE = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())\n"
+    )
+    script = (
+        "import os, sys, threading; sys.path.insert(0, sys.argv[1])\n"
+        "from legible._prewarm import import_in_background\n"
+        "before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())\n"
+        "import_in_background(['no_such_module_here', 'prewarm_probe_mod'], nice=7).join()\n"
+        "import prewarm_probe_mod\n"
+        "print(before, prewarm_probe_mod.NICE, os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))"
+    )
+    res = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    before, in_thread, after = (int(x) for x in res.stdout.split())
+    assert in_thread == min(19, before + 7) and after == before  # the thread's own, the rest unchanged
+
+
+def test_the_prewarm_thread_stops_between_modules_and_imports_only_what_the_collector_imports() -> None:
+    script = (
+        "import sys, threading\n"
+        "from legible._prewarm import COLLECTOR_IMPORTS, import_in_background\n"
+        "stop = threading.Event(); stop.set()\n"
+        "import_in_background(['json', 'colorsys'], stop=stop).join()\n"
+        "print('colorsys' in sys.modules)\n"
+        "import legible.collector, legible.collector.__main__\n"
+        "print([m for m in COLLECTOR_IMPORTS if m not in sys.modules])"
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["False", "[]"]  # stopped before its first module; no stale hint
+
+
+def test_readiness_probes_tell_a_refused_port_from_an_answering_one(tmp_path: Path) -> None:
+    import http.server
+    import socket
+    import threading
+
+    from legible.supervisor import probe_ready
+
+    def plan(kind: str, target: str) -> ServicePlan:
+        return ServicePlan("svc", "app", ["true"], str(tmp_path), {}, Probe(kind, target), 1.0, log=str(tmp_path / "l"))
+
+    with socket.socket() as s:  # a port nobody listens on (bound, never listening: refused)
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+        for host in ("127.0.0.1", "localhost"):
+            assert not probe_ready(plan("http", f"http://{host}:{closed}/healthz"))
+        assert not probe_ready(plan("tcp", str(closed)))
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(503 if self.path == "/down" else 200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        port = srv.server_address[1]
+        for host in ("127.0.0.1", "localhost"):
+            assert probe_ready(plan("http", f"http://{host}:{port}/healthz?x=1"))
+            assert not probe_ready(plan("http", f"http://{host}:{port}/down"))  # 5xx: listening, not ready
+        assert probe_ready(plan("tcp", str(port)))
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_up_and_down_end_with_their_exit_status_and_whole_document(tmp_path: Path) -> None:
+    bad = make_repo(tmp_path / "bad", "[app]\ncommand = 'true'\nbogus = 1\n")
+    code, doc = cli_json(bad, "up", "--wait")
+    assert code == 2 and doc["schema"] == "legible.error/v1" and "bogus" in doc["message"], doc
+    code, doc = cli_json(bad, "down")
+    assert code == 0 and doc["schema"] == "legible.down/v1" and not doc["was_running"]
 
 
 def test_every_command_freezes_the_heap_at_exit_so_the_last_collections_skip_it() -> None:
