@@ -82,8 +82,18 @@ STABLE_AFTER_S = 30.0
 ROLE_TIER = {"store": 0, "collector": 1, "app": 2, "browser": 2}
 #: Probe kinds of the database services (``kind = "postgres"``/``"redis"``).
 DB_PROBES = ("postgres", "redis")
-#: Seconds between liveness probes of a ready service that has an ``http`` probe.
-LIVENESS_EVERY_S = 2.0
+#: Seconds between liveness probes of a ready service that has an ``http`` probe. A crash is seen at once
+#: without them (the child's exit wakes the main loop through ``SIGCHLD``); they catch a hung or failing
+#: service, so they can be slow: each probe costs the supervisor and the service about a millisecond of CPU,
+#: on every idle stack of the machine (issue 12; 2 s before).
+LIVENESS_EVERY_S = 5.0
+#: Seconds the main loop sleeps at most while nothing starts: every event it serves wakes it before (a child's
+#: exit by ``SIGCHLD``, a signal, a control request, a git snapshot), except the worktree-removed check (every
+#: second) and the file watcher, which keeps the busy :data:`LOOP_S` while a service has ``watch`` patterns.
+IDLE_LOOP_S = 1.0
+#: Seconds the main loop sleeps at most while a service starts or backs off (its probe's cadence), or files are
+#: watched.
+LOOP_S = 0.1
 #: Failed liveness probes in a row that make a ready service ``unhealthy`` (and restart it).
 LIVENESS_FAILURES = 3
 
@@ -1122,6 +1132,16 @@ def main(argv: list[str] | None = None) -> int:
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
+    # A child's exit (a service, or an orphan this subreaper inherited) wakes the loop at once, so it can
+    # sleep IDLE_LOOP_S while nothing starts; the handler does nothing, the wakeup fd is the point.
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+
+    def nudge() -> None:
+        """Wake the main loop now (from another thread)."""
+        try:
+            os.write(wake_w, b"\0")
+        except OSError:  # the pipe is full: the loop is awake already
+            pass
 
     metrics: _Metrics | None = None  # set up once the first services are spawned
     pushed_store = {"ready": False}
@@ -1163,9 +1183,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def snapshot_later(number: int) -> None:
         """Run git in a thread so a slow repository never delays the probes; the loop applies the result."""
-        threading.Thread(
-            target=lambda: snapshots.put((number, deploys.git_snapshot(root))), name="legible-git", daemon=True
-        ).start()
+
+        def run() -> None:
+            snapshots.put((number, deploys.git_snapshot(root)))
+            nudge()  # the loop may sleep IDLE_LOOP_S: apply the snapshot now
+
+        threading.Thread(target=run, name="legible-git", daemon=True).start()
 
     def on_deploy(rec: dict[str, Any]) -> None:
         try:
@@ -1282,7 +1305,8 @@ def main(argv: list[str] | None = None) -> int:
                 except RestartRefused as exc:
                     print(f"supervisor: watch restart skipped: {exc}", file=sys.stderr, flush=True)
             busy = sup.status == "starting" or any(r.status in ("starting", "backoff") for r in sup.services.values())
-            for conn, req in control.wait(0.005 if busy else 0.1, wake=wake_r):
+            idle_s = LOOP_S if watcher.specs else min(IDLE_LOOP_S, max(next_check - time.monotonic(), 0.0))
+            for conn, req in control.wait(0.005 if busy else idle_s, wake=wake_r):
                 if req.get("op") != "restart":
                     send(conn, {"ok": False, "error": f"unknown op {req.get('op')!r}", "hint": "op: restart"})
                     conn.close()

@@ -9,11 +9,22 @@ than :data:`~legible.collector._lines.MAX_LINE` is cut with a marker while the r
 buffering it. A pass over a file reads up to :data:`PASS_CHUNKS` chunks (fewer once it has
 :data:`PASS_ROWS` rows) and hands their rows to the sink in one call, so a fast writer's lines are stored
 in large batches.
+
+Waking (issue 12): while a pass reads data, the next one follows at once; otherwise the thread sleeps on an
+inotify watch of the directory (:mod:`inotify_simple`, inotify(7): ``IN_MODIFY``, ``IN_CREATE``,
+``IN_MOVED_TO``, ``IN_ATTRIB`` of an entry) until a change, or until a pending record's :data:`IDLE_S` is up,
+so a line appended after a long quiet period is read at once, and an idle stack costs no wake-ups; it still polls every
+:data:`SLOW_POLL_S` seconds as a net for what inotify cannot see (a network filesystem written from another
+machine, an event queue overflow). Rotation (a new file renamed or created in
+place: ``IN_MOVED_TO``/``IN_CREATE``) and truncation (``IN_MODIFY``) wake it too. Without inotify (no module,
+no watches left: ``fs.inotify.max_user_watches``/``max_user_instances``), it polls every :data:`POLL_S` seconds
+as before. :meth:`Tailer.stop` wakes the thread through a pipe, so the last lines are read before it returns.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import sys
 import threading
 import time
@@ -38,7 +49,16 @@ PASS_ROWS = 20_000
 #: A pending record or a line without newline is complete after this many seconds without new data.
 IDLE_S = 0.3
 SCAN_EVERY_S = 0.5
+#: Seconds between passes while data arrives or a record waits out :data:`IDLE_S` (and always without inotify).
+POLL_S = 0.05
+#: Seconds between passes of an idle tailer woken by inotify (the net for changes inotify does not report).
+SLOW_POLL_S = 1.0
 IGNORED = {"collector.log"}
+#: inotify(7) events of a directory entry that wake an idle tailer: data written, a file created or renamed
+#: in (rotation), attributes changed (truncation by ``truncate(1)`` reports ``IN_MODIFY``; ``IN_ATTRIB`` covers
+#: a ``touch``ed replacement).
+_IN_MODIFY, _IN_ATTRIB, _IN_MOVED_TO, _IN_CREATE, _IN_Q_OVERFLOW, _IN_IGNORED = 0x2, 0x4, 0x80, 0x100, 0x4000, 0x8000
+_WAKE_MASK = _IN_MODIFY | _IN_ATTRIB | _IN_MOVED_TO | _IN_CREATE
 
 
 def record_row(service: str, rec: Record) -> LogRow:
@@ -57,6 +77,7 @@ class _File:
     buf: bytes = b""
     skipped: int = 0  # bytes dropped from the current over-long line
     last_data: float = 0.0
+    settled: bool = True  # no data since the last idle completion (nothing waits out IDLE_S)
 
 
 class Tailer:
@@ -86,34 +107,109 @@ class Tailer:
         self._last_scan = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._wake: tuple[int, int] | None = None  # (read, write) pipe: stop() writes a byte to end a wait
+        self._inotify: Any = None  # inotify_simple.INotify watching logs_dir, once it exists
+        self._no_inotify = False  # inotify is unavailable: poll every POLL_S
+        #: Passes made so far (a seam for tests: an idle tailer makes about one a SLOW_POLL_S).
+        self.passes = 0
 
     def start(self) -> None:
         """Run :meth:`run` in a daemon thread."""
+        self._wake = os.pipe()
         self._thread = threading.Thread(target=self.run, name="tailer", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 1.0) -> None:
         """Stop the thread; pending records are handed to the sink before it returns."""
         self._stop.set()
+        if self._wake is not None:
+            try:
+                os.write(self._wake[1], b"x")
+            except OSError:
+                pass
         if self._thread is not None:
             self._thread.join(timeout)
 
     def run(self) -> None:
-        """Poll until stopped: scan the directory, read what is new, sleep briefly when idle."""
-        while not self._stop.is_set():
-            try:
-                busy = self.poll()
-            except Exception as e:  # never let one bad file stop tailing
-                print(f"collector: tail error: {type(e).__name__}: {e}", file=sys.stderr)
-                busy = False
-            if not busy:
-                self._stop.wait(0.05)
+        """Poll until stopped: scan the directory, read what is new; when idle, sleep until inotify says so."""
+        if self._wake is None:
+            self._wake = os.pipe()
         try:
-            self.poll(final=True)
-        except Exception as e:
-            print(f"collector: tail error at stop: {type(e).__name__}: {e}", file=sys.stderr)
-        for f in self._files.values():
-            f.fh.close()
+            while not self._stop.is_set():
+                try:
+                    busy = self.poll()
+                except Exception as e:  # never let one bad file stop tailing
+                    print(f"collector: tail error: {type(e).__name__}: {e}", file=sys.stderr)
+                    busy = False
+                if not busy:
+                    self._wait()
+            try:
+                self.poll(final=True)
+            except Exception as e:
+                print(f"collector: tail error at stop: {type(e).__name__}: {e}", file=sys.stderr)
+        finally:
+            for f in self._files.values():
+                f.fh.close()
+            if self._inotify is not None:
+                self._inotify.close()
+                self._inotify = None
+
+    def _watch(self) -> bool:
+        """Set up the inotify watch of ``logs_dir`` if it is not yet; True when it is in place."""
+        if self._inotify is not None:
+            return True
+        if self._no_inotify:
+            return False
+        try:
+            from inotify_simple import INotify
+
+            ino = INotify()
+        except (ImportError, OSError):  # no inotify on this system, or no instance left
+            self._no_inotify = True
+            return False
+        try:
+            ino.add_watch(str(self.logs_dir), _WAKE_MASK)
+        except FileNotFoundError:  # not created yet: poll until it is
+            ino.close()
+            return False
+        except OSError:  # no watch left (ENOSPC) or another refusal: poll as before
+            ino.close()
+            self._no_inotify = True
+            return False
+        self._inotify = ino
+        self._last_scan = 0.0  # files created before the watch: scan now
+        return True
+
+    def _idle_due(self) -> float:
+        """Seconds until a file's pending record or partial line is complete (:data:`IDLE_S` without data), else inf."""
+        mono = time.monotonic()
+        left = [f.last_data + IDLE_S - mono for f in self._files.values() if not f.settled]
+        return max(min(left), 0.0) + 0.005 if left else float("inf")
+
+    def _wait(self) -> None:
+        """Sleep until the next pass: until inotify reports a change (or a record's idle time is up), else POLL_S."""
+        assert self._wake is not None
+        fds = [self._wake[0]]
+        timeout = POLL_S
+        if self._watch():
+            fds.append(self._inotify.fileno())
+            timeout = min(SLOW_POLL_S, self._idle_due())
+        try:
+            ready, _, _ = select.select(fds, [], [], timeout)
+        except InterruptedError:
+            return
+        if self._inotify is not None and self._inotify.fileno() in ready:
+            try:
+                events = self._inotify.read(timeout=0)
+            except OSError:
+                events = []
+            for ev in events:
+                if ev.mask & (_IN_Q_OVERFLOW | _IN_CREATE | _IN_MOVED_TO):
+                    self._last_scan = 0.0  # a new or replaced file (or events lost): scan in this pass
+                if ev.mask & _IN_IGNORED:  # the directory itself went away: watch it again once it is back
+                    self._inotify.close()
+                    self._inotify = None
+                    break
 
     def _scan(self) -> None:
         try:
@@ -140,6 +236,7 @@ class Tailer:
 
     def poll(self, final: bool = False) -> bool:
         """Read each file (up to :data:`PASS_CHUNKS` chunks); return True when anything was read (call again soon)."""
+        self.passes += 1
         now = time.monotonic()
         if now - self._last_scan >= SCAN_EVERY_S or final:
             self._last_scan = now
@@ -188,7 +285,9 @@ class Tailer:
         if data:
             self._consume(f, data, rows, now_ns)
             f.last_data = time.monotonic()  # idle counts from when the data was handled, not read
+            f.settled = False
         elif final or mono - f.last_data >= IDLE_S:
+            f.settled = True
             if f.buf or f.skipped:  # a line without its newline: complete after the idle time
                 end = f.pos
                 self._line(f, f.buf, end, rows, now_ns)

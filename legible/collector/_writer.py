@@ -1,8 +1,9 @@
 """The store's only writer: batches rows in memory and appends them to DuckDB from one thread.
 
-Rows are buffered per table and flushed every :data:`FLUSH_EVERY_S` seconds or as soon as
-:data:`FLUSH_ROWS` are waiting, as Arrow tables inserted with one ``INSERT ... SELECT`` each (the
-``logs.template``, ``logs.has_exception`` and ``logs.group_id`` columns are computed there by DuckDB, see
+Rows are buffered per table and flushed at most :data:`FLUSH_EVERY_S` seconds after they arrive, or as soon
+as :data:`FLUSH_ROWS` are waiting (:meth:`Writer._due` is the timer), as Arrow tables inserted with one
+``INSERT ... SELECT`` each (the ``logs.template``, ``logs.has_exception`` and ``logs.group_id`` columns are
+computed there by DuckDB, see
 :func:`legible.store.template_select`, :data:`legible.store.HAS_EXCEPTION_SQL` and
 :func:`legible.store.assign_groups`), in one
 transaction with the tail offsets the rows came from. At most :data:`MAX_PENDING` rows wait; beyond that
@@ -54,7 +55,18 @@ from legible.store import (
     template_select,
 )
 
+#: The flush deadline: a row is committed at most this many seconds after :meth:`Writer.add` took it (plus the
+#: flush's own time); ``legible logs`` relies on it. Under load the writer flushes at this cadence.
 FLUSH_EVERY_S = 0.2
+#: After a quiet period, the first rows wait this long for company before their flush (a trickle such as a
+#: periodic job's stdout line and its OTLP span and log, 0-100 ms apart, then makes one flush instead of two or
+#: three, each about 10 ms of CPU: DuckDB plans and commits). An idle writer sleeps until rows arrive
+#: (issue 12: before, it woke every FLUSH_EVERY_S).
+GATHER_S = 0.1
+#: Seconds new tail offsets without rows (lines that were all copies of OTLP records already stored, see
+#: :meth:`Writer._dedupe`) may wait for the next flush: they change nothing a query sees, and a crash before
+#: their commit re-reads those lines (stored again as copies, never lost).
+OFFSETS_LAG_S = 5.0
 FLUSH_ROWS = 5000
 #: Rows (logs + spans) queued at most; a queued span row takes about 1-2 KB of Python objects.
 MAX_PENDING = 20_000
@@ -237,6 +249,9 @@ class Writer:
         self._logs: list[tuple[Any, ...]] = []
         self._spans: list[tuple[Any, ...]] = []
         self._offsets: dict[str, tuple[int, int]] = {}
+        self._first_at: float | None = None  # monotonic time the oldest queued row arrived (None: none queued)
+        self._offsets_at: float | None = None  # the same for tail offsets queued without rows
+        self._last_flush = 0.0  # monotonic time the last flush took its rows
         self._stop = False
         self._seq = {
             t: int(self.con.execute(f"SELECT coalesce(max(seq), -1) + 1 FROM {t}").fetchone()[0])  # type: ignore[index]  # noqa: S608
@@ -328,7 +343,13 @@ class Writer:
             (self._logs if table == "logs" else self._spans).extend(rows)
             if offsets:
                 self._offsets.update(offsets)
-            if self._queued() >= FLUSH_ROWS:
+            if self._first_at is None and (rows or self._span_fills):
+                self._first_at = time.monotonic()
+                self._cv.notify_all()  # the writer sleeps while nothing is queued: start the flush timer
+            elif self._first_at is None and self._offsets_at is None and offsets:
+                self._offsets_at = time.monotonic()
+                self._cv.notify_all()
+            elif self._queued() >= FLUSH_ROWS:
                 self._cv.notify_all()
         return True
 
@@ -373,11 +394,31 @@ class Writer:
             self._on_deduplicated(len(rows) - len(keep))
         return keep
 
+    def _due(self) -> float | None:
+        """Monotonic time of the next flush (``None``: nothing queued). Called with ``_cv`` held.
+
+        ``max(first + GATHER_S, last flush + FLUSH_EVERY_S)``, where ``first`` is when the oldest queued row
+        arrived: never more than :data:`FLUSH_EVERY_S` after it (the deadline), every :data:`FLUSH_EVERY_S`
+        under a steady stream (batches as large as before), and :data:`GATHER_S` after the first rows of a
+        trickle. Tail offsets queued without rows wait up to :data:`OFFSETS_LAG_S` for a flush.
+        """
+        if self._first_at is None:
+            return None if self._offsets_at is None else self._offsets_at + OFFSETS_LAG_S
+        return max(self._first_at + GATHER_S, self._last_flush + FLUSH_EVERY_S)
+
     def _run(self) -> None:
         while True:
             with self._cv:
-                if not self._stop and self._queued() < FLUSH_ROWS:
-                    self._cv.wait(FLUSH_EVERY_S)
+                while not self._stop and self._queued() < FLUSH_ROWS:
+                    due = self._due()
+                    if due is None:  # nothing queued: sleep until add() brings rows (or the prune check)
+                        if not self._cv.wait(PRUNE_EVERY_S if self.max_bytes else None):
+                            break
+                        continue
+                    left = due - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cv.wait(left)
                 stopping = self._stop
             self.flush()
             if stopping:
@@ -407,6 +448,7 @@ class Writer:
         with self._cv:
             logs, spans, offsets, fills = self._logs, self._spans, self._offsets, self._span_fills
             self._logs, self._spans, self._offsets, self._span_fills = [], [], {}, []
+            self._first_at, self._offsets_at, self._last_flush = None, None, time.monotonic()
             self._inflight = len(logs) + len(spans)
             self._cv.notify_all()
         if not (logs or spans or offsets or fills):
@@ -450,6 +492,10 @@ class Writer:
                 self._spans[:0] = good_spans
                 self._span_fills[:0] = fills
                 self._offsets = {**offsets, **self._offsets}
+                if self._first_at is None and (good_logs or good_spans or fills):
+                    self._first_at = time.monotonic()  # retried at the next deadline
+                elif self._first_at is None and self._offsets_at is None and offsets:
+                    self._offsets_at = time.monotonic()
                 self._inflight = 0
             return
         self._failures = 0
