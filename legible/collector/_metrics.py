@@ -1,6 +1,7 @@
 """Derived metrics pushed to VictoriaMetrics, and the collector's own counters.
 
-Derived (all with ``worktree=<key>``), pushed about every second as Prometheus text exposition to
+Derived (all with ``worktree=<key>``), pushed every :data:`PUSH_EVERY_S` seconds (and on ``POST /flush``, which
+every metrics query sends first) as Prometheus text exposition to
 ``<vm-url>/api/v1/import/prometheus`` (VictoriaMetrics' import API; 1.79 has no OTLP ingestion):
 
 * ``legible_span_duration_seconds`` histogram and ``legible_spans_total`` counter by ``service``,
@@ -80,7 +81,13 @@ MAX_SERIES = 5000
 #: Seconds between pushes of every span and log series; in between, only the series that changed are pushed.
 FULL_EVERY_S = 5.0
 MAX_SAMPLES = 100_000
-PUSH_EVERY_S = 1.0
+#: Seconds between pushes (issue 12: 1 s before; each push costs VictoriaMetrics and the collector a few ms of
+#: CPU on every idle stack). A query does not wait for it: ``legible metrics`` asks ``POST /flush`` first
+#: (read-your-writes), and OTLP samples past :data:`PUSH_EARLY_SAMPLES` are pushed at once.
+PUSH_EVERY_S = 5.0
+#: Queued OTLP samples that make the pusher push before its next :data:`PUSH_EVERY_S` (so the queue's bound,
+#: :data:`MAX_SAMPLES`, refuses senders no sooner than with a push every second).
+PUSH_EARLY_SAMPLES = MAX_SAMPLES // 5
 
 
 class SelfMetrics:
@@ -164,6 +171,8 @@ class Derived:
         self._last_full = -FULL_EVERY_S  # monotonic time of the last take() of every series
         self._force_full = False
         self._samples: deque[Sample] = deque()
+        #: Set when :data:`PUSH_EARLY_SAMPLES` OTLP samples wait: the pusher pushes without waiting its period.
+        self.backlog = threading.Event()
         self._taken: list[Sample] = []  # the OTLP samples of the last take(), until its push is known good
         self._seen: set[int] = set()  # hashes of the OTLP series pushed so far (to notice new ones)
         self._known = 0  # span + log series pushed so far
@@ -211,6 +220,8 @@ class Derived:
             if samples and len(self._samples) + len(samples) > MAX_SAMPLES and self._samples:
                 return False
             self._samples.extend(samples)
+            if len(self._samples) >= PUSH_EARLY_SAMPLES:
+                self.backlog.set()
             return True
 
     def requeue(self) -> int:
@@ -371,10 +382,15 @@ class Pusher:
     def stop(self) -> None:
         """Push once more (best effort, short timeout) and stop."""
         self._stop.set()
+        self.derived.backlog.set()  # ends the thread's wait
         self._thread.join(self.timeout + 0.5)
 
     def _run(self) -> None:
-        while not self._stop.wait(PUSH_EVERY_S):
+        while True:
+            self.derived.backlog.wait(PUSH_EVERY_S)  # the period, or a backlog of OTLP samples, or stop()
+            self.derived.backlog.clear()
+            if self._stop.is_set():
+                break
             with self._lock:
                 self.push_once()
         self.timeout = min(self.timeout, 0.5)
