@@ -8,7 +8,9 @@ agent) and the stack's fork server with its spare child (waited for: it starts o
 browser is lazy (Chromium starts at the first browser call), so idle stacks are measured as `up` leaves them; then
 ``--browse`` stacks get one browser call each and their PSS is measured again (what a stack whose agent uses
 the browser costs). Baselines in the same run: a bare ``python -c pass``'s PSS and the example app alone.
-Target (issue 12): all ready, no collision, at most 200 MiB PSS per stack.
+Idle CPU: every process of every stack (the same set), CPU ms per second over ``--idle-seconds`` after all are
+ready and serving, median over the stacks, the app apart (its own exporter and scrapes).
+Target (issue 12): all ready, no collision, at most 200 MiB PSS per stack; idle CPU under 15 ms/s per stack.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import record  # noqa: E402
 from bench_stack import REPO, legible, repo  # noqa: E402
 
 FLEET_TOML = (
@@ -103,6 +106,45 @@ def by_kind(procs: list[psutil.Process]) -> dict[str, float]:
     return out
 
 
+def idle_cpu(stacks: dict[str, list[psutil.Process]], seconds: float) -> dict[str, tuple[float, float]]:
+    """CPU ms per second of each stack over the same ``seconds``: ``{key: (ours, app)}``.
+
+    ``ours`` is every process of the stack but the app (``app.py``: its OpenTelemetry SDK's periodic exports
+    and scrapes are the app's own); CPU is user + system from psutil ``cpu_times``, of processes alive at both
+    ends.
+    """
+
+    def cpu(p: psutil.Process) -> float | None:
+        try:
+            t = p.cpu_times()
+            return float(t.user + t.system)
+        except psutil.Error:
+            return None
+
+    before = {k: [(p, cpu(p)) for p in procs] for k, procs in stacks.items()}
+    t0 = time.monotonic()
+    time.sleep(seconds)  # the measurement: every stack left alone
+    wall = time.monotonic() - t0
+    out = {}
+    for k, pairs in before.items():
+        ours = app = 0.0
+        for p, a in pairs:
+            b = cpu(p)
+            if a is None or b is None:
+                continue
+            try:
+                is_app = "app.py" in " ".join(p.cmdline())
+            except psutil.Error:
+                continue
+            ms = (b - a) * 1000 / wall
+            if is_app:
+                app += ms
+            else:
+                ours += ms
+        out[k] = (ours, app)
+    return out
+
+
 def python_pss_mib() -> float:
     p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
     try:
@@ -118,6 +160,7 @@ def main() -> None:
     ap.add_argument("--stacks", type=int, default=20)
     ap.add_argument("--browse", type=int, default=3, help="stacks that get one browser call (launch Chromium)")
     ap.add_argument("--runs", type=int, default=1, help="ignored (run.py passes it to every benchmark)")
+    ap.add_argument("--idle-seconds", type=float, default=20.0, help="idle CPU sampled over this long (>= 20)")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="legible-fleet-"))
     os.environ["XDG_STATE_HOME"] = str(base / "xdg")
@@ -153,6 +196,7 @@ def main() -> None:
         roots = dict(zip(keys, many, strict=False))
         idle = [pss_mib(stack_procs(k, roots[k])) for k in keys]
         kinds = by_kind(stack_procs(keys[0], roots[keys[0]])) if keys else {}
+        cpu = idle_cpu({k: stack_procs(k, roots[k]) for k in keys}, args.idle_seconds) if keys else {}
         browsed = []
         for w, k in list(zip(many, keys, strict=False))[: args.browse]:
             out = subprocess.run(
@@ -176,6 +220,16 @@ def main() -> None:
             f"{sum(idle):.0f} MiB total  target <= 200 MiB"
         )
         print(f"  fork servers serving: {servers}/{args.stacks} (included in the PSS)")
+        if cpu:
+            ours = statistics.median(o for o, _ in cpu.values())
+            app = statistics.median(a for _, a in cpu.values())
+            print(
+                f"idle CPU per stack, our processes  {ours:7.1f} ms/s median over {len(cpu)} stacks "
+                f"({args.idle_seconds:.0f} s, all at once), max {max(o for o, _ in cpu.values()):.1f}; "
+                f"the app's own {app:.1f} ms/s apart; all stacks {sum(o + a for o, a in cpu.values()):.0f} ms/s "
+                "target < 15 ms/s"
+            )
+            record("idle CPU per stack, our processes (fleet)", ours, "ms/s", target="< 15 ms/s", note=f"app {app:.1f}")
         print("  by process (first stack, idle): " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(kinds.items())))
         if browsed:
             b = [m for m, _ in browsed]
