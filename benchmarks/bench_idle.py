@@ -15,6 +15,9 @@ first probe comes after the quiet period.
 
 ``--baseline-src DIR`` runs another legible (e.g. ``git worktree add DIR <rev>``, or ``git archive <rev> legible
 | tar -x -C DIR``) in alternating turns with this one (A, B, A, B...), so a busy machine weighs on both.
+``--quiet-app`` runs ``python -m http.server`` as the app instead (no OpenTelemetry, no periodic job, no
+browser): the floor of what the stack itself costs. The example shop is not idle: its restock job writes a
+span and a log line every 2 s, each a store write of the collector.
 Target (issue 12): under 15 ms/s per idle stack for our processes.
 """
 
@@ -43,6 +46,8 @@ SHOP_TOML = (
     '[app]\ncommand = "python app.py"\nready = { http = "/healthz" }\nmetrics_path = "/metrics"\n\n'
     "[stack]\nbrowser = true\n"
 )
+#: A quiet app (no OpenTelemetry, no periodic job, no browser): the floor of the stack's own idle CPU.
+QUIET_TOML = '[app]\ncommand = "python -m http.server $PORT --bind 127.0.0.1"\nready = { http = "/" }\n'
 KINDS = (
     ("supervisor", "legible.supervisor"),
     ("forkserver", "legible.forkserver"),
@@ -50,6 +55,7 @@ KINDS = (
     ("collector", "legible.collector"),
     ("browser-agent", "legible.browser.agent"),
     ("app", "app.py"),
+    ("app", "http.server"),
 )
 
 
@@ -131,8 +137,10 @@ def line_latency_ms(root: Path, probes: int) -> list[float]:
     return out
 
 
-def one_run(base: Path, name: str, src: Path, seconds: float, probes: int) -> tuple[dict[str, float], list[float]]:
-    w = repo(base, name, SHOP_TOML, True)
+def one_run(
+    base: Path, name: str, src: Path, seconds: float, probes: int, quiet: bool = False
+) -> tuple[dict[str, float], list[float]]:
+    w = repo(base, name, QUIET_TOML if quiet else SHOP_TOML, not quiet)
     try:
         _, doc = legible(w, "up", "--wait", src=src)
         deadline = time.monotonic() + 60
@@ -167,6 +175,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=20.0, help="idle seconds measured (>= 20 for the figure)")
     ap.add_argument("--probes", type=int, default=5, help="log line latency probes per run")
+    ap.add_argument("--quiet-app", action="store_true", help="a quiet app (http.server), no browser: the floor")
     ap.add_argument("--baseline-src", type=Path, default=None, help="another legible source, run in turns")
     args = ap.parse_args()
     venv_env()
@@ -177,7 +186,7 @@ def main() -> None:
     try:
         for i in range(args.runs):
             for label, src in srcs if i % 2 == 0 else srcs[::-1]:
-                kinds, lat = one_run(base, f"{label}{i}", src, args.seconds, args.probes)
+                kinds, lat = one_run(base, f"{label}{i}", src, args.seconds, args.probes, args.quiet_app)
                 rows[label].append(kinds)
                 lats[label] += lat
                 print(f"  run {i} {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(kinds.items())), flush=True)
@@ -185,8 +194,9 @@ def main() -> None:
         ours, app, lat = got["this"]
         base_ours = got["baseline"][0] if args.baseline_src else None
         base_lat = got["baseline"][2] if args.baseline_src else None
+        what = " (quiet app)" if args.quiet_app else ""
         record(
-            "idle CPU per stack, our processes",
+            "idle CPU per stack, our processes" + what,
             ours,
             "ms/s",
             baseline=base_ours,
@@ -195,7 +205,7 @@ def main() -> None:
             note=f"app's own {app:.1f} ms/s apart",
         )
         record(
-            "log line write -> queryable (idle stack)",
+            "log line write -> queryable (idle stack)" + what,
             lat,
             "ms",
             baseline=base_lat,
