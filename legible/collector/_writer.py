@@ -51,6 +51,7 @@ from legible.store import (
     lock_down,
     migrate,
     run_query,
+    template_of,
     template_select,
 )
 
@@ -70,6 +71,11 @@ QUERY_SLOTS = 2
 QUERY_TIMEOUT_S = 30.0
 #: How many recent (service, trace id, message) keys the cross-source dedupe remembers.
 DEDUPE_KEYS = 50_000
+#: A log batch of at most this many rows gets its ``template`` column from Python (:func:`legible.store.template_of`)
+#: rather than from DuckDB: binding the SQL folding (six RE2 regexes, nested stages) costs DuckDB about 2.5 ms of
+#: CPU per flush whatever the row count, which a stack logging a few lines per flush paid every 0.2 s (issue 12);
+#: Python's regexes cost more per row, so a large batch (a burst of stdout) keeps the SQL.
+PY_TEMPLATE_ROWS = 1000
 
 LOG_COLUMNS = (
     ("time_ns", pa.int64()),
@@ -121,16 +127,25 @@ _FILL_SPAN_SQL = (
 )
 
 
-def _insert_sql(table: str, columns: Sequence[tuple[str, Any]]) -> str:
+def _insert_sql(table: str, columns: Sequence[tuple[str, Any]], *, template_given: bool = False) -> str:
+    """Return the ``INSERT`` of a batch of ``table`` rows from the Arrow table named ``_batch_<table>``.
+
+    ``template_given`` (``logs`` only): the batch carries a ``template`` column (see :data:`PY_TEMPLATE_ROWS`), so
+    the statement does not compute it; the stored rows are the same.
+    """
     names = ["seq", *(c for c, _ in columns)]
     sel = [f"{c}::JSON" if c in _JSON_COLS else c for c in names]
     if table == "logs":  # + the columns DuckDB computes: has_exception (from the JSON text), template, group_id
         names += ["has_exception", "template", "group_id"]
         sel.append(HAS_EXCEPTION_SQL)
+        if template_given:
+            rows = f"SELECT {', '.join(sel)}, template FROM _batch_logs"  # noqa: S608
+        else:
+            rows = template_select("_batch_logs", sel)
         # group_id: the id of the row's (level, service, template) in log_groups, NULL for a key not there yet
         # (the flush then adds it: legible.store.assign_groups); RETURNING tells whether any row got NULL
         return (
-            f"INSERT INTO logs ({', '.join(names)}) SELECT b.*, d.id FROM ({template_select('_batch_logs', sel)}) AS b"  # noqa: S608
+            f"INSERT INTO logs ({', '.join(names)}) SELECT b.*, d.id FROM ({rows}) AS b"  # noqa: S608
             " LEFT JOIN log_groups AS d ON d.level = b.level AND d.service = b.service AND d.template = b.template"
             " RETURNING group_id IS NULL"
         )
@@ -243,6 +258,7 @@ class Writer:
             for t in ("logs", "spans")
         }
         self._insert = {"logs": _insert_sql("logs", LOG_COLUMNS), "spans": _insert_sql("spans", SPAN_COLUMNS)}
+        self._insert_templated = _insert_sql("logs", LOG_COLUMNS, template_given=True)
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
         self._last_prune = time.monotonic()
         self.used_bytes = self._used_bytes()
@@ -416,9 +432,7 @@ class Writer:
             con.execute("BEGIN TRANSACTION").fetchall()
             for table, rows, columns in (("logs", logs, LOG_COLUMNS), ("spans", spans, SPAN_COLUMNS)):
                 if rows:
-                    con.register(f"_batch_{table}", _arrow(columns, rows, self._seq[table]))
-                    inserted = con.execute(self._insert[table]).fetchall()
-                    con.unregister(f"_batch_{table}")
+                    inserted = self._insert_rows(table, rows, columns)
                     if table == "logs" and any(new_key for (new_key,) in inserted):
                         assign_groups(con, self._seq["logs"], keys_are_new=True)  # the join found no id for them
             if fills:
@@ -463,6 +477,20 @@ class Writer:
                     self._on_written(table, len(rows))
                 if cb:
                     cb(rows)
+
+    def _insert_rows(
+        self, table: str, rows: list[tuple[Any, ...]], columns: Sequence[tuple[str, Any]]
+    ) -> list[tuple[Any, ...]]:
+        """Insert ``rows`` of ``table`` numbered from its next ``seq``; a small log batch brings its templates."""
+        batch = _arrow(columns, rows, self._seq[table])
+        sql = self._insert[table]
+        if table == "logs" and len(rows) <= PY_TEMPLATE_ROWS and all(type(r[6]) is str for r in rows):
+            batch = batch.append_column("template", pa.array([template_of(r[6]) for r in rows], _STRING))
+            sql = self._insert_templated
+        self.con.register(f"_batch_{table}", batch)
+        inserted = self.con.execute(sql).fetchall()
+        self.con.unregister(f"_batch_{table}")
+        return inserted
 
     def _failed(self, e: Exception) -> None:
         """Record a failed flush; after a fatal error or :data:`FAILURES_UNHEALTHY` in a row, reopen the file."""
