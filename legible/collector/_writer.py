@@ -197,6 +197,24 @@ def _sift(columns: Sequence[tuple[str, Any]], rows: list[tuple[Any, ...]]) -> tu
     return a + b, x + y
 
 
+#: Set the tail offset of a file the table holds (the columns a path's ``INSERT OR REPLACE`` would set); an
+#: ``UPDATE`` of one row binds in about a quarter of the time of an upsert on the primary key (issue 12).
+_UPDATE_OFFSET_SQL = 'UPDATE tail_offsets SET inode = ?, "offset" = ?, updated_ns = ? WHERE path = ? RETURNING path'
+
+
+def _save_offsets(con: duckdb.DuckDBPyConnection, offsets: dict[str, tuple[int, int]], now_ns: int) -> None:
+    """Store ``{path: (inode, offset)}`` in ``tail_offsets`` in the caller's transaction, as an upsert would.
+
+    Each path is updated; the paths no row was found for (a file seen for the first time) are inserted.
+    """
+    new = []
+    for path, (inode, offset) in offsets.items():
+        if not con.execute(_UPDATE_OFFSET_SQL, (inode, offset, now_ns, path)).fetchall():
+            new.append((path, inode, offset, now_ns))
+    if new:
+        con.executemany("INSERT INTO tail_offsets VALUES (?,?,?,?)", new)
+
+
 class Writer:
     """Own the DuckDB file: migrate it, batch rows into it, prune it, and answer read-only queries.
 
@@ -438,11 +456,7 @@ class Writer:
             if fills:
                 con.executemany(_FILL_SPAN_SQL, [[sid, floor, svc, tid, line] for svc, tid, line, sid, floor in fills])
             if offsets:
-                now = time.time_ns()
-                con.executemany(
-                    "INSERT OR REPLACE INTO tail_offsets VALUES (?,?,?,?)",
-                    [(p, i, o, now) for p, (i, o) in offsets.items()],
-                )
+                _save_offsets(con, offsets, time.time_ns())
             con.execute("COMMIT").fetchall()
         except Exception as e:
             try:
