@@ -4,7 +4,8 @@ Rows are buffered per table and flushed every :data:`FLUSH_EVERY_S` seconds or a
 :data:`FLUSH_ROWS` are waiting, as Arrow tables inserted with one ``INSERT ... SELECT`` each (the
 ``logs.template``, ``logs.has_exception`` and ``logs.group_id`` columns are computed there by DuckDB, see
 :func:`legible.store.template_select`, :data:`legible.store.HAS_EXCEPTION_SQL` and
-:func:`legible.store.assign_groups`), in one
+:func:`legible.store.assign_groups`; the template of a batch of at most :data:`PY_TEMPLATE_ROWS` rows comes
+from :func:`legible.store.template_of` instead), in one
 transaction with the tail offsets the rows came from. At most :data:`MAX_PENDING` rows wait; beyond that
 :meth:`Writer.add` refuses (OTLP answers 429 so the sender retries) or blocks (the file tailer). A row
 :meth:`Writer.add` accepted is written before :meth:`Writer.close` returns: the last flushes run until the
