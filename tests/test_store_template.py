@@ -120,3 +120,39 @@ def test_the_small_and_the_large_batch_paths_store_the_same_rows(
     assert all(r[-1] is not None for r in logs_a if r[9] is not None)  # every row with a template has a group
     assert logs_a == logs_b
     assert groups_a == groups_b
+
+
+def _dangling(con: duckdb.DuckDBPyConnection) -> int:
+    """Log rows whose ``group_id`` is not the ``log_groups`` id of their own (level, service, template)."""
+    row = con.execute(
+        "SELECT count(*) FROM logs AS l LEFT JOIN log_groups AS d ON d.id = l.group_id WHERE d.id IS NULL"
+        " OR d.level != l.level OR d.service != l.service OR d.template != l.template"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_known_group_ids_are_forgotten_when_the_size_cap_deletes_their_groups(tmp_path: Path) -> None:
+    """After a prune removed a group, a small batch of its key gets a new id that ``log_groups`` holds."""
+    old = [
+        (10**18, 10**18, "app", "info", 9, None, f"alpha step {w}", None, "{}", None, None, None, "stdout")
+        for w in "ab"
+    ]
+    new = (10**18, 10**18, "app", "warn", 13, None, "beta", None, "{}", None, None, None, "stdout")
+    w = Writer(tmp_path / "s.duckdb")
+    for _ in range(3):  # the first flush learns the two ids by the join, the next ones use them
+        assert w.add("logs", list(old))
+        w.flush()
+    assert len(w._group_ids) == 2
+    for i in range(40):
+        assert w.add("logs", [(*new[:6], f"beta {j} {'x' * (i + j)}", *new[7:]) for j in range(200)])
+        w.flush()
+    w.max_bytes = 1  # every prune pass deletes the oldest fifth, ten passes
+    assert w.prune() > 0
+    assert w.con.execute("SELECT count(*) FROM log_groups WHERE template LIKE 'alpha%'").fetchone() == (0,)
+    assert w.add("logs", list(old))
+    w.flush()
+    assert w.pending == 0
+    assert w.con.execute("SELECT count(*) FROM logs WHERE template LIKE 'alpha%'").fetchone() == (2,)
+    assert _dangling(w.con) == 0
+    w.close()
