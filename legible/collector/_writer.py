@@ -516,7 +516,10 @@ class Writer:
         and the ids it found are learnt (:meth:`_remember_groups`).
         """
         batch = _arrow(columns, rows, self._seq[table])
-        if table != "logs" or len(rows) > PY_TEMPLATE_ROWS or not all(type(r[6]) is str for r in rows):
+        if table != "logs":
+            self._run_insert(table, self._insert[table], batch)  # returns the count
+            return False
+        if len(rows) > PY_TEMPLATE_ROWS or not all(type(r[6]) is str for r in rows):
             return any(new_key for (new_key,) in self._run_insert(table, self._insert[table], batch))
         templates = [template_of(r[6]) for r in rows]
         batch = batch.append_column("template", pa.array(templates, _STRING))
