@@ -5,7 +5,8 @@ Rows are buffered per table and flushed every :data:`FLUSH_EVERY_S` seconds or a
 ``logs.template``, ``logs.has_exception`` and ``logs.group_id`` columns are computed there by DuckDB, see
 :func:`legible.store.template_select`, :data:`legible.store.HAS_EXCEPTION_SQL` and
 :func:`legible.store.assign_groups`; the template of a batch of at most :data:`PY_TEMPLATE_ROWS` rows comes
-from :func:`legible.store.template_of` instead), in one
+from :func:`legible.store.template_of` instead, and its group ids from the ids the writer's earlier flushes
+found when it knows every key of the batch), in one
 transaction with the tail offsets the rows came from. At most :data:`MAX_PENDING` rows wait; beyond that
 :meth:`Writer.add` refuses (OTLP answers 429 so the sender retries) or blocks (the file tailer). A row
 :meth:`Writer.add` accepted is written before :meth:`Writer.close` returns: the last flushes run until the
