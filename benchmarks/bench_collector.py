@@ -1,7 +1,8 @@
 """Collector benchmarks: ingest throughput, query latency over a large store, RSS.
 
     python benchmarks/bench_collector.py [--runs 3] [--lines 300000] [--spans 100000]
-        [--load-spans 1000000] [--single-seconds 20] [--only ingest|concurrency] [--baseline-src DIR]
+        [--load-spans 1000000] [--single-seconds 20] [--only ingest|concurrency|flush] [--baseline-src DIR]
+        [--flushes 30] [--trickle-seconds 30]
 
 Concurrency (issue 8): OTLP/HTTP senders in their own processes, batches of 100 spans with unique trace ids
 (5 spans per trace), retrying 429/503: spans/s acknowledged with zero loss (stored == acknowledged, exact)
@@ -20,6 +21,11 @@ Ingest per collector CPU-second (issue 12): >= 80,000 stdout lines and >= 50,000
 row counted back. ``--baseline-src DIR`` runs another collector (a directory holding its ``legible``
 package, e.g. ``git archive <rev> legible | tar -x -C DIR``) alternately with this one and reports the
 ratio: ``--only ingest --runs 5 --baseline-src DIR`` runs just that part.
+
+Fixed cost per flush (issue 12, many stacks logging a little): ``--only flush`` measures the process CPU of one
+``Writer.flush`` of 1, 10, 100, 1,000 and 20,000 log rows and span rows (file store, medians of ``--flushes``),
+and the collector's CPU over ``--trickle-seconds`` while an app writes 20 stdout lines/s and sends 5 OTLP
+spans/s (every row counted back), and idle over the same time; with ``--baseline-src DIR`` alternately.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import concurrent.futures
+import json
 import multiprocessing
 import os
 import random
@@ -675,6 +682,125 @@ def bench_concurrency(load_spans: int, single_seconds: float) -> dict[str, float
     return out
 
 
+# Flushes batches of each size into a file store with the real Writer of the ``legible`` on sys.path (its flush
+# thread not started: ``flush`` runs here) and prints the median process CPU (all threads) per flush, in ms.
+FLUSH_SCRIPT = r"""
+import json, statistics, sys, tempfile, time
+from pathlib import Path
+from legible.collector._writer import Writer
+sizes, flushes = json.loads(sys.argv[1]), int(sys.argv[2])
+def logs(n, k):
+    kinds = ("GET /api/items/{} 200 took {} ms", "cache lookup key=item:{} hit={}", "slow request {} took {} ms")
+    return [(10**18 + i, 10**18 + i, "shop", "info", 9, None, kinds[i % 3].format(k * n + i, i % 7),
+             '{"http.route": "/x"}', '{"service.name": "shop"}', "app", None, None, "stdout") for i in range(n)]
+def spans(n, k):
+    return [(f"{k:016x}{i:016x}", f"{i:016x}", None, None, "shop", "GET /api/items/{id}", "SERVER", 10**18,
+             10**18 + 5 * 10**6, 5.0, "UNSET", None, '{"http.route": "/api/items/{id}"}', '{"service.name": "shop"}',
+             "bench", "[]", "[]", None, None, 10**18) for i in range(n)]
+out = {}
+with tempfile.TemporaryDirectory() as d:
+    w = Writer(Path(d) / "s.duckdb")
+    for table, make in (("logs", logs), ("spans", spans)):
+        for n in sizes:
+            k = max(3, min(flushes, 100_000 // n))
+            cpu = []
+            for j in range(k + 2):  # the first two warm up
+                w.add(table, make(n, j))
+                t0 = time.process_time()
+                w.flush()
+                cpu.append(time.process_time() - t0)
+            out[f"{table} {n}"] = statistics.median(cpu[2:]) * 1000
+            assert w.pending == 0, "rows left queued"
+    assert w.con.execute("SELECT count(*) FROM logs WHERE template IS NULL OR group_id IS NULL").fetchone()[0] == 0
+    w.close()
+print(json.dumps(out))
+"""
+FLUSH_SIZES = (1, 10, 100, 1000, 20_000)
+
+
+def bench_flush_cpu(src: Path, flushes: int) -> dict[str, float]:
+    """CPU ms per flush of the Writer at ``src``, per ``"<table> <rows>"`` (see :data:`FLUSH_SCRIPT`)."""
+    out = subprocess.run(
+        [sys.executable, "-c", FLUSH_SCRIPT, str(list(FLUSH_SIZES)), str(flushes)],
+        cwd=src,
+        env=venv_env({"PYTHONPATH": str(src), "MALLOC_ARENA_MAX": "2"}),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    doc: dict[str, float] = json.loads(out.stdout)
+    return doc
+
+
+def bench_trickle(src: Path, seconds: float, lines_per_s: int = 20, spans_per_s: int = 5) -> float:
+    """Collector CPU-seconds while an app trickles ``lines_per_s`` stdout lines and ``spans_per_s`` OTLP spans.
+
+    One line every ``1/lines_per_s`` s appended to a tailed file, one span per OTLP/HTTP request every
+    ``1/spans_per_s`` s, for ``seconds``; every row is then counted back (zero loss). With ``lines_per_s`` and
+    ``spans_per_s`` 0 it measures the idle collector over the same time.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        col = Collector(Path(tmp), src=src).start()
+        s = requests.Session()
+        bodies = [span_request(1, k) for k in range(int(seconds * spans_per_s) + 1)]
+        data = make_lines(int(seconds * lines_per_s) + 1).splitlines(keepends=True)
+        lines = spans = 0
+        cpu0 = col.cpu()
+        t0 = time.monotonic()
+        with open(col.logs / "app.log", "ab") as f:
+            while (now := time.monotonic() - t0) < seconds:
+                while lines_per_s and lines < now * lines_per_s:
+                    f.write(data[lines])
+                    f.flush()
+                    lines += 1
+                while spans_per_s and spans < now * spans_per_s:
+                    r = s.post(
+                        f"{col.url}/v1/traces",
+                        data=bodies[spans],
+                        headers={"Content-Type": "application/x-protobuf"},
+                        timeout=30,
+                    )
+                    assert r.status_code == 200, r.status_code
+                    spans += 1
+                time.sleep(0.01)
+        time.sleep(0.5)  # the last flush (every 0.2 s)
+        cpu = col.cpu() - cpu0
+        end = time.monotonic() + 30
+        while (col.count("logs"), col.count("spans")) != (lines, spans) and time.monotonic() < end:
+            time.sleep(POLL_S)
+        assert (col.count("logs"), col.count("spans")) == (lines, spans), "rows lost or duplicated"
+        col.stop()
+    return cpu
+
+
+def bench_flush(runs: int, flushes: int, seconds: float, baseline_src: Path | None) -> None:
+    """CPU per flush by batch size and a trickling app's collector CPU, against ``baseline_src`` (alternately)."""
+    srcs = [("now", REPO)] + ([("base", baseline_src)] if baseline_src is not None else [])
+    per: dict[str, list[dict[str, float]]] = {k: [] for k, _ in srcs}
+    trickle: dict[str, list[float]] = {k: [] for k, _ in srcs}
+    idle: dict[str, list[float]] = {k: [] for k, _ in srcs}
+    for run in range(runs):  # alternate, so a burst of load from elsewhere hits both sides alike
+        for name, src in srcs if run % 2 == 0 else srcs[::-1]:
+            per[name].append(bench_flush_cpu(src, flushes))
+            trickle[name].append(bench_trickle(src, seconds))
+    for name, src in srcs:
+        idle[name].append(bench_trickle(src, seconds, 0, 0))
+    base = "base" if baseline_src is not None else None
+    for key in per["now"][0]:
+        now = statistics.median(r[key] for r in per["now"])
+        old = statistics.median(r[key] for r in per[base]) if base else None
+        record(f"writer flush CPU, {key} rows", now, "ms", baseline=old, baseline_name=f"{baseline_src}")
+    for name, rs in (("trickle", trickle), ("idle", idle)):
+        record(
+            f"collector CPU, {name} ({seconds:.0f} s{', 20 lines/s + 5 spans/s' if name == 'trickle' else ''})",
+            statistics.median(rs["now"]) * 1000,
+            "ms",
+            baseline=statistics.median(rs[base]) * 1000 if base else None,
+            baseline_name=f"{baseline_src}",
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -684,7 +810,9 @@ def main() -> None:
     ap.add_argument("--store-spans", type=int, default=200_000)
     ap.add_argument("--load-spans", type=int, default=1_000_000)
     ap.add_argument("--single-seconds", type=float, default=20.0)
-    ap.add_argument("--only", choices=["concurrency", "ingest"], default=None, help="run one part only")
+    ap.add_argument("--only", choices=["concurrency", "ingest", "flush"], default=None, help="run one part only")
+    ap.add_argument("--flushes", type=int, default=30, help="flushes per batch size (--only flush)")
+    ap.add_argument("--trickle-seconds", type=float, default=30.0, help="seconds of trickle (--only flush)")
     ap.add_argument(
         "--baseline-src", type=Path, default=None, help="a directory with another legible package to compare ingest"
     )
@@ -692,6 +820,9 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}, runs: {a.runs} (medians)")
     if a.only == "ingest":
         bench_ingest(a.lines, a.spans, a.runs, a.baseline_src)
+        return
+    if a.only == "flush":
+        bench_flush(a.runs, a.flushes, a.trickle_seconds, a.baseline_src)
         return
     conc = bench_concurrency(a.load_spans, a.single_seconds)
     for k, v in conc.items():

@@ -5,7 +5,9 @@ as :data:`FLUSH_ROWS` are waiting (:meth:`Writer._due` is the timer), as Arrow t
 ``INSERT ... SELECT`` each (the ``logs.template``, ``logs.has_exception`` and ``logs.group_id`` columns are
 computed there by DuckDB, see
 :func:`legible.store.template_select`, :data:`legible.store.HAS_EXCEPTION_SQL` and
-:func:`legible.store.assign_groups`), in one
+:func:`legible.store.assign_groups`; the template of a batch of at most :data:`PY_TEMPLATE_ROWS` rows comes
+from :func:`legible.store.template_of` instead, and its group ids from the ids the writer's earlier flushes
+found when it knows every key of the batch), in one
 transaction with the tail offsets the rows came from. At most :data:`MAX_PENDING` rows wait; beyond that
 :meth:`Writer.add` refuses (OTLP answers 429 so the sender retries) or blocks (the file tailer). A row
 :meth:`Writer.add` accepted is written before :meth:`Writer.close` returns: the last flushes run until the
@@ -52,6 +54,7 @@ from legible.store import (
     lock_down,
     migrate,
     run_query,
+    template_of,
     template_select,
 )
 
@@ -82,6 +85,14 @@ QUERY_SLOTS = 2
 QUERY_TIMEOUT_S = 30.0
 #: How many recent (service, trace id, message) keys the cross-source dedupe remembers.
 DEDUPE_KEYS = 50_000
+#: A log batch of at most this many rows gets its ``template`` column from Python (:func:`legible.store.template_of`)
+#: rather than from DuckDB: binding the SQL folding (six RE2 regexes, nested stages) costs DuckDB about 2.5 ms of
+#: CPU per flush whatever the row count, which a stack logging a few lines per flush paid every 0.2 s (issue 12);
+#: Python's regexes cost more per row, so a large batch (a burst of stdout) keeps the SQL.
+PY_TEMPLATE_ROWS = 1000
+#: How many ``(level, service, template) -> log_groups.id`` the writer remembers, so that a small batch whose keys
+#: are all known is inserted without the join to ``log_groups`` (about 0.9 ms of CPU less a flush).
+GROUP_IDS_KEPT = 10_000
 
 LOG_COLUMNS = (
     ("time_ns", pa.int64()),
@@ -133,18 +144,34 @@ _FILL_SPAN_SQL = (
 )
 
 
-def _insert_sql(table: str, columns: Sequence[tuple[str, Any]]) -> str:
+def _insert_sql(
+    table: str, columns: Sequence[tuple[str, Any]], *, template_given: bool = False, group_given: bool = False
+) -> str:
+    """Return the ``INSERT`` of a batch of ``table`` rows from the Arrow table named ``_batch_<table>``.
+
+    It returns one row ``(group_id IS NULL,)`` per ``logs`` row. ``template_given`` (``logs`` only): the batch
+    carries a ``template`` column (see :data:`PY_TEMPLATE_ROWS`), so the statement does not compute it, and
+    returns ``(level, service, template, group_id)``; ``group_given`` too: the batch carries ``group_id`` (every
+    key known, see ``Writer._group_ids``), so the statement does not look it up and returns nothing. The stored
+    rows are the same.
+    """
     names = ["seq", *(c for c, _ in columns)]
     sel = [f"{c}::JSON" if c in _JSON_COLS else c for c in names]
     if table == "logs":  # + the columns DuckDB computes: has_exception (from the JSON text), template, group_id
         names += ["has_exception", "template", "group_id"]
         sel.append(HAS_EXCEPTION_SQL)
+        if group_given:
+            return f"INSERT INTO logs ({', '.join(names)}) SELECT {', '.join(sel)}, template, group_id FROM _batch_logs"  # noqa: S608
+        if template_given:
+            rows = f"SELECT {', '.join(sel)}, template FROM _batch_logs"  # noqa: S608
+        else:
+            rows = template_select("_batch_logs", sel)
         # group_id: the id of the row's (level, service, template) in log_groups, NULL for a key not there yet
         # (the flush then adds it: legible.store.assign_groups); RETURNING tells whether any row got NULL
         return (
-            f"INSERT INTO logs ({', '.join(names)}) SELECT b.*, d.id FROM ({template_select('_batch_logs', sel)}) AS b"  # noqa: S608
+            f"INSERT INTO logs ({', '.join(names)}) SELECT b.*, d.id FROM ({rows}) AS b"  # noqa: S608
             " LEFT JOIN log_groups AS d ON d.level = b.level AND d.service = b.service AND d.template = b.template"
-            " RETURNING group_id IS NULL"
+            f" RETURNING {'level, service, template, group_id' if template_given else 'group_id IS NULL'}"
         )
     return f"INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(sel)} FROM _batch_{table}"  # noqa: S608
 
@@ -192,6 +219,24 @@ def _sift(columns: Sequence[tuple[str, Any]], rows: list[tuple[Any, ...]]) -> tu
     a, x = _sift(columns, rows[:mid])
     b, y = _sift(columns, rows[mid:])
     return a + b, x + y
+
+
+#: Set the tail offset of a file the table holds (the columns a path's ``INSERT OR REPLACE`` would set); an
+#: ``UPDATE`` of one row binds in about a quarter of the time of an upsert on the primary key (issue 12).
+_UPDATE_OFFSET_SQL = 'UPDATE tail_offsets SET inode = ?, "offset" = ?, updated_ns = ? WHERE path = ? RETURNING path'
+
+
+def _save_offsets(con: duckdb.DuckDBPyConnection, offsets: dict[str, tuple[int, int]], now_ns: int) -> None:
+    """Store ``{path: (inode, offset)}`` in ``tail_offsets`` in the caller's transaction, as an upsert would.
+
+    Each path is updated; the paths no row was found for (a file seen for the first time) are inserted.
+    """
+    new = []
+    for path, (inode, offset) in offsets.items():
+        if not con.execute(_UPDATE_OFFSET_SQL, (inode, offset, now_ns, path)).fetchall():
+            new.append((path, inode, offset, now_ns))
+    if new:
+        con.executemany("INSERT INTO tail_offsets VALUES (?,?,?,?)", new)
 
 
 class Writer:
@@ -258,6 +303,12 @@ class Writer:
             for t in ("logs", "spans")
         }
         self._insert = {"logs": _insert_sql("logs", LOG_COLUMNS), "spans": _insert_sql("spans", SPAN_COLUMNS)}
+        self._insert_templated = _insert_sql("logs", LOG_COLUMNS, template_given=True)
+        self._insert_grouped = _insert_sql("logs", LOG_COLUMNS, template_given=True, group_given=True)
+        #: (level, service, template) -> its committed ``log_groups.id``; emptied when ids can change (prune,
+        #: reopen). ``_learned``: the pairs a flush under way found, kept once it commits.
+        self._group_ids: dict[tuple[str, str, str], int] = {}
+        self._learned: list[tuple[tuple[str, str, str], int]] = []
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
         self._last_prune = time.monotonic()
         self.used_bytes = self._used_bytes()
@@ -454,23 +505,16 @@ class Writer:
         if not (logs or spans or offsets or fills):
             return
         con = self.con
+        self._learned = []
         try:
             con.execute("BEGIN TRANSACTION").fetchall()
             for table, rows, columns in (("logs", logs, LOG_COLUMNS), ("spans", spans, SPAN_COLUMNS)):
-                if rows:
-                    con.register(f"_batch_{table}", _arrow(columns, rows, self._seq[table]))
-                    inserted = con.execute(self._insert[table]).fetchall()
-                    con.unregister(f"_batch_{table}")
-                    if table == "logs" and any(new_key for (new_key,) in inserted):
-                        assign_groups(con, self._seq["logs"], keys_are_new=True)  # the join found no id for them
+                if rows and self._insert_rows(table, rows, columns):
+                    assign_groups(con, self._seq["logs"], keys_are_new=True)  # the join found no id for them
             if fills:
                 con.executemany(_FILL_SPAN_SQL, [[sid, floor, svc, tid, line] for svc, tid, line, sid, floor in fills])
             if offsets:
-                now = time.time_ns()
-                con.executemany(
-                    "INSERT OR REPLACE INTO tail_offsets VALUES (?,?,?,?)",
-                    [(p, i, o, now) for p, (i, o) in offsets.items()],
-                )
+                _save_offsets(con, offsets, time.time_ns())
             con.execute("COMMIT").fetchall()
         except Exception as e:
             try:
@@ -500,6 +544,7 @@ class Writer:
             return
         self._failures = 0
         self.error = ""
+        self._remember_groups()
         self._seq["logs"] += len(logs)
         self._seq["spans"] += len(spans)
         self._inflight = 0
@@ -510,6 +555,45 @@ class Writer:
                 if cb:
                     cb(rows)
 
+    def _insert_rows(self, table: str, rows: list[tuple[Any, ...]], columns: Sequence[tuple[str, Any]]) -> bool:
+        """Insert ``rows`` of ``table`` numbered from its next ``seq``; return whether a log row got no group id.
+
+        A log batch of at most :data:`PY_TEMPLATE_ROWS` rows brings its templates (:func:`template_of`), and
+        its group ids too when :attr:`_group_ids` knows every key; otherwise the ``INSERT`` joins ``log_groups``
+        and the ids it found are learnt (:meth:`_remember_groups`).
+        """
+        batch = _arrow(columns, rows, self._seq[table])
+        if table != "logs":
+            self._run_insert(table, self._insert[table], batch)  # returns the count
+            return False
+        if len(rows) > PY_TEMPLATE_ROWS or not all(type(r[6]) is str for r in rows):
+            return any(new_key for (new_key,) in self._run_insert(table, self._insert[table], batch))
+        templates = [template_of(r[6]) for r in rows]
+        batch = batch.append_column("template", pa.array(templates, _STRING))
+        known = self._group_ids
+        try:
+            ids = [known[(r[3], r[2], t)] for r, t in zip(rows, templates, strict=True)]
+        except KeyError:
+            inserted = self._run_insert("logs", self._insert_templated, batch)
+            self._learned = [((level, service, t), gid) for level, service, t, gid in inserted if gid is not None]
+            return len(self._learned) < len(inserted)
+        self._run_insert("logs", self._insert_grouped, batch.append_column("group_id", pa.array(ids, pa.int32())))
+        return False
+
+    def _run_insert(self, table: str, sql: str, batch: pa.Table) -> list[tuple[Any, ...]]:
+        self.con.register(f"_batch_{table}", batch)
+        inserted = self.con.execute(sql).fetchall()
+        self.con.unregister(f"_batch_{table}")
+        return inserted
+
+    def _remember_groups(self) -> None:
+        """Keep the group ids the committed flush learnt, at most :data:`GROUP_IDS_KEPT` (the oldest leave)."""
+        known = self._group_ids
+        known.update(self._learned)
+        self._learned = []
+        while len(known) > GROUP_IDS_KEPT:
+            del known[next(iter(known))]
+
     def _failed(self, e: Exception) -> None:
         """Record a failed flush; after a fatal error or :data:`FAILURES_UNHEALTHY` in a row, reopen the file."""
         self._failures += 1
@@ -517,6 +601,7 @@ class Writer:
         print(f"collector: flush failed, will retry: {self.flush_error}", file=sys.stderr, flush=True)
         if fatal or self._failures >= FAILURES_UNHEALTHY:
             self.error = f"store write failed: {self.flush_error}"
+            self._group_ids.clear()  # known again from the file after the reopen
             try:  # a fatal error invalidates the database instance: open it again (committed rows are safe)
                 self.con.close()
             except duckdb.Error:
@@ -557,6 +642,7 @@ class Writer:
             self.con.execute(
                 "DELETE FROM log_groups WHERE id NOT IN (SELECT group_id FROM logs WHERE group_id IS NOT NULL)"
             ).fetchall()
+            self._group_ids.clear()
             self.con.execute("CHECKPOINT").fetchall()
             self.used_bytes = self._used_bytes()
         return deleted
