@@ -584,7 +584,7 @@ def parse_adhoc(kind: str, text: str) -> CheckConfig | AdhocCheck:
             key = key.strip().replace("-", "_")
             spec[key] = value.strip()
         for key in ("max_count", "console_errors", "failed_requests"):
-            if key in spec and str(spec[key]).isdigit():
+            if key in spec and str(spec[key]).isascii() and str(spec[key]).isdigit():  # not "²": int() rejects it
                 spec[key] = int(spec[key])
         if "percentile" in spec:
             try:

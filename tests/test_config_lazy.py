@@ -162,6 +162,8 @@ def test_plain_adhoc_checks_equal_the_model(kind: str, text: str, monkeypatch: p
         ("logs", "level=ERROR"),
         ("logs", "max_count=-1"),
         ("logs", "max_count=many"),
+        ("logs", "max_count=\u00b2"),  # a digit to str.isdigit, not to int(): once a traceback
+        ("browser", "pages=/,console_errors=\u0663"),  # ARABIC-INDIC DIGIT THREE
         ("startup", "soon"),
         ("db", "service=app"),
     ],
