@@ -27,20 +27,33 @@ def slow_net(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_tail, "SLOW_POLL_S", 60.0)
 
 
-def test_an_idle_tailer_sleeps_and_inotify_wakes_it_for_a_line_after_a_quiet_period(
-    tmp_path: Path, slow_net: None
-) -> None:
-    """Issue 12: no poll every 50 ms while nothing is written, yet a line appended later is read at once."""
+def _idle_tailer(tmp_path: Path, first: bytes) -> tuple[Path, list[list[tuple[object, ...]]], Tailer]:
+    """A started Tailer on ``tmp_path/logs/app.log`` holding ``first`` (one line), once it read it and went idle.
+
+    Returns ``(logs directory, the batches its sink got, the tailer)``; the caller stops the tailer.
+    """
     logs = tmp_path / "logs"
     logs.mkdir()
-    log = logs / "app.log"
-    log.write_bytes(b"first\n")
+    (logs / "app.log").write_bytes(first)
     batches: list[list[tuple[object, ...]]] = []
     tailer = Tailer(logs, {}, lambda rows, marks: batches.append(rows))
     tailer.start()
     try:
-        wait_until(lambda: _bodies(batches) == ["first"], what="the first line")
+        wait_until(lambda: _bodies(batches) == [first.decode().rstrip("\n")], what="the first line")
         wait_until(lambda: all(f.settled for f in tailer._files.values()), what="the record's idle time is up")
+    except BaseException:
+        tailer.stop(timeout=10)
+        raise
+    return logs, batches, tailer
+
+
+def test_an_idle_tailer_sleeps_and_inotify_wakes_it_for_a_line_after_a_quiet_period(
+    tmp_path: Path, slow_net: None
+) -> None:
+    """Issue 12: no poll every 50 ms while nothing is written, yet a line appended later is read at once."""
+    logs, batches, tailer = _idle_tailer(tmp_path, b"first\n")
+    log = logs / "app.log"
+    try:
         before = tailer.passes
         time.sleep(1.0)  # the quiet period measured: a polling tailer makes 20 passes in it
         assert tailer.passes - before <= 2
@@ -54,16 +67,9 @@ def test_an_idle_tailer_sleeps_and_inotify_wakes_it_for_a_line_after_a_quiet_per
 
 def test_an_idle_tailer_follows_rotation_and_truncation(tmp_path: Path, slow_net: None) -> None:
     """A file renamed away and created again, and one truncated in place, wake the idle tailer (no slow poll)."""
-    logs = tmp_path / "logs"
-    logs.mkdir()
+    logs, batches, tailer = _idle_tailer(tmp_path, b"one\n")
     log = logs / "app.log"
-    log.write_bytes(b"one\n")
-    batches: list[list[tuple[object, ...]]] = []
-    tailer = Tailer(logs, {}, lambda rows, marks: batches.append(rows))
-    tailer.start()
     try:
-        wait_until(lambda: _bodies(batches) == ["one"], what="the first line")
-        wait_until(lambda: all(f.settled for f in tailer._files.values()), what="idle")
         log.rename(logs / "app.log.1")
         log.write_bytes(b"two after rotation\n")
         wait_until(lambda: _bodies(batches) == ["one", "two after rotation"], what="the rotated file's line")
@@ -82,14 +88,7 @@ def test_an_idle_tailer_follows_rotation_and_truncation(tmp_path: Path, slow_net
 
 
 def test_stop_wakes_an_idle_tailer_and_hands_over_a_line_without_newline(tmp_path: Path, slow_net: None) -> None:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    (logs / "app.log").write_bytes(b"done\n")
-    batches: list[list[tuple[object, ...]]] = []
-    tailer = Tailer(logs, {}, lambda rows, marks: batches.append(rows))
-    tailer.start()
-    wait_until(lambda: _bodies(batches) == ["done"], what="the first line")
-    wait_until(lambda: all(f.settled for f in tailer._files.values()), what="idle")
+    logs, batches, tailer = _idle_tailer(tmp_path, b"done\n")
     with (logs / "app.log").open("ab") as fh:
         fh.write(b"no newline yet")
     tailer.stop(timeout=10)

@@ -54,11 +54,6 @@ POLL_S = 0.05
 #: Seconds between passes of an idle tailer woken by inotify (the net for changes inotify does not report).
 SLOW_POLL_S = 1.0
 IGNORED = {"collector.log"}
-#: inotify(7) events of a directory entry that wake an idle tailer: data written, a file created or renamed
-#: in (rotation), attributes changed (truncation by ``truncate(1)`` reports ``IN_MODIFY``; ``IN_ATTRIB`` covers
-#: a ``touch``ed replacement).
-_IN_MODIFY, _IN_ATTRIB, _IN_MOVED_TO, _IN_CREATE, _IN_Q_OVERFLOW, _IN_IGNORED = 0x2, 0x4, 0x80, 0x100, 0x4000, 0x8000
-_WAKE_MASK = _IN_MODIFY | _IN_ATTRIB | _IN_MOVED_TO | _IN_CREATE
 
 
 def record_row(service: str, rec: Record) -> LogRow:
@@ -161,14 +156,17 @@ class Tailer:
         if self._no_inotify:
             return False
         try:
-            from inotify_simple import INotify
+            from inotify_simple import INotify, flags
 
             ino = INotify()
         except (ImportError, OSError):  # no inotify on this system, or no instance left
             self._no_inotify = True
             return False
         try:
-            ino.add_watch(str(self.logs_dir), _WAKE_MASK)
+            # inotify(7) events of an entry that wake an idle tailer: data written (truncation by truncate(1)
+            # reports IN_MODIFY too), a file created or renamed in (rotation), attributes changed (a touched
+            # replacement)
+            ino.add_watch(str(self.logs_dir), flags.MODIFY | flags.ATTRIB | flags.MOVED_TO | flags.CREATE)
         except FileNotFoundError:  # not created yet: poll until it is
             ino.close()
             return False
@@ -199,14 +197,16 @@ class Tailer:
         except InterruptedError:
             return
         if self._inotify is not None and self._inotify.fileno() in ready:
+            from inotify_simple import flags  # imported by _watch already
+
             try:
                 events = self._inotify.read(timeout=0)
             except OSError:
                 events = []
             for ev in events:
-                if ev.mask & (_IN_Q_OVERFLOW | _IN_CREATE | _IN_MOVED_TO):
+                if ev.mask & (flags.Q_OVERFLOW | flags.CREATE | flags.MOVED_TO):
                     self._last_scan = 0.0  # a new or replaced file (or events lost): scan in this pass
-                if ev.mask & _IN_IGNORED:  # the directory itself went away: watch it again once it is back
+                if ev.mask & flags.IGNORED:  # the directory itself went away: watch it again once it is back
                     self._inotify.close()
                     self._inotify = None
                     break
