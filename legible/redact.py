@@ -5,7 +5,7 @@ Two kinds of secret are found:
 * **known values**: the values of environment variables whose NAMES say they are secret (see
   :data:`SECRET_ENV_NAMES`), and the password part of URL-valued variables (``DATABASE_URL`` with
   ``user:pass@``). Each value is replaced wherever it appears, and so is its *folded* form (the store's log
-  templates fold numbers to ``<n>``, hex to ``<hex>``, see :func:`fold` and ``docs/store.md``), so
+  templates fold numbers to ``<n>``, hex to ``<hex>``, see :func:`legible._template.fold` and ``docs/store.md``), so
   ``Geheim-2024`` is also caught as ``Geheim-<n>``;
 * **shapes**: ``Authorization:``/``Bearer`` credentials, ``key=value`` / ``key: value`` / JSON
   ``"key": "value"`` pairs whose key looks secret (``password``, ``token``, ``api_key``, ``secret``...),
@@ -27,6 +27,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
+
+from legible._template import fold
 
 __all__ = ["REDACTED", "SECRET_ENV_NAMES", "Redactor", "fold", "is_secret_name", "secret_values"]
 
@@ -94,24 +96,7 @@ _TOKEN_SHAPES = re.compile(
     r"AIza[0-9A-Za-z_-]{35}|glpat-[A-Za-z0-9_-]{20,}|npm_[A-Za-z0-9]{36}|"
     r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})\b"
 )
-# The store's template folding (legible.store._TEMPLATE_SQL), in Python's regex dialect.
-_FOLDS = [
-    (re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"), "<uuid>"),
-    (re.compile(r"\b(0x)?[0-9a-fA-F]{8,}\b"), "<hex>"),
-    (re.compile(r"\b\d+(\.\d+)?"), "<n>"),
-    (re.compile(r"\"[^\"]{24,}\""), '"<s>"'),
-]
 _PLACEHOLDER = re.compile(r"<uuid>|<hex>|<n>|\"<s>\"")
-
-
-def fold(text: str) -> str:
-    """Fold ``text`` the way the store folds a log line into ``logs.template`` (uuid, hex, numbers, long strings).
-
-    Source: ``legible.store._TEMPLATE_SQL`` (RE2 there, the same expressions here).
-    """
-    for pat, repl in _FOLDS:
-        text = pat.sub(repl, text)
-    return text
 
 
 def is_secret_name(name: str) -> bool:

@@ -34,10 +34,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
-import functools
 import json
 import math
-import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from legible._errors import NotRunning, UsageError
+from legible._template import HEADLINE_MAX, TEMPLATE_RES, TRACEBACK, template_of
 
 if TYPE_CHECKING:
     import duckdb
@@ -190,15 +189,17 @@ LOCKED_SETTINGS = (
 # The folding used for logs.template: ids, hex and numbers become placeholders so similar lines group.
 # RE2 syntax (DuckDB's regexp_replace). Applied to the headline (first line, or the last line of a
 # Python traceback), cut to 300 characters.
-_TEMPLATE_SQL = r"""
-regexp_replace(regexp_replace(regexp_replace(regexp_replace(
-  left(CASE WHEN starts_with(body, 'Traceback (most recent call last):')
+_UUID_RE, _HEX_RE, _NUM_RE, _STR_RE = (f"'{pattern}'" for pattern, _ in TEMPLATE_RES)  # no ' in them
+_HEADLINE_SQL = rf"""left(CASE WHEN starts_with(body, '{TRACEBACK}')
             THEN regexp_extract(rtrim(body, e'\n '), '([^\n]*)$', 1)
-            ELSE split_part(body, e'\n', 1) END, 300),
-  '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}', '<uuid>', 'g'),
-  '\b(0x)?[0-9a-fA-F]{8,}\b', '<hex>', 'g'),
-  '\b\d+(\.\d+)?', '<n>', 'g'),
-  '"[^"]{24,}"', '"<s>"', 'g')
+            ELSE split_part(body, e'\n', 1) END, {HEADLINE_MAX})"""
+_TEMPLATE_SQL = f"""
+regexp_replace(regexp_replace(regexp_replace(regexp_replace(
+  {_HEADLINE_SQL},
+  {_UUID_RE}, '<uuid>', 'g'),
+  {_HEX_RE}, '<hex>', 'g'),
+  {_NUM_RE}, '<n>', 'g'),
+  {_STR_RE}, '"<s>"', 'g')
 """
 
 
@@ -213,33 +214,27 @@ def template_sql() -> str:
 #: number an ASCII digit (RE2's ``\d``), a long quoted string ``"`` and at least 26 characters, a hex run
 #: at least 8 characters. ``tests/test_collector_lines_diff.py`` compares the two over a varied corpus.
 _TEMPLATE_STAGES = (
-    (
-        "body",
-        "_t0",
-        r"""left(CASE WHEN starts_with(body, 'Traceback (most recent call last):')
-            THEN regexp_extract(rtrim(body, e'\n '), '([^\n]*)$', 1)
-            ELSE split_part(body, e'\n', 1) END, 300)""",
-    ),
+    ("body", "_t0", _HEADLINE_SQL),
     (
         "_t0",
         "_t1",
-        r"""CASE WHEN contains(_t0, '-') THEN regexp_replace(_t0,
-  '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}', '<uuid>', 'g') ELSE _t0 END""",
+        f"""CASE WHEN contains(_t0, '-') THEN regexp_replace(_t0,
+  {_UUID_RE}, '<uuid>', 'g') ELSE _t0 END""",
     ),
     (
         "_t1",
         "_t2",
-        r"CASE WHEN length(_t1) >= 8 THEN regexp_replace(_t1, '\b(0x)?[0-9a-fA-F]{8,}\b', '<hex>', 'g') ELSE _t1 END",
+        f"CASE WHEN length(_t1) >= 8 THEN regexp_replace(_t1, {_HEX_RE}, '<hex>', 'g') ELSE _t1 END",
     ),
     (
         "_t2",
         "_t3",
-        r"CASE WHEN regexp_matches(_t2, '[0-9]') THEN regexp_replace(_t2, '\b\d+(\.\d+)?', '<n>', 'g') ELSE _t2 END",
+        f"CASE WHEN regexp_matches(_t2, '[0-9]') THEN regexp_replace(_t2, {_NUM_RE}, '<n>', 'g') ELSE _t2 END",
     ),
     (
         "_t3",
         "template",
-        r"""CASE WHEN length(_t3) >= 26 AND contains(_t3, '"') THEN regexp_replace(_t3, '"[^"]{24,}"', '"<s>"', 'g')
+        f"""CASE WHEN length(_t3) >= 26 AND contains(_t3, '"') THEN regexp_replace(_t3, {_STR_RE}, '"<s>"', 'g')
             ELSE _t3 END""",
     ),
 )
@@ -261,47 +256,6 @@ def template_select(source: str, columns: Sequence[str]) -> str:
         rel = f"(SELECT *, {expr} AS {out} FROM {rel})"  # noqa: S608 - fixed SQL, no user input
     final = _TEMPLATE_STAGES[-1][2]
     return f"SELECT {', '.join(columns)}, {final} AS template FROM {rel}"  # noqa: S608
-
-
-#: The regexes of :data:`_TEMPLATE_SQL` for Python's ``re``, with their placeholders. RE2 (DuckDB's
-#: ``regexp_replace``, https://github.com/google/re2/wiki/Syntax) reads ``\d`` as ``[0-9]`` and ``\b`` as an ASCII
-#: word boundary; ``re.ASCII`` gives Python the same classes, and both take the leftmost-first match.
-_TEMPLATE_RES = (
-    (r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", "<uuid>"),
-    (r"\b(0x)?[0-9a-fA-F]{8,}\b", "<hex>"),
-    (r"\b\d+(\.\d+)?", "<n>"),
-    (r'"[^"]{24,}"', '"<s>"'),
-)
-_TRACEBACK = "Traceback (most recent call last):"
-
-
-def template_of(body: str) -> str:
-    """Return ``logs.template`` of one ``body``, in Python: equal to :func:`template_sql` for every string.
-
-    The collector's flush of a few rows uses it instead of the SQL (binding and planning the SQL's six regexes
-    costs DuckDB a few ms per statement, whatever the row count). The headline is cut to 300 code points as
-    DuckDB's ``left`` does; ``tests/test_store_template.py`` compares the two over a varied and a random corpus.
-
-    Args:
-        body: the log record's text.
-
-    Returns:
-        The template: one line, at most 300 code points before placeholders replaced parts of it.
-
-    """
-    if body.startswith(_TRACEBACK):  # the last line (regexp_extract '([^\n]*)$' of the trimmed body)
-        head = body.rstrip("\n ").rpartition("\n")[2][:300]
-    else:
-        head = body.partition("\n")[0][:300]
-    for regex, placeholder in _template_res():
-        head = regex.sub(placeholder, head)
-    return head
-
-
-@functools.cache
-def _template_res() -> list[tuple[re.Pattern[str], str]]:
-    """:data:`_TEMPLATE_RES` compiled, on first use (the CLI never needs them)."""
-    return [(re.compile(pattern, re.ASCII), placeholder) for pattern, placeholder in _TEMPLATE_RES]
 
 
 def _m001_initial(con: duckdb.DuckDBPyConnection) -> None:

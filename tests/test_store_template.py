@@ -18,9 +18,10 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from legible._template import TEMPLATE_RES
 from legible.collector import _writer
 from legible.collector._writer import Writer
-from legible.store import _TEMPLATE_RES, template_of, template_select, template_sql
+from legible.store import template_of, template_select, template_sql
 from tests.test_collector_lines_diff import corpus
 
 _ALPHABET = [*'0123456789abcdefABCDEFxX-_." \n\r\t:/=', "é", "\u0661", "\u00b2", "🎉", "e\u0301", "\u200d", "İ"]
@@ -66,7 +67,7 @@ def test_the_comparison_sees_a_folding_with_unicode_classes() -> None:
     """The same regexes without ``re.ASCII`` (``\\d`` and ``\\b`` over Unicode) differ from the SQL here."""
     bodies = _bodies()
     single, _ = _sql_templates(bodies)
-    regexes = [(re.compile(p), r) for p, r in _TEMPLATE_RES]
+    regexes = [(re.compile(p), r) for p, r in TEMPLATE_RES]
 
     def unicode_template(body: str) -> str:
         if body.startswith("Traceback (most recent call last):"):
