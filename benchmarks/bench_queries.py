@@ -3,12 +3,13 @@
 Builds a store file in a temp git worktree with the store's migrations and set-based INSERTs (DuckDB
 ``generate_series``), then runs each command as a subprocess N times (command start included), round
 robin so load drifts hit every command alike, and prints the medians next to baselines measured in the
-same run: ``python -c pass``, ``python -c "import duckdb"`` (the floor of a query on the file),
+same run: ``python -c pass``, ``python -c "import _duckdb"`` (the floor of a query on the file: the CLI loads DuckDB's
+engine without the ``duckdb`` package's Python layer, :mod:`legible._dbengine`),
 ``legible --help`` and ``legible logs --help`` (typer's start). Each query runs on the kept file (no stack:
 the CLI opens DuckDB itself), with a stack up on the same store (its collector answers over HTTP; the CLI
 imports no DuckDB), where ``legible metrics`` (PromQL to the stack's VictoriaMetrics) is measured too, and
 on the file again after ``legible down`` (``(after down)`` rows: a stopped stack's ``state.json`` beside
-the store, what an agent queries post-mortem). File rows are also shown against ``import duckdb``: what a
+the store, what an agent queries post-mortem). File rows are also shown against ``import _duckdb``: what a
 query costs beyond DuckDB's import, opening the file and the query itself is legible's own start. On a running stack the
 commands go to its fork server (:mod:`legible.forkserver`; the count it served is printed); the
 ``(no fork server)`` rows run the same queries with ``LEGIBLE_FORKSERVER=0``, a cold process each.
@@ -233,7 +234,7 @@ def main() -> None:
         legible = [py, "-m", "legible.cli.main"]
         base_cases = [
             ("python -c pass", [py, "-c", "pass"]),
-            ("python -c 'import duckdb'", [py, "-c", "import duckdb"]),
+            ("python -c 'import _duckdb'", [py, "-c", "import _duckdb"]),
             ("legible --help", [*legible, "--help"]),
             ("legible logs --help", [*legible, "logs", "--help"]),
         ]
@@ -291,7 +292,7 @@ def main() -> None:
                 subprocess.run([*legible, "down"], cwd=root, env=env, capture_output=True)
             if not args.no_file:  # the same file, now beside a stopped stack's state.json (the post-mortem case)
                 after = [
-                    ("python -c 'import duckdb' (after down)", [py, "-c", "import duckdb"]),
+                    ("python -c 'import _duckdb' (after down)", [py, "-c", "import _duckdb"]),
                     ("legible --help (after down)", [*legible, "--help"]),
                     *((f"{n} (after down)", [*legible, *a]) for n, a in queries),
                 ]
@@ -337,15 +338,15 @@ def report(results: dict[str, dict]) -> None:
     """Print the table and record the figures: --help against python, each query against --help and duckdb."""
     base = results["python -c pass"]["median_ms"]
     helpm = results["legible --help"]["median_ms"]
-    duck = results["python -c 'import duckdb'"]["median_ms"]
-    duck_cpu = results["python -c 'import duckdb'"].get("cpu_ms")
+    duck = results["python -c 'import _duckdb'"]["median_ms"]
+    duck_cpu = results["python -c 'import _duckdb'"].get("cpu_ms")
     print(f"{'command':48} {'median':>9} {'x python':>9} {'x --help':>9} {'x duckdb':>9} {'CPU':>9} {'lines':>6}")
     for name, r in results.items():
         ms = r["median_ms"]
         cpu = f"{r['cpu_ms']:7.1f}ms" if "cpu_ms" in r else f"{'':9}"
         print(f"{name:48} {ms:7.1f}ms {ms / base:8.1f}x {ms / helpm:8.2f}x {ms / duck:8.2f}x {cpu} {r['lines']:6d}")
     if duck_cpu:
-        print(f"(CPU: median user+system time of the command's process; python -c 'import duckdb': {duck_cpu} ms)")
+        print(f"(CPU: median user+system time of the command's process; python -c 'import _duckdb': {duck_cpu} ms)")
     record("legible --help", helpm, "ms", baseline=base, baseline_name="python -c pass", target="<= 2x")
     record(
         "legible logs --help",
@@ -375,10 +376,10 @@ def report(results: dict[str, dict]) -> None:
             help_ms = results[help_name]["median_ms"]
             note = ""
             if name.endswith(("(file)", "(after down)")):  # the floor of a query on the file, same phase
-                duck_name = "python -c 'import duckdb'" + " (after down)" * name.endswith("down)")
+                duck_name = "python -c 'import _duckdb'" + " (after down)" * name.endswith("down)")
                 duck_ms, duck_cpu_ms = results[duck_name]["median_ms"], results[duck_name]["cpu_ms"]
                 note = (
-                    f"{r['median_ms'] / duck_ms:.2f}x {duck_name} ({duck_ms} ms), DuckDB's import being the floor; "
+                    f"{r['median_ms'] / duck_ms:.2f}x {duck_name} ({duck_ms} ms), its engine import the floor; "
                     f"CPU {r['cpu_ms']} ms, {r['cpu_ms'] / duck_cpu_ms:.2f}x its {duck_cpu_ms} ms"
                 )
             record(

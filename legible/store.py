@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from legible._dbengine import engine
 from legible._errors import NotRunning, UsageError
 from legible._template import HEADLINE_MAX, TEMPLATE_RES, TRACEBACK, template_of
 
@@ -457,6 +458,9 @@ def connect_file(
 ) -> duckdb.DuckDBPyConnection:
     """``duckdb.connect(path, read_only=..., config=...)``, recovering a write-ahead log DuckDB cannot replay.
 
+    DuckDB is :func:`legible._dbengine.engine`: a CLI that reads the kept file does not import the ``duckdb``
+    package's Python layer (about 70 ms of such a query).
+
     DuckDB 2.0.1 binds the expressions of an ``ALTER TABLE`` it replays from the WAL before its statically
     linked functions are loaded (duckdb#18259), so a file whose WAL holds a migration of a table with a
     generated column (``logs.ts``: ``make_timestamp``) cannot be opened; :func:`migrate` checkpoints right after
@@ -474,25 +478,27 @@ def connect_file(
         duckdb.Error: the file cannot be opened (held by another process, corrupt), or the recovery failed.
 
     """
-    import duckdb
+    db = engine()
 
     try:
-        return duckdb.connect(str(path), read_only=read_only, config=dict(config or {}))
-    except duckdb.Error as exc:
+        con: duckdb.DuckDBPyConnection = db.connect(str(path), read_only=read_only, config=dict(config or {}))
+        return con
+    except db.Error as exc:
         if _WAL_REPLAY_ERROR not in str(exc):
             raise
         first = exc
-    mem = duckdb.connect(":memory:", config={"autoinstall_known_extensions": "false"})
+    mem = db.connect(":memory:", config={"autoinstall_known_extensions": "false"})
     try:
         mem.execute("ATTACH ? AS recovered", [str(path)])
         mem.execute("CHECKPOINT recovered")
-    except duckdb.Error:
+    except db.Error:
         raise first from None
     finally:
         mem.close()
     if log is not None:
         log(f"replayed {path}'s write-ahead log in a separate database and checkpointed it (duckdb#18259)")
-    return duckdb.connect(str(path), read_only=read_only, config=dict(config or {}))
+    con = db.connect(str(path), read_only=read_only, config=dict(config or {}))
+    return con
 
 
 def lock_down(con: duckdb.DuckDBPyConnection) -> None:
@@ -570,11 +576,11 @@ def check_read_only(sql: str, con: duckdb.DuckDBPyConnection | None = None) -> N
         UsageError: a parse error, several statements, or a statement that is not read-only.
 
     """
-    import duckdb
+    db = engine()
 
     try:
-        statements = (duckdb if con is None else con).extract_statements(sql)
-    except duckdb.Error as e:
+        statements = (db if con is None else con).extract_statements(sql)
+    except db.Error as e:
         raise UsageError(f"SQL: {_one_line(e)}", hint="see docs/store.md for the tables") from None
     if len(statements) != 1:
         raise UsageError(f"SQL: expected one statement, got {len(statements)}", hint="send one SELECT")
@@ -631,7 +637,7 @@ def run_query(
         UsageError: the statement is not allowed, or DuckDB rejected it (the message is DuckDB's).
 
     """
-    import duckdb
+    db = engine()
 
     check_read_only(sql, con)
     cap = max(0, min(max_rows, MAX_ROWS))
@@ -639,12 +645,12 @@ def run_query(
         rel = con.execute(sql, params) if params else con.execute(sql)
         columns = [d[0] for d in rel.description or []]
         raw = rel.fetchmany(cap + 1)
-    except duckdb.Error as e:
+    except db.Error as e:
         raise UsageError(f"SQL: {_one_line(e)}", hint="see docs/store.md for the tables") from None
     finally:
         try:
             con.abort()  # DuckDB 2: drop the rest of the result so the connection can be reused
-        except (duckdb.Error, AttributeError):
+        except (db.Error, AttributeError):
             pass
     truncated = len(raw) > cap
     rows = [tuple(jsonable(v) for v in r) for r in raw[:cap]]
@@ -756,14 +762,14 @@ class Store:
     def _file_connection(self) -> duckdb.DuckDBPyConnection:
         if self._con is not None:
             return self._con  # type: ignore[no-any-return]
-        import duckdb
+        db = engine()
 
         if not self.path.exists():
             raise NotRunning(f"no store at {self.path}", hint="run `legible up` and let the app emit signals")
         try:
             self._con = connect_file(self.path, read_only=True, config=dict(LOCKED_SETTINGS))
             compat_views(self._con)
-        except duckdb.Error as e:
+        except db.Error as e:
             raise NotRunning(
                 f"the store is held by a running collector that did not answer: {_one_line(e)}",
                 hint="check `legible status`; the collector may be busy or restarting",
