@@ -479,3 +479,28 @@ def test_a_stamped_up_imports_neither_typer_nor_pydantic_and_answers_as_typer_do
     )
     assert (res.returncode, res.stdout) == (2, "")
     assert res.stderr.startswith("error: legible.toml: app.ready.lgo: unknown key\nhint: edit "), res.stderr
+
+
+def test_an_early_supervisor_stops_importing_ahead_once_the_plan_is_readable() -> None:
+    from legible.supervisor import _STACK_MODULES, _import_stack_modules
+
+    r, w = os.pipe()
+    try:
+        assert _import_stack_modules(stdin=r) == list(_STACK_MODULES)  # nothing to read yet: all of them
+        os.write(w, b"/path/to/plan.json\n")
+        assert _import_stack_modules(stdin=r) == []  # the plan is there: the rest is imported where used
+        assert os.read(r, 100) == b"/path/to/plan.json\n"  # and the line is left for the supervisor to read
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_the_lease_registry_imports_filelock_only_when_it_takes_the_lock(tmp_path: Path) -> None:
+    script = (
+        "import sys; from pathlib import Path; from legible.lease import LeaseRegistry; "
+        f"reg = LeaseRegistry(Path({str(tmp_path / 'leases.json')!r})); a = 'filelock' in sys.modules; "
+        "reg.all(); print(a, 'filelock' in sys.modules)"
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["False", "True"]
