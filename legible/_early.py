@@ -87,7 +87,8 @@ def start_supervisor(wt: Worktree) -> list[subprocess.Popen[bytes]]:
     """
     from legible.contract import LIVE, read_state
 
-    state = read_state(wt.state_file)
+    # a stopped stack is read without psutil (~15 ms before this spawn): "stopped" never skips it anyway
+    state = read_state(wt.state_file, stopped_is_final=True)
     if state and state["alive"] and state["status"] in (*LIVE, "stopping"):
         return []
     from legible._paths import state_home

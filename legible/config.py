@@ -64,7 +64,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from legible._config_file import CHECK_KINDS, CONFIG_FILENAME, LEVELS, find_config_file
+from legible._config_file import CHECK_KINDS, CONFIG_FILENAME, LEVELS, find_config_file, order_services
 from legible._duration import EXAMPLES, parse_duration
 from legible._errors import ConfigError, UsageError
 
@@ -92,6 +92,7 @@ __all__ = [
     "StackConfig",
     "StartupCheck",
     "describe_validation_error",
+    "config_from_bytes",
     "find_config_file",
     "load_config",
     "order_services",
@@ -531,34 +532,6 @@ class LegibleConfig(_Strict):
         return self
 
 
-def order_services(cfg: LegibleConfig) -> list[str]:
-    """Return the user services (``app`` and extras) in start order: dependencies first, then by name.
-
-    Raises:
-        ValueError: the ``depends_on`` graph has a cycle (the message lists it).
-
-    """
-    graph = {"app": list(cfg.app.depends_on), **{n: list(s.depends_on) for n, s in cfg.services.items()}}
-    done: list[str] = []
-    visiting: list[str] = []
-
-    def visit(n: str) -> None:
-        if n in done:
-            return
-        if n in visiting:
-            cycle = visiting[visiting.index(n) :] + [n]
-            raise ValueError(f"depends_on has a cycle: {' -> '.join(cycle)}")
-        visiting.append(n)
-        for d in sorted(graph[n]):
-            visit(d)
-        visiting.pop()
-        done.append(n)
-
-    for n in sorted(graph):
-        visit(n)
-    return done
-
-
 def load_config(root: Path) -> LegibleConfig:
     """Read and validate the worktree's configuration.
 
@@ -574,10 +547,27 @@ def load_config(root: Path) -> LegibleConfig:
             hint="run `legible init` to write one, or add [tool.legible] to pyproject.toml",
         )
     path, kind = found
+    return config_from_bytes(path, kind, path.read_bytes())
+
+
+def config_from_bytes(path: Path, kind: str, content: bytes) -> LegibleConfig:
+    """Validate ``content``, the bytes of the configuration file ``path`` of ``kind`` (as :func:`find_config_file`).
+
+    Args:
+        path: the file (named in messages, and the ``source`` of the result).
+        kind: ``"legible.toml"`` or ``"pyproject.toml"`` (then ``[tool.legible]`` is read).
+        content: the file's bytes (TOML, UTF-8).
+
+    Raises:
+        ConfigError: see :func:`load_config`.
+
+    """
     try:
-        data: Any = tomllib.loads(path.read_text())
+        data: Any = tomllib.loads(content.decode())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path.name}: invalid TOML: {exc}", hint=f"fix the syntax in {path}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path.name}: not UTF-8 text: {exc.reason}", hint=f"save {path} as UTF-8") from None
     if kind == "pyproject.toml":
         data = data["tool"]["legible"]
         prefix = "tool.legible."

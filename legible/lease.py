@@ -20,16 +20,17 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
-
-from filelock import FileLock
 
 from legible._errors import LeaseConflict
 from legible._paths import state_home
 from legible._procs import ProcRef
 
 if TYPE_CHECKING:
+    from filelock import FileLock
+
     from legible.contract import LeaseDoc, LeasesDoc
 
 #: Ports per block. Slots are named in :data:`SLOTS`; the rest serve extra services.
@@ -102,8 +103,19 @@ class LeaseRegistry:
 
     def __init__(self, path: Path | None = None, lock_timeout: float = 10.0) -> None:
         self.path = path or state_home() / "leases.json"
-        self.lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
+        self.lock_timeout = lock_timeout
         self.high = _port_high()
+
+    @cached_property
+    def lock(self) -> FileLock:
+        """The registry's file lock (``leases.json.lock``), made at first use.
+
+        filelock is imported only then (about 20 ms): a supervisor started early by ``legible up`` spawns
+        the stack's first services before it first takes the lock (issue 12).
+        """
+        from filelock import FileLock
+
+        return FileLock(str(self.path) + ".lock", timeout=self.lock_timeout)
 
     def _load(self) -> dict[str, Lease]:
         try:

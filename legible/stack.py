@@ -150,9 +150,10 @@ def up(
     pre = early if early is not None else begin(start)  # starts while the config is read and the plan built
     wt, procs = pre.worktree, pre.procs
     try:
-        from legible.config import load_config  # pydantic: only the commands that read the config pay for it
+        from legible._config_file import load_config_cached
 
-        cfg = load_config(wt.root)
+        # from the stamp, without pydantic, when the file validated before (issue 12); else validated and stamped
+        cfg = load_config_cached(wt.root, wt.state_dir, make_state_dir=wt.ensure_state_dir)
         if cfg.stack.backend == "docker":
             from legible.docker_backend import engine
 

@@ -1105,7 +1105,7 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] == "-":  # started early by `legible up` (imports done meanwhile): the plan's path comes on stdin
         if len(args) >= 3:  # the stack's key and lease registry: the collector can start importing now
             prewarmed = _prewarm_collector(args[1], args[2])
-        _import_stack_modules()  # while up builds the plan, not after it
+        _import_stack_modules()  # while up builds the plan, not after it (and only until it arrives)
         line = sys.stdin.readline().strip()
         if not line:
             for proc in prewarmed:
@@ -1379,29 +1379,46 @@ def _prewarm_collector(key: str, registry: str) -> list[subprocess.Popen[bytes]]
     return [proc]
 
 
-#: What :func:`main` imports after the plan arrives, imported by a supervisor started early while it waits.
+#: What :func:`main` imports after the plan arrives, imported by a supervisor started early while it waits:
+#: first what the first spawns need, then what is set up after them (the lease transfer's file lock, the
+#: control socket, the metrics server).
 _STACK_MODULES = (
     "legible._procs",
     "legible.plan",
-    "legible.lease",
-    "legible.deploys",
-    "legible.control",
     "legible.services.context",
+    "legible.deploys",
+    "legible.lease",
+    "filelock",
+    "legible.control",
     "http.client",
     "urllib.parse",
-    "prometheus_client",  # the metrics server, set up right after the first spawns: off the app's start
+    "prometheus_client",
 )
 
 
-def _import_stack_modules() -> None:
-    """Import :data:`_STACK_MODULES`; a module that fails to import is left to fail where it is used."""
-    import importlib
+def _import_stack_modules(modules: tuple[str, ...] = _STACK_MODULES, stdin: int = 0) -> list[str]:
+    """Import ``modules`` in order until the plan's line is readable on ``stdin``; return those imported.
 
-    for name in _STACK_MODULES:
+    With ``legible up`` planning from the config stamp (no pydantic, no typer), the plan can arrive before
+    all of them are imported: the rest are then imported where they are used, after the first spawns
+    instead of before them (issue 12). A module that fails to import is left to fail where it is used.
+    """
+    import importlib
+    import select
+
+    done = []
+    for name in modules:
+        try:
+            if select.select([stdin], [], [], 0)[0]:
+                break
+        except (OSError, ValueError):  # no stdin to watch: import everything, as before
+            pass
         try:
             importlib.import_module(name)
         except ImportError:
             pass
+        done.append(name)
+    return done
 
 
 def _hand_over_collector(proc: subprocess.Popen[bytes], sp: ServicePlan) -> subprocess.Popen[bytes] | None:

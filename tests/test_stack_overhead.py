@@ -396,3 +396,111 @@ def test_up_starts_its_supervisor_before_importing_the_stack_code_or_pydantic(tm
     res = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["1", "[]"]  # started, and none of them imported yet
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], {}),
+        (["--wait"], {"wait": True}),
+        (["--wait", "--timeout", "50", "--json"], {"wait": True, "timeout": 50.0, "as_json": True}),
+        (["--timeout=2.5", "--browser", "--watch"], {"timeout": 2.5, "browser": True, "watch": True}),
+        (["--out", "o/up.json", "--wait"], {"out": Path("o/up.json"), "wait": True}),
+        (["--out=o.json"], {"out": Path("o.json")}),
+    ],
+)
+def test_plain_up_command_lines_are_read_without_typer(args: list[str], expected: dict) -> None:
+    from legible.cli._up import UpArgs, parse
+
+    assert parse(args) == UpArgs(**expected)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["-h"],
+        ["--wiat"],
+        ["--wait", "--wait"],
+        ["--timeout"],
+        ["--timeout", "abc"],
+        ["--timeout", "1e3"],
+        ["--timeout", "-1"],
+        ["--timeout=nan"],
+        ["--timeout", "5", "--timeout", "6"],
+        ["--out"],
+        ["--out", "--wait"],
+        ["--out="],
+        ["--wait=yes"],
+        ["extra"],
+    ],
+)
+def test_every_other_up_command_line_is_left_to_typer(args: list[str]) -> None:
+    from legible.cli._up import parse
+
+    assert parse(args) is None
+
+
+def _imported(stderr: str) -> set[str]:
+    """The modules ``python -X importtime`` reported."""
+    return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_a_stamped_up_imports_neither_typer_nor_pydantic_and_answers_as_typer_does(
+    tmp_path: Path, down_after: list
+) -> None:
+    root = make_repo(tmp_path / "r", '[app]\ncommand = "sleep 300"\nready = { log = "" }\n')
+    down_after.append(root)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+
+    def up(*args: str) -> tuple[int, dict, set[str]]:
+        cmd = [sys.executable, "-X", "importtime", "-m", "legible.cli.main", "up", *args, "--json"]
+        res = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=120, env=env)
+        return res.returncode, json.loads(res.stdout), _imported(res.stderr)
+
+    def shape(doc: dict) -> dict:
+        return {**doc, "took_ms": 0, "ready_ms": 0, "services": {n: s["status"] for n, s in doc["services"].items()}}
+
+    code, first, imported = up("--wait", "--timeout", "1e2")  # not a plain form: through typer
+    assert code == 0 and first["status"] == "ready", first
+    assert {"typer", "pydantic"} <= imported  # and the file validated (then stamped)
+    assert cli_json(root, "down")[0] == 0
+    code, second, imported = up("--wait", "--timeout", "100")
+    assert code == 0 and second["status"] == "ready", second
+    heavy = sorted(m for m in imported if m.split(".")[0] in ("typer", "click", "pydantic", "pydantic_core"))
+    assert heavy == [] and "legible.config" not in imported
+    assert shape(second) == {**shape(first), "endpoints": second["endpoints"]}
+    assert second["services"].keys() == first["services"].keys()
+    code, again, _ = up("--wait")  # already running: reported as typer's path does
+    assert code == 0 and again["already_running"] is True and again["note"] == ""
+    (root / "legible.toml").write_text('[app]\ncommand = "sleep 300"\nready = { lgo = "" }\n')
+    res = subprocess.run(
+        [sys.executable, "-m", "legible.cli.main", "up", "--wait"], cwd=root, capture_output=True, text=True, env=env
+    )
+    assert (res.returncode, res.stdout) == (2, "")
+    assert res.stderr.startswith("error: legible.toml: app.ready.lgo: unknown key\nhint: edit "), res.stderr
+
+
+def test_an_early_supervisor_stops_importing_ahead_once_the_plan_is_readable() -> None:
+    from legible.supervisor import _STACK_MODULES, _import_stack_modules
+
+    r, w = os.pipe()
+    try:
+        assert _import_stack_modules(stdin=r) == list(_STACK_MODULES)  # nothing to read yet: all of them
+        os.write(w, b"/path/to/plan.json\n")
+        assert _import_stack_modules(stdin=r) == []  # the plan is there: the rest is imported where used
+        assert os.read(r, 100) == b"/path/to/plan.json\n"  # and the line is left for the supervisor to read
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_the_lease_registry_imports_filelock_only_when_it_takes_the_lock(tmp_path: Path) -> None:
+    script = (
+        "import sys; from pathlib import Path; from legible.lease import LeaseRegistry; "
+        f"reg = LeaseRegistry(Path({str(tmp_path / 'leases.json')!r})); a = 'filelock' in sys.modules; "
+        "reg.all(); print(a, 'filelock' in sys.modules)"
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["False", "True"]

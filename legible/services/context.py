@@ -307,6 +307,6 @@ class PlanContext:
         """``[(name, config)]`` for the app and extra services, in start order."""
         cfg = self.config
         by_name = {"app": cfg.app, **cfg.services}
-        from legible.config import order_services
+        from legible._config_file import order_services
 
         return [(n, by_name[n]) for n in order_services(cfg)]
