@@ -23,9 +23,8 @@ more; ``tests/test_cli_start.py`` compares the two); every other command line go
 read-only and browser commands (:data:`legible.forkserver.ROUTED`) are first offered to the stack's fork
 server, whose forked child runs this very function with the caller's environment, working directory and
 terminal (:mod:`legible.forkserver`); without one they run here. ``legible up`` starts its stack's
-supervisor (:func:`legible._early.start_ahead`) before typer is imported, and runs its plain command lines
-(:func:`legible.cli._up.parse`) without typer; ``up`` and ``down`` end their process without the
-interpreter's teardown once their output is written (:func:`_end`).
+supervisor (:func:`legible._early.start_ahead`) before typer is imported, and ``up`` and ``down`` end
+their process without the interpreter's teardown once their output is written (:func:`_end`).
 """
 
 from __future__ import annotations
@@ -149,12 +148,6 @@ def main() -> None:
     # objects): 50-100 ms of CPU after `legible up` printed its document, ~10 ms for `check --help` (issue 12).
     # Objects are still freed by reference counting; a long-lived process (`legible mcp`) pays it once, at exit.
     atexit.register(gc.freeze)
-    if sys.argv[1:2] == ["up"]:
-        from . import _up
-
-        plain = _up.parse(sys.argv[2:])
-        if plain is not None:  # a plain command line: no typer to import before the plan (issue 12)
-            _end(_up.main(plain))
     from ._app import app
 
     if sys.argv[1:2] not in (["up"], ["down"]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,10 +28,19 @@ def up(
     as_json: bool = JSON,
 ) -> None:
     """Start this worktree's stack (idempotent: a running stack is reported, not restarted)."""
-    from ._up import UpArgs
-    from ._up import up as run_up
+    from legible._early import begin, take_started
 
-    run_up(UpArgs(wait=wait, timeout=timeout, browser=browser, watch=watch, out=out, as_json=as_json))
+    t0 = time.monotonic()
+    # the supervisor starts before the rest of `up` is imported (issue 12); `legible up` started it even
+    # before typer (legible.cli.main)
+    early = take_started() or run(begin, out)
+    from legible.render import render_up
+    from legible.stack import up as do_up
+
+    res = run(lambda: do_up(wait=wait, timeout=timeout, browser=browser, watch=watch, early=early), out)
+    res["took_ms"] = round((time.monotonic() - t0) * 1000, 1)
+    write_out(out, res)
+    emit_json(res) if as_json else print_lines(render_up(res, out))
 
 
 def down(
