@@ -653,9 +653,23 @@ except (OSError, AttributeError):  # not Linux: gc is the only backstop
     _prctl = None
 
 
-def _die_with_parent() -> None:
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+def _die_with_parent() -> Callable[[], None]:
+    """Return a ``preexec_fn`` that makes the child get SIGTERM when this process (its spawner) dies.
+
+    ``PR_SET_PDEATHSIG`` (prctl(2)) is armed in the child between ``fork`` and ``exec``; a spawner killed
+    before that call (``kill -9`` of the supervisor while it starts the fork server at ready, say) sends no
+    signal, and the child would run on, reparented. So the child then compares its parent with the spawner's
+    pid taken before the fork and exits at once (status 1, before ``exec``) when they differ.
+    """
+    spawner = os.getpid()
+
+    def arm() -> None:
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != spawner:  # the spawner died before the prctl: no signal will come
+            os._exit(1)
+
+    return arm
 
 
 _PR_SET_CHILD_SUBREAPER = 36
@@ -748,7 +762,7 @@ def spawn_service(sp: ServicePlan) -> subprocess.Popen[bytes]:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only a prctl call; the supervisor is single-threaded when spawning
+            preexec_fn=_die_with_parent(),  # noqa: PLW1509 - a prctl and a getppid; the supervisor is single-threaded when spawning
             close_fds=True,
         )
     _LEADERS[proc.pid] = proc
@@ -1371,7 +1385,7 @@ def _prewarm_collector(key: str, registry: str) -> list[subprocess.Popen[bytes]]
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only a prctl call; no thread runs yet
+            preexec_fn=_die_with_parent(),  # noqa: PLW1509 - a prctl and a getppid; no thread runs yet
             close_fds=True,
         )
     except OSError:
@@ -1469,7 +1483,7 @@ def _start_forkserver(state_dir: Path) -> list[subprocess.Popen[bytes]]:
     from legible.forkserver import start_server
 
     try:
-        proc = start_server(str(state_dir), str(state_dir / "run" / "forkserver.log"), preexec_fn=_die_with_parent)
+        proc = start_server(str(state_dir), str(state_dir / "run" / "forkserver.log"), preexec_fn=_die_with_parent())
     except OSError as exc:
         print(f"supervisor: cannot start the fork server: {exc}", file=sys.stderr, flush=True)
         return []

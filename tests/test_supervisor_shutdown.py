@@ -7,11 +7,12 @@ SIGTERM and only a SIGKILL ends it). The real-process shutdown is covered end to
 
 from __future__ import annotations
 
+import os
 import signal
 
 from legible.plan import StackPlan
 from legible.services.base import Probe, ServicePlan
-from legible.supervisor import ServiceRun, Supervisor, stop_services
+from legible.supervisor import ServiceRun, Supervisor, _die_with_parent, stop_services
 
 FAKE_PID = 10**7  # above any pid_max: a signal that escaped the fake sender could not reach a real process
 
@@ -135,3 +136,25 @@ def test_stop_all_goes_tier_by_tier_and_records_who_needed_sigkill_in_the_state(
     state = sup.state()["services"]
     assert state["app"]["killed_after_s"] == 3.0 and state["collector"]["killed_after_s"] is None
     assert {s["status"] for s in state.values()} == {"stopped"}
+
+
+def test_a_child_whose_spawner_is_gone_before_its_prctl_exits_before_exec() -> None:
+    """``PR_SET_PDEATHSIG`` armed after the spawner died sends nothing (prctl(2)): the child must see it itself.
+
+    A real fork: the spawner's ``preexec_fn`` runs in its child (parent = the spawner: armed, goes on) and in a
+    grandchild, whose parent is not the spawner, as a child reparented after a ``kill -9`` of its spawner
+    between ``fork`` and the ``prctl`` would be: it exits with status 1 at once.
+    """
+    arm = _die_with_parent()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            arm()
+            inner = os.fork()
+            if inner == 0:
+                arm()
+                os._exit(0)
+            os._exit(10 + os.waitstatus_to_exitcode(os.waitpid(inner, 0)[1]))
+        except BaseException:
+            os._exit(99)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 11
