@@ -51,6 +51,7 @@ from legible.store import (
     HAS_EXCEPTION_SQL,
     assign_groups,
     connect_file,
+    insert_words_sql,
     lock_down,
     migrate,
     run_query,
@@ -158,8 +159,8 @@ def _insert_sql(
     names = ["seq", *(c for c, _ in columns)]
     sel = [f"{c}::JSON" if c in _JSON_COLS else c for c in names]
     if table == "logs":  # + the columns DuckDB computes: has_exception (from the JSON text), template, group_id
-        names += ["has_exception", "template", "group_id"]
-        sel.append(HAS_EXCEPTION_SQL)
+        names += ["indexed", "has_exception", "template", "group_id"]  # indexed: the flush adds the row's words
+        sel += ["true", HAS_EXCEPTION_SQL]
         if group_given:
             return f"INSERT INTO logs ({', '.join(names)}) SELECT {', '.join(sel)}, template, group_id FROM _batch_logs"  # noqa: S608
         if template_given:
@@ -305,6 +306,7 @@ class Writer:
         self._insert = {"logs": _insert_sql("logs", LOG_COLUMNS), "spans": _insert_sql("spans", SPAN_COLUMNS)}
         self._insert_templated = _insert_sql("logs", LOG_COLUMNS, template_given=True)
         self._insert_grouped = _insert_sql("logs", LOG_COLUMNS, template_given=True, group_given=True)
+        self._insert_words = insert_words_sql("_batch_logs")
         #: (level, service, template) -> its committed ``log_groups.id``; emptied when ids can change (prune,
         #: reopen). ``_learned``: the pairs a flush under way found, kept once it commits.
         self._group_ids: dict[tuple[str, str, str], int] = {}
@@ -581,9 +583,18 @@ class Writer:
         return False
 
     def _run_insert(self, table: str, sql: str, batch: pa.Table) -> list[tuple[Any, ...]]:
+        """Run ``sql`` on ``batch`` (as ``_batch_<table>``); for ``logs``, add the rows' words to the word index.
+
+        The words (:func:`legible.store.insert_words_sql`) are computed by DuckDB from the same batch in the
+        same transaction, so a committed row always has its postings and a failed flush leaves neither.
+        """
         self.con.register(f"_batch_{table}", batch)
-        inserted = self.con.execute(sql).fetchall()
-        self.con.unregister(f"_batch_{table}")
+        try:
+            inserted = self.con.execute(sql).fetchall()
+            if table == "logs":
+                self.con.execute(self._insert_words).fetchall()
+        finally:
+            self.con.unregister(f"_batch_{table}")
         return inserted
 
     def _remember_groups(self) -> None:
@@ -633,8 +644,7 @@ class Writer:
                 if not n:
                     continue
                 cut_seq = lo + max(1, n // 5)
-                gone = self.con.execute(f"DELETE FROM {table} WHERE seq < ?", [cut_seq]).fetchone()  # noqa: S608
-                k = int(gone[0]) if gone else 0
+                k = self._delete_below(table, cut_seq)
                 deleted += k
                 if self._on_pruned:
                     self._on_pruned(table, k)
@@ -646,6 +656,27 @@ class Writer:
             self.con.execute("CHECKPOINT").fetchall()
             self.used_bytes = self._used_bytes()
         return deleted
+
+    def _delete_below(self, table: str, cut_seq: int) -> int:
+        """Delete the rows of ``table`` with ``seq < cut_seq``, and for ``logs`` their word index postings.
+
+        One transaction: the postings go with their rows (a ``log_words`` list may straddle the cut: it keeps the
+        ``seq`` at or above it). Returns the count of rows deleted.
+        """
+        con = self.con
+        con.execute("BEGIN TRANSACTION").fetchall()
+        try:
+            gone = con.execute(f"DELETE FROM {table} WHERE seq < ?", [cut_seq]).fetchone()  # noqa: S608
+            if table == "logs":
+                con.execute("DELETE FROM log_words WHERE last_seq < ?", [cut_seq]).fetchall()
+                con.execute(
+                    "UPDATE log_words SET seqs = list_filter(seqs, lambda s: s >= $1) WHERE seqs[1] < $1", [cut_seq]
+                ).fetchall()
+            con.execute("COMMIT").fetchall()
+        except BaseException:
+            con.execute("ROLLBACK").fetchall()
+            raise
+        return int(gone[0]) if gone else 0
 
     def query(
         self, sql: str, params: Any = None, max_rows: int = 10_000, timeout: float = QUERY_TIMEOUT_S
