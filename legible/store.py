@@ -40,7 +40,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from legible._errors import NotRunning, UsageError
 from legible._template import HEADLINE_MAX, TEMPLATE_RES, TRACEBACK, template_of
@@ -65,6 +65,8 @@ __all__ = [
     "INDEX_BREAK_EVEN",
     "WORD_RE",
     "WORDS_SQL",
+    "INDEXED_TEXT",
+    "WordPlan",
     "QueryResult",
     "assign_groups",
     "Store",
@@ -122,19 +124,22 @@ _LIKE_WILDCARDS = frozenset("%_")
 #: such letters rarely narrows anything. Digits are left out for the same reason (``[a-z0-9]{3,}``: 981,425
 #: distinct words, 6.7M postings against 4.0M).
 WORD_RE = "[a-z]{2,}[g-z][a-z]*|[a-z][g-z][a-z]+|[g-z][a-z]{2,}"
-#: SQL of the list of a log row's words (:data:`WORD_RE`), repeats included, in DuckDB's ``lower``: the same case
-#: mapping ``ILIKE`` and ``lower`` apply to the needle, so a body's words are those of the text the search reads.
-WORDS_SQL = f"regexp_extract_all(lower(body), '{WORD_RE}')"
+#: SQL of the text of a log row the word index holds the words of: :data:`SEARCH_TEXT` (the body, then the
+#: exception attributes), built only for a row that may have such attributes (:data:`HAS_EXCEPTION`); for the
+#: others it is the body.
+INDEXED_TEXT = f"CASE WHEN {HAS_EXCEPTION} THEN {SEARCH_TEXT} ELSE body END"
+#: SQL of the list of a log row's words (:data:`WORD_RE`), repeats included, over a column ``text`` (for example
+#: :data:`INDEXED_TEXT`) in DuckDB's ``lower``: the case mapping ``ILIKE`` and ``lower`` apply to the needle.
+WORDS_SQL = f"regexp_extract_all(lower(text), '{WORD_RE}')"
 #: The word index is used only when its candidate rows are at most this share of the ``logs`` rows: above it the
 #: semi-join on the candidates costs more than the scan it saves (``logs --grep`` over a million lines: 500
 #: candidates 19 ms, 80,000 candidates 28 ms, 900,000 candidates 146 ms, against about 60 ms for the scan).
 INDEX_BREAK_EVEN = 0.25
 #: A ``SELECT`` of no rows with the columns of ``log_words``: the word index of a store that has none (an old
 #: read-only file, a proof bundle), whose ``logs.indexed`` is ``NULL`` everywhere.
-EMPTY_LOG_WORDS = "SELECT NULL::VARCHAR AS word, NULL::BIGINT AS last_seq, NULL::BIGINT[] AS seqs WHERE false"
-#: SQL for "this log row's words are not in the index, or its exception attributes may hold the needle": the rows
-#: an indexed search reads whatever the index says (a row another writer stored has ``indexed`` ``NULL``).
-_UNINDEXED = "indexed IS NULL OR has_exception IS NOT false"
+EMPTY_LOG_WORDS = (
+    "SELECT NULL::VARCHAR AS word, NULL::BIGINT AS last_seq, NULL::INTEGER AS n, NULL::BIGINT[] AS seqs WHERE false"
+)
 #: How a needle's run ``r`` constrains the words of a matching row, by kind (see :func:`word_runs`).
 _WORD_CONDITIONS = {
     "word": "word = ?",
@@ -149,16 +154,18 @@ _NOT_HEX = frozenset("ghijklmnopqrstuvwxyz")
 def insert_words_sql(source: str) -> str:
     """Return the ``INSERT`` of the word index entries of the log rows of the relation ``source``.
 
-    One ``log_words`` row per distinct word of those rows: the word, the highest ``seq`` it lists, and the sorted
-    ``seq`` of every row whose ``lower(body)`` holds it (:data:`WORDS_SQL`). The collector runs it on each flushed
-    batch, in the flush's transaction, so a row and its postings are committed together.
+    One ``log_words`` row per distinct word of those rows: the word, the highest ``seq`` it lists, how many, and
+    the sorted ``seq`` of every row whose lower-cased ``text`` holds it (:data:`WORDS_SQL`). The collector runs it
+    on each flushed batch, in the flush's transaction, so a row and its postings are committed together.
 
     Args:
-        source: a table, view or sub-query with ``seq`` and ``body`` columns (not user input).
+        source: a table, view or sub-query with columns ``seq`` and ``text`` (:data:`INDEXED_TEXT`), not user
+            input.
 
     """
     return (
-        "INSERT INTO log_words (word, last_seq, seqs) SELECT w, max(seq), list(seq ORDER BY seq) "  # noqa: S608
+        "INSERT INTO log_words (word, last_seq, n, seqs) "  # noqa: S608
+        "SELECT w, max(seq), count(*), list(seq ORDER BY seq) "
         f"FROM (SELECT DISTINCT seq, unnest({WORDS_SQL}) AS w FROM {source}) GROUP BY w"
     )
 
@@ -183,8 +190,8 @@ def index_words(con: duckdb.DuckDBPyConnection, from_seq: int = 0, chunk: int = 
         return 0
     done = 0
     for start in range(int(lo), int(hi) + 1, chunk):
-        rows = f"(SELECT seq, body FROM logs WHERE seq >= {start} AND seq < {start + chunk} AND indexed IS NULL)"
-        con.execute(insert_words_sql(rows)).fetchall()
+        rows = f"(SELECT seq, {INDEXED_TEXT} AS text FROM logs WHERE seq >= $1 AND seq < $2 AND indexed IS NULL)"
+        con.execute(insert_words_sql(rows), [start, start + chunk]).fetchall()
         marked = con.execute(
             "UPDATE logs SET indexed = true WHERE seq >= ? AND seq < ? AND indexed IS NULL", [start, start + chunk]
         ).fetchall()
@@ -193,7 +200,7 @@ def index_words(con: duckdb.DuckDBPyConnection, from_seq: int = 0, chunk: int = 
 
 
 def word_runs(needle: str) -> list[tuple[str, str]]:
-    """Return what the word index knows of the rows whose ``lower(body)`` contains ``lower(needle)``.
+    """Return what the word index knows of the rows whose ``lower(SEARCH_TEXT)`` contains ``lower(needle)``.
 
     Each ``(kind, run)`` is a lower-cased maximal run of ASCII letters of the needle that any such row's words
     (:data:`WORD_RE`) must match: ``"word"`` (an interior run: the row has this word), ``"prefix"`` (the run ends
@@ -231,14 +238,29 @@ def word_runs(needle: str) -> list[tuple[str, str]]:
     return runs
 
 
+class WordPlan(NamedTuple):
+    """How :func:`search_contains` narrows a search with the word index (from :func:`pick_word`).
+
+    Attributes:
+        kind: ``"word"``, ``"prefix"``, ``"suffix"`` or ``"infix"`` (see :func:`word_runs`).
+        run: the lower-cased run of the needle.
+        unindexed: some ``logs`` rows are not in the index (``indexed`` ``NULL``) and are read as well.
+
+    """
+
+    kind: str
+    run: str
+    unindexed: bool = False
+
+
 def pick_word(
     query: Callable[[str, list[Any]], Sequence[Sequence[Any]]], needle: str, break_even: float = INDEX_BREAK_EVEN
-) -> tuple[str, str] | None:
+) -> WordPlan | None:
     """Choose the run of ``needle`` (:func:`word_runs`) whose postings are fewest, or ``None`` to scan.
 
-    One statement counts, for each run, the postings of the words it matches, the rows the index does not
-    cover (:data:`_UNINDEXED`) and all ``logs`` rows; the index is used when the fewest candidates are at most
-    ``break_even`` of the rows.
+    One statement counts, for each run, the postings of the words it matches (``log_words.n``), the ``logs`` rows
+    the index does not hold (``indexed`` ``NULL``) and all ``logs`` rows; the index is used when the fewest
+    candidates are at most ``break_even`` of the rows.
 
     Args:
         query: runs one read-only statement with positional parameters and returns its rows (for example
@@ -247,18 +269,17 @@ def pick_word(
         break_even: the largest share of candidate rows for which the index is used.
 
     Returns:
-        ``(kind, run)`` for :func:`search_contains`, or ``None``.
+        A :class:`WordPlan` for :func:`search_contains`, or ``None``.
 
     """
     runs = word_runs(needle)
     if not runs:
         return None
-    counts = ", ".join(
-        f"coalesce(sum(len(seqs)) FILTER (WHERE {_WORD_CONDITIONS[kind]}), 0)" for kind, _ in runs
-    )
+    conds = [_WORD_CONDITIONS[kind] for kind, _ in runs]
+    counts = ", ".join(f"coalesce(sum(n) FILTER (WHERE {c}), 0)" for c in conds)
     sql = (
-        f"SELECT (SELECT count(*) FROM logs), (SELECT count(*) FROM logs WHERE {_UNINDEXED}), {counts} "  # noqa: S608
-        "FROM log_words"
+        "SELECT (SELECT count(*) FROM logs), (SELECT count(*) FROM logs WHERE indexed IS NULL), "  # noqa: S608
+        f"{counts} FROM log_words"
     )
     try:
         row = query(sql, [run for _, run in runs])[0]
@@ -268,10 +289,10 @@ def pick_word(
     best = min(range(len(runs)), key=lambda k: found[k])
     if found[best] + unindexed > break_even * total:
         return None
-    return runs[best]
+    return WordPlan(*runs[best], unindexed > 0)
 
 
-def search_contains(needle: str, word: tuple[str, str] | None = None) -> tuple[str, list[str]]:
+def search_contains(needle: str, word: WordPlan | None = None) -> tuple[str, list[str]]:
     """Return ``(condition, params)``: the lower-cased :data:`SEARCH_TEXT` of a log line contains ``needle``.
 
     Same answer as ``contains(lower(SEARCH_TEXT), lower(needle))`` (DuckDB's ``lower`` on both sides) for every
@@ -294,14 +315,15 @@ def search_contains(needle: str, word: tuple[str, str] | None = None) -> tuple[s
     A needle with a newline keeps the joined form (it can match across parts).
 
     With ``word`` (a run of the needle, from :func:`pick_word`), the condition is first narrowed to the rows the
-    word index lists for it (``log_words``, see :func:`word_runs` for why every matching row is listed) and the
-    rows it does not cover (:data:`_UNINDEXED`: stored without postings, or with exception attributes, which are
-    not indexed); the test above then runs on those rows only. DuckDB plans the ``IN`` as a semi-join whose few
-    ``seq`` it pushes into the scan of ``logs`` as a filter, so the bodies of the other rows are not read.
+    word index lists for it (``log_words``, see :func:`word_runs` for why every matching row is listed), and
+    the rows it does not hold when :attr:`WordPlan.unindexed`; the test above then runs on those rows only.
+    DuckDB plans the ``IN`` as a semi-join whose few ``seq`` it pushes into the scan of ``logs`` as a filter, so
+    the bodies of the other rows are not read (an ``OR`` or a ``UNION`` with a scan of ``logs`` in the sub-query
+    loses that: the unindexed rows are added only when there are some).
 
     Args:
         needle: the text searched for, any case (not empty).
-        word: ``(kind, run)`` from :func:`word_runs`, or ``None`` to scan every row.
+        word: from :func:`pick_word`, or ``None`` to scan every row.
 
     Returns:
         A condition over the ``logs`` table and its positional parameters.
@@ -318,9 +340,10 @@ def search_contains(needle: str, word: tuple[str, str] | None = None) -> tuple[s
         params = [body_param, needle]
     if word is None:
         return cond, params
-    kind, run = word
-    listed = f"SELECT unnest(seqs) FROM log_words WHERE {_WORD_CONDITIONS[kind]}"  # noqa: S608 - fixed SQL
-    return f"seq IN ({listed} UNION ALL SELECT seq FROM logs WHERE {_UNINDEXED}) AND {cond}", [run, *params]
+    listed = f"seq IN (SELECT unnest(seqs) FROM log_words WHERE {_WORD_CONDITIONS[word.kind]})"  # noqa: S608
+    if word.unindexed:
+        listed = f"({listed} OR indexed IS NULL)"
+    return f"{listed} AND {cond}", [word.run, *params]
 
 
 def search_regex(pattern: str) -> tuple[str, list[str]]:
@@ -585,8 +608,9 @@ def _m004_log_words(con: duckdb.DuckDBPyConnection) -> None:
     """Add the word index ``log_words`` and ``logs.indexed`` (issue 12): ``logs --grep`` reads only listed rows.
 
     ``log_words`` has one row per word (:data:`WORD_RE`) per flush: ``word``, ``last_seq`` (the highest ``seq`` in
-    ``seqs``, so retention finds whole rows to delete) and ``seqs`` (the sorted ``logs.seq`` of the flushed rows
-    whose ``lower(body)`` holds the word). ``logs.indexed`` is ``true`` for a row whose words are listed, ``NULL``
+    ``seqs``, so retention finds whole rows to delete), ``n`` (the length of ``seqs``, so a search counts its
+    candidates without reading the lists) and ``seqs`` (the sorted ``logs.seq`` of the flushed rows whose
+    lower-cased :data:`INDEXED_TEXT`, the body and any exception attributes, holds the word). ``logs.indexed`` is ``true`` for a row whose words are listed, ``NULL``
     for a row another writer stored (searched without the index). The rows stored before are indexed here
     (:func:`index_words`: about 2 s per million rows).
     """
@@ -595,6 +619,7 @@ def _m004_log_words(con: duckdb.DuckDBPyConnection) -> None:
         CREATE TABLE IF NOT EXISTS log_words (
             word        VARCHAR NOT NULL,
             last_seq    BIGINT NOT NULL,
+            n           INTEGER NOT NULL,
             seqs        BIGINT[] NOT NULL
         )
         """
@@ -712,9 +737,10 @@ def compat_views(con: duckdb.DuckDBPyConnection) -> None:
 
     A file last written by a collector before migration ``m002`` has no ``logs.has_exception``, one before ``m003``
     no ``logs.group_id`` and no ``log_groups``, one before ``m004`` no ``logs.indexed`` and no ``log_words``: a
-    temporary view ``logs`` (found before the file's table) adds the missing columns as ``NULL`` (:data:`HAS_EXCEPTION` reads it as "test the attributes"; the grouped view of
-    :mod:`legible.queries.logs` groups such rows on the strings), and an empty temporary view ``log_groups``
-    stands for the missing dictionary (and one ``log_words`` for the missing word index). Nothing is created for a file that has them.
+    temporary view ``logs`` (found before the file's table) adds the missing columns as ``NULL``
+    (:data:`HAS_EXCEPTION` reads it as "test the attributes"; the grouped view of :mod:`legible.queries.logs`
+    groups such rows on the strings; a search reads every row), and empty temporary views ``log_groups`` and
+    ``log_words`` stand for the missing dictionary and word index. Nothing is created for a file that has them.
 
     Args:
         con: a connection to the store file (read-only is fine: temporary views live in memory).

@@ -22,7 +22,7 @@ import pytest
 
 from legible.collector._writer import PY_TEMPLATE_ROWS, Writer
 from legible.queries.logs import log_groups, make_filter
-from legible.store import Store, pick_word, search_contains, word_runs
+from legible.store import INDEXED_TEXT, WORD_RE, Store, WordPlan, pick_word, search_contains, word_runs
 from tests.conftest import wait_until
 from tests.test_store_search import HOSTILE, _needles
 
@@ -30,9 +30,39 @@ NOW = 1_780_000_000_000_000_000
 #: Words of the random bodies: ordinary, hex-only (not indexed), mixed case, with letters whose lower case is
 #: ASCII in DuckDB (Kelvin sign) or longer (dotted capital I), digits, LIKE wildcards.
 VOCAB = [
-    "declined", "DECLINED", "Declined", "card", "payment", "GET", "items", "user", "cache", "miss", "deadbeef",
-    "cafe", "fade", "abc", "xyz", "\u212aelvin", "\u0130stanbul", "stra\u00dfe", "%", "_", "50%_off", "a_b",
-    "x", "ok", "timeout", "Timeout", "TIMEOUT", "order", "orders", "reorder", "ΟΔΟΣ", "9f3ea1c2", "42",
+    "declined",
+    "DECLINED",
+    "Declined",
+    "card",
+    "payment",
+    "GET",
+    "items",
+    "user",
+    "cache",
+    "miss",
+    "deadbeef",
+    "cafe",
+    "fade",
+    "abc",
+    "xyz",
+    "\u212aelvin",
+    "\u0130stanbul",
+    "stra\u00dfe",
+    "%",
+    "_",
+    "50%_off",
+    "a_b",
+    "x",
+    "ok",
+    "timeout",
+    "Timeout",
+    "TIMEOUT",
+    "order",
+    "orders",
+    "reorder",
+    "ΟΔΟΣ",
+    "9f3ea1c2",
+    "42",
 ]
 SEPS = [" ", "  ", "/", "=", ":", ".", "-", "\n", "\t", ",", "", '"', "\\"]
 
@@ -58,11 +88,12 @@ def _seqs(con: duckdb.DuckDBPyConnection, cond: str, params: list) -> set[int]:
 def _differences(con: duckdb.DuckDBPyConnection, needles: list[str]) -> tuple[list[tuple], int]:
     """Needles (with the run) whose indexed rows differ from the scan's; and how many (needle, run) were tried."""
     wrong, tried = [], 0
+    unindexed = con.execute("SELECT count(*) FROM logs WHERE indexed IS NULL").fetchone()[0] > 0
     for needle in needles:
         scan = _seqs(con, *search_contains(needle))
         for word in word_runs(needle):
             tried += 1
-            if _seqs(con, *search_contains(needle, word)) != scan:
+            if _seqs(con, *search_contains(needle, WordPlan(*word, unindexed))) != scan:
                 wrong.append((needle, word))
     return wrong, tried
 
@@ -123,13 +154,14 @@ def test_the_store_holds_every_kind_of_row(store):
     low = con.execute("SELECT min(seq) FROM logs").fetchone()[0]
     stale = "SELECT count(*) FROM (SELECT unnest(seqs) AS s FROM log_words) WHERE s < ?"
     assert con.execute(stale, [low]).fetchone() == (0,)  # the prune took the postings with their rows
-    missing = (  # every indexed row is listed under each of its words
-        "SELECT count(*) FROM (SELECT seq, unnest(regexp_extract_all(lower(body), ?)) AS w FROM logs WHERE indexed) "
-        "AS r ANTI JOIN (SELECT word, unnest(seqs) AS s FROM log_words) AS p ON p.word = r.w AND p.s = r.seq"
+    missing = (  # every indexed row is listed under each of its words, those of its exception attributes too
+        f"SELECT count(*) FROM (SELECT seq, unnest(regexp_extract_all(lower({INDEXED_TEXT}), ?)) AS w FROM logs "
+        "WHERE indexed) AS r ANTI JOIN (SELECT word, unnest(seqs) AS s FROM log_words) AS p "
+        "ON p.word = r.w AND p.s = r.seq"
     )
-    from legible.store import WORD_RE
-
     assert con.execute(missing, [WORD_RE]).fetchone() == (0,)
+    assert con.execute("SELECT count(*) FROM log_words WHERE n <> len(seqs)").fetchone() == (0,)
+    assert con.execute("SELECT count(*) FROM log_words WHERE word = 'bank'").fetchone()[0] > 0  # from attributes
 
 
 def test_indexed_search_equals_the_scan_for_the_case_mapping_corpus(store):
@@ -162,7 +194,7 @@ def test_the_grouped_view_and_lines_are_the_same_through_the_index(store):
         flt = make_filter(since="all", grep=needle, now=NOW + 10**9)
         scan = log_groups(s, dataclasses.replace(flt, grep_word=None), now=NOW)
         for word in word_runs(needle):
-            via = log_groups(s, dataclasses.replace(flt, grep_word=word), now=NOW)
+            via = log_groups(s, dataclasses.replace(flt, grep_word=WordPlan(*word, True)), now=NOW)
             assert (via.total, via.by_level, via.groups) == (scan.total, scan.by_level, scan.groups), (needle, word)
 
 
@@ -173,7 +205,8 @@ def test_pick_word_takes_the_fewest_postings_and_scans_when_they_are_many(store)
         return con.execute(sql, params).fetchall()
 
     assert word_runs("card declined") == [("prefix", "declined"), ("suffix", "card")]
-    assert pick_word(query, "card declined", break_even=1.0) in word_runs("card declined")
+    assert pick_word(query, "card declined", break_even=1.0)[:2] in word_runs("card declined")
+    assert pick_word(query, "card declined", break_even=1.0).unindexed  # the other writer's rows are read too
     assert pick_word(query, "card declined", break_even=0.0) is None  # the share is above the break-even
     assert pick_word(query, "abc") is None  # hex letters only: not indexed
     assert pick_word(query, "ok") is None  # too short
@@ -202,6 +235,17 @@ def test_a_missing_posting_is_seen_by_the_differential(tmp_path):
     assert wrong == [(" declined ", ("word", "declined"))]
 
 
+def test_rows_without_postings_are_read_only_when_the_plan_says_so(store):
+    """The control for ``WordPlan.unindexed``: without it, the other writer's matching rows are lost."""
+    con, _ = store
+    needle = " declined"
+    scan = _seqs(con, *search_contains(needle))
+    assert _seqs(con, *search_contains(needle, WordPlan("prefix", "declined", True))) == scan
+    partial = _seqs(con, *search_contains(needle, WordPlan("prefix", "declined", False)))
+    other = {r[0] for r in con.execute("SELECT seq FROM logs WHERE indexed IS NULL").fetchall()}
+    assert partial == scan - other and scan & other
+
+
 def test_grep_through_a_real_collector_uses_the_index(tmp_path):
     from tests.test_collector import Proc
 
@@ -212,7 +256,7 @@ def test_grep_through_a_real_collector_uses_the_index(tmp_path):
         wait_until(lambda: col.q("SELECT count(*) FROM logs")[0][0] == len(lines), timeout=30)
         store = col.store()
         flt = make_filter(since="all", grep="declined", now=NOW * 2)
-        assert flt.with_index(store).grep_word == ("infix", "declined")
+        assert flt.with_index(store).grep_word == ("infix", "declined", False)
         got = log_groups(store, flt)
         assert got.total == 3
         assert col.q("SELECT count(*) FROM logs WHERE indexed IS NOT true") == [(0,)]

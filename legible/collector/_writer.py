@@ -49,6 +49,7 @@ import pyarrow as pa
 from legible._errors import UsageError
 from legible.store import (
     HAS_EXCEPTION_SQL,
+    INDEXED_TEXT,
     assign_groups,
     connect_file,
     insert_words_sql,
@@ -306,7 +307,8 @@ class Writer:
         self._insert = {"logs": _insert_sql("logs", LOG_COLUMNS), "spans": _insert_sql("spans", SPAN_COLUMNS)}
         self._insert_templated = _insert_sql("logs", LOG_COLUMNS, template_given=True)
         self._insert_grouped = _insert_sql("logs", LOG_COLUMNS, template_given=True, group_given=True)
-        self._insert_words = insert_words_sql("_batch_logs")
+        # the words of the rows just inserted (read back: has_exception tells which need their attributes)
+        self._insert_words = insert_words_sql(f"(SELECT seq, {INDEXED_TEXT} AS text FROM logs WHERE seq >= $1)")
         #: (level, service, template) -> its committed ``log_groups.id``; emptied when ids can change (prune,
         #: reopen). ``_learned``: the pairs a flush under way found, kept once it commits.
         self._group_ids: dict[tuple[str, str, str], int] = {}
@@ -592,7 +594,7 @@ class Writer:
         try:
             inserted = self.con.execute(sql).fetchall()
             if table == "logs":
-                self.con.execute(self._insert_words).fetchall()
+                self.con.execute(self._insert_words, [self._seq["logs"]]).fetchall()
         finally:
             self.con.unregister(f"_batch_{table}")
         return inserted
@@ -670,7 +672,9 @@ class Writer:
             if table == "logs":
                 con.execute("DELETE FROM log_words WHERE last_seq < ?", [cut_seq]).fetchall()
                 con.execute(
-                    "UPDATE log_words SET seqs = list_filter(seqs, lambda s: s >= $1) WHERE seqs[1] < $1", [cut_seq]
+                    "UPDATE log_words SET seqs = list_filter(seqs, lambda s: s >= $1), "
+                    "n = len(list_filter(seqs, lambda s: s >= $1)) WHERE seqs[1] < $1",
+                    [cut_seq],
                 ).fetchall()
             con.execute("COMMIT").fetchall()
         except BaseException:

@@ -37,7 +37,7 @@ from legible.queries._fmt import (
 
 if TYPE_CHECKING:
     from legible.contract import LogFilterDoc, LogGroupDoc, LogsGroupsDoc, LogsRawDoc
-    from legible.store import Store
+    from legible.store import Store, WordPlan
 
 __all__ = [
     "DEFAULT_FIELDS",
@@ -124,8 +124,8 @@ class LogFilter:
         regex: RE2 regular expression searched in the body, or ``None``.
         attrs: ``(key, value)`` pairs each of which must equal the attribute (or resource attribute).
         trace_id: lower-case hex trace id or a prefix of one, or ``None``.
-        grep_word: how the word index narrows ``grep`` (``(kind, run)`` from :func:`legible.store.pick_word`,
-            set by :meth:`with_index`), or ``None`` to scan; not part of the filter's meaning.
+        grep_word: how the word index narrows ``grep`` (from :func:`legible.store.pick_word`, set by
+            :meth:`with_index`), or ``None`` to scan; not part of the filter's meaning.
 
     """
 
@@ -139,7 +139,7 @@ class LogFilter:
     regex: str | None = None
     attrs: list[tuple[str, str]] = field(default_factory=list)
     trace_id: str | None = None
-    grep_word: tuple[str, str] | None = field(default=None, compare=False)
+    grep_word: WordPlan | None = field(default=None, compare=False)
 
     def with_index(self, store: Store) -> LogFilter:
         """Return this filter with :attr:`grep_word` chosen on ``store`` (one small query), or itself unchanged.
