@@ -190,7 +190,7 @@ def index_words(con: duckdb.DuckDBPyConnection, from_seq: int = 0, chunk: int = 
         return 0
     done = 0
     for start in range(int(lo), int(hi) + 1, chunk):
-        rows = f"(SELECT seq, {INDEXED_TEXT} AS text FROM logs WHERE seq >= $1 AND seq < $2 AND indexed IS NULL)"
+        rows = f"(SELECT seq, {INDEXED_TEXT} AS text FROM logs WHERE seq >= $1 AND seq < $2 AND indexed IS NULL)"  # noqa: S608
         con.execute(insert_words_sql(rows), [start, start + chunk]).fetchall()
         marked = con.execute(
             "UPDATE logs SET indexed = true WHERE seq >= ? AND seq < ? AND indexed IS NULL", [start, start + chunk]
@@ -610,8 +610,9 @@ def _m004_log_words(con: duckdb.DuckDBPyConnection) -> None:
     ``log_words`` has one row per word (:data:`WORD_RE`) per flush: ``word``, ``last_seq`` (the highest ``seq`` in
     ``seqs``, so retention finds whole rows to delete), ``n`` (the length of ``seqs``, so a search counts its
     candidates without reading the lists) and ``seqs`` (the sorted ``logs.seq`` of the flushed rows whose
-    lower-cased :data:`INDEXED_TEXT`, the body and any exception attributes, holds the word). ``logs.indexed`` is ``true`` for a row whose words are listed, ``NULL``
-    for a row another writer stored (searched without the index). The rows stored before are indexed here
+    lower-cased :data:`INDEXED_TEXT`, the body and any exception attributes, holds the word). ``logs.indexed`` is
+    ``true`` for a row whose words are listed, ``NULL`` for a row another writer stored (searched without the
+    index). The rows stored before are indexed here
     (:func:`index_words`: about 2 s per million rows).
     """
     con.execute(

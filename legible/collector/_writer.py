@@ -308,7 +308,7 @@ class Writer:
         self._insert_templated = _insert_sql("logs", LOG_COLUMNS, template_given=True)
         self._insert_grouped = _insert_sql("logs", LOG_COLUMNS, template_given=True, group_given=True)
         # the words of the rows just inserted (read back: has_exception tells which need their attributes)
-        self._insert_words = insert_words_sql(f"(SELECT seq, {INDEXED_TEXT} AS text FROM logs WHERE seq >= $1)")
+        self._insert_words = insert_words_sql(f"(SELECT seq, {INDEXED_TEXT} AS text FROM logs WHERE seq >= $1)")  # noqa: S608
         #: (level, service, template) -> its committed ``log_groups.id``; emptied when ids can change (prune,
         #: reopen). ``_learned``: the pairs a flush under way found, kept once it commits.
         self._group_ids: dict[tuple[str, str, str], int] = {}
