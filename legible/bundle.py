@@ -120,7 +120,7 @@ def bundle_store(bundle: Path) -> Store:
     """
     import duckdb
 
-    from legible.store import EMPTY_LOG_GROUPS, EMPTY_LOG_WORDS, Store
+    from legible.store import EMPTY_LOG_GROUP_WORDS, EMPTY_LOG_GROUPS, EMPTY_LOG_WORDS, Store
 
     bundle = Path(bundle)
     folder = bundle if (bundle / "logs.parquet").is_file() else bundle / SIGNALS_DIR
@@ -141,6 +141,7 @@ def bundle_store(bundle: Path) -> Store:
         )
     con.execute(f"CREATE VIEW log_groups AS {EMPTY_LOG_GROUPS}")
     con.execute(f"CREATE VIEW log_words AS {EMPTY_LOG_WORDS}")
+    con.execute(f"CREATE VIEW log_group_words AS {EMPTY_LOG_GROUP_WORDS}")
     return Store(path=folder, _con=con)
 
 

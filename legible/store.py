@@ -52,6 +52,9 @@ __all__ = [
     "ALLOWED_STATEMENTS",
     "EMPTY_LOG_GROUPS",
     "EMPTY_LOG_WORDS",
+    "EMPTY_LOG_GROUP_WORDS",
+    "GROUP_WORDS_SQL",
+    "covered_sql",
     "GROUP_IDS_SQL",
     "GROUP_KEYS_SQL",
     "GROUP_NEW_KEYS_SQL",
@@ -140,6 +143,44 @@ INDEX_BREAK_EVEN = 0.25
 EMPTY_LOG_WORDS = (
     "SELECT NULL::VARCHAR AS word, NULL::BIGINT AS last_seq, NULL::INTEGER AS n, NULL::BIGINT[] AS seqs WHERE false"
 )
+#: The same for ``log_group_words``.
+EMPTY_LOG_GROUP_WORDS = "SELECT NULL::INTEGER AS group_id, NULL::VARCHAR AS word WHERE false"
+#: Insert the words (:data:`WORD_RE`) of the templates of the ``log_groups`` with ``id > $1`` into ``log_group_words``.
+GROUP_WORDS_SQL = (
+    "INSERT INTO log_group_words (group_id, word) "  # noqa: S608 - fixed SQL
+    f"SELECT id, unnest(list_distinct(regexp_extract_all(lower(template), '{WORD_RE}'))) FROM log_groups WHERE id > $1"
+)
+
+
+def covered_sql(has_exception: str = "has_exception", prefix: str = "") -> str:
+    r"""Return SQL for "every word of this log row is a word of its ``template``" over ``body`` and ``template``.
+
+    Such a row needs no postings of its own (``logs.indexed`` ``false``): the words of its group's template
+    (``log_group_words``) stand for them, and most lines of an app are such rows, so the collector extracts
+    words from the few others only. Why it holds: the body is ASCII (``strlen``, bytes, equals ``length``,
+    code points; so DuckDB's ``lower`` is ASCII's), one line of at most ``HEADLINE_MAX`` characters (the
+    template folds the whole body), and folding replaced nothing but numbers (digits and ``.``) and hex runs
+    (``\b[0-9a-fA-F]{8,}\b``: no ``0x``/``0X`` in the body, no ``<uuid>`` or ``"<s>"`` in the template). A
+    letter run of the body that meets a hex run lies inside it (the ``\b`` on both sides of a hex run are next
+    to characters that are not letters), so it has only ``a``-``f`` and is no word (:data:`WORD_RE`); every
+    other letter run is copied as it is, between characters that are not letters (a ``<`` or ``>`` where a
+    number was), so it is a word of the template too. A row with exception attributes is never covered (their
+    words are not in the template). ``tests/test_store_words.py`` checks it over a corpus built around these
+    edges.
+
+    Args:
+        has_exception: SQL of the row's ``has_exception`` (a column, or :data:`HAS_EXCEPTION_SQL` at ingest).
+        prefix: the relation of ``body`` and ``template`` with its dot (``"b."``), or ``""``.
+
+    """
+    b, t = f"{prefix}body", f"{prefix}template"
+    return (
+        f"({t} IS NOT NULL AND NOT coalesce({has_exception}, true) AND strlen({b}) = length({b})"
+        f" AND length({b}) <= {HEADLINE_MAX} AND NOT contains({b}, chr(10)) AND NOT contains({b}, '0x')"
+        f" AND NOT contains({b}, '0X') AND NOT contains({t}, '<uuid>') AND NOT contains({t}, '\"<s>\"'))"
+    )
+
+
 #: How a needle's run ``r`` constrains the words of a matching row, by kind (see :func:`word_runs`).
 _WORD_CONDITIONS = {
     "word": "word = ?",
@@ -147,6 +188,15 @@ _WORD_CONDITIONS = {
     "suffix": "ends_with(word, ?)",
     "infix": "contains(word, ?)",
 }
+#: At most this many runs of a needle are counted by :func:`pick_word` (the whole words and longest first).
+_MAX_RUNS = 3
+
+
+def _in_groups(cond: str) -> str:
+    """SQL: a ``logs`` row covered by its group (``indexed`` ``false``) whose template has a word for ``cond``."""
+    return f"(group_id IS NULL OR group_id IN (SELECT group_id FROM log_group_words WHERE {cond}))"  # noqa: S608
+
+
 _ASCII_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _NOT_HEX = frozenset("ghijklmnopqrstuvwxyz")
 
@@ -174,8 +224,10 @@ def index_words(con: duckdb.DuckDBPyConnection, from_seq: int = 0, chunk: int = 
     """Add to the word index the ``logs`` rows with ``seq >= from_seq`` it does not hold yet; return their count.
 
     For rows another writer stored (``logs.indexed`` ``NULL``: a benchmark, a test, a store older than
-    migration ``m004``, which calls it): their postings are inserted (:func:`insert_words_sql`) and the rows
-    marked ``indexed``, ``chunk`` rows of ``seq`` at a time (bounded memory), in the caller's transaction.
+    migration ``m004``, which calls it): a row its group's template covers (:func:`covered_sql`; the group's
+    words must be in ``log_group_words``, as :func:`assign_groups` leaves them) is marked ``false``, the others
+    get their postings (:func:`insert_words_sql`) and are marked ``true``, ``chunk`` rows of ``seq`` at a time
+    (bounded memory), in the caller's transaction.
 
     Args:
         con: a writable connection to the store.
@@ -189,11 +241,16 @@ def index_words(con: duckdb.DuckDBPyConnection, from_seq: int = 0, chunk: int = 
     if lo is None:
         return 0
     done = 0
+    covered = f"(group_id IS NOT NULL AND {covered_sql()})"
     for start in range(int(lo), int(hi) + 1, chunk):
-        rows = f"(SELECT seq, {INDEXED_TEXT} AS text FROM logs WHERE seq >= $1 AND seq < $2 AND indexed IS NULL)"  # noqa: S608
+        rows = (
+            f"(SELECT seq, {INDEXED_TEXT} AS text FROM logs WHERE seq >= $1 AND seq < $2 AND indexed IS NULL"  # noqa: S608
+            f" AND NOT {covered})"
+        )
         con.execute(insert_words_sql(rows), [start, start + chunk]).fetchall()
         marked = con.execute(
-            "UPDATE logs SET indexed = true WHERE seq >= ? AND seq < ? AND indexed IS NULL", [start, start + chunk]
+            f"UPDATE logs SET indexed = NOT {covered} WHERE seq >= ? AND seq < ? AND indexed IS NULL",  # noqa: S608
+            [start, start + chunk],
         ).fetchall()
         done += int(marked[0][0]) if marked else 0
     return done
@@ -245,12 +302,15 @@ class WordPlan(NamedTuple):
         kind: ``"word"``, ``"prefix"``, ``"suffix"`` or ``"infix"`` (see :func:`word_runs`).
         run: the lower-cased run of the needle.
         unindexed: some ``logs`` rows are not in the index (``indexed`` ``NULL``) and are read as well.
+        groups: some rows covered by their group's template (``indexed`` ``false``) may match and are listed
+            from ``log_group_words``.
 
     """
 
     kind: str
     run: str
     unindexed: bool = False
+    groups: bool = True
 
 
 def pick_word(
@@ -272,24 +332,26 @@ def pick_word(
         A :class:`WordPlan` for :func:`search_contains`, or ``None``.
 
     """
-    runs = word_runs(needle)
+    runs = word_runs(needle)[:_MAX_RUNS]
     if not runs:
         return None
     conds = [_WORD_CONDITIONS[kind] for kind, _ in runs]
-    counts = ", ".join(f"coalesce(sum(n) FILTER (WHERE {c}), 0)" for c in conds)
+    listed = ", ".join(f"coalesce(sum(n) FILTER (WHERE {c}), 0)" for c in conds)
+    covered = ", ".join(f"count(*) FILTER (WHERE {_in_groups(c)})" for c in conds)
     sql = (
         "SELECT (SELECT count(*) FROM logs), (SELECT count(*) FROM logs WHERE indexed IS NULL), "  # noqa: S608
-        f"{counts} FROM log_words"
+        f"(SELECT [{listed}] FROM log_words), (SELECT [{covered}] FROM logs WHERE indexed = false)"
     )
     try:
-        row = query(sql, [run for _, run in runs])[0]
+        row = query(sql, [run for _, run in runs] * 2)[0]
     except UsageError:
         return None  # no word index here (a proof bundle's store)
-    total, unindexed, *found = (int(v or 0) for v in row)
+    total, unindexed = int(row[0] or 0), int(row[1] or 0)
+    found = [int(a or 0) + int(b or 0) for a, b in zip(row[2], row[3], strict=True)]
     best = min(range(len(runs)), key=lambda k: found[k])
     if found[best] + unindexed > break_even * total:
         return None
-    return WordPlan(*runs[best], unindexed > 0)
+    return WordPlan(*runs[best], unindexed > 0, int(row[3][best] or 0) > 0)
 
 
 def search_contains(needle: str, word: WordPlan | None = None) -> tuple[str, list[str]]:
@@ -316,7 +378,8 @@ def search_contains(needle: str, word: WordPlan | None = None) -> tuple[str, lis
 
     With ``word`` (a run of the needle, from :func:`pick_word`), the condition is first narrowed to the rows the
     word index lists for it (``log_words``, see :func:`word_runs` for why every matching row is listed), and
-    the rows it does not hold when :attr:`WordPlan.unindexed`; the test above then runs on those rows only.
+    the rows its group's template covers (``log_group_words``, :func:`covered_sql`) when :attr:`WordPlan.groups`,
+    and the rows it does not hold when :attr:`WordPlan.unindexed`; the test above then runs on those rows only.
     DuckDB plans the ``IN`` as a semi-join whose few ``seq`` it pushes into the scan of ``logs`` as a filter, so
     the bodies of the other rows are not read (an ``OR`` or a ``UNION`` with a scan of ``logs`` in the sub-query
     loses that: the unindexed rows are added only when there are some).
@@ -340,10 +403,18 @@ def search_contains(needle: str, word: WordPlan | None = None) -> tuple[str, lis
         params = [body_param, needle]
     if word is None:
         return cond, params
-    listed = f"seq IN (SELECT unnest(seqs) FROM log_words WHERE {_WORD_CONDITIONS[word.kind]})"  # noqa: S608
+    cond_w = _WORD_CONDITIONS[word.kind]
+    listed, runs = f"SELECT unnest(seqs) FROM log_words WHERE {cond_w}", [word.run]  # noqa: S608
+    if word.groups:  # as a list, so DuckDB does not read logs' size as the candidates' (see above)
+        listed += (
+            " UNION ALL SELECT unnest((SELECT list(seq) FROM logs"  # noqa: S608
+            f" WHERE indexed = false AND {_in_groups(cond_w)}))"
+        )
+        runs.append(word.run)
+    listed = f"seq IN ({listed})"
     if word.unindexed:
         listed = f"({listed} OR indexed IS NULL)"
-    return f"{listed} AND {cond}", [word.run, *params]
+    return f"{listed} AND {cond}", [*runs, *params]
 
 
 def search_regex(pattern: str) -> tuple[str, list[str]]:
@@ -562,7 +633,9 @@ WHERE logs.seq >= $2 AND logs.group_id IS NULL
 """
 
 
-def assign_groups(con: duckdb.DuckDBPyConnection, from_seq: int = 0, *, keys_are_new: bool = False) -> None:
+def assign_groups(
+    con: duckdb.DuckDBPyConnection, from_seq: int = 0, *, keys_are_new: bool = False, words: bool = True
+) -> None:
     """Fill ``logs.group_id`` (see ``docs/store.md``) for the rows with ``seq >= from_seq`` that lack it.
 
     New ``(level, service, template)`` keys are added to ``log_groups`` first (:data:`GROUP_KEYS_SQL`), then the
@@ -576,10 +649,14 @@ def assign_groups(con: duckdb.DuckDBPyConnection, from_seq: int = 0, *, keys_are
         from_seq: the lowest ``logs.seq`` to look at (lets DuckDB's zone maps skip older row groups).
         keys_are_new: the caller knows that no key of those rows is in the dictionary yet, so neither the
             insert nor the ids need to look at the keys already there (their cost grows with the dictionary).
+        words: add the new groups' template words to ``log_group_words`` (:data:`GROUP_WORDS_SQL`; ``False``
+            only before migration ``m004`` created it).
 
     """
     top = con.execute("SELECT coalesce(max(id), 0) FROM log_groups").fetchall()[0][0]
     con.execute(GROUP_NEW_KEYS_SQL if keys_are_new else GROUP_KEYS_SQL, [top, from_seq]).fetchall()
+    if words:  # the new groups' words (see covered_sql)
+        con.execute(GROUP_WORDS_SQL, [top]).fetchall()
     con.execute(GROUP_IDS_SQL, [top if keys_are_new else 0, from_seq]).fetchall()
 
 
@@ -601,7 +678,7 @@ def _m003_log_groups(con: duckdb.DuckDBPyConnection) -> None:
         """
     )
     con.execute("ALTER TABLE logs ADD COLUMN IF NOT EXISTS group_id INTEGER")
-    assign_groups(con)
+    assign_groups(con, words=False)
 
 
 def _m004_log_words(con: duckdb.DuckDBPyConnection) -> None:
@@ -610,8 +687,10 @@ def _m004_log_words(con: duckdb.DuckDBPyConnection) -> None:
     ``log_words`` has one row per word (:data:`WORD_RE`) per flush: ``word``, ``last_seq`` (the highest ``seq`` in
     ``seqs``, so retention finds whole rows to delete), ``n`` (the length of ``seqs``, so a search counts its
     candidates without reading the lists) and ``seqs`` (the sorted ``logs.seq`` of the flushed rows whose
-    lower-cased :data:`INDEXED_TEXT`, the body and any exception attributes, holds the word). ``logs.indexed`` is
-    ``true`` for a row whose words are listed, ``NULL`` for a row another writer stored (searched without the
+    lower-cased :data:`INDEXED_TEXT`, the body and any exception attributes, holds the word).
+    ``log_group_words`` has ``(group_id, word)`` for each word of each ``log_groups`` template. ``logs.indexed``
+    is ``true`` for a row whose words are listed in ``log_words``, ``false`` for a row whose words are all words
+    of its group's template (:func:`covered_sql`), ``NULL`` for a row another writer stored (searched without the
     index). The rows stored before are indexed here
     (:func:`index_words`: about 2 s per million rows).
     """
@@ -625,6 +704,15 @@ def _m004_log_words(con: duckdb.DuckDBPyConnection) -> None:
         )
         """
     )
+    con.execute(
+        """
+        CREATE TABLE IF NOT EXISTS log_group_words (
+            group_id    INTEGER NOT NULL,
+            word        VARCHAR NOT NULL
+        )
+        """
+    )
+    con.execute(GROUP_WORDS_SQL, [-(2**31)]).fetchall()
     con.execute("ALTER TABLE logs ADD COLUMN IF NOT EXISTS indexed BOOLEAN")
     index_words(con)
 
@@ -741,7 +829,8 @@ def compat_views(con: duckdb.DuckDBPyConnection) -> None:
     temporary view ``logs`` (found before the file's table) adds the missing columns as ``NULL``
     (:data:`HAS_EXCEPTION` reads it as "test the attributes"; the grouped view of :mod:`legible.queries.logs`
     groups such rows on the strings; a search reads every row), and empty temporary views ``log_groups`` and
-    ``log_words`` stand for the missing dictionary and word index. Nothing is created for a file that has them.
+    ``log_words``/``log_group_words`` stand for the missing dictionary and word index. Nothing is created for a
+    file that has them.
 
     Args:
         con: a connection to the store file (read-only is fine: temporary views live in memory).
@@ -752,7 +841,8 @@ def compat_views(con: duckdb.DuckDBPyConnection) -> None:
         "count(*) FILTER (WHERE table_name = 'logs' AND column_name = 'group_id'), "
         "count(*) FILTER (WHERE table_name = 'log_groups'), "
         "count(*) FILTER (WHERE table_name = 'logs' AND column_name = 'indexed'), "
-        "count(*) FILTER (WHERE table_name = 'log_words') FROM duckdb_columns() "
+        "count(*) FILTER (WHERE table_name = 'log_words'), "
+        "count(*) FILTER (WHERE table_name = 'log_group_words') FROM duckdb_columns() "
         "WHERE database_name = current_database() AND schema_name = 'main'"
     ).fetchone()
     if row is None:
@@ -769,6 +859,8 @@ def compat_views(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"CREATE TEMP VIEW log_groups AS {EMPTY_LOG_GROUPS}")
     if not row[5]:
         con.execute(f"CREATE TEMP VIEW log_words AS {EMPTY_LOG_WORDS}")
+    if not row[6]:
+        con.execute(f"CREATE TEMP VIEW log_group_words AS {EMPTY_LOG_GROUP_WORDS}")
 
 
 #: A ``SELECT`` of no rows with the columns of ``log_groups``: the dictionary of a store that has none (an old

@@ -52,6 +52,7 @@ from legible.store import (
     INDEXED_TEXT,
     assign_groups,
     connect_file,
+    covered_sql,
     insert_words_sql,
     lock_down,
     migrate,
@@ -159,11 +160,17 @@ def _insert_sql(
     """
     names = ["seq", *(c for c, _ in columns)]
     sel = [f"{c}::JSON" if c in _JSON_COLS else c for c in names]
-    if table == "logs":  # + the columns DuckDB computes: has_exception (from the JSON text), template, group_id
-        names += ["indexed", "has_exception", "template", "group_id"]  # indexed: the flush adds the row's words
-        sel += ["true", HAS_EXCEPTION_SQL]
+    if table == "logs":  # + the columns DuckDB computes: has_exception (from the JSON text), template, indexed,
+        # group_id; indexed: true when the flush adds the row's own words to log_words, false when its template's
+        # words (log_group_words) hold them all (legible.store.covered_sql)
+        names += ["has_exception", "template", "indexed", "group_id"]
+        sel.append(f"{HAS_EXCEPTION_SQL} AS has_exception")
         if group_given:
-            return f"INSERT INTO logs ({', '.join(names)}) SELECT {', '.join(sel)}, template, group_id FROM _batch_logs"  # noqa: S608
+            indexed = f"NOT {covered_sql(HAS_EXCEPTION_SQL)}"
+            return (
+                f"INSERT INTO logs ({', '.join(names)}) SELECT {', '.join(sel)}, template, {indexed}, group_id"  # noqa: S608
+                " FROM _batch_logs"
+            )
         if template_given:
             rows = f"SELECT {', '.join(sel)}, template FROM _batch_logs"  # noqa: S608
         else:
@@ -171,7 +178,8 @@ def _insert_sql(
         # group_id: the id of the row's (level, service, template) in log_groups, NULL for a key not there yet
         # (the flush then adds it: legible.store.assign_groups); RETURNING tells whether any row got NULL
         return (
-            f"INSERT INTO logs ({', '.join(names)}) SELECT b.*, d.id FROM ({rows}) AS b"  # noqa: S608
+            f"INSERT INTO logs ({', '.join(names)}) SELECT b.*, NOT {covered_sql('b.has_exception', 'b.')}, d.id"  # noqa: S608
+            f" FROM ({rows}) AS b"
             " LEFT JOIN log_groups AS d ON d.level = b.level AND d.service = b.service AND d.template = b.template"
             f" RETURNING {'level, service, template, group_id' if template_given else 'group_id IS NULL'}"
         )
@@ -308,7 +316,9 @@ class Writer:
         self._insert_templated = _insert_sql("logs", LOG_COLUMNS, template_given=True)
         self._insert_grouped = _insert_sql("logs", LOG_COLUMNS, template_given=True, group_given=True)
         # the words of the rows just inserted (read back: has_exception tells which need their attributes)
-        self._insert_words = insert_words_sql(f"(SELECT seq, {INDEXED_TEXT} AS text FROM logs WHERE seq >= $1)")  # noqa: S608
+        self._insert_words = insert_words_sql(
+            f"(SELECT seq, {INDEXED_TEXT} AS text FROM logs WHERE seq >= $1 AND indexed)"  # noqa: S608
+        )
         #: (level, service, template) -> its committed ``log_groups.id``; emptied when ids can change (prune,
         #: reopen). ``_learned``: the pairs a flush under way found, kept once it commits.
         self._group_ids: dict[tuple[str, str, str], int] = {}
@@ -653,6 +663,9 @@ class Writer:
             # the groups no line refers to any more leave the dictionary (a key seen again gets a new id)
             self.con.execute(
                 "DELETE FROM log_groups WHERE id NOT IN (SELECT group_id FROM logs WHERE group_id IS NOT NULL)"
+            ).fetchall()
+            self.con.execute(  # and their template words
+                "DELETE FROM log_group_words WHERE group_id NOT IN (SELECT id FROM log_groups)"
             ).fetchall()
             self._group_ids.clear()
             self.con.execute("CHECKPOINT").fetchall()
