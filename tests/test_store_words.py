@@ -154,7 +154,10 @@ def store(tmp_path_factory: pytest.TempPathFactory):
     foreign.close()
     w = Writer(path)
     i = write(w, bodies[2700:4000], i, 1300)
-    write(w, bodies[4000:], i, 250, exception_every=1)
+    i = write(w, bodies[4000:], i, 250, exception_every=1)
+    repeated = ["x declined y", "a DECLINED twice\nmore", "GET /items/42 200 declined"] * 3
+    write(w, repeated, i, 3)  # the keys are known after the first flush: the writer brings the group ids too
+    assert w._group_ids  # that path was taken
     w.close()
     con = duckdb.connect(str(path), read_only=True)
     yield con, bodies

@@ -152,11 +152,11 @@ def _insert_sql(
 ) -> str:
     """Return the ``INSERT`` of a batch of ``table`` rows from the Arrow table named ``_batch_<table>``.
 
-    It returns one row ``(group_id IS NULL,)`` per ``logs`` row. ``template_given`` (``logs`` only): the batch
-    carries a ``template`` column (see :data:`PY_TEMPLATE_ROWS`), so the statement does not compute it, and
-    returns ``(level, service, template, group_id)``; ``group_given`` too: the batch carries ``group_id`` (every
-    key known, see ``Writer._group_ids``), so the statement does not look it up and returns nothing. The stored
-    rows are the same.
+    It returns one row ``(group_id IS NULL, indexed)`` per ``logs`` row. ``template_given`` (``logs`` only): the
+    batch carries a ``template`` column (see :data:`PY_TEMPLATE_ROWS`), so the statement does not compute it, and
+    returns ``(level, service, template, group_id, indexed)``; ``group_given`` too: the batch carries ``group_id``
+    (every key known, see ``Writer._group_ids``), so the statement does not look it up and returns ``(indexed,)``.
+    The stored rows are the same; ``indexed`` (last) tells whether a row needs postings of its own.
     """
     names = ["seq", *(c for c, _ in columns)]
     sel = [f"{c}::JSON" if c in _JSON_COLS else c for c in names]
@@ -169,7 +169,7 @@ def _insert_sql(
             indexed = f"NOT {covered_sql(HAS_EXCEPTION_SQL)}"
             return (
                 f"INSERT INTO logs ({', '.join(names)}) SELECT {', '.join(sel)}, template, {indexed}, group_id"  # noqa: S608
-                " FROM _batch_logs"
+                " FROM _batch_logs RETURNING indexed"
             )
         if template_given:
             rows = f"SELECT {', '.join(sel)}, template FROM _batch_logs"  # noqa: S608
@@ -181,7 +181,7 @@ def _insert_sql(
             f"INSERT INTO logs ({', '.join(names)}) SELECT b.*, NOT {covered_sql('b.has_exception', 'b.')}, d.id"  # noqa: S608
             f" FROM ({rows}) AS b"
             " LEFT JOIN log_groups AS d ON d.level = b.level AND d.service = b.service AND d.template = b.template"
-            f" RETURNING {'level, service, template, group_id' if template_given else 'group_id IS NULL'}"
+            f" RETURNING {'level, service, template, group_id' if template_given else 'group_id IS NULL'}, indexed"
         )
     return f"INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(sel)} FROM _batch_{table}"  # noqa: S608
 
@@ -581,7 +581,7 @@ class Writer:
             self._run_insert(table, self._insert[table], batch)  # returns the count
             return False
         if len(rows) > PY_TEMPLATE_ROWS or not all(type(r[6]) is str for r in rows):
-            return any(new_key for (new_key,) in self._run_insert(table, self._insert[table], batch))
+            return any(new_key for new_key, _ in self._run_insert(table, self._insert[table], batch))
         templates = [template_of(r[6]) for r in rows]
         batch = batch.append_column("template", pa.array(templates, _STRING))
         known = self._group_ids
@@ -589,7 +589,7 @@ class Writer:
             ids = [known[(r[3], r[2], t)] for r, t in zip(rows, templates, strict=True)]
         except KeyError:
             inserted = self._run_insert("logs", self._insert_templated, batch)
-            self._learned = [((level, service, t), gid) for level, service, t, gid in inserted if gid is not None]
+            self._learned = [((level, service, t), gid) for level, service, t, gid, _ in inserted if gid is not None]
             return len(self._learned) < len(inserted)
         self._run_insert("logs", self._insert_grouped, batch.append_column("group_id", pa.array(ids, pa.int32())))
         return False
@@ -597,13 +597,14 @@ class Writer:
     def _run_insert(self, table: str, sql: str, batch: pa.Table) -> list[tuple[Any, ...]]:
         """Run ``sql`` on ``batch`` (as ``_batch_<table>``); for ``logs``, add the rows' words to the word index.
 
-        The words (:func:`legible.store.insert_words_sql`) are computed by DuckDB from the same batch in the
-        same transaction, so a committed row always has its postings and a failed flush leaves neither.
+        The words (:func:`legible.store.insert_words_sql`) of the rows marked ``indexed`` (not covered by their
+        template's words) are computed by DuckDB in the same transaction, so a committed row always has its
+        postings and a failed flush leaves neither; a batch of covered rows only skips that statement.
         """
         self.con.register(f"_batch_{table}", batch)
         try:
             inserted = self.con.execute(sql).fetchall()
-            if table == "logs":
+            if table == "logs" and any(r[-1] for r in inserted):  # some row is not covered by its template
                 self.con.execute(self._insert_words, [self._seq["logs"]]).fetchall()
         finally:
             self.con.unregister(f"_batch_{table}")
