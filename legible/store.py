@@ -160,8 +160,8 @@ def covered_sql(has_exception: str = "has_exception", prefix: str = "") -> str:
     words from the few others only. Why it holds: the body is ASCII (``strlen``, bytes, equals ``length``,
     code points; so DuckDB's ``lower`` is ASCII's), one line of at most ``HEADLINE_MAX`` characters (the
     template folds the whole body), and folding replaced nothing but numbers (digits and ``.``) and hex runs
-    (``\b[0-9a-fA-F]{8,}\b``: no ``0x``/``0X`` in the body, no ``<uuid>`` or ``"<s>"`` in the template). A
-    letter run of the body that meets a hex run lies inside it (the ``\b`` on both sides of a hex run are next
+    (``\b[0-9a-fA-F]{8,}\b``: no ``<uuid>`` or ``"<s>"`` in the template, and no ``0x``/``0X`` in the body
+    when it has a ``<hex>``). A letter run of the body that meets a hex run lies inside it (the ``\b`` on both sides of a hex run are next
     to characters that are not letters), so it has only ``a``-``f`` and is no word (:data:`WORD_RE`); every
     other letter run is copied as it is, between characters that are not letters (a ``<`` or ``>`` where a
     number was), so it is a word of the template too. A row with exception attributes is never covered (their
@@ -176,8 +176,9 @@ def covered_sql(has_exception: str = "has_exception", prefix: str = "") -> str:
     b, t = f"{prefix}body", f"{prefix}template"
     return (
         f"({t} IS NOT NULL AND NOT coalesce({has_exception}, true) AND strlen({b}) = length({b})"
-        f" AND length({b}) <= {HEADLINE_MAX} AND NOT contains({b}, chr(10)) AND NOT contains({b}, '0x')"
-        f" AND NOT contains({b}, '0X') AND NOT contains({t}, '<uuid>') AND NOT contains({t}, '\"<s>\"'))"
+        f" AND length({b}) <= {HEADLINE_MAX} AND NOT contains({b}, chr(10)) AND NOT contains({t}, '<uuid>')"
+        f" AND NOT contains({t}, '\"<s>\"')"
+        f" AND (NOT contains({t}, '<hex>') OR NOT (contains({b}, '0x') OR contains({b}, '0X'))))"
     )
 
 
