@@ -161,10 +161,10 @@ def covered_sql(has_exception: str = "has_exception", prefix: str = "") -> str:
     code points; so DuckDB's ``lower`` is ASCII's), one line of at most ``HEADLINE_MAX`` characters (the
     template folds the whole body), and folding replaced nothing but numbers (digits and ``.``) and hex runs
     (``\b[0-9a-fA-F]{8,}\b``: no ``<uuid>`` or ``"<s>"`` in the template, and no ``0x``/``0X`` in the body
-    when it has a ``<hex>``). A letter run of the body that meets a hex run lies inside it (the ``\b`` on both sides of a hex run are next
-    to characters that are not letters), so it has only ``a``-``f`` and is no word (:data:`WORD_RE`); every
-    other letter run is copied as it is, between characters that are not letters (a ``<`` or ``>`` where a
-    number was), so it is a word of the template too. A row with exception attributes is never covered (their
+    when it has a ``<hex>``). A letter run of the body that meets a hex run lies inside it (the ``\b`` on both
+    sides of a hex run are next to characters that are not letters), so it has only ``a``-``f`` and is no word
+    (:data:`WORD_RE`); every other letter run is copied as it is, between characters that are not letters (a
+    ``<`` or ``>`` where a number was), so it is a word of the template too. A row with exception attributes is never covered (their
     words are not in the template). ``tests/test_store_words.py`` checks it over a corpus built around these
     edges.
 
