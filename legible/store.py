@@ -164,9 +164,9 @@ def covered_sql(has_exception: str = "has_exception", prefix: str = "") -> str:
     when it has a ``<hex>``). A letter run of the body that meets a hex run lies inside it (the ``\b`` on both
     sides of a hex run are next to characters that are not letters), so it has only ``a``-``f`` and is no word
     (:data:`WORD_RE`); every other letter run is copied as it is, between characters that are not letters (a
-    ``<`` or ``>`` where a number was), so it is a word of the template too. A row with exception attributes is never covered (their
-    words are not in the template). ``tests/test_store_words.py`` checks it over a corpus built around these
-    edges.
+    ``<`` or ``>`` where a number was), so it is a word of the template too. A row with exception attributes is
+    never covered (their words are not in the template). ``tests/test_store_words.py`` checks it over a corpus
+    built around these edges.
 
     Args:
         has_exception: SQL of the row's ``has_exception`` (a column, or :data:`HAS_EXCEPTION_SQL` at ingest).
