@@ -311,3 +311,19 @@ def test_grep_through_a_real_collector_uses_the_index(tmp_path):
         assert (got.total, got.groups) == (scan.total, scan.groups)
     finally:
         col.stop()
+
+
+def test_the_python_half_of_covered_is_the_sql_half(store):
+    """Small batches decide body and template in Python (``_writer._covered_py``): the same as ``covered_sql``."""
+    from legible.collector._writer import _covered_py
+    from legible.store import covered_sql, template_of
+
+    _, bodies = store
+    extra = ["x" * 300, "x" * 301, "caf\u00e9 menu", "a\nb", "id 0xdeadbeef1 ok", "id deadbeef1 0x", "0x12"]
+    rows = [(b, template_of(b)) for b in [*bodies, *extra]]
+    c = duckdb.connect()
+    c.execute("CREATE TABLE t (i INTEGER, body VARCHAR, template VARCHAR)")
+    c.executemany("INSERT INTO t VALUES (?, ?, ?)", [(i, b, t) for i, (b, t) in enumerate(rows)])
+    sql_says = [r[0] for r in c.execute(f"SELECT {covered_sql('false')} FROM t ORDER BY i").fetchall()]
+    assert sql_says == [_covered_py(b, t) for b, t in rows]
+    assert 0 < sum(sql_says) < len(rows)
