@@ -54,6 +54,7 @@ __all__ = [
     "EMPTY_LOG_WORDS",
     "EMPTY_LOG_GROUP_WORDS",
     "GROUP_WORDS_SQL",
+    "MISSING_GROUP_WORDS_SQL",
     "covered_sql",
     "GROUP_IDS_SQL",
     "GROUP_KEYS_SQL",
@@ -151,6 +152,14 @@ GROUP_WORDS_SQL = (
     f"SELECT id, unnest(list_distinct(regexp_extract_all(lower(template), '{WORD_RE}'))) FROM log_groups WHERE id > $1"
 )
 
+#: Insert the template words of the ``log_groups`` that have none in ``log_group_words`` (a group another writer
+#: added without :func:`assign_groups`; a template without words is looked at again, and adds nothing).
+MISSING_GROUP_WORDS_SQL = (
+    "INSERT INTO log_group_words (group_id, word) "  # noqa: S608 - fixed SQL
+    f"SELECT id, unnest(list_distinct(regexp_extract_all(lower(template), '{WORD_RE}'))) FROM log_groups "
+    "WHERE id NOT IN (SELECT group_id FROM log_group_words)"
+)
+
 
 def covered_sql(has_exception: str = "has_exception", prefix: str = "") -> str:
     r"""Return SQL for "every word of this log row is a word of its ``template``" over ``body`` and ``template``.
@@ -236,6 +245,7 @@ def index_words(con: duckdb.DuckDBPyConnection, from_seq: int = 0, chunk: int = 
         chunk: the ``seq`` span of one statement.
 
     """
+    con.execute(MISSING_GROUP_WORDS_SQL).fetchall()
     lo, hi = con.execute(
         "SELECT min(seq), max(seq) FROM logs WHERE seq >= ? AND indexed IS NULL", [from_seq]
     ).fetchall()[0]

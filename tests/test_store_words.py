@@ -143,7 +143,10 @@ def store(tmp_path_factory: pytest.TempPathFactory):
     after = w.con.execute("SELECT min(seq), count(*) FROM logs").fetchone()
     assert after[0] > before[0] and 0 < after[1] < before[1]
     w.close()
-    foreign = duckdb.connect(str(path))  # another writer: no postings, indexed NULL
+    foreign = duckdb.connect(str(path))  # another writer: no postings, indexed NULL, a group without its words
+    foreign.execute(
+        "INSERT INTO log_groups SELECT max(id) + 1, 'info', 'app', 'foreign <n> declined group' FROM log_groups"
+    )
     for k, body in enumerate(bodies[2400:2700]):
         foreign.execute(
             "INSERT INTO logs (seq, time_ns, observed_ns, service, level, severity_number, body, source, attributes) "
@@ -155,6 +158,7 @@ def store(tmp_path_factory: pytest.TempPathFactory):
     w = Writer(path)
     i = write(w, bodies[2700:4000], i, 1300)
     i = write(w, bodies[4000:], i, 250, exception_every=1)
+    i = write(w, ["foreign 7 declined group"] * 3, i, 3)  # one of each level: the info one meets that group
     repeated = ["x declined y", "a DECLINED twice\nmore", "GET /items/42 200 declined"] * 3
     write(w, repeated, i, 3)  # the keys are known after the first flush: the writer brings the group ids too
     assert w._group_ids  # that path was taken
@@ -189,6 +193,11 @@ def test_the_store_holds_every_kind_of_row(store):
         "SELECT count(*) FILTER (WHERE NOT indexed), count(*) FILTER (WHERE indexed) FROM logs"
     ).fetchone()
     assert covered > 500 and own > 500  # both kinds are exercised
+    foreign_group = (  # the group another writer added got its words when the writer reopened the file
+        "SELECT count(*) FROM logs JOIN log_group_words AS g USING (group_id) "
+        "WHERE NOT indexed AND level = 'info' AND template = 'foreign <n> declined group' AND g.word = 'declined'"
+    )
+    assert con.execute(foreign_group).fetchone() == (1,)
     assert con.execute("SELECT count(*) FROM log_words WHERE n <> len(seqs)").fetchone() == (0,)
     assert con.execute("SELECT count(*) FROM log_words WHERE word = 'bank'").fetchone()[0] > 0  # from attributes
 

@@ -51,6 +51,7 @@ from legible._template import HEADLINE_MAX
 from legible.store import (
     HAS_EXCEPTION_SQL,
     INDEXED_TEXT,
+    MISSING_GROUP_WORDS_SQL,
     assign_groups,
     connect_file,
     covered_sql,
@@ -368,6 +369,8 @@ class Writer:
         )
         try:
             migrate(con)
+            # a group another writer added to log_groups since (without its words) could be met by the next rows
+            con.execute(MISSING_GROUP_WORDS_SQL).fetchall()
             lock_down(con)
         except BaseException:
             con.close()
