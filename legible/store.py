@@ -198,13 +198,16 @@ _WORD_CONDITIONS = {
     "suffix": "ends_with(word, ?)",
     "infix": "contains(word, ?)",
 }
+#: SQL: the index does not hold this row's words: another writer stored it (``indexed`` ``NULL``), or a row marked
+#: as covered by its group has no group (``group_id`` is the collector's too: a copy of the rows may drop it).
+_UNINDEXED = "(indexed IS NULL OR (NOT indexed AND group_id IS NULL))"
 #: At most this many runs of a needle are counted by :func:`pick_word` (the whole words and longest first).
 _MAX_RUNS = 3
 
 
 def _in_groups(cond: str) -> str:
     """SQL: a ``logs`` row covered by its group (``indexed`` ``false``) whose template has a word for ``cond``."""
-    return f"(group_id IS NULL OR group_id IN (SELECT group_id FROM log_group_words WHERE {cond}))"  # noqa: S608
+    return f"group_id IN (SELECT group_id FROM log_group_words WHERE {cond})"  # noqa: S608
 
 
 _ASCII_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -312,7 +315,8 @@ class WordPlan(NamedTuple):
     Attributes:
         kind: ``"word"``, ``"prefix"``, ``"suffix"`` or ``"infix"`` (see :func:`word_runs`).
         run: the lower-cased run of the needle.
-        unindexed: some ``logs`` rows are not in the index (``indexed`` ``NULL``) and are read as well.
+        unindexed: some ``logs`` rows are not in the index (``indexed`` ``NULL``, or ``false`` without a
+            ``group_id``) and are read as well.
         groups: some rows covered by their group's template (``indexed`` ``false``) may match and are listed
             from ``log_group_words``.
 
@@ -352,7 +356,7 @@ def pick_word(
     listed = ", ".join(f"coalesce(sum(n) FILTER (WHERE {c}), 0)" for c in conds)
     groups = ", ".join(f"count(*) FILTER (WHERE {c})" for c in conds)
     sql = (
-        "SELECT (SELECT count(*) FROM logs), (SELECT count(*) FROM logs WHERE indexed IS NULL), "  # noqa: S608
+        f"SELECT (SELECT count(*) FROM logs), (SELECT count(*) FROM logs WHERE {_UNINDEXED}), "  # noqa: S608
         f"(SELECT [{listed}] FROM log_words), (SELECT [{groups}] FROM log_group_words)"
     )
     params = [run for _, run in runs]
@@ -435,7 +439,7 @@ def search_contains(needle: str, word: WordPlan | None = None) -> tuple[str, lis
         runs.append(word.run)
     listed = f"seq IN ({listed})"
     if word.unindexed:
-        listed = f"({listed} OR indexed IS NULL)"
+        listed = f"({listed} OR {_UNINDEXED})"
     return f"{listed} AND {cond}", [*runs, *params]
 
 

@@ -336,3 +336,21 @@ def test_the_python_half_of_covered_is_the_sql_half(store):
     sql_says = [r[0] for r in c.execute(f"SELECT {covered_sql('false')} FROM t ORDER BY i").fetchall()]
     assert sql_says == [_covered_py(b, t) for b, t in rows]
     assert 0 < sum(sql_says) < len(rows)
+
+
+def test_covered_rows_that_lost_their_group_id_are_read(tmp_path):
+    """A copy of the rows without ``group_id`` (as tests/test_queries_logs_group_id.py makes one) is still exact."""
+    path = tmp_path / "signals.duckdb"
+    w = Writer(path)
+    write(w, ["card declined 1", "card declined 2", "a DECLINED twice\nmore", "other"], 0, 10)
+    w.close()
+    c = duckdb.connect(str(path))
+    c.execute("UPDATE logs SET group_id = NULL WHERE seq = 0")
+
+    def query(sql: str, params: list) -> list:
+        return c.execute(sql, params).fetchall()
+
+    plan = pick_word(query, "declined", break_even=1.0)
+    assert plan is not None and plan.unindexed
+    assert _seqs(c, *search_contains("declined", plan)) == _seqs(c, *search_contains("declined")) == {0, 1, 2}
+    c.close()

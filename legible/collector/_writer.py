@@ -627,12 +627,12 @@ class Writer:
         postings and a failed flush leaves neither; a batch of covered rows only skips that statement.
         """
         self.con.register(f"_batch_{table}", batch)
-        try:
-            inserted = self.con.execute(sql).fetchall()
-            if table == "logs" and any(r[-1] for r in inserted):  # some row is not covered by its template
-                self.con.execute(self._insert_words, [self._seq["logs"]]).fetchall()
-        finally:
-            self.con.unregister(f"_batch_{table}")
+        inserted = self.con.execute(sql).fetchall()
+        if table == "logs" and any(r[-1] for r in inserted):  # some row is not covered by its template
+            self.con.execute(self._insert_words, [self._seq["logs"]]).fetchall()
+        # not in a finally: after a failed statement the transaction is aborted and unregister would raise, hiding
+        # the cause (Out of Memory...); the next register replaces the view
+        self.con.unregister(f"_batch_{table}")
         return inserted
 
     def _remember_groups(self) -> None:
