@@ -44,7 +44,7 @@ from pathlib import Path
 import duckdb
 from _report import record, venv_env
 
-from legible.store import HAS_EXCEPTION_SQL, assign_groups, migrate, store_path, template_sql
+from legible.store import HAS_EXCEPTION_SQL, assign_groups, index_words, migrate, store_path, template_sql
 
 
 def build(root: Path, n_logs: int, n_spans: int) -> float:
@@ -85,6 +85,7 @@ def build(root: Path, n_logs: int, n_spans: int) -> float:
     # the columns the collector computes at ingest (legible.collector._writer)
     con.execute(f"UPDATE logs SET template = {template_sql()}, has_exception = {HAS_EXCEPTION_SQL}")
     assign_groups(con)
+    index_words(con)  # the word index the collector writes at ingest (logs --grep)
     # spans: traces of 10 spans (a root and 9 children), 1 trace in 100 with an error
     per = 10
     con.execute(

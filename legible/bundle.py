@@ -47,7 +47,7 @@ _JSON = {"logs": ("attributes", "resource"), "spans": ("attributes", "resource",
 #: Store columns a bundle does not carry, as the views give them: ``logs.has_exception`` unknown (``NULL``), so
 #: ``logs --grep`` tests the (redacted) attributes themselves (:data:`legible.store.HAS_EXCEPTION`), and
 #: ``logs.group_id`` unknown (``NULL``, with an empty ``log_groups`` view), so ``legible logs`` groups on the strings.
-_DERIVED = {"logs": ", NULL::BOOLEAN AS has_exception, NULL::INTEGER AS group_id"}
+_DERIVED = {"logs": ", NULL::BOOLEAN AS has_exception, NULL::INTEGER AS group_id, NULL::BOOLEAN AS indexed"}
 
 
 def write_signals(store: Store, out: Path, since_ns: int, redact: Callable[[str], str]) -> dict[str, Any]:
@@ -120,7 +120,7 @@ def bundle_store(bundle: Path) -> Store:
     """
     import duckdb
 
-    from legible.store import EMPTY_LOG_GROUPS, Store
+    from legible.store import EMPTY_LOG_GROUP_WORDS, EMPTY_LOG_GROUPS, EMPTY_LOG_WORDS, Store
 
     bundle = Path(bundle)
     folder = bundle if (bundle / "logs.parquet").is_file() else bundle / SIGNALS_DIR
@@ -140,6 +140,8 @@ def bundle_store(bundle: Path) -> Store:
             f"make_timestamp({time_col} // 1000) AS {virtual}{_DERIVED.get(table, '')} FROM _{table}_parquet"
         )
     con.execute(f"CREATE VIEW log_groups AS {EMPTY_LOG_GROUPS}")
+    con.execute(f"CREATE VIEW log_words AS {EMPTY_LOG_WORDS}")
+    con.execute(f"CREATE VIEW log_group_words AS {EMPTY_LOG_GROUP_WORDS}")
     return Store(path=folder, _con=con)
 
 

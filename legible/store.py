@@ -40,7 +40,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from legible._dbengine import engine
 from legible._errors import NotRunning, UsageError
@@ -52,6 +52,11 @@ if TYPE_CHECKING:
 __all__ = [
     "ALLOWED_STATEMENTS",
     "EMPTY_LOG_GROUPS",
+    "EMPTY_LOG_WORDS",
+    "EMPTY_LOG_GROUP_WORDS",
+    "GROUP_WORDS_SQL",
+    "MISSING_GROUP_WORDS_SQL",
+    "covered_sql",
     "GROUP_IDS_SQL",
     "GROUP_KEYS_SQL",
     "GROUP_NEW_KEYS_SQL",
@@ -62,11 +67,20 @@ __all__ = [
     "EXCEPTION_TEXT",
     "HAS_EXCEPTION",
     "HAS_EXCEPTION_SQL",
+    "INDEX_BREAK_EVEN",
+    "WORD_RE",
+    "WORDS_SQL",
+    "INDEXED_TEXT",
+    "WordPlan",
     "QueryResult",
     "assign_groups",
     "Store",
     "check_read_only",
     "compat_views",
+    "index_words",
+    "insert_words_sql",
+    "pick_word",
+    "word_runs",
     "jsonable",
     "connect_file",
     "lock_down",
@@ -107,7 +121,267 @@ HAS_EXCEPTION = "coalesce(has_exception, contains(attributes::VARCHAR, '\"except
 _LIKE_WILDCARDS = frozenset("%_")
 
 
-def search_contains(needle: str) -> tuple[str, list[str]]:
+#: The words of the word index (table ``log_words``, migration ``m004``), as an RE2 pattern over ``lower(body)``:
+#: the maximal runs of at least three ASCII letters that hold a letter after ``f`` (the three alternatives start a
+#: run with that letter at its third or later, second, or first place, and each runs on to the run's end). Runs of
+#: ``a``-``f`` only are left out: hex ids and hashes (``user=9f3ea1...``) gave 98 % of the distinct words of the
+#: query benchmark's lines (45,565 -> 25 per million lines) and a quarter of its postings, and a needle made of
+#: such letters rarely narrows anything. Digits are left out for the same reason (``[a-z0-9]{3,}``: 981,425
+#: distinct words, 6.7M postings against 4.0M).
+WORD_RE = "[a-z]{2,}[g-z][a-z]*|[a-z][g-z][a-z]+|[g-z][a-z]{2,}"
+#: SQL of the text of a log row the word index holds the words of: :data:`SEARCH_TEXT` (the body, then the
+#: exception attributes), built only for a row that may have such attributes (:data:`HAS_EXCEPTION`); for the
+#: others it is the body.
+INDEXED_TEXT = f"CASE WHEN {HAS_EXCEPTION} THEN {SEARCH_TEXT} ELSE body END"
+#: SQL of the list of a log row's words (:data:`WORD_RE`), repeats included, over a column ``text`` (for example
+#: :data:`INDEXED_TEXT`) in DuckDB's ``lower``: the case mapping ``ILIKE`` and ``lower`` apply to the needle.
+WORDS_SQL = f"regexp_extract_all(lower(text), '{WORD_RE}')"
+#: The word index is used only when its candidate rows are at most this share of the ``logs`` rows: above it the
+#: semi-join on the candidates costs more than the scan it saves (``logs --grep`` over a million lines: 500
+#: candidates 19 ms, 80,000 candidates 28 ms, 900,000 candidates 146 ms, against about 60 ms for the scan).
+INDEX_BREAK_EVEN = 0.25
+#: A ``SELECT`` of no rows with the columns of ``log_words``: the word index of a store that has none (an old
+#: read-only file, a proof bundle), whose ``logs.indexed`` is ``NULL`` everywhere.
+EMPTY_LOG_WORDS = (
+    "SELECT NULL::VARCHAR AS word, NULL::BIGINT AS last_seq, NULL::INTEGER AS n, NULL::BIGINT[] AS seqs WHERE false"
+)
+#: The same for ``log_group_words``.
+EMPTY_LOG_GROUP_WORDS = "SELECT NULL::INTEGER AS group_id, NULL::VARCHAR AS word WHERE false"
+#: Insert the words (:data:`WORD_RE`) of the templates of the ``log_groups`` with ``id > $1`` into ``log_group_words``.
+GROUP_WORDS_SQL = (
+    "INSERT INTO log_group_words (group_id, word) "  # noqa: S608 - fixed SQL
+    f"SELECT id, unnest(list_distinct(regexp_extract_all(lower(template), '{WORD_RE}'))) FROM log_groups WHERE id > $1"
+)
+
+#: Insert the template words of the ``log_groups`` that have none in ``log_group_words`` (a group another writer
+#: added without :func:`assign_groups`; a template without words is looked at again, and adds nothing).
+MISSING_GROUP_WORDS_SQL = (
+    "INSERT INTO log_group_words (group_id, word) "  # noqa: S608 - fixed SQL
+    f"SELECT id, unnest(list_distinct(regexp_extract_all(lower(template), '{WORD_RE}'))) FROM log_groups "
+    "WHERE id NOT IN (SELECT group_id FROM log_group_words)"
+)
+
+
+def covered_sql(has_exception: str = "has_exception", prefix: str = "") -> str:
+    r"""Return SQL for "every word of this log row is a word of its ``template``" over ``body`` and ``template``.
+
+    Such a row needs no postings of its own (``logs.indexed`` ``false``): the words of its group's template
+    (``log_group_words``) stand for them, and most lines of an app are such rows, so the collector extracts
+    words from the few others only. Why it holds: the body is ASCII (``strlen``, bytes, equals ``length``,
+    code points; so DuckDB's ``lower`` is ASCII's), one line of at most ``HEADLINE_MAX`` characters (the
+    template folds the whole body), and folding replaced nothing but numbers (digits and ``.``) and hex runs
+    (``\b[0-9a-fA-F]{8,}\b``: no ``<uuid>`` or ``"<s>"`` in the template, and no ``0x``/``0X`` in the body
+    when it has a ``<hex>``). A letter run of the body that meets a hex run lies inside it (the ``\b`` on both
+    sides of a hex run are next to characters that are not letters), so it has only ``a``-``f`` and is no word
+    (:data:`WORD_RE`); every other letter run is copied as it is, between characters that are not letters (a
+    ``<`` or ``>`` where a number was), so it is a word of the template too. A row with exception attributes is
+    never covered (their words are not in the template). ``tests/test_store_words.py`` checks it over a corpus
+    built around these edges.
+
+    Args:
+        has_exception: SQL of the row's ``has_exception`` (a column, or :data:`HAS_EXCEPTION_SQL` at ingest).
+        prefix: the relation of ``body`` and ``template`` with its dot (``"b."``), or ``""``.
+
+    """
+    b, t = f"{prefix}body", f"{prefix}template"
+    return (
+        f"({t} IS NOT NULL AND NOT coalesce({has_exception}, true) AND strlen({b}) = length({b})"
+        f" AND length({b}) <= {HEADLINE_MAX} AND NOT contains({b}, chr(10)) AND NOT contains({t}, '<uuid>')"
+        f" AND NOT contains({t}, '\"<s>\"')"
+        f" AND (NOT contains({t}, '<hex>') OR NOT (contains({b}, '0x') OR contains({b}, '0X'))))"
+    )
+
+
+#: How a needle's run ``r`` constrains the words of a matching row, by kind (see :func:`word_runs`).
+_WORD_CONDITIONS = {
+    "word": "word = ?",
+    "prefix": "starts_with(word, ?)",
+    "suffix": "ends_with(word, ?)",
+    "infix": "contains(word, ?)",
+}
+#: SQL: the index does not hold this row's words: another writer stored it (``indexed`` ``NULL``), or a row marked
+#: as covered by its group has no group (``group_id`` is the collector's too: a copy of the rows may drop it).
+_UNINDEXED = "(indexed IS NULL OR (NOT indexed AND group_id IS NULL))"
+#: At most this many runs of a needle are counted by :func:`pick_word` (the whole words and longest first).
+_MAX_RUNS = 3
+
+
+def _in_groups(cond: str) -> str:
+    """SQL: a ``logs`` row covered by its group (``indexed`` ``false``) whose template has a word for ``cond``."""
+    return f"group_id IN (SELECT group_id FROM log_group_words WHERE {cond})"  # noqa: S608
+
+
+_ASCII_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_NOT_HEX = frozenset("ghijklmnopqrstuvwxyz")
+
+
+def insert_words_sql(source: str) -> str:
+    """Return the ``INSERT`` of the word index entries of the log rows of the relation ``source``.
+
+    One ``log_words`` row per distinct word of those rows: the word, the highest ``seq`` it lists, how many, and
+    the sorted ``seq`` of every row whose lower-cased ``text`` holds it (:data:`WORDS_SQL`). The collector runs it
+    on each flushed batch, in the flush's transaction, so a row and its postings are committed together.
+
+    Args:
+        source: a table, view or sub-query with columns ``seq`` and ``text`` (:data:`INDEXED_TEXT`), not user
+            input.
+
+    """
+    return (
+        "INSERT INTO log_words (word, last_seq, n, seqs) "  # noqa: S608
+        "SELECT w, max(seq), count(*), list(seq ORDER BY seq) "
+        f"FROM (SELECT DISTINCT seq, unnest({WORDS_SQL}) AS w FROM {source}) GROUP BY w"
+    )
+
+
+def index_words(con: duckdb.DuckDBPyConnection, from_seq: int = 0, chunk: int = 200_000) -> int:
+    """Add to the word index the ``logs`` rows with ``seq >= from_seq`` it does not hold yet; return their count.
+
+    For rows another writer stored (``logs.indexed`` ``NULL``: a benchmark, a test, a store older than
+    migration ``m004``, which calls it): a row its group's template covers (:func:`covered_sql`; the group's
+    words must be in ``log_group_words``, as :func:`assign_groups` leaves them) is marked ``false``, the others
+    get their postings (:func:`insert_words_sql`) and are marked ``true``, ``chunk`` rows of ``seq`` at a time
+    (bounded memory), in the caller's transaction.
+
+    Args:
+        con: a writable connection to the store.
+        from_seq: the lowest ``logs.seq`` to look at.
+        chunk: the ``seq`` span of one statement.
+
+    """
+    con.execute(MISSING_GROUP_WORDS_SQL).fetchall()
+    lo, hi = con.execute(
+        "SELECT min(seq), max(seq) FROM logs WHERE seq >= ? AND indexed IS NULL", [from_seq]
+    ).fetchall()[0]
+    if lo is None:
+        return 0
+    done = 0
+    covered = f"(group_id IS NOT NULL AND {covered_sql()})"
+    for start in range(int(lo), int(hi) + 1, chunk):
+        rows = (
+            f"(SELECT seq, {INDEXED_TEXT} AS text FROM logs WHERE seq >= $1 AND seq < $2 AND indexed IS NULL"  # noqa: S608
+            f" AND NOT {covered})"
+        )
+        con.execute(insert_words_sql(rows), [start, start + chunk]).fetchall()
+        marked = con.execute(
+            f"UPDATE logs SET indexed = NOT {covered} WHERE seq >= ? AND seq < ? AND indexed IS NULL",  # noqa: S608
+            [start, start + chunk],
+        ).fetchall()
+        done += int(marked[0][0]) if marked else 0
+    return done
+
+
+def word_runs(needle: str) -> list[tuple[str, str]]:
+    """Return what the word index knows of the rows whose ``lower(SEARCH_TEXT)`` contains ``lower(needle)``.
+
+    Each ``(kind, run)`` is a lower-cased maximal run of ASCII letters of the needle that any such row's words
+    (:data:`WORD_RE`) must match: ``"word"`` (an interior run: the row has this word), ``"prefix"`` (the run ends
+    at the needle's end: a word starts with it), ``"suffix"`` (starts at the needle's start: a word ends with it),
+    ``"infix"`` (both: a word contains it). A side next to an ASCII character that is not a letter bounds the run
+    in the body too (DuckDB's ``lower`` keeps ASCII in ASCII and letters letters); a side next to the needle's
+    end or a non-ASCII character is open (``lower`` may turn the character into an ASCII letter: ``K``, the
+    Kelvin sign, becomes ``k``). Runs of fewer than three letters or without a letter after ``f`` constrain
+    nothing (such words are not indexed) and are left out.
+
+    Args:
+        needle: the text searched for, any case.
+
+    Returns:
+        The runs, longest first; empty when the index cannot narrow the search.
+
+    """
+    runs: list[tuple[str, str]] = []
+    i, n = 0, len(needle)
+    while i < n:
+        if needle[i] not in _ASCII_LETTERS:
+            i += 1
+            continue
+        j = i
+        while j < n and needle[j] in _ASCII_LETTERS:
+            j += 1
+        run = needle[i:j].lower()
+        if len(run) >= 3 and not _NOT_HEX.isdisjoint(run):
+            open_left = i == 0 or not needle[i - 1].isascii()
+            open_right = j == n or not needle[j].isascii()
+            kind = ("infix" if open_right else "suffix") if open_left else ("prefix" if open_right else "word")
+            runs.append((kind, run))
+        i = j
+    runs.sort(key=lambda kr: (kr[0] != "word", -len(kr[1])))
+    return runs
+
+
+class WordPlan(NamedTuple):
+    """How :func:`search_contains` narrows a search with the word index (from :func:`pick_word`).
+
+    Attributes:
+        kind: ``"word"``, ``"prefix"``, ``"suffix"`` or ``"infix"`` (see :func:`word_runs`).
+        run: the lower-cased run of the needle.
+        unindexed: some ``logs`` rows are not in the index (``indexed`` ``NULL``, or ``false`` without a
+            ``group_id``) and are read as well.
+        groups: some rows covered by their group's template (``indexed`` ``false``) may match and are listed
+            from ``log_group_words``.
+
+    """
+
+    kind: str
+    run: str
+    unindexed: bool = False
+    groups: bool = True
+
+
+def pick_word(
+    query: Callable[[str, list[Any]], Sequence[Sequence[Any]]], needle: str, break_even: float = INDEX_BREAK_EVEN
+) -> WordPlan | None:
+    """Choose the run of ``needle`` (:func:`word_runs`) whose postings are fewest, or ``None`` to scan.
+
+    One statement counts, for each run (at most three, whole words and longest first), the postings of the words
+    it matches (``log_words.n``) and the groups whose template has one, the ``logs`` rows the index does not hold
+    (``indexed`` ``NULL``) and all ``logs`` rows; when the chosen run matches a group's words, a second counts the
+    rows those groups cover (a scan of ``logs.group_id``, about 3 ms a million rows). The index is used when the
+    candidates are at most ``break_even`` of the rows.
+
+    Args:
+        query: runs one read-only statement with positional parameters and returns its rows (for example
+            ``lambda sql, p: store.query(sql, p).rows``).
+        needle: the text searched for.
+        break_even: the largest share of candidate rows for which the index is used.
+
+    Returns:
+        A :class:`WordPlan` for :func:`search_contains`, or ``None``.
+
+    """
+    runs = word_runs(needle)[:_MAX_RUNS]
+    if not runs:
+        return None
+    conds = [_WORD_CONDITIONS[kind] for kind, _ in runs]
+    listed = ", ".join(f"coalesce(sum(n) FILTER (WHERE {c}), 0)" for c in conds)
+    groups = ", ".join(f"count(*) FILTER (WHERE {c})" for c in conds)
+    sql = (
+        f"SELECT (SELECT count(*) FROM logs), (SELECT count(*) FROM logs WHERE {_UNINDEXED}), "  # noqa: S608
+        f"(SELECT [{listed}] FROM log_words), (SELECT [{groups}] FROM log_group_words)"
+    )
+    params = [run for _, run in runs]
+    try:
+        row = query(sql, params * 2)[0]
+    except UsageError:
+        return None  # no word index here (a proof bundle's store)
+    total, unindexed = int(row[0] or 0), int(row[1] or 0)
+    listed_n = [int(v or 0) for v in row[2]]
+    grouped = [int(v or 0) > 0 for v in row[3]]
+    # a run no group's template matches needs no count of covered rows (a scan of logs): the fewest postings of
+    # those; else the run with the fewest postings, and its covered rows counted
+    best = min(range(len(runs)), key=lambda k: (grouped[k], listed_n[k]))
+    covered = 0
+    if grouped[best]:
+        in_groups = _in_groups(conds[best])
+        count = f"SELECT count(*) FROM logs WHERE indexed = false AND {in_groups}"  # noqa: S608
+        covered = int(query(count, [params[best]])[0][0] or 0)
+    if listed_n[best] + covered + unindexed > break_even * total:
+        return None
+    return WordPlan(*runs[best], unindexed > 0, covered > 0)
+
+
+def search_contains(needle: str, word: WordPlan | None = None) -> tuple[str, list[str]]:
     """Return ``(condition, params)``: the lower-cased :data:`SEARCH_TEXT` of a log line contains ``needle``.
 
     Same answer as ``contains(lower(SEARCH_TEXT), lower(needle))`` (DuckDB's ``lower`` on both sides) for every
@@ -129,20 +403,45 @@ def search_contains(needle: str) -> tuple[str, list[str]]:
 
     A needle with a newline keeps the joined form (it can match across parts).
 
+    With ``word`` (a run of the needle, from :func:`pick_word`), the condition is first narrowed to the rows the
+    word index lists for it (``log_words``, see :func:`word_runs` for why every matching row is listed), and
+    the rows its group's template covers (``log_group_words``, :func:`covered_sql`) when :attr:`WordPlan.groups`,
+    and the rows it does not hold when :attr:`WordPlan.unindexed`; the test above then runs on those rows only.
+    DuckDB plans the ``IN`` as a semi-join whose few ``seq`` it pushes into the scan of ``logs`` as a filter, so
+    the bodies of the other rows are not read (an ``OR`` or a ``UNION`` with a scan of ``logs`` in the sub-query
+    loses that: the unindexed rows are added only when there are some).
+
     Args:
         needle: the text searched for, any case (not empty).
+        word: from :func:`pick_word`, or ``None`` to scan every row.
 
     Returns:
         A condition over the ``logs`` table and its positional parameters.
 
     """
     if "\n" in needle:
-        return f"contains(lower({SEARCH_TEXT}), lower(?))", [needle]
-    if _LIKE_WILDCARDS.isdisjoint(needle):
-        body, body_param = "body ILIKE ?", "%" + needle + "%"
+        cond, params = f"contains(lower({SEARCH_TEXT}), lower(?))", [needle]
     else:
-        body, body_param = "contains(lower(body), lower(?))", needle
-    return f"({body} OR ({HAS_EXCEPTION} AND contains(lower({EXCEPTION_TEXT}), lower(?))))", [body_param, needle]
+        if _LIKE_WILDCARDS.isdisjoint(needle):
+            body, body_param = "body ILIKE ?", "%" + needle + "%"
+        else:
+            body, body_param = "contains(lower(body), lower(?))", needle
+        cond = f"({body} OR ({HAS_EXCEPTION} AND contains(lower({EXCEPTION_TEXT}), lower(?))))"
+        params = [body_param, needle]
+    if word is None:
+        return cond, params
+    cond_w = _WORD_CONDITIONS[word.kind]
+    listed, runs = f"SELECT unnest(seqs) FROM log_words WHERE {cond_w}", [word.run]  # noqa: S608
+    if word.groups:  # as a list, so DuckDB does not read logs' size as the candidates' (see above)
+        listed += (
+            " UNION ALL SELECT unnest((SELECT list(seq) FROM logs"  # noqa: S608
+            f" WHERE indexed = false AND {_in_groups(cond_w)}))"
+        )
+        runs.append(word.run)
+    listed = f"seq IN ({listed})"
+    if word.unindexed:
+        listed = f"({listed} OR {_UNINDEXED})"
+    return f"{listed} AND {cond}", [*runs, *params]
 
 
 def search_regex(pattern: str) -> tuple[str, list[str]]:
@@ -361,7 +660,9 @@ WHERE logs.seq >= $2 AND logs.group_id IS NULL
 """
 
 
-def assign_groups(con: duckdb.DuckDBPyConnection, from_seq: int = 0, *, keys_are_new: bool = False) -> None:
+def assign_groups(
+    con: duckdb.DuckDBPyConnection, from_seq: int = 0, *, keys_are_new: bool = False, words: bool = True
+) -> None:
     """Fill ``logs.group_id`` (see ``docs/store.md``) for the rows with ``seq >= from_seq`` that lack it.
 
     New ``(level, service, template)`` keys are added to ``log_groups`` first (:data:`GROUP_KEYS_SQL`), then the
@@ -375,10 +676,14 @@ def assign_groups(con: duckdb.DuckDBPyConnection, from_seq: int = 0, *, keys_are
         from_seq: the lowest ``logs.seq`` to look at (lets DuckDB's zone maps skip older row groups).
         keys_are_new: the caller knows that no key of those rows is in the dictionary yet, so neither the
             insert nor the ids need to look at the keys already there (their cost grows with the dictionary).
+        words: add the new groups' template words to ``log_group_words`` (:data:`GROUP_WORDS_SQL`; ``False``
+            only before migration ``m004`` created it).
 
     """
     top = con.execute("SELECT coalesce(max(id), 0) FROM log_groups").fetchall()[0][0]
     con.execute(GROUP_NEW_KEYS_SQL if keys_are_new else GROUP_KEYS_SQL, [top, from_seq]).fetchall()
+    if words:  # the new groups' words (see covered_sql)
+        con.execute(GROUP_WORDS_SQL, [top]).fetchall()
     con.execute(GROUP_IDS_SQL, [top if keys_are_new else 0, from_seq]).fetchall()
 
 
@@ -400,7 +705,43 @@ def _m003_log_groups(con: duckdb.DuckDBPyConnection) -> None:
         """
     )
     con.execute("ALTER TABLE logs ADD COLUMN IF NOT EXISTS group_id INTEGER")
-    assign_groups(con)
+    assign_groups(con, words=False)
+
+
+def _m004_log_words(con: duckdb.DuckDBPyConnection) -> None:
+    """Add the word index ``log_words`` and ``logs.indexed`` (issue 12): ``logs --grep`` reads only listed rows.
+
+    ``log_words`` has one row per word (:data:`WORD_RE`) per flush: ``word``, ``last_seq`` (the highest ``seq`` in
+    ``seqs``, so retention finds whole rows to delete), ``n`` (the length of ``seqs``, so a search counts its
+    candidates without reading the lists) and ``seqs`` (the sorted ``logs.seq`` of the flushed rows whose
+    lower-cased :data:`INDEXED_TEXT`, the body and any exception attributes, holds the word).
+    ``log_group_words`` has ``(group_id, word)`` for each word of each ``log_groups`` template. ``logs.indexed``
+    is ``true`` for a row whose words are listed in ``log_words``, ``false`` for a row whose words are all words
+    of its group's template (:func:`covered_sql`), ``NULL`` for a row another writer stored (searched without the
+    index). The rows stored before are indexed here
+    (:func:`index_words`: about 2 s per million rows).
+    """
+    con.execute(
+        """
+        CREATE TABLE IF NOT EXISTS log_words (
+            word        VARCHAR NOT NULL,
+            last_seq    BIGINT NOT NULL,
+            n           INTEGER NOT NULL,
+            seqs        BIGINT[] NOT NULL
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE IF NOT EXISTS log_group_words (
+            group_id    INTEGER NOT NULL,
+            word        VARCHAR NOT NULL
+        )
+        """
+    )
+    con.execute(GROUP_WORDS_SQL, [-(2**31)]).fetchall()
+    con.execute("ALTER TABLE logs ADD COLUMN IF NOT EXISTS indexed BOOLEAN")
+    index_words(con)
 
 
 #: The schema, as ``(name, function)`` pairs applied in order, each once.
@@ -408,6 +749,7 @@ MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_logs_has_exception", _m002_logs_has_exception),
     ("m003_log_groups", _m003_log_groups),
+    ("m004_log_words", _m004_log_words),
 ]
 
 
@@ -515,10 +857,12 @@ def compat_views(con: duckdb.DuckDBPyConnection) -> None:
     """Let a store file of an older schema, opened read-only (so not migrated), answer today's queries.
 
     A file last written by a collector before migration ``m002`` has no ``logs.has_exception``, one before ``m003``
-    no ``logs.group_id`` and no ``log_groups``: a temporary view ``logs`` (found before the file's table) adds the
-    missing columns as ``NULL`` (:data:`HAS_EXCEPTION` reads it as "test the attributes"; the grouped view of
-    :mod:`legible.queries.logs` groups such rows on the strings), and an empty temporary view ``log_groups``
-    stands for the missing dictionary. Nothing is created for a file that has them.
+    no ``logs.group_id`` and no ``log_groups``, one before ``m004`` no ``logs.indexed`` and no ``log_words``: a
+    temporary view ``logs`` (found before the file's table) adds the missing columns as ``NULL``
+    (:data:`HAS_EXCEPTION` reads it as "test the attributes"; the grouped view of :mod:`legible.queries.logs`
+    groups such rows on the strings; a search reads every row), and empty temporary views ``log_groups`` and
+    ``log_words``/``log_group_words`` stand for the missing dictionary and word index. Nothing is created for a
+    file that has them.
 
     Args:
         con: a connection to the store file (read-only is fine: temporary views live in memory).
@@ -527,17 +871,28 @@ def compat_views(con: duckdb.DuckDBPyConnection) -> None:
     row = con.execute(
         "SELECT current_database(), count(*) FILTER (WHERE table_name = 'logs' AND column_name = 'has_exception'), "
         "count(*) FILTER (WHERE table_name = 'logs' AND column_name = 'group_id'), "
-        "count(*) FILTER (WHERE table_name = 'log_groups') FROM duckdb_columns() "
+        "count(*) FILTER (WHERE table_name = 'log_groups'), "
+        "count(*) FILTER (WHERE table_name = 'logs' AND column_name = 'indexed'), "
+        "count(*) FILTER (WHERE table_name = 'log_words'), "
+        "count(*) FILTER (WHERE table_name = 'log_group_words') FROM duckdb_columns() "
         "WHERE database_name = current_database() AND schema_name = 'main'"
     ).fetchone()
     if row is None:
         return
     catalog = '"' + str(row[0]).replace('"', '""') + '"'  # an identifier, quoted as SQL quotes identifiers
-    added = ("" if row[1] else ", NULL::BOOLEAN AS has_exception") + ("" if row[2] else ", NULL::INTEGER AS group_id")
+    added = (
+        ("" if row[1] else ", NULL::BOOLEAN AS has_exception")
+        + ("" if row[2] else ", NULL::INTEGER AS group_id")
+        + ("" if row[4] else ", NULL::BOOLEAN AS indexed")
+    )
     if added:
         con.execute(f"CREATE TEMP VIEW logs AS SELECT *{added} FROM {catalog}.main.logs")  # noqa: S608
     if not row[3]:
         con.execute(f"CREATE TEMP VIEW log_groups AS {EMPTY_LOG_GROUPS}")
+    if not row[5]:
+        con.execute(f"CREATE TEMP VIEW log_words AS {EMPTY_LOG_WORDS}")
+    if not row[6]:
+        con.execute(f"CREATE TEMP VIEW log_group_words AS {EMPTY_LOG_GROUP_WORDS}")
 
 
 #: A ``SELECT`` of no rows with the columns of ``log_groups``: the dictionary of a store that has none (an old

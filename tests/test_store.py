@@ -16,6 +16,7 @@ from legible.store import (
     MIGRATIONS,
     SEARCH_TEXT,
     Store,
+    WordPlan,
     check_read_only,
     connect_file,
     migrate,
@@ -23,6 +24,7 @@ from legible.store import (
     search_contains,
     store_path,
     template_sql,
+    word_runs,
 )
 
 
@@ -139,7 +141,7 @@ def test_a_store_of_the_first_schema_is_upgraded_in_place_and_greps_the_same(tmp
     con.close()
 
     con = duckdb.connect(str(path))  # reopened, as a new collector opens the file
-    assert migrate(con) == ["m002_logs_has_exception", "m003_log_groups"]
+    assert migrate(con) == ["m002_logs_has_exception", "m003_log_groups", "m004_log_words"]
     assert con.execute("SELECT has_exception, count(*) FROM logs GROUP BY ALL ORDER BY 1").fetchall() == [
         (False, 1000),
         (True, 1000),
@@ -149,12 +151,20 @@ def test_a_store_of_the_first_schema_is_upgraded_in_place_and_greps_the_same(tmp
         (1, "error", "app", "payment <n>")
     ]
     assert con.execute("SELECT group_id, count(*) FROM logs GROUP BY ALL").fetchall() == [(1, 2000)]
+    # m004: the rows without exception attributes are covered by their template's words, the others listed
+    assert con.execute("SELECT indexed, count(*) FROM logs GROUP BY ALL ORDER BY 1").fetchall() == [
+        (False, 1000),
+        (True, 1000),
+    ]
     store = Store(path=path, _con=con)
     for n in needles:
         cond, params = search_contains(n)
         assert con.execute(f"SELECT seq FROM logs WHERE {cond} ORDER BY seq", params).fetchall() == before[n], n  # noqa: S608
         groups = log_groups(store, make_filter(since="all", grep=n, now=10**6), now=10**6)
         assert groups.total == len(before[n]), n
+        for word in word_runs(n):  # through the word index the migration built, whichever run narrows it
+            cond, params = search_contains(n, WordPlan(*word))
+            assert con.execute(f"SELECT seq FROM logs WHERE {cond} ORDER BY seq", params).fetchall() == before[n], n  # noqa: S608
     assert [len(before[n]) for n in needles] == [500, 500, 111, 0, 2000]  # 17, 170-179, 1700-1799
     con.close()
 

@@ -211,7 +211,8 @@ def test_grep_answers_from_a_proof_bundle_and_from_a_store_file_of_the_first_sch
         assert store.query("SELECT count(group_id) FROM logs").rows == [(0,)]
         assert store.query("SELECT count(*) FROM log_groups").rows == [(0,)]
     con = duckdb.connect(str(path))
-    assert migrate(con) == ["m002_logs_has_exception", "m003_log_groups"]  # the file itself was left as it was
+    # the file itself was left as it was
+    assert migrate(con) == ["m002_logs_has_exception", "m003_log_groups", "m004_log_words"]
     con.close()
 
 

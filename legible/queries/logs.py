@@ -37,7 +37,7 @@ from legible.queries._fmt import (
 
 if TYPE_CHECKING:
     from legible.contract import LogFilterDoc, LogGroupDoc, LogsGroupsDoc, LogsRawDoc
-    from legible.store import Store
+    from legible.store import Store, WordPlan
 
 __all__ = [
     "DEFAULT_FIELDS",
@@ -124,6 +124,8 @@ class LogFilter:
         regex: RE2 regular expression searched in the body, or ``None``.
         attrs: ``(key, value)`` pairs each of which must equal the attribute (or resource attribute).
         trace_id: lower-case hex trace id or a prefix of one, or ``None``.
+        grep_word: how the word index narrows ``grep`` (from :func:`legible.store.pick_word`, set by
+            :meth:`with_index`), or ``None`` to scan; not part of the filter's meaning.
 
     """
 
@@ -137,6 +139,23 @@ class LogFilter:
     regex: str | None = None
     attrs: list[tuple[str, str]] = field(default_factory=list)
     trace_id: str | None = None
+    grep_word: WordPlan | None = field(default=None, compare=False)
+
+    def with_index(self, store: Store) -> LogFilter:
+        """Return this filter with :attr:`grep_word` chosen on ``store`` (one small query), or itself unchanged.
+
+        Raises:
+            NotRunning: there is no store yet.
+
+        """
+        if not self.grep or self.grep_word is not None:
+            return self
+        from dataclasses import replace
+
+        from legible.store import pick_word
+
+        word = pick_word(lambda sql, params: store.query(sql, params).rows, self.grep)
+        return self if word is None else replace(self, grep_word=word)
 
     def where(self, *, with_time: bool = True) -> tuple[str, list[Any]]:
         """Return ``(sql, params)``: the ``WHERE`` condition (no keyword) and its positional parameters."""
@@ -158,7 +177,7 @@ class LogFilter:
         if self.grep:
             from legible.store import search_contains
 
-            cond, cond_params = search_contains(self.grep)
+            cond, cond_params = search_contains(self.grep, self.grep_word)
             conds.append(cond)
             params.extend(cond_params)
         if self.regex:
@@ -469,6 +488,7 @@ def log_groups(store: Store, flt: LogFilter, limit: int = 30, now: int | None = 
 
     """
     now = now_ns() if now is None else now
+    flt = flt.with_index(store)
     where, params = flt.where()
     # One statement, one round trip: the grouping reads only narrow columns (the newest line of a group is
     # found by seq, not body: 3x faster on a million lines), then the few example bodies are joined in by
@@ -673,6 +693,7 @@ def log_lines(store: Store, flt: LogFilter, limit: int = 40, fields: Sequence[st
         NotRunning: there is no store yet.
 
     """
+    flt = flt.with_index(store)
     where, params = flt.where()
     exprs, sel_params = _select_list(fields)
     rows = store.query(_lines_sql(where, exprs, limit), [*params, *sel_params, *params]).rows
