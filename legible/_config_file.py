@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
     from legible.config import LegibleConfig
+    from legible.contract import ConfigStampDoc
 
 __all__ = [
     "CHECK_KINDS",
@@ -212,8 +213,8 @@ def write_stamp(state_dir: Path, key: str, config: LegibleConfig) -> None:
     """
     from legible._files import write_private
 
-    doc = {
-        "schema": STAMP_SCHEMA,
+    doc: ConfigStampDoc = {
+        "schema": "legible.config-stamp/v2",
         "key": key,
         "config": config.model_dump(mode="json"),
         "forward_set": sorted(config.forward.model_fields_set),

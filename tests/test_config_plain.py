@@ -20,9 +20,11 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from legible import config as models
+from legible import schemas
 from legible._config_file import STAMP_FILENAME, STAMP_SCHEMA, load_config_cached, read_stamp
 from legible._config_plain import PlainConfig, PlainForward, PlainReady, PlainService, PlainStack
 from legible._errors import ConfigError, LegibleError
@@ -222,6 +224,8 @@ def test_the_plan_from_the_stamp_equals_the_plan_from_the_models(name: str, tmp_
     plan = _assert_same_plan(root)
     assert isinstance(plan, dict), plan  # planned, not refused (an error would be the same either way)
     stamp = (root / ".legible" / STAMP_FILENAME).read_text()
+    doc = json.loads(stamp)  # a typed document with its shipped schema, like every other file of .legible/
+    jsonschema.Draft202012Validator(schemas.load(doc["schema"])).validate(doc)
     assert "s3cr3t" not in stamp and "env-header-value" not in stamp and "env-otel" not in stamp
     if "SECRET_TOKEN" in CASES[name]:
         assert '"TOKEN":"$SECRET_TOKEN"' in stamp  # the reference, as written in legible.toml

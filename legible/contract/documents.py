@@ -1100,6 +1100,22 @@ class ForkServerDoc(TypedDict):
     spare: int
 
 
+class ConfigStampDoc(TypedDict):
+    """``.legible/config.validated`` (``legible.config-stamp/v2``, 0600): the last configuration that validated.
+
+    See :mod:`legible._config_file`. ``key`` is a SHA-256 (64 hex digits) of the stamp's name, the file's kind
+    and path, its bytes and the validator's sources; ``config`` the validated configuration's
+    ``model_dump(mode="json")`` (defaults applied; ``$NAME`` references stay as written, nothing from the
+    environment); ``forward_set`` the ``[forward]`` keys the file itself set. ``legible up`` plans from it without
+    pydantic while ``key`` matches the file.
+    """
+
+    schema: Literal["legible.config-stamp/v2"]
+    key: str
+    config: dict[str, Any]
+    forward_set: list[str]
+
+
 class SharedSeries(TypedDict):
     """One series of the shared engine's answer: its labels and its value at ``time``."""
 
@@ -1322,6 +1338,7 @@ SCHEMAS: dict[str, Any] = {
     "legible.error/v1": ErrorDoc,
     "legible.collector-status/v1": CollectorStatusDoc,
     "legible.forkserver/v1": ForkServerDoc,
+    "legible.config-stamp/v2": ConfigStampDoc,
     "legible.skills-mcp/v1": SkillsMcpDoc,
     "legible.skills-hooks/v1": SkillsHooksDoc,
     "legible.browser-diff/v1": BrowserDiffDoc,
