@@ -320,6 +320,10 @@ class WordPlan(NamedTuple):
             ``group_id``) and are read as well.
         groups: some rows covered by their group's template (``indexed`` ``false``) may match and are listed
             from ``log_group_words``.
+        through_seq: the highest ``logs.seq`` when the plan was made, or ``None``: the search then looks at rows
+            up to it only, so rows flushed after the plan (which ``unindexed`` and ``groups`` did not see) are
+            left out by both halves of the index alike, and the answer is the store's as of the plan (the writer
+            commits ``seq`` in increasing order, so every lower ``seq`` was there too).
 
     """
 
@@ -327,6 +331,7 @@ class WordPlan(NamedTuple):
     run: str
     unindexed: bool = False
     groups: bool = True
+    through_seq: int | None = None
 
 
 def pick_word(
@@ -358,7 +363,7 @@ def pick_word(
     groups = ", ".join(f"count(*) FILTER (WHERE {c})" for c in conds)
     sql = (
         f"SELECT (SELECT count(*) FROM logs), (SELECT count(*) FROM logs WHERE {_UNINDEXED}), "  # noqa: S608
-        f"(SELECT [{listed}] FROM log_words), (SELECT [{groups}] FROM log_group_words)"
+        f"(SELECT [{listed}] FROM log_words), (SELECT [{groups}] FROM log_group_words), (SELECT max(seq) FROM logs)"
     )
     params = [run for _, run in runs]
     try:
@@ -378,7 +383,7 @@ def pick_word(
         covered = int(query(count, [params[best]])[0][0] or 0)
     if listed_n[best] + covered + unindexed > break_even * total:
         return None
-    return WordPlan(*runs[best], unindexed > 0, covered > 0)
+    return WordPlan(*runs[best], unindexed > 0, covered > 0, None if row[4] is None else int(row[4]))
 
 
 def search_contains(needle: str, word: WordPlan | None = None) -> tuple[str, list[str]]:
@@ -441,6 +446,8 @@ def search_contains(needle: str, word: WordPlan | None = None) -> tuple[str, lis
     listed = f"seq IN ({listed})"
     if word.unindexed:
         listed = f"({listed} OR {_UNINDEXED})"
+    if word.through_seq is not None:  # the store as of the plan (see WordPlan.through_seq)
+        return f"seq <= ? AND {listed} AND {cond}", [word.through_seq, *runs, *params]
     return f"{listed} AND {cond}", [*runs, *params]
 
 

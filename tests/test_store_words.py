@@ -310,7 +310,9 @@ def test_grep_through_a_real_collector_uses_the_index(tmp_path):
         wait_until(lambda: col.q("SELECT count(*) FROM logs")[0][0] == len(lines), timeout=30)
         store = col.store()
         flt = make_filter(since="all", grep="declined", now=NOW * 2)
-        assert flt.with_index(store).grep_word == ("infix", "declined", False, True)  # its group's words hold it
+        plan = flt.with_index(store).grep_word
+        assert plan is not None and plan[:4] == ("infix", "declined", False, True)  # its group's words hold it
+        assert plan.through_seq == len(lines) - 1
         got = log_groups(store, flt)
         assert got.total == 3
         assert col.q(
@@ -354,3 +356,26 @@ def test_covered_rows_that_lost_their_group_id_are_read(tmp_path):
     assert plan is not None and plan.unindexed
     assert _seqs(c, *search_contains("declined", plan)) == _seqs(c, *search_contains("declined")) == {0, 1, 2}
     c.close()
+
+
+def test_a_search_answers_as_of_its_plan(tmp_path):
+    """Rows flushed between :func:`pick_word` and the search are left out by both halves of the index alike.
+
+    Without the plan's bound, a matching row with postings flushed meanwhile was found while one its group covers
+    was not (``WordPlan.groups`` was decided before it existed): an answer true at no moment.
+    """
+    w = Writer(tmp_path / "signals.duckdb")
+    try:
+        i = write(w, ["a DECLINED twice\nmore"] + ["other line"] * 30, 0, 31)
+
+        def seqs(cond: str, params: list) -> set[int]:
+            return {r[0] for r in w.query(f"SELECT seq FROM logs WHERE {cond}", params)[1]}  # noqa: S608
+
+        plan = pick_word(lambda sql, params: w.query(sql, params)[1], " declined")
+        assert plan is not None and not plan.groups and plan.through_seq == 30  # only a row with postings, yet
+        write(w, ["x declined y", "b declined\nagain"], i, 2)  # one its group covers, one with postings
+        assert seqs(*search_contains(" declined")) == {0, 31, 32}
+        assert seqs(*search_contains(" declined", plan)) == {0}
+        assert seqs(*search_contains(" declined", plan._replace(through_seq=None))) == {0, 32}  # the mixed answer
+    finally:
+        w.close()
