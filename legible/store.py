@@ -386,7 +386,7 @@ def pick_word(
     return WordPlan(*runs[best], unindexed > 0, covered > 0, None if row[4] is None else int(row[4]))
 
 
-def search_contains(needle: str, word: WordPlan | None = None) -> tuple[str, list[str]]:
+def search_contains(needle: str, word: WordPlan | None = None) -> tuple[str, list[Any]]:
     """Return ``(condition, params)``: the lower-cased :data:`SEARCH_TEXT` of a log line contains ``needle``.
 
     Same answer as ``contains(lower(SEARCH_TEXT), lower(needle))`` (DuckDB's ``lower`` on both sides) for every
