@@ -151,6 +151,8 @@ def main() -> None:
         b = statistics.median(x + y for x, y in zip(times["B"][first], times["B"][second], strict=True))
         print(f"{name:22} {a:7.1f} {'':7} {b:7.1f} {'':7} {b / a:5.2f}x")
     for fig, label in (("walk", "checkout walk (duration_ms)"), ("clicks", "its 3 click steps (ms)")):
+        if not args.journeys:  # --journeys 0: the calls only
+            break
         a, b = (statistics.median(walks[n][fig]) for n in ("A", "B"))
         print(f"{label:30} A {a:7.1f}  B {b:7.1f}  B/A {b / a:5.2f}x  (median of {args.journeys})")
         record(f"journey {label} [B]", b, "ms", baseline=a, baseline_name=f"A: {args.base}")

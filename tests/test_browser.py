@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,6 +126,17 @@ MOVING_HTML = """<!doctype html>
 </body></html>
 """
 
+#: ``#reveal`` adds a ``#late`` button whose click renames the page; two ``.twin`` buttons.
+LATE_HTML = """<!doctype html>
+<html lang="en"><head><title>Late</title></head>
+<body>
+<button id="reveal" onclick="const b = document.createElement('button'); b.id = 'late'; b.textContent = 'Late';
+  b.onclick = () => { document.title = 'Late clicked'; }; document.body.append(b);">Reveal</button>
+<button class="twin" onclick="document.title = 'Twin 1'">Twin 1</button>
+<button class="twin" onclick="document.title = 'Twin 2'">Twin 2</button>
+</body></html>
+"""
+
 
 def _run(root: Path, env: dict[str, str], *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -169,6 +181,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     files["static/throw.html"] = THROW_HTML
     files["static/later.html"] = LATER_HTML
     files["static/moving.html"] = MOVING_HTML
+    files["static/late.html"] = LATE_HTML
     files["journeys/scripted.py"] = SCRIPTED_JOURNEY
     root = make_repo(base / "shop", TOML, files)
     env = {**os.environ, "XDG_STATE_HOME": str(base / "state"), "XDG_CACHE_HOME": str(base / "cache")}
@@ -332,6 +345,39 @@ def test_a_click_on_an_element_in_a_css_transition_lands_on_it_where_it_stops(st
         call(state, "click", {"target": "#start"})
         done = call(state, "click", {"target": "#go"})  # sent at once: the button is sliding
         assert done["title"] == "Hit at 920", done
+
+
+def test_a_target_that_matches_nothing_is_an_error_and_nothing_is_clicked_later(stack: Stack) -> None:
+    # `click` sends the match count beside the click (Agent.act): when nothing matches, the click (still waiting
+    # for an element) is aborted before the error is answered, so an element that appears afterwards within the
+    # click's timeout is not clicked; the answers are the ones a count before the click gave
+    from legible._errors import UsageError
+    from legible.browser.client import call
+
+    state = stack.root / ".legible"
+    call(state, "open", {"url": "/static/late.html"})
+    with pytest.raises(UsageError, match=r"nothing on http://\S+/static/late.html matches '#late'") as err:
+        call(state, "click", {"target": "#late", "timeout_ms": 3000})
+    assert "legible browser snapshot" in err.value.hint
+    assert call(state, "click", {"target": "#reveal"})["title"] == "Late"  # #late is on the page from now on
+    deadline = time.monotonic() + 4  # past the aborted click's 3 s: an unaborted one would have clicked #late
+    while time.monotonic() < deadline:
+        assert call(state, "status")["title"] == "Late"
+    assert call(state, "click", {"target": "#late"})["title"] == "Late clicked"  # it was clickable all along
+
+    call(state, "open", {"url": "/static/late.html"})
+    twin = call(state, "click", {"target": ".twin"})
+    assert (twin["target"], twin["title"]) == (".twin (first of 2 matches)", "Twin 1")
+    with pytest.raises(UsageError, match=r"bad selector 'role=button\[name=': Locator.count: InvalidSelectorError"):
+        call(state, "click", {"target": "role=button[name="})
+    with pytest.raises(UsageError, match=r"ref e9999 is not on the page"):
+        call(state, "click", {"target": "e9999"})
+    with pytest.raises(UsageError, match=r"nothing on \S+ matches '#late'"):
+        call(state, "fill", {"target": "#late", "text": "x"})
+    with pytest.raises(UsageError, match=r"nothing on \S+ matches '#late'"):
+        call(state, "snapshot", {"selector": "#late"})
+    res = stack.cli("browser", "click", "#nothing-here")
+    assert res.returncode == 2 and res.stderr.startswith("error: nothing on "), res.stderr
 
 
 def test_snapshots_of_the_shop_are_small(stack: Stack) -> None:

@@ -263,3 +263,14 @@ class Recorder:
         from legible.browser._video import encode_plan
 
         return encode_plan(self.plan(name))
+
+
+async def count_or_error(loc: Any) -> int | Exception:
+    """``loc.count()`` (a Playwright locator's matches), or the exception it raised, for the caller to judge.
+
+    Playwright raises for a malformed selector and for a ref (``aria-ref=``) of an older snapshot.
+    """
+    try:
+        return int(await loc.count())
+    except Exception as e:  # noqa: BLE001 - judged by the caller
+        return e

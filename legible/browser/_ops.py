@@ -14,7 +14,16 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from legible.browser import _scripts
-from legible.browser._common import DEFAULT_TIMEOUT_MS, NAV_TIMEOUT_MS, SLOW_MS, OpError, Recorder, first_line, stamp
+from legible.browser._common import (
+    DEFAULT_TIMEOUT_MS,
+    NAV_TIMEOUT_MS,
+    SLOW_MS,
+    OpError,
+    Recorder,
+    count_or_error,
+    first_line,
+    stamp,
+)
 from legible.browser._snapshot import compact
 
 if TYPE_CHECKING:
@@ -51,12 +60,23 @@ async def op_snapshot(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
     selector = args.get("selector") or "body"
     depth = args.get("depth")
     loc = page.locator(selector)
-    if await loc.count() == 0:
-        raise OpError("usage", f"nothing on {page.url} matches {selector!r}")
     kwargs: dict[str, Any] = {"mode": "ai", "timeout": DEFAULT_TIMEOUT_MS}
     if depth is not None:
         kwargs["depth"] = int(depth)
-    raw, title = await asyncio.gather(loc.first.aria_snapshot(**kwargs), agent.title())  # two round trips at once
+    # the match count, the snapshot and the title go to Playwright together (all read-only): when nothing
+    # matches, the snapshot, still waiting for an element, is aborted (its task cancelled) before the error
+    aria = asyncio.ensure_future(loc.first.aria_snapshot(**kwargs))
+    counted, title = await asyncio.gather(count_or_error(loc), agent.title())
+    if counted == 0 or isinstance(counted, Exception):
+        aria.cancel()
+        await asyncio.wait([aria])
+        if isinstance(counted, Exception):
+            if not aria.cancelled():
+                aria.exception()  # retrieved: the count's error is the one reported
+            raise counted
+        if aria.cancelled() or aria.exception() is not None:
+            raise OpError("usage", f"nothing on {page.url} matches {selector!r}")
+    raw = await aria
     text, prefix, refs = compact(raw)
     agent.ref_prefix = prefix or agent.ref_prefix
     out = agent.dir / "snapshots"
@@ -78,13 +98,10 @@ async def op_snapshot(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
 
 async def op_click(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
     """Click a ref or selector (``target``); wait for a navigation it starts to load (see ``settle_after_action``)."""
-    loc, what = await agent.locate(str(args["target"]))
     page = await agent.page()
     before_url, before = page.url, agent.watch.seq
-    try:
-        await loc.click(timeout=float(args.get("timeout_ms", DEFAULT_TIMEOUT_MS)))
-    except Exception as e:  # noqa: BLE001
-        raise OpError("failed", f"click {what}: {first_line(e)}") from e
+    timeout = float(args.get("timeout_ms", DEFAULT_TIMEOUT_MS))
+    _, what = await agent.act(str(args["target"]), "click", lambda loc: loc.click(timeout=timeout))
     title = await agent.settle_after_action()
     info = await agent.page_info(before, title)
     return {**info, "target": what, "navigated": page.url != before_url}
@@ -92,8 +109,9 @@ async def op_click(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
 
 async def op_fill(agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
     """Fill a field (``target``, ``text``); a ``<select>`` gets the option whose label or value is the text."""
-    loc, what = await agent.locate(str(args["target"]))
-    await agent.fill(loc, str(args.get("text", "")), float(args.get("timeout_ms", DEFAULT_TIMEOUT_MS)), what)
+    loc, what, is_select = await agent.locate_field(str(args["target"]))
+    timeout = float(args.get("timeout_ms", DEFAULT_TIMEOUT_MS))
+    await agent.fill(loc, str(args.get("text", "")), timeout, what, is_select=is_select)
     return {**(await agent.page_info()), "target": what}
 
 

@@ -45,9 +45,9 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from legible.browser import _otlp, _scripts
 from legible.browser._common import (
@@ -57,6 +57,7 @@ from legible.browser._common import (
     VIEWPORT,
     OpError,
     Recorder,
+    count_or_error,
     first_line,
     process_redactor,
     resolve_url,
@@ -69,6 +70,8 @@ from legible.browser.client import browser_dir, browser_tmp_dir, pid_file, socke
 
 #: How long a key of visible typing lasts in a recorded journey's video, in ms.
 TYPE_DELAY_MS = 35
+
+T = TypeVar("T")
 
 
 def profile_dir(state_dir: Path) -> Path:
@@ -317,33 +320,92 @@ class Agent:
             OpError: the ref is unknown, or nothing matches the selector.
 
         """
+        _, matches, first = await self._matcher(target)
+        return first, self._judge(target, await count_or_error(matches))[1]
+
+    async def locate_field(self, target: str) -> tuple[Any, str, bool]:
+        """As :meth:`locate`, and whether the element is a ``<select>``: ``(locator, description, is_select)``.
+
+        The two locator counts (matches, and the first match that is a ``<select>``) go to Playwright
+        together: one round trip for both. Both are read-only.
+
+        Raises:
+            OpError: as :meth:`locate`.
+
+        """
+        _, matches, first = await self._matcher(target)
+        counted, selects = await asyncio.gather(
+            count_or_error(matches), count_or_error(first.and_(first.page.locator("select")))
+        )
+        return first, self._judge(target, counted)[1], selects == 1
+
+    async def act(self, target: str, verb: str, action: Callable[[Any], Awaitable[T]]) -> tuple[T, str]:
+        """Run ``action(locator)`` on ``target`` (as :meth:`locate`) with the match count sent beside it.
+
+        One round trip less than :meth:`locate` then the action: the count (for the description and the
+        "nothing matches" error) and the action go to Playwright together. When nothing matches, the action,
+        still waiting for an element, is aborted (Playwright aborts a call whose task is cancelled) and awaited,
+        so it acts on nothing after the error, even if a matching element appears later; an action that did
+        complete meanwhile (the element appeared between the count and the action) counts as done.
+
+        Returns:
+            ``(the action's result, description)``.
+
+        Raises:
+            OpError: the ref is unknown, or nothing matches the selector (the action did nothing); kind
+                ``failed`` with ``{verb} {description}: {Playwright's message}`` when the action failed.
+
+        """
+        loc, matches, first = await self._matcher(target)
+        task = asyncio.ensure_future(action(first))
+        counted = await count_or_error(matches)
+        if counted == 0 or isinstance(counted, BaseException):
+            task.cancel()
+            await asyncio.wait([task])
+            if task.cancelled() or task.exception() is not None:
+                self._judge(target, counted)  # raises the error locate raises
+            return task.result(), self._describe(target, loc is not first, 1)
+        _, what = self._judge(target, counted)
+        try:
+            return await task, what
+        except Exception as e:  # noqa: BLE001
+            raise OpError("failed", f"{verb} {what}: {first_line(e)}") from e
+
+    async def _matcher(self, target: str) -> tuple[Any, Any, Any]:
+        """``(locator, what to count, what to act on)`` for a ref or a selector (no round trip)."""
         page = await self.page()
         ref = resolve_ref(target, self.ref_prefix)
         if ref is not None:
             loc = page.locator(f"aria-ref={ref}")
-            try:
-                n = await loc.count()
-            except Exception:  # noqa: BLE001 - Playwright raises for a ref of an older snapshot
-                n = 0
-            if n == 0:
+            return loc, loc, loc
+        loc = page.locator(target)
+        return loc, loc, loc.first
+
+    def _describe(self, target: str, selector: bool, n: int) -> str:
+        if not selector:
+            return f"ref {target}"
+        return f"{target} (first of {n} matches)" if n > 1 else target
+
+    def _judge(self, target: str, counted: int | BaseException) -> tuple[int, str]:
+        """``(n, description)`` from a match count, or the :class:`OpError` of :meth:`locate` for no match."""
+        page = self._page
+        if resolve_ref(target, self.ref_prefix) is not None:
+            if not isinstance(counted, int) or counted == 0:  # Playwright raises for a ref of an older snapshot
                 raise OpError(
                     "usage",
                     f"ref {target} is not on the page (it changed since the last snapshot, or no snapshot was taken)",
                     hint="run `legible browser snapshot` and use a ref from it",
                 )
-            return loc, f"ref {target}"
-        loc = page.locator(target)
-        try:
-            n = await loc.count()
-        except Exception as e:  # noqa: BLE001 - a malformed selector
-            raise OpError("usage", f"bad selector {target!r}: {first_line(e)}") from e
-        if n == 0:
+            return counted, f"ref {target}"
+        if isinstance(counted, BaseException):  # a malformed selector
+            raise OpError("usage", f"bad selector {target!r}: {first_line(counted)}") from counted
+        if counted == 0:
             raise OpError(
                 "usage",
                 f"nothing on {page.url} matches {target!r}",
                 hint="run `legible browser snapshot` for refs, or check the selector",
             )
-        return loc.first, (f"{target} (first of {n} matches)" if n > 1 else target)
+        return counted, self._describe(target, True, counted)
 
     async def title(self) -> str:
         """The tab's document title (``""`` while it navigates)."""
@@ -441,8 +503,13 @@ class Agent:
             await page.wait_for_load_state("load", timeout=max(1.0, (deadline - loop.time()) * 1000))
         return title
 
-    async def fill(self, loc: Any, text: str, timeout: float, what: str, slow: bool = False) -> None:
+    async def fill(
+        self, loc: Any, text: str, timeout: float, what: str, slow: bool = False, is_select: bool | None = None
+    ) -> None:
         """Fill ``loc`` with ``text`` (a ``<select>``: pick the option by label or value); ``slow`` types visibly.
+
+        ``is_select``: whether ``loc`` is a ``<select>``, when the caller has counted it already
+        (:meth:`locate_field`); ``None`` counts it here.
 
         Raises:
             OpError: no such option, or the element cannot be filled within ``timeout`` ms.
@@ -455,7 +522,9 @@ class Agent:
             # a locator count runs in Playwright's utility world, which every locator call prepares anyway;
             # `loc.evaluate` runs in the page's main world, whose first use on each document injects
             # Playwright's script there (~30 ms; Playwright 1.65, Chromium 156): the first fill of a page paid it
-            if await loc.and_(loc.page.locator("select")).count():
+            if is_select is None:
+                is_select = bool(await loc.and_(loc.page.locator("select")).count())
+            if is_select:
                 value = await loc.evaluate(_scripts.PICK_OPTION, text, timeout=timeout)
                 if value is None:
                     labels = await loc.evaluate("(el) => [...el.options].map((o) => o.label)", timeout=timeout)
