@@ -1,7 +1,8 @@
 """A collector process started before its plan exists: ``python -m legible._prewarm legible.collector``.
 
-The collector is the slowest service to start (its imports: pyarrow, duckdb, grpc, about 0.5 s of CPU), and
-it could only be spawned once ``legible up`` had read the config, leased ports and built the plan. The
+The collector is the slowest service to start (its imports: grpc, protobuf, DuckDB's engine; pyarrow and the
+``duckdb`` package only after ready), and it could only be spawned once ``legible up`` had read the config,
+leased ports and built the plan. The
 supervisor started early by ``legible up`` (see :mod:`legible.supervisor`; issue 12) starts this process
 at once, in the collector's own session and with the stack's ``LEGIBLE_STACK``/``LEGIBLE_REGISTRY`` already
 in its environment (``legible gc`` finds it by them from the first instant). It imports the collector's
@@ -35,12 +36,13 @@ from collections.abc import Sequence
 MODULE = "legible.collector"
 #: How much lower than its process's the CPU priority of a prewarm import thread is (a ``nice`` increment).
 PREWARM_NICE = 5
-#: The collector's heavy imports (CPU ms each, measured alone: 133, 57, 70, 38, 17), imported one by one
+#: The collector's heavy imports before ready (CPU ms each, measured alone: 10, 70, 38, 17), imported one by one
 #: before the collector's own modules (17 ms), so the prewarm thread can stop between two of them once the
 #: collector's start arrives; ``tests/test_stack_overhead.py`` checks that the collector still imports each.
+#: pyarrow and the ``duckdb`` package (about 190 ms together) are not among them: the collector imports them
+#: after ready (``legible.collector._writer.ARROW_IMPORTS``, issue 12), and ``_duckdb`` opens the store.
 COLLECTOR_IMPORTS = (
-    "pyarrow",
-    "duckdb",
+    "_duckdb",
     "grpc",
     "prometheus_client",
     "opentelemetry.proto.collector.trace.v1.trace_service_pb2",

@@ -84,7 +84,7 @@ from legible.collector._otlp import (
     twin_pays,
 )
 from legible.collector._tail import Tailer
-from legible.collector._writer import MEMORY_LIMIT, QUERY_TIMEOUT_S, Writer
+from legible.collector._writer import ARROW_IMPORTS, ARROW_WANTED, MEMORY_LIMIT, QUERY_TIMEOUT_S, Writer
 
 if TYPE_CHECKING:
     from legible.contract import CollectorLastReceived, CollectorSignals, CollectorStatusDoc, ForwardQueueDoc
@@ -777,6 +777,12 @@ def serve(args: Any) -> int:
         file=sys.stderr,
         flush=True,
     )
+    # What ready did not need and the first flush does (pyarrow, the duckdb package: about 130 ms of CPU), imported
+    # now at a lower priority, while the app starts on the same few cores (issue 12); a flush that comes first
+    # stops this thread after the module under way and imports the rest itself.
+    from legible._prewarm import import_in_background
+
+    import_in_background(ARROW_IMPORTS, stop=ARROW_WANTED)
     while not done.wait(1.0):
         pass
     t0 = time.monotonic()
