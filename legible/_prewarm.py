@@ -30,7 +30,7 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 #: The argv prefix of a collector this process can become (``sys.executable -m legible.collector``).
 MODULE = "legible.collector"
@@ -50,7 +50,10 @@ COLLECTOR_IMPORTS = (
 
 
 def import_in_background(
-    modules: Sequence[str], nice: int = PREWARM_NICE, stop: threading.Event | None = None
+    modules: Sequence[str],
+    nice: int = PREWARM_NICE,
+    stop: threading.Event | None = None,
+    then: Callable[[], object] | None = None,
 ) -> threading.Thread:
     """Import ``modules`` in a started daemon thread whose CPU priority is ``nice`` steps lower; return it.
 
@@ -67,6 +70,7 @@ def import_in_background(
         stop: once set, the thread imports no further module (the one under way is finished): the process
             needs them now and imports the rest itself at its own priority, instead of waiting behind this
             thread on a machine whose other processes leave it little CPU.
+        then: called in the thread once every module is imported (not when one failed or ``stop`` was set).
 
     """
 
@@ -79,13 +83,16 @@ def import_in_background(
                 pass
         import importlib
 
+        complete = True
         for name in modules:
             if stop is not None and stop.is_set():
                 return
             try:
                 importlib.import_module(name)
             except ImportError:
-                pass
+                complete = False
+        if then is not None and complete:
+            then()
 
     thread = threading.Thread(target=run, name="legible-prewarm", daemon=True)
     thread.start()

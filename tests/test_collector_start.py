@@ -31,7 +31,7 @@ def _run(script: str, *args: str) -> dict[str, object]:
     return doc
 
 
-def test_a_started_collector_has_not_imported_the_arrow_layer_and_its_first_flush_stores_rows(tmp_path: Path) -> None:
+def test_a_started_collector_has_not_imported_the_arrow_layer_and_its_first_flush_needs_none(tmp_path: Path) -> None:
     script = (
         "import json, sys\nfrom pathlib import Path\n"
         "from legible.collector import Collector\n"
@@ -44,35 +44,84 @@ def test_a_started_collector_has_not_imported_the_arrow_layer_and_its_first_flus
         "    health = r.status\n"
         f"col.writer.add('logs', [{_LOG_ROW}] * 3)\n"
         "col.writer.flush()\n"
+        "first = col.writer.query('SELECT count(*) FROM logs')[1][0][0]\n"
+        f"late = [m for m in {NOT_BEFORE_READY!r} if m in sys.modules]\n"
+        "import legible.collector._writer as writer\n"
+        "from legible.collector._server import AFTER_READY_NICE\n"
+        "writer.import_arrow_in_background(AFTER_READY_NICE).join()  # as serve() does after ready\n"
+        "assert writer._arrow_module is not None  # the next flush scans Arrow, on the connection `_duckdb` made\n"
+        f"col.writer.add('logs', [{_LOG_ROW}] * 2)\n"
+        "col.writer.flush()\n"
         "stored = col.writer.query('SELECT count(*) FROM logs')[1][0][0]\n"
         "error = col.writer.error\n"
         "col.stop()\n"
-        "print(json.dumps({'early': early, 'health': health, 'stored': stored, 'error': error,\n"
-        "                  'arrow': 'pyarrow' in sys.modules and 'duckdb' in sys.modules}))\n"
+        "print(json.dumps({'early': early, 'health': health, 'first': first, 'late': late, 'stored': stored,\n"
+        "                  'error': error}))\n"
     )
     doc = _run(script, str(tmp_path))
-    # the connection was opened by `_duckdb` alone; once `duckdb` is imported it scans Arrow tables like any other
-    assert doc == {"early": [], "health": 200, "stored": 3, "error": "", "arrow": True}
+    assert doc == {"early": [], "health": 200, "first": 3, "late": [], "stored": 5, "error": ""}
 
 
-def test_a_flush_that_cannot_import_the_arrow_layer_keeps_its_rows_and_the_store_turns_unhealthy(
+def test_a_flush_that_fails_without_the_arrow_layer_keeps_every_row_and_the_store_turns_unhealthy(
     tmp_path: Path,
 ) -> None:
+    """A failed flush tells unstorable rows with Arrow; when pyarrow cannot be imported none is dropped."""
+    bad = _LOG_ROW.replace(", 9,", ", 70000,")  # severity_number beyond SMALLINT: the statement fails
     script = (
         "import json, sys\nfrom pathlib import Path\n"
         "sys.modules['pyarrow'] = None  # import pyarrow raises ImportError\n"
         "from legible.collector._writer import FAILURES_UNHEALTHY, Writer\n"
         "dropped = []\n"
         "w = Writer(Path(sys.argv[1]) / 'signals.duckdb', on_dropped=lambda t, n: dropped.append((t, n)))\n"
-        f"w.add('logs', [{_LOG_ROW}] * 4)\n"
+        f"w.add('logs', [{_LOG_ROW}] * 3 + [{bad}])\n"
         "w._stop = True  # no back-off sleeps between the failed flushes\n"
         "for _ in range(FAILURES_UNHEALTHY):\n"
         "    w.flush()\n"
         "print(json.dumps({'pending': w.pending, 'dropped': dropped, 'unhealthy': bool(w.error),\n"
-        "                  'cause': 'pyarrow' in w.flush_error}))\n"
+        "                  'cause': 'Arrow' in w.flush_error}))\n"
     )
     doc = _run(script, str(tmp_path))
     assert doc == {"pending": 4, "dropped": [], "unhealthy": True, "cause": True}
+
+
+def test_rows_flushed_before_and_after_the_arrow_layer_is_imported_are_stored_alike(tmp_path: Path) -> None:
+    """The same batches through a writer without pyarrow (bound lists) and one with it (Arrow): same tables."""
+    script = (
+        "import json, sys\nfrom pathlib import Path\n"
+        "from legible.collector._writer import PY_TEMPLATE_ROWS, Writer, arrow_layer\n"
+        "def log(i, body, attrs='{}', svc='api', tid=None):\n"
+        "    return (10**18 + i, 10**18 + i + 1, svc, 'error' if i % 3 else 'info', 17 if i % 3 else 9,\n"
+        "            None if i % 2 else 'INFO', body, attrs, '{\"service.name\": \"api\"}', '{}', tid, None,\n"
+        "            'stdout' if i % 2 else 'otlp')\n"
+        "small = [log(i, b) for i, b in enumerate(['GET /a 200 in 12 ms', 'user 42 logged in', 'one\\ntwo',\n"
+        "         'id 123e4567-e89b-12d3-a456-426614174000 ok', '\u00e9t\u00e9 0x1f', 'x' * 300])]\n"
+        "small.append(log(7, 'boom', '{\"exception.type\": \"ValueError\"}', tid='ab' * 16))\n"
+        "again = [log(20 + i, r[6]) for i, r in enumerate(small)]  # every key known: group ids from the writer\n"
+        "large = [log(100 + i, f'item {i} done', svc='worker') for i in range(PY_TEMPLATE_ROWS + 5)]\n"
+        "spans = [('ab' * 16, f'{i:016x}', None if i == 0 else f'{0:016x}', None, 'api', f'GET /{i}', 'SERVER',\n"
+        "          10**18 + i, 10**18 + i + 5 * 10**6, 5.0, 'ERROR' if i == 2 else 'UNSET', None, '{\"a\": 1}',\n"
+        "          '{}', '{}', '[]', '[]', None, None, 10**18) for i in range(4)]\n"
+        "def fill(path):\n"
+        "    w = Writer(path)\n"
+        "    for batch in (small, again, large):\n"
+        "        w.add('logs', batch); w.flush()\n"
+        "    w.add('spans', spans); w.flush()\n"
+        "    assert not w.error and not w.pending, w.flush_error\n"
+        "    out = {t: w.query(f'SELECT * FROM {t} ORDER BY ALL', max_rows=10**6)[1]\n"
+        "           for t in ('logs', 'spans', 'log_groups', 'log_words', 'log_group_words')}\n"
+        "    w.close()\n"
+        "    return json.loads(json.dumps(out, default=str))\n"
+        "d = Path(sys.argv[1])\n"
+        "plain = fill(d / 'plain' / 'signals.duckdb')\n"
+        "was = 'pyarrow' in sys.modules\n"
+        "arrow_layer()\n"
+        "print(json.dumps({'was': was, 'same': plain == fill(d / 'arrow' / 'signals.duckdb'),\n"
+        "                  'rows': {t: len(v) for t, v in plain.items()}}))\n"
+    )
+    doc = _run(script, str(tmp_path))
+    rows = doc["rows"]
+    assert isinstance(rows, dict) and rows["logs"] == 2 * 7 + 1005 and rows["spans"] == 4 and rows["log_words"]
+    assert doc["was"] is False and doc["same"] is True, doc
 
 
 def test_the_collector_process_imports_the_arrow_layer_after_ready_by_itself(tmp_path: Path) -> None:

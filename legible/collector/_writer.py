@@ -28,9 +28,11 @@ DuckDB settings (https://duckdb.org/docs/stable/configuration/overview): ``memor
 (:func:`legible.store.lock_down`).
 
 Start-up (issue 12): the file is opened, migrated and locked with DuckDB's engine module alone
-(:mod:`legible._dbengine`); pyarrow and the ``duckdb`` package, which the flushes need to scan Arrow tables, are
-imported by :func:`arrow_layer` at the first flush, or earlier by the collector's lower-priority helper thread
-started once ``/health`` says ready, so the collector is ready about 190 ms of CPU sooner.
+(:mod:`legible._dbengine`); pyarrow and the ``duckdb`` package, which a flush needs to scan Arrow tables, are
+imported after ``/health`` says ready by a helper thread of low CPU priority, which then calls
+:func:`arrow_layer`. Until then a flush binds its columns as list parameters instead (``Writer._run_insert``),
+which the engine alone can do, so the first flushes wait for no import and the collector is ready about 190 ms
+of CPU sooner.
 
 Size cap: every :data:`PRUNE_EVERY_S` seconds, when the used size of the file (``pragma_database_size``:
 used blocks times block size, plus the WAL) exceeds ``max_bytes``, the oldest 20 % of each table
@@ -76,11 +78,12 @@ if TYPE_CHECKING:
 #: before ``/health`` says ready; its ``Error`` and ``FatalException`` are the very classes ``duckdb`` re-exports
 #: (:mod:`legible._dbengine`).
 _db = engine()
-#: Set once a flush needs the Arrow layer (:func:`arrow_layer`): a helper thread importing it at a lower priority
-#: after ready (``legible.collector._server.serve``) then starts no further module, the flush imports the rest.
+#: Set once this process needs the Arrow layer now (:func:`arrow_layer`; a failed flush tells its unstorable rows
+#: with Arrow): the helper thread importing it at a lower priority after ready (``legible.collector._server.serve``)
+#: then starts no further module, the caller imports the rest at its own priority.
 ARROW_WANTED = threading.Event()
 #: What :func:`arrow_layer` imports, in this order (CPU ms each measured alone here: about 70, 20, 40): the modules
-#: the first flush needs and ``/health`` does not, imported after ready (issue 12).
+#: the Arrow flushes need and ``/health`` does not, imported after ready (issue 12).
 ARROW_IMPORTS = ("numpy", "pyarrow", "duckdb")
 _arrow_module: ModuleType | None = None
 
@@ -106,6 +109,17 @@ def arrow_layer() -> ModuleType:
         del duckdb
         _arrow_module = pyarrow
     return _arrow_module
+
+
+def import_arrow_in_background(nice: int) -> threading.Thread:
+    """Import :data:`ARROW_IMPORTS` in a started daemon thread ``nice`` steps lower in CPU priority; return it.
+
+    Once every module is imported the thread calls :func:`arrow_layer`, so the next flush scans Arrow tables
+    (see :func:`legible._prewarm.import_in_background`; it stops early once :data:`ARROW_WANTED` is set).
+    """
+    from legible._prewarm import import_in_background
+
+    return import_in_background(ARROW_IMPORTS, nice=nice, stop=ARROW_WANTED, then=arrow_layer)
 
 
 @functools.cache
@@ -287,10 +301,32 @@ def _arrow(columns: Sequence[tuple[str, Any]], rows: list[tuple[Any, ...]], firs
     return pa.Table.from_arrays(arrays, names=["seq", *(c for c, _ in columns)])
 
 
+#: The DuckDB type of each Arrow type name the writer's columns use.
+_SQL_TYPES = {
+    "int64": "BIGINT",
+    "int32": "INTEGER",
+    "int16": "SMALLINT",
+    "float64": "DOUBLE",
+    "string": "VARCHAR",
+    "bool_": "BOOLEAN",
+}
+
+
+def _temp_table_sql(name: str, batch: Sequence[tuple[str, str, Sequence[Any]]]) -> str:
+    """Return ``CREATE TEMP TABLE <name>`` from one list parameter per column of ``batch``, unnested side by side.
+
+    DuckDB's ``unnest`` of several lists in one ``SELECT`` zips them (all are as long as the batch); each list is
+    cast to its column's type, so a value out of range fails the statement as Arrow's conversion would.
+    """
+    cols = ", ".join(f"unnest(${i}::{_SQL_TYPES[t]}[]) AS {c}" for i, (c, t, _) in enumerate(batch, 1))
+    return f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {cols}"  # noqa: S608 - fixed names, values are parameters
+
+
 def _sift(columns: Sequence[tuple[str, Any]], rows: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], int]:
     """Split ``rows`` into those that convert to Arrow and the count of those that do not (by bisection)."""
     if not rows:
         return rows, 0
+    arrow_layer()  # ImportError propagates: without Arrow no row can be told unstorable (none is dropped)
     try:
         _arrow(columns, rows, 0)
         return rows, 0
@@ -584,13 +620,6 @@ class Writer:
 
     def flush(self) -> None:
         """Commit everything queued now, in one transaction; on failure the rows stay queued."""
-        if _arrow_module is None:  # the first flush (unless imported after ready by then): before taking the rows,
-            try:  # so a missing module fails the flush and keeps them queued instead of reading as unstorable
-                arrow_layer()
-            except ImportError as e:
-                self.flush_error = f"cannot import the Arrow layer: {e}"
-                self._failed(e)
-                return
         with self._cv:
             logs, spans, offsets, fills = self._logs, self._spans, self._offsets, self._span_fills
             self._logs, self._spans, self._offsets, self._span_fills = [], [], {}, []
@@ -617,8 +646,12 @@ class Writer:
             except _db.Error:
                 pass
             self.flush_error = " ".join(str(e).split())[:300]
-            good_logs, bad_logs = _sift(LOG_COLUMNS, logs)
-            good_spans, bad_spans = _sift(SPAN_COLUMNS, spans)
+            try:
+                good_logs, bad_logs = _sift(LOG_COLUMNS, logs)
+                good_spans, bad_spans = _sift(SPAN_COLUMNS, spans)
+            except ImportError as e2:  # pyarrow is missing: keep every row, the flush failed
+                self.flush_error = f"{self.flush_error} (and cannot import the Arrow layer: {e2})"
+                good_logs, bad_logs, good_spans, bad_spans = logs, 0, spans, 0
             if bad_logs or bad_spans:  # drop the rows that cannot be stored, keep the rest
                 print(f"collector: dropped {bad_logs + bad_spans} unstorable rows: {self.flush_error}", file=sys.stderr)
                 if self._on_dropped:
@@ -657,17 +690,17 @@ class Writer:
         its group ids too when :attr:`_group_ids` knows every key; otherwise the ``INSERT`` joins ``log_groups``
         and the ids it found are learnt (:meth:`_remember_groups`).
         """
-        pa = arrow_layer()
-        batch = _arrow(columns, rows, self._seq[table])
+        first = self._seq[table]
+        batch: list[tuple[str, str, Sequence[Any]]] = [("seq", "int64", range(first, first + len(rows)))]
+        batch += [(name, typ, col) for (name, typ), col in zip(columns, zip(*rows, strict=True), strict=True)]
         if table != "logs":
             self._run_insert(table, self._insert[table], batch)  # returns the count
             return False
         if len(rows) > PY_TEMPLATE_ROWS or not all(type(r[6]) is str for r in rows):
             return any(new_key for new_key, _ in self._run_insert(table, self._insert[table], batch))
         templates = [template_of(r[6]) for r in rows]
-        batch = batch.append_column("template", pa.array(templates, _pa_type("string")))
-        covered = [_covered_py(r[6], t) for r, t in zip(rows, templates, strict=True)]
-        batch = batch.append_column("_covered", pa.array(covered, pa.bool_()))
+        batch.append(("template", "string", templates))
+        batch.append(("_covered", "bool_", [_covered_py(r[6], t) for r, t in zip(rows, templates, strict=True)]))
         known = self._group_ids
         try:
             ids = [known[(r[3], r[2], t)] for r, t in zip(rows, templates, strict=True)]
@@ -675,23 +708,41 @@ class Writer:
             inserted = self._run_insert("logs", self._insert_templated, batch)
             self._learned = [((level, service, t), gid) for level, service, t, gid, _ in inserted if gid is not None]
             return len(self._learned) < len(inserted)
-        self._run_insert("logs", self._insert_grouped, batch.append_column("group_id", pa.array(ids, pa.int32())))
+        self._run_insert("logs", self._insert_grouped, [*batch, ("group_id", "int32", ids)])
         return False
 
-    def _run_insert(self, table: str, sql: str, batch: pa.Table) -> list[tuple[Any, ...]]:
+    def _run_insert(
+        self, table: str, sql: str, batch: Sequence[tuple[str, str, Sequence[Any]]]
+    ) -> list[tuple[Any, ...]]:
         """Run ``sql`` on ``batch`` (as ``_batch_<table>``); for ``logs``, add the rows' words to the word index.
+
+        ``batch`` is ``[(column, Arrow type name, values)]``. Once pyarrow is imported (:func:`arrow_layer`) it is
+        an Arrow table the connection scans (``register``); before (the first flushes after ready, issue 12), the
+        columns are bound as list parameters of a temporary table (:func:`_temp_table_sql`), which DuckDB's engine
+        alone can do, in the same transaction (a failed flush leaves no table). The rows stored are the same
+        (``tests/test_collector_start.py`` compares both).
 
         The words (:func:`legible.store.insert_words_sql`) of the rows marked ``indexed`` (not covered by their
         template's words) are computed by DuckDB in the same transaction, so a committed row always has its
         postings and a failed flush leaves neither; a batch of covered rows only skips that statement.
         """
-        self.con.register(f"_batch_{table}", batch)
+        name = f"_batch_{table}"
+        arrow = _arrow_module is not None
+        if arrow:
+            pa = arrow_layer()
+            arrays = [_array(tuple(v), _pa_type(t)) if t == "string" else pa.array(v, _pa_type(t)) for _, t, v in batch]
+            self.con.register(name, pa.Table.from_arrays(arrays, names=[c for c, _, _ in batch]))
+        else:
+            self.con.execute(_temp_table_sql(name, batch), [list(v) for _, _, v in batch]).fetchall()
         inserted = self.con.execute(sql).fetchall()
         if table == "logs" and any(r[-1] for r in inserted):  # some row is not covered by its template
             self.con.execute(self._insert_words, [self._seq["logs"]]).fetchall()
         # not in a finally: after a failed statement the transaction is aborted and unregister would raise, hiding
-        # the cause (Out of Memory...); the next register replaces the view
-        self.con.unregister(f"_batch_{table}")
+        # the cause (Out of Memory...); the next register replaces the view (a temporary table is rolled back)
+        if arrow:
+            self.con.unregister(name)
+        else:
+            self.con.execute(f"DROP TABLE temp.{name}").fetchall()
         return inserted
 
     def _remember_groups(self) -> None:
