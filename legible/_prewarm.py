@@ -1,12 +1,12 @@
 """A collector process started before its plan exists: ``python -m legible._prewarm legible.collector``.
 
 The collector is the slowest service to start (its imports: grpc, protobuf, DuckDB's engine; pyarrow and the
-``duckdb`` package only after ready), and it could only be spawned once ``legible up`` had read the config,
-leased ports and built the plan. The
-supervisor started early by ``legible up`` (see :mod:`legible.supervisor`; issue 12) starts this process
-at once, in the collector's own session and with the stack's ``LEGIBLE_STACK``/``LEGIBLE_REGISTRY`` already
-in its environment (``legible gc`` finds it by them from the first instant). It imports the collector's
-modules, then waits for one JSON line on stdin, the start the plan describes::
+``duckdb`` package only once its writer needs them), and it could only be spawned once ``legible up`` had read
+the config, leased ports and built the plan. The supervisor started early by ``legible up`` (see
+:mod:`legible.supervisor`; issue 12) starts this process at once, in the collector's own session and with
+the stack's ``LEGIBLE_STACK``/``LEGIBLE_REGISTRY`` already in its environment (``legible gc`` finds it by them
+from the first instant). It imports the collector's modules, then waits for one JSON line on stdin, the start
+the plan describes::
 
     {"argv": ["python", "-m", "legible.collector", "--http-port=...", ...], "env": {...}, "cwd": "...",
      "log": ".../logs/collector.log"}
@@ -30,7 +30,7 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 #: The argv prefix of a collector this process can become (``sys.executable -m legible.collector``).
 MODULE = "legible.collector"
@@ -39,8 +39,8 @@ PREWARM_NICE = 5
 #: The collector's heavy imports before ready (CPU ms each, measured alone: 10, 70, 38, 17), imported one by one
 #: before the collector's own modules (17 ms), so the prewarm thread can stop between two of them once the
 #: collector's start arrives; ``tests/test_stack_overhead.py`` checks that the collector still imports each.
-#: pyarrow and the ``duckdb`` package (about 190 ms together) are not among them: the collector imports them
-#: after ready (``legible.collector._writer.ARROW_IMPORTS``, issue 12), and ``_duckdb`` opens the store.
+#: pyarrow and the ``duckdb`` package (about 170 ms together) are not among them: ``_duckdb`` opens the store and
+#: the writer imports them once its flushes are large (``legible.collector._writer.ARROW_ROWS``, issue 12).
 COLLECTOR_IMPORTS = (
     "_duckdb",
     "grpc",
@@ -50,10 +50,7 @@ COLLECTOR_IMPORTS = (
 
 
 def import_in_background(
-    modules: Sequence[str],
-    nice: int = PREWARM_NICE,
-    stop: threading.Event | None = None,
-    then: Callable[[], object] | None = None,
+    modules: Sequence[str], nice: int = PREWARM_NICE, stop: threading.Event | None = None
 ) -> threading.Thread:
     """Import ``modules`` in a started daemon thread whose CPU priority is ``nice`` steps lower; return it.
 
@@ -70,7 +67,6 @@ def import_in_background(
         stop: once set, the thread imports no further module (the one under way is finished): the process
             needs them now and imports the rest itself at its own priority, instead of waiting behind this
             thread on a machine whose other processes leave it little CPU.
-        then: called in the thread once every module is imported (not when one failed or ``stop`` was set).
 
     """
 
@@ -83,16 +79,13 @@ def import_in_background(
                 pass
         import importlib
 
-        complete = True
         for name in modules:
             if stop is not None and stop.is_set():
                 return
             try:
                 importlib.import_module(name)
             except ImportError:
-                complete = False
-        if then is not None and complete:
-            then()
+                pass
 
     thread = threading.Thread(target=run, name="legible-prewarm", daemon=True)
     thread.start()

@@ -47,19 +47,17 @@ def test_a_started_collector_has_not_imported_the_arrow_layer_and_its_first_flus
         "first = col.writer.query('SELECT count(*) FROM logs')[1][0][0]\n"
         f"late = [m for m in {NOT_BEFORE_READY!r} if m in sys.modules]\n"
         "import legible.collector._writer as writer\n"
-        "from legible.collector._server import AFTER_READY_NICE\n"
-        "writer.import_arrow_in_background(AFTER_READY_NICE).join()  # as serve() does after ready\n"
-        "assert writer._arrow_module is not None  # the next flush scans Arrow, on the connection `_duckdb` made\n"
-        f"col.writer.add('logs', [{_LOG_ROW}] * 2)\n"
+        f"col.writer.add('logs', [{_LOG_ROW}] * (writer.ARROW_ROWS + 1))  # a large flush: imports Arrow\n"
         "col.writer.flush()\n"
         "stored = col.writer.query('SELECT count(*) FROM logs')[1][0][0]\n"
         "error = col.writer.error\n"
         "col.stop()\n"
         "print(json.dumps({'early': early, 'health': health, 'first': first, 'late': late, 'stored': stored,\n"
-        "                  'error': error}))\n"
+        "                  'error': error, 'arrow': writer._arrow_module is not None}))\n"
     )
     doc = _run(script, str(tmp_path))
-    assert doc == {"early": [], "health": 200, "first": 3, "late": [], "stored": 5, "error": ""}
+    # the connection `_duckdb` made scans Arrow tables once the large flush imported the `duckdb` package
+    assert doc == {"early": [], "health": 200, "first": 3, "late": [], "stored": 1004, "error": "", "arrow": True}
 
 
 def test_a_flush_that_fails_without_the_arrow_layer_keeps_every_row_and_the_store_turns_unhealthy(
@@ -88,7 +86,9 @@ def test_rows_flushed_before_and_after_the_arrow_layer_is_imported_are_stored_al
     """The same batches through a writer without pyarrow (bound lists) and one with it (Arrow): same tables."""
     script = (
         "import json, sys\nfrom pathlib import Path\n"
+        "import legible.collector._writer as writer\n"
         "from legible.collector._writer import PY_TEMPLATE_ROWS, Writer, arrow_layer\n"
+        "writer.ARROW_ROWS = writer.ARROW_AFTER_ROWS = 10**9  # the large batch too goes without Arrow\n"
         "def log(i, body, attrs='{}', svc='api', tid=None):\n"
         "    return (10**18 + i, 10**18 + i + 1, svc, 'error' if i % 3 else 'info', 17 if i % 3 else 9,\n"
         "            None if i % 2 else 'INFO', body, attrs, '{\"service.name\": \"api\"}', '{}', tid, None,\n"
@@ -124,11 +124,22 @@ def test_rows_flushed_before_and_after_the_arrow_layer_is_imported_are_stored_al
     assert doc["was"] is False and doc["same"] is True, doc
 
 
-def test_the_collector_process_imports_the_arrow_layer_after_ready_by_itself(tmp_path: Path) -> None:
-    """A real ``python -m legible.collector``: ready first, then pyarrow is mapped with no row ever sent."""
+def _count_logs(port: int, token: str) -> int:
+    body = json.dumps({"sql": "SELECT count(*) FROM logs", "params": [], "max_rows": 1, "worktree": "wt"}).encode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/query", data=body, headers=headers)
+    with urllib.request.urlopen(req, timeout=30) as r:
+        n: int = json.loads(r.read())["rows"][0][0]
+    return n
+
+
+def test_the_collector_process_stores_a_trickle_without_arrow_and_loads_it_for_a_burst(tmp_path: Path) -> None:
+    """A real ``python -m legible.collector`` tailing a log: libarrow is mapped only once a flush is large."""
+    from legible.collector._writer import ARROW_ROWS
+
     logs = tmp_path / "logs"
     logs.mkdir()
-    token = tmp_path / "token"
+    token_file = tmp_path / "token"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -139,7 +150,7 @@ def test_the_collector_process_imports_the_arrow_layer_after_ready_by_itself(tmp
             f"--db={tmp_path / 'db'}",
             f"--logs-dir={logs}",
             "--worktree=wt",
-            f"--token-file={token}",
+            f"--token-file={token_file}",
         ],  # fmt: skip
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -150,13 +161,20 @@ def test_the_collector_process_imports_the_arrow_layer_after_ready_by_itself(tmp
         line = proc.stderr.readline()  # "collector: ready http=127.0.0.1:PORT ..." once every receiver listens
         assert line.startswith("collector: ready http=127.0.0.1:"), line
         port = int(line.split("http=127.0.0.1:")[1].split()[0])
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30) as health:
-            assert health.status == 200
+        token = token_file.read_text().strip()
         maps = Path(f"/proc/{proc.pid}/maps")
+        with (logs / "app.log").open("a") as fh:
+            fh.write("".join(f"GET /items/{i} 200\n" for i in range(5)))
         deadline = time.monotonic() + 60
-        while "libarrow" not in maps.read_text() and time.monotonic() < deadline:
+        while _count_logs(port, token) < 5 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert "libarrow" in maps.read_text()
+        assert _count_logs(port, token) == 5 and "libarrow" not in maps.read_text()
+        burst = 3 * ARROW_ROWS
+        with (logs / "app.log").open("a") as fh:
+            fh.write("".join(f"GET /items/{i} 200\n" for i in range(burst)))
+        while _count_logs(port, token) < 5 + burst and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _count_logs(port, token) == 5 + burst and "libarrow" in maps.read_text()
     finally:
         proc.terminate()
         proc.wait(60)

@@ -84,7 +84,7 @@ from legible.collector._otlp import (
     twin_pays,
 )
 from legible.collector._tail import Tailer
-from legible.collector._writer import MEMORY_LIMIT, QUERY_TIMEOUT_S, Writer, import_arrow_in_background
+from legible.collector._writer import MEMORY_LIMIT, QUERY_TIMEOUT_S, Writer
 
 if TYPE_CHECKING:
     from legible.contract import CollectorLastReceived, CollectorSignals, CollectorStatusDoc, ForwardQueueDoc
@@ -105,9 +105,6 @@ GRPC_GRACE_S = 5.0
 #: Seconds between the HTTP server's checks for a stop request. ``stop`` does not wait them out: it connects to
 #: the port, which ends the server's wait at once (issue 12: 0.05 s before, 20 idle wake-ups a second).
 HTTP_POLL_S = 1.0
-#: How much lower (a ``nice`` increment) than the collector's the CPU priority of the thread is that imports the
-#: Arrow layer after ready: a tenth of a busy core's share (nice 10 weighs 110 against nice 0's 1024, sched(7)).
-AFTER_READY_NICE = 10
 #: Schema of ``GET /status``.
 STATUS_SCHEMA: Final = "legible.collector-status/v1"
 _SIGNALS = ("traces", "logs", "metrics")
@@ -780,10 +777,6 @@ def serve(args: Any) -> int:
         file=sys.stderr,
         flush=True,
     )
-    # What ready did not need (pyarrow, the duckdb package: about 190 ms of CPU), imported now at a much lower
-    # priority, so the app starting on the same few cores keeps them (issue 12); until it is done the writer binds
-    # its columns as lists (legible.collector._writer.Writer._run_insert), so no flush waits for it.
-    import_arrow_in_background(AFTER_READY_NICE)
     while not done.wait(1.0):
         pass
     t0 = time.monotonic()

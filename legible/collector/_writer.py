@@ -28,11 +28,11 @@ DuckDB settings (https://duckdb.org/docs/stable/configuration/overview): ``memor
 (:func:`legible.store.lock_down`).
 
 Start-up (issue 12): the file is opened, migrated and locked with DuckDB's engine module alone
-(:mod:`legible._dbengine`); pyarrow and the ``duckdb`` package, which a flush needs to scan Arrow tables, are
-imported after ``/health`` says ready by a helper thread of low CPU priority, which then calls
-:func:`arrow_layer`. Until then a flush binds its columns as list parameters instead (``Writer._run_insert``),
-which the engine alone can do, so the first flushes wait for no import and the collector is ready about 190 ms
-of CPU sooner.
+(:mod:`legible._dbengine`), and a flush binds its columns as list parameters of a temporary table, which the
+engine alone can do (``Writer._run_insert``). pyarrow and the ``duckdb`` package, with which a flush scans an
+Arrow table instead (about 5 us a row less), are imported by the first flush of more than :data:`ARROW_ROWS` rows
+or once :data:`ARROW_AFTER_ROWS` rows went without them. So the collector is ready about 170 ms of CPU sooner,
+its first flushes wait for no import, and a stack that logs little never loads them (30-40 MB of RSS).
 
 Size cap: every :data:`PRUNE_EVERY_S` seconds, when the used size of the file (``pragma_database_size``:
 used blocks times block size, plus the WAL) exceeds ``max_bytes``, the oldest 20 % of each table
@@ -78,13 +78,15 @@ if TYPE_CHECKING:
 #: before ``/health`` says ready; its ``Error`` and ``FatalException`` are the very classes ``duckdb`` re-exports
 #: (:mod:`legible._dbengine`).
 _db = engine()
-#: Set once this process needs the Arrow layer now (:func:`arrow_layer`; a failed flush tells its unstorable rows
-#: with Arrow): the helper thread importing it at a lower priority after ready (``legible.collector._server.serve``)
-#: then starts no further module, the caller imports the rest at its own priority.
-ARROW_WANTED = threading.Event()
-#: What :func:`arrow_layer` imports, in this order (CPU ms each measured alone here: about 70, 20, 40): the modules
-#: the Arrow flushes need and ``/health`` does not, imported after ready (issue 12).
+#: What :func:`arrow_layer` imports (numpy with pyarrow; together about 170 ms of CPU here and 30-40 MB of RSS):
+#: what the Arrow flushes need and ``/health`` does not (issue 12).
 ARROW_IMPORTS = ("numpy", "pyarrow", "duckdb")
+#: A flush of more rows than this imports the Arrow layer (:func:`arrow_layer`) if it is not yet, and so does the
+#: flush that brings the rows flushed without it past :data:`ARROW_AFTER_ROWS`. Measured here, a flush of 10 / 100
+#: / 1,000 / 3,000 log rows costs 4.5 / 5.6 / 14.4 / 31.3 ms of CPU with bound lists against 4.2 / 4.4 / 9.2 / 17.6
+#: with Arrow: about 5 us a row more, so the import (about 170 ms) pays for itself after some 35,000 rows.
+ARROW_ROWS = 1000
+ARROW_AFTER_ROWS = 35_000
 _arrow_module: ModuleType | None = None
 
 
@@ -102,24 +104,12 @@ def arrow_layer() -> ModuleType:
     """
     global _arrow_module
     if _arrow_module is None:
-        ARROW_WANTED.set()
         import duckdb
         import pyarrow
 
         del duckdb
         _arrow_module = pyarrow
     return _arrow_module
-
-
-def import_arrow_in_background(nice: int) -> threading.Thread:
-    """Import :data:`ARROW_IMPORTS` in a started daemon thread ``nice`` steps lower in CPU priority; return it.
-
-    Once every module is imported the thread calls :func:`arrow_layer`, so the next flush scans Arrow tables
-    (see :func:`legible._prewarm.import_in_background`; it stops early once :data:`ARROW_WANTED` is set).
-    """
-    from legible._prewarm import import_in_background
-
-    return import_in_background(ARROW_IMPORTS, nice=nice, stop=ARROW_WANTED, then=arrow_layer)
 
 
 @functools.cache
@@ -438,6 +428,7 @@ class Writer:
         #: Why the store cannot be written now (``""``: healthy). One line.
         self.error = ""
         self._failures = 0
+        self._plain_rows = 0  # rows flushed without the Arrow layer (see ARROW_AFTER_ROWS)
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         # A bounded buffer pool keeps the collector's RSS bounded; larger work spills to temp files.
@@ -716,10 +707,10 @@ class Writer:
     ) -> list[tuple[Any, ...]]:
         """Run ``sql`` on ``batch`` (as ``_batch_<table>``); for ``logs``, add the rows' words to the word index.
 
-        ``batch`` is ``[(column, Arrow type name, values)]``. Once pyarrow is imported (:func:`arrow_layer`) it is
-        an Arrow table the connection scans (``register``); before (the first flushes after ready, issue 12), the
-        columns are bound as list parameters of a temporary table (:func:`_temp_table_sql`), which DuckDB's engine
-        alone can do, in the same transaction (a failed flush leaves no table). The rows stored are the same
+        ``batch`` is ``[(column, Arrow type name, values)]``. Once pyarrow is imported (:func:`arrow_layer`, see
+        :data:`ARROW_ROWS`) it is an Arrow table the connection scans (``register``); before, the columns are bound
+        as list parameters of a temporary table (:func:`_temp_table_sql`), which DuckDB's engine alone can do, in
+        the same transaction (a failed flush leaves no table). The rows stored are the same
         (``tests/test_collector_start.py`` compares both).
 
         The words (:func:`legible.store.insert_words_sql`) of the rows marked ``indexed`` (not covered by their
@@ -727,13 +718,15 @@ class Writer:
         postings and a failed flush leaves neither; a batch of covered rows only skips that statement.
         """
         name = f"_batch_{table}"
-        arrow = _arrow_module is not None
+        rows = len(batch[0][2])
+        arrow = _arrow_module is not None or rows > ARROW_ROWS or self._plain_rows + rows > ARROW_AFTER_ROWS
         if arrow:
             pa = arrow_layer()
             arrays = [_array(tuple(v), _pa_type(t)) if t == "string" else pa.array(v, _pa_type(t)) for _, t, v in batch]
             self.con.register(name, pa.Table.from_arrays(arrays, names=[c for c, _, _ in batch]))
         else:
             self.con.execute(_temp_table_sql(name, batch), [list(v) for _, _, v in batch]).fetchall()
+            self._plain_rows += rows
         inserted = self.con.execute(sql).fetchall()
         if table == "logs" and any(r[-1] for r in inserted):  # some row is not covered by its template
             self.con.execute(self._insert_words, [self._seq["logs"]]).fetchall()
