@@ -32,7 +32,7 @@ Start-up (issue 12): the file is opened, migrated and locked with DuckDB's engin
 engine alone can do (``Writer._run_insert``). pyarrow and the ``duckdb`` package, with which a flush scans an
 Arrow table instead (about 5 us a row less), are imported by the first flush of more than :data:`ARROW_ROWS` rows
 or once :data:`ARROW_AFTER_ROWS` rows went without them. So the collector is ready about 170 ms of CPU sooner,
-its first flushes wait for no import, and a stack that logs little never loads them (30-40 MB of RSS).
+its first flushes wait for no import, and a stack that logs little never loads them (80 MB of RSS).
 
 Size cap: every :data:`PRUNE_EVERY_S` seconds, when the used size of the file (``pragma_database_size``:
 used blocks times block size, plus the WAL) exceeds ``max_bytes``, the oldest 20 % of each table
@@ -78,8 +78,8 @@ if TYPE_CHECKING:
 #: before ``/health`` says ready; its ``Error`` and ``FatalException`` are the very classes ``duckdb`` re-exports
 #: (:mod:`legible._dbengine`).
 _db = engine()
-#: What :func:`arrow_layer` imports (numpy with pyarrow; together about 170 ms of CPU here and 30-40 MB of RSS):
-#: what the Arrow flushes need and ``/health`` does not (issue 12).
+#: What :func:`arrow_layer` imports (numpy with pyarrow; together about 170 ms of CPU here, and 80 MB of the
+#: collector's RSS): what the Arrow flushes need and ``/health`` does not (issue 12).
 ARROW_IMPORTS = ("numpy", "pyarrow", "duckdb")
 #: A flush of more rows than this imports the Arrow layer (:func:`arrow_layer`) if it is not yet, and so does the
 #: flush that brings the rows flushed without it past :data:`ARROW_AFTER_ROWS`. Measured here, a flush of 10 / 100
