@@ -28,7 +28,7 @@ DuckDB settings (https://duckdb.org/docs/stable/configuration/overview): ``memor
 (:func:`legible.store.lock_down`).
 
 Start-up (issue 12): the file is opened, migrated and locked with DuckDB's engine module alone
-(:mod:`legible._dbengine`), and a flush binds its columns as list parameters of a temporary table, which the
+(:mod:`legible._dbengine`), and a flush binds its columns as list parameters of its ``INSERT``, which the
 engine alone can do (``Writer._run_insert``). pyarrow and the ``duckdb`` package, with which a flush scans an
 Arrow table instead (about 5 us a row less), are imported by the first flush of more than :data:`ARROW_ROWS` rows
 or once :data:`ARROW_AFTER_ROWS` rows went without them. So the collector is ready about 170 ms of CPU sooner,
@@ -83,9 +83,10 @@ _db = engine()
 ARROW_IMPORTS = ("numpy", "pyarrow", "duckdb")
 #: A flush of more rows than this imports the Arrow layer (:func:`arrow_layer`) if it is not yet, and so does the
 #: flush that brings the rows flushed without it past :data:`ARROW_AFTER_ROWS`. Measured here, a flush of 10 / 100
-#: / 1,000 / 3,000 log rows costs 4.5 / 5.6 / 14.4 / 31.3 ms of CPU with bound lists against 4.2 / 4.4 / 9.2 / 17.6
-#: with Arrow: about 5 us a row more, so the import (about 170 ms) pays for itself after some 35,000 rows.
-ARROW_ROWS = 1000
+#: / 500 / 1,000 log rows costs 4.2 / 4.8 / 9.1 / 15.0 ms of CPU with bound lists against 4.1 / 4.8 / 7.5 / 10.1
+#: with Arrow: the same for a few rows, about 5 us a row more beyond 100, so the import (about 170 ms) pays for
+#: itself after some 35,000 rows.
+ARROW_ROWS = 500
 ARROW_AFTER_ROWS = 35_000
 _arrow_module: ModuleType | None = None
 
@@ -302,14 +303,23 @@ _SQL_TYPES = {
 }
 
 
-def _temp_table_sql(name: str, batch: Sequence[tuple[str, str, Sequence[Any]]]) -> str:
-    """Return ``CREATE TEMP TABLE <name>`` from one list parameter per column of ``batch``, unnested side by side.
+def _from_lists(sql: str, name: str, batch: Sequence[tuple[str, str, Sequence[Any]]]) -> str:
+    """Return ``sql`` reading ``batch`` from one list parameter per column instead of the relation ``name``.
 
-    DuckDB's ``unnest`` of several lists in one ``SELECT`` zips them (all are as long as the batch); each list is
-    cast to its column's type, so a value out of range fails the statement as Arrow's conversion would.
+    ``FROM <name>`` (once in every statement of :func:`_insert_sql`) becomes ``FROM (SELECT unnest($1::T1[]) AS c1,
+    ...) AS <name>``: DuckDB's ``unnest`` of several lists in one ``SELECT`` zips them (all are as long as the batch),
+    and each list is cast to its column's type, so a value out of range fails the statement as Arrow's conversion
+    would. One statement: no temporary table to create and drop (about 0.9 ms of CPU a flush).
+
+    Raises:
+        ValueError: ``sql`` does not read ``name`` exactly once.
+
     """
     cols = ", ".join(f"unnest(${i}::{_SQL_TYPES[t]}[]) AS {c}" for i, (c, t, _) in enumerate(batch, 1))
-    return f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {cols}"  # noqa: S608 - fixed names, values are parameters
+    source = f"FROM {name}"
+    if sql.count(source) != 1:
+        raise ValueError(f"the statement does not read {name} once: {sql[:200]}")
+    return sql.replace(source, f"FROM (SELECT {cols}) AS {name}")
 
 
 def _sift(columns: Sequence[tuple[str, Any]], rows: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], int]:
@@ -709,9 +719,8 @@ class Writer:
 
         ``batch`` is ``[(column, Arrow type name, values)]``. Once pyarrow is imported (:func:`arrow_layer`, see
         :data:`ARROW_ROWS`) it is an Arrow table the connection scans (``register``); before, the columns are bound
-        as list parameters of a temporary table (:func:`_temp_table_sql`), which DuckDB's engine alone can do, in
-        the same transaction (a failed flush leaves no table). The rows stored are the same
-        (``tests/test_collector_start.py`` compares both).
+        as list parameters of the statement itself (:func:`_from_lists`), which DuckDB's engine alone can do. The
+        rows stored are the same (``tests/test_collector_start.py`` compares both).
 
         The words (:func:`legible.store.insert_words_sql`) of the rows marked ``indexed`` (not covered by their
         template's words) are computed by DuckDB in the same transaction, so a committed row always has its
@@ -724,18 +733,16 @@ class Writer:
             pa = arrow_layer()
             arrays = [_array(tuple(v), _pa_type(t)) if t == "string" else pa.array(v, _pa_type(t)) for _, t, v in batch]
             self.con.register(name, pa.Table.from_arrays(arrays, names=[c for c, _, _ in batch]))
+            inserted = self.con.execute(sql).fetchall()
         else:
-            self.con.execute(_temp_table_sql(name, batch), [list(v) for _, _, v in batch]).fetchall()
+            inserted = self.con.execute(_from_lists(sql, name, batch), [list(v) for _, _, v in batch]).fetchall()
             self._plain_rows += rows
-        inserted = self.con.execute(sql).fetchall()
         if table == "logs" and any(r[-1] for r in inserted):  # some row is not covered by its template
             self.con.execute(self._insert_words, [self._seq["logs"]]).fetchall()
         # not in a finally: after a failed statement the transaction is aborted and unregister would raise, hiding
-        # the cause (Out of Memory...); the next register replaces the view (a temporary table is rolled back)
+        # the cause (Out of Memory...); the next register replaces the view
         if arrow:
             self.con.unregister(name)
-        else:
-            self.con.execute(f"DROP TABLE temp.{name}").fetchall()
         return inserted
 
     def _remember_groups(self) -> None:
