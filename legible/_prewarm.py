@@ -1,11 +1,12 @@
 """A collector process started before its plan exists: ``python -m legible._prewarm legible.collector``.
 
-The collector is the slowest service to start (its imports: pyarrow, duckdb, grpc, about 0.5 s of CPU), and
-it could only be spawned once ``legible up`` had read the config, leased ports and built the plan. The
-supervisor started early by ``legible up`` (see :mod:`legible.supervisor`; issue 12) starts this process
-at once, in the collector's own session and with the stack's ``LEGIBLE_STACK``/``LEGIBLE_REGISTRY`` already
-in its environment (``legible gc`` finds it by them from the first instant). It imports the collector's
-modules, then waits for one JSON line on stdin, the start the plan describes::
+The collector is the slowest service to start (its imports: grpc, protobuf, DuckDB's engine; pyarrow and the
+``duckdb`` package only once its writer needs them), and it could only be spawned once ``legible up`` had read
+the config, leased ports and built the plan. The supervisor started early by ``legible up`` (see
+:mod:`legible.supervisor`; issue 12) starts this process at once, in the collector's own session and with
+the stack's ``LEGIBLE_STACK``/``LEGIBLE_REGISTRY`` already in its environment (``legible gc`` finds it by them
+from the first instant). It imports the collector's modules, then waits for one JSON line on stdin, the start
+the plan describes::
 
     {"argv": ["python", "-m", "legible.collector", "--http-port=...", ...], "env": {...}, "cwd": "...",
      "log": ".../logs/collector.log"}
@@ -35,12 +36,13 @@ from collections.abc import Sequence
 MODULE = "legible.collector"
 #: How much lower than its process's the CPU priority of a prewarm import thread is (a ``nice`` increment).
 PREWARM_NICE = 5
-#: The collector's heavy imports (CPU ms each, measured alone: 133, 57, 70, 38, 17), imported one by one
+#: The collector's heavy imports before ready (CPU ms each, measured alone: 10, 70, 38, 17), imported one by one
 #: before the collector's own modules (17 ms), so the prewarm thread can stop between two of them once the
 #: collector's start arrives; ``tests/test_stack_overhead.py`` checks that the collector still imports each.
+#: pyarrow and the ``duckdb`` package (about 170 ms together) are not among them: ``_duckdb`` opens the store and
+#: the writer imports them once its flushes are large (``legible.collector._writer.ARROW_ROWS``, issue 12).
 COLLECTOR_IMPORTS = (
-    "pyarrow",
-    "duckdb",
+    "_duckdb",
     "grpc",
     "prometheus_client",
     "opentelemetry.proto.collector.trace.v1.trace_service_pb2",
