@@ -208,6 +208,8 @@ def main() -> None:
                 check=False,
             )
             browsed.append((pss_mib(stack_procs(k, w)), out.returncode))
+            if out.returncode:  # say why: a failed call is a finding, not just a count
+                print(f"  browser open failed in {w.name} (exit {out.returncode}): {(out.stderr or out.stdout)[-400:]}")
         kinds_b = by_kind(stack_procs(keys[0], roots[keys[0]])) if keys and args.browse else {}
         print(f"stacks={args.stacks} with the browser (lazy), loadavg {load0:.1f} before, {load1:.1f} at all-ready")
         print(f"baseline python -c pass PSS        {py:7.1f} MiB")
