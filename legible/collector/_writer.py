@@ -264,7 +264,7 @@ def _covered_py(body: str, template: str) -> bool:
     )
 
 
-def _array(col: tuple[Any, ...], typ: pa.DataType) -> pa.Array:
+def _array(col: Sequence[Any], typ: pa.DataType) -> pa.Array:
     """Return ``pa.array(col, typ)``; a string column of one repeated str (or all ``None``) is built in C.
 
     A log batch's ``resource``, ``source`` and usually ``service`` hold one value: ``pa.repeat`` makes the
@@ -284,12 +284,26 @@ def _array(col: tuple[Any, ...], typ: pa.DataType) -> pa.Array:
     return pa.array(col, typ)
 
 
-def _arrow(columns: Sequence[tuple[str, Any]], rows: list[tuple[Any, ...]], first_seq: int) -> pa.Table:
+#: A batch of rows by column: ``[(column, Arrow type name, values)]``, ``seq`` first (:func:`_columns`).
+Batch = list[tuple[str, str, Sequence[Any]]]
+
+
+def _columns(columns: Sequence[tuple[str, str]], rows: list[tuple[Any, ...]], first_seq: int) -> Batch:
+    """``rows`` (tuples in the order of ``columns``) by column, with ``seq`` from ``first_seq`` first."""
+    batch: Batch = [("seq", "int64", range(first_seq, first_seq + len(rows)))]
+    batch += [(name, typ, col) for (name, typ), col in zip(columns, zip(*rows, strict=True), strict=True)]
+    return batch
+
+
+def _table(batch: Batch) -> pa.Table:
+    """``batch`` as an Arrow table (imports the Arrow layer). Raises what pyarrow raises for a value of a wrong type."""
     pa = arrow_layer()
-    cols = list(zip(*rows, strict=True))
-    arrays = [pa.array(range(first_seq, first_seq + len(rows)), pa.int64())]
-    arrays += [_array(col, _pa_type(typ)) for col, (_, typ) in zip(cols, columns, strict=True)]
-    return pa.Table.from_arrays(arrays, names=["seq", *(c for c, _ in columns)])
+    return pa.Table.from_arrays([_array(v, _pa_type(t)) for _, t, v in batch], names=[c for c, _, _ in batch])
+
+
+def _arrow(columns: Sequence[tuple[str, str]], rows: list[tuple[Any, ...]], first_seq: int) -> pa.Table:
+    """``rows`` as the Arrow table a flush scans (see :func:`_columns`, :func:`_table`)."""
+    return _table(_columns(columns, rows, first_seq))
 
 
 #: The DuckDB type of each Arrow type name the writer's columns use.
@@ -303,7 +317,7 @@ _SQL_TYPES = {
 }
 
 
-def _from_lists(sql: str, name: str, batch: Sequence[tuple[str, str, Sequence[Any]]]) -> str:
+def _from_lists(sql: str, name: str, batch: Batch) -> str:
     """Return ``sql`` reading ``batch`` from one list parameter per column instead of the relation ``name``.
 
     ``FROM <name>`` (once in every statement of :func:`_insert_sql`) becomes ``FROM (SELECT unnest($1::T1[]) AS c1,
@@ -691,9 +705,7 @@ class Writer:
         its group ids too when :attr:`_group_ids` knows every key; otherwise the ``INSERT`` joins ``log_groups``
         and the ids it found are learnt (:meth:`_remember_groups`).
         """
-        first = self._seq[table]
-        batch: list[tuple[str, str, Sequence[Any]]] = [("seq", "int64", range(first, first + len(rows)))]
-        batch += [(name, typ, col) for (name, typ), col in zip(columns, zip(*rows, strict=True), strict=True)]
+        batch = _columns(columns, rows, self._seq[table])
         if table != "logs":
             self._run_insert(table, self._insert[table], batch)  # returns the count
             return False
@@ -712,9 +724,7 @@ class Writer:
         self._run_insert("logs", self._insert_grouped, [*batch, ("group_id", "int32", ids)])
         return False
 
-    def _run_insert(
-        self, table: str, sql: str, batch: Sequence[tuple[str, str, Sequence[Any]]]
-    ) -> list[tuple[Any, ...]]:
+    def _run_insert(self, table: str, sql: str, batch: Batch) -> list[tuple[Any, ...]]:
         """Run ``sql`` on ``batch`` (as ``_batch_<table>``); for ``logs``, add the rows' words to the word index.
 
         ``batch`` is ``[(column, Arrow type name, values)]``. Once pyarrow is imported (:func:`arrow_layer`, see
@@ -730,9 +740,7 @@ class Writer:
         rows = len(batch[0][2])
         arrow = _arrow_module is not None or rows > ARROW_ROWS or self._plain_rows + rows > ARROW_AFTER_ROWS
         if arrow:
-            pa = arrow_layer()
-            arrays = [_array(tuple(v), _pa_type(t)) if t == "string" else pa.array(v, _pa_type(t)) for _, t, v in batch]
-            self.con.register(name, pa.Table.from_arrays(arrays, names=[c for c, _, _ in batch]))
+            self.con.register(name, _table(batch))
             inserted = self.con.execute(sql).fetchall()
         else:
             inserted = self.con.execute(_from_lists(sql, name, batch), [list(v) for _, _, v in batch]).fetchall()
