@@ -24,7 +24,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-__all__ = ["PlainConfig", "PlainForward", "PlainReady", "PlainService", "PlainStack", "plain_config"]
+__all__ = ["PlainConfig", "PlainForward", "PlainReady", "PlainService", "PlainStack", "plain_config", "ready_kind"]
+
+
+def ready_kind(http: str | None, log: str | None) -> Literal["http", "tcp", "log"]:
+    """The kind of a readiness probe with exactly one of ``http``, ``tcp``, ``log`` set (``tcp`` when neither other)."""
+    if http is not None:
+        return "http"
+    if log is not None:
+        return "log"
+    return "tcp"
 
 
 @dataclass(frozen=True)
@@ -37,12 +46,8 @@ class PlainReady:
 
     @property
     def kind(self) -> Literal["http", "tcp", "log"]:
-        """Which probe this is: ``"http"``, ``"tcp"`` or ``"log"`` (as ``ReadyProbe.kind``)."""
-        if self.http is not None:
-            return "http"
-        if self.log is not None:
-            return "log"
-        return "tcp"
+        """Which probe this is: ``"http"``, ``"tcp"`` or ``"log"`` (:func:`ready_kind`, as ``ReadyProbe.kind``)."""
+        return ready_kind(self.http, self.log)
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from legible._config_file import CHECK_KINDS, CONFIG_FILENAME, LEVELS, find_config_file, order_services
+from legible._config_plain import ready_kind
 from legible._duration import EXAMPLES, parse_duration
 from legible._errors import ConfigError, UsageError
 
@@ -139,11 +140,7 @@ class ReadyProbe(_Strict):
     @property
     def kind(self) -> Literal["http", "tcp", "log"]:
         """Which probe this is: ``"http"``, ``"tcp"`` or ``"log"``."""
-        if self.http is not None:
-            return "http"
-        if self.log is not None:
-            return "log"
-        return "tcp"
+        return ready_kind(self.http, self.log)
 
 
 class ServiceConfig(_Strict):
