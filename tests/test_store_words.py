@@ -128,6 +128,15 @@ def write(w: Writer, bodies: list[str], first: int, batch: int, exception_every:
     return i
 
 
+def _small_store(tmp_path: Path, bodies: list[str]) -> duckdb.DuckDBPyConnection:
+    """A store of ``bodies`` written by the writer in one flush, opened writable for a test to damage."""
+    path = tmp_path / "signals.duckdb"
+    w = Writer(path)
+    write(w, bodies, 0, 10)
+    w.close()
+    return duckdb.connect(str(path))
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory):
     """A store written by the writer (both flush paths), pruned, then another writer, then the writer again."""
@@ -261,11 +270,7 @@ def test_word_runs_bound_each_run_by_what_the_needle_puts_around_it():
 
 def test_a_missing_posting_is_seen_by_the_differential(tmp_path):
     """The control: drop one row's posting of a word (or a group's word), and an indexed search loses the row."""
-    path = tmp_path / "signals.duckdb"
-    w = Writer(path)
-    write(w, ["card declined", "other", "a DECLINED twice\nmore", "x declined y"], 0, 10)
-    w.close()
-    c = duckdb.connect(str(path))
+    c = _small_store(tmp_path, ["card declined", "other", "a DECLINED twice\nmore", "x declined y"])
     assert c.execute("SELECT list(indexed ORDER BY seq) FROM logs").fetchone() == ([False, False, True, False],)
     assert _differences(c, [" declined "]) == ([], 1)
     c.execute("UPDATE log_words SET seqs = list_filter(seqs, lambda s: s <> 2) WHERE word = 'declined'")
@@ -342,11 +347,7 @@ def test_the_python_half_of_covered_is_the_sql_half(store):
 
 def test_covered_rows_that_lost_their_group_id_are_read(tmp_path):
     """A copy of the rows without ``group_id`` (as tests/test_queries_logs_group_id.py makes one) is still exact."""
-    path = tmp_path / "signals.duckdb"
-    w = Writer(path)
-    write(w, ["card declined 1", "card declined 2", "a DECLINED twice\nmore", "other"], 0, 10)
-    w.close()
-    c = duckdb.connect(str(path))
+    c = _small_store(tmp_path, ["card declined 1", "card declined 2", "a DECLINED twice\nmore", "other"])
     c.execute("UPDATE logs SET group_id = NULL WHERE seq = 0")
 
     def query(sql: str, params: list) -> list:
