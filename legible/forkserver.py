@@ -608,8 +608,9 @@ def serve(state_dir: str) -> None:
     """Serve the stack whose state directory is ``state_dir`` until SIGTERM, SIGINT or SIGHUP.
 
     Imports what the commands use (then runs every routed command's ``--help`` once, output discarded, so
-    the children find click's first-call work done), binds :func:`socket_path` (its directory 0700, the
-    socket 0600; a stale socket is replaced), writes :func:`stats_path`, and keeps one spare child forked
+    the children find click's first-call work done), writes :func:`stats_path`, then binds :func:`socket_path`
+    (its directory 0700, the socket 0600; a stale socket is replaced: whoever sees the socket finds the stats
+    file), and keeps one spare child forked
     ahead (:func:`_spare`): the spare accepts the next connection, checks it and tells the server over its
     channel (``served`` with the connection's fd, ``refused``, ``stale`` or ``gone``); the server counts it,
     forks the next spare, then writes the stats file. Children are reaped as they exit (a SIGCHLD wakes the
@@ -678,14 +679,6 @@ def serve(state_dir: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)  # the socket is created 0600: no window in which another user could connect
-    try:
-        listener.bind(path)
-    finally:
-        os.umask(old)
-    listener.listen(64)
-    listener.setblocking(False)
     stats: ForkServerDoc = {
         "schema": "legible.forkserver/v1",
         "pid": os.getpid(),
@@ -697,7 +690,20 @@ def serve(state_dir: str) -> None:
         "refused": 0,
         "spare": 0,
     }
+    # the stats file first, then the socket: whoever sees the socket finds the stats file beside it
     _write_stats(state_dir, stats)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)  # the socket is created 0600: no window in which another user could connect
+    try:
+        listener.bind(path)
+    except OSError:
+        listener.close()
+        _remove_files(state_dir)
+        raise
+    finally:
+        os.umask(old)
+    listener.listen(64)
+    listener.setblocking(False)
     print(f"forkserver: serving {path} ({stats['modules']} modules in {stats['ready_ms']} ms)", flush=True)
     children: dict[int, socket.socket] = {}
     sel = selectors.DefaultSelector()
