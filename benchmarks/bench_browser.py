@@ -21,6 +21,7 @@ Boots the example shop with the browser in a temp git repo, then measures, with 
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -100,7 +101,9 @@ def main() -> None:
             files[str(f.relative_to(src))] = f.read_text()
     toml = '[app]\ncommand = "python app.py"\nready = { http = "/healthz" }\n'
     root = make_repo(tmp / "shop", toml, files)
-    env = venv_env({"XDG_STATE_HOME": str(tmp / "state"), "XDG_CACHE_HOME": str(tmp / "cache"), "COLUMNS": "80"})
+    # TMPDIR: the bare Playwright baseline's driver leaves a playwright-artifacts-* directory; it goes in here
+    dirs = {"XDG_STATE_HOME": str(tmp / "state"), "XDG_CACHE_HOME": str(tmp / "cache"), "TMPDIR": str(tmp)}
+    env = venv_env({**dirs, "COLUMNS": "80"})
     leg = [sys.executable, "-m", "legible.cli.main"]
     up = subprocess.run(
         [*leg, "up", "--wait", "--browser", "--json"], cwd=root, env=env, capture_output=True, text=True
@@ -234,6 +237,7 @@ def main() -> None:
             print(f"  {path:<12} snapshot {s['bytes']:5d} B  html {html:5d} B  ratio {s['bytes'] / max(html, 1):.2f}")
     finally:
         subprocess.run([*leg, "down", "--purge"], cwd=root, env=env, capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,14 @@ Every test runs on a copy of the example shop in a temp git repository (never on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import requests
 
 from .conftest import REPO, cli, cli_json, git
@@ -61,6 +64,15 @@ def _order_errors_seen(root: Path, since: str = "deploy") -> bool:
     return code == 0 and doc["total"] > 0
 
 
+@contextlib.contextmanager
+def _in_tmp(path: Path) -> Iterator[None]:
+    """``TMPDIR`` is ``path`` meanwhile: this test's own Playwright driver leaves an empty
+    ``playwright-artifacts-*`` behind after ``connect_over_cdp``, and it belongs in the test's directory."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TMPDIR", str(path))
+        yield
+
+
 def test_edit_restart_diff_on_the_example_shop(tmp_path: Path, down_after: list[Path]) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -77,7 +89,7 @@ def test_edit_restart_diff_on_the_example_shop(tmp_path: Path, down_after: list[
     _journeys(root, "report", 3)
     # the browser's state before the restart: a tab on a page, and a cookie
     assert cli(root, "browser", "open", "/orders").returncode == 0
-    with sync_playwright() as pw:
+    with _in_tmp(tmp_path), sync_playwright() as pw:
         ctx = pw.chromium.connect_over_cdp(_cdp(st)).contexts[0]
         ctx.add_cookies([{"name": "agent", "value": "kept", "url": app_url}])
     tabs = {t["id"] for t in requests.get(_cdp(st) + "/json/list", timeout=5).json() if t["type"] == "page"}
@@ -103,7 +115,7 @@ def test_edit_restart_diff_on_the_example_shop(tmp_path: Path, down_after: list[
     assert tabs <= after_tabs
     code, bstatus = cli_json(root, "browser", "status")
     assert code == 0 and bstatus["url"].endswith("/orders"), bstatus
-    with sync_playwright() as pw:
+    with _in_tmp(tmp_path), sync_playwright() as pw:
         cookies = pw.chromium.connect_over_cdp(_cdp(st)).contexts[0].cookies(app_url)
     assert {"name": "agent", "value": "kept"}.items() <= next(c for c in cookies if c["name"] == "agent").items()
     _journeys(root, "report", 3)
