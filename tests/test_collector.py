@@ -459,6 +459,62 @@ def test_gzip_and_partial_success(col: Proc) -> None:
     wait_until(lambda: _count(col, "gz-span") == 3)
 
 
+def test_all_zero_ids_are_no_ids(col: Proc) -> None:
+    """W3C Trace Context: an all-zero id is invalid. A span with one is refused and counted (partial success);
+    an all-zero parent is no parent (a root span); a log record's all-zero ids are stored as NULL, not joined."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+
+    now = time.time_ns()
+    trace, good = os.urandom(16), os.urandom(8)
+
+    def span(name: str, trace_id: bytes, span_id: bytes, parent: bytes = b"") -> Span:
+        return Span(
+            trace_id=trace_id,
+            span_id=span_id,
+            parent_span_id=parent,
+            name=name,
+            start_time_unix_nano=now,
+            end_time_unix_nano=now + 1000,
+        )
+
+    spans = [
+        span("zero-ids-trace", bytes(16), good),
+        span("zero-ids-span", trace, bytes(8)),
+        span("zero-ids-root", trace, good, parent=bytes(8)),
+    ]
+    req = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=spans)])])
+    pb = {"Content-Type": "application/x-protobuf"}
+    r = requests.post(f"{col.url}/v1/traces", data=req.SerializeToString(), headers=pb, timeout=5)
+    assert r.status_code == 200
+    resp = ExportTraceServiceResponse.FromString(r.content)
+    assert resp.partial_success.rejected_spans == 2 and "all-zero" in resp.partial_success.error_message
+    logs = ExportLogsServiceRequest(
+        resource_logs=[
+            ResourceLogs(
+                scope_logs=[
+                    ScopeLogs(
+                        log_records=[
+                            LogRecord(
+                                time_unix_nano=now,
+                                body=AnyValue(string_value="zero-ids-log"),
+                                trace_id=bytes(16),
+                                span_id=bytes(8),
+                            )
+                        ]
+                    )
+                ]
+            )
+        ]
+    )
+    r = requests.post(f"{col.url}/v1/logs", data=logs.SerializeToString(), headers=pb, timeout=5)
+    assert r.status_code == 200 and not ExportLogsServiceResponse.FromString(r.content).HasField("partial_success")
+    rows = wait_until(lambda: col.q("SELECT name, parent_span_id FROM spans WHERE name LIKE 'zero-ids-%'"))
+    assert rows == [("zero-ids-root", None)]
+    logged = wait_until(lambda: col.q("SELECT trace_id, span_id FROM logs WHERE body = 'zero-ids-log'"))
+    assert logged == [(None, None)]
+
+
 def test_malformed_payloads_are_4xx_counted_and_harmless(col: Proc) -> None:
     url = f"{col.url}/v1/traces"
     pb = {"Content-Type": "application/x-protobuf"}

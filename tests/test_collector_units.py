@@ -57,6 +57,11 @@ def test_parsed_fields() -> None:
     assert p.span_id == "00f067aa0ba902b7" and p.attributes == {"n": 1, "nested": {"a": [1, 2]}}
     p = parse_line("GET / [trace_id=4bf92f3577b34da6a3ce929d0e0e4736 span_id=00f067aa0ba902b7] ok", NOW)
     assert (p.trace_id, p.span_id) == ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
+    # all zeros is no id (W3C Trace Context): what logging integrations print outside a span
+    p = parse_line('{"msg":"x","trace_id":"' + "0" * 32 + '","span_id":"' + "0" * 16 + '"}', NOW)
+    assert (p.trace_id, p.span_id) == (None, None) and p.attributes["trace_id"] == "0" * 32
+    p = parse_line(f"GET / [trace_id={'0' * 32} span_id={'0' * 16}] ok", NOW)
+    assert (p.trace_id, p.span_id) == (None, None)
     assert parse_line('{"ts":99999999999999999999,"msg":"far"}', NOW).time_ns is None
     p = parse_line("2024-01-01T00:00:00.000Z\twarn\tlib/logger/flag.go:12\tflag x", NOW)
     assert p.time_ns == 1704067200_000000000 and p.attributes == {"code.location": "lib/logger/flag.go:12"}

@@ -300,7 +300,8 @@ def _attr(value: Any) -> Any:
 
 
 def _hex_id(value: Any, pattern: re.Pattern[str]) -> str | None:
-    if isinstance(value, str) and pattern.fullmatch(value):
+    """``value`` lower-cased if it is an id of ``pattern``'s form and not all zeros (no id: W3C Trace Context)."""
+    if isinstance(value, str) and pattern.fullmatch(value) and value.strip("0"):
         return value.lower()
     return None
 
@@ -602,10 +603,10 @@ def parse_line(line: str, now_ns: int) -> Parsed:
             p.level, p.severity_text, p.explicit_level = lvl, word, True
     if "_id" in line or "Id" in line or "ID" in line:
         t = _TRACE_RE.search(line)
-        if t:
+        if t and t.group(1).strip("0"):  # all zeros: no trace (W3C Trace Context), as logging prints outside a span
             p.trace_id = t.group(1).lower()
             s = _SPAN_RE.search(line)
-            if s:
+            if s and s.group(1).strip("0"):
                 p.span_id = s.group(1).lower()
     return p
 

@@ -7,7 +7,10 @@ numbers or strings, and trace/span ids as **hex** strings, not base64). Decoding
 from hex to base64 first.
 
 Items that cannot be stored are rejected one by one and reported in the response's ``partial_success``:
-a span whose trace id is not 16 bytes or span id not 8 bytes, a log record with ids of the wrong length.
+a span whose trace id is not 16 bytes or span id not 8 bytes, or either of them all zeros, and a log record
+with ids of the wrong length. An all-zero id is no id (W3C Trace Context, https://www.w3.org/TR/trace-context/
+#trace-id: "All bytes as zero ... is considered an invalid value"; OTLP's ``trace.proto`` and ``logs.proto`` say
+the same): a log record's or a link's is stored as NULL, a span's all-zero parent makes it a root span.
 Attribute values are cut to :data:`~legible.collector._lines.MAX_ATTR_VALUE` characters and an item keeps
 at most :data:`~legible.collector._lines.MAX_ATTRS` attributes, :data:`MAX_EVENTS` events and links.
 """
@@ -315,8 +318,13 @@ def _json(d: dict[str, Any]) -> str:
     return _dumps(d) if d else "{}"
 
 
+_ZERO_TRACE = bytes(16)
+_ZERO_SPAN = bytes(8)
+
+
 def _hex(b: bytes) -> str | None:
-    return binascii.hexlify(b).decode() if b else None
+    """``b`` as lowercase hex, or None for no id: empty, or all zeros (invalid, see the module docstring)."""
+    return binascii.hexlify(b).decode() if b and b.strip(b"\0") else None
 
 
 def _resource(res: Any) -> tuple[dict[str, Any], str, str]:
@@ -367,6 +375,10 @@ def span_rows(req: Any, now_ns: int) -> Decoded:
                     out.rejected += 1
                     out.reason = out.reason or "span with a trace id not of 16 bytes or a span id not of 8 bytes"
                     continue
+                if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+                    out.rejected += 1
+                    out.reason = out.reason or "span with an all-zero trace id or span id (invalid in OTLP)"
+                    continue
                 start, end = sp.start_time_unix_nano, sp.end_time_unix_nano
                 if start > _MAX_NS or end > _MAX_NS:
                     out.rejected += 1
@@ -407,7 +419,7 @@ def span_rows(req: Any, now_ns: int) -> Decoded:
                     (
                         trace_id.hex(),
                         span_id.hex(),
-                        parent.hex() if parent else None,
+                        parent.hex() if parent and parent != _ZERO_SPAN else None,
                         sp.trace_state or None,
                         service,
                         sp.name,
