@@ -68,7 +68,8 @@ class Proc:
         self.extra = list(extra)
         self.p: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Proc:
+    def start(self, wait: bool = True) -> Proc:
+        """Start the collector; with ``wait``, return once ``/health`` answers 200."""
         self.http, self.grpc = free_port(), free_port()
         self.stderr = open(self.state / "collector.stderr", "ab")  # noqa: SIM115
         self.p = subprocess.Popen(
@@ -90,7 +91,8 @@ class Proc:
             stderr=self.stderr,
             env={**os.environ, "PYTHONPATH": str(REPO), "MALLOC_ARENA_MAX": "2"},  # as the service plan
         )
-        wait_http(f"{self.url}/health")
+        if wait:
+            wait_http(f"{self.url}/health")
         return self
 
     @property
@@ -925,6 +927,28 @@ def test_restart_reads_file_and_resumes_without_duplicates(tmp_path: Path) -> No
         return sum(s.value for s in fams["legible_collector_vm_pushes"].samples if s.labels.get("result") == "error")
 
     wait_until(failed_pushes, 10, "a failed push to the absent VictoriaMetrics counted in the collector's /metrics")
+    proc.stop()
+
+
+def test_a_restart_waits_for_a_reader_that_holds_the_file(tmp_path: Path) -> None:
+    """A CLI command reads the file while the collector is down; the collector started meanwhile waits for the
+    reader (one line in its log) instead of failing its start, then ingests as before."""
+    proc = Proc(tmp_path, vm_url=f"http://127.0.0.1:{free_port()}").start()
+    (proc.logs / "app.log").write_text("before\n")
+    wait_until(lambda: proc.q("SELECT count(*) FROM logs")[0][0] == 1)
+    proc.stop()
+    reader = proc.store()
+    assert reader.query("SELECT count(*) FROM logs").rows == [(1,)]  # the reader now holds the file
+    proc.start(wait=False)
+    err = proc.state / "collector.stderr"
+    wait_until(lambda: "the store is held by another process" in err.read_text(), 20, "the collector's waiting line")
+    assert proc.p is not None and proc.p.poll() is None, err.read_text()  # waiting, not exited
+    reader.close()
+    wait_http(f"{proc.url}/health")
+    assert "the store is free: opened" in err.read_text()
+    with open(proc.logs / "app.log", "a") as f:
+        f.write("after\n")
+    wait_until(lambda: proc.q("SELECT list(body ORDER BY seq) FROM logs")[0][0] == ["before", "after"])
     proc.stop()
 
 

@@ -88,7 +88,16 @@ ARROW_IMPORTS = ("numpy", "pyarrow", "duckdb")
 #: itself after some 35,000 rows.
 ARROW_ROWS = 500
 ARROW_AFTER_ROWS = 35_000
+#: Seconds the collector waits for a store file another process holds (a CLI command reading it while the
+#: collector was down: a few hundred ms at most), and between two tries (:meth:`Writer._connect`).
+LOCK_WAIT_S = 10.0
+LOCK_RETRY_S = 0.05
 _arrow_module: ModuleType | None = None
+
+
+def _held(exc: BaseException) -> bool:
+    """Whether DuckDB refused to open a file because another process holds its lock."""
+    return isinstance(exc, _db.IOException) and "Could not set lock" in str(exc)
 
 
 def arrow_layer() -> ModuleType:
@@ -455,6 +464,41 @@ class Writer:
         self._plain_rows = 0  # rows flushed without the Arrow layer (see ARROW_AFTER_ROWS)
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
+        """Open the store (:meth:`_connect_once`), waiting up to :data:`LOCK_WAIT_S` while a reader holds it.
+
+        A CLI command reads the file itself while the collector is not answering, as between its kill and its
+        restart; DuckDB's lock then makes the restarting collector's open fail. Rather than exit (a failed start
+        and a restart with back-off), the collector says so in one line and retries every
+        :data:`LOCK_RETRY_S` (tenacity) until the reader is done.
+
+        Raises:
+            duckdb.Error: the file cannot be opened, or is still held after :data:`LOCK_WAIT_S` seconds.
+
+        """
+        try:
+            return self._connect_once()
+        except _db.IOException as exc:
+            if not _held(exc):
+                raise
+            print(
+                f"collector: the store is held by another process ({' '.join(str(exc).split())[:160]}): "
+                f"waiting up to {LOCK_WAIT_S:g} s",
+                file=sys.stderr,
+                flush=True,
+            )
+        import tenacity  # only on this path: about 40 ms of imports
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_delay(LOCK_WAIT_S),
+            wait=tenacity.wait_fixed(LOCK_RETRY_S),
+            retry=tenacity.retry_if_exception(_held),
+            reraise=True,
+        )
+        con: duckdb.DuckDBPyConnection = retrying(self._connect_once)
+        print("collector: the store is free: opened", file=sys.stderr, flush=True)
+        return con
+
+    def _connect_once(self) -> duckdb.DuckDBPyConnection:
         # A bounded buffer pool keeps the collector's RSS bounded; larger work spills to temp files.
         con = connect_file(
             self.path,
