@@ -27,6 +27,7 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -315,20 +316,50 @@ def stale_note(root: Path, state_dir: Path, *, alive: bool = True) -> dict[str, 
 
 
 def stale_line(start: Path | None = None) -> str:
-    """The stale-code warning for the worktree containing ``start`` (``"warning: ..."``), or ``""``.
+    """The warnings a query command prints first for the worktree containing ``start``, or ``""``.
 
-    Cheap: reads ``state.json`` and ``deploys.jsonl`` and runs one ``git diff``; never raises.
+    One line each, ``"warning: ..."``: the stale-code warning (:func:`stale_note`), and a collector that is not
+    ready in a running stack (:func:`collector_note`: the answer then comes from the store file, without what
+    the collector has not stored). Cheap: reads ``state.json`` and ``deploys.jsonl`` and runs one ``git diff``;
+    never raises.
     """
     from legible._errors import LegibleError
-    from legible.queries.source import read_endpoints  # liveness without importing legible.stack
+    from legible.contract import read_state  # liveness without importing legible.stack
     from legible.worktree import find_worktree
 
     try:
         wt = find_worktree(start)
-        note = stale_note(wt.root, wt.state_dir, alive=read_endpoints(wt) is not None)
+        state = read_state(wt.state_file, stopped_is_final=True) if wt.state_file.exists() else None
+        alive = bool(state and state["alive"])
+        note = stale_note(wt.root, wt.state_dir, alive=alive)
     except (LegibleError, OSError):
         return ""
-    return f"warning: {note['message']}" if note and note["message"] else ""
+    lines = [f"warning: {note['message']}"] if note and note["message"] else []
+    if state is not None and alive and (collector := collector_note(state)):
+        lines.append(f"warning: {collector}")
+    return "\n".join(lines)
+
+
+def collector_note(state: Mapping[str, Any]) -> str:
+    """Why a running stack's logs and spans may be incomplete: its collector is not ready, or ``""``.
+
+    Args:
+        state: the stack's ``state.json`` (:func:`legible.contract.read_state`), supervisor alive.
+
+    Returns:
+        ``collector failed (<its error>): logs and spans after it stopped are not stored; legible down &&
+        legible up``; for ``starting``, ``backoff`` or ``unhealthy``, that new logs and spans
+        may be missing until it is ready; ``""`` when it is ready or the stack has none.
+
+    """
+    svc = (state.get("services") or {}).get("collector") or {}
+    status = svc.get("status")
+    if status in (None, "ready"):
+        return ""
+    why = svc.get("error") or f"restarts={svc.get('restarts', 0)}"
+    if status == "failed":
+        return f"collector failed ({why}): logs and spans after it stopped are not stored; legible down && legible up"
+    return f"collector {status} ({why}): new logs and spans may be missing until it is ready; legible status"
 
 
 def listing(start: Path | None = None, limit: int = 10) -> dict[str, Any]:

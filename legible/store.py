@@ -6,7 +6,9 @@ One file per worktree, ``<worktree>/.legible/data/signals.duckdb`` (:func:`store
 * DuckDB lets one process hold a database file open for writing and then no other process may open it,
   not even read-only. So while the collector runs, :meth:`Store.query` sends the SQL to the collector's
   loopback endpoint (``POST /query`` on its OTLP/HTTP port); when no collector answers (after
-  ``legible down``), it opens the file with ``read_only=True``.
+  ``legible down``), it opens the file with ``read_only=True``. A file held by a collector that does not
+  answer yet (starting, or restarting after a kill) is asked again, collector first, for up to
+  :data:`HELD_WAIT_S` seconds before :class:`NotRunning` says so.
 * Only one ``SELECT`` / ``WITH`` / ``EXPLAIN`` / ``DESCRIBE`` / ``SHOW`` / ``SUMMARIZE`` statement is
   accepted (checked with :func:`duckdb.extract_statements`); anything else raises :class:`UsageError`.
 * The collector's ``/query`` wants ``Authorization: Bearer <token>``, the token the collector wrote to
@@ -1049,6 +1051,16 @@ class QueryResult:
         return [dict(zip(self.columns, r, strict=True)) for r in self.rows]
 
 
+#: Seconds a query waits for a collector that holds the store file and does not answer yet (it opens the file
+#: before it listens: a start takes some 100-400 ms here), and between two tries (:meth:`Store.query`).
+HELD_WAIT_S = 5.0
+HELD_RETRY_S = 0.1
+
+
+class _StoreHeld(NotRunning):
+    """The store file is locked by another process (DuckDB: "Could not set lock on file")."""
+
+
 @dataclass
 class Store:
     """Read access to one worktree's store; see the module docstring for how a query is routed.
@@ -1086,13 +1098,31 @@ class Store:
         Raises:
             UsageError: the statement is not read-only or DuckDB rejected it.
             NotRunning: no collector answers and there is no store file (nothing ever ran here), or the
-                file is locked by a collector that did not answer.
+                file is locked by a collector that did not answer for :data:`HELD_WAIT_S` seconds.
 
         """
-        if self._con is None and self.collector_url:
-            answer = self._query_collector(sql, params, max_rows)
-            if answer is not None:
-                return answer
+        if self._con is not None or not self.collector_url:
+            return self._query_file(sql, params, max_rows)
+        try:
+            return self._query_either(sql, params, max_rows)
+        except _StoreHeld:
+            pass
+        import tenacity  # only on this path: about 40 ms of imports
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_delay(HELD_WAIT_S),
+            wait=tenacity.wait_fixed(HELD_RETRY_S),
+            retry=tenacity.retry_if_exception_type(_StoreHeld),
+            reraise=True,
+        )
+        answer: QueryResult = retrying(self._query_either, sql, params, max_rows)
+        return answer
+
+    def _query_either(self, sql: str, params: Sequence[Any] | dict[str, Any] | None, max_rows: int) -> QueryResult:
+        answer = self._query_collector(sql, params, max_rows)
+        return answer if answer is not None else self._query_file(sql, params, max_rows)
+
+    def _query_file(self, sql: str, params: Sequence[Any] | dict[str, Any] | None, max_rows: int) -> QueryResult:
         con = self._file_connection()
         columns, rows, truncated = run_query(con, sql, params, max_rows)
         return QueryResult(columns, rows, truncated, "file")
@@ -1109,6 +1139,13 @@ class Store:
             headers["Authorization"] = f"Bearer {self.token}"
         try:
             status, answer = _loopback.request("POST", url, body=body.encode(), headers=headers, timeout=self.timeout)
+            if status == 401 and (fresh := read_token(self.path.parent.parent)) not in (None, self.token):
+                # the collector restarted since the token was read (a new token at every start): once more
+                self.token = fresh
+                headers["Authorization"] = f"Bearer {fresh}"
+                status, answer = _loopback.request(
+                    "POST", url, body=body.encode(), headers=headers, timeout=self.timeout
+                )
             if status == 400:
                 doc = json.loads(answer or b"{}")
                 raise UsageError(doc.get("error", "SQL: rejected"), hint=doc.get("hint", ""))
@@ -1137,7 +1174,8 @@ class Store:
             self._con = connect_file(self.path, read_only=True, config=dict(LOCKED_SETTINGS))
             compat_views(self._con)
         except db.Error as e:
-            raise NotRunning(
+            held = isinstance(e, db.IOException) and "Could not set lock" in str(e)
+            raise (_StoreHeld if held else NotRunning)(
                 f"the store is held by a running collector that did not answer: {_one_line(e)}",
                 hint="check `legible status`; the collector may be busy or restarting",
             ) from None

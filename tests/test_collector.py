@@ -952,6 +952,26 @@ def test_a_restart_waits_for_a_reader_that_holds_the_file(tmp_path: Path) -> Non
     proc.stop()
 
 
+def test_a_store_opened_before_a_restart_reads_the_new_token(tmp_path: Path) -> None:
+    """Each collector start writes a new token: a command that read the old one asks again with the new one
+    (a restart under a running command answered "the collector refused the token"); a wrong token still fails."""
+    from legible._errors import NotRunning
+
+    proc = Proc(tmp_path, vm_url=f"http://127.0.0.1:{free_port()}").start()
+    proc.stop()
+    store = proc.store()  # holds the first start's token
+    proc.start()  # new ports too: point the store at them
+    store.collector_url = proc.url
+    assert store.token != (proc.state / "collector.token").read_text().strip()
+    res = store.query("SELECT count(*) FROM logs")
+    assert res.source == "collector" and res.rows == [(0,)]
+    assert store.token == (proc.state / "collector.token").read_text().strip()
+    (proc.state / "collector.token").write_text("not-the-token\n")
+    with pytest.raises(NotRunning, match="refused the token"):
+        proc.store().query("SELECT 1")
+    proc.stop()
+
+
 def test_size_cap_prunes_oldest(tmp_path: Path) -> None:
     from legible.collector._writer import Writer
 

@@ -65,6 +65,42 @@ def test_stale_check_compares_file_by_file_with_the_deployed_content(tmp_path: P
     assert deploys.changed_since(root, dep) == []
 
 
+def test_a_running_stack_whose_collector_is_not_ready_is_said_first(tmp_path: Path) -> None:
+    """The query commands' first lines: a failed collector (nothing stored since it stopped) or one restarting;
+    nothing when it is ready, or when the stack is not running. ``state.json`` as the supervisor writes it,
+    this process standing in as the live supervisor."""
+    import os
+
+    from legible._procs import ProcRef
+
+    root = make_repo(tmp_path / "r", "[app]\ncommand = 'true'\n", {"a.py": "a = 1\n"})
+    ref = ProcRef.of(os.getpid())
+    assert ref is not None
+
+    def state(status: str, collector: dict[str, object], supervisor: dict | None = None) -> None:
+        doc = {"schema": "legible.state/v1", "status": status, "services": {"collector": collector}, "endpoints": {}}
+        doc["supervisor"] = supervisor or dict(ref.to_dict())
+        (root / ".legible").mkdir(exist_ok=True)
+        (root / ".legible" / "state.json").write_text(json.dumps(doc))
+
+    failed = {"status": "failed", "restarts": 6, "error": "collector exited with code -9; gave up after 5 restarts"}
+    state("degraded", failed)
+    assert deploys.stale_line(root) == (
+        "warning: collector failed (collector exited with code -9; gave up after 5 restarts): logs and spans "
+        "after it stopped are not stored; legible down && legible up"
+    )
+    state("degraded", {"status": "backoff", "restarts": 2, "error": None})
+    assert deploys.stale_line(root) == (
+        "warning: collector backoff (restarts=2): new logs and spans may be missing until it is ready; legible status"
+    )
+    state("ready", {"status": "ready", "restarts": 2})
+    assert deploys.stale_line(root) == ""
+    state("stopped", failed)  # after `legible down` the file is the answer, and nothing is missing from it
+    assert deploys.stale_line(root) == ""
+    state("degraded", failed, supervisor={"pid": 2**22 + 1, "create_time": 1.0})  # a supervisor long gone
+    assert deploys.stale_line(root) == ""
+
+
 def _store(root: Path, now: int) -> None:
     """Deploy 1 (20 min .. 10 min ago) and deploy 2 (10 min ago .. now) with routes and error lines."""
     path = store_path(root / ".legible")

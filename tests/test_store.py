@@ -73,6 +73,48 @@ def test_unreachable_collector_falls_back_to_the_file(tmp_path: Path) -> None:
     assert store.query("SELECT count(*) FROM logs").rows == [(12000,)]
 
 
+def _holder(path: Path, seconds: float) -> subprocess.Popen[str]:
+    """A process that opens ``path`` for writing (DuckDB's lock) for ``seconds``, as a collector does between
+    opening the store and answering ``/query``; returns once the lock is taken. It writes ``<path>.released``
+    just before it lets go, so whoever got the lock after it finds that file."""
+    code = (
+        f"import duckdb, pathlib, time\ncon = duckdb.connect({str(path)!r})\nprint('held', flush=True)\n"
+        f"time.sleep({seconds})\npathlib.Path({str(path) + '.released'!r}).touch()\ncon.close()\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    holder.stdout.close()
+    return holder
+
+
+def test_a_file_held_by_a_collector_that_does_not_answer_yet_is_asked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The collector is starting (it holds the file, its port does not answer): the query waits for one of them
+    instead of failing at once; past HELD_WAIT_S it fails with the one-line NotRunning."""
+    import legible.store
+
+    state = _state(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    holder = _holder(store_path(state), 1.0)
+    res = open_store(state, collector_url=f"http://127.0.0.1:{port}").query("SELECT count(*) FROM logs")
+    assert Path(f"{store_path(state)}.released").exists()  # the answer came after the holder let go
+    holder.wait()
+    assert res.source == "file" and res.rows == [(12000,)]
+    holder = _holder(store_path(state), 60)
+    try:
+        monkeypatch.setattr(legible.store, "HELD_WAIT_S", 0.3)
+        with pytest.raises(NotRunning, match="held by a running collector that did not answer"):
+            open_store(state, collector_url=f"http://127.0.0.1:{port}").query("SELECT 1")
+        with pytest.raises(NotRunning, match="held by"):  # without a collector to ask: at once, as before
+            open_store(state).query("SELECT 1")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def _killed_after(path: Path, code: str) -> None:
     """Run ``code`` in a child Python with ``con`` open on ``path`` (no automatic checkpoint), then SIGKILL it."""
     child = (
