@@ -126,7 +126,7 @@ def spans(n: int, first: int) -> bytes:
     for i in range(first, first + n):
         ss.spans.append(
             Span(
-                trace_id=i.to_bytes(16, "big"),
+                trace_id=(i + 1).to_bytes(16, "big"),  # never all zeros: no trace id (W3C)
                 span_id=(i + 1).to_bytes(8, "big"),
                 name=f"GET /item/{i % 7}",
                 kind=2,

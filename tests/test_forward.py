@@ -45,7 +45,7 @@ def spans_request(service: str, n: int, first: int) -> bytes:
     for i in range(first, first + n):
         ss.spans.append(
             Span(
-                trace_id=i.to_bytes(16, "big"),
+                trace_id=(i + 1).to_bytes(16, "big"),  # never all zeros: no trace id (W3C)
                 span_id=(i + 1).to_bytes(8, "big"),
                 name=f"op-{i % 3}",
                 start_time_unix_nano=now - 1_000_000,
