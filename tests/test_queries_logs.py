@@ -123,7 +123,8 @@ def test_sql_escape_hatch_bounded(repo, monkeypatch):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--since", "5x"], "error: --since: '5x' is not a duration"),
+        (["--since", "5x"], "error: --since: '5x' is not a time"),
+        (["--since", "yesterday"], "error: --since: 'yesterday' is not a time"),
         (["--regex", "(unclosed"], "error: --regex: '(unclosed' is not a regular expression"),
         (["--sql", "DELETE FROM logs"], "error: SQL: only SELECT/WITH/EXPLAIN are allowed"),
         (["--sql", "SELECT nope FROM logs"], "error: SQL: Binder Error"),

@@ -104,7 +104,15 @@ def parse_time(text: str, now_ns: int, *, what: str = "--since") -> int:
         if t.tzinfo is None:
             t = t.astimezone()
         return int(t.timestamp() * 1e9)
-    return now_ns - int(parse_duration(s, what=what) * 1e9)
+    try:
+        return now_ns - int(parse_duration(s, what=what) * 1e9)
+    except UsageError:
+        raise UsageError(f"{what}: {text!r} is not a time", hint=f"use {TIME_FORMS}") from None
+
+
+#: What ``--since`` and ``--until`` accept, for the hint of a bad one (the deploy forms are resolved before
+#: :func:`parse_time`, by :func:`legible.deploys.window_args`).
+TIME_FORMS = "5m or 2h (ago), 14:03, 2026-11-22T14:03:10, all, or deploy, deploy~1, deploy:7"
 
 
 def now_ns() -> int:
