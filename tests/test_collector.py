@@ -112,6 +112,13 @@ class Proc:
     def store(self):
         return open_store(self.state, self.url, worktree=WT)
 
+    def kill(self) -> None:
+        """SIGKILL the collector if it still runs (a test's clean-up after a failed assertion)."""
+        if self.p is not None and self.p.poll() is None:
+            self.p.kill()
+            self.p.wait(10)
+            self.stderr.close()
+
     def q(self, sql: str, params: Any = None) -> list[tuple]:
         return self.store().query(sql, params).rows
 
@@ -934,22 +941,26 @@ def test_a_restart_waits_for_a_reader_that_holds_the_file(tmp_path: Path) -> Non
     """A CLI command reads the file while the collector is down; the collector started meanwhile waits for the
     reader (one line in its log) instead of failing its start, then ingests as before."""
     proc = Proc(tmp_path, vm_url=f"http://127.0.0.1:{free_port()}").start()
-    (proc.logs / "app.log").write_text("before\n")
-    wait_until(lambda: proc.q("SELECT count(*) FROM logs")[0][0] == 1)
-    proc.stop()
-    reader = proc.store()
-    assert reader.query("SELECT count(*) FROM logs").rows == [(1,)]  # the reader now holds the file
-    proc.start(wait=False)
-    err = proc.state / "collector.stderr"
-    wait_until(lambda: "the store is held by another process" in err.read_text(), 20, "the collector's waiting line")
-    assert proc.p is not None and proc.p.poll() is None, err.read_text()  # waiting, not exited
-    reader.close()
-    wait_http(f"{proc.url}/health")
-    assert "the store is free: opened" in err.read_text()
-    with open(proc.logs / "app.log", "a") as f:
-        f.write("after\n")
-    wait_until(lambda: proc.q("SELECT list(body ORDER BY seq) FROM logs")[0][0] == ["before", "after"])
-    proc.stop()
+    try:
+        (proc.logs / "app.log").write_text("before\n")
+        wait_until(lambda: proc.q("SELECT count(*) FROM logs")[0][0] == 1)
+        proc.stop()
+        reader = proc.store()
+        assert reader.query("SELECT count(*) FROM logs").rows == [(1,)]  # the reader now holds the file
+        proc.start(wait=False)
+        err = proc.state / "collector.stderr"
+        waiting = "the store is held by another process"
+        wait_until(lambda: waiting in err.read_text(), 20, "the collector's waiting line")
+        assert proc.p is not None and proc.p.poll() is None, err.read_text()  # waiting, not exited
+        reader.close()
+        wait_http(f"{proc.url}/health")
+        assert "the store is free: opened" in err.read_text()
+        with open(proc.logs / "app.log", "a") as f:
+            f.write("after\n")
+        wait_until(lambda: proc.q("SELECT list(body ORDER BY seq) FROM logs")[0][0] == ["before", "after"])
+        proc.stop()
+    finally:
+        proc.kill()
 
 
 def test_a_store_opened_before_a_restart_reads_the_new_token(tmp_path: Path) -> None:
@@ -958,18 +969,21 @@ def test_a_store_opened_before_a_restart_reads_the_new_token(tmp_path: Path) -> 
     from legible._errors import NotRunning
 
     proc = Proc(tmp_path, vm_url=f"http://127.0.0.1:{free_port()}").start()
-    proc.stop()
-    store = proc.store()  # holds the first start's token
-    proc.start()  # new ports too: point the store at them
-    store.collector_url = proc.url
-    assert store.token != (proc.state / "collector.token").read_text().strip()
-    res = store.query("SELECT count(*) FROM logs")
-    assert res.source == "collector" and res.rows == [(0,)]
-    assert store.token == (proc.state / "collector.token").read_text().strip()
-    (proc.state / "collector.token").write_text("not-the-token\n")
-    with pytest.raises(NotRunning, match="refused the token"):
-        proc.store().query("SELECT 1")
-    proc.stop()
+    try:
+        proc.stop()
+        store = proc.store()  # holds the first start's token
+        proc.start()  # new ports too: point the store at them
+        store.collector_url = proc.url
+        assert store.token != (proc.state / "collector.token").read_text().strip()
+        res = store.query("SELECT count(*) FROM logs")
+        assert res.source == "collector" and res.rows == [(0,)]
+        assert store.token == (proc.state / "collector.token").read_text().strip()
+        (proc.state / "collector.token").write_text("not-the-token\n")
+        with pytest.raises(NotRunning, match="refused the token"):
+            proc.store().query("SELECT 1")
+        proc.stop()
+    finally:
+        proc.kill()
 
 
 def test_size_cap_prunes_oldest(tmp_path: Path) -> None:
