@@ -8,6 +8,11 @@ ships as ``legible/schemas/check.v1.json``.
 A check ends as ``pass``, ``fail`` (the figure broke its budget) or ``error`` (it could not be measured:
 no stack, no data, a bad query). Both ``fail`` and ``error`` fail the run (exit 1): a check that
 cannot see what it guards must not pass. Every result names the command that shows its evidence.
+
+A check that reads the store (:data:`FROM_STORE`) cannot pass while the running stack's collector is not
+ready (failed, restarting): the lines and spans it has not stored could break the budget. Such a pass becomes
+``error`` and says why (:func:`legible.deploys.collector_note`); a ``fail`` stays a fail, as more rows can only
+break a "no more than" budget further.
 """
 
 from __future__ import annotations
@@ -113,6 +118,18 @@ class CheckContext:
     def alive(self) -> bool:
         """True while the stack runs."""
         return bool(self.state and self.state["alive"])
+
+    def unrecorded(self) -> tuple[str, str] | None:
+        """Why the running stack's collector may be missing logs and spans (it is not ready), and what to run.
+
+        See :func:`legible.deploys.collector_note`; ``None`` when the collector is ready, or when the stack is
+        not running (the kept file is then all there is, and nothing is being missed).
+        """
+        if not self.alive or not self.state:
+            return None
+        from legible.deploys import collector_note
+
+        return collector_note(self.state)
 
     def store(self) -> Any:
         """The worktree's :class:`legible.store.Store` (through the collector while it runs)."""
@@ -477,6 +494,9 @@ def check_db(name: str, spec: Any, ctx: CheckContext) -> CheckResult:
     )
 
 
+#: Check kinds measured on the store's logs and spans, which the collector writes.
+FROM_STORE: Final = frozenset({"span", "logs", "db"})
+
 _KINDS: dict[str, Callable[[str, Any, CheckContext], CheckResult]] = {
     "startup": check_startup,
     "span": check_span,
@@ -692,6 +712,9 @@ def run_checks(
             result = _KINDS[check.kind](name, check.spec, ctx)
         except LegibleError as err:
             result = CheckResult(name, check.kind, "error", None, None, "", err.message, err.hint)
+        if result.status == "pass" and check.kind in FROM_STORE and (why := ctx.unrecorded()):
+            result.status, result.evidence = "error", why[1]
+            result.summary = f"not measured: {why[0]} (stored so far: {result.summary})"
         result.took_ms = round((time.monotonic() - t1) * 1000, 1)
         results.append(result)
     n = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "error")}

@@ -336,30 +336,31 @@ def stale_line(start: Path | None = None) -> str:
         return ""
     lines = [f"warning: {note['message']}"] if note and note["message"] else []
     if state is not None and alive and (collector := collector_note(state)):
-        lines.append(f"warning: {collector}")
+        lines.append(f"warning: {collector[0]}; {collector[1]}")
     return "\n".join(lines)
 
 
-def collector_note(state: Mapping[str, Any]) -> str:
-    """Why a running stack's logs and spans may be incomplete: its collector is not ready, or ``""``.
+def collector_note(state: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Why a running stack's logs and spans may be incomplete (its collector is not ready), and what to run.
 
     Args:
         state: the stack's ``state.json`` (:func:`legible.contract.read_state`), supervisor alive.
 
     Returns:
-        ``collector failed (<its error>): logs and spans after it stopped are not stored; legible down &&
-        legible up``; for ``starting``, ``backoff`` or ``unhealthy``, that new logs and spans
-        may be missing until it is ready; ``""`` when it is ready or the stack has none.
+        ``None`` when the collector is ready or the stack has none; else ``(message, command)``:
+        ``("collector failed (<its error>): logs and spans after it stopped are not stored", "legible down &&
+        legible up")``, or for ``starting``, ``backoff`` and ``unhealthy`` ``("collector <status> (<why>): new
+        logs and spans may be missing until it is ready", "legible status")``.
 
     """
     svc = (state.get("services") or {}).get("collector") or {}
     status = svc.get("status")
     if status in (None, "ready"):
-        return ""
+        return None
     why = svc.get("error") or f"restarts={svc.get('restarts', 0)}"
     if status == "failed":
-        return f"collector failed ({why}): logs and spans after it stopped are not stored; legible down && legible up"
-    return f"collector {status} ({why}): new logs and spans may be missing until it is ready; legible status"
+        return f"collector failed ({why}): logs and spans after it stopped are not stored", "legible down && legible up"
+    return f"collector {status} ({why}): new logs and spans may be missing until it is ready", "legible status"
 
 
 def listing(start: Path | None = None, limit: int = 10) -> dict[str, Any]:

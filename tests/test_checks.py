@@ -130,3 +130,31 @@ def test_bad_check_input_is_exit_2_in_one_line(shop, args: list[str], first_line
     res = cli(root, "check", *args)
     assert res.returncode == 2
     assert res.stderr.splitlines()[0].startswith(first_line)
+
+
+def test_a_store_check_does_not_pass_while_the_collector_is_not_ready(shop) -> None:
+    """The running stack's ``state.json`` says the collector failed (read as the checks read it, then that one
+    field changed: failing a real collector for good takes five crashes and their back-off): a pass of a logs or
+    span check becomes an error that says why; a fail stays a fail; a startup check is not the store's."""
+    from legible.checks import context_for, parse_adhoc, run_checks
+
+    root, _ = shop
+    adhoc = [
+        ("quiet", parse_adhoc("logs", "level=fatal,max_count=0")),
+        ("fast", parse_adhoc("span", "name=GET /,max=30s")),
+        ("start", parse_adhoc("startup", "30s")),
+    ]
+    ctx = context_for(root, browser=False)
+    assert ctx.alive and ctx.state is not None
+    doc = run_checks(ctx, ["no-errors"], adhoc)
+    assert [c["status"] for c in doc["checks"]] == ["fail", "pass", "pass", "pass"]  # the collector is ready
+    ctx = context_for(root, browser=False)
+    assert ctx.state is not None
+    ctx.state["services"]["collector"].update(status="failed", error="collector exited with code -9; gave up")
+    doc = run_checks(ctx, ["no-errors"], adhoc)
+    assert [c["status"] for c in doc["checks"]] == ["fail", "error", "error", "pass"]
+    quiet = doc["checks"][1]
+    assert quiet["summary"].startswith("not measured: collector failed (collector exited with code -9; gave up)")
+    assert "(stored so far: 0 lines at fatal or above" in quiet["summary"]
+    assert quiet["evidence"] == "legible down && legible up"
+    assert not doc["passed"]
