@@ -1,4 +1,7 @@
-"""Deploy windows and the stale-code warning for the query commands (``logs``, ``traces``, ``check``, ``metrics``)."""
+"""Deploy windows and the first-line warnings (stale code, collector not ready) of the query commands.
+
+``logs``, ``traces``, ``check`` and ``metrics`` use them.
+"""
 
 from __future__ import annotations
 
@@ -31,12 +34,17 @@ def label(flt: Any, since_label: str | None, until_label: str | None) -> None:
         flt.since_text = f"{since_label} (until {until_label})" if until_label else since_label
 
 
-def stale_warning(as_json: bool) -> None:
-    """Print the stale-code warning as the first line of text output (nothing with ``--json`` or when current)."""
-    if as_json:
-        return
-    from legible.deploys import stale_line
+def warnings(doc: dict[str, Any] | None, as_json: bool) -> None:
+    """Say the query's warnings (:func:`legible.deploys.warning_lines`).
 
-    line = stale_line()
-    if line:
-        print(line)
+    As the first lines of the text, or with ``--json`` as ``doc``'s ``warnings`` (``doc`` ``None``: a document
+    without that field; nothing is said in JSON).
+    """
+    from legible.deploys import warning_lines
+
+    lines = warning_lines()
+    if as_json:
+        if doc is not None:
+            doc["warnings"] = lines
+    elif lines:
+        print("\n".join(lines))

@@ -77,9 +77,9 @@ def check(
     doc = run(go, out)
     write_out(out, doc)
     if not as_json and not out and from_ is None:
-        from ._deploy import stale_warning
+        from ._deploy import warnings
 
-        stale_warning(as_json)
+        warnings(None, as_json)
     emit_json(doc) if as_json else print_lines(render_check(doc, out))
     if not doc["passed"]:
         raise typer.Exit(1)

@@ -67,7 +67,7 @@ def logs(
     from legible.queries import logs as q
     from legible.queries.source import bundle_or_worktree
 
-    from ._deploy import deploy_window, label, stale_warning
+    from ._deploy import deploy_window, label, warnings
 
     opener = bundle_or_worktree(from_)
     since = since or ("all" if from_ else "15m")
@@ -80,9 +80,10 @@ def logs(
         _print_follow(q.follow_lines(flt, fields=fields, limit=limit, opener=opener))
         return
     view = q.logs_view(flt, raw=raw, fields=fields, limit=limit, sql=sql, opener=opener)
+    doc = dict(view.doc)
     if not from_ and not sql:
-        stale_warning(as_json)
-    emit_json(view.doc) if as_json else print_lines(view.lines)
+        warnings(doc, as_json)
+    emit_json(doc) if as_json else print_lines(view.lines)
 
 
 def _print_follow(batches: Iterator[list[str]]) -> None:

@@ -52,7 +52,7 @@ def traces(
     from legible.queries import traces as q
     from legible.queries.source import bundle_or_worktree
 
-    from ._deploy import deploy_window, label, stale_warning
+    from ._deploy import deploy_window, label, warnings
 
     store = bundle_or_worktree(from_)()
     since = since or ("all" if from_ else "1h")
@@ -62,9 +62,10 @@ def traces(
     flt = q.make_trace_filter(win_since or since, until, service, name, min_duration, errors)
     label(flt, since_label, until_label)
     view = q.traces_view(flt, slowest=slowest, limit=limit, sql=sql, store=store)
+    doc = dict(view.doc)
     if not from_ and not sql:
-        stale_warning(as_json)
-    emit_json(view.doc) if as_json else print_lines(view.lines)
+        warnings(doc, as_json)
+    emit_json(doc) if as_json else print_lines(view.lines)
 
 
 def trace(

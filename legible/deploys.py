@@ -315,13 +315,17 @@ def stale_note(root: Path, state_dir: Path, *, alive: bool = True) -> dict[str, 
     return {"deploy": dep["number"], "commit": short, "changed": changed, "stale": bool(changed), "message": msg}
 
 
-def stale_line(start: Path | None = None) -> str:
-    """The warnings a query command prints first for the worktree containing ``start``, or ``""``.
+def warning_lines(start: Path | None = None) -> list[str]:
+    """The warnings a query command prints first for the worktree containing ``start``, one line each.
 
-    One line each, ``"warning: ..."``: the stale-code warning (:func:`stale_note`), and a collector that is not
-    ready in a running stack (:func:`collector_note`: the answer then comes from the store file, without what
-    the collector has not stored). Cheap: reads ``state.json`` and ``deploys.jsonl`` and runs one ``git diff``;
-    never raises.
+    ``"warning: ..."``: the stale-code warning (:func:`stale_note`), and a collector that is not ready in a
+    running stack (:func:`collector_note`: the answer then lacks what the collector has not stored). ``logs``
+    and ``traces`` also put them in their JSON document (``warnings``). Cheap: reads ``state.json`` and
+    ``deploys.jsonl`` and runs one ``git diff``; never raises.
+
+    Returns:
+        The lines, ``[]`` when there is nothing to say (or no worktree, or no stack running).
+
     """
     from legible._errors import LegibleError
     from legible.contract import read_state  # liveness without importing legible.stack
@@ -333,11 +337,11 @@ def stale_line(start: Path | None = None) -> str:
         alive = bool(state and state["alive"])
         note = stale_note(wt.root, wt.state_dir, alive=alive)
     except (LegibleError, OSError):
-        return ""
+        return []
     lines = [f"warning: {note['message']}"] if note and note["message"] else []
     if state is not None and alive and (collector := collector_note(state)):
         lines.append(f"warning: {collector[0]}; {collector[1]}")
-    return "\n".join(lines)
+    return lines
 
 
 def collector_note(state: Mapping[str, Any]) -> tuple[str, str] | None:

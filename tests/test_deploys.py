@@ -85,20 +85,20 @@ def test_a_running_stack_whose_collector_is_not_ready_is_said_first(tmp_path: Pa
 
     failed = {"status": "failed", "restarts": 6, "error": "collector exited with code -9; gave up after 5 restarts"}
     state("degraded", failed)
-    assert deploys.stale_line(root) == (
+    assert deploys.warning_lines(root) == [
         "warning: collector failed (collector exited with code -9; gave up after 5 restarts): logs and spans "
         "after it stopped are not stored; legible down && legible up"
-    )
+    ]
     state("degraded", {"status": "backoff", "restarts": 2, "error": None})
-    assert deploys.stale_line(root) == (
+    assert deploys.warning_lines(root) == [
         "warning: collector backoff (restarts=2): new logs and spans may be missing until it is ready; legible status"
-    )
+    ]
     state("ready", {"status": "ready", "restarts": 2})
-    assert deploys.stale_line(root) == ""
+    assert deploys.warning_lines(root) == []
     state("stopped", failed)  # after `legible down` the file is the answer, and nothing is missing from it
-    assert deploys.stale_line(root) == ""
+    assert deploys.warning_lines(root) == []
     state("degraded", failed, supervisor={"pid": 2**22 + 1, "create_time": 1.0})  # a supervisor long gone
-    assert deploys.stale_line(root) == ""
+    assert deploys.warning_lines(root) == []
 
 
 def _store(root: Path, now: int) -> None:

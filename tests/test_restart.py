@@ -101,6 +101,9 @@ def test_edit_restart_diff_on_the_example_shop(tmp_path: Path, down_after: list[
     text = cli(root, "status").stdout
     assert "warning: app runs deploy 1 (commit " in text and "1 file changed since): legible restart" in text
     assert cli(root, "logs").stdout.startswith("warning: app runs deploy 1")
+    for cmd in ("logs", "traces"):  # the same lines in the JSON documents
+        _, doc = cli_json(root, cmd)
+        assert [w[:29] for w in doc["warnings"]] == ["warning: app runs deploy 1 (c"], (cmd, doc["warnings"])
     restarted = _restart(root)
     assert restarted["deploy"]["number"] == 2 and restarted["deploy"]["dirty"]
     assert restarted["ready_ms"] > 0

@@ -362,7 +362,11 @@ class LogGroupDoc(TypedDict):
 
 
 class LogsGroupsDoc(TypedDict):
-    """``legible logs --json`` (``legible.logs/v1``, ``view`` ``groups``)."""
+    """``legible logs --json`` (``legible.logs/v1``, ``view`` ``groups``).
+
+    ``warnings``: the lines the text prints first (:func:`legible.deploys.warning_lines`: stale code, a collector
+    not ready), ``[]`` when none.
+    """
 
     schema: Literal["legible.logs/v1"]
     view: Literal["groups"]
@@ -374,10 +378,15 @@ class LogsGroupsDoc(TypedDict):
     services: list[str]
     groups: list[LogGroupDoc]
     missing: str
+    warnings: list[str]
 
 
 class LogsRawDoc(TypedDict):
-    """``legible logs --raw --json`` (``legible.logs/v1``, ``view`` ``raw``); ``lines``: ``{field: value}``."""
+    """``legible logs --raw --json`` (``legible.logs/v1``, ``view`` ``raw``); ``lines``: ``{field: value}``.
+
+    ``warnings``: the lines the text prints first (:func:`legible.deploys.warning_lines`: stale code, a collector
+    not ready), ``[]`` when none.
+    """
 
     schema: Literal["legible.logs/v1"]
     view: Literal["raw"]
@@ -386,6 +395,7 @@ class LogsRawDoc(TypedDict):
     shown: Count
     fields: list[str]
     lines: list[dict[str, Any]]
+    warnings: list[str]
 
 
 LogsDoc = LogsGroupsDoc | LogsRawDoc
@@ -425,7 +435,11 @@ class TraceSummaryDoc(TypedDict):
 
 
 class TracesDoc(TypedDict):
-    """``legible traces --json`` (``legible.traces/v1``)."""
+    """``legible traces --json`` (``legible.traces/v1``).
+
+    ``warnings``: the lines the text prints first (:func:`legible.deploys.warning_lines`: stale code, a collector
+    not ready), ``[]`` when none.
+    """
 
     schema: Literal["legible.traces/v1"]
     filter: TraceFilterDoc
@@ -435,6 +449,7 @@ class TracesDoc(TypedDict):
     shown: Count
     traces: list[TraceSummaryDoc]
     missing: str
+    warnings: list[str]
 
 
 class SpanLog(TypedDict):

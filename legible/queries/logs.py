@@ -406,6 +406,7 @@ class LogGroups:
             "services": self.services,
             "groups": [g.to_json() for g in self.groups],
             "missing": self.missing,
+            "warnings": [],
         }
 
 
@@ -644,6 +645,7 @@ class LogLines:
             "shown": len(self.rows),
             "fields": self.fields,
             "lines": [_json_row(r) for r in self.rows],
+            "warnings": [],
         }
 
 

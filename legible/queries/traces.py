@@ -277,6 +277,7 @@ class TraceList:
             "shown": len(self.traces),
             "traces": [t.to_json() for t in self.traces],
             "missing": self.missing,
+            "warnings": [],
         }
 
 
