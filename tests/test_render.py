@@ -75,3 +75,31 @@ def test_up_prints_ready_times_by_the_one_duration_rule() -> None:
         "http://127.0.0.1:1",
     ]
     assert render_up(res, Path("o.json")) == ["stack shop-1 ready in 1.59 s: app http://127.0.0.1:1; json: o.json"]
+
+
+def test_status_says_what_a_collector_that_is_not_ready_means() -> None:
+    """The service row says ``failed``; the last line says what that costs (no signals stored) and the fix."""
+    from legible.render import render_status
+
+    collector = {"status": "failed", "restarts": 6, "error": "collector exited with code -9; gave up after 5 restarts"}
+    res = {
+        "key": "shop-1",
+        "status": "degraded",
+        "alive": True,
+        "ready_ms": 600.0,
+        "error": "",
+        "endpoints": {"app": "http://127.0.0.1:1"},
+        "services": {"app": {"status": "ready", "first_ready_ms": 312.4, "port": 1}, "collector": collector},
+    }
+    assert render_status(res)[-1] == (
+        "warning: collector failed (collector exited with code -9; gave up after 5 restarts): logs and spans after "
+        "it stopped are not stored; legible down && legible up"
+    )
+    collector.update(status="backoff", error="")  # restarting: `legible status` is this very command
+    assert render_status(res)[-1] == (
+        "warning: collector backoff (restarts=6): new logs and spans may be missing until it is ready"
+    )
+    collector.update(status="ready")
+    assert not render_status(res)[-1].startswith("warning:")
+    res["alive"] = False  # after `down`: the kept data is all there is
+    assert render_status(res)[-1].startswith("not running:")
