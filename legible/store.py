@@ -42,11 +42,13 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from legible._dbengine import engine
 from legible._errors import NotRunning, UsageError
 from legible._template import HEADLINE_MAX, TEMPLATE_RES, TRACEBACK, template_of
+
+_T = TypeVar("_T")
 
 if TYPE_CHECKING:
     import duckdb
@@ -805,6 +807,46 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
 _WAL_REPLAY_ERROR = "Failure while replaying WAL"
 
 
+def held_by_another(exc: BaseException) -> bool:
+    """Whether ``exc`` is DuckDB refusing to open a file another process holds ("Could not set lock on file")."""
+    return isinstance(exc, engine().IOException) and "Could not set lock" in str(exc)
+
+
+def retry_while_held(
+    call: Callable[[], _T],
+    held: Callable[[BaseException], bool],
+    wait_s: float,
+    every_s: float,
+    on_wait: Callable[[BaseException], None] | None = None,
+) -> _T:
+    """``call()``; while it raises what ``held`` accepts, call it again every ``every_s`` s for up to ``wait_s`` s.
+
+    For the two sides of the store's lock (the collector opening the file, a command reading it): DuckDB gives
+    no busy timeout for a file lock. The retries are tenacity's, imported only once a first call was refused
+    (about 40 ms of imports); ``on_wait`` is called with that first refusal.
+
+    Raises:
+        Exception: what ``call`` raised, ``held`` or not, once ``wait_s`` passed.
+
+    """
+    try:
+        return call()
+    except Exception as exc:
+        if not held(exc):
+            raise
+        if on_wait is not None:
+            on_wait(exc)
+    import tenacity
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_delay(wait_s),
+        wait=tenacity.wait_fixed(every_s),
+        retry=tenacity.retry_if_exception(held),
+        reraise=True,
+    )
+    return retrying(call)
+
+
 def connect_file(
     path: Path | str,
     *,
@@ -1103,24 +1145,12 @@ class Store:
         """
         if self._con is not None or not self.collector_url:
             return self._query_file(sql, params, max_rows)
-        try:
-            return self._query_either(sql, params, max_rows)
-        except _StoreHeld:
-            pass
-        import tenacity  # only on this path: about 40 ms of imports
 
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_delay(HELD_WAIT_S),
-            wait=tenacity.wait_fixed(HELD_RETRY_S),
-            retry=tenacity.retry_if_exception_type(_StoreHeld),
-            reraise=True,
-        )
-        answer: QueryResult = retrying(self._query_either, sql, params, max_rows)
-        return answer
+        def either() -> QueryResult:
+            answer = self._query_collector(sql, params, max_rows)
+            return answer if answer is not None else self._query_file(sql, params, max_rows)
 
-    def _query_either(self, sql: str, params: Sequence[Any] | dict[str, Any] | None, max_rows: int) -> QueryResult:
-        answer = self._query_collector(sql, params, max_rows)
-        return answer if answer is not None else self._query_file(sql, params, max_rows)
+        return retry_while_held(either, lambda e: isinstance(e, _StoreHeld), HELD_WAIT_S, HELD_RETRY_S)
 
     def _query_file(self, sql: str, params: Sequence[Any] | dict[str, Any] | None, max_rows: int) -> QueryResult:
         con = self._file_connection()
@@ -1174,8 +1204,7 @@ class Store:
             self._con = connect_file(self.path, read_only=True, config=dict(LOCKED_SETTINGS))
             compat_views(self._con)
         except db.Error as e:
-            held = isinstance(e, db.IOException) and "Could not set lock" in str(e)
-            raise (_StoreHeld if held else NotRunning)(
+            raise (_StoreHeld if held_by_another(e) else NotRunning)(
                 f"the store is held by a running collector that did not answer: {_one_line(e)}",
                 hint="check `legible status`; the collector may be busy or restarting",
             ) from None

@@ -62,9 +62,11 @@ from legible.store import (
     assign_groups,
     connect_file,
     covered_sql,
+    held_by_another,
     insert_words_sql,
     lock_down,
     migrate,
+    retry_while_held,
     run_query,
     template_of,
     template_select,
@@ -93,11 +95,6 @@ ARROW_AFTER_ROWS = 35_000
 LOCK_WAIT_S = 10.0
 LOCK_RETRY_S = 0.05
 _arrow_module: ModuleType | None = None
-
-
-def _held(exc: BaseException) -> bool:
-    """Whether DuckDB refused to open a file because another process holds its lock."""
-    return isinstance(exc, _db.IOException) and "Could not set lock" in str(exc)
 
 
 def arrow_layer() -> ModuleType:
@@ -475,27 +472,20 @@ class Writer:
             duckdb.Error: the file cannot be opened, or is still held after :data:`LOCK_WAIT_S` seconds.
 
         """
-        try:
-            return self._connect_once()
-        except _db.IOException as exc:
-            if not _held(exc):
-                raise
+        waited: list[BaseException] = []
+
+        def on_wait(exc: BaseException) -> None:
+            waited.append(exc)
             print(
                 f"collector: the store is held by another process ({' '.join(str(exc).split())[:160]}): "
                 f"waiting up to {LOCK_WAIT_S:g} s",
                 file=sys.stderr,
                 flush=True,
             )
-        import tenacity  # only on this path: about 40 ms of imports
 
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_delay(LOCK_WAIT_S),
-            wait=tenacity.wait_fixed(LOCK_RETRY_S),
-            retry=tenacity.retry_if_exception(_held),
-            reraise=True,
-        )
-        con: duckdb.DuckDBPyConnection = retrying(self._connect_once)
-        print("collector: the store is free: opened", file=sys.stderr, flush=True)
+        con = retry_while_held(self._connect_once, held_by_another, LOCK_WAIT_S, LOCK_RETRY_S, on_wait)
+        if waited:
+            print("collector: the store is free: opened", file=sys.stderr, flush=True)
         return con
 
     def _connect_once(self) -> duckdb.DuckDBPyConnection:
