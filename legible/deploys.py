@@ -339,9 +339,21 @@ def warning_lines(start: Path | None = None) -> list[str]:
     except (LegibleError, OSError):
         return []
     lines = [f"warning: {note['message']}"] if note and note["message"] else []
-    if state is not None and alive and (collector := collector_note(state)):
-        lines.append(f"warning: {collector[0]}; {collector[1]}")
+    if state is not None and alive and (collector := collector_line(state)):
+        lines.append(collector)
     return lines
+
+
+def collector_line(state: Mapping[str, Any], *, in_status: bool = False) -> str:
+    """:func:`collector_note` as one ``warning: <message>; <command>`` line, or ``""``.
+
+    ``in_status``: for ``legible status`` itself, which does not name itself as the command to run.
+    """
+    note = collector_note(state)
+    if note is None:
+        return ""
+    message, command = note
+    return f"warning: {message}" + ("" if in_status and command == "legible status" else f"; {command}")
 
 
 def collector_note(state: Mapping[str, Any]) -> tuple[str, str] | None:

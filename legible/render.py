@@ -115,10 +115,10 @@ def render_status(res: Mapping[str, Any]) -> list[str]:
     if not res["alive"]:
         lines.append("not running: `legible up --wait` starts it; queries still read the kept data")
     else:
-        from legible.deploys import collector_note
+        from legible.deploys import collector_line
 
-        if note := collector_note(res):  # what a collector that is not ready means for the signals
-            lines.append(f"warning: {note[0]}" + (f"; {note[1]}" if note[1] != "legible status" else ""))
+        if line := collector_line(res, in_status=True):  # what a collector that is not ready means for the signals
+            lines.append(line)
     return lines
 
 
