@@ -1,6 +1,7 @@
-"""Deploy windows and the first-line warnings (stale code, collector not ready) of the query commands.
+"""Deploy windows and first-line warnings for the query commands.
 
-``logs``, ``traces``, ``check`` and ``metrics`` use them.
+Deploy windows serve ``logs``, ``traces``, ``check`` and ``metrics``; the warnings (stale code, a collector not
+ready) are the first lines of ``logs``, ``traces`` and ``check``.
 """
 
 from __future__ import annotations

@@ -607,16 +607,15 @@ RENEW_EVERY_S = 1.0
 def serve(state_dir: str) -> None:
     """Serve the stack whose state directory is ``state_dir`` until SIGTERM, SIGINT or SIGHUP.
 
-    Imports what the commands use (then runs every routed command's ``--help`` once, output discarded, so
-    the children find click's first-call work done), writes :func:`stats_path`, then binds :func:`socket_path`
-    (its directory 0700, the socket 0600; a stale socket is replaced: whoever sees the socket finds the stats
-    file), and keeps one spare child forked
-    ahead (:func:`_spare`): the spare accepts the next connection, checks it and tells the server over its
-    channel (``served`` with the connection's fd, ``refused``, ``stale`` or ``gone``); the server counts it,
-    forks the next spare, then writes the stats file. Children are reaped as they exit (a SIGCHLD wakes the
-    loop); a spare that dies unasked is replaced after :data:`SPARE_RETRY_S`. At the end the spare is
-    ended, the socket and the stats file are removed; running children are left to finish (they are the
-    callers' commands).
+    Imports what the commands use (then runs every routed command's ``--help`` once, output discarded, so the
+    children find click's first-call work done), writes :func:`stats_path`, then binds :func:`socket_path` (its
+    directory 0700, the socket 0600; a stale socket is replaced: whoever sees the socket finds the stats file), and
+    keeps one spare child forked ahead (:func:`_spare`): the spare accepts the next connection, checks it and tells
+    the server over its channel (``served`` with the connection's fd, ``refused``, ``stale`` or ``gone``); the
+    server counts it, forks the next spare, then writes the stats file. Children are reaped as they exit (a SIGCHLD
+    wakes the loop); a spare that dies unasked is replaced after :data:`SPARE_RETRY_S`. At the end the spare is
+    ended, the socket and the stats file are removed; running children are left to finish (they are the callers'
+    commands).
 
     Args:
         state_dir: the worktree's ``.legible`` directory.
